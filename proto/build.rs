@@ -1,0 +1,11 @@
+//! Compiles the .proto files with protox (pure Rust), so the build needs no
+//! system `protoc`.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/fence/v1/agent.proto", "proto/fence/v1/admin.proto"];
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}
