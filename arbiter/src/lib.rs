@@ -1,1 +1,4 @@
-//! placeholder
+//! The quorum arbiter: its pure core (`core`), and the shell around it:
+//! configuration, durable store, fence execution, gRPC services.
+
+pub mod core;

@@ -1,0 +1,43 @@
+//! Inputs of the core.
+
+use super::NodeId;
+
+/// The result of one fence level as the shell saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LevelOutcome {
+    /// Every device of the level reported the node off.
+    ConfirmedOff,
+    /// A device failed, timed out, or its status did not confirm off.
+    Failed(String),
+}
+
+/// What happened, as seen by the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The clock moved; the core checks timers.
+    Tick,
+    /// An agent opened a session (its Hello passed the shell's checks).
+    Connected {
+        node: NodeId,
+        session: u64,
+        known_epoch: u64,
+    },
+    /// The session's stream ended.
+    Disconnected { node: NodeId, session: u64 },
+    Heartbeat {
+        node: NodeId,
+        session: u64,
+        seq: u64,
+        sent_at_us: u64,
+        reachable: Vec<NodeId>,
+        heuristics: u32,
+        known_epoch: u64,
+    },
+    FenceFinished {
+        node: NodeId,
+        intent: u64,
+        level: usize,
+        attempt: u64,
+        outcome: LevelOutcome,
+    },
+}

@@ -1,0 +1,90 @@
+//! What the core is told at construction: the cluster's shape and timings
+//! (from validated config) and the state recovered from the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::decide::TieBreaker;
+use super::quorum::QuorumMode;
+use super::NodeId;
+
+/// Cluster timings. Defaults are DESIGN.md's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub heartbeat_interval: Duration,
+    pub lease: Duration,
+    pub lost_after: Duration,
+    pub settle: Duration,
+    /// Deadline for one fence level (all its devices' off + confirmation).
+    pub fence_timeout: Duration,
+    /// First retry delay after the last level failed; doubles per round.
+    pub fence_retry_min: Duration,
+    /// Cap on the retry delay.
+    pub fence_retry_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat_interval: Duration::from_millis(100),
+            lease: Duration::from_millis(300),
+            lost_after: Duration::from_millis(500),
+            settle: Duration::from_millis(200),
+            fence_timeout: Duration::from_secs(10),
+            fence_retry_min: Duration::from_millis(500),
+            fence_retry_max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Timing {
+    /// The longest a lease granted by the arbiter can last in real time,
+    /// allowing for the agent's clock running up to 2% slow, plus 1 ms.
+    /// A restarted arbiter waits this long before granting anything.
+    pub fn lease_max(&self) -> Duration {
+        self.lease + self.lease / 50 + Duration::from_millis(1)
+    }
+}
+
+/// One node as the core sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    pub votes: u32,
+    pub priority: u32,
+    /// Number of fence levels in this node's topology (at least 1).
+    pub fence_levels: usize,
+}
+
+/// One cluster as the core sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    pub name: String,
+    pub nodes: BTreeMap<NodeId, NodeSpec>,
+    pub quorum_mode: QuorumMode,
+    pub tie_breaker: TieBreaker,
+    pub timing: Timing,
+    /// Most nodes that may be fenced in one transition; more than that at
+    /// once is a storm: the arbiter holds, alerts and fences nobody.
+    pub storm_limit: usize,
+}
+
+impl ClusterSpec {
+    /// Default storm limit: half the nodes (rounded down), at least 1.
+    pub fn default_storm_limit(nodes: usize) -> usize {
+        (nodes / 2).max(1)
+    }
+}
+
+/// Durable state of one cluster, as last persisted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Persisted {
+    pub epoch: u64,
+    /// The survivor set the arbiter backs.
+    pub backed: BTreeSet<NodeId>,
+    /// Nodes confirmed fenced and not yet rejoined.
+    pub gone: BTreeSet<NodeId>,
+    /// Fence intents written but not yet confirmed: node -> intent id.
+    pub open_intents: BTreeMap<NodeId, u64>,
+    /// Next intent id to hand out.
+    pub next_intent: u64,
+}
