@@ -1,1 +1,4 @@
-//! placeholder
+//! Whole-cluster tests: the deterministic simulation ([`sim`]) with its
+//! safety checker, and helpers for end-to-end tests and benchmarks.
+
+pub mod sim;

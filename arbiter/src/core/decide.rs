@@ -212,6 +212,42 @@ fn bron_kerbosch(r: u64, mut p: u64, mut x: u64, adj: &[u64], report: &mut impl 
     }
 }
 
+/// The verdict given the set the arbiter backs now (`incumbents`).
+///
+/// Nodes joining never cost a running member its place: the best clique is
+/// chosen among live incumbents first (the order above), then joiners are
+/// added one by one (most votes, priority, heuristics, then lowest id first)
+/// while the set stays a clique. Only when the incumbents alone cannot form
+/// a quorate set (first start, or most of them gone) is the best clique of
+/// all live candidates taken.
+pub fn decide_with_incumbents(
+    candidates: &[Candidate],
+    edges: &BTreeSet<(NodeId, NodeId)>,
+    incumbents: &BTreeSet<NodeId>,
+    quorum: &Quorum,
+    tie: TieBreaker,
+) -> Verdict {
+    let (inc, joiners): (Vec<Candidate>, Vec<Candidate>) =
+        candidates.iter().partition(|c| incumbents.contains(&c.id));
+    let Verdict::Survivors(mut set) = decide(&inc, edges, quorum, tie) else {
+        return decide(candidates, edges, quorum, tie);
+    };
+    let mut joiners = joiners;
+    joiners.sort_by(|a, b| {
+        (b.votes, b.priority, b.heuristics)
+            .cmp(&(a.votes, a.priority, a.heuristics))
+            .then(a.id.cmp(&b.id))
+    });
+    joiners.dedup_by_key(|c| c.id);
+    let linked = |a: NodeId, b: NodeId| edges.contains(&(a, b)) || edges.contains(&(b, a));
+    for j in joiners {
+        if set.len() < MAX_NODES && set.iter().all(|&m| linked(m, j.id)) {
+            set.insert(j.id);
+        }
+    }
+    Verdict::Survivors(set)
+}
+
 /// Reference implementation for tests: every subset, keep the best clique.
 #[doc(hidden)]
 pub fn decide_brute_force(

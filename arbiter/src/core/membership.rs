@@ -3,7 +3,10 @@
 //! An edge a–b exists when a reports b fresh and b reports a fresh, both
 //! alive. Edges come up at once but go down only after the raw edge stayed
 //! down for `settle`, so a single lost probe fences nobody; flapping links
-//! keep their edge until they stay down.
+//! keep their edge until they stay down. A new edge between two incumbents
+//! (members of the backed set, e.g. after an arbiter restart) starts up and
+//! must stay down for `settle` too; a new edge to a joining node starts as
+//! reported, so a joiner is admitted only once it really reaches everyone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -58,6 +61,7 @@ impl Edges {
         now: Duration,
         settle: Duration,
         alive: &BTreeSet<NodeId>,
+        incumbents: &BTreeSet<NodeId>,
         nodes: &BTreeMap<NodeId, NodeView>,
     ) -> BTreeSet<(NodeId, NodeId)> {
         self.edges
@@ -67,7 +71,7 @@ impl Edges {
             for &b in alive.range(a + 1..) {
                 let raw = nodes[&a].reach.contains(&b) && nodes[&b].reach.contains(&a);
                 let e = self.edges.entry((a, b)).or_insert(EdgeState {
-                    up: raw,
+                    up: raw || (incumbents.contains(&a) && incumbents.contains(&b)),
                     down_since: None,
                 });
                 if raw {
@@ -108,17 +112,17 @@ mod tests {
         let alive: BTreeSet<NodeId> = [1, 2].into();
         let mut nodes: BTreeMap<NodeId, NodeView> = [(1, view(&[2])), (2, view(&[1]))].into();
         let mut e = Edges::default();
-        assert_eq!(e.update(ms(0), settle, &alive, &nodes), [(1, 2)].into());
+        assert_eq!(e.update(ms(0), settle, &alive, &BTreeSet::new(), &nodes), [(1, 2)].into());
         nodes.get_mut(&1).unwrap().reach.clear();
-        assert_eq!(e.update(ms(100), settle, &alive, &nodes), [(1, 2)].into());
+        assert_eq!(e.update(ms(100), settle, &alive, &BTreeSet::new(), &nodes), [(1, 2)].into());
         // A single good report in between resets the clock.
         nodes.get_mut(&1).unwrap().reach.insert(2);
-        e.update(ms(150), settle, &alive, &nodes);
+        e.update(ms(150), settle, &alive, &BTreeSet::new(), &nodes);
         nodes.get_mut(&1).unwrap().reach.clear();
-        assert_eq!(e.update(ms(300), settle, &alive, &nodes), [(1, 2)].into());
-        assert_eq!(e.update(ms(500), settle, &alive, &nodes), BTreeSet::new());
+        assert_eq!(e.update(ms(300), settle, &alive, &BTreeSet::new(), &nodes), [(1, 2)].into());
+        assert_eq!(e.update(ms(500), settle, &alive, &BTreeSet::new(), &nodes), BTreeSet::new());
         // Up again at once.
         nodes.get_mut(&1).unwrap().reach.insert(2);
-        assert_eq!(e.update(ms(510), settle, &alive, &nodes), [(1, 2)].into());
+        assert_eq!(e.update(ms(510), settle, &alive, &BTreeSet::new(), &nodes), [(1, 2)].into());
     }
 }

@@ -254,6 +254,8 @@ impl ArbiterCore {
             "arbiter start-up grace period"
         } else if self.jobs.contains_key(&node) {
             "node is being fenced"
+        } else if self.confirmed.contains(&node) {
+            "node was fenced; it rejoins at the next epoch"
         } else if self.verdict.is_none() {
             "no quorate survivor set"
         } else if !self.backed.contains(&node) {
@@ -430,7 +432,10 @@ impl ArbiterCore {
         if suspect {
             return;
         }
-        let edges = self.edges.update(now, t.settle, &alive, &self.nodes);
+        // A node fenced in this transition is no incumbent any more, even
+        // though the backed set still lists it until the epoch changes.
+        let incumbents: BTreeSet<NodeId> = self.backed.difference(&self.confirmed).copied().collect();
+        let edges = self.edges.update(now, t.settle, &alive, &incumbents, &self.nodes);
         let candidates: Vec<Candidate> = alive
             .iter()
             .map(|&id| {
@@ -443,7 +448,7 @@ impl ArbiterCore {
                 }
             })
             .collect();
-        let verdict = match decide::decide(&candidates, &edges, &self.quorum, self.spec.tie_breaker) {
+        let verdict = match decide::decide_with_incumbents(&candidates, &edges, &incumbents, &self.quorum, self.spec.tie_breaker) {
             Verdict::Survivors(s) => {
                 self.no_quorum_noticed = false;
                 s

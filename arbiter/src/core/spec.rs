@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::decide::TieBreaker;
 use super::quorum::QuorumMode;
+use super::action::Delta;
 use super::NodeId;
 
 /// Cluster timings. Defaults are DESIGN.md's.
@@ -87,4 +88,32 @@ pub struct Persisted {
     pub open_intents: BTreeMap<NodeId, u64>,
     /// Next intent id to hand out.
     pub next_intent: u64,
+}
+
+impl Persisted {
+    /// Fold one persisted change in. Every store backend applies deltas
+    /// through this, so what a restarted core sees is what was written.
+    pub fn apply(&mut self, delta: &Delta) {
+        match delta {
+            Delta::FenceIntent { intent, node, .. } => {
+                self.open_intents.insert(*node, *intent);
+                self.next_intent = self.next_intent.max(intent + 1);
+            }
+            Delta::FenceAttemptFailed { .. } => {}
+            Delta::FenceConfirmed { intent, node } => {
+                if self.open_intents.get(node) == Some(intent) {
+                    self.open_intents.remove(node);
+                }
+            }
+            Delta::Backed {
+                epoch,
+                survivors,
+                gone,
+            } => {
+                self.epoch = *epoch;
+                self.backed = survivors.clone();
+                self.gone = gone.clone();
+            }
+        }
+    }
 }

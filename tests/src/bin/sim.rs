@@ -1,0 +1,105 @@
+//! Runs the deterministic cluster simulation over many seeds.
+//!
+//!     cargo run --release -p tests --bin sim -- --seeds 10000
+//!     cargo run --release -p tests --bin sim -- --replay 1234 --verbose
+//!     cargo run --release -p tests --bin sim -- --seeds 1000000 --start 0   # soak
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use clap::Parser;
+use tests::sim::{self, Mutant, Options};
+
+#[derive(Parser)]
+#[command(about = "Deterministic simulation of whole clusters with a safety checker")]
+struct Args {
+    /// Number of seeds to run.
+    #[arg(long, default_value_t = 10_000)]
+    seeds: u64,
+    /// First seed.
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// Run this one seed (print its trace with --verbose).
+    #[arg(long)]
+    replay: Option<u64>,
+    #[arg(long)]
+    verbose: bool,
+    /// Worker threads (default: available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Break a rule on purpose: announce-at-fence-start | lying-device.
+    #[arg(long)]
+    mutant: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mutant = match args.mutant.as_deref() {
+        None => None,
+        Some("announce-at-fence-start") => Some(Mutant::AnnounceAtFenceStart),
+        Some("lying-device") => Some(Mutant::LyingDevice),
+        Some(other) => {
+            eprintln!("error: unknown --mutant {other:?}; expected announce-at-fence-start or lying-device");
+            return ExitCode::from(64);
+        }
+    };
+    if let Some(seed) = args.replay {
+        let mut o = Options::new(seed);
+        o.verbose = args.verbose;
+        o.mutant = mutant;
+        return match sim::run(&o) {
+            Ok(r) => {
+                println!("seed {seed}: ok {r:?}");
+                ExitCode::SUCCESS
+            }
+            Err(v) => {
+                println!("{v}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let next = AtomicU64::new(args.start);
+    let end = args.start + args.seeds;
+    let failures = Mutex::new(Vec::new());
+    let fences = AtomicU64::new(0);
+    let started = std::time::SystemTime::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= end {
+                    break;
+                }
+                let mut o = Options::new(seed);
+                o.mutant = mutant;
+                match sim::run(&o) {
+                    Ok(r) => {
+                        fences.fetch_add(r.fences_confirmed, Ordering::Relaxed);
+                    }
+                    Err(v) => {
+                        eprintln!("{v}");
+                        failures.lock().expect("lock").push(v);
+                    }
+                }
+                if seed % 10_000 == 0 && seed != args.start {
+                    eprintln!("... seed {seed}");
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().expect("lock");
+    let secs = started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    println!(
+        "{} seeds from {} in {:.1}s: {} failed, {} fences confirmed",
+        args.seeds,
+        args.start,
+        secs,
+        failures.len(),
+        fences.load(Ordering::Relaxed)
+    );
+    if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

@@ -1,0 +1,784 @@
+//! Deterministic simulation of whole clusters.
+//!
+//! The real cores (`arbiter::core::ArbiterCore`, `agent::lease::LeaseKeeper`)
+//! run against a fake clock and a simulated network ([`network`]) with
+//! symmetric, one-way and flapping splits, node crashes, freezes, message
+//! loss, duplication and reordering, arbiter crashes (also in the middle of
+//! an action batch) and restarts from the persisted state, and a simulated
+//! power device whose levels fail or hang. After every event the
+//! [`checker`] verifies the safety invariants of DESIGN.md; a final
+//! fault-free phase checks that the cluster recovers (liveness).
+//!
+//! Everything is drawn from one seeded ChaCha RNG and one event queue
+//! ordered by (time, sequence number), so a seed replays exactly.
+//!
+//! The peer-probe and session logic of the agent shell is modelled here
+//! (connect, reconnect after 3 heartbeat intervals without an answer, probe
+//! every peer every interval, report peers answered within 3 intervals):
+//! the daemon does the same over gRPC.
+
+pub mod checker;
+pub mod network;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::time::Duration;
+
+use agent::lease::{Input, LeaseKeeper, Output};
+use arbiter::core::{
+    Action, ArbiterCore, ClusterSpec, Event, LevelOutcome, NodeId, NodeSpec, Persisted, QuorumMode, TieBreaker, Timing,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use checker::Checker;
+use network::{Delivery, Endpoint, Network, ARBITER};
+
+/// A rule broken on purpose, to show the checker is not blind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutant {
+    /// Tell survivors a node is gone as soon as its fence starts.
+    AnnounceAtFenceStart,
+    /// The power device reports "off" without switching anything off.
+    LyingDevice,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub seed: u64,
+    pub mutant: Option<Mutant>,
+    pub verbose: bool,
+    /// Simulated time with faults, then without.
+    pub chaos: Duration,
+    pub liveness: Duration,
+}
+
+impl Options {
+    pub fn new(seed: u64) -> Self {
+        Options {
+            seed,
+            mutant: None,
+            verbose: false,
+            chaos: Duration::from_secs(4),
+            liveness: Duration::from_secs(6),
+        }
+    }
+}
+
+/// A broken invariant, with what is needed to replay it.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub seed: u64,
+    pub at_us: u64,
+    pub rule: &'static str,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seed {} violated `{}` at t={:.3}s: {}\n  replay: cargo run --release -p tests --bin sim -- --replay {} --verbose",
+            self.seed,
+            self.rule,
+            self.at_us as f64 / 1e6,
+            self.detail,
+            self.seed
+        )
+    }
+}
+
+/// What one run did (to see the scenarios are not empty).
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub nodes: u32,
+    pub events: u64,
+    pub fences_confirmed: u64,
+    pub final_epoch: u64,
+    pub arbiter_restarts: u32,
+    pub faults: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Msg {
+    Connect { node: NodeId, session: u64, known_epoch: u64 },
+    Heartbeat { node: NodeId, session: u64, seq: u64, sent_at_us: u64, reach: Vec<NodeId>, known_epoch: u64 },
+    Welcome { session: u64, epoch: u64 },
+    Ack { session: u64, seq: u64, lease: Option<Duration>, epoch: u64, survivors: BTreeSet<NodeId>, gone: BTreeSet<NodeId> },
+    Announce { epoch: u64, survivors: BTreeSet<NodeId>, gone: BTreeSet<NodeId> },
+    Probe { from: NodeId, seq: u64 },
+    ProbeReply { from: NodeId },
+}
+
+#[derive(Debug, Clone)]
+enum Ev {
+    Deliver { to: Endpoint, from: Endpoint, msg: Msg },
+    ArbiterTick { inc: u32 },
+    AgentTick { node: NodeId, inc: u32 },
+    Fault,
+    DeviceDone { node: NodeId, intent: u64, level: usize, attempt: u64, inc: u32, ok: bool },
+    PowerOn { node: NodeId },
+    AgentRestart { node: NodeId },
+    Unfreeze { node: NodeId },
+    ArbiterRestart,
+    Flap { from: Endpoint, to: Endpoint, left: u32 },
+    EndChaos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentState {
+    Running,
+    Frozen,
+    /// Process died; power still on (the arbiter must fence it).
+    Crashed,
+    /// Powered off by the device.
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub(crate) state: AgentState,
+    inc: u32,
+    pub(crate) keeper: LeaseKeeper,
+    session: Option<u64>,
+    welcomed: bool,
+    next_session: u64,
+    connect_retry_at: Duration,
+    last_from_arbiter: Duration,
+    probe_ok: BTreeMap<NodeId, Duration>,
+    probe_seq: u64,
+    next_probe: Duration,
+    offset_us: u64,
+    /// Clock rate in parts per million of real time.
+    rate_ppm: u64,
+}
+
+impl Agent {
+    fn new(inc: u32, offset_us: u64, rate_ppm: u64) -> Self {
+        Agent {
+            state: AgentState::Running,
+            inc,
+            keeper: LeaseKeeper::new(),
+            session: None,
+            welcomed: false,
+            next_session: 1,
+            connect_retry_at: Duration::ZERO,
+            last_from_arbiter: Duration::ZERO,
+            probe_ok: BTreeMap::new(),
+            probe_seq: 0,
+            next_probe: Duration::ZERO,
+            offset_us,
+            rate_ppm,
+        }
+    }
+
+    /// The agent's monotonic clock at real time `t_us`.
+    pub(crate) fn local(&self, t_us: u64) -> Duration {
+        Duration::from_micros(self.offset_us + (u128::from(t_us) * u128::from(self.rate_ppm) / 1_000_000) as u64)
+    }
+}
+
+struct Arbiter {
+    core: Option<ArbiterCore>,
+    inc: u32,
+    started_us: u64,
+    crash_mid_batch: bool,
+}
+
+pub struct Sim {
+    opts: Options,
+    rng: ChaCha8Rng,
+    now_us: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    slots: Vec<Option<Ev>>,
+    free: Vec<usize>,
+    spec: ClusterSpec,
+    net: Network,
+    arbiter: Arbiter,
+    store: Persisted,
+    agents: BTreeMap<NodeId, Agent>,
+    /// Device: per level, probability of failure and of hanging.
+    level_fail: Vec<f64>,
+    hang: f64,
+    chaos: bool,
+    checker: Checker,
+    report: Report,
+}
+
+const TICK_US: u64 = 10_000;
+
+pub fn run(opts: &Options) -> Result<Report, Violation> {
+    let mut sim = Sim::new(opts.clone());
+    sim.run_to_end()?;
+    Ok(sim.report)
+}
+
+impl Sim {
+    fn new(opts: Options) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+        let n: u32 = rng.random_range(2..=6);
+        let levels = rng.random_range(1..=2usize);
+        let mode = if rng.random_bool(0.5) { QuorumMode::LastManStanding } else { QuorumMode::TieBreaker };
+        let nodes: BTreeMap<NodeId, NodeSpec> = (1..=n)
+            .map(|id| {
+                let votes = if rng.random_bool(0.2) { 2 } else { 1 };
+                let priority = if rng.random_bool(0.2) { rng.random_range(1..3) } else { 0 };
+                (id, NodeSpec { votes, priority, fence_levels: levels })
+            })
+            .collect();
+        let tie_breaker = if rng.random_bool(0.3) { TieBreaker::Node(rng.random_range(1..=n)) } else { TieBreaker::LowestNodeId };
+        let timing = Timing {
+            fence_timeout: Duration::from_millis(300),
+            fence_retry_min: Duration::from_millis(100),
+            fence_retry_max: Duration::from_millis(800),
+            ..Timing::default()
+        };
+        let storm_limit = if rng.random_bool(0.5) { n as usize } else { ClusterSpec::default_storm_limit(n as usize) };
+        let spec = ClusterSpec { name: "sim".into(), nodes, quorum_mode: mode, tie_breaker, timing, storm_limit };
+        let mut net = Network::new(n);
+        net.loss = [0.0, 0.0, 0.01, 0.05][rng.random_range(0..4)];
+        net.duplicate = if rng.random_bool(0.3) { 0.02 } else { 0.0 };
+        net.slow = if rng.random_bool(0.3) { 0.01 } else { 0.0 };
+        let level_fail = (0..levels).map(|_| if rng.random_bool(0.4) { rng.random_range(0.1..0.6) } else { 0.0 }).collect();
+        let hang = if rng.random_bool(0.2) { 0.2 } else { 0.0 };
+        let agents = (1..=n)
+            .map(|id| {
+                let offset = rng.random_range(0..1_000_000_000);
+                let rate = rng.random_range(990_000..=1_010_000);
+                (id, Agent::new(1, offset, rate))
+            })
+            .collect();
+        let core = ArbiterCore::new(spec.clone(), Persisted::default(), Duration::ZERO);
+        let checker = Checker::new(&spec, opts.mutant);
+        let mut sim = Sim {
+            rng,
+            now_us: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            net,
+            arbiter: Arbiter { core: Some(core), inc: 1, started_us: 0, crash_mid_batch: false },
+            store: Persisted::default(),
+            agents,
+            level_fail,
+            hang,
+            chaos: true,
+            checker,
+            report: Report { nodes: n, ..Report::default() },
+            spec,
+            opts,
+        };
+        sim.schedule(0, Ev::ArbiterTick { inc: 1 });
+        for id in 1..=n {
+            let start = sim.rng.random_range(0..50_000);
+            sim.schedule(start, Ev::AgentTick { node: id, inc: 1 });
+        }
+        let first_fault = sim.rng.random_range(800_000..1_500_000);
+        sim.schedule(first_fault, Ev::Fault);
+        sim.schedule(sim.opts.chaos.as_micros() as u64, Ev::EndChaos);
+        sim
+    }
+
+    fn schedule(&mut self, delay_us: u64, ev: Ev) {
+        let slot = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(ev);
+                i
+            }
+            None => {
+                self.slots.push(Some(ev));
+                self.slots.len() - 1
+            }
+        };
+        self.seq += 1;
+        self.queue.push(Reverse((self.now_us + delay_us, self.seq, slot)));
+    }
+
+    fn trace(&self, what: impl FnOnce() -> String) {
+        if self.opts.verbose {
+            println!("{:>10.3}ms {}", self.now_us as f64 / 1000.0, what());
+        }
+    }
+
+    fn run_to_end(&mut self) -> Result<(), Violation> {
+        let end = (self.opts.chaos + self.opts.liveness).as_micros() as u64;
+        while let Some(Reverse((t, _, slot))) = self.queue.pop() {
+            if t > end {
+                break;
+            }
+            self.now_us = t;
+            let ev = self.slots[slot].take().expect("scheduled event");
+            self.free.push(slot);
+            self.report.events += 1;
+            self.handle(ev)?;
+            self.checker
+                .after_event(self.now_us, &self.agents)
+                .map_err(|(rule, detail)| self.violation(rule, detail))?;
+        }
+        self.now_us = end;
+        self.checker
+            .at_end(self.now_us, &self.agents, &self.store)
+            .map_err(|(rule, detail)| self.violation(rule, detail))?;
+        self.report.final_epoch = self.store.epoch;
+        Ok(())
+    }
+
+    fn violation(&self, rule: &'static str, detail: String) -> Violation {
+        Violation { seed: self.opts.seed, at_us: self.now_us, rule, detail }
+    }
+
+    fn send(&mut self, from: Endpoint, to: Endpoint, msg: Msg) {
+        match self.net.send(&mut self.rng, from, to) {
+            Delivery::Dropped => {
+                self.checker.disturbed(self.now_us, from);
+                self.checker.disturbed(self.now_us, to);
+            }
+            Delivery::After(delays) => {
+                for d in delays {
+                    self.schedule(d, Ev::Deliver { to, from, msg: msg.clone() });
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) -> Result<(), Violation> {
+        match ev {
+            Ev::ArbiterTick { inc } => {
+                if inc == self.arbiter.inc && self.arbiter.core.is_some() {
+                    self.arbiter_step(Event::Tick)?;
+                    self.schedule(TICK_US, Ev::ArbiterTick { inc });
+                }
+            }
+            Ev::AgentTick { node, inc } => self.agent_tick(node, inc)?,
+            Ev::Deliver { to, from, msg } => self.deliver(to, from, msg)?,
+            Ev::Fault => {
+                if self.chaos {
+                    self.fault();
+                    let next = self.rng.random_range(150_000..700_000);
+                    self.schedule(next, Ev::Fault);
+                }
+            }
+            Ev::DeviceDone { node, intent, level, attempt, inc, ok } => {
+                if ok && self.opts.mutant != Some(Mutant::LyingDevice) {
+                    self.power_off(node)?;
+                }
+                if inc == self.arbiter.inc && self.arbiter.core.is_some() {
+                    let outcome = if ok { LevelOutcome::ConfirmedOff } else { LevelOutcome::Failed("simulated device error".into()) };
+                    self.arbiter_step(Event::FenceFinished { node, intent, level, attempt, outcome })?;
+                }
+            }
+            Ev::PowerOn { node } => {
+                let a = &self.agents[&node];
+                if a.state == AgentState::Off {
+                    self.trace(|| format!("node {node} powered on"));
+                    self.start_agent(node);
+                }
+            }
+            Ev::AgentRestart { node } => {
+                if self.agents[&node].state == AgentState::Crashed {
+                    self.trace(|| format!("node {node} agent restarted"));
+                    self.start_agent(node);
+                }
+            }
+            Ev::Unfreeze { node } => {
+                let a = self.agents.get_mut(&node).expect("node");
+                if a.state == AgentState::Frozen {
+                    a.state = AgentState::Running;
+                    let inc = a.inc;
+                    self.checker.disturbed(self.now_us, node);
+                    self.trace(|| format!("node {node} unfrozen"));
+                    self.schedule(0, Ev::AgentTick { node, inc });
+                }
+            }
+            Ev::ArbiterRestart => {
+                if self.arbiter.core.is_none() {
+                    self.arbiter.inc += 1;
+                    self.arbiter.started_us = self.now_us;
+                    self.report.arbiter_restarts += 1;
+                    let core = ArbiterCore::new(self.spec.clone(), self.store.clone(), Duration::ZERO);
+                    self.arbiter.core = Some(core);
+                    self.checker.arbiter_restarted(self.now_us, &self.store);
+                    self.trace(|| format!("arbiter restarted from {:?}", self.store));
+                    let inc = self.arbiter.inc;
+                    self.schedule(0, Ev::ArbiterTick { inc });
+                }
+            }
+            Ev::Flap { from, to, left } => {
+                if self.chaos && left > 0 {
+                    let up = !self.net.is_up(from, to);
+                    self.set_link_both(from, to, up);
+                    let next = self.rng.random_range(30_000..250_000);
+                    self.schedule(next, Ev::Flap { from, to, left: left - 1 });
+                }
+            }
+            Ev::EndChaos => {
+                self.chaos = false;
+                self.net.heal();
+                for x in 0..=self.report.nodes {
+                    self.checker.disturbed(self.now_us, x);
+                }
+                self.level_fail.iter_mut().for_each(|p| *p = 0.0);
+                self.hang = 0.0;
+                self.trace(|| "chaos over: network healed, devices fixed".into());
+                if self.arbiter.core.is_none() {
+                    self.schedule(1_000, Ev::ArbiterRestart);
+                }
+                let ids: Vec<NodeId> = self.agents.keys().copied().collect();
+                for id in ids {
+                    match self.agents[&id].state {
+                        AgentState::Frozen => self.schedule(0, Ev::Unfreeze { node: id }),
+                        AgentState::Crashed => self.schedule(1_000, Ev::AgentRestart { node: id }),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_link_both(&mut self, a: Endpoint, b: Endpoint, up: bool) {
+        self.net.set_link(a, b, up);
+        self.net.set_link(b, a, up);
+        self.checker.disturbed(self.now_us, a);
+        self.checker.disturbed(self.now_us, b);
+    }
+
+    fn fault(&mut self) {
+        self.report.faults += 1;
+        let n = self.report.nodes;
+        let node = self.rng.random_range(1..=n);
+        match self.rng.random_range(0..100) {
+            0..=14 => {
+                // Symmetric split: a random side (the arbiter may be on either).
+                let side: Vec<Endpoint> = (0..=n).filter(|_| self.rng.random_bool(0.5)).collect();
+                self.trace(|| format!("split {side:?} from the rest"));
+                self.net.split(&side);
+                for x in 0..=n {
+                    self.checker.disturbed(self.now_us, x);
+                }
+            }
+            15..=29 => {
+                self.trace(|| format!("isolate node {node}"));
+                self.net.split(&[node]);
+                for x in 0..=n {
+                    self.checker.disturbed(self.now_us, x);
+                }
+            }
+            30..=39 => {
+                let from = self.rng.random_range(0..=n);
+                let to = self.rng.random_range(0..=n);
+                if from != to {
+                    self.trace(|| format!("one-way cut {from} -> {to}"));
+                    self.net.set_link(from, to, false);
+                    self.checker.disturbed(self.now_us, from);
+                    self.checker.disturbed(self.now_us, to);
+                }
+            }
+            40..=49 => {
+                let other = self.rng.random_range(0..=n);
+                if other != node {
+                    self.trace(|| format!("flapping link {node} <-> {other}"));
+                    let flips = self.rng.random_range(3..12);
+                    self.schedule(0, Ev::Flap { from: node, to: other, left: flips });
+                }
+            }
+            50..=61 => {
+                let a = self.agents.get_mut(&node).expect("node");
+                if a.state == AgentState::Running {
+                    a.state = AgentState::Frozen;
+                    self.checker.disturbed(self.now_us, node);
+                    let d = self.rng.random_range(50_000..1_500_000);
+                    self.trace(|| format!("node {node} frozen for {}ms", d / 1000));
+                    self.schedule(d, Ev::Unfreeze { node });
+                }
+            }
+            62..=71 => {
+                let a = self.agents.get_mut(&node).expect("node");
+                if a.state == AgentState::Running || a.state == AgentState::Frozen {
+                    a.state = AgentState::Crashed;
+                    a.keeper = LeaseKeeper::new();
+                    self.checker.disturbed(self.now_us, node);
+                    let d = self.rng.random_range(100_000..1_500_000);
+                    self.trace(|| format!("node {node} agent crashed; restarts in {}ms", d / 1000));
+                    self.schedule(d, Ev::AgentRestart { node });
+                }
+            }
+            72..=81 => {
+                if self.arbiter.core.is_some() {
+                    if self.rng.random_bool(0.3) {
+                        self.arbiter.crash_mid_batch = true;
+                        self.trace(|| "arbiter will crash in the middle of its next action batch".into());
+                    } else {
+                        self.crash_arbiter();
+                    }
+                }
+            }
+            _ => {
+                self.trace(|| "network healed".into());
+                self.net.heal();
+                for x in 0..=n {
+                    self.checker.disturbed(self.now_us, x);
+                }
+            }
+        }
+    }
+
+    fn crash_arbiter(&mut self) {
+        self.arbiter.core = None;
+        self.arbiter.crash_mid_batch = false;
+        let down = self.rng.random_range(20_000..800_000);
+        self.trace(|| format!("arbiter crashed; restarts in {}ms", down / 1000));
+        for x in 0..=self.report.nodes {
+            self.checker.disturbed(self.now_us, x);
+        }
+        self.schedule(down, Ev::ArbiterRestart);
+    }
+
+    fn start_agent(&mut self, node: NodeId) {
+        let offset = self.rng.random_range(0..1_000_000_000);
+        let rate = self.rng.random_range(990_000..=1_010_000);
+        let inc = self.agents[&node].inc + 1;
+        self.agents.insert(node, Agent::new(inc, offset, rate));
+        self.checker.disturbed(self.now_us, node);
+        self.schedule(0, Ev::AgentTick { node, inc });
+    }
+
+    fn power_off(&mut self, node: NodeId) -> Result<(), Violation> {
+        self.checker
+            .fenced(self.now_us, node, &self.agents)
+            .map_err(|(rule, detail)| self.violation(rule, detail))?;
+        let a = self.agents.get_mut(&node).expect("node");
+        if a.state != AgentState::Off {
+            self.checker.powered_off(self.now_us, node);
+            let a = self.agents.get_mut(&node).expect("node");
+            a.state = AgentState::Off;
+            a.keeper = LeaseKeeper::new();
+            self.report.fences_confirmed += 1;
+            let d = if self.chaos { self.rng.random_range(300_000..2_000_000) } else { self.rng.random_range(100_000..800_000) };
+            self.trace(|| format!("device: node {node} powered off; back on in {}ms", d / 1000));
+            self.schedule(d, Ev::PowerOn { node });
+        }
+        Ok(())
+    }
+
+    fn arbiter_now(&self) -> Duration {
+        Duration::from_micros(self.now_us - self.arbiter.started_us)
+    }
+
+    fn arbiter_step(&mut self, event: Event) -> Result<(), Violation> {
+        let now = self.arbiter_now();
+        let Some(core) = self.arbiter.core.as_mut() else { return Ok(()) };
+        let actions = core.step(now, event);
+        let cut = if self.arbiter.crash_mid_batch && !actions.is_empty() {
+            Some(self.rng.random_range(0..actions.len()))
+        } else {
+            None
+        };
+        for (i, action) in actions.into_iter().enumerate() {
+            if cut == Some(i) {
+                self.trace(|| format!("arbiter crashes before action {i}: {action:?}"));
+                self.crash_arbiter();
+                return Ok(());
+            }
+            self.execute(action)?;
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, action: Action) -> Result<(), Violation> {
+        let check = |r: Result<(), (&'static str, String)>, s: &Self| r.map_err(|(rule, d)| s.violation(rule, d));
+        match action {
+            Action::Persist(delta) => {
+                self.trace(|| format!("persist {delta:?}"));
+                let r = self.checker.persisted(&self.store, &delta);
+                check(r, self)?;
+                self.store.apply(&delta);
+            }
+            Action::Ack { node, session, seq, lease, epoch, survivors, gone, .. } => {
+                if lease.is_some() {
+                    let r = self.checker.lease_granted(self.now_us, node, self.arbiter.started_us);
+                    check(r, self)?;
+                }
+                self.send(ARBITER, node, Msg::Ack { session, seq, lease, epoch, survivors, gone });
+            }
+            Action::Fence { node, intent, level, attempt } => {
+                self.trace(|| format!("fence node {node} intent {intent} level {level}"));
+                let inc = self.arbiter.inc;
+                let fail_p = self.level_fail.get(level).copied().unwrap_or(0.0);
+                if self.hang > 0.0 && self.rng.random_bool(self.hang) {
+                    self.trace(|| "device hangs".into());
+                } else {
+                    let ok = !(fail_p > 0.0 && self.rng.random_bool(fail_p));
+                    let d = self.rng.random_range(1_000..40_000);
+                    self.schedule(d, Ev::DeviceDone { node, intent, level, attempt, inc, ok });
+                }
+                if self.opts.mutant == Some(Mutant::AnnounceAtFenceStart) {
+                    let epoch = self.store.epoch + 1;
+                    let survivors: BTreeSet<NodeId> = self.store.backed.iter().copied().filter(|&n| n != node).collect();
+                    let gone: BTreeSet<NodeId> = [node].into();
+                    let r = self.checker.announced(self.now_us, &gone, &self.agents);
+                    check(r, self)?;
+                    for &to in &survivors {
+                        self.send(ARBITER, to, Msg::Announce { epoch, survivors: survivors.clone(), gone: gone.clone() });
+                    }
+                }
+            }
+            Action::Announce { to, epoch, survivors, gone } => {
+                self.trace(|| format!("announce epoch {epoch} survivors {survivors:?} gone {gone:?}"));
+                let r = self.checker.announced(self.now_us, &gone, &self.agents);
+                check(r, self)?;
+                for n in to {
+                    self.send(ARBITER, n, Msg::Announce { epoch, survivors: survivors.clone(), gone: gone.clone() });
+                }
+            }
+            Action::Refuse { node, reason, .. } => {
+                return Err(self.violation("well-formed input refused", format!("node {node}: {reason}")));
+            }
+            Action::Notice(n) => self.trace(|| format!("notice {n:?}")),
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, to: Endpoint, from: Endpoint, msg: Msg) -> Result<(), Violation> {
+        if to == ARBITER {
+            if self.arbiter.core.is_none() {
+                return Ok(());
+            }
+            match msg {
+                Msg::Connect { node, session, known_epoch } => {
+                    self.arbiter_step(Event::Connected { node, session, known_epoch })?;
+                    if let Some(core) = &self.arbiter.core {
+                        let epoch = core.epoch();
+                        self.send(ARBITER, node, Msg::Welcome { session, epoch });
+                    }
+                }
+                Msg::Heartbeat { node, session, seq, sent_at_us, reach, known_epoch } => {
+                    self.arbiter_step(Event::Heartbeat { node, session, seq, sent_at_us, reachable: reach, heuristics: 0, known_epoch })?;
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        let now_us = self.now_us;
+        let hb = self.spec.timing.heartbeat_interval;
+        let a = self.agents.get_mut(&to).expect("node");
+        if a.state != AgentState::Running {
+            self.checker.disturbed(now_us, to);
+            return Ok(());
+        }
+        let local = a.local(now_us);
+        let input = match msg {
+            Msg::Welcome { session, epoch } => {
+                if a.session != Some(session) || a.welcomed {
+                    return Ok(());
+                }
+                a.welcomed = true;
+                a.last_from_arbiter = local;
+                Input::Welcome { heartbeat_interval: hb, epoch }
+            }
+            Msg::Ack { session, seq, lease, epoch, survivors, gone } => {
+                if a.session != Some(session) || !a.welcomed {
+                    return Ok(());
+                }
+                a.last_from_arbiter = local;
+                Input::Ack { seq, lease, epoch, survivors, gone }
+            }
+            Msg::Announce { epoch, survivors, gone } => Input::Announcement { epoch, survivors, gone },
+            Msg::Probe { from, seq } => {
+                let _ = from;
+                let _ = seq;
+                self.send(to, from, Msg::ProbeReply { from: to });
+                return Ok(());
+            }
+            Msg::ProbeReply { from, .. } => {
+                a.probe_ok.insert(from, local);
+                return Ok(());
+            }
+            Msg::Connect { .. } | Msg::Heartbeat { .. } => return Ok(()),
+        };
+        let _ = from;
+        let outs = a.keeper.step(local, input);
+        self.agent_outputs(to, outs);
+        Ok(())
+    }
+
+    fn agent_tick(&mut self, node: NodeId, inc: u32) -> Result<(), Violation> {
+        let now_us = self.now_us;
+        let n = self.report.nodes;
+        let hb = self.spec.timing.heartbeat_interval;
+        let a = self.agents.get_mut(&node).expect("node");
+        if a.inc != inc || a.state != AgentState::Running {
+            return Ok(());
+        }
+        let local = a.local(now_us);
+        let mut sends: Vec<(Endpoint, Msg)> = Vec::new();
+        // Session upkeep: reconnect after 3 intervals without an answer.
+        if a.session.is_some() && a.welcomed && local.saturating_sub(a.last_from_arbiter) > hb * 3 {
+            a.session = None;
+            a.welcomed = false;
+            a.keeper.step(local, Input::Disconnected);
+        }
+        if a.session.is_some() && !a.welcomed && local >= a.connect_retry_at {
+            a.session = None;
+        }
+        if a.session.is_none() {
+            let session = (u64::from(node) << 48) | (u64::from(a.inc) << 24) | a.next_session;
+            a.next_session += 1;
+            a.session = Some(session);
+            a.welcomed = false;
+            a.connect_retry_at = local + hb;
+            sends.push((ARBITER, Msg::Connect { node, session, known_epoch: a.keeper.epoch() }));
+        }
+        if local >= a.next_probe {
+            a.probe_seq += 1;
+            for peer in (1..=n).filter(|&p| p != node) {
+                sends.push((peer, Msg::Probe { from: node, seq: a.probe_seq }));
+            }
+            while a.next_probe <= local {
+                a.next_probe += hb;
+            }
+        }
+        let outs = a.keeper.step(local, Input::Tick);
+        for (to, msg) in sends {
+            self.send(node, to, msg);
+        }
+        self.agent_outputs(node, outs);
+        // Wake for the next heartbeat, probe or lease end; at least every
+        // 10 ms for session upkeep.
+        let a = &self.agents[&node];
+        let local = a.local(now_us);
+        let mut next = a.next_probe.min(local + Duration::from_micros(TICK_US));
+        if let Some(d) = a.keeper.next_deadline() {
+            next = next.min(d);
+        }
+        let wait_local = next.saturating_sub(local).as_micros() as u64;
+        // Convert an agent-clock wait to real time (round up).
+        let wait = (u128::from(wait_local) * 1_000_000).div_ceil(u128::from(a.rate_ppm)) as u64;
+        self.schedule(wait.max(1), Ev::AgentTick { node, inc });
+        Ok(())
+    }
+
+    fn agent_outputs(&mut self, node: NodeId, outs: Vec<Output>) {
+        let hb = self.spec.timing.heartbeat_interval;
+        for o in outs {
+            match o {
+                Output::SendHeartbeat { seq, sent_at, known_epoch } => {
+                    let a = &self.agents[&node];
+                    let Some(session) = a.session.filter(|_| a.welcomed) else { continue };
+                    let local = a.local(self.now_us);
+                    let reach: Vec<NodeId> = a
+                        .probe_ok
+                        .iter()
+                        .filter(|(_, t)| local.saturating_sub(**t) <= hb * 3)
+                        .map(|(&p, _)| p)
+                        .collect();
+                    let msg = Msg::Heartbeat { node, session, seq, sent_at_us: sent_at.as_micros() as u64, reach, known_epoch };
+                    self.send(node, ARBITER, msg);
+                }
+                other => self.trace(|| format!("node {node}: {other:?}")),
+            }
+        }
+    }
+}
