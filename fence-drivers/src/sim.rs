@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use nix::fcntl::{Flock, FlockArg};
@@ -320,6 +320,7 @@ impl FenceDriver for SimPowerDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use crate::off_and_confirm;
 
     #[tokio::test]

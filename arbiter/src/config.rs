@@ -1,0 +1,533 @@
+//! The arbiter's configuration: one TOML file, parsed with serde and checked
+//! in one place ([`Config::validate`]) with errors that name the key.
+//!
+//! ```toml
+//! [arbiter]
+//! listen = "127.0.0.1:7400"         # gRPC for agents and fencectl
+//! state_dir = "/var/lib/fence-arbiter"
+//! insecure_plaintext = true         # required until mTLS lands
+//!
+//! [[cluster]]
+//! name = "prod"
+//! quorum = "last-man-standing"      # or "tie-breaker"
+//!
+//! [[cluster.node]]
+//! id = 1
+//! address = "127.0.0.1:7501"        # where the node's agent serves probes
+//! fence = [["pdu:outlet1"]]         # levels of "device[:port]"
+//!
+//! [[cluster.device]]
+//! name = "pdu"
+//! driver = "sim"
+//! dir = "/var/lib/fence-sim/pdu"
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::core::{self, ClusterSpec, NodeId, NodeSpec, QuorumMode, TieBreaker, Timing};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub arbiter: ArbiterSection,
+    #[serde(default, rename = "cluster")]
+    pub clusters: Vec<ClusterConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArbiterSection {
+    /// Address the gRPC server binds. Default `127.0.0.1:7400`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Directory of the embedded store. Required.
+    pub state_dir: PathBuf,
+    /// Serve plain TCP without TLS. Must be `true` today (mTLS is not built
+    /// yet); the arbiter logs a warning at start.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    /// `text` (default) or `json`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+    /// How long shutdown waits for in-flight work. Default 5 s.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7400".into()
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub name: String,
+    /// `last-man-standing` (default) or `tie-breaker`.
+    #[serde(default = "default_quorum")]
+    pub quorum: String,
+    /// `lowest` (default: the set holding the lowest node id wins a tie) or
+    /// a node id.
+    #[serde(default)]
+    pub tie_breaker: Option<toml::Value>,
+    /// Default 100 ms.
+    #[serde(default, with = "humantime_serde")]
+    pub heartbeat_interval: Option<Duration>,
+    /// Default 300 ms. Must be more than twice the heartbeat interval and
+    /// less than `lost_after`.
+    #[serde(default, with = "humantime_serde")]
+    pub lease: Option<Duration>,
+    /// Default 500 ms.
+    #[serde(default, with = "humantime_serde")]
+    pub lost_after: Option<Duration>,
+    /// Default 200 ms.
+    #[serde(default, with = "humantime_serde")]
+    pub settle: Option<Duration>,
+    /// Deadline of one fence level (off + confirmation). Default 10 s.
+    #[serde(default, with = "humantime_serde")]
+    pub fence_timeout: Option<Duration>,
+    /// First retry delay after every level failed. Default 500 ms.
+    #[serde(default, with = "humantime_serde")]
+    pub fence_retry_min: Option<Duration>,
+    /// Cap of the doubling retry delay. Default 10 s.
+    #[serde(default, with = "humantime_serde")]
+    pub fence_retry_max: Option<Duration>,
+    /// Most nodes fenced in one transition. Default: half the nodes (≥ 1).
+    #[serde(default)]
+    pub storm_limit: Option<usize>,
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<NodeConfig>,
+    #[serde(default, rename = "device")]
+    pub devices: Vec<DeviceConfig>,
+}
+
+fn default_quorum() -> String {
+    "last-man-standing".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Display name. Default `node<id>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Address the node's agent serves peer probes on.
+    pub address: String,
+    /// Default 1; at least 1.
+    #[serde(default = "one")]
+    pub votes: u32,
+    /// Operator weight in the survivor order. Default 0.
+    #[serde(default)]
+    pub priority: u32,
+    /// Fence topology: levels tried in order; a level is a list of
+    /// `device[:port]` that must all confirm off. The port defaults to the
+    /// node's name.
+    #[serde(default)]
+    pub fence: Vec<Vec<String>>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeviceConfig {
+    pub name: String,
+    pub driver: String,
+    /// Driver parameters, checked by the driver.
+    #[serde(flatten)]
+    pub params: BTreeMap<String, toml::Value>,
+}
+
+/// One problem, naming the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A fence step of one node: a device and the port on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FenceTarget {
+    pub device: String,
+    pub port: String,
+}
+
+/// A validated cluster, ready to run.
+#[derive(Debug, Clone)]
+pub struct ClusterPlan {
+    pub spec: ClusterSpec,
+    pub names: BTreeMap<NodeId, String>,
+    pub addresses: BTreeMap<NodeId, String>,
+    /// Per node, per level, the devices to switch off.
+    pub levels: BTreeMap<NodeId, Vec<Vec<FenceTarget>>>,
+    pub devices: BTreeMap<String, DeviceConfig>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub json_logs: bool,
+    pub shutdown_grace: Duration,
+    pub clusters: BTreeMap<String, ClusterPlan>,
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config, Vec<ConfigError>> {
+        toml::from_str(text).map_err(|e| {
+            let key = e
+                .span()
+                .map(|s| format!("line {}", text[..s.start.min(text.len())].lines().count().max(1)))
+                .unwrap_or_else(|| "config".into());
+            vec![err(key, e.message().to_string())]
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Plan, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| vec![err(path.display().to_string(), format!("cannot read: {e}"))])?;
+        Config::from_toml(&text)?.validate()
+    }
+
+    /// Every check in one place; all problems are reported at once.
+    pub fn validate(&self) -> Result<Plan, Vec<ConfigError>> {
+        let mut errs = Vec::new();
+        let listen = match self.arbiter.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                errs.push(err("arbiter.listen", format!("{:?} is not an address: {e}", self.arbiter.listen)));
+                None
+            }
+        };
+        if self.arbiter.state_dir.as_os_str().is_empty() {
+            errs.push(err("arbiter.state_dir", "must not be empty"));
+        }
+        if !self.arbiter.insecure_plaintext {
+            errs.push(err(
+                "arbiter.insecure_plaintext",
+                "mTLS is not available yet; set `insecure_plaintext = true` to run on plain TCP (loopback or a trusted network only)",
+            ));
+        }
+        let json_logs = match self.arbiter.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                errs.push(err("arbiter.log_format", format!("{other:?}: expected \"text\" or \"json\"")));
+                false
+            }
+        };
+        if self.clusters.is_empty() {
+            errs.push(err("cluster", "at least one [[cluster]] is required"));
+        }
+        let mut clusters = BTreeMap::new();
+        for (ci, c) in self.clusters.iter().enumerate() {
+            let at = if c.name.is_empty() { format!("cluster[{ci}]") } else { format!("cluster.{}", c.name) };
+            if c.name.is_empty() {
+                errs.push(err(format!("{at}.name"), "must not be empty"));
+            }
+            if clusters.contains_key(&c.name) {
+                errs.push(err(format!("{at}.name"), format!("duplicate cluster name {:?}", c.name)));
+            }
+            if let Some(plan) = validate_cluster(c, &at, &mut errs) {
+                clusters.insert(c.name.clone(), plan);
+            }
+        }
+        if errs.is_empty() {
+            Ok(Plan {
+                listen: listen.expect("checked"),
+                state_dir: self.arbiter.state_dir.clone(),
+                json_logs,
+                shutdown_grace: self.arbiter.shutdown_grace,
+                clusters,
+            })
+        } else {
+            Err(errs)
+        }
+    }
+}
+
+/// Driver parameter check; the drivers crate owns the rules.
+fn validate_device(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
+    let meta = match d.driver.as_str() {
+        "sim" => fence_drivers::sim::metadata(),
+        other => {
+            errs.push(err(format!("{at}.driver"), format!("unknown driver {other:?}; available: sim")));
+            return;
+        }
+    };
+    for p in meta.parameters.iter().filter(|p| p.required) {
+        if !d.params.contains_key(p.name) {
+            errs.push(err(format!("{at}.{}", p.name), format!("required by driver {:?}: {}", d.driver, p.description)));
+        }
+    }
+    for (k, v) in &d.params {
+        match meta.parameters.iter().find(|p| p.name == k) {
+            None => errs.push(err(
+                format!("{at}.{k}"),
+                format!(
+                    "unknown parameter for driver {:?}; it takes: {}",
+                    d.driver,
+                    meta.parameters.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+            Some(_) if !v.is_str() => errs.push(err(format!("{at}.{k}"), "must be a string")),
+            Some(_) => {}
+        }
+    }
+}
+
+fn validate_cluster(c: &ClusterConfig, at: &str, errs: &mut Vec<ConfigError>) -> Option<ClusterPlan> {
+    let before = errs.len();
+    let quorum_mode = match c.quorum.as_str() {
+        "last-man-standing" => QuorumMode::LastManStanding,
+        "tie-breaker" => QuorumMode::TieBreaker,
+        other => {
+            errs.push(err(format!("{at}.quorum"), format!("{other:?}: expected \"last-man-standing\" or \"tie-breaker\"")));
+            QuorumMode::LastManStanding
+        }
+    };
+    let d = Timing::default();
+    let timing = Timing {
+        heartbeat_interval: c.heartbeat_interval.unwrap_or(d.heartbeat_interval),
+        lease: c.lease.unwrap_or(d.lease),
+        lost_after: c.lost_after.unwrap_or(d.lost_after),
+        settle: c.settle.unwrap_or(d.settle),
+        fence_timeout: c.fence_timeout.unwrap_or(d.fence_timeout),
+        fence_retry_min: c.fence_retry_min.unwrap_or(d.fence_retry_min),
+        fence_retry_max: c.fence_retry_max.unwrap_or(d.fence_retry_max),
+    };
+    if timing.heartbeat_interval < Duration::from_millis(1) {
+        errs.push(err(format!("{at}.heartbeat_interval"), "must be at least 1ms"));
+    }
+    if timing.lease <= timing.heartbeat_interval * 2 {
+        errs.push(err(
+            format!("{at}.lease"),
+            format!("{:?} must be more than twice heartbeat_interval ({:?})", timing.lease, timing.heartbeat_interval),
+        ));
+    }
+    if timing.lease >= timing.lost_after {
+        errs.push(err(
+            format!("{at}.lease"),
+            format!(
+                "{:?} must be shorter than lost_after ({:?}): a node cut off must stop before the arbiter fences it",
+                timing.lease, timing.lost_after
+            ),
+        ));
+    }
+    if timing.fence_timeout.is_zero() {
+        errs.push(err(format!("{at}.fence_timeout"), "must be more than 0"));
+    }
+    if timing.fence_retry_min.is_zero() || timing.fence_retry_max < timing.fence_retry_min {
+        errs.push(err(format!("{at}.fence_retry_max"), "retry delays must be > 0 and fence_retry_max >= fence_retry_min"));
+    }
+    let mut devices = BTreeMap::new();
+    for (i, dev) in c.devices.iter().enumerate() {
+        let dat = format!("{at}.device[{i}]");
+        if dev.name.is_empty() || dev.name.contains(':') {
+            errs.push(err(format!("{dat}.name"), "must be non-empty and hold no ':'"));
+        }
+        if devices.insert(dev.name.clone(), dev.clone()).is_some() {
+            errs.push(err(format!("{dat}.name"), format!("duplicate device name {:?}", dev.name)));
+        }
+        validate_device(dev, &dat, errs);
+    }
+    if c.nodes.is_empty() {
+        errs.push(err(format!("{at}.node"), "a cluster needs at least one [[cluster.node]]"));
+    }
+    if c.nodes.len() > core::decide::MAX_NODES {
+        errs.push(err(format!("{at}.node"), format!("at most {} nodes per cluster", core::decide::MAX_NODES)));
+    }
+    let mut nodes = BTreeMap::new();
+    let mut names = BTreeMap::new();
+    let mut addresses = BTreeMap::new();
+    let mut levels = BTreeMap::new();
+    let mut seen_names = BTreeSet::new();
+    let mut seen_addr = BTreeSet::new();
+    for (i, n) in c.nodes.iter().enumerate() {
+        let nat = format!("{at}.node[{i}]");
+        if n.id == 0 {
+            errs.push(err(format!("{nat}.id"), "node ids start at 1"));
+        }
+        if nodes.contains_key(&n.id) {
+            errs.push(err(format!("{nat}.id"), format!("duplicate node id {}", n.id)));
+        }
+        let name = n.name.clone().unwrap_or_else(|| format!("node{}", n.id));
+        if !seen_names.insert(name.clone()) {
+            errs.push(err(format!("{nat}.name"), format!("duplicate node name {name:?}")));
+        }
+        if n.address.parse::<SocketAddr>().is_err() {
+            errs.push(err(format!("{nat}.address"), format!("{:?} is not an ip:port address", n.address)));
+        } else if !seen_addr.insert(n.address.clone()) {
+            errs.push(err(format!("{nat}.address"), format!("{:?} is used by another node", n.address)));
+        }
+        if n.votes == 0 {
+            errs.push(err(format!("{nat}.votes"), "must be at least 1"));
+        }
+        if n.fence.is_empty() {
+            errs.push(err(
+                format!("{nat}.fence"),
+                format!("node {} has no fence device: add fence = [[\"<device>[:<port>]\"]]", n.id),
+            ));
+        }
+        let mut node_levels = Vec::new();
+        for (li, level) in n.fence.iter().enumerate() {
+            if level.is_empty() {
+                errs.push(err(format!("{nat}.fence[{li}]"), "a level needs at least one device"));
+            }
+            let mut targets = Vec::new();
+            for entry in level {
+                let (dev, port) = match entry.split_once(':') {
+                    Some((d, p)) => (d.to_string(), p.to_string()),
+                    None => (entry.clone(), name.clone()),
+                };
+                if !devices.contains_key(&dev) {
+                    errs.push(err(format!("{nat}.fence[{li}]"), format!("no device named {dev:?} in {at}.device")));
+                }
+                targets.push(FenceTarget { device: dev, port });
+            }
+            node_levels.push(targets);
+        }
+        nodes.insert(
+            n.id,
+            NodeSpec {
+                votes: n.votes,
+                priority: n.priority,
+                fence_levels: n.fence.len().max(1),
+            },
+        );
+        names.insert(n.id, name);
+        addresses.insert(n.id, n.address.clone());
+        levels.insert(n.id, node_levels);
+    }
+    let tie_breaker = match &c.tie_breaker {
+        None => TieBreaker::LowestNodeId,
+        Some(toml::Value::String(s)) if s == "lowest" => TieBreaker::LowestNodeId,
+        Some(toml::Value::Integer(i)) if u32::try_from(*i).is_ok_and(|id| nodes.contains_key(&id)) => {
+            TieBreaker::Node(*i as u32)
+        }
+        Some(other) => {
+            errs.push(err(format!("{at}.tie_breaker"), format!("{other}: expected \"lowest\" or the id of a node of this cluster")));
+            TieBreaker::LowestNodeId
+        }
+    };
+    let storm_limit = c.storm_limit.unwrap_or_else(|| ClusterSpec::default_storm_limit(nodes.len()));
+    if storm_limit == 0 {
+        errs.push(err(format!("{at}.storm_limit"), "must be at least 1"));
+    }
+    if errs.len() > before {
+        return None;
+    }
+    Some(ClusterPlan {
+        spec: ClusterSpec {
+            name: c.name.clone(),
+            nodes,
+            quorum_mode,
+            tie_breaker,
+            timing,
+            storm_limit,
+        },
+        names,
+        addresses,
+        levels,
+        devices,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[arbiter]
+state_dir = "/tmp/x"
+insecure_plaintext = true
+
+[[cluster]]
+name = "c"
+
+[[cluster.node]]
+id = 1
+address = "127.0.0.1:7501"
+fence = [["sim"]]
+
+[[cluster.node]]
+id = 2
+address = "127.0.0.1:7502"
+fence = [["sim:two"]]
+
+[[cluster.device]]
+name = "sim"
+driver = "sim"
+dir = "/tmp/sim"
+"#;
+
+    fn errors(text: &str) -> Vec<String> {
+        match Config::from_toml(text).and_then(|c| c.validate()) {
+            Ok(_) => vec![],
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn good_config_validates_with_defaults() {
+        let plan = Config::from_toml(GOOD).unwrap().validate().unwrap();
+        let c = &plan.clusters["c"];
+        assert_eq!(c.spec.timing, Timing::default());
+        assert_eq!(c.levels[&1][0][0], FenceTarget { device: "sim".into(), port: "node1".into() });
+        assert_eq!(c.levels[&2][0][0].port, "two");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_naming_it() {
+        let e = errors(&GOOD.replace("name = \"c\"", "name = \"c\"\nlease_ms = 3"));
+        assert!(e[0].contains("lease_ms"), "{e:?}");
+    }
+
+    #[test]
+    fn duplicate_node_id_is_refused() {
+        let e = errors(&GOOD.replace("id = 2", "id = 1"));
+        assert!(e.iter().any(|e| e.starts_with("cluster.c.node[1].id: duplicate node id 1")), "{e:?}");
+    }
+
+    #[test]
+    fn missing_fence_device_is_refused() {
+        let e = errors(&GOOD.replace("fence = [[\"sim:two\"]]", ""));
+        assert!(e.iter().any(|e| e.starts_with("cluster.c.node[1].fence: node 2 has no fence device")), "{e:?}");
+        let e = errors(&GOOD.replace("sim:two", "pdu9:two"));
+        assert!(e.iter().any(|e| e.contains("no device named \"pdu9\"")), "{e:?}");
+    }
+
+    #[test]
+    fn lease_must_be_shorter_than_lost_after() {
+        let e = errors(&GOOD.replace("name = \"c\"", "name = \"c\"\nlease = \"600ms\""));
+        assert!(e.iter().any(|e| e.starts_with("cluster.c.lease:") && e.contains("shorter than lost_after")), "{e:?}");
+    }
+
+    #[test]
+    fn bad_driver_parameters_are_named() {
+        let e = errors(&GOOD.replace("dir = \"/tmp/sim\"", "directory = \"/tmp/sim\""));
+        assert!(e.iter().any(|e| e.starts_with("cluster.c.device[0].dir: required")), "{e:?}");
+        assert!(e.iter().any(|e| e.starts_with("cluster.c.device[0].directory: unknown parameter")), "{e:?}");
+    }
+}

@@ -1,0 +1,277 @@
+//! Durable state: the [`Store`] trait and its embedded backend on redb.
+//!
+//! What is kept per cluster: the fencing epoch, the backed survivor set, the
+//! nodes confirmed gone, the open fence intents, and a history of every
+//! fence. Every write is one redb transaction, committed durably (fsync)
+//! before the caller goes on: the core's "persist before acting" rests on it.
+//! The state is folded with [`Persisted::apply`], the same function the
+//! simulation uses, so a restarted arbiter sees exactly what was written.
+//!
+//! Internal types are not `Serialize`; this module keeps its own stored
+//! forms (JSON in redb values).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::core::{Delta, NodeId, Persisted};
+
+const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster_state");
+const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("fence_history");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store at {path}: {source}")]
+    Open { path: String, source: redb::Error },
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+    #[error("store record {what} is corrupt: {reason}")]
+    Corrupt { what: String, reason: String },
+}
+
+impl From<redb::TransactionError> for StoreError {
+    fn from(e: redb::TransactionError) -> Self {
+        StoreError::Db(e.into())
+    }
+}
+impl From<redb::TableError> for StoreError {
+    fn from(e: redb::TableError) -> Self {
+        StoreError::Db(e.into())
+    }
+}
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        StoreError::Db(e.into())
+    }
+}
+impl From<redb::CommitError> for StoreError {
+    fn from(e: redb::CommitError) -> Self {
+        StoreError::Db(e.into())
+    }
+}
+
+/// One fence as history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FenceRecord {
+    pub node: NodeId,
+    pub intent: u64,
+    pub reason: String,
+    pub started_unix_ms: u64,
+    pub finished_unix_ms: Option<u64>,
+    /// pending | confirmed
+    pub outcome: String,
+    /// Epoch in which survivors were told (0 until then).
+    pub epoch: u64,
+    /// Failed rounds so far, last first.
+    pub failures: Vec<String>,
+}
+
+/// Durable state of every cluster. Backends: [`RedbStore`] (embedded);
+/// an etcd backend is planned.
+pub trait Store: Send + Sync {
+    fn load(&self, cluster: &str) -> Result<Persisted, StoreError>;
+    /// Apply one change durably; returns once it is on disk.
+    fn apply(&self, cluster: &str, delta: &Delta, unix_ms: u64) -> Result<(), StoreError>;
+    /// Newest first.
+    fn history(&self, cluster: &str, limit: usize) -> Result<Vec<FenceRecord>, StoreError>;
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredState {
+    epoch: u64,
+    backed: BTreeSet<NodeId>,
+    gone: BTreeSet<NodeId>,
+    open_intents: BTreeMap<NodeId, u64>,
+    next_intent: u64,
+}
+
+impl From<StoredState> for Persisted {
+    fn from(s: StoredState) -> Self {
+        Persisted {
+            epoch: s.epoch,
+            backed: s.backed,
+            gone: s.gone,
+            open_intents: s.open_intents,
+            next_intent: s.next_intent,
+        }
+    }
+}
+
+impl From<&Persisted> for StoredState {
+    fn from(p: &Persisted) -> Self {
+        StoredState {
+            epoch: p.epoch,
+            backed: p.backed.clone(),
+            gone: p.gone.clone(),
+            open_intents: p.open_intents.clone(),
+            next_intent: p.next_intent,
+        }
+    }
+}
+
+pub struct RedbStore {
+    db: Database,
+}
+
+impl RedbStore {
+    /// Open (or create) the store in `dir/arbiter.redb`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join("arbiter.redb");
+        let open = || -> Result<Database, redb::Error> {
+            std::fs::create_dir_all(dir).map_err(|e| redb::Error::Io(e))?;
+            let db = Database::create(&path)?;
+            let tx = db.begin_write()?;
+            tx.open_table(STATE)?;
+            tx.open_table(HISTORY)?;
+            tx.commit()?;
+            Ok(db)
+        };
+        let db = open().map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(RedbStore { db })
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what: what.into(),
+        reason: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("plain data serializes")
+}
+
+impl Store for RedbStore {
+    fn load(&self, cluster: &str) -> Result<Persisted, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(STATE)?;
+        match t.get(cluster)? {
+            Some(v) => Ok(decode::<StoredState>(&format!("state of {cluster}"), v.value())?.into()),
+            None => Ok(Persisted::default()),
+        }
+    }
+
+    fn apply(&self, cluster: &str, delta: &Delta, unix_ms: u64) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut state = tx.open_table(STATE)?;
+            let mut p: Persisted = match state.get(cluster)? {
+                Some(v) => decode::<StoredState>(&format!("state of {cluster}"), v.value())?.into(),
+                None => Persisted::default(),
+            };
+            p.apply(delta);
+            state.insert(cluster, encode(&StoredState::from(&p)).as_slice())?;
+            let mut hist = tx.open_table(HISTORY)?;
+            match delta {
+                Delta::FenceIntent { intent, node, reason } => {
+                    let rec = FenceRecord {
+                        node: *node,
+                        intent: *intent,
+                        reason: reason.clone(),
+                        started_unix_ms: unix_ms,
+                        finished_unix_ms: None,
+                        outcome: "pending".into(),
+                        epoch: 0,
+                        failures: vec![],
+                    };
+                    hist.insert((cluster, *intent), encode(&rec).as_slice())?;
+                }
+                Delta::FenceAttemptFailed { intent, detail, .. } => {
+                    update_record(&mut hist, cluster, *intent, |rec| {
+                        rec.failures.insert(0, detail.clone());
+                        rec.failures.truncate(20);
+                    })?;
+                }
+                Delta::FenceConfirmed { intent, .. } => {
+                    update_record(&mut hist, cluster, *intent, |rec| {
+                        rec.outcome = "confirmed".into();
+                        rec.finished_unix_ms = Some(unix_ms);
+                    })?;
+                }
+                Delta::Backed { epoch, gone, .. } => {
+                    // Stamp the epoch on confirmed fences not yet announced.
+                    let mut updates = Vec::new();
+                    for row in hist.range((cluster, 0)..=(cluster, u64::MAX))? {
+                        let (k, v) = row?;
+                        let mut rec: FenceRecord = decode("history", v.value())?;
+                        if rec.outcome == "confirmed" && rec.epoch == 0 && gone.contains(&rec.node) {
+                            rec.epoch = *epoch;
+                            updates.push((k.value().1, rec));
+                        }
+                    }
+                    for (intent, rec) in updates {
+                        hist.insert((cluster, intent), encode(&rec).as_slice())?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn history(&self, cluster: &str, limit: usize) -> Result<Vec<FenceRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(HISTORY)?;
+        let mut out = Vec::new();
+        for row in t.range((cluster, 0)..=(cluster, u64::MAX))?.rev() {
+            let (_, v) = row?;
+            out.push(decode("history", v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn update_record(
+    hist: &mut redb::Table<(&str, u64), &[u8]>,
+    cluster: &str,
+    intent: u64,
+    f: impl FnOnce(&mut FenceRecord),
+) -> Result<(), StoreError> {
+    let existing = hist.get((cluster, intent))?.map(|v| v.value().to_vec());
+    if let Some(bytes) = existing {
+        let mut rec: FenceRecord = decode(&format!("history {cluster}/{intent}"), &bytes)?;
+        f(&mut rec);
+        hist.insert((cluster, intent), encode(&rec).as_slice())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_and_history_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RedbStore::open(dir.path()).unwrap();
+            s.apply("c", &Delta::FenceIntent { intent: 1, node: 3, reason: "lost".into() }, 10).unwrap();
+            s.apply("c", &Delta::FenceAttemptFailed { intent: 1, node: 3, detail: "bmc down".into() }, 11).unwrap();
+        }
+        let s = RedbStore::open(dir.path()).unwrap();
+        let p = s.load("c").unwrap();
+        assert_eq!(p.open_intents, [(3, 1)].into());
+        assert_eq!(p.next_intent, 2);
+        s.apply("c", &Delta::FenceConfirmed { intent: 1, node: 3 }, 12).unwrap();
+        s.apply("c", &Delta::Backed { epoch: 2, survivors: [1, 2].into(), gone: [3].into() }, 13).unwrap();
+        let p = s.load("c").unwrap();
+        assert!(p.open_intents.is_empty());
+        assert_eq!((p.epoch, p.backed, p.gone), (2, [1, 2].into(), [3].into()));
+        let h = s.history("c", 10).unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].outcome, "confirmed");
+        assert_eq!(h[0].epoch, 2);
+        assert_eq!(h[0].failures, vec!["bmc down".to_string()]);
+        assert!(s.history("other", 10).unwrap().is_empty());
+        assert_eq!(s.load("other").unwrap(), Persisted::default());
+    }
+}
