@@ -1,6 +1,113 @@
-//! The quorum arbiter: its pure core (`core`), and the shell around it:
-//! configuration, durable store, fence execution, gRPC services.
+//! The quorum arbiter: its pure core ([`core`]) and the shell around it:
+//! configuration ([`config`]), durable store ([`store`]), per-cluster driver
+//! tasks ([`driver`]), fence execution ([`fence_orchestrator`]) and the gRPC
+//! services ([`rpc`]).
 
 pub mod config;
 pub mod core;
+pub mod driver;
+pub mod fence_orchestrator;
+pub mod rpc;
 pub mod store;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use config::Plan;
+use driver::{ClusterDriver, ClusterHandle};
+use store::{RedbStore, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArbiterError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("fence device: {0}")]
+    Device(#[from] fence_drivers::FenceError),
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Run the arbiter until `shutdown` resolves (or a cluster task fails on
+/// its store). `on_bound` is told the bound address (useful with port 0).
+pub async fn run(
+    plan: Plan,
+    shutdown: impl Future<Output = ()>,
+    on_bound: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), ArbiterError> {
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&plan.state_dir)?);
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<StoreError>(4);
+
+    let mut handles = BTreeMap::new();
+    for (name, cplan) in &plan.clusters {
+        let devices = fence_orchestrator::build_devices(&cplan.devices)?;
+        let (tx, rx) = mpsc::channel(4096);
+        let (events, _) = broadcast::channel(1024);
+        let handle = ClusterHandle { plan: Arc::new(cplan.clone()), tx, events };
+        let driver = ClusterDriver::new(handle.plan.clone(), store.clone(), devices, &handle, tracker.clone(), token.child_token())?;
+        let fatal = fatal_tx.clone();
+        tracker.spawn(async move {
+            if let Err(e) = driver.run(rx).await {
+                let _ = fatal.send(e).await;
+            }
+        });
+        handles.insert(name.clone(), handle);
+    }
+    let clusters = Arc::new(handles);
+
+    let listener = TcpListener::bind(plan.listen)
+        .await
+        .map_err(|source| ArbiterError::Bind { addr: plan.listen.to_string(), source })?;
+    let bound = listener.local_addr().map_err(|source| ArbiterError::Bind { addr: plan.listen.to_string(), source })?;
+    warn!(listen = %bound, "serving plain TCP without TLS (arbiter.insecure_plaintext = true)");
+    info!(listen = %bound, clusters = ?clusters.keys().collect::<Vec<_>>(), "fence-arbiter started");
+    on_bound(bound);
+
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+        if let Ok(s) = &s {
+            // Heartbeats are tiny: never let Nagle hold them back.
+            let _ = s.set_nodelay(true);
+        }
+        s
+    });
+    let agent_svc = rpc::agent_service::AgentSessionService::new(clusters.clone(), tracker.clone(), token.child_token());
+    let admin_svc = rpc::admin_service::AdminService::new(clusters.clone(), store.clone(), tracker.clone(), token.child_token());
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(2)))
+        .add_service(proto::v1::agent_session_server::AgentSessionServer::new(agent_svc))
+        .add_service(proto::v1::admin_server::AdminServer::new(admin_svc))
+        .serve_with_incoming_shutdown(incoming, token.clone().cancelled_owned());
+    let server = tracker.spawn(server);
+
+    let mut result = Ok(());
+    tokio::select! {
+        _ = shutdown => info!("shutdown requested"),
+        Some(e) = fatal_rx.recv() => {
+            error!(error = %e, "a cluster task failed; shutting down");
+            result = Err(e.into());
+        }
+    }
+    token.cancel();
+    tracker.close();
+    if tokio::time::timeout(plan.shutdown_grace, tracker.wait()).await.is_err() {
+        warn!(grace = ?plan.shutdown_grace, "shutdown grace period ran out; exiting anyway");
+    }
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_millis(1), server).await {
+        return Err(e.into());
+    }
+    info!("fence-arbiter stopped");
+    result
+}

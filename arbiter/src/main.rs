@@ -1,1 +1,75 @@
-fn main() {}
+//! `fence-arbiter --config FILE`: parses, validates (exit 64 on a bad
+//! config), then runs [`arbiter::run`] until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "fence-arbiter", version, about = "Quorum arbiter of the fencing-first split-brain arbiter")]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let plan = match arbiter::config::Config::load(&args.config) {
+        Ok(p) => p,
+        Err(errs) => {
+            eprintln!("fence-arbiter: invalid configuration {}:", args.config.display());
+            for e in errs {
+                eprintln!("  {e}");
+            }
+            return ExitCode::from(64);
+        }
+    };
+    if args.check_config {
+        println!("{}: ok", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(plan.json_logs);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fence-arbiter: cannot start the runtime: {e}");
+            return ExitCode::from(71);
+        }
+    };
+    match rt.block_on(arbiter::run(plan, shutdown_signal(), |_| {})) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "fence-arbiter failed");
+            eprintln!("fence-arbiter: {e}");
+            ExitCode::from(70)
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,384 @@
+//! The imperative shell of one cluster: it owns the core, feeds it events
+//! (sessions, heartbeats, fence results, a 10 ms tick) and executes its
+//! actions in order: persist (durably, before anything after it), answer
+//! agents, run fence levels, announce, publish the timeline.
+//!
+//! Only this task awaits on the core's behalf; fence levels run in tracked
+//! tasks and report back through the same channel.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fence_drivers::FenceDriver;
+use proto::v1 as pb;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::Status;
+use tracing::{error, info, warn};
+
+use crate::config::ClusterPlan;
+use crate::core::{Action, ArbiterCore, CoreStatus, Event, LevelOutcome, NodeId, NodeView, Notice};
+use crate::fence_orchestrator::{run_level, Progress};
+use crate::store::{Store, StoreError};
+
+pub type AgentTx = mpsc::Sender<Result<pb::ArbiterMessage, Status>>;
+
+/// Messages into a cluster's task.
+pub enum ToDriver {
+    Connected {
+        node: NodeId,
+        session: u64,
+        known_epoch: u64,
+        fingerprint: String,
+        out: AgentTx,
+    },
+    Disconnected {
+        node: NodeId,
+        session: u64,
+    },
+    Heartbeat {
+        node: NodeId,
+        session: u64,
+        hb: pb::Heartbeat,
+    },
+    FenceDone {
+        node: NodeId,
+        intent: u64,
+        level: usize,
+        attempt: u64,
+        outcome: LevelOutcome,
+    },
+    Snapshot(oneshot::Sender<Snapshot>),
+}
+
+/// What the admin API reads.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub status: CoreStatus,
+    pub nodes: BTreeMap<NodeId, NodeView>,
+    pub fingerprints: BTreeMap<NodeId, String>,
+    pub now: Duration,
+}
+
+/// The handle services use to reach a cluster's task.
+#[derive(Clone)]
+pub struct ClusterHandle {
+    pub plan: Arc<ClusterPlan>,
+    pub tx: mpsc::Sender<ToDriver>,
+    pub events: broadcast::Sender<pb::ClusterEvent>,
+}
+
+impl ClusterHandle {
+    pub async fn snapshot(&self) -> Result<Snapshot, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(ToDriver::Snapshot(tx))
+            .await
+            .map_err(|_| Status::unavailable("arbiter is shutting down"))?;
+        rx.await.map_err(|_| Status::unavailable("arbiter is shutting down"))
+    }
+}
+
+pub fn unix_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Publish one timeline event (watch stream).
+pub fn publish(events: &broadcast::Sender<pb::ClusterEvent>, cluster: &str, kind: &str, node: NodeId, epoch: u64, nodes: Vec<NodeId>, detail: String) {
+    let us = unix_us();
+    let _ = events.send(pb::ClusterEvent {
+        cluster: cluster.to_string(),
+        unix_ms: us / 1000,
+        kind: kind.to_string(),
+        node_id: node,
+        epoch,
+        nodes,
+        detail,
+        unix_us: us,
+    });
+}
+
+pub struct ClusterDriver {
+    plan: Arc<ClusterPlan>,
+    core: ArbiterCore,
+    store: Arc<dyn Store>,
+    devices: Arc<BTreeMap<String, Arc<dyn FenceDriver>>>,
+    sessions: BTreeMap<NodeId, (u64, AgentTx)>,
+    fingerprints: BTreeMap<NodeId, String>,
+    self_tx: mpsc::Sender<ToDriver>,
+    events: broadcast::Sender<pb::ClusterEvent>,
+    origin: Instant,
+    tracker: TaskTracker,
+    token: CancellationToken,
+}
+
+impl ClusterDriver {
+    pub fn new(
+        plan: Arc<ClusterPlan>,
+        store: Arc<dyn Store>,
+        devices: BTreeMap<String, Arc<dyn FenceDriver>>,
+        handle: &ClusterHandle,
+        tracker: TaskTracker,
+        token: CancellationToken,
+    ) -> Result<Self, StoreError> {
+        let persisted = store.load(&plan.spec.name)?;
+        info!(cluster = %plan.spec.name, lease.epoch = persisted.epoch, backed = ?persisted.backed,
+              open_intents = ?persisted.open_intents, "cluster state loaded; start-up grace begins");
+        let core = ArbiterCore::new(plan.spec.clone(), persisted, Duration::ZERO);
+        Ok(ClusterDriver {
+            plan,
+            core,
+            store,
+            devices: Arc::new(devices),
+            sessions: BTreeMap::new(),
+            fingerprints: BTreeMap::new(),
+            self_tx: handle.tx.clone(),
+            events: handle.events.clone(),
+            origin: Instant::now(),
+            tracker,
+            token,
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.plan.spec.name
+    }
+
+    /// Run until cancelled. A store failure ends the task with an error:
+    /// the arbiter must stop rather than act on state it could not persist.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<ToDriver>) -> Result<(), StoreError> {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = self.token.cancelled() => return Ok(()),
+                _ = tick.tick() => { self.step(Event::Tick)?; }
+                msg = rx.recv() => match msg {
+                    None => return Ok(()),
+                    Some(m) => self.handle(m)?,
+                },
+            }
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn handle(&mut self, msg: ToDriver) -> Result<(), StoreError> {
+        match msg {
+            ToDriver::Connected { node, session, known_epoch, fingerprint, out } => {
+                info!(cluster = %self.name(), node.id = node, session, "agent connected");
+                self.sessions.insert(node, (session, out));
+                self.fingerprints.insert(node, fingerprint);
+                let refused = self.step(Event::Connected { node, session, known_epoch })?;
+                if !refused {
+                    let t = self.plan.spec.timing;
+                    let welcome = pb::Welcome {
+                        heartbeat_interval_ms: t.heartbeat_interval.as_millis() as u64,
+                        lease_ms: t.lease.as_millis() as u64,
+                        peers: self
+                            .plan
+                            .addresses
+                            .iter()
+                            .filter(|(id, _)| **id != node)
+                            .map(|(&id, a)| pb::Peer { node_id: id, probe_address: a.clone() })
+                            .collect(),
+                        epoch: self.core.epoch(),
+                    };
+                    self.send_to(node, session, pb::arbiter_message::Body::Welcome(welcome));
+                }
+            }
+            ToDriver::Disconnected { node, session } => {
+                if self.sessions.get(&node).is_some_and(|(s, _)| *s == session) {
+                    self.sessions.remove(&node);
+                    info!(cluster = %self.name(), node.id = node, session, "agent disconnected");
+                }
+                self.step(Event::Disconnected { node, session })?;
+            }
+            ToDriver::Heartbeat { node, session, hb } => {
+                self.step(Event::Heartbeat {
+                    node,
+                    session,
+                    seq: hb.seq,
+                    sent_at_us: hb.sent_at_us,
+                    reachable: hb.reachable,
+                    heuristics: hb.heuristics,
+                    known_epoch: hb.known_epoch,
+                })?;
+            }
+            ToDriver::FenceDone { node, intent, level, attempt, outcome } => {
+                self.step(Event::FenceFinished { node, intent, level, attempt, outcome })?;
+            }
+            ToDriver::Snapshot(reply) => {
+                let nodes = self
+                    .plan
+                    .spec
+                    .nodes
+                    .keys()
+                    .filter_map(|&id| self.core.node(id).map(|v| (id, v.clone())))
+                    .collect();
+                let _ = reply.send(Snapshot {
+                    status: self.core.status(),
+                    nodes,
+                    fingerprints: self.fingerprints.clone(),
+                    now: self.now(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn send_to(&mut self, node: NodeId, session: u64, body: pb::arbiter_message::Body) {
+        if let Some((s, tx)) = self.sessions.get(&node) {
+            if *s == session && tx.try_send(Ok(pb::ArbiterMessage { body: Some(body) })).is_err() {
+                warn!(cluster = %self.name(), node.id = node, "agent stream full or closed; message dropped");
+            }
+        }
+    }
+
+    /// Step the core and execute its actions in order. Returns whether the
+    /// event's session was refused.
+    fn step(&mut self, event: Event) -> Result<bool, StoreError> {
+        let now = self.now();
+        let actions = self.core.step(now, event);
+        let mut refused = false;
+        for action in actions {
+            refused |= matches!(action, Action::Refuse { .. });
+            self.execute(action)?;
+        }
+        Ok(refused)
+    }
+
+    fn execute(&mut self, action: Action) -> Result<(), StoreError> {
+        let cluster = self.plan.spec.name.clone();
+        let epoch = self.core.epoch();
+        match action {
+            Action::Persist(delta) => {
+                let ms = unix_us() / 1000;
+                // Durable before anything after it runs (redb commit fsyncs).
+                if let Err(e) = tokio::task::block_in_place(|| self.store.apply(&cluster, &delta, ms)) {
+                    error!(cluster = %cluster, error = %e, "cannot persist; stopping the arbiter");
+                    return Err(e);
+                }
+                if let crate::core::Delta::FenceIntent { intent, node, reason } = &delta {
+                    info!(cluster = %cluster, node.id = node, fence.intent = intent, reason = %reason, "fence intent persisted");
+                    publish(&self.events, &cluster, "fence_intent", *node, epoch, vec![], format!("intent {intent}: {reason}"));
+                }
+                if let crate::core::Delta::FenceConfirmed { intent, node } = &delta {
+                    info!(cluster = %cluster, node.id = node, fence.intent = intent, "fence confirmed and persisted");
+                    publish(&self.events, &cluster, "fence_confirmed", *node, epoch, vec![], format!("intent {intent}"));
+                }
+            }
+            Action::Ack { node, session, seq, sent_at_us, lease, epoch, survivors, gone, reason } => {
+                let ack = pb::Ack {
+                    seq,
+                    sent_at_us,
+                    lease_ms: lease.map_or(0, |d| d.as_millis() as u64),
+                    epoch,
+                    survivors: survivors.into_iter().collect(),
+                    gone: gone.into_iter().collect(),
+                    reason: reason.to_string(),
+                };
+                self.send_to(node, session, pb::arbiter_message::Body::Ack(ack));
+            }
+            Action::Fence { node, intent, level, attempt } => {
+                let targets = self.plan.levels.get(&node).and_then(|l| l.get(level)).cloned().unwrap_or_default();
+                info!(cluster = %cluster, node.id = node, fence.intent = intent, fence.level = level,
+                      fence.devices = ?targets.iter().map(|t| format!("{}:{}", t.device, t.port)).collect::<Vec<_>>(), "fencing");
+                publish(&self.events, &cluster, "fence_level_started", node, epoch, vec![], format!("level {level}"));
+                let devices = self.devices.clone();
+                let tx = self.self_tx.clone();
+                let events = self.events.clone();
+                let timeout = self.plan.spec.timing.fence_timeout;
+                let token = self.token.clone();
+                let name = cluster.clone();
+                self.tracker.spawn(async move {
+                    let ev = events.clone();
+                    let progress = move |p: Progress| match p {
+                        Progress::OffSent { device, port } => {
+                            publish(&ev, &name, "fence_off_sent", node, epoch, vec![], format!("{device}:{port}"))
+                        }
+                        Progress::ConfirmedOff { device, port } => {
+                            publish(&ev, &name, "fence_status_off", node, epoch, vec![], format!("{device}:{port}"))
+                        }
+                    };
+                    let outcome = tokio::select! {
+                        // On shutdown the intent stays open; the next start resumes it.
+                        _ = token.cancelled() => return,
+                        o = run_level(&targets, &devices, timeout, Duration::from_millis(10), progress) => o,
+                    };
+                    let _ = tx.send(ToDriver::FenceDone { node, intent, level, attempt, outcome }).await;
+                });
+            }
+            Action::Announce { to, epoch, survivors, gone } => {
+                info!(cluster = %cluster, lease.epoch = epoch, survivors = ?survivors, gone = ?gone, "survivors notified");
+                let ann = pb::Announcement {
+                    epoch,
+                    survivors: survivors.iter().copied().collect(),
+                    gone: gone.iter().copied().collect(),
+                };
+                for n in &to {
+                    if let Some(&(s, _)) = self.sessions.get(n) {
+                        self.send_to(*n, s, pb::arbiter_message::Body::Announcement(ann.clone()));
+                    }
+                }
+                publish(&self.events, &cluster, "survivors_notified", 0, epoch, survivors.into_iter().collect(),
+                        format!("gone: {:?}", gone));
+            }
+            Action::Refuse { node, session, reason } => {
+                warn!(cluster = %cluster, node.id = node, session, reason = %reason, "agent refused");
+                if let Some((s, tx)) = self.sessions.get(&node) {
+                    if *s == session {
+                        let _ = tx.try_send(Err(Status::invalid_argument(reason)));
+                        self.sessions.remove(&node);
+                    }
+                }
+            }
+            Action::Notice(n) => self.notice(n, epoch),
+        }
+        Ok(())
+    }
+
+    fn notice(&self, n: Notice, epoch: u64) {
+        let c = self.name();
+        let (kind, node, nodes, detail) = match n {
+            Notice::NodeAlive { node } => {
+                info!(cluster = %c, node.id = node, "node alive");
+                ("node_alive", node, vec![], String::new())
+            }
+            Notice::NodeLost { node } => {
+                warn!(cluster = %c, node.id = node, "node lost: no heartbeat within lost_after");
+                ("node_lost", node, vec![], String::new())
+            }
+            Notice::Decision { survivors, leaving } => {
+                warn!(cluster = %c, survivors = ?survivors, leaving = ?leaving, "survivor decision");
+                ("decision", 0, survivors.into_iter().collect(), format!("leaving: {leaving:?}"))
+            }
+            Notice::NoQuorum { best } => {
+                error!(cluster = %c, best = ?best, "no quorate survivor set: no leases, no fencing");
+                ("no_quorum", 0, best.into_iter().collect(), String::new())
+            }
+            Notice::StormHold { leaving } => {
+                error!(cluster = %c, leaving = ?leaving, "fence storm: too many nodes at once; holding, fencing nobody");
+                ("alert", 0, leaving.into_iter().collect(), "fence storm limit: holding".into())
+            }
+            Notice::FenceFailed { node, intent, level, detail } => {
+                error!(cluster = %c, node.id = node, fence.intent = intent, fence.level = level, error = %detail, "fence level failed");
+                ("fence_failed", node, vec![], format!("level {level}: {detail}"))
+            }
+            Notice::EpochAcknowledged { node, epoch } => {
+                info!(cluster = %c, node.id = node, lease.epoch = epoch, "epoch acknowledged");
+                ("epoch_acknowledged", node, vec![], String::new())
+            }
+            Notice::GraceOver => {
+                info!(cluster = %c, "start-up grace over; deciding and granting leases");
+                ("grace_over", 0, vec![], String::new())
+            }
+        };
+        publish(&self.events, c, kind, node, epoch, nodes, detail);
+    }
+}

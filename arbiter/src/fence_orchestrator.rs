@@ -1,0 +1,89 @@
+//! Runs one fence level: every device of the level is switched off and
+//! confirmed off by status polling, concurrently, within the level's
+//! deadline. The outcome goes back to the core as `Event::FenceFinished`.
+//!
+//! **Invariant:** a level succeeds only when every device *confirmed* the
+//! port off; an error, a timeout or an unconfirmed status is a failure.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fence_drivers::{confirm_off, FenceDriver, FenceError};
+use tokio::task::JoinSet;
+
+use crate::config::{DeviceConfig, FenceTarget};
+use crate::core::LevelOutcome;
+
+/// Build the configured devices. Config validation already checked the
+/// parameters; a device that still cannot be built is an error here.
+pub fn build_devices(devices: &BTreeMap<String, DeviceConfig>) -> Result<BTreeMap<String, Arc<dyn FenceDriver>>, FenceError> {
+    let mut out: BTreeMap<String, Arc<dyn FenceDriver>> = BTreeMap::new();
+    for (name, d) in devices {
+        let driver: Arc<dyn FenceDriver> = match d.driver.as_str() {
+            "sim" => {
+                let dir = d.params.get("dir").and_then(|v| v.as_str()).unwrap_or_default();
+                Arc::new(fence_drivers::sim::SimPowerDevice::new(name.clone(), dir)?)
+            }
+            other => {
+                return Err(FenceError::InvalidParameter {
+                    key: format!("device.{name}.driver"),
+                    reason: format!("unknown driver {other:?}"),
+                })
+            }
+        };
+        out.insert(name.clone(), driver);
+    }
+    Ok(out)
+}
+
+/// A step of a level, reported for the timeline.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    OffSent { device: String, port: String },
+    ConfirmedOff { device: String, port: String },
+}
+
+/// Run one level; `progress` is told of each step as it happens.
+pub async fn run_level(
+    targets: &[FenceTarget],
+    devices: &BTreeMap<String, Arc<dyn FenceDriver>>,
+    timeout: Duration,
+    poll: Duration,
+    progress: impl Fn(Progress) + Send + Sync + Clone + 'static,
+) -> LevelOutcome {
+    let mut set = JoinSet::new();
+    for t in targets {
+        let Some(dev) = devices.get(&t.device).cloned() else {
+            return LevelOutcome::Failed(format!("device {:?} is not configured", t.device));
+        };
+        let t = t.clone();
+        let progress = progress.clone();
+        set.spawn(async move {
+            let work = async {
+                dev.off(&t.port).await?;
+                progress(Progress::OffSent { device: t.device.clone(), port: t.port.clone() });
+                confirm_off(dev.as_ref(), &t.port, timeout, poll).await?;
+                progress(Progress::ConfirmedOff { device: t.device.clone(), port: t.port.clone() });
+                Ok::<(), FenceError>(())
+            };
+            match tokio::time::timeout(timeout, work).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("{}:{}: no confirmed off within {timeout:?}", t.device, t.port)),
+            }
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(e),
+            Err(e) => failures.push(format!("fence task failed: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        LevelOutcome::ConfirmedOff
+    } else {
+        LevelOutcome::Failed(failures.join("; "))
+    }
+}

@@ -1,0 +1,4 @@
+//! gRPC services: wire types are converted by hand here; none enters the core.
+
+pub mod admin_service;
+pub mod agent_service;
