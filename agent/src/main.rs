@@ -1,1 +1,70 @@
-fn main() {}
+//! `fence-agent --config FILE`: validates (exit 64 on a bad config), then
+//! runs [`agent::run`] until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "fence-agent", version, about = "Node agent of the fencing-first split-brain arbiter")]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let plan = match agent::config::AgentConfig::load(&args.config) {
+        Ok(p) => p,
+        Err(errs) => {
+            eprintln!("fence-agent: invalid configuration {}:", args.config.display());
+            for e in errs {
+                eprintln!("  {e}");
+            }
+            return ExitCode::from(64);
+        }
+    };
+    if args.check_config {
+        println!("{}: ok", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if plan.json_logs {
+        b.json().init();
+    } else {
+        b.init();
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fence-agent: cannot start the runtime: {e}");
+            return ExitCode::from(71);
+        }
+    };
+    match rt.block_on(agent::run(plan, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fence-agent: {e}");
+            ExitCode::from(70)
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

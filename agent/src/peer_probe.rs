@@ -1,0 +1,123 @@
+//! Peer probes: how an agent proves it reaches its peers.
+//!
+//! Every agent serves the `PeerProbe` gRPC service and calls it on every
+//! peer once per heartbeat interval, with the interval as deadline, over one
+//! long-lived HTTP/2 connection per peer. A peer answered within the last
+//! three intervals is reported reachable in each heartbeat.
+//!
+//! Why gRPC rather than ICMP or a UDP ping: it crosses the same path, port
+//! and (with mTLS) the same authentication as the cluster's own traffic, so
+//! "reachable" means "reachable the way it matters", and a forged datagram
+//! cannot fake it. The cost is one small unary call per peer per interval.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::v1 as pb;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+use tracing::debug;
+
+/// What the prober knows; shared with the session (which reads it for each
+/// heartbeat) and with the session's Welcome (which sets peers and interval).
+/// The lock is never held across an await.
+#[derive(Debug, Default)]
+pub struct ProbeState {
+    pub peers: BTreeMap<u32, String>,
+    pub interval: Option<Duration>,
+    pub last_ok: BTreeMap<u32, Instant>,
+}
+
+pub type SharedProbes = Arc<Mutex<ProbeState>>;
+
+/// Peers answered within three intervals of `now`.
+pub fn reachable(state: &SharedProbes, now: Instant) -> Vec<u32> {
+    let s = state.lock().expect("probe state lock");
+    let window = s.interval.unwrap_or(Duration::from_millis(100)) * 3;
+    s.last_ok
+        .iter()
+        .filter(|(_, t)| now.saturating_duration_since(**t) <= window)
+        .map(|(&id, _)| id)
+        .collect()
+}
+
+/// The probe server.
+pub struct ProbeServer {
+    pub cluster: String,
+    pub node: u32,
+    pub isolated: Arc<AtomicBool>,
+}
+
+#[tonic::async_trait]
+impl pb::peer_probe_server::PeerProbe for ProbeServer {
+    async fn probe(&self, req: Request<pb::ProbeRequest>) -> Result<Response<pb::ProbeReply>, Status> {
+        if self.isolated.load(Ordering::Relaxed) {
+            return Err(Status::unavailable("isolated by fault injection"));
+        }
+        let r = req.into_inner();
+        if r.cluster != self.cluster {
+            return Err(Status::invalid_argument(format!(
+                "probe for cluster {:?}; this is node {} of cluster {:?}",
+                r.cluster, self.node, self.cluster
+            )));
+        }
+        Ok(Response::new(pb::ProbeReply { node_id: self.node, seq: r.seq }))
+    }
+}
+
+/// Probe every known peer once per interval until cancelled.
+pub async fn run_prober(cluster: String, node: u32, state: SharedProbes, isolated: Arc<AtomicBool>, token: CancellationToken) {
+    let mut clients: BTreeMap<u32, (String, pb::peer_probe_client::PeerProbeClient<Channel>)> = BTreeMap::new();
+    let mut seq = 0u64;
+    loop {
+        let (peers, interval) = {
+            let s = state.lock().expect("probe state lock");
+            (s.peers.clone(), s.interval.unwrap_or(Duration::from_millis(100)))
+        };
+        let next = Instant::now() + interval;
+        if !isolated.load(Ordering::Relaxed) {
+            clients.retain(|id, (addr, _)| peers.get(id) == Some(addr));
+            for (id, addr) in &peers {
+                if clients.contains_key(id) {
+                    continue;
+                }
+                if let Ok(ep) = Endpoint::from_shared(format!("http://{addr}")) {
+                    let ch = ep
+                        .connect_timeout(interval)
+                        .tcp_nodelay(true)
+                        .http2_keep_alive_interval(Duration::from_secs(1))
+                        .keep_alive_timeout(Duration::from_secs(2))
+                        .connect_lazy();
+                    clients.insert(*id, (addr.clone(), pb::peer_probe_client::PeerProbeClient::new(ch)));
+                }
+            }
+            seq += 1;
+            let mut set = tokio::task::JoinSet::new();
+            for (&id, (_, client)) in &clients {
+                let mut client = client.clone();
+                let req = pb::ProbeRequest { cluster: cluster.clone(), from_node: node, seq };
+                set.spawn(async move {
+                    let r = tokio::time::timeout(interval, client.probe(req)).await;
+                    (id, matches!(r, Ok(Ok(ref resp)) if resp.get_ref().node_id == id))
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                if let Ok((id, ok)) = r {
+                    if ok {
+                        state.lock().expect("probe state lock").last_ok.insert(id, Instant::now());
+                    } else {
+                        debug!(node.id = node, peer = id, "probe failed");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+    }
+}
