@@ -1,1 +1,12 @@
-//! placeholder
+//! The operator CLI: commands against the arbiter's admin API, and `demo`.
+
+pub mod client;
+pub mod commands;
+pub mod demo;
+
+/// Output format of every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}

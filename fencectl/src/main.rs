@@ -1,1 +1,88 @@
-fn main() {}
+//! `fencectl`: parses the command line and dispatches; exit codes are in
+//! [`fencectl::client::exit`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use fencectl::client::exit;
+use fencectl::demo::{DemoOptions, Scenario};
+use fencectl::{commands, Output};
+
+#[derive(Parser)]
+#[command(name = "fencectl", version, about = "Operate the fencing-first split-brain arbiter")]
+struct Cli {
+    /// The arbiter's admin URL.
+    #[arg(long, global = true, env = "FENCECTL_ARBITER", default_value = "http://127.0.0.1:7400")]
+    arbiter: String,
+    /// Output format.
+    #[arg(long, short, global = true, value_enum, default_value = "text")]
+    output: Output,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Cluster status: epoch, survivors, fencing. Exit 0 healthy, 3 degraded, 69 unreachable.
+    Status {
+        /// Only this cluster (default: all).
+        #[arg(long, default_value = "")]
+        cluster: String,
+    },
+    /// Every node: state, lease, connection, reachability.
+    Nodes {
+        #[arg(long, default_value = "")]
+        cluster: String,
+    },
+    /// Stream cluster events until Ctrl-C.
+    Watch {
+        #[arg(long, default_value = "")]
+        cluster: String,
+    },
+    /// Run a 3-node cluster on loopback and fence a failed node.
+    Demo {
+        /// What happens to node 3.
+        #[arg(long, value_enum, default_value = "freeze")]
+        scenario: Scenario,
+        /// Directory holding fence-arbiter and fence-agent (default: next to fencectl).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Keep the demo's directory (logs, store, power device record).
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fencectl: cannot start the runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let r = rt.block_on(async {
+        match cli.command {
+            Cmd::Status { cluster } => commands::status::status(&cli.arbiter, &cluster, cli.output).await,
+            Cmd::Nodes { cluster } => commands::status::nodes(&cli.arbiter, &cluster, cli.output).await,
+            Cmd::Watch { cluster } => commands::watch::watch(&cli.arbiter, &cluster, cli.output).await,
+            Cmd::Demo { scenario, bin_dir, keep } => {
+                let json = cli.output == Output::Json;
+                let report = fencectl::demo::run(DemoOptions { scenario, bin_dir, quiet: json, keep }).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
+                }
+                Ok(exit::OK)
+            }
+        }
+    });
+    match r {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("fencectl: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
