@@ -59,9 +59,15 @@ pub async fn connect(url: &str) -> Result<AdminClient<Channel>, CliError> {
         .tcp_nodelay(true);
     let ch = ep.connect().await.map_err(|e| CliError::Unreachable {
         url: url.into(),
-        reason: match std::error::Error::source(&e) {
-            Some(src) => src.to_string(),
-            None => e.to_string(),
+        reason: {
+            // The whole cause chain: "tcp connect error: Connection refused".
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg = format!("{msg}: {s}");
+                src = s.source();
+            }
+            msg
         },
     })?;
     Ok(AdminClient::new(ch))

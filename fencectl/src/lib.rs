@@ -3,6 +3,7 @@
 pub mod client;
 pub mod commands;
 pub mod demo;
+pub mod local_cluster;
 
 /// Output format of every command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -1,0 +1,302 @@
+//! A whole cluster on loopback, run as real child processes of the real
+//! binaries: one fence-arbiter and N fence-agents, with ephemeral ports, a
+//! temporary directory and a simulated power device whose ports are the
+//! agents' PIDs. Used by `fencectl demo`, the end-to-end tests and the
+//! benchmarks. Everything it starts it stops, by PID, also on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fence_drivers::sim::SimPowerDevice;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::client::CliError;
+use crate::commands::status::{fetch_nodes, fetch_status};
+
+fn err(s: impl Into<String>) -> CliError {
+    CliError::Other(s.into())
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub nodes: u32,
+    /// Agents accept SIGUSR1 to isolate themselves.
+    pub fault_injection: bool,
+    /// Give every node a second fence level on a second device, `backup`.
+    pub second_level: bool,
+    /// Extra lines for the `[[cluster]]` table (timings, quorum...).
+    pub cluster_extra: String,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { nodes: 3, fault_injection: true, second_level: false, cluster_extra: String::new() }
+    }
+}
+
+pub struct LocalCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub url: String,
+    pub nodes: u32,
+    /// The primary power device (`power`), port `node<i>` per node.
+    pub device: SimPowerDevice,
+    /// The second-level device (`backup`), when configured.
+    pub backup: Option<SimPowerDevice>,
+    arbiter: Option<Child>,
+    agents: Vec<(u32, Child)>,
+    arbiter_starts: u32,
+}
+
+/// Find the daemons next to this executable or in `bin_dir`, building them
+/// first when run under `cargo run` (the `CARGO` variable is set).
+pub fn locate_binaries(bin_dir: Option<&Path>, say: &dyn Fn(&str)) -> Result<PathBuf, CliError> {
+    let exe = std::env::current_exe().map_err(|e| err(format!("cannot locate this executable: {e}")))?;
+    let dir = match bin_dir {
+        Some(d) => d.to_path_buf(),
+        None => exe.parent().map(Path::to_path_buf).ok_or_else(|| err("executable has no directory"))?,
+    };
+    if bin_dir.is_none() {
+        if let Ok(cargo) = std::env::var("CARGO") {
+            let release = dir.file_name().is_some_and(|n| n == "release");
+            say("building fence-arbiter and fence-agent (cargo build)...");
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "-p", "arbiter", "-p", "agent"]);
+            if release {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().map_err(|e| err(format!("cannot run cargo build: {e}")))?;
+            if !status.success() {
+                return Err(err("cargo build of fence-arbiter and fence-agent failed"));
+            }
+        }
+    }
+    for b in ["fence-arbiter", "fence-agent"] {
+        if !dir.join(b).is_file() {
+            return Err(err(format!(
+                "{} not found; build it with `cargo build --release -p arbiter -p agent`, or pass --bin-dir",
+                dir.join(b).display()
+            )));
+        }
+    }
+    Ok(dir)
+}
+
+/// Ports picked by binding 127.0.0.1:0 and releasing them.
+fn free_ports(n: usize) -> Result<Vec<u16>, CliError> {
+    let socks: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(format!("cannot find free loopback ports: {e}")))?;
+    socks
+        .iter()
+        .map(|s| s.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| err(format!("cannot find free loopback ports: {e}")))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), CliError> {
+    std::fs::write(path, text).map_err(|e| err(format!("cannot write {}: {e}", path.display())))
+}
+
+fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Child, CliError> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| err(format!("{}: {e}", log.display())))?;
+    Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| err(format!("cannot start {}: {e}", bin.display())))
+}
+
+/// SIGTERM (after SIGCONT, for a frozen one), wait up to 5 s, then SIGKILL.
+fn stop_child(c: &mut Child) {
+    if let Ok(None) = c.try_wait() {
+        let pid = Pid::from_raw(c.id() as i32);
+        let _ = kill(pid, Signal::SIGCONT);
+        let _ = kill(pid, Signal::SIGTERM);
+    }
+    for _ in 0..500 {
+        match c.try_wait() {
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            _ => return,
+        }
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+impl LocalCluster {
+    pub async fn start(bin: &Path, opts: &ClusterOptions) -> Result<LocalCluster, CliError> {
+        let dir = tempfile::Builder::new()
+            .prefix("fence-cluster-")
+            .tempdir()
+            .map_err(|e| err(format!("temporary directory: {e}")))?;
+        let n = opts.nodes;
+        let ports = free_ports(n as usize + 1)?;
+        let url = format!("http://127.0.0.1:{}", ports[0]);
+        let d = dir.path();
+        let mut toml = format!(
+            "[arbiter]\nlisten = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\ninsecure_plaintext = true\nlog_format = \"json\"\n\n\
+             [[cluster]]\nname = \"demo\"\n{}\n\n[[cluster.device]]\nname = \"power\"\ndriver = \"sim\"\ndir = \"{}\"\n",
+            ports[0],
+            d.join("state").display(),
+            opts.cluster_extra,
+            d.join("power").display()
+        );
+        if opts.second_level {
+            toml += &format!("\n[[cluster.device]]\nname = \"backup\"\ndriver = \"sim\"\ndir = \"{}\"\n", d.join("backup").display());
+        }
+        for i in 1..=n {
+            let levels = if opts.second_level {
+                format!("[[\"power:node{i}\"], [\"backup:node{i}\"]]")
+            } else {
+                format!("[[\"power:node{i}\"]]")
+            };
+            toml += &format!("\n[[cluster.node]]\nid = {i}\naddress = \"127.0.0.1:{}\"\nfence = {levels}\n", ports[i as usize]);
+            let agent = format!(
+                "cluster = \"demo\"\nnode = {i}\narbiter = \"{url}\"\nlisten = \"127.0.0.1:{}\"\ninsecure_plaintext = true\nlog_format = \"json\"\n\n[fault_injection]\nenabled = {}\n",
+                ports[i as usize], opts.fault_injection
+            );
+            write(&d.join(format!("agent{i}.toml")), &agent)?;
+        }
+        write(&d.join("arbiter.toml"), &toml)?;
+        let device = SimPowerDevice::new("power", d.join("power")).map_err(|e| err(e.to_string()))?;
+        let backup = if opts.second_level {
+            Some(SimPowerDevice::new("backup", d.join("backup")).map_err(|e| err(e.to_string()))?)
+        } else {
+            None
+        };
+        let mut c = LocalCluster { dir, bin: bin.to_path_buf(), url, nodes: n, device, backup, arbiter: None, agents: Vec::new(), arbiter_starts: 0 };
+        c.start_arbiter().await?;
+        for i in 1..=n {
+            c.start_agent(i)?;
+        }
+        Ok(c)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Start (or restart) the arbiter and wait for its admin API.
+    pub async fn start_arbiter(&mut self) -> Result<(), CliError> {
+        let d = self.dir.path();
+        self.arbiter = Some(spawn(&self.bin.join("fence-arbiter"), &d.join("arbiter.toml"), &d.join("arbiter.log"))?);
+        self.arbiter_starts += 1;
+        for _ in 0..200 {
+            if fetch_status(&self.url, "").await.is_ok() {
+                return Ok(());
+            }
+            if let Some(Ok(Some(st))) = self.arbiter.as_mut().map(|a| a.try_wait()) {
+                return Err(err(format!("fence-arbiter exited ({st}); see {}", d.join("arbiter.log").display())));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Err(err(format!("the arbiter did not come up; see {}", d.join("arbiter.log").display())))
+    }
+
+    /// Stop the arbiter gracefully (SIGTERM).
+    pub fn stop_arbiter(&mut self) {
+        if let Some(mut a) = self.arbiter.take() {
+            stop_child(&mut a);
+        }
+    }
+
+    /// Start node `i`'s agent and plug it into both devices.
+    pub fn start_agent(&mut self, i: u32) -> Result<u32, CliError> {
+        let d = self.dir.path();
+        let child = spawn(&self.bin.join("fence-agent"), &d.join(format!("agent{i}.toml")), &d.join(format!("agent{i}.log")))?;
+        let pid = child.id();
+        self.device.register(&format!("node{i}"), pid).map_err(|e| err(e.to_string()))?;
+        if let Some(b) = &self.backup {
+            b.register(&format!("node{i}"), pid).map_err(|e| err(e.to_string()))?;
+        }
+        self.agents.retain(|(n, _)| *n != i);
+        self.agents.push((i, child));
+        Ok(pid)
+    }
+
+    pub fn agent_pid(&self, i: u32) -> Option<u32> {
+        self.agents.iter().find(|(n, _)| *n == i).map(|(_, c)| c.id())
+    }
+
+    pub fn arbiter_pid(&self) -> Option<u32> {
+        self.arbiter.as_ref().map(|c| c.id())
+    }
+
+    fn signal(&self, i: u32, sig: Signal) -> Result<(), CliError> {
+        let pid = self.agent_pid(i).ok_or_else(|| err(format!("node {i} has no agent")))?;
+        kill(Pid::from_raw(pid as i32), sig).map_err(|e| err(format!("{sig:?} to node {i} (pid {pid}): {e}")))
+    }
+
+    /// A hung node: SIGSTOP. Its "power" stays on.
+    pub fn freeze(&self, i: u32) -> Result<(), CliError> {
+        self.signal(i, Signal::SIGSTOP)
+    }
+
+    /// A node alive but cut off: the agent's fault-injection switch.
+    pub fn isolate(&self, i: u32) -> Result<(), CliError> {
+        self.signal(i, Signal::SIGUSR1)
+    }
+
+    /// The agent process dies (power stays on: the machine still runs).
+    pub fn kill_agent(&mut self, i: u32) -> Result<(), CliError> {
+        self.signal(i, Signal::SIGKILL)?;
+        if let Some((_, c)) = self.agents.iter_mut().find(|(n, _)| *n == i) {
+            let _ = c.wait();
+        }
+        Ok(())
+    }
+
+    /// Wait until every node is a member holding a lease; returns the epoch.
+    pub async fn wait_all_leased(&self, within: Duration) -> Result<u64, CliError> {
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(nodes) = fetch_nodes(&self.url, "demo").await {
+                if nodes.len() == self.nodes as usize && nodes.iter().all(|n| n.lease && n.state == "member") {
+                    return Ok(fetch_status(&self.url, "demo").await?.clusters[0].epoch);
+                }
+            }
+            if tokio::time::Instant::now() > end {
+                return Err(err(format!("not every node held a lease within {within:?}; logs in {}", self.dir().display())));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Stop everything, agents first.
+    pub fn stop(&mut self) {
+        for (_, c) in &mut self.agents {
+            stop_child(c);
+        }
+        self.agents.clear();
+        self.stop_arbiter();
+    }
+
+    /// Keep the directory after drop (for debugging); returns its path.
+    pub fn keep(self) -> PathBuf {
+        let mut this = self;
+        this.stop();
+        let dir = std::mem::replace(&mut this.dir, tempfile::tempdir().expect("tempdir"));
+        dir.keep()
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
