@@ -273,6 +273,21 @@ impl LocalCluster {
         }
     }
 
+    /// Wait until these nodes all hold a lease as members; returns the epoch.
+    pub async fn wait_all_leased_among(&self, ids: &[u32]) -> u64 {
+        for _ in 0..400 {
+            if let Ok(nodes) = fetch_nodes(&self.url, "demo").await {
+                if ids.iter().all(|i| nodes.iter().any(|n| n.node == *i && n.lease && n.state == "member")) {
+                    if let Ok(st) = fetch_status(&self.url, "demo").await {
+                        return st.clusters[0].epoch;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        0
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
     }

@@ -1,4 +1,5 @@
 //! Whole-cluster tests: the deterministic simulation ([`sim`]) with its
 //! safety checker, and helpers for end-to-end tests and benchmarks.
 
+pub mod e2e;
 pub mod sim;

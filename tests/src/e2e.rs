@@ -1,0 +1,91 @@
+//! Helpers for the end-to-end tests: locate the built daemons, collect the
+//! arbiter's timeline, read the agents' JSON logs.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fencectl::commands::watch::{subscribe, EventView};
+use tokio::sync::mpsc;
+
+/// `target/<profile>` of this test executable, which must hold freshly
+/// built `fence-arbiter` and `fence-agent` (`scripts/test` builds them).
+pub fn binaries() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
+    for b in ["fence-arbiter", "fence-agent", "fencectl"] {
+        assert!(
+            dir.join(b).is_file(),
+            "{} is missing: build the daemons first (`cargo build --release --bins`, as scripts/test does)",
+            dir.join(b).display()
+        );
+    }
+    dir
+}
+
+/// The arbiter's watch stream, collected in the background.
+pub struct Watcher {
+    rx: mpsc::Receiver<EventView>,
+    task: tokio::task::JoinHandle<()>,
+    pub seen: Vec<EventView>,
+}
+
+impl Watcher {
+    pub async fn start(url: &str) -> Watcher {
+        let mut stream = subscribe(url, "demo").await.expect("watch stream");
+        let (tx, rx) = mpsc::channel(4096);
+        let task = tokio::spawn(async move {
+            while let Ok(Some(e)) = stream.message().await {
+                if tx.send(e.into()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Watcher { rx, task, seen: Vec::new() }
+    }
+
+    /// Wait for the first event matching `pred` (all events are kept in `seen`).
+    pub async fn wait_for(&mut self, within: Duration, pred: impl Fn(&EventView) -> bool) -> Option<EventView> {
+        if let Some(e) = self.seen.iter().find(|e| pred(e)) {
+            return Some(e.clone());
+        }
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            let left = end.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.rx.recv()).await {
+                Ok(Some(e)) => {
+                    let hit = pred(&e);
+                    self.seen.push(e.clone());
+                    if hit {
+                        return Some(e);
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn unix_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// `(unix_us, message, fields)` of each line of a JSON log.
+pub fn json_log(text: &str) -> Vec<(u64, String, serde_json::Value)> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let ts = v.get("timestamp")?.as_str()?;
+            let t = humantime::parse_rfc3339(ts).ok()?;
+            let us = t.duration_since(UNIX_EPOCH).ok()?.as_micros() as u64;
+            let fields = v.get("fields")?.clone();
+            let msg = fields.get("message")?.as_str()?.to_string();
+            Some((us, msg, fields))
+        })
+        .collect()
+}
