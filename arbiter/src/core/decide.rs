@@ -10,10 +10,12 @@
 //!    the set whose sorted node ids are lexicographically smaller wins (so by
 //!    default the set holding the lowest node id).
 //!
-//! Since every node has at least one vote, a clique always beats its own
-//! subsets, so only maximal cliques need scoring: they are enumerated with
-//! Bron–Kerbosch with pivoting over `u64` bitsets (clusters of up to 64
-//! nodes). `tests` checks it against brute force.
+//! Every criterion is a sum of per-node weights (the last one too: a bitmask
+//! with the lowest id most significant), so the search is a maximum-weight
+//! clique problem under a lexicographic key. It runs as branch and bound over
+//! `u64` bitsets (clusters of up to 64 nodes) with a greedy-colouring upper
+//! bound, lowest ids first. The property tests check it against brute force
+//! (an independent comparison function over every subset).
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -162,54 +164,127 @@ fn to_ids(cands: &[Candidate], set: u64) -> BTreeSet<NodeId> {
         .collect()
 }
 
-/// Best maximal clique by Bron–Kerbosch with pivoting.
+/// Per-vertex weights whose sums, compared lexicographically, are exactly
+/// the documented order (votes, priority, heuristics, named tie-breaker,
+/// then the lexicographically smallest id list, encoded as a bitmask with the
+/// lowest id most significant). Every set of vertices gets a distinct key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+struct Key {
+    votes: u64,
+    priority: u64,
+    heuristics: u64,
+    named: u64,
+    mask: u128,
+}
+
+impl Key {
+    fn add(self, o: Key) -> Key {
+        Key {
+            votes: self.votes + o.votes,
+            priority: self.priority + o.priority,
+            heuristics: self.heuristics + o.heuristics,
+            named: self.named + o.named,
+            mask: self.mask + o.mask,
+        }
+    }
+
+    fn max(self, o: Key) -> Key {
+        Key {
+            votes: self.votes.max(o.votes),
+            priority: self.priority.max(o.priority),
+            heuristics: self.heuristics.max(o.heuristics),
+            named: self.named.max(o.named),
+            mask: self.mask.max(o.mask),
+        }
+    }
+
+    /// Component-wise `self <= o` implies every component bounded; used as
+    /// a lexicographic upper bound (see `Search::expand`).
+    fn lex_le(self, o: Key) -> bool {
+        self <= o
+    }
+}
+
+/// Deterministic cap on search steps. Real reachability graphs (whole
+/// meshes, splits, a few broken links) finish in a few thousand steps; an
+/// adversarial graph of 64 nodes could take longer, and then the best clique
+/// found so far is used: still a clique, still deterministic for the input.
+const STEP_BUDGET: u64 = 2_000_000;
+
+struct Search<'a> {
+    adj: &'a [u64],
+    w: Vec<Key>,
+    best: u64,
+    best_key: Key,
+    steps: u64,
+}
+
+impl Search<'_> {
+    /// Upper bound of any clique extending a clique of key `rk` with
+    /// vertices of `p`: greedy colouring of `p` into independent sets (a
+    /// clique takes at most one vertex of each) and the component-wise
+    /// maximum weight of each class. For any extension S, each component of
+    /// key(S) is at most the bound's, so key(S) <= bound lexicographically.
+    fn bound(&self, rk: Key, mut p: u64) -> Key {
+        let mut ub = rk;
+        while p != 0 {
+            // One colour class: a maximal independent set, lowest ids first.
+            let mut class = p;
+            let mut pick = 0u64;
+            let mut cls_max = Key::default();
+            while class != 0 {
+                let v = class.trailing_zeros() as usize;
+                let bit = 1u64 << v;
+                pick |= bit;
+                cls_max = cls_max.max(self.w[v]);
+                class &= !bit & !self.adj[v];
+            }
+            p &= !pick;
+            ub = ub.add(cls_max);
+        }
+        ub
+    }
+
+    fn expand(&mut self, r: u64, rk: Key, mut p: u64) {
+        self.steps += 1;
+        if rk > self.best_key {
+            self.best = r;
+            self.best_key = rk;
+        }
+        while p != 0 {
+            if self.steps >= STEP_BUDGET || self.bound(rk, p).lex_le(self.best_key) {
+                return;
+            }
+            // Lowest id first: the first cliques found are the likely winners.
+            let v = p.trailing_zeros() as usize;
+            let bit = 1u64 << v;
+            self.expand(r | bit, rk.add(self.w[v]), p & self.adj[v]);
+            p &= !bit;
+        }
+    }
+}
+
+/// The best clique under the documented order, by branch and bound.
 fn best_clique(cands: &[Candidate], adj: &[u64], tie: TieBreaker) -> u64 {
     let n = cands.len();
     if n == 0 {
         return 0;
     }
+    let w = cands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Key {
+            votes: u64::from(c.votes),
+            priority: u64::from(c.priority),
+            heuristics: u64::from(c.heuristics),
+            named: u64::from(matches!(tie, TieBreaker::Node(x) if x == c.id)),
+            mask: 1u128 << (63 - i),
+        })
+        .collect();
     let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
-    let mut best = 0u64;
-    let mut found = false;
-    bron_kerbosch(0, all, 0, adj, &mut |clique| {
-        if !found || compare(cands, tie, clique, best) == Ordering::Greater {
-            best = clique;
-            found = true;
-        }
-    });
-    best
-}
-
-fn bron_kerbosch(r: u64, mut p: u64, mut x: u64, adj: &[u64], report: &mut impl FnMut(u64)) {
-    if p == 0 {
-        if x == 0 {
-            report(r);
-        }
-        return;
-    }
-    // Pivot: the vertex of P ∪ X with most neighbours in P.
-    let px = p | x;
-    let mut pivot = px.trailing_zeros() as usize;
-    let mut most = 0;
-    let mut rest = px;
-    while rest != 0 {
-        let u = rest.trailing_zeros() as usize;
-        rest &= rest - 1;
-        let c = (p & adj[u]).count_ones();
-        if c > most {
-            most = c;
-            pivot = u;
-        }
-    }
-    let mut todo = p & !adj[pivot];
-    while todo != 0 {
-        let v = todo.trailing_zeros() as usize;
-        todo &= todo - 1;
-        let bit = 1u64 << v;
-        bron_kerbosch(r | bit, p & adj[v], x & adj[v], adj, report);
-        p &= !bit;
-        x |= bit;
-    }
+    let mut s = Search { adj, w, best: 0, best_key: Key::default(), steps: 0 };
+    s.expand(0, Key::default(), all);
+    s.best
 }
 
 /// The verdict given the set the arbiter backs now (`incumbents`).

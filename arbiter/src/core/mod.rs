@@ -87,7 +87,12 @@ pub struct ArbiterCore {
     to_resume: BTreeMap<NodeId, u64>,
     next_intent: u64,
     next_attempt: u64,
+    /// The last decision's inputs and result: the search runs only when
+    /// the live nodes, their settled edges or the incumbents change.
+    decision_cache: Option<(DecisionInput, Verdict)>,
 }
+
+type DecisionInput = (Vec<Candidate>, BTreeSet<(NodeId, NodeId)>, BTreeSet<NodeId>);
 
 impl ArbiterCore {
     /// A core starting at `now` from durable state. It grants no lease and
@@ -122,6 +127,7 @@ impl ArbiterCore {
             to_resume,
             next_intent: persisted.next_intent.max(1),
             next_attempt: 1,
+            decision_cache: None,
             spec,
         }
     }
@@ -448,7 +454,16 @@ impl ArbiterCore {
                 }
             })
             .collect();
-        let verdict = match decide::decide_with_incumbents(&candidates, &edges, &incumbents, &self.quorum, self.spec.tie_breaker) {
+        let input = (candidates, edges, incumbents);
+        let decided = match &self.decision_cache {
+            Some((i, v)) if *i == input => v.clone(),
+            _ => {
+                let v = decide::decide_with_incumbents(&input.0, &input.1, &input.2, &self.quorum, self.spec.tie_breaker);
+                self.decision_cache = Some((input, v.clone()));
+                v
+            }
+        };
+        let verdict = match decided {
             Verdict::Survivors(s) => {
                 self.no_quorum_noticed = false;
                 s
