@@ -76,18 +76,32 @@ pub struct AgentPlan {
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<AgentPlan, Vec<ConfigError>> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![ConfigError { key: path.display().to_string(), reason: format!("cannot read: {e}") }]
+            vec![ConfigError {
+                key: path.display().to_string(),
+                reason: format!("cannot read: {e}"),
+            }]
         })?;
         let cfg: AgentConfig = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1)).unwrap_or(0);
-            vec![ConfigError { key: format!("line {line}"), reason: e.message().to_string() }]
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                .unwrap_or(0);
+            vec![ConfigError {
+                key: format!("line {line}"),
+                reason: e.message().to_string(),
+            }]
         })?;
         cfg.validate()
     }
 
     pub fn validate(&self) -> Result<AgentPlan, Vec<ConfigError>> {
         let mut errs = Vec::new();
-        let mut e = |key: &str, reason: String| errs.push(ConfigError { key: key.into(), reason });
+        let mut e = |key: &str, reason: String| {
+            errs.push(ConfigError {
+                key: key.into(),
+                reason,
+            })
+        };
         if self.cluster.is_empty() {
             e("cluster", "must not be empty".into());
         }
@@ -95,11 +109,20 @@ impl AgentConfig {
             e("node", "node ids start at 1".into());
         }
         if !(self.arbiter.starts_with("http://") || self.arbiter.starts_with("https://")) {
-            e("arbiter", format!("{:?} must be a URL such as http://127.0.0.1:7400", self.arbiter));
+            e(
+                "arbiter",
+                format!(
+                    "{:?} must be a URL such as http://127.0.0.1:7400",
+                    self.arbiter
+                ),
+            );
         }
         let listen = self.listen.parse::<SocketAddr>();
         if let Err(err) = &listen {
-            e("listen", format!("{:?} is not an ip:port address: {err}", self.listen));
+            e(
+                "listen",
+                format!("{:?} is not an ip:port address: {err}", self.listen),
+            );
         }
         if !self.insecure_plaintext {
             e(
@@ -111,7 +134,10 @@ impl AgentConfig {
             "text" => false,
             "json" => true,
             other => {
-                e("log_format", format!("{other:?}: expected \"text\" or \"json\""));
+                e(
+                    "log_format",
+                    format!("{other:?}: expected \"text\" or \"json\""),
+                );
                 false
             }
         };
@@ -119,7 +145,12 @@ impl AgentConfig {
             return Err(errs);
         }
         let mut h = Sha256::new();
-        for part in [self.cluster.as_str(), &self.node.to_string(), &self.arbiter, &self.listen] {
+        for part in [
+            self.cluster.as_str(),
+            &self.node.to_string(),
+            &self.arbiter,
+            &self.listen,
+        ] {
             h.update(part.as_bytes());
             h.update([0]);
         }

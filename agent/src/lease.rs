@@ -32,7 +32,10 @@ pub struct Lease {
 pub enum Input {
     Tick,
     /// A session opened; the arbiter told the timings.
-    Welcome { heartbeat_interval: Duration, epoch: u64 },
+    Welcome {
+        heartbeat_interval: Duration,
+        epoch: u64,
+    },
     /// The session ended; no acks will come until the next Welcome.
     Disconnected,
     Ack {
@@ -52,10 +55,18 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Send heartbeat `seq`, stamped `sent_at` (agent clock).
-    SendHeartbeat { seq: u64, sent_at: Duration, known_epoch: u64 },
-    LeaseAcquired { lease: Lease },
+    SendHeartbeat {
+        seq: u64,
+        sent_at: Duration,
+        known_epoch: u64,
+    },
+    LeaseAcquired {
+        lease: Lease,
+    },
     /// Resources must stop now.
-    LeaseLost { reason: LeaseLossReason },
+    LeaseLost {
+        reason: LeaseLossReason,
+    },
     /// A new epoch: these nodes are confirmed fenced; survivors may take over
     /// their work, passing `epoch` on as the fencing token.
     EpochAdvanced {
@@ -157,11 +168,17 @@ impl LeaseKeeper {
                         let held = self.lease(now).cloned();
                         let until = match &held {
                             // Same grant renewed: a reordered older ack never shortens it.
-                            Some(l) if l.epoch == epoch && l.survivors == survivors => l.until.max(until),
+                            Some(l) if l.epoch == epoch && l.survivors == survivors => {
+                                l.until.max(until)
+                            }
                             _ => until,
                         };
                         if until > now {
-                            let lease = Lease { until, epoch, survivors };
+                            let lease = Lease {
+                                until,
+                                epoch,
+                                survivors,
+                            };
                             self.lease = Some(lease.clone());
                             if held.is_none() {
                                 out.push(Output::LeaseAcquired { lease });
@@ -187,7 +204,13 @@ impl LeaseKeeper {
         self.expire(now, out)
     }
 
-    fn advance_epoch(&mut self, epoch: u64, survivors: &BTreeSet<NodeId>, gone: &BTreeSet<NodeId>, out: &mut Vec<Output>) {
+    fn advance_epoch(
+        &mut self,
+        epoch: u64,
+        survivors: &BTreeSet<NodeId>,
+        gone: &BTreeSet<NodeId>,
+        out: &mut Vec<Output>,
+    ) {
         if epoch > self.epoch {
             self.epoch = epoch;
             out.push(Output::EpochAdvanced {
@@ -205,24 +228,24 @@ impl LeaseKeeper {
                 reason: LeaseLossReason::Expired,
             });
         }
-        if let Some(interval) = self.interval {
-            if now >= self.next_send {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.in_flight.insert(seq, now);
-                while self.in_flight.len() > MAX_IN_FLIGHT {
-                    self.in_flight.pop_first();
-                }
-                // Skip missed slots rather than bursting.
-                while self.next_send <= now {
-                    self.next_send += interval;
-                }
-                out.push(Output::SendHeartbeat {
-                    seq,
-                    sent_at: now,
-                    known_epoch: self.epoch,
-                });
+        if let Some(interval) = self.interval
+            && now >= self.next_send
+        {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.in_flight.insert(seq, now);
+            while self.in_flight.len() > MAX_IN_FLIGHT {
+                self.in_flight.pop_first();
             }
+            // Skip missed slots rather than bursting.
+            while self.next_send <= now {
+                self.next_send += interval;
+            }
+            out.push(Output::SendHeartbeat {
+                seq,
+                sent_at: now,
+                known_epoch: self.epoch,
+            });
         }
         out
     }
@@ -249,31 +272,62 @@ mod tests {
     #[test]
     fn lease_runs_from_send_time_not_receive_time() {
         let mut k = LeaseKeeper::new();
-        let out = k.step(ms(0), Input::Welcome { heartbeat_interval: ms(100), epoch: 0 });
-        assert_eq!(out, vec![Output::SendHeartbeat { seq: 1, sent_at: ms(0), known_epoch: 0 }]);
+        let out = k.step(
+            ms(0),
+            Input::Welcome {
+                heartbeat_interval: ms(100),
+                epoch: 0,
+            },
+        );
+        assert_eq!(
+            out,
+            vec![Output::SendHeartbeat {
+                seq: 1,
+                sent_at: ms(0),
+                known_epoch: 0
+            }]
+        );
         let out = k.step(ms(50), ack(1, Some(300), 1));
-        assert!(matches!(&out[..], [Output::EpochAdvanced { epoch: 1, .. }, Output::LeaseAcquired { lease }] if lease.until == ms(300)));
+        assert!(
+            matches!(&out[..], [Output::EpochAdvanced { epoch: 1, .. }, Output::LeaseAcquired { lease }] if lease.until == ms(300))
+        );
         assert!(k.lease(ms(299)).is_some());
         let out = k.step(ms(300), Input::Tick);
-        assert!(out.contains(&Output::LeaseLost { reason: LeaseLossReason::Expired }));
+        assert!(out.contains(&Output::LeaseLost {
+            reason: LeaseLossReason::Expired
+        }));
         assert!(k.lease(ms(300)).is_none());
     }
 
     #[test]
     fn denial_revokes_at_once_and_stale_epochs_grant_nothing() {
         let mut k = LeaseKeeper::new();
-        k.step(ms(0), Input::Welcome { heartbeat_interval: ms(100), epoch: 0 });
+        k.step(
+            ms(0),
+            Input::Welcome {
+                heartbeat_interval: ms(100),
+                epoch: 0,
+            },
+        );
         k.step(ms(10), ack(1, Some(300), 2));
         k.step(ms(100), Input::Tick); // sends seq 2
         k.step(ms(200), Input::Tick); // sends seq 3
         let out = k.step(ms(210), ack(3, None, 2));
-        assert!(out.contains(&Output::LeaseLost { reason: LeaseLossReason::Denied }));
+        assert!(out.contains(&Output::LeaseLost {
+            reason: LeaseLossReason::Denied
+        }));
         k.step(ms(300), Input::Tick); // seq 4
         let out = k.step(ms(310), ack(4, Some(300), 1));
-        assert!(!out.iter().any(|o| matches!(o, Output::LeaseAcquired { .. })));
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::LeaseAcquired { .. }))
+        );
         assert_eq!(k.epoch(), 2);
         // Acks for unknown or already superseded heartbeats are ignored.
         let out = k.step(ms(320), ack(2, Some(300), 2));
-        assert!(!out.iter().any(|o| matches!(o, Output::LeaseAcquired { .. })));
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::LeaseAcquired { .. }))
+        );
     }
 }

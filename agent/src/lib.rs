@@ -8,8 +8,8 @@ pub mod peer_probe;
 pub mod session;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -23,7 +23,10 @@ use config::AgentPlan;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("cannot bind {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("cannot install the SIGUSR1 handler: {0}")]
     Signal(std::io::Error),
 }
@@ -37,7 +40,10 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
 
     let listener = TcpListener::bind(plan.listen)
         .await
-        .map_err(|source| AgentError::Bind { addr: plan.listen.to_string(), source })?;
+        .map_err(|source| AgentError::Bind {
+            addr: plan.listen.to_string(),
+            source,
+        })?;
     warn!(listen = %plan.listen, "serving peer probes on plain TCP without TLS (insecure_plaintext = true)");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
         if let Ok(s) = &s {
@@ -46,17 +52,27 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
         s
     });
     let server = tonic::transport::Server::builder()
-        .add_service(proto::v1::peer_probe_server::PeerProbeServer::new(peer_probe::ProbeServer {
-            cluster: plan.cluster.clone(),
-            node: plan.node,
-            isolated: isolated.clone(),
-        }))
+        .add_service(proto::v1::peer_probe_server::PeerProbeServer::new(
+            peer_probe::ProbeServer {
+                cluster: plan.cluster.clone(),
+                node: plan.node,
+                isolated: isolated.clone(),
+            },
+        ))
         .serve_with_incoming_shutdown(incoming, token.clone().cancelled_owned());
     tracker.spawn(server);
-    tracker.spawn(peer_probe::run_prober(plan.cluster.clone(), plan.node, probes.clone(), isolated.clone(), token.child_token()));
+    tracker.spawn(peer_probe::run_prober(
+        plan.cluster.clone(),
+        plan.node,
+        probes.clone(),
+        isolated.clone(),
+        token.child_token(),
+    ));
     if plan.fault_injection {
         warn!("fault injection enabled: SIGUSR1 toggles isolation from the network");
-        let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).map_err(AgentError::Signal)?;
+        let mut usr1 =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+                .map_err(AgentError::Signal)?;
         let iso = isolated.clone();
         let t = token.child_token();
         let node = plan.node;
@@ -81,7 +97,10 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
     info!("shutdown requested");
     token.cancel();
     tracker.close();
-    if tokio::time::timeout(Duration::from_secs(3), tracker.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
+        .await
+        .is_err()
+    {
         warn!("shutdown grace period ran out; exiting anyway");
     }
     info!("fence-agent stopped");

@@ -54,7 +54,10 @@ pub struct ProbeServer {
 
 #[tonic::async_trait]
 impl pb::peer_probe_server::PeerProbe for ProbeServer {
-    async fn probe(&self, req: Request<pb::ProbeRequest>) -> Result<Response<pb::ProbeReply>, Status> {
+    async fn probe(
+        &self,
+        req: Request<pb::ProbeRequest>,
+    ) -> Result<Response<pb::ProbeReply>, Status> {
         if self.isolated.load(Ordering::Relaxed) {
             return Err(Status::unavailable("isolated by fault injection"));
         }
@@ -65,18 +68,31 @@ impl pb::peer_probe_server::PeerProbe for ProbeServer {
                 r.cluster, self.node, self.cluster
             )));
         }
-        Ok(Response::new(pb::ProbeReply { node_id: self.node, seq: r.seq }))
+        Ok(Response::new(pb::ProbeReply {
+            node_id: self.node,
+            seq: r.seq,
+        }))
     }
 }
 
 /// Probe every known peer once per interval until cancelled.
-pub async fn run_prober(cluster: String, node: u32, state: SharedProbes, isolated: Arc<AtomicBool>, token: CancellationToken) {
-    let mut clients: BTreeMap<u32, (String, pb::peer_probe_client::PeerProbeClient<Channel>)> = BTreeMap::new();
+pub async fn run_prober(
+    cluster: String,
+    node: u32,
+    state: SharedProbes,
+    isolated: Arc<AtomicBool>,
+    token: CancellationToken,
+) {
+    let mut clients: BTreeMap<u32, (String, pb::peer_probe_client::PeerProbeClient<Channel>)> =
+        BTreeMap::new();
     let mut seq = 0u64;
     loop {
         let (peers, interval) = {
             let s = state.lock().expect("probe state lock");
-            (s.peers.clone(), s.interval.unwrap_or(Duration::from_millis(100)))
+            (
+                s.peers.clone(),
+                s.interval.unwrap_or(Duration::from_millis(100)),
+            )
         };
         let next = Instant::now() + interval;
         if !isolated.load(Ordering::Relaxed) {
@@ -92,23 +108,40 @@ pub async fn run_prober(cluster: String, node: u32, state: SharedProbes, isolate
                         .http2_keep_alive_interval(Duration::from_secs(1))
                         .keep_alive_timeout(Duration::from_secs(2))
                         .connect_lazy();
-                    clients.insert(*id, (addr.clone(), pb::peer_probe_client::PeerProbeClient::new(ch)));
+                    clients.insert(
+                        *id,
+                        (
+                            addr.clone(),
+                            pb::peer_probe_client::PeerProbeClient::new(ch),
+                        ),
+                    );
                 }
             }
             seq += 1;
             let mut set = tokio::task::JoinSet::new();
             for (&id, (_, client)) in &clients {
                 let mut client = client.clone();
-                let req = pb::ProbeRequest { cluster: cluster.clone(), from_node: node, seq };
+                let req = pb::ProbeRequest {
+                    cluster: cluster.clone(),
+                    from_node: node,
+                    seq,
+                };
                 set.spawn(async move {
                     let r = tokio::time::timeout(interval, client.probe(req)).await;
-                    (id, matches!(r, Ok(Ok(ref resp)) if resp.get_ref().node_id == id))
+                    (
+                        id,
+                        matches!(r, Ok(Ok(ref resp)) if resp.get_ref().node_id == id),
+                    )
                 });
             }
             while let Some(r) = set.join_next().await {
                 if let Ok((id, ok)) = r {
                     if ok {
-                        state.lock().expect("probe state lock").last_ok.insert(id, Instant::now());
+                        state
+                            .lock()
+                            .expect("probe state lock")
+                            .last_ok
+                            .insert(id, Instant::now());
                     } else {
                         debug!(node.id = node, peer = id, "probe failed");
                     }

@@ -4,8 +4,8 @@
 //! disconnected, so a lease expires on time whatever the network does.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use proto::v1 as pb;
@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use crate::config::AgentPlan;
 use crate::lease::{Input, LeaseKeeper, Output};
-use crate::peer_probe::{reachable, SharedProbes};
+use crate::peer_probe::{SharedProbes, reachable};
 
 /// Owns the lease core and the clock origin.
 pub struct Session {
@@ -36,8 +36,20 @@ enum Ended {
 }
 
 impl Session {
-    pub fn new(plan: AgentPlan, probes: SharedProbes, isolated: Arc<AtomicBool>, token: CancellationToken) -> Self {
-        Session { plan, keeper: LeaseKeeper::new(), origin: Instant::now(), probes, isolated, token }
+    pub fn new(
+        plan: AgentPlan,
+        probes: SharedProbes,
+        isolated: Arc<AtomicBool>,
+        token: CancellationToken,
+    ) -> Self {
+        Session {
+            plan,
+            keeper: LeaseKeeper::new(),
+            origin: Instant::now(),
+            probes,
+            isolated,
+            token,
+        }
     }
 
     fn now(&self) -> Duration {
@@ -61,7 +73,10 @@ impl Session {
             if matches!(ended, Ended::Cancelled) {
                 let now = self.now();
                 if self.keeper.lease(now).is_some() {
-                    info!(node.id = self.plan.node, "shutting down with a lease: releasing it (resources stop)");
+                    info!(
+                        node.id = self.plan.node,
+                        "shutting down with a lease: releasing it (resources stop)"
+                    );
                 }
                 return;
             }
@@ -112,9 +127,11 @@ impl Session {
             config_fingerprint: self.plan.fingerprint.clone(),
             known_epoch: self.keeper.epoch(),
         };
-        tx.send(pb::AgentMessage { body: Some(pb::agent_message::Body::Hello(hello)) })
-            .await
-            .map_err(|_| "session closed".to_string())?;
+        tx.send(pb::AgentMessage {
+            body: Some(pb::agent_message::Body::Hello(hello)),
+        })
+        .await
+        .map_err(|_| "session closed".to_string())?;
         let mut inbound = client
             .session(ReceiverStream::new(rx))
             .await
@@ -125,25 +142,41 @@ impl Session {
             .await
             .map_err(|_| "no Welcome within 2s".to_string())?
             .map_err(|s| refusal(&s))?;
-        let Some(pb::ArbiterMessage { body: Some(pb::arbiter_message::Body::Welcome(w)) }) = welcome else {
+        let Some(pb::ArbiterMessage {
+            body: Some(pb::arbiter_message::Body::Welcome(w)),
+        }) = welcome
+        else {
             return Err("the arbiter's first message was not a Welcome".into());
         };
         let interval = Duration::from_millis(w.heartbeat_interval_ms.max(1));
         {
             let mut p = self.probes.lock().expect("probe state lock");
             p.interval = Some(interval);
-            p.peers = w.peers.iter().map(|p| (p.node_id, p.probe_address.clone())).collect();
+            p.peers = w
+                .peers
+                .iter()
+                .map(|p| (p.node_id, p.probe_address.clone()))
+                .collect();
         }
         info!(node.id = self.plan.node, cluster = %self.plan.cluster, lease.epoch = w.epoch,
               heartbeat_ms = w.heartbeat_interval_ms, lease_ms = w.lease_ms, "session open");
-        let outs = self.keeper.step(self.now(), Input::Welcome { heartbeat_interval: interval, epoch: w.epoch });
+        let outs = self.keeper.step(
+            self.now(),
+            Input::Welcome {
+                heartbeat_interval: interval,
+                epoch: w.epoch,
+            },
+        );
         self.apply(outs, Some(&tx));
         // No answer at all for three intervals: the session is dead.
         let silence = interval * 3;
         let mut last_heard = Instant::now();
         loop {
             if self.isolated.load(Ordering::Relaxed) {
-                warn!(node.id = self.plan.node, "fault injection: isolated; dropping the arbiter session");
+                warn!(
+                    node.id = self.plan.node,
+                    "fault injection: isolated; dropping the arbiter session"
+                );
                 return Ok(Ended::Retry);
             }
             let wake = self
@@ -195,7 +228,11 @@ impl Session {
         let node = self.plan.node;
         for o in outs {
             match o {
-                Output::SendHeartbeat { seq, sent_at, known_epoch } => {
+                Output::SendHeartbeat {
+                    seq,
+                    sent_at,
+                    known_epoch,
+                } => {
                     let Some(tx) = tx else { continue };
                     let hb = pb::Heartbeat {
                         seq,
@@ -204,8 +241,16 @@ impl Session {
                         heuristics: 0,
                         known_epoch,
                     };
-                    if tx.try_send(pb::AgentMessage { body: Some(pb::agent_message::Body::Heartbeat(hb)) }).is_err() {
-                        warn!(node.id = node, seq, "heartbeat not sent: session stream full or closed");
+                    if tx
+                        .try_send(pb::AgentMessage {
+                            body: Some(pb::agent_message::Body::Heartbeat(hb)),
+                        })
+                        .is_err()
+                    {
+                        warn!(
+                            node.id = node,
+                            seq, "heartbeat not sent: session stream full or closed"
+                        );
                     }
                 }
                 Output::LeaseAcquired { lease } => {
@@ -214,7 +259,11 @@ impl Session {
                 Output::LeaseLost { reason } => {
                     warn!(node.id = node, reason = ?reason, "lease lost: resources must stop now");
                 }
-                Output::EpochAdvanced { epoch, survivors, gone } => {
+                Output::EpochAdvanced {
+                    epoch,
+                    survivors,
+                    gone,
+                } => {
                     let gone: BTreeSet<u32> = gone;
                     if gone.is_empty() {
                         info!(node.id = node, lease.epoch = epoch, survivors = ?survivors, "new epoch");

@@ -198,7 +198,12 @@ impl Config {
         toml::from_str(text).map_err(|e| {
             let key = e
                 .span()
-                .map(|s| format!("line {}", text[..s.start.min(text.len())].lines().count().max(1)))
+                .map(|s| {
+                    format!(
+                        "line {}",
+                        text[..s.start.min(text.len())].lines().count().max(1)
+                    )
+                })
                 .unwrap_or_else(|| "config".into());
             vec![err(key, e.message().to_string())]
         })
@@ -216,7 +221,10 @@ impl Config {
         let listen = match self.arbiter.listen.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(e) => {
-                errs.push(err("arbiter.listen", format!("{:?} is not an address: {e}", self.arbiter.listen)));
+                errs.push(err(
+                    "arbiter.listen",
+                    format!("{:?} is not an address: {e}", self.arbiter.listen),
+                ));
                 None
             }
         };
@@ -233,7 +241,10 @@ impl Config {
             "text" => false,
             "json" => true,
             other => {
-                errs.push(err("arbiter.log_format", format!("{other:?}: expected \"text\" or \"json\"")));
+                errs.push(err(
+                    "arbiter.log_format",
+                    format!("{other:?}: expected \"text\" or \"json\""),
+                ));
                 false
             }
         };
@@ -242,12 +253,19 @@ impl Config {
         }
         let mut clusters = BTreeMap::new();
         for (ci, c) in self.clusters.iter().enumerate() {
-            let at = if c.name.is_empty() { format!("cluster[{ci}]") } else { format!("cluster.{}", c.name) };
+            let at = if c.name.is_empty() {
+                format!("cluster[{ci}]")
+            } else {
+                format!("cluster.{}", c.name)
+            };
             if c.name.is_empty() {
                 errs.push(err(format!("{at}.name"), "must not be empty"));
             }
             if clusters.contains_key(&c.name) {
-                errs.push(err(format!("{at}.name"), format!("duplicate cluster name {:?}", c.name)));
+                errs.push(err(
+                    format!("{at}.name"),
+                    format!("duplicate cluster name {:?}", c.name),
+                ));
             }
             if let Some(plan) = validate_cluster(c, &at, &mut errs) {
                 clusters.insert(c.name.clone(), plan);
@@ -272,13 +290,19 @@ fn validate_device(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
     let meta = match d.driver.as_str() {
         "sim" => fence_drivers::sim::metadata(),
         other => {
-            errs.push(err(format!("{at}.driver"), format!("unknown driver {other:?}; available: sim")));
+            errs.push(err(
+                format!("{at}.driver"),
+                format!("unknown driver {other:?}; available: sim"),
+            ));
             return;
         }
     };
     for p in meta.parameters.iter().filter(|p| p.required) {
         if !d.params.contains_key(p.name) {
-            errs.push(err(format!("{at}.{}", p.name), format!("required by driver {:?}: {}", d.driver, p.description)));
+            errs.push(err(
+                format!("{at}.{}", p.name),
+                format!("required by driver {:?}: {}", d.driver, p.description),
+            ));
         }
     }
     for (k, v) in &d.params {
@@ -288,7 +312,11 @@ fn validate_device(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
                 format!(
                     "unknown parameter for driver {:?}; it takes: {}",
                     d.driver,
-                    meta.parameters.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                    meta.parameters
+                        .iter()
+                        .map(|p| p.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )),
             Some(_) if !v.is_str() => errs.push(err(format!("{at}.{k}"), "must be a string")),
@@ -297,13 +325,20 @@ fn validate_device(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
     }
 }
 
-fn validate_cluster(c: &ClusterConfig, at: &str, errs: &mut Vec<ConfigError>) -> Option<ClusterPlan> {
+fn validate_cluster(
+    c: &ClusterConfig,
+    at: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Option<ClusterPlan> {
     let before = errs.len();
     let quorum_mode = match c.quorum.as_str() {
         "last-man-standing" => QuorumMode::LastManStanding,
         "tie-breaker" => QuorumMode::TieBreaker,
         other => {
-            errs.push(err(format!("{at}.quorum"), format!("{other:?}: expected \"last-man-standing\" or \"tie-breaker\"")));
+            errs.push(err(
+                format!("{at}.quorum"),
+                format!("{other:?}: expected \"last-man-standing\" or \"tie-breaker\""),
+            ));
             QuorumMode::LastManStanding
         }
     };
@@ -318,12 +353,18 @@ fn validate_cluster(c: &ClusterConfig, at: &str, errs: &mut Vec<ConfigError>) ->
         fence_retry_max: c.fence_retry_max.unwrap_or(d.fence_retry_max),
     };
     if timing.heartbeat_interval < Duration::from_millis(1) {
-        errs.push(err(format!("{at}.heartbeat_interval"), "must be at least 1ms"));
+        errs.push(err(
+            format!("{at}.heartbeat_interval"),
+            "must be at least 1ms",
+        ));
     }
     if timing.lease <= timing.heartbeat_interval * 2 {
         errs.push(err(
             format!("{at}.lease"),
-            format!("{:?} must be more than twice heartbeat_interval ({:?})", timing.lease, timing.heartbeat_interval),
+            format!(
+                "{:?} must be more than twice heartbeat_interval ({:?})",
+                timing.lease, timing.heartbeat_interval
+            ),
         ));
     }
     if timing.lease >= timing.lost_after {
@@ -339,24 +380,39 @@ fn validate_cluster(c: &ClusterConfig, at: &str, errs: &mut Vec<ConfigError>) ->
         errs.push(err(format!("{at}.fence_timeout"), "must be more than 0"));
     }
     if timing.fence_retry_min.is_zero() || timing.fence_retry_max < timing.fence_retry_min {
-        errs.push(err(format!("{at}.fence_retry_max"), "retry delays must be > 0 and fence_retry_max >= fence_retry_min"));
+        errs.push(err(
+            format!("{at}.fence_retry_max"),
+            "retry delays must be > 0 and fence_retry_max >= fence_retry_min",
+        ));
     }
     let mut devices = BTreeMap::new();
     for (i, dev) in c.devices.iter().enumerate() {
         let dat = format!("{at}.device[{i}]");
         if dev.name.is_empty() || dev.name.contains(':') {
-            errs.push(err(format!("{dat}.name"), "must be non-empty and hold no ':'"));
+            errs.push(err(
+                format!("{dat}.name"),
+                "must be non-empty and hold no ':'",
+            ));
         }
         if devices.insert(dev.name.clone(), dev.clone()).is_some() {
-            errs.push(err(format!("{dat}.name"), format!("duplicate device name {:?}", dev.name)));
+            errs.push(err(
+                format!("{dat}.name"),
+                format!("duplicate device name {:?}", dev.name),
+            ));
         }
         validate_device(dev, &dat, errs);
     }
     if c.nodes.is_empty() {
-        errs.push(err(format!("{at}.node"), "a cluster needs at least one [[cluster.node]]"));
+        errs.push(err(
+            format!("{at}.node"),
+            "a cluster needs at least one [[cluster.node]]",
+        ));
     }
     if c.nodes.len() > core::decide::MAX_NODES {
-        errs.push(err(format!("{at}.node"), format!("at most {} nodes per cluster", core::decide::MAX_NODES)));
+        errs.push(err(
+            format!("{at}.node"),
+            format!("at most {} nodes per cluster", core::decide::MAX_NODES),
+        ));
     }
     let mut nodes = BTreeMap::new();
     let mut names = BTreeMap::new();
@@ -370,16 +426,28 @@ fn validate_cluster(c: &ClusterConfig, at: &str, errs: &mut Vec<ConfigError>) ->
             errs.push(err(format!("{nat}.id"), "node ids start at 1"));
         }
         if nodes.contains_key(&n.id) {
-            errs.push(err(format!("{nat}.id"), format!("duplicate node id {}", n.id)));
+            errs.push(err(
+                format!("{nat}.id"),
+                format!("duplicate node id {}", n.id),
+            ));
         }
         let name = n.name.clone().unwrap_or_else(|| format!("node{}", n.id));
         if !seen_names.insert(name.clone()) {
-            errs.push(err(format!("{nat}.name"), format!("duplicate node name {name:?}")));
+            errs.push(err(
+                format!("{nat}.name"),
+                format!("duplicate node name {name:?}"),
+            ));
         }
         if n.address.parse::<SocketAddr>().is_err() {
-            errs.push(err(format!("{nat}.address"), format!("{:?} is not an ip:port address", n.address)));
+            errs.push(err(
+                format!("{nat}.address"),
+                format!("{:?} is not an ip:port address", n.address),
+            ));
         } else if !seen_addr.insert(n.address.clone()) {
-            errs.push(err(format!("{nat}.address"), format!("{:?} is used by another node", n.address)));
+            errs.push(err(
+                format!("{nat}.address"),
+                format!("{:?} is used by another node", n.address),
+            ));
         }
         if n.votes == 0 {
             errs.push(err(format!("{nat}.votes"), "must be at least 1"));
@@ -387,13 +455,19 @@ fn validate_cluster(c: &ClusterConfig, at: &str, errs: &mut Vec<ConfigError>) ->
         if n.fence.is_empty() {
             errs.push(err(
                 format!("{nat}.fence"),
-                format!("node {} has no fence device: add fence = [[\"<device>[:<port>]\"]]", n.id),
+                format!(
+                    "node {} has no fence device: add fence = [[\"<device>[:<port>]\"]]",
+                    n.id
+                ),
             ));
         }
         let mut node_levels = Vec::new();
         for (li, level) in n.fence.iter().enumerate() {
             if level.is_empty() {
-                errs.push(err(format!("{nat}.fence[{li}]"), "a level needs at least one device"));
+                errs.push(err(
+                    format!("{nat}.fence[{li}]"),
+                    "a level needs at least one device",
+                ));
             }
             let mut targets = Vec::new();
             for entry in level {
@@ -402,7 +476,10 @@ fn validate_cluster(c: &ClusterConfig, at: &str, errs: &mut Vec<ConfigError>) ->
                     None => (entry.clone(), name.clone()),
                 };
                 if !devices.contains_key(&dev) {
-                    errs.push(err(format!("{nat}.fence[{li}]"), format!("no device named {dev:?} in {at}.device")));
+                    errs.push(err(
+                        format!("{nat}.fence[{li}]"),
+                        format!("no device named {dev:?} in {at}.device"),
+                    ));
                 }
                 targets.push(FenceTarget { device: dev, port });
             }
@@ -423,15 +500,22 @@ fn validate_cluster(c: &ClusterConfig, at: &str, errs: &mut Vec<ConfigError>) ->
     let tie_breaker = match &c.tie_breaker {
         None => TieBreaker::LowestNodeId,
         Some(toml::Value::String(s)) if s == "lowest" => TieBreaker::LowestNodeId,
-        Some(toml::Value::Integer(i)) if u32::try_from(*i).is_ok_and(|id| nodes.contains_key(&id)) => {
+        Some(toml::Value::Integer(i))
+            if u32::try_from(*i).is_ok_and(|id| nodes.contains_key(&id)) =>
+        {
             TieBreaker::Node(*i as u32)
         }
         Some(other) => {
-            errs.push(err(format!("{at}.tie_breaker"), format!("{other}: expected \"lowest\" or the id of a node of this cluster")));
+            errs.push(err(
+                format!("{at}.tie_breaker"),
+                format!("{other}: expected \"lowest\" or the id of a node of this cluster"),
+            ));
             TieBreaker::LowestNodeId
         }
     };
-    let storm_limit = c.storm_limit.unwrap_or_else(|| ClusterSpec::default_storm_limit(nodes.len()));
+    let storm_limit = c
+        .storm_limit
+        .unwrap_or_else(|| ClusterSpec::default_storm_limit(nodes.len()));
     if storm_limit == 0 {
         errs.push(err(format!("{at}.storm_limit"), "must be at least 1"));
     }
@@ -494,7 +578,13 @@ dir = "/tmp/sim"
         let plan = Config::from_toml(GOOD).unwrap().validate().unwrap();
         let c = &plan.clusters["c"];
         assert_eq!(c.spec.timing, Timing::default());
-        assert_eq!(c.levels[&1][0][0], FenceTarget { device: "sim".into(), port: "node1".into() });
+        assert_eq!(
+            c.levels[&1][0][0],
+            FenceTarget {
+                device: "sim".into(),
+                port: "node1".into()
+            }
+        );
         assert_eq!(c.levels[&2][0][0].port, "two");
     }
 
@@ -507,15 +597,26 @@ dir = "/tmp/sim"
     #[test]
     fn duplicate_node_id_is_refused() {
         let e = errors(&GOOD.replace("id = 2", "id = 1"));
-        assert!(e.iter().any(|e| e.starts_with("cluster.c.node[1].id: duplicate node id 1")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("cluster.c.node[1].id: duplicate node id 1")),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn missing_fence_device_is_refused() {
         let e = errors(&GOOD.replace("fence = [[\"sim:two\"]]", ""));
-        assert!(e.iter().any(|e| e.starts_with("cluster.c.node[1].fence: node 2 has no fence device")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("cluster.c.node[1].fence: node 2 has no fence device")),
+            "{e:?}"
+        );
         let e = errors(&GOOD.replace("sim:two", "pdu9:two"));
-        assert!(e.iter().any(|e| e.contains("no device named \"pdu9\"")), "{e:?}");
+        assert!(
+            e.iter().any(|e| e.contains("no device named \"pdu9\"")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -527,7 +628,15 @@ dir = "/tmp/sim"
     #[test]
     fn bad_driver_parameters_are_named() {
         let e = errors(&GOOD.replace("dir = \"/tmp/sim\"", "directory = \"/tmp/sim\""));
-        assert!(e.iter().any(|e| e.starts_with("cluster.c.device[0].dir: required")), "{e:?}");
-        assert!(e.iter().any(|e| e.starts_with("cluster.c.device[0].directory: unknown parameter")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("cluster.c.device[0].dir: required")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("cluster.c.device[0].directory: unknown parameter")),
+            "{e:?}"
+        );
     }
 }

@@ -21,7 +21,7 @@ use tracing::{error, info, warn};
 
 use crate::config::ClusterPlan;
 use crate::core::{Action, ArbiterCore, CoreStatus, Event, LevelOutcome, NodeId, NodeView, Notice};
-use crate::fence_orchestrator::{run_level, Progress};
+use crate::fence_orchestrator::{Progress, run_level};
 use crate::store::{Store, StoreError};
 
 pub type AgentTx = mpsc::Sender<Result<pb::ArbiterMessage, Status>>;
@@ -78,16 +78,27 @@ impl ClusterHandle {
             .send(ToDriver::Snapshot(tx))
             .await
             .map_err(|_| Status::unavailable("arbiter is shutting down"))?;
-        rx.await.map_err(|_| Status::unavailable("arbiter is shutting down"))
+        rx.await
+            .map_err(|_| Status::unavailable("arbiter is shutting down"))
     }
 }
 
 pub fn unix_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Publish one timeline event (watch stream).
-pub fn publish(events: &broadcast::Sender<pb::ClusterEvent>, cluster: &str, kind: &str, node: NodeId, epoch: u64, nodes: Vec<NodeId>, detail: String) {
+pub fn publish(
+    events: &broadcast::Sender<pb::ClusterEvent>,
+    cluster: &str,
+    kind: &str,
+    node: NodeId,
+    epoch: u64,
+    nodes: Vec<NodeId>,
+    detail: String,
+) {
     let us = unix_us();
     let _ = events.send(pb::ClusterEvent {
         cluster: cluster.to_string(),
@@ -170,11 +181,21 @@ impl ClusterDriver {
 
     fn handle(&mut self, msg: ToDriver) -> Result<(), StoreError> {
         match msg {
-            ToDriver::Connected { node, session, known_epoch, fingerprint, out } => {
+            ToDriver::Connected {
+                node,
+                session,
+                known_epoch,
+                fingerprint,
+                out,
+            } => {
                 info!(cluster = %self.name(), node.id = node, session, "agent connected");
                 self.sessions.insert(node, (session, out));
                 self.fingerprints.insert(node, fingerprint);
-                let refused = self.step(Event::Connected { node, session, known_epoch })?;
+                let refused = self.step(Event::Connected {
+                    node,
+                    session,
+                    known_epoch,
+                })?;
                 if !refused {
                     let t = self.plan.spec.timing;
                     let welcome = pb::Welcome {
@@ -185,7 +206,10 @@ impl ClusterDriver {
                             .addresses
                             .iter()
                             .filter(|(id, _)| **id != node)
-                            .map(|(&id, a)| pb::Peer { node_id: id, probe_address: a.clone() })
+                            .map(|(&id, a)| pb::Peer {
+                                node_id: id,
+                                probe_address: a.clone(),
+                            })
                             .collect(),
                         epoch: self.core.epoch(),
                     };
@@ -210,8 +234,20 @@ impl ClusterDriver {
                     known_epoch: hb.known_epoch,
                 })?;
             }
-            ToDriver::FenceDone { node, intent, level, attempt, outcome } => {
-                self.step(Event::FenceFinished { node, intent, level, attempt, outcome })?;
+            ToDriver::FenceDone {
+                node,
+                intent,
+                level,
+                attempt,
+                outcome,
+            } => {
+                self.step(Event::FenceFinished {
+                    node,
+                    intent,
+                    level,
+                    attempt,
+                    outcome,
+                })?;
             }
             ToDriver::Snapshot(reply) => {
                 let nodes = self
@@ -233,10 +269,13 @@ impl ClusterDriver {
     }
 
     fn send_to(&mut self, node: NodeId, session: u64, body: pb::arbiter_message::Body) {
-        if let Some((s, tx)) = self.sessions.get(&node) {
-            if *s == session && tx.try_send(Ok(pb::ArbiterMessage { body: Some(body) })).is_err() {
-                warn!(cluster = %self.name(), node.id = node, "agent stream full or closed; message dropped");
-            }
+        if let Some((s, tx)) = self.sessions.get(&node)
+            && *s == session
+            && tx
+                .try_send(Ok(pb::ArbiterMessage { body: Some(body) }))
+                .is_err()
+        {
+            warn!(cluster = %self.name(), node.id = node, "agent stream full or closed; message dropped");
         }
     }
 
@@ -260,20 +299,53 @@ impl ClusterDriver {
             Action::Persist(delta) => {
                 let ms = unix_us() / 1000;
                 // Durable before anything after it runs (redb commit fsyncs).
-                if let Err(e) = tokio::task::block_in_place(|| self.store.apply(&cluster, &delta, ms)) {
+                if let Err(e) =
+                    tokio::task::block_in_place(|| self.store.apply(&cluster, &delta, ms))
+                {
                     error!(cluster = %cluster, error = %e, "cannot persist; stopping the arbiter");
                     return Err(e);
                 }
-                if let crate::core::Delta::FenceIntent { intent, node, reason } = &delta {
+                if let crate::core::Delta::FenceIntent {
+                    intent,
+                    node,
+                    reason,
+                } = &delta
+                {
                     info!(cluster = %cluster, node.id = node, fence.intent = intent, reason = %reason, "fence intent persisted");
-                    publish(&self.events, &cluster, "fence_intent", *node, epoch, vec![], format!("intent {intent}: {reason}"));
+                    publish(
+                        &self.events,
+                        &cluster,
+                        "fence_intent",
+                        *node,
+                        epoch,
+                        vec![],
+                        format!("intent {intent}: {reason}"),
+                    );
                 }
                 if let crate::core::Delta::FenceConfirmed { intent, node } = &delta {
                     info!(cluster = %cluster, node.id = node, fence.intent = intent, "fence confirmed and persisted");
-                    publish(&self.events, &cluster, "fence_confirmed", *node, epoch, vec![], format!("intent {intent}"));
+                    publish(
+                        &self.events,
+                        &cluster,
+                        "fence_confirmed",
+                        *node,
+                        epoch,
+                        vec![],
+                        format!("intent {intent}"),
+                    );
                 }
             }
-            Action::Ack { node, session, seq, sent_at_us, lease, epoch, survivors, gone, reason } => {
+            Action::Ack {
+                node,
+                session,
+                seq,
+                sent_at_us,
+                lease,
+                epoch,
+                survivors,
+                gone,
+                reason,
+            } => {
                 let ack = pb::Ack {
                     seq,
                     sent_at_us,
@@ -285,11 +357,30 @@ impl ClusterDriver {
                 };
                 self.send_to(node, session, pb::arbiter_message::Body::Ack(ack));
             }
-            Action::Fence { node, intent, level, attempt } => {
-                let targets = self.plan.levels.get(&node).and_then(|l| l.get(level)).cloned().unwrap_or_default();
+            Action::Fence {
+                node,
+                intent,
+                level,
+                attempt,
+            } => {
+                let targets = self
+                    .plan
+                    .levels
+                    .get(&node)
+                    .and_then(|l| l.get(level))
+                    .cloned()
+                    .unwrap_or_default();
                 info!(cluster = %cluster, node.id = node, fence.intent = intent, fence.level = level,
                       fence.devices = ?targets.iter().map(|t| format!("{}:{}", t.device, t.port)).collect::<Vec<_>>(), "fencing");
-                publish(&self.events, &cluster, "fence_level_started", node, epoch, vec![], format!("level {level}"));
+                publish(
+                    &self.events,
+                    &cluster,
+                    "fence_level_started",
+                    node,
+                    epoch,
+                    vec![],
+                    format!("level {level}"),
+                );
                 let devices = self.devices.clone();
                 let tx = self.self_tx.clone();
                 let events = self.events.clone();
@@ -314,7 +405,12 @@ impl ClusterDriver {
                     let _ = tx.send(ToDriver::FenceDone { node, intent, level, attempt, outcome }).await;
                 });
             }
-            Action::Announce { to, epoch, survivors, gone } => {
+            Action::Announce {
+                to,
+                epoch,
+                survivors,
+                gone,
+            } => {
                 info!(cluster = %cluster, lease.epoch = epoch, survivors = ?survivors, gone = ?gone, "survivors notified");
                 let ann = pb::Announcement {
                     epoch,
@@ -326,16 +422,27 @@ impl ClusterDriver {
                         self.send_to(*n, s, pb::arbiter_message::Body::Announcement(ann.clone()));
                     }
                 }
-                publish(&self.events, &cluster, "survivors_notified", 0, epoch, survivors.into_iter().collect(),
-                        format!("gone: {:?}", gone));
+                publish(
+                    &self.events,
+                    &cluster,
+                    "survivors_notified",
+                    0,
+                    epoch,
+                    survivors.into_iter().collect(),
+                    format!("gone: {:?}", gone),
+                );
             }
-            Action::Refuse { node, session, reason } => {
+            Action::Refuse {
+                node,
+                session,
+                reason,
+            } => {
                 warn!(cluster = %cluster, node.id = node, session, reason = %reason, "agent refused");
-                if let Some((s, tx)) = self.sessions.get(&node) {
-                    if *s == session {
-                        let _ = tx.try_send(Err(Status::invalid_argument(reason)));
-                        self.sessions.remove(&node);
-                    }
+                if let Some((s, tx)) = self.sessions.get(&node)
+                    && *s == session
+                {
+                    let _ = tx.try_send(Err(Status::invalid_argument(reason)));
+                    self.sessions.remove(&node);
                 }
             }
             Action::Notice(n) => self.notice(n, epoch),
@@ -356,7 +463,12 @@ impl ClusterDriver {
             }
             Notice::Decision { survivors, leaving } => {
                 warn!(cluster = %c, survivors = ?survivors, leaving = ?leaving, "survivor decision");
-                ("decision", 0, survivors.into_iter().collect(), format!("leaving: {leaving:?}"))
+                (
+                    "decision",
+                    0,
+                    survivors.into_iter().collect(),
+                    format!("leaving: {leaving:?}"),
+                )
             }
             Notice::NoQuorum { best } => {
                 error!(cluster = %c, best = ?best, "no quorate survivor set: no leases, no fencing");
@@ -364,11 +476,26 @@ impl ClusterDriver {
             }
             Notice::StormHold { leaving } => {
                 error!(cluster = %c, leaving = ?leaving, "fence storm: too many nodes at once; holding, fencing nobody");
-                ("alert", 0, leaving.into_iter().collect(), "fence storm limit: holding".into())
+                (
+                    "alert",
+                    0,
+                    leaving.into_iter().collect(),
+                    "fence storm limit: holding".into(),
+                )
             }
-            Notice::FenceFailed { node, intent, level, detail } => {
+            Notice::FenceFailed {
+                node,
+                intent,
+                level,
+                detail,
+            } => {
                 error!(cluster = %c, node.id = node, fence.intent = intent, fence.level = level, error = %detail, "fence level failed");
-                ("fence_failed", node, vec![], format!("level {level}: {detail}"))
+                (
+                    "fence_failed",
+                    node,
+                    vec![],
+                    format!("level {level}: {detail}"),
+                )
             }
             Notice::EpochAcknowledged { node, epoch } => {
                 info!(cluster = %c, node.id = node, lease.epoch = epoch, "epoch acknowledged");

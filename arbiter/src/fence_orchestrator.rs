@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fence_drivers::{confirm_off, FenceDriver, FenceError};
+use fence_drivers::{FenceDriver, FenceError, confirm_off};
 use tokio::task::JoinSet;
 
 use crate::config::{DeviceConfig, FenceTarget};
@@ -17,19 +17,25 @@ use crate::core::LevelOutcome;
 
 /// Build the configured devices. Config validation already checked the
 /// parameters; a device that still cannot be built is an error here.
-pub fn build_devices(devices: &BTreeMap<String, DeviceConfig>) -> Result<BTreeMap<String, Arc<dyn FenceDriver>>, FenceError> {
+pub fn build_devices(
+    devices: &BTreeMap<String, DeviceConfig>,
+) -> Result<BTreeMap<String, Arc<dyn FenceDriver>>, FenceError> {
     let mut out: BTreeMap<String, Arc<dyn FenceDriver>> = BTreeMap::new();
     for (name, d) in devices {
         let driver: Arc<dyn FenceDriver> = match d.driver.as_str() {
             "sim" => {
-                let dir = d.params.get("dir").and_then(|v| v.as_str()).unwrap_or_default();
+                let dir = d
+                    .params
+                    .get("dir")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
                 Arc::new(fence_drivers::sim::SimPowerDevice::new(name.clone(), dir)?)
             }
             other => {
                 return Err(FenceError::InvalidParameter {
                     key: format!("device.{name}.driver"),
                     reason: format!("unknown driver {other:?}"),
-                })
+                });
             }
         };
         out.insert(name.clone(), driver);
@@ -62,14 +68,23 @@ pub async fn run_level(
         set.spawn(async move {
             let work = async {
                 dev.off(&t.port).await?;
-                progress(Progress::OffSent { device: t.device.clone(), port: t.port.clone() });
+                progress(Progress::OffSent {
+                    device: t.device.clone(),
+                    port: t.port.clone(),
+                });
                 confirm_off(dev.as_ref(), &t.port, timeout, poll).await?;
-                progress(Progress::ConfirmedOff { device: t.device.clone(), port: t.port.clone() });
+                progress(Progress::ConfirmedOff {
+                    device: t.device.clone(),
+                    port: t.port.clone(),
+                });
                 Ok::<(), FenceError>(())
             };
             match tokio::time::timeout(timeout, work).await {
                 Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("{}:{}: no confirmed off within {timeout:?}", t.device, t.port)),
+                Err(_) => Err(format!(
+                    "{}:{}: no confirmed off within {timeout:?}",
+                    t.device, t.port
+                )),
             }
         });
     }

@@ -31,7 +31,10 @@ pub enum ArbiterError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot bind {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("fence device: {0}")]
     Device(#[from] fence_drivers::FenceError),
     #[error("gRPC server: {0}")]
@@ -55,8 +58,19 @@ pub async fn run(
         let devices = fence_orchestrator::build_devices(&cplan.devices)?;
         let (tx, rx) = mpsc::channel(4096);
         let (events, _) = broadcast::channel(1024);
-        let handle = ClusterHandle { plan: Arc::new(cplan.clone()), tx, events };
-        let driver = ClusterDriver::new(handle.plan.clone(), store.clone(), devices, &handle, tracker.clone(), token.child_token())?;
+        let handle = ClusterHandle {
+            plan: Arc::new(cplan.clone()),
+            tx,
+            events,
+        };
+        let driver = ClusterDriver::new(
+            handle.plan.clone(),
+            store.clone(),
+            devices,
+            &handle,
+            tracker.clone(),
+            token.child_token(),
+        )?;
         let fatal = fatal_tx.clone();
         tracker.spawn(async move {
             if let Err(e) = driver.run(rx).await {
@@ -69,8 +83,14 @@ pub async fn run(
 
     let listener = TcpListener::bind(plan.listen)
         .await
-        .map_err(|source| ArbiterError::Bind { addr: plan.listen.to_string(), source })?;
-    let bound = listener.local_addr().map_err(|source| ArbiterError::Bind { addr: plan.listen.to_string(), source })?;
+        .map_err(|source| ArbiterError::Bind {
+            addr: plan.listen.to_string(),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| ArbiterError::Bind {
+        addr: plan.listen.to_string(),
+        source,
+    })?;
     warn!(listen = %bound, "serving plain TCP without TLS (arbiter.insecure_plaintext = true)");
     info!(listen = %bound, clusters = ?clusters.keys().collect::<Vec<_>>(), "fence-arbiter started");
     on_bound(bound);
@@ -82,12 +102,23 @@ pub async fn run(
         }
         s
     });
-    let agent_svc = rpc::agent_service::AgentSessionService::new(clusters.clone(), tracker.clone(), token.child_token());
-    let admin_svc = rpc::admin_service::AdminService::new(clusters.clone(), store.clone(), tracker.clone(), token.child_token());
+    let agent_svc = rpc::agent_service::AgentSessionService::new(
+        clusters.clone(),
+        tracker.clone(),
+        token.child_token(),
+    );
+    let admin_svc = rpc::admin_service::AdminService::new(
+        clusters.clone(),
+        store.clone(),
+        tracker.clone(),
+        token.child_token(),
+    );
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(2)))
-        .add_service(proto::v1::agent_session_server::AgentSessionServer::new(agent_svc))
+        .add_service(proto::v1::agent_session_server::AgentSessionServer::new(
+            agent_svc,
+        ))
         .add_service(proto::v1::admin_server::AdminServer::new(admin_svc))
         .serve_with_incoming_shutdown(incoming, token.clone().cancelled_owned());
     let server = tracker.spawn(server);
@@ -102,7 +133,10 @@ pub async fn run(
     }
     token.cancel();
     tracker.close();
-    if tokio::time::timeout(plan.shutdown_grace, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(plan.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
         warn!(grace = ?plan.shutdown_grace, "shutdown grace period ran out; exiting anyway");
     }
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_millis(1), server).await {

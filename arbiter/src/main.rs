@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "fence-arbiter", version, about = "Quorum arbiter of the fencing-first split-brain arbiter")]
+#[command(
+    name = "fence-arbiter",
+    version,
+    about = "Quorum arbiter of the fencing-first split-brain arbiter"
+)]
 struct Args {
     /// Configuration file (TOML).
     #[arg(long)]
@@ -22,7 +26,10 @@ fn main() -> ExitCode {
     let plan = match arbiter::config::Config::load(&args.config) {
         Ok(p) => p,
         Err(errs) => {
-            eprintln!("fence-arbiter: invalid configuration {}:", args.config.display());
+            eprintln!(
+                "fence-arbiter: invalid configuration {}:",
+                args.config.display()
+            );
             for e in errs {
                 eprintln!("  {e}");
             }
@@ -52,8 +59,11 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         b.json().init();
     } else {
@@ -63,7 +73,7 @@ fn init_tracing(json: bool) {
 
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => return std::future::pending().await,

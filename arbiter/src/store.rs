@@ -120,7 +120,7 @@ impl RedbStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("arbiter.redb");
         let open = || -> Result<Database, redb::Error> {
-            std::fs::create_dir_all(dir).map_err(|e| redb::Error::Io(e))?;
+            std::fs::create_dir_all(dir).map_err(redb::Error::Io)?;
             let db = Database::create(&path)?;
             let tx = db.begin_write()?;
             tx.open_table(STATE)?;
@@ -169,7 +169,11 @@ impl Store for RedbStore {
             state.insert(cluster, encode(&StoredState::from(&p)).as_slice())?;
             let mut hist = tx.open_table(HISTORY)?;
             match delta {
-                Delta::FenceIntent { intent, node, reason } => {
+                Delta::FenceIntent {
+                    intent,
+                    node,
+                    reason,
+                } => {
                     let rec = FenceRecord {
                         node: *node,
                         intent: *intent,
@@ -200,7 +204,8 @@ impl Store for RedbStore {
                     for row in hist.range((cluster, 0)..=(cluster, u64::MAX))? {
                         let (k, v) = row?;
                         let mut rec: FenceRecord = decode("history", v.value())?;
-                        if rec.outcome == "confirmed" && rec.epoch == 0 && gone.contains(&rec.node) {
+                        if rec.outcome == "confirmed" && rec.epoch == 0 && gone.contains(&rec.node)
+                        {
                             rec.epoch = *epoch;
                             updates.push((k.value().1, rec));
                         }
@@ -254,15 +259,43 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let s = RedbStore::open(dir.path()).unwrap();
-            s.apply("c", &Delta::FenceIntent { intent: 1, node: 3, reason: "lost".into() }, 10).unwrap();
-            s.apply("c", &Delta::FenceAttemptFailed { intent: 1, node: 3, detail: "bmc down".into() }, 11).unwrap();
+            s.apply(
+                "c",
+                &Delta::FenceIntent {
+                    intent: 1,
+                    node: 3,
+                    reason: "lost".into(),
+                },
+                10,
+            )
+            .unwrap();
+            s.apply(
+                "c",
+                &Delta::FenceAttemptFailed {
+                    intent: 1,
+                    node: 3,
+                    detail: "bmc down".into(),
+                },
+                11,
+            )
+            .unwrap();
         }
         let s = RedbStore::open(dir.path()).unwrap();
         let p = s.load("c").unwrap();
         assert_eq!(p.open_intents, [(3, 1)].into());
         assert_eq!(p.next_intent, 2);
-        s.apply("c", &Delta::FenceConfirmed { intent: 1, node: 3 }, 12).unwrap();
-        s.apply("c", &Delta::Backed { epoch: 2, survivors: [1, 2].into(), gone: [3].into() }, 13).unwrap();
+        s.apply("c", &Delta::FenceConfirmed { intent: 1, node: 3 }, 12)
+            .unwrap();
+        s.apply(
+            "c",
+            &Delta::Backed {
+                epoch: 2,
+                survivors: [1, 2].into(),
+                gone: [3].into(),
+            },
+            13,
+        )
+        .unwrap();
         let p = s.load("c").unwrap();
         assert!(p.open_intents.is_empty());
         assert_eq!((p.epoch, p.backed, p.gone), (2, [1, 2].into(), [3].into()));

@@ -21,7 +21,10 @@ fn case(max_nodes: usize) -> impl Strategy<Value = Case> {
             (
                 proptest::collection::vec((1u32..4, 0u32..3, 0u32..3, any::<bool>()), n),
                 proptest::collection::vec(any::<bool>(), n * n),
-                prop_oneof![Just(QuorumMode::LastManStanding), Just(QuorumMode::TieBreaker)],
+                prop_oneof![
+                    Just(QuorumMode::LastManStanding),
+                    Just(QuorumMode::TieBreaker)
+                ],
                 prop_oneof![Just(None), (1..=n as u32).prop_map(Some)],
             )
         })
@@ -48,7 +51,13 @@ fn case(max_nodes: usize) -> impl Strategy<Value = Case> {
                 }
             }
             let tie = tie.map_or(TieBreaker::LowestNodeId, TieBreaker::Node);
-            Case { all_votes, cands, edges, mode, tie }
+            Case {
+                all_votes,
+                cands,
+                edges,
+                mode,
+                tie,
+            }
         })
 }
 
@@ -57,7 +66,8 @@ fn quorum(c: &Case) -> Quorum {
 }
 
 fn is_clique(set: &BTreeSet<NodeId>, edges: &BTreeSet<(NodeId, NodeId)>) -> bool {
-    set.iter().all(|&a| set.range(a + 1..).all(|&b| edges.contains(&(a, b))))
+    set.iter()
+        .all(|&a| set.range(a + 1..).all(|&b| edges.contains(&(a, b))))
 }
 
 proptest! {
@@ -116,14 +126,13 @@ proptest! {
         for x in 1..=n { for y in x + 1..=n { if b_edges & (1 << (k % 64)) != 0 { eb.insert((x, y)); } k += 1; } }
         let va = decide(&a.cands, &a.edges, &q, a.tie);
         let vb = decide(&b_cands, &eb, &q, a.tie);
-        if let (Verdict::Survivors(sa), Verdict::Survivors(sb)) = (va, vb) {
-            if sa.is_disjoint(&sb) {
+        if let (Verdict::Survivors(sa), Verdict::Survivors(sb)) = (va, vb)
+            && sa.is_disjoint(&sb) {
                 let votes = |s: &BTreeSet<NodeId>| s.iter().map(|&i| u64::from(a.all_votes[(i - 1) as usize])).sum::<u64>();
                 // The arbiter backs one of them; the other stands alone.
                 prop_assert!(!(q.is_quorate(votes(&sa), true) && q.is_quorate(votes(&sb), false)));
                 prop_assert!(!(q.is_quorate(votes(&sa), false) && q.is_quorate(votes(&sb), true)));
             }
-        }
     }
 
     /// The arithmetic itself: no two disjoint vote counts are both quorate

@@ -53,7 +53,7 @@ pub async fn off_and_confirm<D: FenceDriver + ?Sized>(
             return Err(FenceError::Timeout {
                 device: driver.device().to_string(),
                 timeout,
-            })
+            });
         }
     }
     let left = timeout.saturating_sub(start.elapsed());

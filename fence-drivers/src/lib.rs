@@ -75,7 +75,9 @@ pub enum FenceError {
     NoSuchPort { device: String, port: String },
     #[error("device {device} did not answer within {timeout:?}")]
     Timeout { device: String, timeout: Duration },
-    #[error("device {device} did not confirm port {port:?} off within {timeout:?}; last status {last}")]
+    #[error(
+        "device {device} did not confirm port {port:?} off within {timeout:?}; last status {last}"
+    )]
     NotConfirmed {
         device: String,
         port: String,

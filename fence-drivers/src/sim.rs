@@ -23,11 +23,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use nix::fcntl::{Flock, FlockArg};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::{DriverMetadata, FenceDriver, FenceError, Parameter, PowerState, Port};
+use crate::{DriverMetadata, FenceDriver, FenceError, Parameter, Port, PowerState};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PortState {
@@ -148,7 +148,8 @@ impl SimPowerDevice {
 
     fn load(&self) -> Result<DeviceState, FenceError> {
         match fs::read(self.dir.join("state.json")) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| self.err(format!("state.json is corrupt: {e}"))),
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| self.err(format!("state.json is corrupt: {e}"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DeviceState::default()),
             Err(e) => Err(self.err(format!("state.json: {e}"))),
         }
@@ -158,11 +159,20 @@ impl SimPowerDevice {
         let tmp = self.dir.join("state.json.tmp");
         let bytes = serde_json::to_vec_pretty(s).map_err(|e| self.err(e))?;
         let mut f = File::create(&tmp).map_err(|e| self.err(format!("state.json: {e}")))?;
-        f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(|e| self.err(format!("state.json: {e}")))?;
-        fs::rename(&tmp, self.dir.join("state.json")).map_err(|e| self.err(format!("state.json: {e}")))
+        f.write_all(&bytes)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| self.err(format!("state.json: {e}")))?;
+        fs::rename(&tmp, self.dir.join("state.json"))
+            .map_err(|e| self.err(format!("state.json: {e}")))
     }
 
-    fn record(&self, port: &str, action: &str, result: &str, detail: String) -> Result<(), FenceError> {
+    fn record(
+        &self,
+        port: &str,
+        action: &str,
+        result: &str,
+        detail: String,
+    ) -> Result<(), FenceError> {
         let ev = DeviceEvent {
             unix_us: now_us(),
             port: port.into(),
@@ -177,7 +187,8 @@ impl SimPowerDevice {
             .append(true)
             .open(self.dir.join("events.jsonl"))
             .map_err(|e| self.err(format!("events.jsonl: {e}")))?;
-        f.write_all(line.as_bytes()).map_err(|e| self.err(format!("events.jsonl: {e}")))
+        f.write_all(line.as_bytes())
+            .map_err(|e| self.err(format!("events.jsonl: {e}")))
     }
 
     /// Plug the machine played by process `pid` into `port` (power on).
@@ -205,7 +216,10 @@ impl SimPowerDevice {
         };
         text.lines()
             .enumerate()
-            .map(|(i, l)| serde_json::from_str(l).map_err(|e| self.err(format!("events.jsonl line {}: {e}", i + 1))))
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .map_err(|e| self.err(format!("events.jsonl line {}: {e}", i + 1)))
+            })
             .collect()
     }
 
@@ -224,10 +238,13 @@ impl SimPowerDevice {
     }
 
     fn port_state(&self, s: &DeviceState, port: &str) -> Result<PortState, FenceError> {
-        s.ports.get(port).cloned().ok_or_else(|| FenceError::NoSuchPort {
-            device: self.name.clone(),
-            port: port.into(),
-        })
+        s.ports
+            .get(port)
+            .cloned()
+            .ok_or_else(|| FenceError::NoSuchPort {
+                device: self.name.clone(),
+                port: port.into(),
+            })
     }
 }
 
@@ -267,7 +284,14 @@ impl FenceDriver for SimPowerDevice {
         let _guard = self.lock()?;
         let mut s = self.load()?;
         self.port_state(&s, port)?;
-        s.ports.insert(port.into(), PortState { power: true, pid: None, pid_start: None });
+        s.ports.insert(
+            port.into(),
+            PortState {
+                power: true,
+                pid: None,
+                pid_start: None,
+            },
+        );
         self.save(&s)?;
         self.record(port, "on", "", String::new())
     }
@@ -280,7 +304,8 @@ impl FenceDriver for SimPowerDevice {
         let mut detail = String::from("no process registered");
         if let Some(pid) = p.pid {
             if process_alive(pid, p.pid_start) {
-                let pid_i = i32::try_from(pid).map_err(|_| self.err(format!("pid {pid} out of range")))?;
+                let pid_i =
+                    i32::try_from(pid).map_err(|_| self.err(format!("pid {pid} out of range")))?;
                 // SIGKILL also ends a SIGSTOPped process.
                 kill(Pid::from_raw(pid_i), Signal::SIGKILL)
                     .map_err(|e| self.err(format!("SIGKILL pid {pid}: {e}")))?;
@@ -301,7 +326,10 @@ impl FenceDriver for SimPowerDevice {
             .load()?
             .ports
             .iter()
-            .map(|(id, p)| Port { id: id.clone(), state: state_of(p) })
+            .map(|(id, p)| Port {
+                id: id.clone(),
+                state: state_of(p),
+            })
             .collect())
     }
 
@@ -320,23 +348,31 @@ impl FenceDriver for SimPowerDevice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use crate::off_and_confirm;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn off_kills_the_registered_process_and_status_confirms() {
         let dir = tempfile::tempdir().unwrap();
         let dev = SimPowerDevice::new("pdu", dir.path()).unwrap();
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         dev.register("n1", child.id()).unwrap();
         assert_eq!(dev.status("n1").await.unwrap(), PowerState::On);
-        off_and_confirm(&dev, "n1", Duration::from_secs(2), Duration::from_millis(5)).await.unwrap();
+        off_and_confirm(&dev, "n1", Duration::from_secs(2), Duration::from_millis(5))
+            .await
+            .unwrap();
         // Killed by the device, not by us.
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(9));
         let ev = dev.events().unwrap();
-        assert!(ev.iter().any(|e| e.action == "off" && e.detail.contains("SIGKILL")));
+        assert!(
+            ev.iter()
+                .any(|e| e.action == "off" && e.detail.contains("SIGKILL"))
+        );
         assert!(ev.iter().any(|e| e.action == "status" && e.result == "off"));
     }
 
@@ -344,12 +380,21 @@ mod tests {
     async fn injected_failure_and_unknown_port_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let dev = SimPowerDevice::new("pdu", dir.path()).unwrap();
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         dev.register("n1", child.id()).unwrap();
         std::fs::write(dir.path().join("fail-n1"), "").unwrap();
-        assert!(matches!(dev.off("n1").await, Err(FenceError::Refused { .. })));
+        assert!(matches!(
+            dev.off("n1").await,
+            Err(FenceError::Refused { .. })
+        ));
         assert_eq!(dev.status("n1").await.unwrap(), PowerState::On);
-        assert!(matches!(dev.status("n9").await, Err(FenceError::NoSuchPort { .. })));
+        assert!(matches!(
+            dev.status("n9").await,
+            Err(FenceError::NoSuchPort { .. })
+        ));
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -360,7 +405,13 @@ mod tests {
         let dev = SimPowerDevice::new("pdu", dir.path()).unwrap();
         dev.register("n1", std::process::id()).unwrap();
         std::fs::write(dir.path().join("hang"), "").unwrap();
-        let r = off_and_confirm(&dev, "n1", Duration::from_millis(100), Duration::from_millis(10)).await;
+        let r = off_and_confirm(
+            &dev,
+            "n1",
+            Duration::from_millis(100),
+            Duration::from_millis(10),
+        )
+        .await;
         assert!(matches!(r, Err(FenceError::Timeout { .. })), "{r:?}");
     }
 }

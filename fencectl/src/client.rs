@@ -53,7 +53,11 @@ impl CliError {
 
 pub async fn connect(url: &str) -> Result<AdminClient<Channel>, CliError> {
     let ep = Endpoint::from_shared(url.to_string())
-        .map_err(|e| CliError::Other(format!("--arbiter {url:?} is not a URL such as http://127.0.0.1:7400: {e}")))?
+        .map_err(|e| {
+            CliError::Other(format!(
+                "--arbiter {url:?} is not a URL such as http://127.0.0.1:7400: {e}"
+            ))
+        })?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(5))
         .tcp_nodelay(true);

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use crate::client::CliError;
 use crate::commands::status::{fetch_status, render_status};
-use crate::commands::watch::{subscribe, EventView};
-use crate::local_cluster::{locate_binaries, ClusterOptions, LocalCluster};
+use crate::commands::watch::{EventView, subscribe};
+use crate::local_cluster::{ClusterOptions, LocalCluster, locate_binaries};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -54,7 +54,9 @@ pub struct DemoReport {
 }
 
 fn unix_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn err(s: impl Into<String>) -> CliError {
@@ -70,7 +72,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
     let bin = locate_binaries(opts.bin_dir.as_deref(), &say)?;
     let mut cluster = LocalCluster::start(&bin, &ClusterOptions::default()).await?;
     let url = cluster.url.clone();
-    say(&format!("demo cluster in {} (arbiter {url}, nodes 1-3 on loopback)", cluster.dir().display()));
+    say(&format!(
+        "demo cluster in {} (arbiter {url}, nodes 1-3 on loopback)",
+        cluster.dir().display()
+    ));
     let mut events = subscribe(&url, "demo").await?;
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::channel::<EventView>(1024);
     let collector = tokio::spawn(async move {
@@ -93,7 +98,9 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     while ev_rx.try_recv().is_ok() {}
 
-    let pid3 = cluster.agent_pid(3).ok_or_else(|| err("node 3 not started"))?;
+    let pid3 = cluster
+        .agent_pid(3)
+        .ok_or_else(|| err("node 3 not started"))?;
     let t0 = unix_us();
     let first = match opts.scenario {
         Scenario::Freeze => {
@@ -102,10 +109,15 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
         }
         Scenario::Partition => {
             cluster.isolate(3)?;
-            format!("node 3 cut off (fault injection: pid {pid3} drops every connection, keeps running)")
+            format!(
+                "node 3 cut off (fault injection: pid {pid3} drops every connection, keeps running)"
+            )
         }
     };
-    let mut timeline = vec![Step { offset_ms: 0.0, what: first }];
+    let mut timeline = vec![Step {
+        offset_ms: 0.0,
+        what: first,
+    }];
     let off = |us: u64| (us as f64 - t0 as f64) / 1000.0;
     let mut detected = None;
     let mut confirmed = None;
@@ -121,14 +133,19 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
             Some(_) => left.min(Duration::from_millis(400)),
             None => left,
         };
-        let Ok(Some(e)) = tokio::time::timeout(left, ev_rx.recv()).await else { break };
+        let Ok(Some(e)) = tokio::time::timeout(left, ev_rx.recv()).await else {
+            break;
+        };
         let at = off(e.unix_us);
         let what = match e.kind.as_str() {
             "node_lost" if e.node == 3 => {
                 detected.get_or_insert(at);
                 "arbiter detects node 3 lost (no heartbeat within lost_after)".to_string()
             }
-            "decision" => format!("decision: survivors {:?}, node 3 leaves ({})", e.nodes, e.detail),
+            "decision" => format!(
+                "decision: survivors {:?}, node 3 leaves ({})",
+                e.nodes, e.detail
+            ),
             "fence_intent" => format!("fence intent persisted for node 3 ({})", e.detail),
             "fence_off_sent" => format!("power off sent to {} (SIGKILL)", e.detail),
             "fence_status_off" => format!("device status reports {} off", e.detail),
@@ -139,7 +156,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
             "survivors_notified" => {
                 notified.get_or_insert(at);
                 epoch = e.epoch;
-                format!("survivors {:?} notified: node 3 gone, epoch {}", e.nodes, e.epoch)
+                format!(
+                    "survivors {:?} notified: node 3 gone, epoch {}",
+                    e.nodes, e.epoch
+                )
             }
             "epoch_acknowledged" if notified.is_some() => {
                 acked.insert(e.node, at);
@@ -147,7 +167,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
             }
             _ => continue,
         };
-        timeline.push(Step { offset_ms: at, what });
+        timeline.push(Step {
+            offset_ms: at,
+            what,
+        });
     }
     collector.abort();
     let (Some(detected), Some(confirmed), Some(notified)) = (detected, confirmed, notified) else {
@@ -158,10 +181,17 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
     };
     // The device's own record: off before the survivors were told.
     let record = cluster.device.events().map_err(|e| err(e.to_string()))?;
-    let off_at = record.iter().find(|e| e.port == "node3" && e.action == "off").map(|e| e.unix_us);
+    let off_at = record
+        .iter()
+        .find(|e| e.port == "node3" && e.action == "off")
+        .map(|e| e.unix_us);
     match off_at {
         Some(o) if off(o) <= notified => {}
-        _ => return Err(err(format!("the power device has no off for node 3 before the survivors were told: {record:?}"))),
+        _ => {
+            return Err(err(format!(
+                "the power device has no off for node 3 before the survivors were told: {record:?}"
+            )));
+        }
     }
 
     if !opts.quiet {

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fence_drivers::sim::SimPowerDevice;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::client::CliError;
@@ -32,7 +32,12 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { nodes: 3, fault_injection: true, second_level: false, cluster_extra: String::new() }
+        ClusterOptions {
+            nodes: 3,
+            fault_injection: true,
+            second_level: false,
+            cluster_extra: String::new(),
+        }
     }
 }
 
@@ -53,24 +58,30 @@ pub struct LocalCluster {
 /// Find the daemons next to this executable or in `bin_dir`, building them
 /// first when run under `cargo run` (the `CARGO` variable is set).
 pub fn locate_binaries(bin_dir: Option<&Path>, say: &dyn Fn(&str)) -> Result<PathBuf, CliError> {
-    let exe = std::env::current_exe().map_err(|e| err(format!("cannot locate this executable: {e}")))?;
+    let exe =
+        std::env::current_exe().map_err(|e| err(format!("cannot locate this executable: {e}")))?;
     let dir = match bin_dir {
         Some(d) => d.to_path_buf(),
-        None => exe.parent().map(Path::to_path_buf).ok_or_else(|| err("executable has no directory"))?,
+        None => exe
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| err("executable has no directory"))?,
     };
-    if bin_dir.is_none() {
-        if let Ok(cargo) = std::env::var("CARGO") {
-            let release = dir.file_name().is_some_and(|n| n == "release");
-            say("building fence-arbiter and fence-agent (cargo build)...");
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "--quiet", "-p", "arbiter", "-p", "agent"]);
-            if release {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().map_err(|e| err(format!("cannot run cargo build: {e}")))?;
-            if !status.success() {
-                return Err(err("cargo build of fence-arbiter and fence-agent failed"));
-            }
+    if bin_dir.is_none()
+        && let Ok(cargo) = std::env::var("CARGO")
+    {
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        say("building fence-arbiter and fence-agent (cargo build)...");
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "arbiter", "-p", "agent"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .map_err(|e| err(format!("cannot run cargo build: {e}")))?;
+        if !status.success() {
+            return Err(err("cargo build of fence-arbiter and fence-agent failed"));
         }
     }
     for b in ["fence-arbiter", "fence-agent"] {
@@ -153,7 +164,10 @@ impl LocalCluster {
             d.join("power").display()
         );
         if opts.second_level {
-            toml += &format!("\n[[cluster.device]]\nname = \"backup\"\ndriver = \"sim\"\ndir = \"{}\"\n", d.join("backup").display());
+            toml += &format!(
+                "\n[[cluster.device]]\nname = \"backup\"\ndriver = \"sim\"\ndir = \"{}\"\n",
+                d.join("backup").display()
+            );
         }
         for i in 1..=n {
             let levels = if opts.second_level {
@@ -161,7 +175,10 @@ impl LocalCluster {
             } else {
                 format!("[[\"power:node{i}\"]]")
             };
-            toml += &format!("\n[[cluster.node]]\nid = {i}\naddress = \"127.0.0.1:{}\"\nfence = {levels}\n", ports[i as usize]);
+            toml += &format!(
+                "\n[[cluster.node]]\nid = {i}\naddress = \"127.0.0.1:{}\"\nfence = {levels}\n",
+                ports[i as usize]
+            );
             let agent = format!(
                 "cluster = \"demo\"\nnode = {i}\narbiter = \"{url}\"\nlisten = \"127.0.0.1:{}\"\ninsecure_plaintext = true\nlog_format = \"json\"\n\n[fault_injection]\nenabled = {}\n",
                 ports[i as usize], opts.fault_injection
@@ -169,13 +186,24 @@ impl LocalCluster {
             write(&d.join(format!("agent{i}.toml")), &agent)?;
         }
         write(&d.join("arbiter.toml"), &toml)?;
-        let device = SimPowerDevice::new("power", d.join("power")).map_err(|e| err(e.to_string()))?;
+        let device =
+            SimPowerDevice::new("power", d.join("power")).map_err(|e| err(e.to_string()))?;
         let backup = if opts.second_level {
             Some(SimPowerDevice::new("backup", d.join("backup")).map_err(|e| err(e.to_string()))?)
         } else {
             None
         };
-        let mut c = LocalCluster { dir, bin: bin.to_path_buf(), url, nodes: n, device, backup, arbiter: None, agents: Vec::new(), arbiter_starts: 0 };
+        let mut c = LocalCluster {
+            dir,
+            bin: bin.to_path_buf(),
+            url,
+            nodes: n,
+            device,
+            backup,
+            arbiter: None,
+            agents: Vec::new(),
+            arbiter_starts: 0,
+        };
         c.start_arbiter().await?;
         for i in 1..=n {
             c.start_agent(i)?;
@@ -190,18 +218,28 @@ impl LocalCluster {
     /// Start (or restart) the arbiter and wait for its admin API.
     pub async fn start_arbiter(&mut self) -> Result<(), CliError> {
         let d = self.dir.path();
-        self.arbiter = Some(spawn(&self.bin.join("fence-arbiter"), &d.join("arbiter.toml"), &d.join("arbiter.log"))?);
+        self.arbiter = Some(spawn(
+            &self.bin.join("fence-arbiter"),
+            &d.join("arbiter.toml"),
+            &d.join("arbiter.log"),
+        )?);
         self.arbiter_starts += 1;
         for _ in 0..200 {
             if fetch_status(&self.url, "").await.is_ok() {
                 return Ok(());
             }
             if let Some(Ok(Some(st))) = self.arbiter.as_mut().map(|a| a.try_wait()) {
-                return Err(err(format!("fence-arbiter exited ({st}); see {}", d.join("arbiter.log").display())));
+                return Err(err(format!(
+                    "fence-arbiter exited ({st}); see {}",
+                    d.join("arbiter.log").display()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        Err(err(format!("the arbiter did not come up; see {}", d.join("arbiter.log").display())))
+        Err(err(format!(
+            "the arbiter did not come up; see {}",
+            d.join("arbiter.log").display()
+        )))
     }
 
     /// Stop the arbiter gracefully (SIGTERM).
@@ -214,11 +252,18 @@ impl LocalCluster {
     /// Start node `i`'s agent and plug it into both devices.
     pub fn start_agent(&mut self, i: u32) -> Result<u32, CliError> {
         let d = self.dir.path();
-        let child = spawn(&self.bin.join("fence-agent"), &d.join(format!("agent{i}.toml")), &d.join(format!("agent{i}.log")))?;
+        let child = spawn(
+            &self.bin.join("fence-agent"),
+            &d.join(format!("agent{i}.toml")),
+            &d.join(format!("agent{i}.log")),
+        )?;
         let pid = child.id();
-        self.device.register(&format!("node{i}"), pid).map_err(|e| err(e.to_string()))?;
+        self.device
+            .register(&format!("node{i}"), pid)
+            .map_err(|e| err(e.to_string()))?;
         if let Some(b) = &self.backup {
-            b.register(&format!("node{i}"), pid).map_err(|e| err(e.to_string()))?;
+            b.register(&format!("node{i}"), pid)
+                .map_err(|e| err(e.to_string()))?;
         }
         self.agents.retain(|(n, _)| *n != i);
         self.agents.push((i, child));
@@ -226,7 +271,10 @@ impl LocalCluster {
     }
 
     pub fn agent_pid(&self, i: u32) -> Option<u32> {
-        self.agents.iter().find(|(n, _)| *n == i).map(|(_, c)| c.id())
+        self.agents
+            .iter()
+            .find(|(n, _)| *n == i)
+            .map(|(_, c)| c.id())
     }
 
     pub fn arbiter_pid(&self) -> Option<u32> {
@@ -234,8 +282,11 @@ impl LocalCluster {
     }
 
     fn signal(&self, i: u32, sig: Signal) -> Result<(), CliError> {
-        let pid = self.agent_pid(i).ok_or_else(|| err(format!("node {i} has no agent")))?;
-        kill(Pid::from_raw(pid as i32), sig).map_err(|e| err(format!("{sig:?} to node {i} (pid {pid}): {e}")))
+        let pid = self
+            .agent_pid(i)
+            .ok_or_else(|| err(format!("node {i} has no agent")))?;
+        kill(Pid::from_raw(pid as i32), sig)
+            .map_err(|e| err(format!("{sig:?} to node {i} (pid {pid}): {e}")))
     }
 
     /// A hung node: SIGSTOP. Its "power" stays on.
@@ -261,13 +312,17 @@ impl LocalCluster {
     pub async fn wait_all_leased(&self, within: Duration) -> Result<u64, CliError> {
         let end = tokio::time::Instant::now() + within;
         loop {
-            if let Ok(nodes) = fetch_nodes(&self.url, "demo").await {
-                if nodes.len() == self.nodes as usize && nodes.iter().all(|n| n.lease && n.state == "member") {
-                    return Ok(fetch_status(&self.url, "demo").await?.clusters[0].epoch);
-                }
+            if let Ok(nodes) = fetch_nodes(&self.url, "demo").await
+                && nodes.len() == self.nodes as usize
+                && nodes.iter().all(|n| n.lease && n.state == "member")
+            {
+                return Ok(fetch_status(&self.url, "demo").await?.clusters[0].epoch);
             }
             if tokio::time::Instant::now() > end {
-                return Err(err(format!("not every node held a lease within {within:?}; logs in {}", self.dir().display())));
+                return Err(err(format!(
+                    "not every node held a lease within {within:?}; logs in {}",
+                    self.dir().display()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -276,12 +331,15 @@ impl LocalCluster {
     /// Wait until these nodes all hold a lease as members; returns the epoch.
     pub async fn wait_all_leased_among(&self, ids: &[u32]) -> u64 {
         for _ in 0..400 {
-            if let Ok(nodes) = fetch_nodes(&self.url, "demo").await {
-                if ids.iter().all(|i| nodes.iter().any(|n| n.node == *i && n.lease && n.state == "member")) {
-                    if let Ok(st) = fetch_status(&self.url, "demo").await {
-                        return st.clusters[0].epoch;
-                    }
-                }
+            if let Ok(nodes) = fetch_nodes(&self.url, "demo").await
+                && ids.iter().all(|i| {
+                    nodes
+                        .iter()
+                        .any(|n| n.node == *i && n.lease && n.state == "member")
+                })
+                && let Ok(st) = fetch_status(&self.url, "demo").await
+            {
+                return st.clusters[0].epoch;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

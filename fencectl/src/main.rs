@@ -7,13 +7,22 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use fencectl::client::exit;
 use fencectl::demo::{DemoOptions, Scenario};
-use fencectl::{commands, Output};
+use fencectl::{Output, commands};
 
 #[derive(Parser)]
-#[command(name = "fencectl", version, about = "Operate the fencing-first split-brain arbiter")]
+#[command(
+    name = "fencectl",
+    version,
+    about = "Operate the fencing-first split-brain arbiter"
+)]
 struct Cli {
     /// The arbiter's admin URL.
-    #[arg(long, global = true, env = "FENCECTL_ARBITER", default_value = "http://127.0.0.1:7400")]
+    #[arg(
+        long,
+        global = true,
+        env = "FENCECTL_ARBITER",
+        default_value = "http://127.0.0.1:7400"
+    )]
     arbiter: String,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value = "text")]
@@ -65,14 +74,33 @@ fn main() -> ExitCode {
     };
     let r = rt.block_on(async {
         match cli.command {
-            Cmd::Status { cluster } => commands::status::status(&cli.arbiter, &cluster, cli.output).await,
-            Cmd::Nodes { cluster } => commands::status::nodes(&cli.arbiter, &cluster, cli.output).await,
-            Cmd::Watch { cluster } => commands::watch::watch(&cli.arbiter, &cluster, cli.output).await,
-            Cmd::Demo { scenario, bin_dir, keep } => {
+            Cmd::Status { cluster } => {
+                commands::status::status(&cli.arbiter, &cluster, cli.output).await
+            }
+            Cmd::Nodes { cluster } => {
+                commands::status::nodes(&cli.arbiter, &cluster, cli.output).await
+            }
+            Cmd::Watch { cluster } => {
+                commands::watch::watch(&cli.arbiter, &cluster, cli.output).await
+            }
+            Cmd::Demo {
+                scenario,
+                bin_dir,
+                keep,
+            } => {
                 let json = cli.output == Output::Json;
-                let report = fencectl::demo::run(DemoOptions { scenario, bin_dir, quiet: json, keep }).await?;
+                let report = fencectl::demo::run(DemoOptions {
+                    scenario,
+                    bin_dir,
+                    quiet: json,
+                    keep,
+                })
+                .await?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&report).expect("serializable"));
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).expect("serializable")
+                    );
                 }
                 Ok(exit::OK)
             }

@@ -4,14 +4,18 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fencectl::commands::watch::{subscribe, EventView};
+use fencectl::commands::watch::{EventView, subscribe};
 use tokio::sync::mpsc;
 
 /// `target/<profile>` of this test executable, which must hold freshly
 /// built `fence-arbiter` and `fence-agent` (`scripts/test` builds them).
 pub fn binaries() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .to_path_buf();
     for b in ["fence-arbiter", "fence-agent", "fencectl"] {
         assert!(
             dir.join(b).is_file(),
@@ -40,11 +44,19 @@ impl Watcher {
                 }
             }
         });
-        Watcher { rx, task, seen: Vec::new() }
+        Watcher {
+            rx,
+            task,
+            seen: Vec::new(),
+        }
     }
 
     /// Wait for the first event matching `pred` (all events are kept in `seen`).
-    pub async fn wait_for(&mut self, within: Duration, pred: impl Fn(&EventView) -> bool) -> Option<EventView> {
+    pub async fn wait_for(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&EventView) -> bool,
+    ) -> Option<EventView> {
         if let Some(e) = self.seen.iter().find(|e| pred(e)) {
             return Some(e.clone());
         }
@@ -72,7 +84,9 @@ impl Drop for Watcher {
 }
 
 pub fn unix_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// `(unix_us, message, fields)` of each line of a JSON log.

@@ -6,6 +6,10 @@
 //! profile first (`scripts/test` does it). Tests run one at a time: they
 //! measure sub-second failovers on a 2-core machine.
 
+// Each test runs on its own runtime and thread; the std mutex held across
+// awaits is the point: it serialises the clusters.
+#![allow(clippy::await_holding_lock)]
+
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -13,7 +17,7 @@ use std::time::Duration;
 use fencectl::commands::status::{fetch_nodes, fetch_status};
 use fencectl::local_cluster::{ClusterOptions, LocalCluster};
 use proto::v1 as pb;
-use tests::e2e::{binaries, json_log, unix_us, Watcher};
+use tests::e2e::{Watcher, binaries, json_log, unix_us};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -25,21 +29,46 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// the order of things. Returns the announcement's epoch.
 async fn assert_fenced_then_told(c: &LocalCluster, w: &mut Watcher, n: u32, fault_us: u64) -> u64 {
     let told = w
-        .wait_for(Duration::from_secs(10), |e| e.kind == "survivors_notified" && !e.nodes.contains(&n) && e.detail.contains(&n.to_string()))
+        .wait_for(Duration::from_secs(10), |e| {
+            e.kind == "survivors_notified"
+                && !e.nodes.contains(&n)
+                && e.detail.contains(&n.to_string())
+        })
         .await
-        .unwrap_or_else(|| panic!("node {n} was not fenced and announced within 10s; events {:?}; logs in {}", w.seen, c.dir().display()));
+        .unwrap_or_else(|| {
+            panic!(
+                "node {n} was not fenced and announced within 10s; events {:?}; logs in {}",
+                w.seen,
+                c.dir().display()
+            )
+        });
     // The device's own record: node n switched off and seen off before the survivors were told.
     let record = c.device.events().expect("device record");
     let port = format!("node{n}");
-    let off = record.iter().find(|e| e.port == port && e.action == "off" && e.unix_us >= fault_us).expect("device has an off for the node");
+    let off = record
+        .iter()
+        .find(|e| e.port == port && e.action == "off" && e.unix_us >= fault_us)
+        .expect("device has an off for the node");
     let seen_off = record
         .iter()
-        .find(|e| e.port == port && e.action == "status" && e.result == "off" && e.unix_us >= off.unix_us)
+        .find(|e| {
+            e.port == port && e.action == "status" && e.result == "off" && e.unix_us >= off.unix_us
+        })
         .expect("device status reported off");
-    assert!(seen_off.unix_us <= told.unix_us, "survivors told at {} before the device saw node {n} off at {}", told.unix_us, seen_off.unix_us);
+    assert!(
+        seen_off.unix_us <= told.unix_us,
+        "survivors told at {} before the device saw node {n} off at {}",
+        told.unix_us,
+        seen_off.unix_us
+    );
     // No quorate node fenced.
     for other in (1..=c.nodes).filter(|&o| o != n) {
-        assert!(!record.iter().any(|e| e.port == format!("node{other}") && e.action == "off"), "node {other} was fenced: {record:?}");
+        assert!(
+            !record
+                .iter()
+                .any(|e| e.port == format!("node{other}") && e.action == "off"),
+            "node {other} was fenced: {record:?}"
+        );
     }
     // Through the admin API: status and history agree.
     let st = fetch_status(&c.url, "demo").await.expect("status");
@@ -48,25 +77,50 @@ async fn assert_fenced_then_told(c: &LocalCluster, w: &mut Watcher, n: u32, faul
     assert!(!cl.survivors.contains(&n), "{cl:?}");
     assert_eq!(cl.epoch, told.epoch);
     let mut admin = fencectl::client::connect(&c.url).await.expect("admin");
-    let hist = admin.history(pb::HistoryRequest { cluster: "demo".into(), limit: 10 }).await.expect("history").into_inner();
-    let rec = hist.fences.iter().find(|f| f.node_id == n && f.outcome == "confirmed").expect("confirmed fence in history");
-    assert!(rec.finished_unix_ms * 1000 <= told.unix_us + 999, "history finished after the announcement");
+    let hist = admin
+        .history(pb::HistoryRequest {
+            cluster: "demo".into(),
+            limit: 10,
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    let rec = hist
+        .fences
+        .iter()
+        .find(|f| f.node_id == n && f.outcome == "confirmed")
+        .expect("confirmed fence in history");
+    assert!(
+        rec.finished_unix_ms * 1000 <= told.unix_us + 999,
+        "history finished after the announcement"
+    );
     assert_eq!(rec.epoch, told.epoch);
     // The survivors themselves: their log shows the new epoch, after the off.
     for s in (1..=c.nodes).filter(|&o| o != n) {
         let log = json_log(&c.log(&format!("agent{s}")));
         let got = log
             .iter()
-            .find(|(_, msg, f)| msg.starts_with("new epoch: nodes confirmed fenced") && f["lease.epoch"] == told.epoch)
+            .find(|(_, msg, f)| {
+                msg.starts_with("new epoch: nodes confirmed fenced")
+                    && f["lease.epoch"] == told.epoch
+            })
             .unwrap_or_else(|| panic!("node {s} never logged epoch {}", told.epoch));
-        assert!(got.0 + 1000 >= off.unix_us, "node {s} heard of the fence before the device switched node {n} off");
+        assert!(
+            got.0 + 1000 >= off.unix_us,
+            "node {s} heard of the fence before the device switched node {n} off"
+        );
     }
     told.epoch
 }
 
 async fn cluster(opts: ClusterOptions) -> (LocalCluster, Watcher, u64) {
-    let c = LocalCluster::start(&binaries(), &opts).await.expect("cluster starts");
-    let epoch = c.wait_all_leased(Duration::from_secs(10)).await.expect("all leased");
+    let c = LocalCluster::start(&binaries(), &opts)
+        .await
+        .expect("cluster starts");
+    let epoch = c
+        .wait_all_leased(Duration::from_secs(10))
+        .await
+        .expect("all leased");
     let w = Watcher::start(&c.url).await;
     (c, w, epoch)
 }
@@ -99,26 +153,48 @@ async fn cut_off_agent_is_fenced() {
     assert_fenced_then_told(&c, &mut w, 1, t).await;
     // Node 1 held the lowest id, yet it was the one cut off: the others won.
     let nodes = fetch_nodes(&c.url, "demo").await.unwrap();
-    assert!(nodes.iter().filter(|n| n.node != 1).all(|n| n.state == "member"));
+    assert!(
+        nodes
+            .iter()
+            .filter(|n| n.node != 1)
+            .all(|n| n.state == "member")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn first_level_failing_falls_through_to_the_second() {
     let _g = serial();
-    let opts = ClusterOptions { second_level: true, ..ClusterOptions::default() };
+    let opts = ClusterOptions {
+        second_level: true,
+        ..ClusterOptions::default()
+    };
     let (c, mut w, _) = cluster(opts).await;
     std::fs::write(c.device.dir().join("fail-node3"), "").unwrap();
     let t = unix_us();
     c.freeze(3).unwrap();
     let told = w
-        .wait_for(Duration::from_secs(10), |e| e.kind == "survivors_notified" && e.detail.contains('3'))
+        .wait_for(Duration::from_secs(10), |e| {
+            e.kind == "survivors_notified" && e.detail.contains('3')
+        })
         .await
         .expect("announced");
-    assert!(w.seen.iter().any(|e| e.kind == "fence_failed" && e.node == 3), "{:?}", w.seen);
+    assert!(
+        w.seen
+            .iter()
+            .any(|e| e.kind == "fence_failed" && e.node == 3),
+        "{:?}",
+        w.seen
+    );
     let backup = c.backup.as_ref().unwrap().events().unwrap();
-    let off = backup.iter().find(|e| e.port == "node3" && e.action == "off" && e.unix_us >= t).expect("second level switched it off");
+    let off = backup
+        .iter()
+        .find(|e| e.port == "node3" && e.action == "off" && e.unix_us >= t)
+        .expect("second level switched it off");
     assert!(off.unix_us <= told.unix_us);
-    assert!(!c.device.events().unwrap().iter().any(|e| e.action == "off"), "the failing first level reported no off");
+    assert!(
+        !c.device.events().unwrap().iter().any(|e| e.action == "off"),
+        "the failing first level reported no off"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -137,13 +213,25 @@ async fn arbiter_restart_while_a_node_is_down_keeps_the_epoch_and_fences_it() {
     assert_eq!(told, epoch + 1);
     // Start-up grace: no lease granted by the new arbiter before every old
     // lease (300 ms + margin) had expired.
-    let grace = w.wait_for(Duration::from_secs(1), |e| e.kind == "grace_over").await.expect("grace_over event");
-    assert!(grace.unix_us >= restart + 300_000, "grace ended {} us after restart", grace.unix_us - restart);
+    let grace = w
+        .wait_for(Duration::from_secs(1), |e| e.kind == "grace_over")
+        .await
+        .expect("grace_over event");
+    assert!(
+        grace.unix_us >= restart + 300_000,
+        "grace ended {} us after restart",
+        grace.unix_us - restart
+    );
     for s in [1, 2] {
         let log = json_log(&c.log(&format!("agent{s}")));
-        let first = log.iter().find(|(t, m, _)| *t >= restart && m.starts_with("lease acquired"));
+        let first = log
+            .iter()
+            .find(|(t, m, _)| *t >= restart && m.starts_with("lease acquired"));
         if let Some((t, _, _)) = first {
-            assert!(*t >= grace.unix_us, "node {s} got a lease before the grace ended");
+            assert!(
+                *t >= grace.unix_us,
+                "node {s} got a lease before the grace ended"
+            );
         }
     }
     let e2 = c.wait_all_leased_among(&[1, 2]).await;
@@ -155,7 +243,11 @@ async fn unknown_cluster_unknown_node_and_bad_reports_are_refused_without_state_
     let _g = serial();
     let (c, _w, epoch) = cluster(ClusterOptions::default()).await;
     let before = fetch_nodes(&c.url, "demo").await.unwrap();
-    let ch = tonic::transport::Endpoint::from_shared(c.url.clone()).unwrap().connect().await.unwrap();
+    let ch = tonic::transport::Endpoint::from_shared(c.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut client = pb::agent_session_client::AgentSessionClient::new(ch);
     let hello = |cluster: &str, node: u32, addr: &str| pb::AgentMessage {
         body: Some(pb::agent_message::Body::Hello(pb::Hello {
@@ -167,29 +259,51 @@ async fn unknown_cluster_unknown_node_and_bad_reports_are_refused_without_state_
         })),
     };
     assert_eq!(before.len(), 3);
-    let r = client.session(tokio_stream::iter(vec![hello("nope", 1, "x")])).await;
+    let r = client
+        .session(tokio_stream::iter(vec![hello("nope", 1, "x")]))
+        .await;
     assert_eq!(r.unwrap_err().code(), tonic::Code::NotFound);
-    let r = client.session(tokio_stream::iter(vec![hello("demo", 9, "127.0.0.1:1")])).await;
+    let r = client
+        .session(tokio_stream::iter(vec![hello("demo", 9, "127.0.0.1:1")]))
+        .await;
     let e = r.unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
-    assert!(e.message().contains("node 9 is not a member"), "{}", e.message());
-    let r = client.session(tokio_stream::iter(vec![hello("demo", 1, "127.0.0.1:1")])).await;
+    assert!(
+        e.message().contains("node 9 is not a member"),
+        "{}",
+        e.message()
+    );
+    let r = client
+        .session(tokio_stream::iter(vec![hello("demo", 1, "127.0.0.1:1")]))
+        .await;
     assert_eq!(r.unwrap_err().code(), tonic::Code::FailedPrecondition);
     // A heartbeat first, without Hello.
-    let hb = pb::AgentMessage { body: Some(pb::agent_message::Body::Heartbeat(pb::Heartbeat::default())) };
+    let hb = pb::AgentMessage {
+        body: Some(pb::agent_message::Body::Heartbeat(pb::Heartbeat::default())),
+    };
     let r = client.session(tokio_stream::iter(vec![hb])).await;
     assert_eq!(r.unwrap_err().code(), tonic::Code::InvalidArgument);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = fetch_nodes(&c.url, "demo").await.unwrap();
     assert_eq!(after.len(), 3);
     assert!(after.iter().all(|n| n.state == "member" && n.lease));
-    assert_eq!(fetch_status(&c.url, "demo").await.unwrap().clusters[0].epoch, epoch);
+    assert_eq!(
+        fetch_status(&c.url, "demo").await.unwrap().clusters[0].epoch,
+        epoch
+    );
     assert!(c.device.events().unwrap().iter().all(|e| e.action != "off"));
 }
 
 fn run(bin: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binaries().join(bin)).args(args).output().expect("run");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(binaries().join(bin))
+        .args(args)
+        .output()
+        .expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -215,14 +329,29 @@ address = "127.0.0.1:7502"
 fence = [["p"]]
 "#;
     let cases = [
-        (good.replace("name = \"c\"", "name = \"c\"\nleese = \"1s\""), "leese"),
-        (good.replace("id = 2", "id = 1"), "cluster.c.node[1].id: duplicate node id 1"),
-        (good.replace("fence = [[\"p\"]]\n[[cluster.node]]", "[[cluster.node]]"), "cluster.c.node[0].fence: node 1 has no fence device"),
-        (good.replace("name = \"c\"", "name = \"c\"\nlease = \"500ms\""), "cluster.c.lease:"),
+        (
+            good.replace("name = \"c\"", "name = \"c\"\nleese = \"1s\""),
+            "leese",
+        ),
+        (
+            good.replace("id = 2", "id = 1"),
+            "cluster.c.node[1].id: duplicate node id 1",
+        ),
+        (
+            good.replace("fence = [[\"p\"]]\n[[cluster.node]]", "[[cluster.node]]"),
+            "cluster.c.node[0].fence: node 1 has no fence device",
+        ),
+        (
+            good.replace("name = \"c\"", "name = \"c\"\nlease = \"500ms\""),
+            "cluster.c.lease:",
+        ),
     ];
     let p = dir.path().join("good.toml");
     std::fs::write(&p, good).unwrap();
-    let (code, out, err) = run("fence-arbiter", &["--config", p.to_str().unwrap(), "--check-config"]);
+    let (code, out, err) = run(
+        "fence-arbiter",
+        &["--config", p.to_str().unwrap(), "--check-config"],
+    );
     assert_eq!(code, 0, "{out}{err}");
     for (i, (text, want)) in cases.iter().enumerate() {
         let p = dir.path().join(format!("bad{i}.toml"));
@@ -245,13 +374,20 @@ fence = [["p"]]
 async fn fencectl_exit_codes_and_json_output() {
     let _g = serial();
     // Nothing listens on this port: 69, with advice.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}");
     let (code, _, err) = run("fencectl", &["--arbiter", &url, "status"]);
     assert_eq!(code, 69, "{err}");
     assert!(err.contains("Is fence-arbiter running?"), "{err}");
     let (c, _w, _) = cluster(ClusterOptions::default()).await;
-    let (code, out, err) = run("fencectl", &["--arbiter", &c.url, "status", "--output", "json"]);
+    let (code, out, err) = run(
+        "fencectl",
+        &["--arbiter", &c.url, "status", "--output", "json"],
+    );
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["clusters"][0]["survivors"], serde_json::json!([1, 2, 3]));
@@ -260,7 +396,10 @@ async fn fencectl_exit_codes_and_json_output() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 3);
-    let (code, _, err) = run("fencectl", &["--arbiter", &c.url, "status", "--cluster", "nope"]);
+    let (code, _, err) = run(
+        "fencectl",
+        &["--arbiter", &c.url, "status", "--cluster", "nope"],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("does not exist"), "{err}");
     // Degraded (exit 3) while a fence cannot complete: the device refuses.
@@ -279,7 +418,10 @@ async fn fencectl_exit_codes_and_json_output() {
     assert!(degraded, "status never reported the stuck fence");
     std::fs::remove_file(c.device.dir().join("fail-node2")).unwrap();
     for _ in 0..200 {
-        if fetch_status(&c.url, "demo").await.unwrap().clusters[0].fenced.contains(&2) {
+        if fetch_status(&c.url, "demo").await.unwrap().clusters[0]
+            .fenced
+            .contains(&2)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

@@ -1,8 +1,8 @@
 //! The deterministic simulation as part of the test suite: 10,000 seeds,
 //! regression seeds, and proof that the checker is not blind.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tests::sim::{self, Mutant, Options, Violation};
 
@@ -10,21 +10,25 @@ fn run_seeds(range: std::ops::Range<u64>, mutant: Option<Mutant>) -> (u64, Vec<V
     let next = AtomicU64::new(range.start);
     let failures = Mutex::new(Vec::new());
     let fences = AtomicU64::new(0);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
     std::thread::scope(|s| {
         for _ in 0..threads {
-            s.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= range.end {
-                    break;
-                }
-                let mut o = Options::new(seed);
-                o.mutant = mutant;
-                match sim::run(&o) {
-                    Ok(r) => {
-                        fences.fetch_add(r.fences_confirmed, Ordering::Relaxed);
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= range.end {
+                        break;
                     }
-                    Err(v) => failures.lock().unwrap().push(v),
+                    let mut o = Options::new(seed);
+                    o.mutant = mutant;
+                    match sim::run(&o) {
+                        Ok(r) => {
+                            fences.fetch_add(r.fences_confirmed, Ordering::Relaxed);
+                        }
+                        Err(v) => failures.lock().unwrap().push(v),
+                    }
                 }
             });
         }
@@ -34,12 +38,19 @@ fn run_seeds(range: std::ops::Range<u64>, mutant: Option<Mutant>) -> (u64, Vec<V
 
 #[test]
 fn ten_thousand_seeds_keep_every_invariant() {
-    let seeds: u64 = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let seeds: u64 = std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     let (fences, failures) = run_seeds(0..seeds, None);
     for v in &failures {
         eprintln!("{v}");
     }
-    assert!(failures.is_empty(), "{} of {seeds} seeds failed (see above)", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {seeds} seeds failed (see above)",
+        failures.len()
+    );
     // The scenarios are not empty: they fence, a lot.
     assert!(fences > seeds, "only {fences} fences in {seeds} seeds");
 }
@@ -60,19 +71,35 @@ fn regression_seeds() {
 #[test]
 fn checker_catches_gone_announced_before_the_fence_is_confirmed() {
     let (_, failures) = run_seeds(0..50, Some(Mutant::AnnounceAtFenceStart));
-    assert!(failures.len() >= 25, "only {} of 50 mutant runs caught", failures.len());
-    assert!(failures.iter().all(|v| v.rule == "gone only after a confirmed fence"), "{failures:?}");
+    assert!(
+        failures.len() >= 25,
+        "only {} of 50 mutant runs caught",
+        failures.len()
+    );
+    assert!(
+        failures
+            .iter()
+            .all(|v| v.rule == "gone only after a confirmed fence"),
+        "{failures:?}"
+    );
 }
 
 #[test]
 fn checker_catches_a_device_that_lies_about_power_off() {
     let (_, failures) = run_seeds(0..50, Some(Mutant::LyingDevice));
-    assert!(failures.len() >= 25, "only {} of 50 mutant runs caught", failures.len());
+    assert!(
+        failures.len() >= 25,
+        "only {} of 50 mutant runs caught",
+        failures.len()
+    );
 }
 
 #[test]
 fn a_seed_replays_identically() {
     let a = sim::run(&Options::new(777)).expect("seed 777");
     let b = sim::run(&Options::new(777)).expect("seed 777");
-    assert_eq!((a.events, a.fences_confirmed, a.final_epoch), (b.events, b.fences_confirmed, b.final_epoch));
+    assert_eq!(
+        (a.events, a.fences_confirmed, a.final_epoch),
+        (b.events, b.fences_confirmed, b.final_epoch)
+    );
 }

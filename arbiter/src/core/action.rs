@@ -35,21 +35,32 @@ pub enum Delta {
 /// Something worth telling operators (watch stream, logs, metrics).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
-    NodeAlive { node: NodeId },
-    NodeLost { node: NodeId },
+    NodeAlive {
+        node: NodeId,
+    },
+    NodeLost {
+        node: NodeId,
+    },
     Decision {
         survivors: BTreeSet<NodeId>,
         leaving: BTreeSet<NodeId>,
     },
-    NoQuorum { best: BTreeSet<NodeId> },
-    StormHold { leaving: BTreeSet<NodeId> },
+    NoQuorum {
+        best: BTreeSet<NodeId>,
+    },
+    StormHold {
+        leaving: BTreeSet<NodeId>,
+    },
     FenceFailed {
         node: NodeId,
         intent: u64,
         level: usize,
         detail: String,
     },
-    EpochAcknowledged { node: NodeId, epoch: u64 },
+    EpochAcknowledged {
+        node: NodeId,
+        epoch: u64,
+    },
     GraceOver,
 }
 

@@ -20,8 +20,8 @@
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
-use super::quorum::Quorum;
 use super::NodeId;
+use super::quorum::Quorum;
 
 /// Largest cluster the bitset search supports.
 pub const MAX_NODES: usize = 64;
@@ -85,11 +85,11 @@ fn compare(cands: &[Candidate], tie: TieBreaker, a: u64, b: u64) -> Ordering {
     score(cands, a)
         .cmp(&score(cands, b))
         .then_with(|| {
-            if let TieBreaker::Node(n) = tie {
-                if let Some(i) = cands.iter().position(|c| c.id == n) {
-                    let bit = 1u64 << i;
-                    return (a & bit != 0).cmp(&(b & bit != 0));
-                }
+            if let TieBreaker::Node(n) = tie
+                && let Some(i) = cands.iter().position(|c| c.id == n)
+            {
+                let bit = 1u64 << i;
+                return (a & bit != 0).cmp(&(b & bit != 0));
             }
             Ordering::Equal
         })
@@ -282,7 +282,13 @@ fn best_clique(cands: &[Candidate], adj: &[u64], tie: TieBreaker) -> u64 {
         })
         .collect();
     let all = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
-    let mut s = Search { adj, w, best: 0, best_key: Key::default(), steps: 0 };
+    let mut s = Search {
+        adj,
+        w,
+        best: 0,
+        best_key: Key::default(),
+        steps: 0,
+    };
     s.expand(0, Key::default(), all);
     s.best
 }
@@ -404,7 +410,12 @@ mod tests {
     fn minority_is_not_quorate_in_tie_breaker_mode() {
         let q = Quorum::new(QuorumMode::TieBreaker, 5);
         let v = decide(&[c(1), c(2)], &full(&[1, 2]), &q, TieBreaker::LowestNodeId);
-        assert_eq!(v, Verdict::NoQuorum { best: [1, 2].into() });
+        assert_eq!(
+            v,
+            Verdict::NoQuorum {
+                best: [1, 2].into()
+            }
+        );
         let lms = Quorum::new(QuorumMode::LastManStanding, 5);
         let v = decide(&[c(4)], &BTreeSet::new(), &lms, TieBreaker::LowestNodeId);
         assert_eq!(v, Verdict::Survivors([4].into()));
@@ -414,6 +425,11 @@ mod tests {
     fn no_candidates_no_quorum() {
         let q = Quorum::new(QuorumMode::LastManStanding, 3);
         let v = decide(&[], &BTreeSet::new(), &q, TieBreaker::LowestNodeId);
-        assert_eq!(v, Verdict::NoQuorum { best: BTreeSet::new() });
+        assert_eq!(
+            v,
+            Verdict::NoQuorum {
+                best: BTreeSet::new()
+            }
+        );
     }
 }

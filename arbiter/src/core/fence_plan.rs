@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use super::spec::Timing;
 use super::NodeId;
+use super::spec::Timing;
 
 /// Where a fence job stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,14 @@ pub enum JobStep {
 
 impl FenceJob {
     /// A new job; the caller emits `RunLevel { level: 0, attempt }`.
-    pub fn start(node: NodeId, intent: u64, levels: usize, attempt: u64, now: Duration, t: &Timing) -> Self {
+    pub fn start(
+        node: NodeId,
+        intent: u64,
+        levels: usize,
+        attempt: u64,
+        now: Duration,
+        t: &Timing,
+    ) -> Self {
         FenceJob {
             node,
             intent,
@@ -139,27 +146,42 @@ mod tests {
         };
         let now = Duration::from_secs(1);
         let mut job = FenceJob::start(3, 7, 2, 1, now, &t);
-        assert_eq!(job.level_failed(now, 2, &t), JobStep::RunLevel { level: 1, attempt: 2 });
+        assert_eq!(
+            job.level_failed(now, 2, &t),
+            JobStep::RunLevel {
+                level: 1,
+                attempt: 2
+            }
+        );
         assert!(job.is_current(2) && !job.is_current(1));
         assert_eq!(
             job.level_failed(now, 3, &t),
-            JobStep::RoundFailed { retry_at: now + Duration::from_millis(100) }
+            JobStep::RoundFailed {
+                retry_at: now + Duration::from_millis(100)
+            }
         );
         assert_eq!(job.on_tick(now + Duration::from_millis(99), 4, &t), None);
         assert_eq!(
             job.on_tick(now + Duration::from_millis(100), 4, &t),
-            Some(JobStep::RunLevel { level: 0, attempt: 4 })
+            Some(JobStep::RunLevel {
+                level: 0,
+                attempt: 4
+            })
         );
         job.level_failed(now, 5, &t);
         assert_eq!(
             job.level_failed(now, 6, &t),
-            JobStep::RoundFailed { retry_at: now + Duration::from_millis(200) }
+            JobStep::RoundFailed {
+                retry_at: now + Duration::from_millis(200)
+            }
         );
         job.on_tick(now + Duration::from_secs(1), 7, &t);
         job.level_failed(now, 8, &t);
         assert_eq!(
             job.level_failed(now, 9, &t),
-            JobStep::RoundFailed { retry_at: now + Duration::from_millis(300) }
+            JobStep::RoundFailed {
+                retry_at: now + Duration::from_millis(300)
+            }
         );
     }
 

@@ -112,17 +112,32 @@ mod tests {
         let alive: BTreeSet<NodeId> = [1, 2].into();
         let mut nodes: BTreeMap<NodeId, NodeView> = [(1, view(&[2])), (2, view(&[1]))].into();
         let mut e = Edges::default();
-        assert_eq!(e.update(ms(0), settle, &alive, &BTreeSet::new(), &nodes), [(1, 2)].into());
+        assert_eq!(
+            e.update(ms(0), settle, &alive, &BTreeSet::new(), &nodes),
+            [(1, 2)].into()
+        );
         nodes.get_mut(&1).unwrap().reach.clear();
-        assert_eq!(e.update(ms(100), settle, &alive, &BTreeSet::new(), &nodes), [(1, 2)].into());
+        assert_eq!(
+            e.update(ms(100), settle, &alive, &BTreeSet::new(), &nodes),
+            [(1, 2)].into()
+        );
         // A single good report in between resets the clock.
         nodes.get_mut(&1).unwrap().reach.insert(2);
         e.update(ms(150), settle, &alive, &BTreeSet::new(), &nodes);
         nodes.get_mut(&1).unwrap().reach.clear();
-        assert_eq!(e.update(ms(300), settle, &alive, &BTreeSet::new(), &nodes), [(1, 2)].into());
-        assert_eq!(e.update(ms(500), settle, &alive, &BTreeSet::new(), &nodes), BTreeSet::new());
+        assert_eq!(
+            e.update(ms(300), settle, &alive, &BTreeSet::new(), &nodes),
+            [(1, 2)].into()
+        );
+        assert_eq!(
+            e.update(ms(500), settle, &alive, &BTreeSet::new(), &nodes),
+            BTreeSet::new()
+        );
         // Up again at once.
         nodes.get_mut(&1).unwrap().reach.insert(2);
-        assert_eq!(e.update(ms(510), settle, &alive, &BTreeSet::new(), &nodes), [(1, 2)].into());
+        assert_eq!(
+            e.update(ms(510), settle, &alive, &BTreeSet::new(), &nodes),
+            [(1, 2)].into()
+        );
     }
 }

@@ -102,7 +102,11 @@ impl ArbiterCore {
         let votes = spec.nodes.values().map(|n| u64::from(n.votes)).sum();
         let quorum = Quorum::new(spec.quorum_mode, votes);
         let ready_at = now + spec.timing.lease_max().max(spec.timing.lost_after);
-        let nodes = spec.nodes.keys().map(|&id| (id, NodeView::default())).collect();
+        let nodes = spec
+            .nodes
+            .keys()
+            .map(|&id| (id, NodeView::default()))
+            .collect();
         let to_resume = persisted
             .open_intents
             .iter()
@@ -170,7 +174,10 @@ impl ArbiterCore {
                 None => out.push(Action::Refuse {
                     node,
                     session,
-                    reason: format!("node {node} is not a member of cluster {:?}", self.spec.name),
+                    reason: format!(
+                        "node {node} is not a member of cluster {:?}",
+                        self.spec.name
+                    ),
                 }),
                 Some(v) => {
                     v.session = Some(session);
@@ -180,10 +187,10 @@ impl ArbiterCore {
                 }
             },
             Event::Disconnected { node, session } => {
-                if let Some(v) = self.nodes.get_mut(&node) {
-                    if v.session == Some(session) {
-                        v.connected = false;
-                    }
+                if let Some(v) = self.nodes.get_mut(&node)
+                    && v.session == Some(session)
+                {
+                    v.connected = false;
                 }
             }
             Event::Heartbeat {
@@ -194,7 +201,17 @@ impl ArbiterCore {
                 reachable,
                 heuristics,
                 known_epoch,
-            } => self.heartbeat(now, node, session, seq, sent_at_us, reachable, heuristics, known_epoch, &mut out),
+            } => self.heartbeat(
+                now,
+                node,
+                session,
+                seq,
+                sent_at_us,
+                reachable,
+                heuristics,
+                known_epoch,
+                &mut out,
+            ),
             Event::FenceFinished {
                 node,
                 intent,
@@ -223,7 +240,10 @@ impl ArbiterCore {
             out.push(Action::Refuse {
                 node,
                 session,
-                reason: format!("node {node} is not a member of cluster {:?}", self.spec.name),
+                reason: format!(
+                    "node {node} is not a member of cluster {:?}",
+                    self.spec.name
+                ),
             });
             return;
         }
@@ -339,7 +359,14 @@ impl ArbiterCore {
         }
     }
 
-    fn job_step(&mut self, node: NodeId, intent: u64, step: JobStep, detail: String, out: &mut Vec<Action>) {
+    fn job_step(
+        &mut self,
+        node: NodeId,
+        intent: u64,
+        step: JobStep,
+        detail: String,
+        out: &mut Vec<Action>,
+    ) {
         match step {
             JobStep::RunLevel { level, attempt } => out.push(Action::Fence {
                 node,
@@ -361,7 +388,14 @@ impl ArbiterCore {
         for (node, intent) in std::mem::take(&mut self.to_resume) {
             let levels = self.spec.nodes[&node].fence_levels;
             self.next_attempt += 1;
-            let job = FenceJob::start(node, intent, levels, self.next_attempt, now, &self.spec.timing);
+            let job = FenceJob::start(
+                node,
+                intent,
+                levels,
+                self.next_attempt,
+                now,
+                &self.spec.timing,
+            );
             self.jobs.insert(node, job);
             out.push(Action::Fence {
                 node,
@@ -440,8 +474,11 @@ impl ArbiterCore {
         }
         // A node fenced in this transition is no incumbent any more, even
         // though the backed set still lists it until the epoch changes.
-        let incumbents: BTreeSet<NodeId> = self.backed.difference(&self.confirmed).copied().collect();
-        let edges = self.edges.update(now, t.settle, &alive, &incumbents, &self.nodes);
+        let incumbents: BTreeSet<NodeId> =
+            self.backed.difference(&self.confirmed).copied().collect();
+        let edges = self
+            .edges
+            .update(now, t.settle, &alive, &incumbents, &self.nodes);
         let candidates: Vec<Candidate> = alive
             .iter()
             .map(|&id| {
@@ -458,7 +495,13 @@ impl ArbiterCore {
         let decided = match &self.decision_cache {
             Some((i, v)) if *i == input => v.clone(),
             _ => {
-                let v = decide::decide_with_incumbents(&input.0, &input.1, &input.2, &self.quorum, self.spec.tie_breaker);
+                let v = decide::decide_with_incumbents(
+                    &input.0,
+                    &input.1,
+                    &input.2,
+                    &self.quorum,
+                    self.spec.tie_breaker,
+                );
                 self.decision_cache = Some((input, v.clone()));
                 v
             }
@@ -480,7 +523,9 @@ impl ArbiterCore {
         self.verdict = Some(verdict.clone());
         let leaving: BTreeSet<NodeId> = self.backed.difference(&verdict).copied().collect();
         let decision = (verdict.clone(), leaving.clone());
-        if self.last_decision.as_ref() != Some(&decision) && (verdict != self.backed || !leaving.is_empty()) {
+        if self.last_decision.as_ref() != Some(&decision)
+            && (verdict != self.backed || !leaving.is_empty())
+        {
             out.push(Action::Notice(Notice::Decision {
                 survivors: verdict.clone(),
                 leaving: leaving.clone(),
@@ -512,8 +557,10 @@ impl ArbiterCore {
                     reason: format!("left the survivor set; verdict {:?}", verdict),
                 }));
                 let levels = self.spec.nodes[&node].fence_levels;
-                self.jobs
-                    .insert(node, FenceJob::start(node, intent, levels, self.next_attempt, now, &t));
+                self.jobs.insert(
+                    node,
+                    FenceJob::start(node, intent, levels, self.next_attempt, now, &t),
+                );
                 out.push(Action::Fence {
                     node,
                     intent,
@@ -523,9 +570,13 @@ impl ArbiterCore {
             }
         }
         let all_confirmed = leaving.iter().all(|n| self.confirmed.contains(n));
-        if self.jobs.is_empty() && all_confirmed && (verdict != self.backed || !self.confirmed.is_empty()) {
+        if self.jobs.is_empty()
+            && all_confirmed
+            && (verdict != self.backed || !self.confirmed.is_empty())
+        {
             self.epoch += 1;
-            let newly_gone: BTreeSet<NodeId> = self.confirmed.difference(&verdict).copied().collect();
+            let newly_gone: BTreeSet<NodeId> =
+                self.confirmed.difference(&verdict).copied().collect();
             let mut gone: BTreeSet<NodeId> = self.gone.union(&newly_gone).copied().collect();
             gone.retain(|n| !verdict.contains(n));
             self.gone = gone;

@@ -58,7 +58,12 @@ impl Quorum {
     /// Is a set holding `votes` node votes quorate, with or without the
     /// arbiter's backing?
     pub fn is_quorate(&self, votes: u64, backed_by_arbiter: bool) -> bool {
-        let with = votes + if backed_by_arbiter { self.arbiter_votes } else { 0 };
+        let with = votes
+            + if backed_by_arbiter {
+                self.arbiter_votes
+            } else {
+                0
+            };
         2 * with > self.total()
     }
 }

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use super::NodeId;
+use super::action::Delta;
 use super::decide::TieBreaker;
 use super::quorum::QuorumMode;
-use super::action::Delta;
-use super::NodeId;
 
 /// Cluster timings. Defaults are DESIGN.md's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -43,9 +43,21 @@ impl Harness {
         let ids: Vec<NodeId> = core.spec().nodes.keys().copied().collect();
         let mut log = Vec::new();
         for id in ids {
-            log.extend(core.step(Duration::ZERO, Event::Connected { node: id, session: u64::from(id), known_epoch: 0 }));
+            log.extend(core.step(
+                Duration::ZERO,
+                Event::Connected {
+                    node: id,
+                    session: u64::from(id),
+                    known_epoch: 0,
+                },
+            ));
         }
-        Harness { core, now: Duration::ZERO, seq: BTreeMap::new(), log }
+        Harness {
+            core,
+            now: Duration::ZERO,
+            seq: BTreeMap::new(),
+            log,
+        }
     }
 
     /// Advance `dur` in 10 ms ticks; every 100 ms each node of `reach`
@@ -54,7 +66,7 @@ impl Harness {
         let end = self.now + dur;
         while self.now < end {
             self.now += ms(10);
-            if self.now.as_millis() % 100 == 0 {
+            if self.now.as_millis().is_multiple_of(100) {
                 for &(id, r) in reach {
                     let seq = self.seq.entry(id).or_default();
                     *seq += 1;
@@ -109,10 +121,18 @@ fn no_lease_during_start_up_grace_then_epoch_one_for_everyone() {
     let mut h = Harness::new(spec(3, QuorumMode::LastManStanding));
     h.run(ms(400), &ALL3);
     let early = h.take();
-    assert!(early.iter().all(|a| !matches!(a, Action::Ack { lease: Some(_), .. })));
+    assert!(
+        early
+            .iter()
+            .all(|a| !matches!(a, Action::Ack { lease: Some(_), .. }))
+    );
     h.run(ms(300), &ALL3);
     let later = h.take();
-    assert!(later.contains(&Action::Persist(Delta::Backed { epoch: 1, survivors: [1, 2, 3].into(), gone: [].into() })));
+    assert!(later.contains(&Action::Persist(Delta::Backed {
+        epoch: 1,
+        survivors: [1, 2, 3].into(),
+        gone: [].into()
+    })));
     assert!((1..=3).all(|n| leased(&later, n)));
     assert!(fences(&later).is_empty());
 }
@@ -125,23 +145,55 @@ fn a_silent_node_is_fenced_and_survivors_hear_only_after_confirmation() {
     h.run(ms(600), &[(1, &[2]), (2, &[1])]);
     let out = h.take();
     assert_eq!(fences(&out), vec![(3, 0)]);
-    let intent_pos = out.iter().position(|a| matches!(a, Action::Persist(Delta::FenceIntent { node: 3, .. }))).unwrap();
-    let fence_pos = out.iter().position(|a| matches!(a, Action::Fence { node: 3, .. })).unwrap();
-    assert!(intent_pos < fence_pos, "intent is persisted before the device is touched");
+    let intent_pos = out
+        .iter()
+        .position(|a| matches!(a, Action::Persist(Delta::FenceIntent { node: 3, .. })))
+        .unwrap();
+    let fence_pos = out
+        .iter()
+        .position(|a| matches!(a, Action::Fence { node: 3, .. }))
+        .unwrap();
+    assert!(
+        intent_pos < fence_pos,
+        "intent is persisted before the device is touched"
+    );
     assert!(!out.iter().any(|a| matches!(a, Action::Announce { .. })));
     // Survivors keep their lease under the old set meanwhile.
     assert!(leased(&out, 1) && leased(&out, 2));
-    let (intent, attempt) = out.iter().find_map(|a| match a {
-        Action::Fence { intent, attempt, .. } => Some((*intent, *attempt)),
-        _ => None,
-    }).unwrap();
-    let out = h.core.step(h.now, Event::FenceFinished { node: 3, intent, level: 0, attempt, outcome: LevelOutcome::ConfirmedOff });
+    let (intent, attempt) = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Fence {
+                intent, attempt, ..
+            } => Some((*intent, *attempt)),
+            _ => None,
+        })
+        .unwrap();
+    let out = h.core.step(
+        h.now,
+        Event::FenceFinished {
+            node: 3,
+            intent,
+            level: 0,
+            attempt,
+            outcome: LevelOutcome::ConfirmedOff,
+        },
+    );
     assert_eq!(
         out,
         vec![
             Action::Persist(Delta::FenceConfirmed { intent, node: 3 }),
-            Action::Persist(Delta::Backed { epoch: 2, survivors: [1, 2].into(), gone: [3].into() }),
-            Action::Announce { to: [1, 2].into(), epoch: 2, survivors: [1, 2].into(), gone: [3].into() },
+            Action::Persist(Delta::Backed {
+                epoch: 2,
+                survivors: [1, 2].into(),
+                gone: [3].into()
+            }),
+            Action::Announce {
+                to: [1, 2].into(),
+                epoch: 2,
+                survivors: [1, 2].into(),
+                gone: [3].into()
+            },
         ]
     );
 }
@@ -152,22 +204,64 @@ fn failed_level_falls_through_and_a_failed_fence_is_never_success() {
     h.run(ms(800), &ALL3);
     h.run(ms(600), &[(1, &[2]), (2, &[1])]);
     let out = h.take();
-    let (intent, attempt) = out.iter().find_map(|a| match a {
-        Action::Fence { intent, attempt, .. } => Some((*intent, *attempt)),
-        _ => None,
-    }).unwrap();
-    let out = h.core.step(h.now, Event::FenceFinished { node: 3, intent, level: 0, attempt, outcome: LevelOutcome::Failed("bmc said no".into()) });
+    let (intent, attempt) = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Fence {
+                intent, attempt, ..
+            } => Some((*intent, *attempt)),
+            _ => None,
+        })
+        .unwrap();
+    let out = h.core.step(
+        h.now,
+        Event::FenceFinished {
+            node: 3,
+            intent,
+            level: 0,
+            attempt,
+            outcome: LevelOutcome::Failed("bmc said no".into()),
+        },
+    );
     assert_eq!(fences(&out), vec![(3, 1)]);
-    let attempt2 = match out.last() { Some(Action::Fence { attempt, .. }) => *attempt, _ => panic!("{out:?}") };
+    let attempt2 = match out.last() {
+        Some(Action::Fence { attempt, .. }) => *attempt,
+        _ => panic!("{out:?}"),
+    };
     // A late success of the abandoned level changes nothing.
-    let late = h.core.step(h.now, Event::FenceFinished { node: 3, intent, level: 0, attempt, outcome: LevelOutcome::ConfirmedOff });
+    let late = h.core.step(
+        h.now,
+        Event::FenceFinished {
+            node: 3,
+            intent,
+            level: 0,
+            attempt,
+            outcome: LevelOutcome::ConfirmedOff,
+        },
+    );
     assert!(late.is_empty());
-    let out = h.core.step(h.now, Event::FenceFinished { node: 3, intent, level: 1, attempt: attempt2, outcome: LevelOutcome::Failed("pdu timeout".into()) });
-    assert!(out.iter().any(|a| matches!(a, Action::Persist(Delta::FenceAttemptFailed { node: 3, .. }))));
+    let out = h.core.step(
+        h.now,
+        Event::FenceFinished {
+            node: 3,
+            intent,
+            level: 1,
+            attempt: attempt2,
+            outcome: LevelOutcome::Failed("pdu timeout".into()),
+        },
+    );
+    assert!(out.iter().any(|a| matches!(
+        a,
+        Action::Persist(Delta::FenceAttemptFailed { node: 3, .. })
+    )));
     h.run(ms(2000), &[(1, &[2]), (2, &[1])]);
     let out = h.take();
     assert!(!out.iter().any(|a| matches!(a, Action::Announce { .. })));
-    assert_eq!(fences(&out).first(), Some(&(3, 0)), "retried from level 0 after backoff");
+    assert_eq!(
+        fences(&out).first(),
+        Some(&(3, 0)),
+        "retried from level 0 after backoff"
+    );
     assert_eq!(h.core.epoch(), 1);
 }
 
@@ -178,7 +272,10 @@ fn a_node_cut_off_from_peers_but_not_from_the_arbiter_is_fenced() {
     h.take();
     // 3 still heartbeats but reaches nobody: after settle, {1,2} wins.
     h.run(ms(150), &[(1, &[2]), (2, &[1]), (3, &[])]);
-    assert!(fences(&h.take()).is_empty(), "a change younger than settle fences nobody");
+    assert!(
+        fences(&h.take()).is_empty(),
+        "a change younger than settle fences nobody"
+    );
     h.run(ms(200), &[(1, &[2]), (2, &[1]), (3, &[])]);
     let out = h.take();
     assert_eq!(fences(&out), vec![(3, 0)]);
@@ -189,23 +286,49 @@ fn a_node_cut_off_from_peers_but_not_from_the_arbiter_is_fenced() {
 #[test]
 fn storm_limit_holds_instead_of_shooting_most_nodes() {
     let mut h = Harness::new(spec(5, QuorumMode::LastManStanding));
-    let all: Vec<(NodeId, Vec<NodeId>)> = (1..=5).map(|i| (i, (1..=5).filter(|&j| j != i).collect())).collect();
+    let all: Vec<(NodeId, Vec<NodeId>)> = (1..=5)
+        .map(|i| (i, (1..=5).filter(|&j| j != i).collect()))
+        .collect();
     let all_ref: Vec<(NodeId, &[NodeId])> = all.iter().map(|(i, r)| (*i, r.as_slice())).collect();
     h.run(ms(800), &all_ref);
     h.take();
     h.run(ms(800), &[(1, &[2]), (2, &[1])]);
     let out = h.take();
     assert!(fences(&out).is_empty());
-    assert!(out.contains(&Action::Notice(Notice::StormHold { leaving: [3, 4, 5].into() })));
+    assert!(out.contains(&Action::Notice(Notice::StormHold {
+        leaving: [3, 4, 5].into()
+    })));
 }
 
 #[test]
 fn unknown_nodes_are_refused_without_state_change() {
     let mut h = Harness::new(spec(3, QuorumMode::TieBreaker));
     let before = h.core.status();
-    let out = h.core.step(ms(1), Event::Heartbeat { node: 9, session: 9, seq: 1, sent_at_us: 0, reachable: vec![], heuristics: 0, known_epoch: 0 });
+    let out = h.core.step(
+        ms(1),
+        Event::Heartbeat {
+            node: 9,
+            session: 9,
+            seq: 1,
+            sent_at_us: 0,
+            reachable: vec![],
+            heuristics: 0,
+            known_epoch: 0,
+        },
+    );
     assert!(matches!(out.as_slice(), [Action::Refuse { node: 9, .. }]));
-    let out = h.core.step(ms(1), Event::Heartbeat { node: 1, session: 1, seq: 1, sent_at_us: 0, reachable: vec![2, 42], heuristics: 0, known_epoch: 0 });
+    let out = h.core.step(
+        ms(1),
+        Event::Heartbeat {
+            node: 1,
+            session: 1,
+            seq: 1,
+            sent_at_us: 0,
+            reachable: vec![2, 42],
+            heuristics: 0,
+            known_epoch: 0,
+        },
+    );
     assert!(matches!(out.as_slice(), [Action::Refuse { node: 1, .. }]));
     assert_eq!(h.core.node(1).unwrap().last_heard, None);
     assert_eq!(h.core.status(), before);
@@ -224,10 +347,43 @@ fn restart_resumes_open_intents_and_waits_out_old_leases() {
     let start = Duration::from_secs(100);
     let mut core = ArbiterCore::new(s, persisted, start);
     let out = core.step(start, Event::Tick);
-    assert!(matches!(out.as_slice(), [Action::Fence { node: 3, intent: 17, level: 0, .. }]));
-    core.step(start, Event::Connected { node: 1, session: 5, known_epoch: 4 });
-    let out = core.step(start + ms(100), Event::Heartbeat { node: 1, session: 5, seq: 1, sent_at_us: 0, reachable: vec![2], heuristics: 0, known_epoch: 4 });
-    assert!(matches!(out.as_slice(), [Action::Ack { lease: None, epoch: 4, .. }]));
+    assert!(matches!(
+        out.as_slice(),
+        [Action::Fence {
+            node: 3,
+            intent: 17,
+            level: 0,
+            ..
+        }]
+    ));
+    core.step(
+        start,
+        Event::Connected {
+            node: 1,
+            session: 5,
+            known_epoch: 4,
+        },
+    );
+    let out = core.step(
+        start + ms(100),
+        Event::Heartbeat {
+            node: 1,
+            session: 5,
+            seq: 1,
+            sent_at_us: 0,
+            reachable: vec![2],
+            heuristics: 0,
+            known_epoch: 4,
+        },
+    );
+    assert!(matches!(
+        out.as_slice(),
+        [Action::Ack {
+            lease: None,
+            epoch: 4,
+            ..
+        }]
+    ));
 }
 
 #[test]

@@ -23,8 +23,19 @@ pub struct AdminService {
 }
 
 impl AdminService {
-    pub fn new(clusters: Arc<BTreeMap<String, ClusterHandle>>, store: Arc<dyn Store>, tracker: TaskTracker, token: CancellationToken) -> Self {
-        AdminService { clusters, store, started: tokio::time::Instant::now(), tracker, token }
+    pub fn new(
+        clusters: Arc<BTreeMap<String, ClusterHandle>>,
+        store: Arc<dyn Store>,
+        tracker: TaskTracker,
+        token: CancellationToken,
+    ) -> Self {
+        AdminService {
+            clusters,
+            store,
+            started: tokio::time::Instant::now(),
+            tracker,
+            token,
+        }
     }
 
     /// The clusters a request names: one by name, or all when empty.
@@ -32,10 +43,9 @@ impl AdminService {
         if name.is_empty() {
             return Ok(self.clusters.values().collect());
         }
-        self.clusters
-            .get(name)
-            .map(|c| vec![c])
-            .ok_or_else(|| Status::not_found(format!("cluster {name:?} does not exist on this arbiter")))
+        self.clusters.get(name).map(|c| vec![c]).ok_or_else(|| {
+            Status::not_found(format!("cluster {name:?} does not exist on this arbiter"))
+        })
     }
 }
 
@@ -47,7 +57,11 @@ fn node_state(s: &Snapshot, id: u32) -> &'static str {
     } else if s.status.gone.contains(&id) && !alive {
         "fenced"
     } else if s.status.backed.contains(&id) && alive {
-        if s.status.verdict.as_ref().is_some_and(|v| v.contains(&id)) { "member" } else { "leaving" }
+        if s.status.verdict.as_ref().is_some_and(|v| v.contains(&id)) {
+            "member"
+        } else {
+            "leaving"
+        }
     } else if s.status.backed.contains(&id) {
         "lost"
     } else if alive {
@@ -59,12 +73,20 @@ fn node_state(s: &Snapshot, id: u32) -> &'static str {
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
-    async fn status(&self, req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusReply>, Status> {
+    async fn status(
+        &self,
+        req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
         let mut clusters = Vec::new();
         for c in self.select(&req.get_ref().cluster)? {
             let s = c.snapshot().await?;
             let spec = &c.plan.spec;
-            let target = s.status.verdict.clone().filter(|v| *v != s.status.backed).unwrap_or_default();
+            let target = s
+                .status
+                .verdict
+                .clone()
+                .filter(|v| *v != s.status.backed)
+                .unwrap_or_default();
             clusters.push(pb::ClusterStatus {
                 name: spec.name.clone(),
                 quorum_mode: spec.quorum_mode.as_str().into(),
@@ -86,7 +108,10 @@ impl pb::admin_server::Admin for AdminService {
         }))
     }
 
-    async fn nodes(&self, req: Request<pb::NodesRequest>) -> Result<Response<pb::NodesReply>, Status> {
+    async fn nodes(
+        &self,
+        req: Request<pb::NodesRequest>,
+    ) -> Result<Response<pb::NodesReply>, Status> {
         let mut nodes = Vec::new();
         for c in self.select(&req.get_ref().cluster)? {
             let s = c.snapshot().await?;
@@ -100,7 +125,9 @@ impl pb::admin_server::Admin for AdminService {
                     state: node_state(&s, id).into(),
                     connected: v.connected,
                     lease,
-                    last_heard_ms: v.last_heard.map_or(-1, |t| s.now.saturating_sub(t).as_millis() as i64),
+                    last_heard_ms: v
+                        .last_heard
+                        .map_or(-1, |t| s.now.saturating_sub(t).as_millis() as i64),
                     reachable: v.reach.iter().copied().collect(),
                     votes: spec.nodes[&id].votes,
                     priority: spec.nodes[&id].priority,
@@ -113,13 +140,19 @@ impl pb::admin_server::Admin for AdminService {
         Ok(Response::new(pb::NodesReply { nodes }))
     }
 
-    async fn history(&self, req: Request<pb::HistoryRequest>) -> Result<Response<pb::HistoryReply>, Status> {
+    async fn history(
+        &self,
+        req: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryReply>, Status> {
         let r = req.get_ref();
         let limit = if r.limit == 0 { 100 } else { r.limit as usize };
         let mut fences = Vec::new();
         for c in self.select(&r.cluster)? {
             let name = c.plan.spec.name.clone();
-            let recs = self.store.history(&name, limit).map_err(|e| Status::internal(e.to_string()))?;
+            let recs = self
+                .store
+                .history(&name, limit)
+                .map_err(|e| Status::internal(e.to_string()))?;
             fences.extend(recs.into_iter().map(|h| pb::FenceRecord {
                 cluster: name.clone(),
                 node_id: h.node,
@@ -137,8 +170,15 @@ impl pb::admin_server::Admin for AdminService {
 
     type WatchStream = ReceiverStream<Result<pb::ClusterEvent, Status>>;
 
-    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
-        let mut subs: Vec<_> = self.select(&req.get_ref().cluster)?.iter().map(|c| c.events.subscribe()).collect();
+    async fn watch(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let mut subs: Vec<_> = self
+            .select(&req.get_ref().cluster)?
+            .iter()
+            .map(|c| c.events.subscribe())
+            .collect();
         let (tx, rx) = mpsc::channel(256);
         let token = self.token.clone();
         self.tracker.spawn(async move {
@@ -155,7 +195,11 @@ impl pb::admin_server::Admin for AdminService {
                                 }
                             }
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                                let _ = tx.send(Err(Status::data_loss(format!("watcher too slow: {n} events dropped")))).await;
+                                let _ = tx
+                                    .send(Err(Status::data_loss(format!(
+                                        "watcher too slow: {n} events dropped"
+                                    ))))
+                                    .await;
                                 break;
                             }
                             Err(_) => break,
@@ -171,16 +215,36 @@ impl pb::admin_server::Admin for AdminService {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn fence(&self, _r: Request<pb::FenceRequest>) -> Result<Response<pb::CommandReply>, Status> {
-        Err(Status::unimplemented("manual fencing is not available in this release"))
+    async fn fence(
+        &self,
+        _r: Request<pb::FenceRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        Err(Status::unimplemented(
+            "manual fencing is not available in this release",
+        ))
     }
-    async fn unfence(&self, _r: Request<pb::UnfenceRequest>) -> Result<Response<pb::CommandReply>, Status> {
-        Err(Status::unimplemented("unfence is not available in this release; a fenced node rejoins by itself when it comes back"))
+    async fn unfence(
+        &self,
+        _r: Request<pb::UnfenceRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        Err(Status::unimplemented(
+            "unfence is not available in this release; a fenced node rejoins by itself when it comes back",
+        ))
     }
-    async fn confirm(&self, _r: Request<pb::ConfirmRequest>) -> Result<Response<pb::CommandReply>, Status> {
-        Err(Status::unimplemented("manual confirm is not available in this release"))
+    async fn confirm(
+        &self,
+        _r: Request<pb::ConfirmRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        Err(Status::unimplemented(
+            "manual confirm is not available in this release",
+        ))
     }
-    async fn set_maintenance(&self, _r: Request<pb::MaintenanceRequest>) -> Result<Response<pb::CommandReply>, Status> {
-        Err(Status::unimplemented("maintenance mode is not available in this release"))
+    async fn set_maintenance(
+        &self,
+        _r: Request<pb::MaintenanceRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        Err(Status::unimplemented(
+            "maintenance mode is not available in this release",
+        ))
     }
 }

@@ -1,8 +1,8 @@
 //! The agent session service: one bidirectional stream per agent.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use proto::v1 as pb;
@@ -24,13 +24,25 @@ pub struct AgentSessionService {
 }
 
 impl AgentSessionService {
-    pub fn new(clusters: Arc<BTreeMap<String, ClusterHandle>>, tracker: TaskTracker, token: CancellationToken) -> Self {
-        AgentSessionService { clusters, next_session: AtomicU64::new(1), tracker, token }
+    pub fn new(
+        clusters: Arc<BTreeMap<String, ClusterHandle>>,
+        tracker: TaskTracker,
+        token: CancellationToken,
+    ) -> Self {
+        AgentSessionService {
+            clusters,
+            next_session: AtomicU64::new(1),
+            tracker,
+            token,
+        }
     }
 }
 
 /// Checks a Hello against the configuration. Changes no state.
-pub fn check_hello<'a>(clusters: &'a BTreeMap<String, ClusterHandle>, hello: &pb::Hello) -> Result<&'a ClusterHandle, Status> {
+pub fn check_hello<'a>(
+    clusters: &'a BTreeMap<String, ClusterHandle>,
+    hello: &pb::Hello,
+) -> Result<&'a ClusterHandle, Status> {
     let cluster = clusters.get(&hello.cluster).ok_or_else(|| {
         Status::not_found(format!(
             "cluster {:?} does not exist on this arbiter (it serves: {})",
@@ -39,7 +51,10 @@ pub fn check_hello<'a>(clusters: &'a BTreeMap<String, ClusterHandle>, hello: &pb
         ))
     })?;
     let Some(addr) = cluster.plan.addresses.get(&hello.node_id) else {
-        return Err(Status::not_found(format!("node {} is not a member of cluster {:?}", hello.node_id, hello.cluster)));
+        return Err(Status::not_found(format!(
+            "node {} is not a member of cluster {:?}",
+            hello.node_id, hello.cluster
+        )));
     };
     if *addr != hello.probe_address {
         return Err(Status::failed_precondition(format!(
@@ -54,7 +69,10 @@ pub fn check_hello<'a>(clusters: &'a BTreeMap<String, ClusterHandle>, hello: &pb
 impl pb::agent_session_server::AgentSession for AgentSessionService {
     type SessionStream = ReceiverStream<Result<pb::ArbiterMessage, Status>>;
 
-    async fn session(&self, req: Request<Streaming<pb::AgentMessage>>) -> Result<Response<Self::SessionStream>, Status> {
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
         let peer = req.remote_addr();
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(Duration::from_secs(5), inbound.message())
@@ -62,7 +80,11 @@ impl pb::agent_session_server::AgentSession for AgentSessionService {
             .map_err(|_| Status::deadline_exceeded("no Hello within 5s"))??;
         let hello = match first.and_then(|m| m.body) {
             Some(Body::Hello(h)) => h,
-            _ => return Err(Status::invalid_argument("the first message of a session must be a Hello")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message of a session must be a Hello",
+                ));
+            }
         };
         let cluster = check_hello(&self.clusters, &hello).inspect_err(|e| {
             warn!(peer = ?peer, cluster = %hello.cluster, node.id = hello.node_id, error = %e.message(), "session refused");
@@ -90,13 +112,22 @@ impl pb::agent_session_server::AgentSession for AgentSessionService {
                     m = inbound.message() => m,
                 };
                 match msg {
-                    Ok(Some(pb::AgentMessage { body: Some(Body::Heartbeat(hb)) })) => {
-                        if to_driver.send(ToDriver::Heartbeat { node, session, hb }).await.is_err() {
+                    Ok(Some(pb::AgentMessage {
+                        body: Some(Body::Heartbeat(hb)),
+                    })) => {
+                        if to_driver
+                            .send(ToDriver::Heartbeat { node, session, hb })
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }
                     Ok(Some(_)) => {
-                        warn!(node.id = node, session, "unexpected message after Hello; closing the session");
+                        warn!(
+                            node.id = node,
+                            session, "unexpected message after Hello; closing the session"
+                        );
                         break;
                     }
                     Ok(None) => break,
@@ -106,7 +137,9 @@ impl pb::agent_session_server::AgentSession for AgentSessionService {
                     }
                 }
             }
-            let _ = to_driver.send(ToDriver::Disconnected { node, session }).await;
+            let _ = to_driver
+                .send(ToDriver::Disconnected { node, session })
+                .await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

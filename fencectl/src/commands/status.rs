@@ -3,8 +3,8 @@
 use proto::v1 as pb;
 use serde::Serialize;
 
-use crate::client::{connect, exit, CliError};
 use crate::Output;
+use crate::client::{CliError, connect, exit};
 
 #[derive(Debug, Serialize)]
 pub struct ClusterView {
@@ -50,14 +50,19 @@ fn list(v: &[u32]) -> String {
     if v.is_empty() {
         "-".into()
     } else {
-        v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+        v.iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
 pub async fn fetch_status(url: &str, cluster: &str) -> Result<StatusView, CliError> {
     let mut c = connect(url).await?;
     let r = c
-        .status(pb::StatusRequest { cluster: cluster.into() })
+        .status(pb::StatusRequest {
+            cluster: cluster.into(),
+        })
         .await
         .map_err(|s| CliError::from_status(url, s))?
         .into_inner();
@@ -78,12 +83,25 @@ pub async fn fetch_status(url: &str, cluster: &str) -> Result<StatusView, CliErr
             arbiter_votes: c.arbiter_votes,
         })
         .collect();
-    let healthy = clusters.iter().all(|c| c.quorate && !c.in_grace && c.fencing.is_empty());
-    Ok(StatusView { arbiter: url.into(), version: r.version, uptime_ms: r.arbiter_uptime_ms, healthy, clusters })
+    let healthy = clusters
+        .iter()
+        .all(|c| c.quorate && !c.in_grace && c.fencing.is_empty());
+    Ok(StatusView {
+        arbiter: url.into(),
+        version: r.version,
+        uptime_ms: r.arbiter_uptime_ms,
+        healthy,
+        clusters,
+    })
 }
 
 pub fn render_status(v: &StatusView) -> String {
-    let mut s = format!("arbiter {} (v{}, up {:.1}s)\n", v.arbiter, v.version, v.uptime_ms as f64 / 1000.0);
+    let mut s = format!(
+        "arbiter {} (v{}, up {:.1}s)\n",
+        v.arbiter,
+        v.version,
+        v.uptime_ms as f64 / 1000.0
+    );
     for c in &v.clusters {
         let state = if c.in_grace {
             "start-up grace"
@@ -111,7 +129,10 @@ pub fn render_status(v: &StatusView) -> String {
 pub async fn status(url: &str, cluster: &str, out: Output) -> Result<u8, CliError> {
     let v = fetch_status(url, cluster).await?;
     match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&v).expect("serializable")),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serializable")
+        ),
         Output::Text => print!("{}", render_status(&v)),
     }
     Ok(if v.healthy { exit::OK } else { exit::DEGRADED })
@@ -120,7 +141,9 @@ pub async fn status(url: &str, cluster: &str, out: Output) -> Result<u8, CliErro
 pub async fn fetch_nodes(url: &str, cluster: &str) -> Result<Vec<NodeView>, CliError> {
     let mut c = connect(url).await?;
     let r = c
-        .nodes(pb::NodesRequest { cluster: cluster.into() })
+        .nodes(pb::NodesRequest {
+            cluster: cluster.into(),
+        })
         .await
         .map_err(|s| CliError::from_status(url, s))?
         .into_inner();
@@ -157,7 +180,8 @@ pub fn render_nodes(nodes: &[NodeView]) -> String {
             n.state,
             if n.lease { "yes" } else { "no" },
             if n.connected { "yes" } else { "no" },
-            n.last_heard_ms.map_or("never".to_string(), |m| format!("{m}ms")),
+            n.last_heard_ms
+                .map_or("never".to_string(), |m| format!("{m}ms")),
             list(&n.reachable),
             n.known_epoch
         );
@@ -168,7 +192,10 @@ pub fn render_nodes(nodes: &[NodeView]) -> String {
 pub async fn nodes(url: &str, cluster: &str, out: Output) -> Result<u8, CliError> {
     let v = fetch_nodes(url, cluster).await?;
     match out {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&v).expect("serializable")),
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serializable")
+        ),
         Output::Text => print!("{}", render_nodes(&v)),
     }
     Ok(exit::OK)

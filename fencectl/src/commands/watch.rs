@@ -3,8 +3,8 @@
 use proto::v1 as pb;
 use serde::Serialize;
 
-use crate::client::{connect, exit, CliError};
 use crate::Output;
+use crate::client::{CliError, connect, exit};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EventView {
@@ -19,14 +19,27 @@ pub struct EventView {
 
 impl From<pb::ClusterEvent> for EventView {
     fn from(e: pb::ClusterEvent) -> Self {
-        EventView { cluster: e.cluster, unix_us: e.unix_us, kind: e.kind, node: e.node_id, epoch: e.epoch, nodes: e.nodes, detail: e.detail }
+        EventView {
+            cluster: e.cluster,
+            unix_us: e.unix_us,
+            kind: e.kind,
+            node: e.node_id,
+            epoch: e.epoch,
+            nodes: e.nodes,
+            detail: e.detail,
+        }
     }
 }
 
 pub fn render_event(e: &EventView) -> String {
     let secs = e.unix_us / 1_000_000;
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let mut line = format!("{h:02}:{m:02}:{s:02}.{:06}Z {} {}", e.unix_us % 1_000_000, e.cluster, e.kind);
+    let mut line = format!(
+        "{h:02}:{m:02}:{s:02}.{:06}Z {} {}",
+        e.unix_us % 1_000_000,
+        e.cluster,
+        e.kind
+    );
     if e.node != 0 {
         line += &format!(" node={}", e.node);
     }
@@ -41,9 +54,17 @@ pub fn render_event(e: &EventView) -> String {
 }
 
 /// Open the watch stream.
-pub async fn subscribe(url: &str, cluster: &str) -> Result<tonic::Streaming<pb::ClusterEvent>, CliError> {
+pub async fn subscribe(
+    url: &str,
+    cluster: &str,
+) -> Result<tonic::Streaming<pb::ClusterEvent>, CliError> {
     let mut c = connect(url).await?;
-    Ok(c.watch(pb::WatchRequest { cluster: cluster.into() }).await.map_err(|s| CliError::from_status(url, s))?.into_inner())
+    Ok(c.watch(pb::WatchRequest {
+        cluster: cluster.into(),
+    })
+    .await
+    .map_err(|s| CliError::from_status(url, s))?
+    .into_inner())
 }
 
 pub async fn watch(url: &str, cluster: &str, out: Output) -> Result<u8, CliError> {

@@ -69,14 +69,25 @@ fn main() {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
             for n in [8u32, 32, 64] {
                 for kind in ["full mesh", "even split", "5% links down", "30% links down"] {
-                    let cands: Vec<Candidate> =
-                        (1..=n).map(|id| Candidate { id, votes: 1, priority: id % 3, heuristics: 0 }).collect();
+                    let cands: Vec<Candidate> = (1..=n)
+                        .map(|id| Candidate {
+                            id,
+                            votes: 1,
+                            priority: id % 3,
+                            heuristics: 0,
+                        })
+                        .collect();
                     let q = Quorum::new(QuorumMode::LastManStanding, u64::from(n));
                     let mut times = Vec::new();
                     for _ in 0..iterations {
                         let e = graph(n, kind, &mut rng);
-                        let t = std::time::Instant::now();
-                        black_box(decide(black_box(&cands), black_box(&e), &q, TieBreaker::LowestNodeId));
+                        let t = tokio::time::Instant::now();
+                        black_box(decide(
+                            black_box(&cands),
+                            black_box(&e),
+                            &q,
+                            TieBreaker::LowestNodeId,
+                        ));
                         times.push(t.elapsed().as_secs_f64() * 1e6);
                     }
                     let (m, p99, max) = stats(times);
@@ -92,7 +103,12 @@ fn main() {
             let mut detected = Vec::new();
             for i in 0..runs {
                 let r = rt
-                    .block_on(fencectl::demo::run(DemoOptions { scenario, bin_dir: Some(bin.clone()), quiet: true, keep: false }))
+                    .block_on(fencectl::demo::run(DemoOptions {
+                        scenario,
+                        bin_dir: Some(bin.clone()),
+                        quiet: true,
+                        keep: false,
+                    }))
                     .unwrap_or_else(|e| panic!("run {i}: {e}"));
                 eprintln!(
                     "run {i}: detected {:.1} ms, confirmed {:.1} ms, notified {:.1} ms",
@@ -104,7 +120,11 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(100));
             }
             println!("| {scenario:?}, {runs} runs | median | p99 | max |\n|---|---|---|---|");
-            for (name, v) in [("fault → detected", detected), ("fault → fence confirmed", confirmed), ("fault → survivors notified", notified)] {
+            for (name, v) in [
+                ("fault → detected", detected),
+                ("fault → fence confirmed", confirmed),
+                ("fault → survivors notified", notified),
+            ] {
                 let (m, p99, max) = stats(v);
                 println!("| {name} | {m:.1} ms | {p99:.1} ms | {max:.1} ms |");
             }

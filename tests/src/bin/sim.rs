@@ -5,8 +5,8 @@
 //!     cargo run --release -p tests --bin sim -- --seeds 1000000 --start 0   # soak
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::Parser;
 use tests::sim::{self, Mutant, Options};
@@ -40,7 +40,9 @@ fn main() -> ExitCode {
         Some("announce-at-fence-start") => Some(Mutant::AnnounceAtFenceStart),
         Some("lying-device") => Some(Mutant::LyingDevice),
         Some(other) => {
-            eprintln!("error: unknown --mutant {other:?}; expected announce-at-fence-start or lying-device");
+            eprintln!(
+                "error: unknown --mutant {other:?}; expected announce-at-fence-start or lying-device"
+            );
             return ExitCode::from(64);
         }
     };
@@ -69,24 +71,26 @@ fn main() -> ExitCode {
     let started = std::time::SystemTime::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
-            s.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= end {
-                    break;
-                }
-                let mut o = Options::new(seed);
-                o.mutant = mutant;
-                match sim::run(&o) {
-                    Ok(r) => {
-                        fences.fetch_add(r.fences_confirmed, Ordering::Relaxed);
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= end {
+                        break;
                     }
-                    Err(v) => {
-                        eprintln!("{v}");
-                        failures.lock().expect("lock").push(v);
+                    let mut o = Options::new(seed);
+                    o.mutant = mutant;
+                    match sim::run(&o) {
+                        Ok(r) => {
+                            fences.fetch_add(r.fences_confirmed, Ordering::Relaxed);
+                        }
+                        Err(v) => {
+                            eprintln!("{v}");
+                            failures.lock().expect("lock").push(v);
+                        }
                     }
-                }
-                if seed % 10_000 == 0 && seed != args.start {
-                    eprintln!("... seed {seed}");
+                    if seed.is_multiple_of(10_000) && seed != args.start {
+                        eprintln!("... seed {seed}");
+                    }
                 }
             });
         }
@@ -101,5 +105,9 @@ fn main() -> ExitCode {
         failures.len(),
         fences.load(Ordering::Relaxed)
     );
-    if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -21,7 +21,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arbiter::core::{ClusterSpec, Delta, NodeId, Persisted};
 
-
 use super::{Agent, AgentState, Mutant};
 
 type Check = Result<(), (&'static str, String)>;
@@ -74,7 +73,11 @@ impl Checker {
         let holders: Vec<(NodeId, u64, &BTreeSet<NodeId>)> = agents
             .iter()
             .filter(|(_, a)| matches!(a.state, AgentState::Running | AgentState::Frozen))
-            .filter_map(|(&id, a)| a.keeper.lease(a.local(now_us)).map(|l| (id, l.epoch, &l.survivors)))
+            .filter_map(|(&id, a)| {
+                a.keeper
+                    .lease(a.local(now_us))
+                    .map(|l| (id, l.epoch, &l.survivors))
+            })
             .collect();
         for (i, &(a, ea, sa)) in holders.iter().enumerate() {
             for &(b, eb, sb) in &holders[i + 1..] {
@@ -86,7 +89,9 @@ impl Checker {
                 if !ok {
                     return Err((
                         "lease exclusivity",
-                        format!("node {a} holds a lease (epoch {ea}, survivors {sa:?}) while node {b} holds one (epoch {eb}, survivors {sb:?})"),
+                        format!(
+                            "node {a} holds a lease (epoch {ea}, survivors {sa:?}) while node {b} holds one (epoch {eb}, survivors {sb:?})"
+                        ),
                     ));
                 }
             }
@@ -116,11 +121,16 @@ impl Checker {
     /// Survivors are being told these nodes are gone: each must have been
     /// switched off by the device since its last lease (it may be back on,
     /// rebooted, without a lease).
-    pub fn announced(&mut self, _now_us: u64, gone: &BTreeSet<NodeId>, agents: &BTreeMap<NodeId, Agent>) -> Check {
+    pub fn announced(
+        &mut self,
+        _now_us: u64,
+        gone: &BTreeSet<NodeId>,
+        agents: &BTreeMap<NodeId, Agent>,
+    ) -> Check {
         for n in gone {
             let off = self.last_off.get(n).copied();
             let grant = self.last_grant.get(n).copied().unwrap_or(0);
-            if !off.is_some_and(|off| off >= grant) {
+            if off.is_none_or(|off| off < grant) {
                 return Err((
                     "gone only after a confirmed fence",
                     format!(
@@ -146,13 +156,19 @@ impl Checker {
             )),
             Delta::FenceIntent { intent, node, .. } => {
                 if self.intents.insert(*intent, *node).is_some() {
-                    return Err(("intent ids are unique", format!("intent {intent} written twice")));
+                    return Err((
+                        "intent ids are unique",
+                        format!("intent {intent} written twice"),
+                    ));
                 }
                 Ok(())
             }
             Delta::FenceConfirmed { intent, node } => {
                 if self.intents.get(intent) != Some(node) {
-                    return Err(("confirmations match intents", format!("intent {intent} for node {node} confirmed but never written")));
+                    return Err((
+                        "confirmations match intents",
+                        format!("intent {intent} for node {node} confirmed but never written"),
+                    ));
                 }
                 self.confirmed.insert(*intent);
                 Ok(())
@@ -166,18 +182,34 @@ impl Checker {
         if now_us - started_us < self.lease_max_us {
             return Err((
                 "start-up grace",
-                format!("lease granted {} ms after the arbiter started", (now_us - started_us) / 1000),
+                format!(
+                    "lease granted {} ms after the arbiter started",
+                    (now_us - started_us) / 1000
+                ),
             ));
         }
         Ok(())
     }
 
-    pub fn at_end(&mut self, now_us: u64, agents: &BTreeMap<NodeId, Agent>, store: &Persisted) -> Check {
-        let lost: Vec<u64> = self.intents.keys().filter(|i| !self.confirmed.contains(i)).copied().collect();
+    pub fn at_end(
+        &mut self,
+        now_us: u64,
+        agents: &BTreeMap<NodeId, Agent>,
+        store: &Persisted,
+    ) -> Check {
+        let lost: Vec<u64> = self
+            .intents
+            .keys()
+            .filter(|i| !self.confirmed.contains(i))
+            .copied()
+            .collect();
         if !lost.is_empty() || !store.open_intents.is_empty() {
             return Err((
                 "no intent lost",
-                format!("intents {lost:?} never confirmed; store still has open {:?}", store.open_intents),
+                format!(
+                    "intents {lost:?} never confirmed; store still has open {:?}",
+                    store.open_intents
+                ),
             ));
         }
         let all: BTreeSet<NodeId> = agents.keys().copied().collect();

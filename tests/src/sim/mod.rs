@@ -26,13 +26,14 @@ use std::time::Duration;
 
 use agent::lease::{Input, LeaseKeeper, Output};
 use arbiter::core::{
-    Action, ArbiterCore, ClusterSpec, Event, LevelOutcome, NodeId, NodeSpec, Persisted, QuorumMode, TieBreaker, Timing,
+    Action, ArbiterCore, ClusterSpec, Event, LevelOutcome, NodeId, NodeSpec, Persisted, QuorumMode,
+    TieBreaker, Timing,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use checker::Checker;
-use network::{Delivery, Endpoint, Network, ARBITER};
+use network::{ARBITER, Delivery, Endpoint, Network};
 
 /// A rule broken on purpose, to show the checker is not blind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,27 +102,83 @@ pub struct Report {
 
 #[derive(Debug, Clone)]
 enum Msg {
-    Connect { node: NodeId, session: u64, known_epoch: u64 },
-    Heartbeat { node: NodeId, session: u64, seq: u64, sent_at_us: u64, reach: Vec<NodeId>, known_epoch: u64 },
-    Welcome { session: u64, epoch: u64 },
-    Ack { session: u64, seq: u64, lease: Option<Duration>, epoch: u64, survivors: BTreeSet<NodeId>, gone: BTreeSet<NodeId> },
-    Announce { epoch: u64, survivors: BTreeSet<NodeId>, gone: BTreeSet<NodeId> },
-    Probe { from: NodeId, seq: u64 },
-    ProbeReply { from: NodeId },
+    Connect {
+        node: NodeId,
+        session: u64,
+        known_epoch: u64,
+    },
+    Heartbeat {
+        node: NodeId,
+        session: u64,
+        seq: u64,
+        sent_at_us: u64,
+        reach: Vec<NodeId>,
+        known_epoch: u64,
+    },
+    Welcome {
+        session: u64,
+        epoch: u64,
+    },
+    Ack {
+        session: u64,
+        seq: u64,
+        lease: Option<Duration>,
+        epoch: u64,
+        survivors: BTreeSet<NodeId>,
+        gone: BTreeSet<NodeId>,
+    },
+    Announce {
+        epoch: u64,
+        survivors: BTreeSet<NodeId>,
+        gone: BTreeSet<NodeId>,
+    },
+    Probe {
+        from: NodeId,
+        seq: u64,
+    },
+    ProbeReply {
+        from: NodeId,
+    },
 }
 
 #[derive(Debug, Clone)]
 enum Ev {
-    Deliver { to: Endpoint, from: Endpoint, msg: Msg },
-    ArbiterTick { inc: u32 },
-    AgentTick { node: NodeId, inc: u32 },
+    Deliver {
+        to: Endpoint,
+        from: Endpoint,
+        msg: Msg,
+    },
+    ArbiterTick {
+        inc: u32,
+    },
+    AgentTick {
+        node: NodeId,
+        inc: u32,
+    },
     Fault,
-    DeviceDone { node: NodeId, intent: u64, level: usize, attempt: u64, inc: u32, ok: bool },
-    PowerOn { node: NodeId },
-    AgentRestart { node: NodeId },
-    Unfreeze { node: NodeId },
+    DeviceDone {
+        node: NodeId,
+        intent: u64,
+        level: usize,
+        attempt: u64,
+        inc: u32,
+        ok: bool,
+    },
+    PowerOn {
+        node: NodeId,
+    },
+    AgentRestart {
+        node: NodeId,
+    },
+    Unfreeze {
+        node: NodeId,
+    },
     ArbiterRestart,
-    Flap { from: Endpoint, to: Endpoint, left: u32 },
+    Flap {
+        from: Endpoint,
+        to: Endpoint,
+        left: u32,
+    },
     EndChaos,
 }
 
@@ -174,7 +231,9 @@ impl Agent {
 
     /// The agent's monotonic clock at real time `t_us`.
     pub(crate) fn local(&self, t_us: u64) -> Duration {
-        Duration::from_micros(self.offset_us + (u128::from(t_us) * u128::from(self.rate_ppm) / 1_000_000) as u64)
+        Duration::from_micros(
+            self.offset_us + (u128::from(t_us) * u128::from(self.rate_ppm) / 1_000_000) as u64,
+        )
     }
 }
 
@@ -219,28 +278,66 @@ impl Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
         let n: u32 = rng.random_range(2..=6);
         let levels = rng.random_range(1..=2usize);
-        let mode = if rng.random_bool(0.5) { QuorumMode::LastManStanding } else { QuorumMode::TieBreaker };
+        let mode = if rng.random_bool(0.5) {
+            QuorumMode::LastManStanding
+        } else {
+            QuorumMode::TieBreaker
+        };
         let nodes: BTreeMap<NodeId, NodeSpec> = (1..=n)
             .map(|id| {
                 let votes = if rng.random_bool(0.2) { 2 } else { 1 };
-                let priority = if rng.random_bool(0.2) { rng.random_range(1..3) } else { 0 };
-                (id, NodeSpec { votes, priority, fence_levels: levels })
+                let priority = if rng.random_bool(0.2) {
+                    rng.random_range(1..3)
+                } else {
+                    0
+                };
+                (
+                    id,
+                    NodeSpec {
+                        votes,
+                        priority,
+                        fence_levels: levels,
+                    },
+                )
             })
             .collect();
-        let tie_breaker = if rng.random_bool(0.3) { TieBreaker::Node(rng.random_range(1..=n)) } else { TieBreaker::LowestNodeId };
+        let tie_breaker = if rng.random_bool(0.3) {
+            TieBreaker::Node(rng.random_range(1..=n))
+        } else {
+            TieBreaker::LowestNodeId
+        };
         let timing = Timing {
             fence_timeout: Duration::from_millis(300),
             fence_retry_min: Duration::from_millis(100),
             fence_retry_max: Duration::from_millis(800),
             ..Timing::default()
         };
-        let storm_limit = if rng.random_bool(0.5) { n as usize } else { ClusterSpec::default_storm_limit(n as usize) };
-        let spec = ClusterSpec { name: "sim".into(), nodes, quorum_mode: mode, tie_breaker, timing, storm_limit };
+        let storm_limit = if rng.random_bool(0.5) {
+            n as usize
+        } else {
+            ClusterSpec::default_storm_limit(n as usize)
+        };
+        let spec = ClusterSpec {
+            name: "sim".into(),
+            nodes,
+            quorum_mode: mode,
+            tie_breaker,
+            timing,
+            storm_limit,
+        };
         let mut net = Network::new(n);
         net.loss = [0.0, 0.0, 0.01, 0.05][rng.random_range(0..4)];
         net.duplicate = if rng.random_bool(0.3) { 0.02 } else { 0.0 };
         net.slow = if rng.random_bool(0.3) { 0.01 } else { 0.0 };
-        let level_fail = (0..levels).map(|_| if rng.random_bool(0.4) { rng.random_range(0.1..0.6) } else { 0.0 }).collect();
+        let level_fail = (0..levels)
+            .map(|_| {
+                if rng.random_bool(0.4) {
+                    rng.random_range(0.1..0.6)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let hang = if rng.random_bool(0.2) { 0.2 } else { 0.0 };
         let agents = (1..=n)
             .map(|id| {
@@ -259,14 +356,22 @@ impl Sim {
             slots: Vec::new(),
             free: Vec::new(),
             net,
-            arbiter: Arbiter { core: Some(core), inc: 1, started_us: 0, crash_mid_batch: false },
+            arbiter: Arbiter {
+                core: Some(core),
+                inc: 1,
+                started_us: 0,
+                crash_mid_batch: false,
+            },
             store: Persisted::default(),
             agents,
             level_fail,
             hang,
             chaos: true,
             checker,
-            report: Report { nodes: n, ..Report::default() },
+            report: Report {
+                nodes: n,
+                ..Report::default()
+            },
             spec,
             opts,
         };
@@ -293,7 +398,8 @@ impl Sim {
             }
         };
         self.seq += 1;
-        self.queue.push(Reverse((self.now_us + delay_us, self.seq, slot)));
+        self.queue
+            .push(Reverse((self.now_us + delay_us, self.seq, slot)));
     }
 
     fn trace(&self, what: impl FnOnce() -> String) {
@@ -326,7 +432,12 @@ impl Sim {
     }
 
     fn violation(&self, rule: &'static str, detail: String) -> Violation {
-        Violation { seed: self.opts.seed, at_us: self.now_us, rule, detail }
+        Violation {
+            seed: self.opts.seed,
+            at_us: self.now_us,
+            rule,
+            detail,
+        }
     }
 
     fn send(&mut self, from: Endpoint, to: Endpoint, msg: Msg) {
@@ -337,7 +448,14 @@ impl Sim {
             }
             Delivery::After(delays) => {
                 for d in delays {
-                    self.schedule(d, Ev::Deliver { to, from, msg: msg.clone() });
+                    self.schedule(
+                        d,
+                        Ev::Deliver {
+                            to,
+                            from,
+                            msg: msg.clone(),
+                        },
+                    );
                 }
             }
         }
@@ -360,13 +478,30 @@ impl Sim {
                     self.schedule(next, Ev::Fault);
                 }
             }
-            Ev::DeviceDone { node, intent, level, attempt, inc, ok } => {
+            Ev::DeviceDone {
+                node,
+                intent,
+                level,
+                attempt,
+                inc,
+                ok,
+            } => {
                 if ok && self.opts.mutant != Some(Mutant::LyingDevice) {
                     self.power_off(node)?;
                 }
                 if inc == self.arbiter.inc && self.arbiter.core.is_some() {
-                    let outcome = if ok { LevelOutcome::ConfirmedOff } else { LevelOutcome::Failed("simulated device error".into()) };
-                    self.arbiter_step(Event::FenceFinished { node, intent, level, attempt, outcome })?;
+                    let outcome = if ok {
+                        LevelOutcome::ConfirmedOff
+                    } else {
+                        LevelOutcome::Failed("simulated device error".into())
+                    };
+                    self.arbiter_step(Event::FenceFinished {
+                        node,
+                        intent,
+                        level,
+                        attempt,
+                        outcome,
+                    })?;
                 }
             }
             Ev::PowerOn { node } => {
@@ -397,7 +532,8 @@ impl Sim {
                     self.arbiter.inc += 1;
                     self.arbiter.started_us = self.now_us;
                     self.report.arbiter_restarts += 1;
-                    let core = ArbiterCore::new(self.spec.clone(), self.store.clone(), Duration::ZERO);
+                    let core =
+                        ArbiterCore::new(self.spec.clone(), self.store.clone(), Duration::ZERO);
                     self.arbiter.core = Some(core);
                     self.checker.arbiter_restarted(self.now_us, &self.store);
                     self.trace(|| format!("arbiter restarted from {:?}", self.store));
@@ -410,7 +546,14 @@ impl Sim {
                     let up = !self.net.is_up(from, to);
                     self.set_link_both(from, to, up);
                     let next = self.rng.random_range(30_000..250_000);
-                    self.schedule(next, Ev::Flap { from, to, left: left - 1 });
+                    self.schedule(
+                        next,
+                        Ev::Flap {
+                            from,
+                            to,
+                            left: left - 1,
+                        },
+                    );
                 }
             }
             Ev::EndChaos => {
@@ -481,7 +624,14 @@ impl Sim {
                 if other != node {
                     self.trace(|| format!("flapping link {node} <-> {other}"));
                     let flips = self.rng.random_range(3..12);
-                    self.schedule(0, Ev::Flap { from: node, to: other, left: flips });
+                    self.schedule(
+                        0,
+                        Ev::Flap {
+                            from: node,
+                            to: other,
+                            left: flips,
+                        },
+                    );
                 }
             }
             50..=61 => {
@@ -509,7 +659,9 @@ impl Sim {
                 if self.arbiter.core.is_some() {
                     if self.rng.random_bool(0.3) {
                         self.arbiter.crash_mid_batch = true;
-                        self.trace(|| "arbiter will crash in the middle of its next action batch".into());
+                        self.trace(|| {
+                            "arbiter will crash in the middle of its next action batch".into()
+                        });
                     } else {
                         self.crash_arbiter();
                     }
@@ -556,7 +708,11 @@ impl Sim {
             a.state = AgentState::Off;
             a.keeper = LeaseKeeper::new();
             self.report.fences_confirmed += 1;
-            let d = if self.chaos { self.rng.random_range(300_000..2_000_000) } else { self.rng.random_range(100_000..800_000) };
+            let d = if self.chaos {
+                self.rng.random_range(300_000..2_000_000)
+            } else {
+                self.rng.random_range(100_000..800_000)
+            };
             self.trace(|| format!("device: node {node} powered off; back on in {}ms", d / 1000));
             self.schedule(d, Ev::PowerOn { node });
         }
@@ -569,7 +725,9 @@ impl Sim {
 
     fn arbiter_step(&mut self, event: Event) -> Result<(), Violation> {
         let now = self.arbiter_now();
-        let Some(core) = self.arbiter.core.as_mut() else { return Ok(()) };
+        let Some(core) = self.arbiter.core.as_mut() else {
+            return Ok(());
+        };
         let actions = core.step(now, event);
         let cut = if self.arbiter.crash_mid_batch && !actions.is_empty() {
             Some(self.rng.random_range(0..actions.len()))
@@ -588,7 +746,9 @@ impl Sim {
     }
 
     fn execute(&mut self, action: Action) -> Result<(), Violation> {
-        let check = |r: Result<(), (&'static str, String)>, s: &Self| r.map_err(|(rule, d)| s.violation(rule, d));
+        let check = |r: Result<(), (&'static str, String)>, s: &Self| {
+            r.map_err(|(rule, d)| s.violation(rule, d))
+        };
         match action {
             Action::Persist(delta) => {
                 self.trace(|| format!("persist {delta:?}"));
@@ -596,14 +756,41 @@ impl Sim {
                 check(r, self)?;
                 self.store.apply(&delta);
             }
-            Action::Ack { node, session, seq, lease, epoch, survivors, gone, .. } => {
+            Action::Ack {
+                node,
+                session,
+                seq,
+                lease,
+                epoch,
+                survivors,
+                gone,
+                ..
+            } => {
                 if lease.is_some() {
-                    let r = self.checker.lease_granted(self.now_us, node, self.arbiter.started_us);
+                    let r = self
+                        .checker
+                        .lease_granted(self.now_us, node, self.arbiter.started_us);
                     check(r, self)?;
                 }
-                self.send(ARBITER, node, Msg::Ack { session, seq, lease, epoch, survivors, gone });
+                self.send(
+                    ARBITER,
+                    node,
+                    Msg::Ack {
+                        session,
+                        seq,
+                        lease,
+                        epoch,
+                        survivors,
+                        gone,
+                    },
+                );
             }
-            Action::Fence { node, intent, level, attempt } => {
+            Action::Fence {
+                node,
+                intent,
+                level,
+                attempt,
+            } => {
                 self.trace(|| format!("fence node {node} intent {intent} level {level}"));
                 let inc = self.arbiter.inc;
                 let fail_p = self.level_fail.get(level).copied().unwrap_or(0.0);
@@ -612,29 +799,71 @@ impl Sim {
                 } else {
                     let ok = !(fail_p > 0.0 && self.rng.random_bool(fail_p));
                     let d = self.rng.random_range(1_000..40_000);
-                    self.schedule(d, Ev::DeviceDone { node, intent, level, attempt, inc, ok });
+                    self.schedule(
+                        d,
+                        Ev::DeviceDone {
+                            node,
+                            intent,
+                            level,
+                            attempt,
+                            inc,
+                            ok,
+                        },
+                    );
                 }
                 if self.opts.mutant == Some(Mutant::AnnounceAtFenceStart) {
                     let epoch = self.store.epoch + 1;
-                    let survivors: BTreeSet<NodeId> = self.store.backed.iter().copied().filter(|&n| n != node).collect();
+                    let survivors: BTreeSet<NodeId> = self
+                        .store
+                        .backed
+                        .iter()
+                        .copied()
+                        .filter(|&n| n != node)
+                        .collect();
                     let gone: BTreeSet<NodeId> = [node].into();
                     let r = self.checker.announced(self.now_us, &gone, &self.agents);
                     check(r, self)?;
                     for &to in &survivors {
-                        self.send(ARBITER, to, Msg::Announce { epoch, survivors: survivors.clone(), gone: gone.clone() });
+                        self.send(
+                            ARBITER,
+                            to,
+                            Msg::Announce {
+                                epoch,
+                                survivors: survivors.clone(),
+                                gone: gone.clone(),
+                            },
+                        );
                     }
                 }
             }
-            Action::Announce { to, epoch, survivors, gone } => {
-                self.trace(|| format!("announce epoch {epoch} survivors {survivors:?} gone {gone:?}"));
+            Action::Announce {
+                to,
+                epoch,
+                survivors,
+                gone,
+            } => {
+                self.trace(|| {
+                    format!("announce epoch {epoch} survivors {survivors:?} gone {gone:?}")
+                });
                 let r = self.checker.announced(self.now_us, &gone, &self.agents);
                 check(r, self)?;
                 for n in to {
-                    self.send(ARBITER, n, Msg::Announce { epoch, survivors: survivors.clone(), gone: gone.clone() });
+                    self.send(
+                        ARBITER,
+                        n,
+                        Msg::Announce {
+                            epoch,
+                            survivors: survivors.clone(),
+                            gone: gone.clone(),
+                        },
+                    );
                 }
             }
             Action::Refuse { node, reason, .. } => {
-                return Err(self.violation("well-formed input refused", format!("node {node}: {reason}")));
+                return Err(self.violation(
+                    "well-formed input refused",
+                    format!("node {node}: {reason}"),
+                ));
             }
             Action::Notice(n) => self.trace(|| format!("notice {n:?}")),
         }
@@ -647,15 +876,38 @@ impl Sim {
                 return Ok(());
             }
             match msg {
-                Msg::Connect { node, session, known_epoch } => {
-                    self.arbiter_step(Event::Connected { node, session, known_epoch })?;
+                Msg::Connect {
+                    node,
+                    session,
+                    known_epoch,
+                } => {
+                    self.arbiter_step(Event::Connected {
+                        node,
+                        session,
+                        known_epoch,
+                    })?;
                     if let Some(core) = &self.arbiter.core {
                         let epoch = core.epoch();
                         self.send(ARBITER, node, Msg::Welcome { session, epoch });
                     }
                 }
-                Msg::Heartbeat { node, session, seq, sent_at_us, reach, known_epoch } => {
-                    self.arbiter_step(Event::Heartbeat { node, session, seq, sent_at_us, reachable: reach, heuristics: 0, known_epoch })?;
+                Msg::Heartbeat {
+                    node,
+                    session,
+                    seq,
+                    sent_at_us,
+                    reach,
+                    known_epoch,
+                } => {
+                    self.arbiter_step(Event::Heartbeat {
+                        node,
+                        session,
+                        seq,
+                        sent_at_us,
+                        reachable: reach,
+                        heuristics: 0,
+                        known_epoch,
+                    })?;
                 }
                 _ => {}
             }
@@ -676,16 +928,40 @@ impl Sim {
                 }
                 a.welcomed = true;
                 a.last_from_arbiter = local;
-                Input::Welcome { heartbeat_interval: hb, epoch }
+                Input::Welcome {
+                    heartbeat_interval: hb,
+                    epoch,
+                }
             }
-            Msg::Ack { session, seq, lease, epoch, survivors, gone } => {
+            Msg::Ack {
+                session,
+                seq,
+                lease,
+                epoch,
+                survivors,
+                gone,
+            } => {
                 if a.session != Some(session) || !a.welcomed {
                     return Ok(());
                 }
                 a.last_from_arbiter = local;
-                Input::Ack { seq, lease, epoch, survivors, gone }
+                Input::Ack {
+                    seq,
+                    lease,
+                    epoch,
+                    survivors,
+                    gone,
+                }
             }
-            Msg::Announce { epoch, survivors, gone } => Input::Announcement { epoch, survivors, gone },
+            Msg::Announce {
+                epoch,
+                survivors,
+                gone,
+            } => Input::Announcement {
+                epoch,
+                survivors,
+                gone,
+            },
             Msg::Probe { from, seq } => {
                 let _ = from;
                 let _ = seq;
@@ -729,12 +1005,25 @@ impl Sim {
             a.session = Some(session);
             a.welcomed = false;
             a.connect_retry_at = local + hb;
-            sends.push((ARBITER, Msg::Connect { node, session, known_epoch: a.keeper.epoch() }));
+            sends.push((
+                ARBITER,
+                Msg::Connect {
+                    node,
+                    session,
+                    known_epoch: a.keeper.epoch(),
+                },
+            ));
         }
         if local >= a.next_probe {
             a.probe_seq += 1;
             for peer in (1..=n).filter(|&p| p != node) {
-                sends.push((peer, Msg::Probe { from: node, seq: a.probe_seq }));
+                sends.push((
+                    peer,
+                    Msg::Probe {
+                        from: node,
+                        seq: a.probe_seq,
+                    },
+                ));
             }
             while a.next_probe <= local {
                 a.next_probe += hb;
@@ -764,9 +1053,15 @@ impl Sim {
         let hb = self.spec.timing.heartbeat_interval;
         for o in outs {
             match o {
-                Output::SendHeartbeat { seq, sent_at, known_epoch } => {
+                Output::SendHeartbeat {
+                    seq,
+                    sent_at,
+                    known_epoch,
+                } => {
                     let a = &self.agents[&node];
-                    let Some(session) = a.session.filter(|_| a.welcomed) else { continue };
+                    let Some(session) = a.session.filter(|_| a.welcomed) else {
+                        continue;
+                    };
                     let local = a.local(self.now_us);
                     let reach: Vec<NodeId> = a
                         .probe_ok
@@ -774,7 +1069,14 @@ impl Sim {
                         .filter(|(_, t)| local.saturating_sub(**t) <= hb * 3)
                         .map(|(&p, _)| p)
                         .collect();
-                    let msg = Msg::Heartbeat { node, session, seq, sent_at_us: sent_at.as_micros() as u64, reach, known_epoch };
+                    let msg = Msg::Heartbeat {
+                        node,
+                        session,
+                        seq,
+                        sent_at_us: sent_at.as_micros() as u64,
+                        reach,
+                        known_epoch,
+                    };
                     self.send(node, ARBITER, msg);
                 }
                 other => self.trace(|| format!("node {node}: {other:?}")),
