@@ -34,6 +34,8 @@ pub struct DemoOptions {
     pub quiet: bool,
     /// Keep the temporary directory (logs, store, device record).
     pub keep: bool,
+    /// Extra `[[cluster]]` settings (e.g. faster timings), TOML lines.
+    pub cluster_extra: String,
 }
 
 /// One line of the timeline.
@@ -70,7 +72,11 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
         }
     };
     let bin = locate_binaries(opts.bin_dir.as_deref(), &say)?;
-    let mut cluster = LocalCluster::start(&bin, &ClusterOptions::default()).await?;
+    let cluster_opts = ClusterOptions {
+        cluster_extra: opts.cluster_extra.clone(),
+        ..ClusterOptions::default()
+    };
+    let mut cluster = LocalCluster::start(&bin, &cluster_opts).await?;
     let url = cluster.url.clone();
     say(&format!(
         "demo cluster in {} (arbiter {url}, nodes 1-3 on loopback)",

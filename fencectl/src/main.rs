@@ -94,6 +94,7 @@ fn main() -> ExitCode {
                     bin_dir,
                     quiet: json,
                     keep,
+                    cluster_extra: String::new(),
                 })
                 .await?;
                 if json {

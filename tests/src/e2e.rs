@@ -7,15 +7,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fencectl::commands::watch::{EventView, subscribe};
 use tokio::sync::mpsc;
 
-/// `target/<profile>` of this test executable, which must hold freshly
-/// built `fence-arbiter` and `fence-agent` (`scripts/test` builds them).
+/// `target/<profile>` of this executable (a test in `deps/`, or a binary
+/// such as `bench`), which must hold freshly built `fence-arbiter`,
+/// `fence-agent` and `fencectl` (`scripts/test` builds them).
 pub fn binaries() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .to_path_buf();
+    let here = exe.parent().expect("exe dir");
+    let dir = if here.file_name().is_some_and(|n| n == "deps") {
+        here.parent().expect("target dir")
+    } else {
+        here
+    }
+    .to_path_buf();
     for b in ["fence-arbiter", "fence-agent", "fencectl"] {
         assert!(
             dir.join(b).is_file(),
