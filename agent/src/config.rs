@@ -35,15 +35,58 @@ pub struct AgentConfig {
     pub log_format: String,
     #[serde(default)]
     pub fault_injection: FaultInjection,
+    /// Checks whose passing weights are reported to the arbiter.
+    #[serde(default, rename = "heuristic")]
+    pub heuristics: Vec<HeuristicConfig>,
+}
+
+/// One heuristic: a command run every `interval`; exit 0 = pass.
+///
+/// ```toml
+/// [[heuristic]]
+/// name = "gateway"
+/// command = ["/usr/bin/ping", "-c1", "-W1", "192.0.2.1"]
+/// weight = 1          # default 1
+/// interval = "1s"     # default 1s, at least 100ms
+/// timeout = "500ms"   # default interval / 2, at most interval
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeuristicConfig {
+    pub name: String,
+    pub command: Vec<String>,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<std::time::Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<std::time::Duration>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A validated heuristic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heuristic {
+    pub name: String,
+    pub command: Vec<String>,
+    pub weight: u32,
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
 }
 
 /// Test and demo switches. Never enable in production.
+/// SIGUSR1 toggles full isolation (arbiter session and probes); SIGUSR2
+/// toggles probe isolation only (peers unreachable, arbiter still reached).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultInjection {
     /// When true, SIGUSR1 toggles isolation: the agent drops its arbiter
     /// session and refuses and stops sending probes (a node cut off from
-    /// the network while alive). Default false.
+    /// the network while alive); SIGUSR2 toggles probe isolation only.
+    /// Default false.
     #[serde(default)]
     pub enabled: bool,
 }
@@ -71,6 +114,7 @@ pub struct AgentPlan {
     pub fault_injection: bool,
     /// SHA-256 of the effective configuration (hex), sent in Hello.
     pub fingerprint: String,
+    pub heuristics: Vec<Heuristic>,
 }
 
 impl AgentConfig {
@@ -141,6 +185,51 @@ impl AgentConfig {
                 false
             }
         };
+        let mut heuristics = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        for (i, h) in self.heuristics.iter().enumerate() {
+            let at = format!("heuristic[{i}]");
+            if h.name.is_empty() || !names.insert(h.name.clone()) {
+                e(
+                    &format!("{at}.name"),
+                    format!("{:?}: must be non-empty and unique", h.name),
+                );
+            }
+            if h.command.first().is_none_or(|p| p.is_empty()) {
+                e(
+                    &format!("{at}.command"),
+                    "must name a program, e.g. [\"/usr/bin/ping\", \"-c1\", \"192.0.2.1\"]".into(),
+                );
+            }
+            if h.weight == 0 {
+                e(&format!("{at}.weight"), "must be at least 1".into());
+            }
+            let interval = h.interval.unwrap_or(std::time::Duration::from_secs(1));
+            if interval < std::time::Duration::from_millis(100) {
+                e(
+                    &format!("{at}.interval"),
+                    format!("{interval:?} is below the 100ms minimum"),
+                );
+            }
+            let timeout = h
+                .timeout
+                .unwrap_or_else(|| crate::heuristics::default_timeout(interval));
+            if timeout.is_zero() || timeout > interval {
+                e(
+                    &format!("{at}.timeout"),
+                    format!(
+                        "{timeout:?} must be more than 0 and at most the interval ({interval:?})"
+                    ),
+                );
+            }
+            heuristics.push(Heuristic {
+                name: h.name.clone(),
+                command: h.command.clone(),
+                weight: h.weight,
+                interval,
+                timeout,
+            });
+        }
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -154,6 +243,10 @@ impl AgentConfig {
             h.update(part.as_bytes());
             h.update([0]);
         }
+        for x in &heuristics {
+            h.update(format!("{x:?}").as_bytes());
+            h.update([0]);
+        }
         let fingerprint = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         Ok(AgentPlan {
             cluster: self.cluster.clone(),
@@ -164,6 +257,61 @@ impl AgentConfig {
             json_logs,
             fault_injection: self.fault_injection.enabled,
             fingerprint,
+            heuristics,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &str) -> Result<AgentPlan, Vec<String>> {
+        let text = format!(
+            "cluster = \"c\"\nnode = 1\narbiter = \"http://127.0.0.1:7400\"\nlisten = \"127.0.0.1:7501\"\ninsecure_plaintext = true\n{extra}"
+        );
+        let cfg: AgentConfig = toml::from_str(&text).map_err(|e| vec![e.to_string()])?;
+        cfg.validate()
+            .map_err(|e| e.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn heuristics_get_defaults_and_change_the_fingerprint() {
+        let plain = parse("").unwrap();
+        let p = parse("[[heuristic]]\nname = \"gw\"\ncommand = [\"/bin/true\"]\n").unwrap();
+        assert_eq!(p.heuristics[0].interval, std::time::Duration::from_secs(1));
+        assert_eq!(
+            p.heuristics[0].timeout,
+            std::time::Duration::from_millis(500)
+        );
+        assert_eq!(p.heuristics[0].weight, 1);
+        assert_ne!(plain.fingerprint, p.fingerprint);
+    }
+
+    #[test]
+    fn bad_heuristics_are_named() {
+        let e =
+            parse("[[heuristic]]\nname = \"gw\"\ncommand = []\nweight = 0\ninterval = \"10ms\"\n")
+                .unwrap_err();
+        for want in [
+            "heuristic[0].command",
+            "heuristic[0].weight",
+            "heuristic[0].interval",
+        ] {
+            assert!(e.iter().any(|x| x.starts_with(want)), "{want} in {e:?}");
+        }
+        let e = parse("[[heuristic]]\nname = \"gw\"\ncommand = [\"x\"]\ntimeout = \"2s\"\n")
+            .unwrap_err();
+        assert!(e[0].starts_with("heuristic[0].timeout"), "{e:?}");
+        let e = parse("secret = 1\n").unwrap_err();
+        assert!(e[0].contains("secret"), "{e:?}");
+    }
+
+    #[test]
+    fn plaintext_must_be_explicit() {
+        let text = "cluster = \"c\"\nnode = 1\narbiter = \"http://127.0.0.1:7400\"\nlisten = \"127.0.0.1:7501\"\n";
+        let cfg: AgentConfig = toml::from_str(text).unwrap();
+        let e = cfg.validate().unwrap_err();
+        assert_eq!(e[0].key, "insecure_plaintext");
     }
 }

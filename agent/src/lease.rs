@@ -137,7 +137,9 @@ impl LeaseKeeper {
                 heartbeat_interval,
                 epoch,
             } => {
-                self.interval = Some(heartbeat_interval.max(Duration::from_millis(1)));
+                self.interval = Some(
+                    heartbeat_interval.clamp(Duration::from_millis(1), Duration::from_secs(60)),
+                );
                 self.next_send = now;
                 self.in_flight.clear();
                 self.epoch = self.epoch.max(epoch);
@@ -164,7 +166,9 @@ impl LeaseKeeper {
                 self.advance_epoch(epoch, &survivors, &gone, &mut out);
                 match lease {
                     Some(d) => {
-                        let until = sent_at + d;
+                        let Some(until) = sent_at.checked_add(d) else {
+                            return self.expire(now, out);
+                        };
                         let held = self.lease(now).cloned();
                         let until = match &held {
                             // Same grant renewed: a reordered older ack never shortens it.

@@ -3,13 +3,14 @@
 //! session ([`session`]).
 
 pub mod config;
+pub mod heuristics;
 pub mod lease;
 pub mod peer_probe;
 pub mod session;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -35,8 +36,10 @@ pub enum AgentError {
 pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let isolated = Arc::new(AtomicBool::new(false));
+    let faults = Arc::new(peer_probe::Faults::default());
     let probes = peer_probe::SharedProbes::default();
+    let heuristics = heuristics::Heuristics::new(plan.heuristics.clone());
+    heuristics.spawn(plan.node, &tracker, &token);
 
     let listener = TcpListener::bind(plan.listen)
         .await
@@ -56,7 +59,7 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
             peer_probe::ProbeServer {
                 cluster: plan.cluster.clone(),
                 node: plan.node,
-                isolated: isolated.clone(),
+                faults: faults.clone(),
             },
         ))
         .serve_with_incoming_shutdown(incoming, token.clone().cancelled_owned());
@@ -65,32 +68,39 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
         plan.cluster.clone(),
         plan.node,
         probes.clone(),
-        isolated.clone(),
+        faults.clone(),
         token.child_token(),
     ));
     if plan.fault_injection {
-        warn!("fault injection enabled: SIGUSR1 toggles isolation from the network");
-        let mut usr1 =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-                .map_err(AgentError::Signal)?;
-        let iso = isolated.clone();
+        warn!(
+            "fault injection enabled: SIGUSR1 toggles isolation from the network, SIGUSR2 from peers only"
+        );
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut usr1 = signal(SignalKind::user_defined1()).map_err(AgentError::Signal)?;
+        let mut usr2 = signal(SignalKind::user_defined2()).map_err(AgentError::Signal)?;
+        let f = faults.clone();
         let t = token.child_token();
         let node = plan.node;
         tracker.spawn(async move {
             loop {
-                tokio::select! {
+                let (flag, fault) = tokio::select! {
                     _ = t.cancelled() => return,
-                    _ = usr1.recv() => {
-                        let now = !iso.load(Ordering::Relaxed);
-                        iso.store(now, Ordering::Relaxed);
-                        warn!(node.id = node, isolated = now, "fault injection: isolation toggled");
-                    }
-                }
+                    _ = usr1.recv() => (&f.isolated, "network"),
+                    _ = usr2.recv() => (&f.probes_cut, "peers"),
+                };
+                let on = !flag.load(Ordering::Relaxed);
+                flag.store(on, Ordering::Relaxed);
+                warn!(
+                    node.id = node,
+                    isolated_from = fault,
+                    on,
+                    "fault injection toggled"
+                );
             }
         });
     }
     info!(node.id = plan.node, cluster = %plan.cluster, arbiter = %plan.arbiter, listen = %plan.listen, "fence-agent started");
-    let session = session::Session::new(plan, probes, isolated, token.child_token());
+    let session = session::Session::new(plan, probes, faults, heuristics, token.child_token());
     tracker.spawn(session.run());
 
     shutdown.await;

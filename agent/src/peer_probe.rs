@@ -45,11 +45,26 @@ pub fn reachable(state: &SharedProbes, now: Instant) -> Vec<u32> {
         .collect()
 }
 
+/// Fault-injection switches (demo and tests only; see `FaultInjection`).
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Cut off from everything: arbiter session and peers.
+    pub isolated: AtomicBool,
+    /// Cut off from peers only: probes fail both ways.
+    pub probes_cut: AtomicBool,
+}
+
+impl Faults {
+    pub fn probes_blocked(&self) -> bool {
+        self.isolated.load(Ordering::Relaxed) || self.probes_cut.load(Ordering::Relaxed)
+    }
+}
+
 /// The probe server.
 pub struct ProbeServer {
     pub cluster: String,
     pub node: u32,
-    pub isolated: Arc<AtomicBool>,
+    pub faults: Arc<Faults>,
 }
 
 #[tonic::async_trait]
@@ -58,7 +73,7 @@ impl pb::peer_probe_server::PeerProbe for ProbeServer {
         &self,
         req: Request<pb::ProbeRequest>,
     ) -> Result<Response<pb::ProbeReply>, Status> {
-        if self.isolated.load(Ordering::Relaxed) {
+        if self.faults.probes_blocked() {
             return Err(Status::unavailable("isolated by fault injection"));
         }
         let r = req.into_inner();
@@ -80,7 +95,7 @@ pub async fn run_prober(
     cluster: String,
     node: u32,
     state: SharedProbes,
-    isolated: Arc<AtomicBool>,
+    faults: Arc<Faults>,
     token: CancellationToken,
 ) {
     let mut clients: BTreeMap<u32, (String, pb::peer_probe_client::PeerProbeClient<Channel>)> =
@@ -95,7 +110,7 @@ pub async fn run_prober(
             )
         };
         let next = Instant::now() + interval;
-        if !isolated.load(Ordering::Relaxed) {
+        if !faults.probes_blocked() {
             clients.retain(|id, (addr, _)| peers.get(id) == Some(addr));
             for (id, addr) in &peers {
                 if clients.contains_key(id) {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use proto::v1 as pb;
@@ -17,8 +17,9 @@ use tonic::transport::Endpoint;
 use tracing::{error, info, warn};
 
 use crate::config::AgentPlan;
+use crate::heuristics::Heuristics;
 use crate::lease::{Input, LeaseKeeper, Output};
-use crate::peer_probe::{SharedProbes, reachable};
+use crate::peer_probe::{Faults, SharedProbes, reachable};
 
 /// Owns the lease core and the clock origin.
 pub struct Session {
@@ -26,7 +27,8 @@ pub struct Session {
     keeper: LeaseKeeper,
     origin: Instant,
     probes: SharedProbes,
-    isolated: Arc<AtomicBool>,
+    faults: Arc<Faults>,
+    heuristics: Arc<Heuristics>,
     token: CancellationToken,
 }
 
@@ -35,11 +37,35 @@ enum Ended {
     Retry,
 }
 
+/// Why a session ended badly.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    /// The arbiter does not accept this agent (wrong cluster, node or
+    /// address): retrying fast would only flood both logs.
+    #[error("refused by the arbiter: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Lost(String),
+}
+
+impl From<String> for SessionError {
+    fn from(s: String) -> Self {
+        SessionError::Lost(s)
+    }
+}
+
+impl From<&str> for SessionError {
+    fn from(s: &str) -> Self {
+        SessionError::Lost(s.to_string())
+    }
+}
+
 impl Session {
     pub fn new(
         plan: AgentPlan,
         probes: SharedProbes,
-        isolated: Arc<AtomicBool>,
+        faults: Arc<Faults>,
+        heuristics: Arc<Heuristics>,
         token: CancellationToken,
     ) -> Self {
         Session {
@@ -47,7 +73,8 @@ impl Session {
             keeper: LeaseKeeper::new(),
             origin: Instant::now(),
             probes,
-            isolated,
+            faults,
+            heuristics,
             token,
         }
     }
@@ -59,11 +86,16 @@ impl Session {
     /// Run until cancelled.
     pub async fn run(mut self) {
         loop {
-            let ended = if self.isolated.load(Ordering::Relaxed) {
+            let ended = if self.faults.isolated.load(Ordering::Relaxed) {
                 self.idle(Duration::from_millis(50)).await
             } else {
                 match self.connect_and_serve().await {
                     Ok(e) => e,
+                    Err(e @ SessionError::Refused(_)) => {
+                        error!(node.id = self.plan.node, error = %e,
+                               "the arbiter refused this agent; check its cluster, node and listen settings; retrying in 5s");
+                        self.idle(Duration::from_secs(5)).await
+                    }
                     Err(e) => {
                         warn!(node.id = self.plan.node, error = %e, "arbiter session failed; retrying");
                         self.idle(Duration::from_millis(100)).await
@@ -106,7 +138,7 @@ impl Session {
         }
     }
 
-    async fn connect_and_serve(&mut self) -> Result<Ended, String> {
+    async fn connect_and_serve(&mut self) -> Result<Ended, SessionError> {
         let ep = Endpoint::from_shared(self.plan.arbiter.clone())
             .map_err(|e| format!("arbiter URL {:?}: {e}", self.plan.arbiter))?
             .connect_timeout(Duration::from_secs(1))
@@ -148,7 +180,9 @@ impl Session {
         else {
             return Err("the arbiter's first message was not a Welcome".into());
         };
-        let interval = Duration::from_millis(w.heartbeat_interval_ms.max(1));
+        // Bounded whatever the arbiter sends: nothing below overflows.
+        let interval = Duration::from_millis(w.heartbeat_interval_ms.clamp(1, 60_000));
+        let max_lease = Duration::from_millis(w.lease_ms.min(600_000));
         {
             let mut p = self.probes.lock().expect("probe state lock");
             p.interval = Some(interval);
@@ -172,7 +206,7 @@ impl Session {
         let silence = interval * 3;
         let mut last_heard = Instant::now();
         loop {
-            if self.isolated.load(Ordering::Relaxed) {
+            if self.faults.isolated.load(Ordering::Relaxed) {
                 warn!(
                     node.id = self.plan.node,
                     "fault injection: isolated; dropping the arbiter session"
@@ -194,7 +228,7 @@ impl Session {
             let input = match msg {
                 None => {
                     if last_heard.elapsed() >= silence {
-                        return Err(format!("no answer from the arbiter for {silence:?}"));
+                        return Err(format!("no answer from the arbiter for {silence:?}").into());
                     }
                     Input::Tick
                 }
@@ -205,7 +239,9 @@ impl Session {
                     match m.body {
                         Some(pb::arbiter_message::Body::Ack(a)) => Input::Ack {
                             seq: a.seq,
-                            lease: (a.lease_ms > 0).then(|| Duration::from_millis(a.lease_ms)),
+                            // Never longer than the lease the Welcome announced.
+                            lease: (a.lease_ms > 0)
+                                .then(|| Duration::from_millis(a.lease_ms).min(max_lease)),
                             epoch: a.epoch,
                             survivors: a.survivors.into_iter().collect(),
                             gone: a.gone.into_iter().collect(),
@@ -238,7 +274,7 @@ impl Session {
                         seq,
                         sent_at_us: sent_at.as_micros() as u64,
                         reachable: reachable(&self.probes, Instant::now()),
-                        heuristics: 0,
+                        heuristics: self.heuristics.score(),
                         known_epoch,
                     };
                     if tx
@@ -277,13 +313,12 @@ impl Session {
     }
 }
 
-/// Turn a gRPC error from the arbiter into a message that says what to do.
-fn refusal(s: &tonic::Status) -> String {
+/// Classify a gRPC error from the arbiter.
+fn refusal(s: &tonic::Status) -> SessionError {
     match s.code() {
         tonic::Code::NotFound | tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
-            error!(error = %s.message(), "the arbiter refused this agent; check the agent's cluster, node and listen settings");
-            format!("refused by the arbiter: {}", s.message())
+            SessionError::Refused(s.message().to_string())
         }
-        _ => format!("session error: {} ({:?})", s.message(), s.code()),
+        _ => SessionError::Lost(format!("session error: {} ({:?})", s.message(), s.code())),
     }
 }

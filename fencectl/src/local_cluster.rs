@@ -28,6 +28,8 @@ pub struct ClusterOptions {
     pub second_level: bool,
     /// Extra lines for the `[[cluster]]` table (timings, quorum...).
     pub cluster_extra: String,
+    /// Extra lines for node i's agent config (e.g. `[[heuristic]]` tables).
+    pub agent_extra: std::collections::BTreeMap<u32, String>,
 }
 
 impl Default for ClusterOptions {
@@ -37,6 +39,7 @@ impl Default for ClusterOptions {
             fault_injection: true,
             second_level: false,
             cluster_extra: String::new(),
+            agent_extra: Default::default(),
         }
     }
 }
@@ -180,8 +183,10 @@ impl LocalCluster {
                 ports[i as usize]
             );
             let agent = format!(
-                "cluster = \"demo\"\nnode = {i}\narbiter = \"{url}\"\nlisten = \"127.0.0.1:{}\"\ninsecure_plaintext = true\nlog_format = \"json\"\n\n[fault_injection]\nenabled = {}\n",
-                ports[i as usize], opts.fault_injection
+                "cluster = \"demo\"\nnode = {i}\narbiter = \"{url}\"\nlisten = \"127.0.0.1:{}\"\ninsecure_plaintext = true\nlog_format = \"json\"\n\n[fault_injection]\nenabled = {}\n{}\n",
+                ports[i as usize],
+                opts.fault_injection,
+                opts.agent_extra.get(&i).map_or("", String::as_str)
             );
             write(&d.join(format!("agent{i}.toml")), &agent)?;
         }
@@ -297,6 +302,11 @@ impl LocalCluster {
     /// A node alive but cut off: the agent's fault-injection switch.
     pub fn isolate(&self, i: u32) -> Result<(), CliError> {
         self.signal(i, Signal::SIGUSR1)
+    }
+
+    /// A node cut off from its peers only; it still reaches the arbiter.
+    pub fn cut_from_peers(&self, i: u32) -> Result<(), CliError> {
+        self.signal(i, Signal::SIGUSR2)
     }
 
     /// The agent process dies (power stays on: the machine still runs).

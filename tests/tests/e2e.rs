@@ -161,6 +161,52 @@ async fn cut_off_agent_is_fenced() {
     );
 }
 
+/// The case keepalived gets wrong: only the traffic between the nodes is
+/// lost; node 2 still heartbeats to the arbiter. Its peers stop reaching it,
+/// the settled graph drops its edges, and it is fenced.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_cut_off_from_its_peers_but_not_from_the_arbiter_is_fenced() {
+    let _g = serial();
+    let (c, mut w, _) = cluster(ClusterOptions::default()).await;
+    let t = unix_us();
+    c.cut_from_peers(2).unwrap();
+    assert_fenced_then_told(&c, &mut w, 2, t).await;
+    // It was never lost to the arbiter: the verdict came from reachability.
+    assert!(
+        !w.seen
+            .iter()
+            .any(|e| e.kind == "node_lost" && e.node == 2 && e.unix_us < t + 400_000),
+        "{:?}",
+        w.seen
+    );
+}
+
+/// Two nodes that cannot reach each other tie on votes and priority; the
+/// heuristics reported by the agents decide, before the lowest id would.
+#[tokio::test(flavor = "multi_thread")]
+async fn heuristics_decide_between_two_equal_halves() {
+    let _g = serial();
+    let mut opts = ClusterOptions {
+        nodes: 2,
+        ..ClusterOptions::default()
+    };
+    opts.agent_extra.insert(
+        1,
+        "[[heuristic]]\nname = \"gateway\"\ncommand = [\"/bin/false\"]\ninterval = \"200ms\"\n"
+            .into(),
+    );
+    opts.agent_extra.insert(
+        2,
+        "[[heuristic]]\nname = \"gateway\"\ncommand = [\"/bin/true\"]\ninterval = \"200ms\"\n"
+            .into(),
+    );
+    let (c, mut w, _) = cluster(opts).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = unix_us();
+    c.cut_from_peers(1).unwrap();
+    assert_fenced_then_told(&c, &mut w, 1, t).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn first_level_failing_falls_through_to_the_second() {
     let _g = serial();
