@@ -241,10 +241,14 @@ impl LeaseKeeper {
             while self.in_flight.len() > MAX_IN_FLIGHT {
                 self.in_flight.pop_first();
             }
-            // Skip missed slots rather than bursting.
-            while self.next_send <= now {
-                self.next_send += interval;
-            }
+            // Next slot on the same phase; missed slots are skipped rather
+            // than sent in a burst. Saturating: no clock value overflows.
+            let behind = now.saturating_sub(self.next_send).as_nanos() / interval.as_nanos().max(1);
+            let slots = u32::try_from(behind + 1).unwrap_or(u32::MAX);
+            let next = self
+                .next_send
+                .saturating_add(interval.saturating_mul(slots));
+            self.next_send = next.max(now.saturating_add(Duration::from_nanos(1)));
             out.push(Output::SendHeartbeat {
                 seq,
                 sent_at: now,
@@ -333,5 +337,32 @@ mod tests {
             !out.iter()
                 .any(|o| matches!(o, Output::LeaseAcquired { .. }))
         );
+    }
+
+    #[test]
+    fn absurd_values_from_the_wire_do_not_panic() {
+        let mut k = LeaseKeeper::new();
+        k.step(
+            Duration::MAX - ms(1),
+            Input::Welcome {
+                heartbeat_interval: Duration::MAX,
+                epoch: u64::MAX,
+            },
+        );
+        let out = k.step(
+            Duration::MAX - ms(1),
+            Input::Ack {
+                seq: 1,
+                lease: Some(Duration::MAX),
+                epoch: u64::MAX,
+                survivors: [].into(),
+                gone: [].into(),
+            },
+        );
+        assert!(
+            !out.iter()
+                .any(|o| matches!(o, Output::LeaseAcquired { .. }))
+        );
+        k.step(Duration::MAX, Input::Tick);
     }
 }

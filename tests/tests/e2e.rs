@@ -442,6 +442,51 @@ async fn fencectl_exit_codes_and_json_output() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 3);
+    // watch -o json: one JSON object per line, as events happen.
+    let mut watch = Command::new(binaries().join("fencectl"))
+        .args(["--arbiter", &c.url, "watch", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.contains("survivors_notified"))
+            .map(|l| serde_json::from_str::<serde_json::Value>(&l).expect("a JSON line"))
+            .collect::<Vec<_>>()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.freeze(3).unwrap();
+    let lines = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watch.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    assert_eq!(
+        watch.wait().unwrap().code(),
+        Some(0),
+        "watch exits 0 on Ctrl-C"
+    );
+    let kinds: Vec<&str> = lines.iter().filter_map(|v| v["kind"].as_str()).collect();
+    for want in [
+        "node_lost",
+        "decision",
+        "fence_intent",
+        "fence_off_sent",
+        "fence_confirmed",
+    ] {
+        assert!(kinds.contains(&want), "{want} missing from {kinds:?}");
+    }
+    assert!(
+        lines
+            .iter()
+            .all(|v| v["unix_us"].as_u64().is_some() && v["cluster"] == "demo")
+    );
     let (code, _, err) = run(
         "fencectl",
         &["--arbiter", &c.url, "status", "--cluster", "nope"],
