@@ -27,7 +27,11 @@ pub struct AgentConfig {
     /// Address to serve peer probes on; must equal the arbiter's
     /// `cluster.node.address` for this node.
     pub listen: String,
-    /// Plain TCP without TLS. Must be `true` today.
+    /// Mutual TLS: this node's certificate (for `<node name>.<cluster>`),
+    /// its key, and the cluster's CA. Required unless `insecure_plaintext`.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Plain TCP without TLS (local demos and tests only). Default false.
     #[serde(default)]
     pub insecure_plaintext: bool,
     /// `text` (default) or `json`.
@@ -77,6 +81,37 @@ pub struct Heuristic {
     pub timeout: std::time::Duration,
 }
 
+/// PEM files for mutual TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// The name in the arbiter's certificate. Default `arbiter`.
+    #[serde(default = "default_arbiter_name")]
+    pub arbiter_name: String,
+}
+
+fn default_arbiter_name() -> String {
+    "arbiter".into()
+}
+
+/// The PEM contents, read once at start.
+#[derive(Clone)]
+pub struct TlsPem {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub arbiter_name: String,
+}
+
+impl std::fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsPem {{ arbiter_name: {:?}, .. }}", self.arbiter_name) // never the key
+    }
+}
+
 /// Test and demo switches. Never enable in production.
 /// SIGUSR1 toggles full isolation (arbiter session and probes); SIGUSR2
 /// toggles probe isolation only (peers unreachable, arbiter still reached).
@@ -115,6 +150,8 @@ pub struct AgentPlan {
     /// SHA-256 of the effective configuration (hex), sent in Hello.
     pub fingerprint: String,
     pub heuristics: Vec<Heuristic>,
+    /// `None`: plain TCP (`insecure_plaintext`).
+    pub tls: Option<TlsPem>,
 }
 
 impl AgentConfig {
@@ -168,10 +205,59 @@ impl AgentConfig {
                 format!("{:?} is not an ip:port address: {err}", self.listen),
             );
         }
-        if !self.insecure_plaintext {
+        let tls = match (&self.tls, self.insecure_plaintext) {
+            (Some(_), true) => {
+                e(
+                    "insecure_plaintext",
+                    "set either [tls] or insecure_plaintext = true, not both".into(),
+                );
+                None
+            }
+            (None, false) => {
+                e(
+                    "tls",
+                    "mutual TLS is required: set [tls] ca, cert and key (`fencectl certs` makes them), or insecure_plaintext = true for a local demo".into(),
+                );
+                None
+            }
+            (None, true) => None,
+            (Some(t), false) => {
+                let mut read = |name: &str, p: &std::path::Path| match std::fs::read(p) {
+                    Ok(b) if !b.is_empty() => b,
+                    Ok(_) => {
+                        e(&format!("tls.{name}"), format!("{} is empty", p.display()));
+                        Vec::new()
+                    }
+                    Err(err) => {
+                        e(
+                            &format!("tls.{name}"),
+                            format!("cannot read {}: {err}", p.display()),
+                        );
+                        Vec::new()
+                    }
+                };
+                let pem = TlsPem {
+                    ca: read("ca", &t.ca),
+                    cert: read("cert", &t.cert),
+                    key: read("key", &t.key),
+                    arbiter_name: t.arbiter_name.clone(),
+                };
+                if !self.arbiter.starts_with("https://") {
+                    e(
+                        "arbiter",
+                        format!(
+                            "{:?}: with [tls] the URL must start with https://",
+                            self.arbiter
+                        ),
+                    );
+                }
+                Some(pem)
+            }
+        };
+        if tls.is_none() && self.arbiter.starts_with("https://") {
             e(
-                "insecure_plaintext",
-                "mTLS is not available yet; set `insecure_plaintext = true` to run on plain TCP (loopback or a trusted network only)".into(),
+                "arbiter",
+                format!("{:?}: https:// needs [tls]", self.arbiter),
             );
         }
         let json_logs = match self.log_format.as_str() {
@@ -258,6 +344,7 @@ impl AgentConfig {
             fault_injection: self.fault_injection.enabled,
             fingerprint,
             heuristics,
+            tls,
         })
     }
 }
@@ -312,6 +399,7 @@ mod tests {
         let text = "cluster = \"c\"\nnode = 1\narbiter = \"http://127.0.0.1:7400\"\nlisten = \"127.0.0.1:7501\"\n";
         let cfg: AgentConfig = toml::from_str(text).unwrap();
         let e = cfg.validate().unwrap_err();
-        assert_eq!(e[0].key, "insecure_plaintext");
+        assert_eq!(e[0].key, "tls");
+        assert!(e[0].reason.contains("fencectl certs"), "{e:?}");
     }
 }

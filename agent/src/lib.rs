@@ -30,6 +30,8 @@ pub enum AgentError {
     },
     #[error("cannot install the SIGUSR1 handler: {0}")]
     Signal(std::io::Error),
+    #[error("TLS setup: {0}")]
+    Tls(tonic::transport::Error),
 }
 
 /// Run the agent until `shutdown` resolves.
@@ -47,14 +49,24 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
             addr: plan.listen.to_string(),
             source,
         })?;
-    warn!(listen = %plan.listen, "serving peer probes on plain TCP without TLS (insecure_plaintext = true)");
+    if plan.tls.is_none() {
+        warn!(listen = %plan.listen, "PLAIN TCP WITHOUT TLS (insecure_plaintext = true): demos and trusted networks only");
+    }
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
         if let Ok(s) = &s {
             let _ = s.set_nodelay(true);
         }
         s
     });
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(t) = &plan.tls {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let cfg = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&t.cert, &t.key))
+            .client_ca_root(Certificate::from_pem(&t.ca));
+        builder = builder.tls_config(cfg).map_err(AgentError::Tls)?;
+    }
+    let server = builder
         .add_service(proto::v1::peer_probe_server::PeerProbeServer::new(
             peer_probe::ProbeServer {
                 cluster: plan.cluster.clone(),
@@ -69,6 +81,7 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
         plan.node,
         probes.clone(),
         faults.clone(),
+        plan.tls.clone(),
         token.child_token(),
     ));
     if plan.fault_injection {

@@ -18,7 +18,9 @@ use std::time::Duration;
 use proto::v1 as pb;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::config::TlsPem;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
@@ -27,7 +29,8 @@ use tracing::debug;
 /// The lock is never held across an await.
 #[derive(Debug, Default)]
 pub struct ProbeState {
-    pub peers: BTreeMap<u32, String>,
+    /// Peer id -> (probe address, name).
+    pub peers: BTreeMap<u32, (String, String)>,
     pub interval: Option<Duration>,
     pub last_ok: BTreeMap<u32, Instant>,
 }
@@ -96,6 +99,7 @@ pub async fn run_prober(
     node: u32,
     state: SharedProbes,
     faults: Arc<Faults>,
+    tls: Option<TlsPem>,
     token: CancellationToken,
 ) {
     let mut clients: BTreeMap<u32, (String, pb::peer_probe_client::PeerProbeClient<Channel>)> =
@@ -111,12 +115,27 @@ pub async fn run_prober(
         };
         let next = Instant::now() + interval;
         if !faults.probes_blocked() {
-            clients.retain(|id, (addr, _)| peers.get(id) == Some(addr));
-            for (id, addr) in &peers {
+            clients.retain(|id, (addr, _)| peers.get(id).map(|p| &p.0) == Some(addr));
+            for (id, (addr, name)) in &peers {
                 if clients.contains_key(id) {
                     continue;
                 }
-                if let Ok(ep) = Endpoint::from_shared(format!("http://{addr}")) {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                if let Ok(mut ep) = Endpoint::from_shared(format!("{scheme}://{addr}")) {
+                    if let Some(t) = &tls {
+                        // The peer must prove it is "<name>.<cluster>".
+                        let cfg = ClientTlsConfig::new()
+                            .ca_certificate(Certificate::from_pem(&t.ca))
+                            .identity(Identity::from_pem(&t.cert, &t.key))
+                            .domain_name(format!("{name}.{cluster}"));
+                        match ep.tls_config(cfg) {
+                            Ok(e) => ep = e,
+                            Err(e) => {
+                                debug!(node.id = node, peer = id, error = %e, "probe TLS setup failed");
+                                continue;
+                            }
+                        }
+                    }
                     let ch = ep
                         .connect_timeout(interval)
                         .tcp_nodelay(true)

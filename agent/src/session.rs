@@ -139,8 +139,16 @@ impl Session {
     }
 
     async fn connect_and_serve(&mut self) -> Result<Ended, SessionError> {
-        let ep = Endpoint::from_shared(self.plan.arbiter.clone())
-            .map_err(|e| format!("arbiter URL {:?}: {e}", self.plan.arbiter))?
+        let mut ep = Endpoint::from_shared(self.plan.arbiter.clone())
+            .map_err(|e| format!("arbiter URL {:?}: {e}", self.plan.arbiter))?;
+        if let Some(t) = &self.plan.tls {
+            let cfg = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&t.ca))
+                .identity(tonic::transport::Identity::from_pem(&t.cert, &t.key))
+                .domain_name(t.arbiter_name.clone());
+            ep = ep.tls_config(cfg).map_err(|e| format!("TLS setup: {e}"))?;
+        }
+        let ep = ep
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
@@ -189,7 +197,7 @@ impl Session {
             p.peers = w
                 .peers
                 .iter()
-                .map(|p| (p.node_id, p.probe_address.clone()))
+                .map(|p| (p.node_id, (p.probe_address.clone(), p.name.clone())))
                 .collect();
         }
         info!(node.id = self.plan.node, cluster = %self.plan.cluster, lease.epoch = w.epoch,

@@ -47,8 +47,13 @@ pub struct ArbiterSection {
     pub listen: String,
     /// Directory of the embedded store. Required.
     pub state_dir: PathBuf,
-    /// Serve plain TCP without TLS. Must be `true` today (mTLS is not built
-    /// yet); the arbiter logs a warning at start.
+    /// Mutual TLS: the arbiter's certificate and key, and the CA that signs
+    /// agents' and fencectl's certificates. Required unless
+    /// `insecure_plaintext = true`.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// Serve plain TCP without TLS (local demos and tests only); the arbiter
+    /// logs a warning at start. Default false.
     #[serde(default)]
     pub insecure_plaintext: bool,
     /// `text` (default) or `json`.
@@ -57,6 +62,62 @@ pub struct ArbiterSection {
     /// How long shutdown waits for in-flight work. Default 5 s.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+}
+
+/// PEM files for mutual TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// CA certificate that signed every peer's certificate.
+    pub ca: PathBuf,
+    /// This process's certificate (identity `arbiter` for the arbiter).
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+}
+
+/// The PEM contents, read once at start.
+#[derive(Clone)]
+pub struct TlsPem {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsPem { .. }") // never print the key
+    }
+}
+
+impl TlsFiles {
+    /// Read the three files; errors name `at.ca`, `at.cert`, `at.key`.
+    pub fn read(&self, at: &str) -> Result<TlsPem, Vec<ConfigError>> {
+        let mut errs = Vec::new();
+        let mut read = |name: &str, p: &Path| match std::fs::read(p) {
+            Ok(b) if !b.is_empty() => b,
+            Ok(_) => {
+                errs.push(err(
+                    format!("{at}.{name}"),
+                    format!("{} is empty", p.display()),
+                ));
+                Vec::new()
+            }
+            Err(e) => {
+                errs.push(err(
+                    format!("{at}.{name}"),
+                    format!("cannot read {}: {e}", p.display()),
+                ));
+                Vec::new()
+            }
+        };
+        let pem = TlsPem {
+            ca: read("ca", &self.ca),
+            cert: read("cert", &self.cert),
+            key: read("key", &self.key),
+        };
+        if errs.is_empty() { Ok(pem) } else { Err(errs) }
+    }
 }
 
 fn default_listen() -> String {
@@ -187,6 +248,8 @@ pub struct ClusterPlan {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub listen: SocketAddr,
+    /// `None`: plain TCP (`insecure_plaintext`).
+    pub tls: Option<TlsPem>,
     pub state_dir: PathBuf,
     pub json_logs: bool,
     pub shutdown_grace: Duration,
@@ -231,12 +294,31 @@ impl Config {
         if self.arbiter.state_dir.as_os_str().is_empty() {
             errs.push(err("arbiter.state_dir", "must not be empty"));
         }
-        if !self.arbiter.insecure_plaintext {
-            errs.push(err(
-                "arbiter.insecure_plaintext",
-                "mTLS is not available yet; set `insecure_plaintext = true` to run on plain TCP (loopback or a trusted network only)",
-            ));
-        }
+        let tls = match (&self.arbiter.tls, self.arbiter.insecure_plaintext) {
+            (Some(_), true) => {
+                errs.push(err(
+                    "arbiter.insecure_plaintext",
+                    "set either [arbiter.tls] or insecure_plaintext = true, not both",
+                ));
+                None
+            }
+            (None, false) => {
+                errs.push(err(
+                    "arbiter.tls",
+                    "mutual TLS is required: set [arbiter.tls] ca, cert and key (`fencectl certs` makes them), \
+                     or insecure_plaintext = true for a local demo",
+                ));
+                None
+            }
+            (Some(files), false) => match files.read("arbiter.tls") {
+                Ok(pem) => Some(pem),
+                Err(e) => {
+                    errs.extend(e);
+                    None
+                }
+            },
+            (None, true) => None,
+        };
         let json_logs = match self.arbiter.log_format.as_str() {
             "text" => false,
             "json" => true,
@@ -274,6 +356,7 @@ impl Config {
         if errs.is_empty() {
             Ok(Plan {
                 listen: listen.expect("checked"),
+                tls,
                 state_dir: self.arbiter.state_dir.clone(),
                 json_logs,
                 shutdown_grace: self.arbiter.shutdown_grace,
@@ -638,5 +721,18 @@ dir = "/tmp/sim"
                 .any(|e| e.starts_with("cluster.c.device[0].directory: unknown parameter")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn tls_or_explicit_plaintext() {
+        let e = errors(&GOOD.replace("insecure_plaintext = true\n", ""));
+        assert!(e.iter().any(|e| e.starts_with("arbiter.tls: mutual TLS is required")), "{e:?}");
+        let tls = "insecure_plaintext = true\n[arbiter.tls]\nca = \"/nonexistent/ca.pem\"\ncert = \"/nonexistent/a.pem\"\nkey = \"/nonexistent/a.key\"\n";
+        let e = errors(&GOOD.replace("insecure_plaintext = true\n", tls));
+        assert!(e.iter().any(|e| e.contains("not both")), "{e:?}");
+        let e = errors(&GOOD.replace("insecure_plaintext = true\n", &tls.replace("insecure_plaintext = true\n", "")));
+        for k in ["arbiter.tls.ca: cannot read", "arbiter.tls.cert: cannot read", "arbiter.tls.key: cannot read"] {
+            assert!(e.iter().any(|e| e.starts_with(k)), "{k} in {e:?}");
+        }
     }
 }

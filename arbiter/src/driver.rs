@@ -209,6 +209,7 @@ impl ClusterDriver {
                             .map(|(&id, a)| pb::Peer {
                                 node_id: id,
                                 probe_address: a.clone(),
+                                name: self.plan.names.get(&id).cloned().unwrap_or_default(),
                             })
                             .collect(),
                         epoch: self.core.epoch(),

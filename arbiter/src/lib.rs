@@ -91,7 +91,9 @@ pub async fn run(
         addr: plan.listen.to_string(),
         source,
     })?;
-    warn!(listen = %bound, "serving plain TCP without TLS (arbiter.insecure_plaintext = true)");
+    if plan.tls.is_none() {
+        warn!(listen = %bound, "serving PLAIN TCP WITHOUT TLS (arbiter.insecure_plaintext = true): demos and trusted networks only");
+    }
     info!(listen = %bound, clusters = ?clusters.keys().collect::<Vec<_>>(), "fence-arbiter started");
     on_bound(bound);
 
@@ -102,18 +104,30 @@ pub async fn run(
         }
         s
     });
+    let tls = plan.tls.is_some();
     let agent_svc = rpc::agent_service::AgentSessionService::new(
         clusters.clone(),
         tracker.clone(),
         token.child_token(),
+        tls,
     );
     let admin_svc = rpc::admin_service::AdminService::new(
         clusters.clone(),
         store.clone(),
         tracker.clone(),
         token.child_token(),
+        tls,
     );
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(pem) = &plan.tls {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let cfg = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&pem.cert, &pem.key))
+            .client_ca_root(Certificate::from_pem(&pem.ca));
+        builder = builder.tls_config(cfg).map_err(ArbiterError::Serve)?;
+        info!(listen = %bound, "mutual TLS on: agents and fencectl need certificates from the configured CA");
+    }
+    let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(2)))
         .add_service(proto::v1::agent_session_server::AgentSessionServer::new(

@@ -51,13 +51,74 @@ impl CliError {
     }
 }
 
+/// Client credentials for mutual TLS with one arbiter.
+#[derive(Clone)]
+pub struct ClientTls {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    /// The name in the arbiter's certificate (default `arbiter`).
+    pub arbiter_name: String,
+}
+
+impl ClientTls {
+    /// Read the PEM files; errors name the flag.
+    pub fn load(
+        ca: &std::path::Path,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        arbiter_name: &str,
+    ) -> Result<Self, CliError> {
+        let read = |flag: &str, p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| CliError::Other(format!("{flag} {}: {e}", p.display())))
+        };
+        Ok(ClientTls {
+            ca: read("--ca", ca)?,
+            cert: read("--cert", cert)?,
+            key: read("--key", key)?,
+            arbiter_name: arbiter_name.into(),
+        })
+    }
+}
+
+/// TLS credentials per arbiter URL. The CLI registers the one it talks to;
+/// a test harness may register several. Plain HTTP for unregistered URLs.
+static TLS: std::sync::Mutex<std::collections::BTreeMap<String, ClientTls>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Use these credentials for every connection to `url`.
+pub fn register_tls(url: &str, tls: ClientTls) {
+    TLS.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(url.to_string(), tls);
+}
+
 pub async fn connect(url: &str) -> Result<AdminClient<Channel>, CliError> {
-    let ep = Endpoint::from_shared(url.to_string())
-        .map_err(|e| {
-            CliError::Other(format!(
-                "--arbiter {url:?} is not a URL such as http://127.0.0.1:7400: {e}"
-            ))
-        })?
+    let mut ep = Endpoint::from_shared(url.to_string()).map_err(|e| {
+        CliError::Other(format!(
+            "--arbiter {url:?} is not a URL such as http://127.0.0.1:7400: {e}"
+        ))
+    })?;
+    let tls = TLS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(url)
+        .cloned();
+    if let Some(t) = tls {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let cfg = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&t.ca))
+            .identity(Identity::from_pem(&t.cert, &t.key))
+            .domain_name(t.arbiter_name);
+        ep = ep
+            .tls_config(cfg)
+            .map_err(|e| CliError::Other(format!("TLS setup: {e}")))?;
+    } else if url.starts_with("https://") {
+        return Err(CliError::Other(
+            "an https:// arbiter needs --ca, --cert and --key (or FENCECTL_CA, FENCECTL_CERT, FENCECTL_KEY)".into(),
+        ));
+    }
+    let ep = ep
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(5))
         .tcp_nodelay(true);

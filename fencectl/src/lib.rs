@@ -1,5 +1,6 @@
 //! The operator CLI: commands against the arbiter's admin API, and `demo`.
 
+pub mod certs;
 pub mod client;
 pub mod commands;
 pub mod demo;

@@ -30,6 +30,8 @@ pub struct ClusterOptions {
     pub cluster_extra: String,
     /// Extra lines for node i's agent config (e.g. `[[heuristic]]` tables).
     pub agent_extra: std::collections::BTreeMap<u32, String>,
+    /// Mutual TLS with certificates made by `fencectl certs` (else plain TCP).
+    pub tls: bool,
 }
 
 impl Default for ClusterOptions {
@@ -40,6 +42,7 @@ impl Default for ClusterOptions {
             second_level: false,
             cluster_extra: String::new(),
             agent_extra: Default::default(),
+            tls: false,
         }
     }
 }
@@ -156,10 +159,34 @@ impl LocalCluster {
             .map_err(|e| err(format!("temporary directory: {e}")))?;
         let n = opts.nodes;
         let ports = free_ports(n as usize + 1)?;
-        let url = format!("http://127.0.0.1:{}", ports[0]);
         let d = dir.path();
+        let certs = d.join("certs");
+        let (url, arbiter_security) = if opts.tls {
+            let names: Vec<String> = (1..=n).map(|i| format!("node{i}")).collect();
+            crate::certs::generate(&certs, "demo", &names)?;
+            let url = format!("https://127.0.0.1:{}", ports[0]);
+            let tls = crate::client::ClientTls::load(
+                &certs.join("ca.pem"),
+                &certs.join("admin.pem"),
+                &certs.join("admin.key"),
+                "arbiter",
+            )?;
+            crate::client::register_tls(&url, tls);
+            let c = certs.display();
+            (
+                url,
+                format!(
+                    "[arbiter.tls]\nca = \"{c}/ca.pem\"\ncert = \"{c}/arbiter.pem\"\nkey = \"{c}/arbiter.key\"\n"
+                ),
+            )
+        } else {
+            (
+                format!("http://127.0.0.1:{}", ports[0]),
+                "insecure_plaintext = true\n".to_string(),
+            )
+        };
         let mut toml = format!(
-            "[arbiter]\nlisten = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\ninsecure_plaintext = true\nlog_format = \"json\"\n\n\
+            "[arbiter]\nlisten = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\nlog_format = \"json\"\n{arbiter_security}\n\
              [[cluster]]\nname = \"demo\"\n{}\n\n[[cluster.device]]\nname = \"power\"\ndriver = \"sim\"\ndir = \"{}\"\n",
             ports[0],
             d.join("state").display(),
@@ -183,8 +210,16 @@ impl LocalCluster {
                 ports[i as usize]
             );
             let agent = format!(
-                "cluster = \"demo\"\nnode = {i}\narbiter = \"{url}\"\nlisten = \"127.0.0.1:{}\"\ninsecure_plaintext = true\nlog_format = \"json\"\n\n[fault_injection]\nenabled = {}\n{}\n",
+                "cluster = \"demo\"\nnode = {i}\narbiter = \"{url}\"\nlisten = \"127.0.0.1:{}\"\nlog_format = \"json\"\n{}\n[fault_injection]\nenabled = {}\n{}\n",
                 ports[i as usize],
+                if opts.tls {
+                    let c = certs.display();
+                    format!(
+                        "[tls]\nca = \"{c}/ca.pem\"\ncert = \"{c}/node{i}.demo.pem\"\nkey = \"{c}/node{i}.demo.key\"\n"
+                    )
+                } else {
+                    "insecure_plaintext = true\n".to_string()
+                },
                 opts.fault_injection,
                 opts.agent_extra.get(&i).map_or("", String::as_str)
             );

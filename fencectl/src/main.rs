@@ -24,6 +24,18 @@ struct Cli {
         default_value = "http://127.0.0.1:7400"
     )]
     arbiter: String,
+    /// CA certificate that signed the arbiter's certificate (mutual TLS).
+    #[arg(long, global = true, env = "FENCECTL_CA")]
+    ca: Option<PathBuf>,
+    /// fencectl's certificate (identity `admin` or `reader`).
+    #[arg(long, global = true, env = "FENCECTL_CERT")]
+    cert: Option<PathBuf>,
+    /// fencectl's private key.
+    #[arg(long, global = true, env = "FENCECTL_KEY")]
+    key: Option<PathBuf>,
+    /// The name in the arbiter's certificate.
+    #[arg(long, global = true, default_value = "arbiter")]
+    arbiter_name: String,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value = "text")]
     output: Output,
@@ -49,6 +61,18 @@ enum Cmd {
         #[arg(long, default_value = "")]
         cluster: String,
     },
+    /// Make a private CA and the certificates of a cluster (mutual TLS).
+    Certs {
+        /// Directory to write ca.pem, arbiter.pem, admin.pem, reader.pem and
+        /// <node>.<cluster>.pem (each with its .key).
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        cluster: String,
+        /// Node names, comma separated (node<id> unless the config names them).
+        #[arg(long, value_delimiter = ',')]
+        nodes: Vec<String>,
+    },
     /// Run a 3-node cluster on loopback and fence a failed node.
     Demo {
         /// What happens to node 3.
@@ -72,8 +96,49 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
+    match (&cli.ca, &cli.cert, &cli.key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            match fencectl::client::ClientTls::load(ca, cert, key, &cli.arbiter_name) {
+                Ok(t) => fencectl::client::register_tls(&cli.arbiter, t),
+                Err(e) => {
+                    eprintln!("fencectl: {e}");
+                    return ExitCode::from(exit::USAGE);
+                }
+            }
+        }
+        (None, None, None) => {}
+        _ => {
+            eprintln!("fencectl: --ca, --cert and --key go together");
+            return ExitCode::from(exit::USAGE);
+        }
+    }
     let r = rt.block_on(async {
         match cli.command {
+            Cmd::Certs {
+                dir,
+                cluster,
+                nodes,
+            } => {
+                let issued = fencectl::certs::generate(&dir, &cluster, &nodes)?;
+                match cli.output {
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&issued).expect("serializable")
+                    ),
+                    Output::Text => {
+                        println!("CA: {}", dir.join("ca.pem").display());
+                        for i in &issued {
+                            println!(
+                                "{:<24} {}  {}",
+                                i.identity,
+                                i.cert.display(),
+                                i.key.display()
+                            );
+                        }
+                    }
+                }
+                Ok(exit::OK)
+            }
             Cmd::Status { cluster } => {
                 commands::status::status(&cli.arbiter, &cluster, cli.output).await
             }

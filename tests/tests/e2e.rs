@@ -520,3 +520,90 @@ async fn fencectl_exit_codes_and_json_output() {
     let (code, _, _) = run("fencectl", &["--arbiter", &c.url, "status"]);
     assert_eq!(code, 0, "healthy again once node 2 is fenced");
 }
+
+/// Mutual TLS: agents and fencectl authenticate with certificates from the
+/// cluster's CA; a node's identity comes from its certificate.
+#[tokio::test(flavor = "multi_thread")]
+async fn mutual_tls_cluster_fences_and_refuses_impostors() {
+    let _g = serial();
+    let opts = ClusterOptions {
+        tls: true,
+        ..ClusterOptions::default()
+    };
+    let (c, mut w, _) = cluster(opts).await;
+    assert!(c.url.starts_with("https://"));
+    let certs = c.dir().join("certs");
+    // Node 2's certificate claiming to be node 1: refused.
+    let read = |f: &str| std::fs::read(certs.join(f)).unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(read("ca.pem")))
+        .identity(tonic::transport::Identity::from_pem(
+            read("node2.demo.pem"),
+            read("node2.demo.key"),
+        ))
+        .domain_name("arbiter");
+    let ch = tonic::transport::Endpoint::from_shared(c.url.clone())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = pb::agent_session_client::AgentSessionClient::new(ch);
+    let nodes = fetch_nodes(&c.url, "demo").await.unwrap();
+    assert_eq!(nodes.len(), 3);
+    let addr1 = {
+        let text = std::fs::read_to_string(c.dir().join("agent1.toml")).unwrap();
+        text.lines()
+            .find(|l| l.starts_with("listen"))
+            .unwrap()
+            .split('"')
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    let hello = pb::AgentMessage {
+        body: Some(pb::agent_message::Body::Hello(pb::Hello {
+            cluster: "demo".into(),
+            node_id: 1,
+            probe_address: addr1,
+            config_fingerprint: String::new(),
+            known_epoch: 0,
+        })),
+    };
+    let e = client
+        .session(tokio_stream::iter(vec![hello]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+    assert!(e.message().contains("node1.demo"), "{}", e.message());
+    // fencectl: no certificate, a reader's, plain HTTP against TLS.
+    let (code, _, err) = run("fencectl", &["--arbiter", &c.url, "status"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--ca"), "{err}");
+    let p = |f: &str| certs.join(f).display().to_string();
+    let (code, out, err) = run(
+        "fencectl",
+        &[
+            "--arbiter",
+            &c.url,
+            "--ca",
+            &p("ca.pem"),
+            "--cert",
+            &p("reader.pem"),
+            "--key",
+            &p("reader.key"),
+            "status",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let plain = c.url.replace("https://", "http://");
+    let (code, _, _) = run("fencectl", &["--arbiter", &plain, "status"]);
+    assert_ne!(code, 0);
+    // And the cluster still does its job over TLS.
+    let t = unix_us();
+    c.freeze(3).unwrap();
+    assert_fenced_then_told(&c, &mut w, 3, t).await;
+}

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
+use super::identity;
 use crate::driver::{ClusterHandle, Snapshot};
 use crate::store::Store;
 
@@ -20,7 +21,13 @@ pub struct AdminService {
     started: tokio::time::Instant,
     tracker: TaskTracker,
     token: CancellationToken,
+    tls: bool,
 }
+
+/// Identities allowed to read (status, nodes, history, watch).
+const READERS: &[&str] = &["admin", "reader"];
+/// Identities allowed to change anything.
+const ADMINS: &[&str] = &["admin"];
 
 impl AdminService {
     pub fn new(
@@ -28,6 +35,7 @@ impl AdminService {
         store: Arc<dyn Store>,
         tracker: TaskTracker,
         token: CancellationToken,
+        tls: bool,
     ) -> Self {
         AdminService {
             clusters,
@@ -35,6 +43,7 @@ impl AdminService {
             started: tokio::time::Instant::now(),
             tracker,
             token,
+            tls,
         }
     }
 
@@ -77,6 +86,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
+        identity::require(&req, self.tls, READERS, "status")?;
         let mut clusters = Vec::new();
         for c in self.select(&req.get_ref().cluster)? {
             let s = c.snapshot().await?;
@@ -112,6 +122,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::NodesRequest>,
     ) -> Result<Response<pb::NodesReply>, Status> {
+        identity::require(&req, self.tls, READERS, "nodes")?;
         let mut nodes = Vec::new();
         for c in self.select(&req.get_ref().cluster)? {
             let s = c.snapshot().await?;
@@ -144,6 +155,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryReply>, Status> {
+        identity::require(&req, self.tls, READERS, "history")?;
         let r = req.get_ref();
         let limit = if r.limit == 0 { 100 } else { r.limit as usize };
         let mut fences = Vec::new();
@@ -174,6 +186,7 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        identity::require(&req, self.tls, READERS, "watch")?;
         let mut subs: Vec<_> = self
             .select(&req.get_ref().cluster)?
             .iter()
@@ -217,32 +230,36 @@ impl pb::admin_server::Admin for AdminService {
 
     async fn fence(
         &self,
-        _r: Request<pb::FenceRequest>,
+        r: Request<pb::FenceRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        identity::require(&r, self.tls, ADMINS, "fence")?;
         Err(Status::unimplemented(
             "manual fencing is not available in this release",
         ))
     }
     async fn unfence(
         &self,
-        _r: Request<pb::UnfenceRequest>,
+        r: Request<pb::UnfenceRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        identity::require(&r, self.tls, ADMINS, "unfence")?;
         Err(Status::unimplemented(
             "unfence is not available in this release; a fenced node rejoins by itself when it comes back",
         ))
     }
     async fn confirm(
         &self,
-        _r: Request<pb::ConfirmRequest>,
+        r: Request<pb::ConfirmRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        identity::require(&r, self.tls, ADMINS, "confirm")?;
         Err(Status::unimplemented(
             "manual confirm is not available in this release",
         ))
     }
     async fn set_maintenance(
         &self,
-        _r: Request<pb::MaintenanceRequest>,
+        r: Request<pb::MaintenanceRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        identity::require(&r, self.tls, ADMINS, "maintenance")?;
         Err(Status::unimplemented(
             "maintenance mode is not available in this release",
         ))

@@ -21,6 +21,7 @@ pub struct AgentSessionService {
     next_session: AtomicU64,
     tracker: TaskTracker,
     token: CancellationToken,
+    tls: bool,
 }
 
 impl AgentSessionService {
@@ -28,12 +29,14 @@ impl AgentSessionService {
         clusters: Arc<BTreeMap<String, ClusterHandle>>,
         tracker: TaskTracker,
         token: CancellationToken,
+        tls: bool,
     ) -> Self {
         AgentSessionService {
             clusters,
             next_session: AtomicU64::new(1),
             tracker,
             token,
+            tls,
         }
     }
 }
@@ -74,6 +77,7 @@ impl pb::agent_session_server::AgentSession for AgentSessionService {
         req: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let peer = req.remote_addr();
+        let identities = super::identity::caller(&req, self.tls)?;
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(Duration::from_secs(5), inbound.message())
             .await
@@ -89,6 +93,24 @@ impl pb::agent_session_server::AgentSession for AgentSessionService {
         let cluster = check_hello(&self.clusters, &hello).inspect_err(|e| {
             warn!(peer = ?peer, cluster = %hello.cluster, node.id = hello.node_id, error = %e.message(), "session refused");
         })?;
+        if let Some(ids) = &identities {
+            // A node's identity comes from its certificate and must match
+            // the node id it claims.
+            let name = cluster
+                .plan
+                .names
+                .get(&hello.node_id)
+                .cloned()
+                .unwrap_or_default();
+            let want = format!("{name}.{}", hello.cluster);
+            if !ids.contains(&want) {
+                warn!(peer = ?peer, node.id = hello.node_id, certificate = ?ids, "session refused: certificate does not match");
+                return Err(Status::permission_denied(format!(
+                    "node {} of cluster {:?} must present a certificate for {want:?}; this one is for {ids:?}",
+                    hello.node_id, hello.cluster
+                )));
+            }
+        }
         let session = self.next_session.fetch_add(1, Ordering::Relaxed);
         let node = hello.node_id;
         let (tx, rx) = mpsc::channel(64);

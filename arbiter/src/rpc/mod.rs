@@ -2,3 +2,4 @@
 
 pub mod admin_service;
 pub mod agent_service;
+pub mod identity;
