@@ -726,12 +726,23 @@ dir = "/tmp/sim"
     #[test]
     fn tls_or_explicit_plaintext() {
         let e = errors(&GOOD.replace("insecure_plaintext = true\n", ""));
-        assert!(e.iter().any(|e| e.starts_with("arbiter.tls: mutual TLS is required")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("arbiter.tls: mutual TLS is required")),
+            "{e:?}"
+        );
         let tls = "insecure_plaintext = true\n[arbiter.tls]\nca = \"/nonexistent/ca.pem\"\ncert = \"/nonexistent/a.pem\"\nkey = \"/nonexistent/a.key\"\n";
         let e = errors(&GOOD.replace("insecure_plaintext = true\n", tls));
         assert!(e.iter().any(|e| e.contains("not both")), "{e:?}");
-        let e = errors(&GOOD.replace("insecure_plaintext = true\n", &tls.replace("insecure_plaintext = true\n", "")));
-        for k in ["arbiter.tls.ca: cannot read", "arbiter.tls.cert: cannot read", "arbiter.tls.key: cannot read"] {
+        let e = errors(&GOOD.replace(
+            "insecure_plaintext = true\n",
+            &tls.replace("insecure_plaintext = true\n", ""),
+        ));
+        for k in [
+            "arbiter.tls.ca: cannot read",
+            "arbiter.tls.cert: cannot read",
+            "arbiter.tls.key: cannot read",
+        ] {
             assert!(e.iter().any(|e| e.starts_with(k)), "{k} in {e:?}");
         }
     }
