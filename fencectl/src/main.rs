@@ -56,6 +56,14 @@ enum Cmd {
         #[arg(long, default_value = "")]
         cluster: String,
     },
+    /// Every fence recorded, newest first: node, outcome, time, epoch.
+    History {
+        #[arg(long, default_value = "")]
+        cluster: String,
+        /// At most this many per cluster.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Stream cluster events until Ctrl-C.
     Watch {
         #[arg(long, default_value = "")]
@@ -144,6 +152,9 @@ fn main() -> ExitCode {
             }
             Cmd::Nodes { cluster } => {
                 commands::status::nodes(&cli.arbiter, &cluster, cli.output).await
+            }
+            Cmd::History { cluster, limit } => {
+                commands::history::history(&cli.arbiter, &cluster, limit, cli.output).await
             }
             Cmd::Watch { cluster } => {
                 commands::watch::watch(&cli.arbiter, &cluster, cli.output).await

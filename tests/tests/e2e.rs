@@ -606,4 +606,24 @@ async fn mutual_tls_cluster_fences_and_refuses_impostors() {
     let t = unix_us();
     c.freeze(3).unwrap();
     assert_fenced_then_told(&c, &mut w, 3, t).await;
+    let (code, out, err) = run(
+        "fencectl",
+        &[
+            "--arbiter",
+            &c.url,
+            "--ca",
+            &p("ca.pem"),
+            "--cert",
+            &p("admin.pem"),
+            "--key",
+            &p("admin.key"),
+            "history",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let h: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(h[0]["node"], 3);
+    assert_eq!(h[0]["outcome"], "confirmed");
 }

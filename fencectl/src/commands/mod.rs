@@ -1,4 +1,5 @@
 //! One module per command family.
 
+pub mod history;
 pub mod status;
 pub mod watch;
