@@ -370,18 +370,137 @@ impl Config {
 
 /// Driver parameter check; the drivers crate owns the rules.
 fn validate_device(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
-    let meta = match d.driver.as_str() {
-        "sim" => fence_drivers::sim::metadata(),
-        other => {
-            errs.push(err(
-                format!("{at}.driver"),
-                format!("unknown driver {other:?}; available: sim"),
-            ));
-            return;
+    match d.driver.as_str() {
+        "sim" => validate_sim(d, at, errs),
+        "exec" => validate_exec(d, at, errs),
+        other => errs.push(err(
+            format!("{at}.driver"),
+            format!("unknown driver {other:?}; available: sim, exec"),
+        )),
+    }
+}
+
+/// The `exec` device's own settings; every other key is an agent parameter.
+const EXEC_KEYS: &[&str] = &["agent", "timeout", "secrets"];
+
+/// What the `exec` driver is built from (checked here; the agent's own
+/// metadata and `validate-all` are checked when the device is built).
+#[derive(Debug, Clone)]
+pub struct ExecParams {
+    pub agent: String,
+    pub timeout: Duration,
+    pub params: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl DeviceConfig {
+    /// The `exec` settings of this device, or the problems, each with its key.
+    pub fn exec_params(&self, at: &str) -> Result<ExecParams, Vec<ConfigError>> {
+        let mut errs = Vec::new();
+        let agent = match self.params.get("agent") {
+            Some(toml::Value::String(a)) => match fence_drivers::exec::resolve_agent(a) {
+                Ok(_) => a.clone(),
+                Err(e) => {
+                    errs.push(err(format!("{at}.agent"), e.to_string()));
+                    String::new()
+                }
+            },
+            _ => {
+                errs.push(err(
+                    format!("{at}.agent"),
+                    "required: the fence agent to run, e.g. \"fence_ipmilan\"",
+                ));
+                String::new()
+            }
+        };
+        let timeout = match self.params.get("timeout") {
+            None => Duration::from_secs(20),
+            Some(toml::Value::String(t)) => humantime::parse_duration(t).unwrap_or_else(|e| {
+                errs.push(err(format!("{at}.timeout"), format!("{t:?}: {e}")));
+                Duration::from_secs(20)
+            }),
+            Some(_) => {
+                errs.push(err(
+                    format!("{at}.timeout"),
+                    "must be a duration such as \"20s\"",
+                ));
+                Duration::from_secs(20)
+            }
+        };
+        let mut secrets = BTreeMap::new();
+        match self.params.get("secrets") {
+            None => {}
+            Some(toml::Value::Table(t)) => {
+                for (k, v) in t {
+                    match v.as_str() {
+                        Some(src) if src.starts_with("file:") || src.starts_with("env:") => {
+                            secrets.insert(k.clone(), src.to_string());
+                        }
+                        _ => errs.push(err(
+                            format!("{at}.secrets.{k}"),
+                            "must be \"file:/path\" or \"env:VARIABLE\" (never the secret itself)",
+                        )),
+                    }
+                }
+            }
+            Some(_) => errs.push(err(
+                format!("{at}.secrets"),
+                "must be a table such as { password = \"file:/etc/fence/bmc.pass\" }",
+            )),
         }
-    };
+        let mut params = BTreeMap::new();
+        for (k, v) in self
+            .params
+            .iter()
+            .filter(|(k, _)| !EXEC_KEYS.contains(&k.as_str()))
+        {
+            if fence_drivers::exec::is_secret_name(k) {
+                errs.push(err(format!("{at}.{k}"), format!("a secret never goes in the config: use secrets = {{ {k} = \"file:/path\" }}")));
+                continue;
+            }
+            let text = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => {
+                    if *b {
+                        "1".into()
+                    } else {
+                        "0".into()
+                    }
+                }
+                _ => {
+                    errs.push(err(
+                        format!("{at}.{k}"),
+                        "must be a string, an integer or a boolean",
+                    ));
+                    continue;
+                }
+            };
+            params.insert(k.clone(), text);
+        }
+        if errs.is_empty() {
+            Ok(ExecParams {
+                agent,
+                timeout,
+                params,
+                secrets,
+            })
+        } else {
+            Err(errs)
+        }
+    }
+}
+
+fn validate_exec(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
+    if let Err(e) = d.exec_params(at) {
+        errs.extend(e);
+    }
+}
+
+fn validate_sim(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
+    let meta = fence_drivers::sim::metadata();
     for p in meta.parameters.iter().filter(|p| p.required) {
-        if !d.params.contains_key(p.name) {
+        if !d.params.contains_key(&p.name) {
             errs.push(err(
                 format!("{at}.{}", p.name),
                 format!("required by driver {:?}: {}", d.driver, p.description),
@@ -389,7 +508,7 @@ fn validate_device(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
         }
     }
     for (k, v) in &d.params {
-        match meta.parameters.iter().find(|p| p.name == k) {
+        match meta.parameters.iter().find(|p| p.name == *k) {
             None => errs.push(err(
                 format!("{at}.{k}"),
                 format!(
@@ -397,7 +516,7 @@ fn validate_device(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
                     d.driver,
                     meta.parameters
                         .iter()
-                        .map(|p| p.name)
+                        .map(|p| p.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
@@ -407,7 +526,6 @@ fn validate_device(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
         }
     }
 }
-
 fn validate_cluster(
     c: &ClusterConfig,
     at: &str,

@@ -15,12 +15,20 @@ use tokio::task::JoinSet;
 use crate::config::{DeviceConfig, FenceTarget};
 use crate::core::LevelOutcome;
 
-/// Build the configured devices. Config validation already checked the
-/// parameters; a device that still cannot be built is an error here.
-pub fn build_devices(
+/// Build the configured devices. Config validation already checked their
+/// settings; building runs what needs I/O (an `exec` agent's metadata and
+/// `validate-all`). Errors name the device and the parameter.
+pub async fn build_devices(
     devices: &BTreeMap<String, DeviceConfig>,
 ) -> Result<BTreeMap<String, Arc<dyn FenceDriver>>, FenceError> {
     let mut out: BTreeMap<String, Arc<dyn FenceDriver>> = BTreeMap::new();
+    let named = |name: &str, e: FenceError| match e {
+        FenceError::InvalidParameter { key, reason } => FenceError::InvalidParameter {
+            key: format!("device {name:?}: {key}"),
+            reason,
+        },
+        other => other,
+    };
     for (name, d) in devices {
         let driver: Arc<dyn FenceDriver> = match d.driver.as_str() {
             "sim" => {
@@ -29,11 +37,36 @@ pub fn build_devices(
                     .get("dir")
                     .and_then(|v| v.as_str())
                     .unwrap_or_default();
-                Arc::new(fence_drivers::sim::SimPowerDevice::new(name.clone(), dir)?)
+                Arc::new(
+                    fence_drivers::sim::SimPowerDevice::new(name.clone(), dir)
+                        .map_err(|e| named(name, e))?,
+                )
+            }
+            "exec" => {
+                let p = d
+                    .exec_params(name)
+                    .map_err(|errs| FenceError::InvalidParameter {
+                        key: format!("device {name:?}"),
+                        reason: errs
+                            .iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    })?;
+                let drv = fence_drivers::exec::ExecDriver::new(
+                    name.clone(),
+                    &p.agent,
+                    p.params,
+                    p.secrets,
+                    p.timeout,
+                )
+                .await
+                .map_err(|e| named(name, e))?;
+                Arc::new(drv)
             }
             other => {
                 return Err(FenceError::InvalidParameter {
-                    key: format!("device.{name}.driver"),
+                    key: format!("device {name:?}: driver"),
                     reason: format!("unknown driver {other:?}"),
                 });
             }

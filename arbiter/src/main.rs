@@ -36,11 +36,6 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    if args.check_config {
-        println!("{}: ok", args.config.display());
-        return ExitCode::SUCCESS;
-    }
-    init_tracing(plan.json_logs);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -48,12 +43,31 @@ fn main() -> ExitCode {
             return ExitCode::from(71);
         }
     };
+    if args.check_config {
+        // Build every device too: an `exec` agent's metadata and validate-all.
+        for (name, c) in &plan.clusters {
+            if let Err(e) = rt.block_on(arbiter::fence_orchestrator::build_devices(&c.devices)) {
+                eprintln!(
+                    "fence-arbiter: invalid configuration {}:\n  cluster.{name}: {e}",
+                    args.config.display()
+                );
+                return ExitCode::from(64);
+            }
+        }
+        println!("{}: ok", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(plan.json_logs);
     match rt.block_on(arbiter::run(plan, shutdown_signal(), |_| {})) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "fence-arbiter failed");
             eprintln!("fence-arbiter: {e}");
-            ExitCode::from(70)
+            let config_problem = matches!(
+                e,
+                arbiter::ArbiterError::Device(fence_drivers::FenceError::InvalidParameter { .. })
+            );
+            ExitCode::from(if config_problem { 64 } else { 70 })
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Fence drivers: one async trait ([`FenceDriver`]) and its drivers.
 //!
 //! Today: [`sim::SimPowerDevice`], a simulated power device with durable
-//! state for demos and tests. The native IPMI, SNMP, Redfish, ssh and `exec`
+//! state for demos and tests, and [`exec::ExecDriver`], which runs any
+//! ClusterLabs `fence_*` agent. The native IPMI, SNMP, Redfish and ssh
 //! drivers come next and implement the same trait.
 //!
 //! **Invariants:** a driver never reports success it did not confirm; a
@@ -9,6 +10,7 @@
 //! reach logs or argv.
 
 pub mod confirm;
+pub mod exec;
 pub mod sim;
 
 use std::time::Duration;
@@ -40,17 +42,17 @@ impl std::fmt::Display for PowerState {
 /// One parameter a driver takes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Parameter {
-    pub name: &'static str,
+    pub name: String,
     pub required: bool,
     pub secret: bool,
-    pub description: &'static str,
+    pub description: String,
 }
 
 /// What a driver is and takes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DriverMetadata {
-    pub name: &'static str,
-    pub description: &'static str,
+    pub name: String,
+    pub description: String,
     pub parameters: Vec<Parameter>,
     /// Does `status` read real power state (so `off` can be confirmed)?
     pub confirms_power_state: bool,

@@ -62,14 +62,15 @@ pub struct SimPowerDevice {
 
 pub fn metadata() -> DriverMetadata {
     DriverMetadata {
-        name: "sim",
+        name: "sim".into(),
         description: "Simulated power device: `off` kills the process registered on a port (SIGKILL by PID); \
-                      `status` reports off once that process is gone. For demos and tests.",
+                      `status` reports off once that process is gone. For demos and tests."
+            .into(),
         parameters: vec![Parameter {
-            name: "dir",
+            name: "dir".into(),
             required: true,
             secret: false,
-            description: "Directory holding the device's state.json and events.jsonl (created if missing)",
+            description: "Directory holding the device's state.json and events.jsonl (created if missing)".into(),
         }],
         confirms_power_state: true,
     }

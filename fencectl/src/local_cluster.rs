@@ -32,6 +32,9 @@ pub struct ClusterOptions {
     pub agent_extra: std::collections::BTreeMap<u32, String>,
     /// Mutual TLS with certificates made by `fencectl certs` (else plain TCP).
     pub tls: bool,
+    /// Fence every node with the ClusterLabs `fence_dummy` agent through the
+    /// `exec` driver (its "power" is `DIR/dummy.status`) instead of `power`.
+    pub exec_dummy: bool,
 }
 
 impl Default for ClusterOptions {
@@ -43,6 +46,7 @@ impl Default for ClusterOptions {
             cluster_extra: String::new(),
             agent_extra: Default::default(),
             tls: false,
+            exec_dummy: false,
         }
     }
 }
@@ -193,6 +197,12 @@ impl LocalCluster {
             opts.cluster_extra,
             d.join("power").display()
         );
+        if opts.exec_dummy {
+            toml += &format!(
+                "\n[[cluster.device]]\nname = \"dummy\"\ndriver = \"exec\"\nagent = \"fence_dummy\"\nstatus_file = \"{}\"\n",
+                d.join("dummy.status").display()
+            );
+        }
         if opts.second_level {
             toml += &format!(
                 "\n[[cluster.device]]\nname = \"backup\"\ndriver = \"sim\"\ndir = \"{}\"\n",
@@ -200,7 +210,9 @@ impl LocalCluster {
             );
         }
         for i in 1..=n {
-            let levels = if opts.second_level {
+            let levels = if opts.exec_dummy {
+                "[[\"dummy\"]]".to_string()
+            } else if opts.second_level {
                 format!("[[\"power:node{i}\"], [\"backup:node{i}\"]]")
             } else {
                 format!("[[\"power:node{i}\"]]")

@@ -374,7 +374,7 @@ id = 2
 address = "127.0.0.1:7502"
 fence = [["p"]]
 "#;
-    let cases = [
+    let cases_base = [
         (
             good.replace("name = \"c\"", "name = \"c\"\nleese = \"1s\""),
             "leese",
@@ -392,6 +392,22 @@ fence = [["p"]]
             "cluster.c.lease:",
         ),
     ];
+    let exec_cases = [
+        (
+            good.replace(
+                "driver = \"sim\"\ndir = \"/tmp/never-used-sim\"",
+                "driver = \"exec\"\nagent = \"fence_dummy\"\npassword = \"hunter2\"",
+            ),
+            "cluster.c.device[0].password: a secret never goes in the config",
+        ),
+        (
+            good.replace(
+                "driver = \"sim\"\ndir = \"/tmp/never-used-sim\"",
+                "driver = \"exec\"\nagent = \"fence_nope\"",
+            ),
+            "cluster.c.device[0].agent:",
+        ),
+    ];
     let p = dir.path().join("good.toml");
     std::fs::write(&p, good).unwrap();
     let (code, out, err) = run(
@@ -399,6 +415,7 @@ fence = [["p"]]
         &["--config", p.to_str().unwrap(), "--check-config"],
     );
     assert_eq!(code, 0, "{out}{err}");
+    let cases: Vec<(String, &str)> = cases_base.into_iter().chain(exec_cases).collect();
     for (i, (text, want)) in cases.iter().enumerate() {
         let p = dir.path().join(format!("bad{i}.toml"));
         std::fs::write(&p, text).unwrap();
@@ -626,4 +643,51 @@ async fn mutual_tls_cluster_fences_and_refuses_impostors() {
     let h: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(h[0]["node"], 3);
     assert_eq!(h[0]["outcome"], "confirmed");
+}
+
+/// The `exec` driver in the arbiter: node 3 is fenced by the ClusterLabs
+/// `fence_dummy` agent (its "power" is a status file), confirmed by the
+/// agent's own `status`, before the survivors are told.
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_driver_fences_through_a_clusterlabs_agent() {
+    let _g = serial();
+    if fence_drivers::exec::resolve_agent("fence_dummy").is_err() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "fence_dummy missing under CI: install fence-agents"
+        );
+        eprintln!("skipped: fence_dummy not installed (install fence-agents)");
+        return;
+    }
+    let opts = ClusterOptions {
+        exec_dummy: true,
+        ..ClusterOptions::default()
+    };
+    let (c, mut w, _) = cluster(opts).await;
+    let status = c.dir().join("dummy.status");
+    std::fs::write(&status, "on").unwrap();
+    c.freeze(3).unwrap();
+    let told = w
+        .wait_for(Duration::from_secs(20), |e| {
+            e.kind == "survivors_notified" && e.detail.contains('3')
+        })
+        .await
+        .unwrap_or_else(|| panic!("not announced: {:?}", w.seen));
+    let off = w
+        .seen
+        .iter()
+        .find(|e| e.kind == "fence_status_off" && e.node == 3)
+        .expect("status confirmed off");
+    assert!(off.unix_us <= told.unix_us);
+    assert_eq!(std::fs::read_to_string(&status).unwrap().trim(), "off");
+    let written = std::fs::metadata(&status).unwrap().modified().unwrap();
+    let written_us = written
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    assert!(
+        written_us <= told.unix_us,
+        "the agent switched it off after the survivors were told"
+    );
 }
