@@ -2,4 +2,5 @@
 //! safety checker, and helpers for end-to-end tests and benchmarks.
 
 pub mod e2e;
+pub mod peers;
 pub mod sim;
