@@ -35,6 +35,17 @@ pub struct ClusterOptions {
     /// Fence every node with the ClusterLabs `fence_dummy` agent through the
     /// `exec` driver (its "power" is `DIR/dummy.status`) instead of `power`.
     pub exec_dummy: bool,
+    /// Per node, a BMC reached with `fence_ipmilan` through the `exec`
+    /// driver: the node's first level; `power` becomes its second.
+    pub bmcs: std::collections::BTreeMap<u32, BmcAccess>,
+}
+
+/// How to reach one node's BMC with `fence_ipmilan`.
+#[derive(Debug, Clone)]
+pub struct BmcAccess {
+    pub port: u16,
+    pub username: String,
+    pub password_file: std::path::PathBuf,
 }
 
 impl Default for ClusterOptions {
@@ -47,6 +58,7 @@ impl Default for ClusterOptions {
             agent_extra: Default::default(),
             tls: false,
             exec_dummy: false,
+            bmcs: Default::default(),
         }
     }
 }
@@ -203,6 +215,16 @@ impl LocalCluster {
                 d.join("dummy.status").display()
             );
         }
+        for (i, b) in &opts.bmcs {
+            toml += &format!(
+                "\n[[cluster.device]]\nname = \"bmc{i}\"\ndriver = \"exec\"\nagent = \"fence_ipmilan\"\nip = \"127.0.0.1\"\n\
+                 ipport = {}\nusername = \"{}\"\nlanplus = true\ncipher = 3\npower_wait = 0\n\
+                 secrets = {{ password = \"file:{}\" }}\n",
+                b.port,
+                b.username,
+                b.password_file.display()
+            );
+        }
         if opts.second_level {
             toml += &format!(
                 "\n[[cluster.device]]\nname = \"backup\"\ndriver = \"sim\"\ndir = \"{}\"\n",
@@ -210,7 +232,9 @@ impl LocalCluster {
             );
         }
         for i in 1..=n {
-            let levels = if opts.exec_dummy {
+            let levels = if opts.bmcs.contains_key(&i) {
+                format!("[[\"bmc{i}:\"], [\"power:node{i}\"]]")
+            } else if opts.exec_dummy {
                 "[[\"dummy\"]]".to_string()
             } else if opts.second_level {
                 format!("[[\"power:node{i}\"], [\"backup:node{i}\"]]")
