@@ -228,4 +228,14 @@ async fn a_cluster_fences_through_ipmi_bmcs_and_falls_through_to_the_second_leve
     assert!(off2.unix_us <= told2.unix_us);
     assert_eq!(bmcs[1].power(), "on", "the failing BMC changed nothing");
     assert_eq!(bmcs[0].power(), "on");
+    // The BMC password never reached our logs, nor our processes' argv.
+    let pw = std::fs::read_to_string(bmcs[0].get("FENCE_IPMI_PASSWORD_FILE")).unwrap();
+    let pw = pw.trim();
+    assert!(!pw.is_empty());
+    for log in ["arbiter", "agent1", "agent2", "agent3"] {
+        assert!(!c.log(log).contains(pw), "the password is in {log}.log");
+    }
+    let pid = c.arbiter_pid().unwrap();
+    let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(!String::from_utf8_lossy(&argv).contains(pw));
 }
