@@ -4,9 +4,13 @@
 //! ```toml
 //! cluster = "prod"
 //! node = 2
-//! arbiter = "http://10.0.0.100:7400"   # where fence-arbiter listens
-//! listen = "10.0.0.2:7501"             # where this agent serves peer probes
-//! insecure_plaintext = true             # required until mTLS lands
+//! arbiter = "https://192.0.2.100:7400"  # where fence-arbiter listens
+//! listen = "192.0.2.2:7501"             # where this agent serves peer probes
+//!
+//! [tls]                                 # or insecure_plaintext = true (demos)
+//! ca = "/etc/fence/pki/ca.pem"
+//! cert = "/etc/fence/pki/node2.prod.pem"
+//! key = "/etc/fence/pki/node2.prod.key"
 //! ```
 
 use std::net::SocketAddr;

@@ -5,7 +5,11 @@
 //! [arbiter]
 //! listen = "127.0.0.1:7400"         # gRPC for agents and fencectl
 //! state_dir = "/var/lib/fence-arbiter"
-//! insecure_plaintext = true         # required until mTLS lands
+//!
+//! [arbiter.tls]                     # or insecure_plaintext = true (demos)
+//! ca = "/etc/fence/pki/ca.pem"
+//! cert = "/etc/fence/pki/arbiter.pem"
+//! key = "/etc/fence/pki/arbiter.key"
 //!
 //! [[cluster]]
 //! name = "prod"
