@@ -69,6 +69,9 @@ enum Cmd {
         #[arg(long, default_value = "")]
         cluster: String,
     },
+    /// Fence drivers: list, metadata, validate a config, test a node's devices.
+    #[command(subcommand)]
+    Driver(DriverCmd),
     /// Make a private CA and the certificates of a cluster (mutual TLS).
     Certs {
         /// Directory to write ca.pem, arbiter.pem, admin.pem, reader.pem and
@@ -92,6 +95,33 @@ enum Cmd {
         /// Keep the demo's directory (logs, store, power device record).
         #[arg(long)]
         keep: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DriverCmd {
+    /// Built-in drivers and the ClusterLabs agents installed here.
+    List,
+    /// Parameters of a driver (sim, exec) or of a ClusterLabs agent (fence_ipmilan).
+    Metadata { name: String },
+    /// Build every device of an arbiter config as the arbiter would (agents'
+    /// metadata and validate-all included).
+    Validate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run a real action on every device of NODE's fence levels.
+    Test {
+        node: u32,
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, default_value = "")]
+        cluster: String,
+        #[arg(long, value_enum, default_value = "status")]
+        action: commands::driver::TestAction,
+        /// Confirm an action that switches real power (off, on, reboot).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -122,6 +152,20 @@ fn main() -> ExitCode {
     }
     let r = rt.block_on(async {
         match cli.command {
+            Cmd::Driver(d) => match d {
+                DriverCmd::List => commands::driver::list(cli.output),
+                DriverCmd::Metadata { name } => commands::driver::metadata(&name, cli.output).await,
+                DriverCmd::Validate { config } => {
+                    commands::driver::validate(&config, cli.output).await
+                }
+                DriverCmd::Test {
+                    node,
+                    config,
+                    cluster,
+                    action,
+                    yes,
+                } => commands::driver::test(&config, &cluster, node, action, yes, cli.output).await,
+            },
             Cmd::Certs {
                 dir,
                 cluster,

@@ -691,3 +691,80 @@ async fn exec_driver_fences_through_a_clusterlabs_agent() {
         "the agent switched it off after the survivors were told"
     );
 }
+
+/// `fencectl driver` against an arbiter config, without an arbiter.
+#[test]
+fn fencectl_driver_commands_validate_and_test_real_devices() {
+    if fence_drivers::exec::resolve_agent("fence_dummy").is_err() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "fence_dummy missing under CI"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    std::fs::write(dir.path().join("dummy.status"), "on").unwrap();
+    let config = format!(
+        "[arbiter]\nstate_dir = \"{d}/state\"\ninsecure_plaintext = true\n[[cluster]]\nname = \"c\"\n\
+         [[cluster.device]]\nname = \"dummy\"\ndriver = \"exec\"\nagent = \"fence_dummy\"\nstatus_file = \"{d}/dummy.status\"\n\
+         [[cluster.device]]\nname = \"p\"\ndriver = \"sim\"\ndir = \"{d}/p\"\n\
+         [[cluster.node]]\nid = 1\naddress = \"127.0.0.1:7501\"\nfence = [[\"dummy:\"]]\n\
+         [[cluster.node]]\nid = 2\naddress = \"127.0.0.1:7502\"\nfence = [[\"p\"]]\n"
+    );
+    let path = dir.path().join("arbiter.toml");
+    std::fs::write(&path, &config).unwrap();
+    let cfg = path.to_str().unwrap();
+    let (code, out, err) = run("fencectl", &["driver", "validate", "--config", cfg]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 device(s) valid"), "{out}");
+    let (code, out, err) = run(
+        "fencectl",
+        &["driver", "test", "1", "--config", cfg, "-o", "json"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["state"], "on");
+    let (code, _, err) = run(
+        "fencectl",
+        &["driver", "test", "1", "--config", cfg, "--action", "off"],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("--yes"), "{err}");
+    let (code, out, err) = run(
+        "fencectl",
+        &[
+            "driver", "test", "1", "--config", cfg, "--action", "off", "--yes",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("dummy.status"))
+            .unwrap()
+            .trim(),
+        "off"
+    );
+    // A port the device does not have: a clear failure, exit 1.
+    let (code, out, _) = run("fencectl", &["driver", "test", "2", "--config", cfg]);
+    assert_eq!(code, 1);
+    assert!(out.contains("FAILED") && out.contains("no port"), "{out}");
+    // A parameter the agent does not take: named.
+    std::fs::write(&path, config.replace("status_file", "statusfile")).unwrap();
+    let (code, _, err) = run("fencectl", &["driver", "validate", "--config", cfg]);
+    assert_eq!(code, 1);
+    assert!(err.contains("statusfile"), "{err}");
+    let (code, out, _) = run(
+        "fencectl",
+        &["driver", "metadata", "fence_dummy", "-o", "json"],
+    );
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "status_file")
+    );
+}
