@@ -20,6 +20,7 @@ use crate::core::LevelOutcome;
 /// `validate-all`). Errors name the device and the parameter.
 pub async fn build_devices(
     devices: &BTreeMap<String, DeviceConfig>,
+    levels: &BTreeMap<u32, Vec<Vec<FenceTarget>>>,
 ) -> Result<BTreeMap<String, Arc<dyn FenceDriver>>, FenceError> {
     let mut out: BTreeMap<String, Arc<dyn FenceDriver>> = BTreeMap::new();
     let named = |name: &str, e: FenceError| match e {
@@ -53,12 +54,20 @@ pub async fn build_devices(
                             .collect::<Vec<_>>()
                             .join("; "),
                     })?;
-                let drv = fence_drivers::exec::ExecDriver::new(
+                // A port this device will be asked about, for validate-all.
+                let sample = levels
+                    .values()
+                    .flatten()
+                    .flatten()
+                    .find(|t| &t.device == name)
+                    .map(|t| t.port.as_str());
+                let drv = fence_drivers::exec::ExecDriver::with_sample_port(
                     name.clone(),
                     &p.agent,
                     p.params,
                     p.secrets,
                     p.timeout,
+                    sample,
                 )
                 .await
                 .map_err(|e| named(name, e))?;

@@ -55,7 +55,7 @@ pub async fn run(
 
     let mut handles = BTreeMap::new();
     for (name, cplan) in &plan.clusters {
-        let devices = fence_orchestrator::build_devices(&cplan.devices).await?;
+        let devices = fence_orchestrator::build_devices(&cplan.devices, &cplan.levels).await?;
         let (tx, rx) = mpsc::channel(4096);
         let (events, _) = broadcast::channel(1024);
         let handle = ClusterHandle {

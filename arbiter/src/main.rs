@@ -46,7 +46,9 @@ fn main() -> ExitCode {
     if args.check_config {
         // Build every device too: an `exec` agent's metadata and validate-all.
         for (name, c) in &plan.clusters {
-            if let Err(e) = rt.block_on(arbiter::fence_orchestrator::build_devices(&c.devices)) {
+            if let Err(e) = rt.block_on(arbiter::fence_orchestrator::build_devices(
+                &c.devices, &c.levels,
+            )) {
                 eprintln!(
                     "fence-arbiter: invalid configuration {}:\n  cluster.{name}: {e}",
                     args.config.display()

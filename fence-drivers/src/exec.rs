@@ -147,6 +147,26 @@ pub fn parse_metadata(xml: &str) -> Result<DriverMetadata, String> {
     })
 }
 
+/// Pairs (parameter, the older name it replaces) from `obsoletes=`
+/// attributes: either name satisfies a requirement on the other.
+pub fn parse_aliases(xml: &str) -> Vec<(String, String)> {
+    let Ok(doc) = roxmltree::Document::parse(xml) else {
+        return Vec::new();
+    };
+    doc.descendants()
+        .filter(|n| n.has_tag_name("parameter"))
+        .filter_map(|p| {
+            Some((
+                p.attribute("name")?.to_string(),
+                p.attribute("obsoletes")?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Parameters the arbiter sets for each call, never in the config.
+const PER_CALL: &[&str] = &["action", "plug", "port", "nodename"];
+
 /// What one run of the agent returned.
 #[derive(Debug)]
 struct Run {
@@ -163,6 +183,7 @@ pub struct ExecDriver {
     secrets: BTreeMap<String, Secret>,
     timeout: Duration,
     metadata: DriverMetadata,
+    aliases: Vec<(String, String)>,
 }
 
 impl ExecDriver {
@@ -174,6 +195,20 @@ impl ExecDriver {
         params: BTreeMap<String, String>,
         secrets: BTreeMap<String, String>,
         timeout: Duration,
+    ) -> Result<Self, FenceError> {
+        Self::with_sample_port(name, agent, params, secrets, timeout, None).await
+    }
+
+    /// As [`ExecDriver::new`]; `sample_port` is a port the device will be
+    /// asked about (an outlet), passed to `validate-all` for agents whose
+    /// metadata requires a plug. Without one such agents skip `validate-all`.
+    pub async fn with_sample_port(
+        name: impl Into<String>,
+        agent: &str,
+        params: BTreeMap<String, String>,
+        secrets: BTreeMap<String, String>,
+        timeout: Duration,
+        sample_port: Option<&str>,
     ) -> Result<Self, FenceError> {
         let agent = resolve_agent(agent)?;
         let mut secret_values = BTreeMap::new();
@@ -192,14 +227,26 @@ impl ExecDriver {
                 parameters: vec![],
                 confirms_power_state: true,
             },
+            aliases: Vec::new(),
         };
         let meta = d.run("metadata", None, false).await?;
         if meta.code != Some(0) {
             return Err(d.failed("metadata", &meta));
         }
         d.metadata = parse_metadata(&meta.stdout).map_err(|e| d.device_err(e))?;
+        d.aliases = parse_aliases(&meta.stdout);
         d.check_params()?;
-        let v = d.run("validate-all", None, true).await?;
+        let needs_plug = d
+            .metadata
+            .parameters
+            .iter()
+            .any(|p| p.required && (p.name == "plug" || p.name == "port"));
+        if needs_plug && sample_port.is_none_or(str::is_empty) {
+            return Ok(d);
+        }
+        let v = d
+            .run("validate-all", sample_port.filter(|_| needs_plug), true)
+            .await?;
         if v.code != Some(0) {
             return Err(FenceError::InvalidParameter {
                 key: "agent".into(),
@@ -233,7 +280,7 @@ impl ExecDriver {
                     ),
                 });
             }
-            if matches!(k.as_str(), "action" | "plug" | "port" | "nodename") {
+            if PER_CALL.contains(&k.as_str()) {
                 return Err(FenceError::InvalidParameter {
                     key: k.clone(),
                     reason: "set by the arbiter for each fence; remove it".into(),
@@ -251,11 +298,17 @@ impl ExecDriver {
                 });
             }
         }
+        let given = |n: &str| self.params.contains_key(n) || self.secrets.contains_key(n);
+        let alias_given = |n: &str| {
+            self.aliases
+                .iter()
+                .any(|(new, old)| (new == n && given(old)) || (old == n && given(new)))
+        };
         for p in &self.metadata.parameters {
             if p.required
-                && p.name != "action"
-                && !self.params.contains_key(&p.name)
-                && !self.secrets.contains_key(&p.name)
+                && !PER_CALL.contains(&p.name.as_str())
+                && !given(&p.name)
+                && !alias_given(&p.name)
             {
                 return Err(FenceError::InvalidParameter {
                     key: p.name.clone(),

@@ -146,7 +146,7 @@ async fn load(
     })?;
     let mut devices = BTreeMap::new();
     for (name, c) in &plan.clusters {
-        let d = arbiter::fence_orchestrator::build_devices(&c.devices)
+        let d = arbiter::fence_orchestrator::build_devices(&c.devices, &c.levels)
             .await
             .map_err(|e| other(format!("cluster.{name}: {e}")))?;
         devices.insert(name.clone(), d);
