@@ -1,8 +1,10 @@
 //! Real third-party peers on loopback, started by the project's own copies
-//! of the peer scripts (`tests/peers/`). Under `CI=true` a peer that cannot
-//! start is a failure; elsewhere the caller may skip.
+//! of the peer scripts (`tests/peers/<kind>-up.sh`, stopped by PID with
+//! `<kind>-down.sh`). Under `CI=true` a peer that cannot start is a
+//! failure; elsewhere the caller may skip.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,33 +18,37 @@ pub fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
 
-/// A simulated BMC: OpenIPMI's `ipmi_sim` behind `tests/peers/ipmi-up.sh`.
-pub struct Bmc {
+/// One running peer instance in its own temporary base directory, with the
+/// `KEY=VALUE` parameters its up script printed.
+pub struct Peer {
+    kind: &'static str,
     pub name: String,
-    pub base: tempfile::TempDir,
-    pub env: BTreeMap<String, String>,
+    base: tempfile::TempDir,
+    env: BTreeMap<String, String>,
 }
 
-impl Bmc {
-    /// Start one BMC on a free UDP port of 127.0.0.1, power on.
-    pub fn start(name: &str) -> Result<Bmc, String> {
+impl Peer {
+    /// `<kind>-up.sh NAME PORT` on a free UDP port of 127.0.0.1, with
+    /// `FENCE_<KIND>_BASE` set to a fresh directory and `vars` added.
+    fn start(kind: &'static str, name: &str, vars: &[(&str, String)]) -> Result<Peer, String> {
         let base = tempfile::Builder::new()
-            .prefix("fence-bmc-")
+            .prefix(&format!("fence-{kind}-"))
             .tempdir()
             .map_err(|e| e.to_string())?;
         let port = std::net::UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
             .map_err(|e| e.to_string())?
             .port();
-        let out = Command::new(script("ipmi-up.sh"))
+        let up = format!("{kind}-up.sh");
+        let out = Command::new(script(&up))
             .args([name, &port.to_string()])
-            .env("FENCE_IPMI_BASE", base.path())
-            .env("FENCE_IPMI_POWER", "on")
+            .env(format!("FENCE_{}_BASE", kind.to_uppercase()), base.path())
+            .envs(vars.iter().map(|(k, v)| (k, v)))
             .output()
-            .map_err(|e| format!("ipmi-up.sh: {e}"))?;
+            .map_err(|e| format!("{up}: {e}"))?;
         if !out.status.success() {
             return Err(format!(
-                "ipmi-up.sh failed: {}",
+                "{up} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
@@ -52,7 +58,8 @@ impl Bmc {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Ok(Bmc {
+        Ok(Peer {
+            kind,
             name: name.into(),
             base,
             env,
@@ -63,103 +70,83 @@ impl Bmc {
         self.env.get(key).map_or("", String::as_str)
     }
 
+    /// The instance directory (failure-injection files go here).
     pub fn dir(&self) -> PathBuf {
-        PathBuf::from(self.get("FENCE_IPMI_DIR"))
+        PathBuf::from(self.get(&format!("FENCE_{}_DIR", self.kind.to_uppercase())))
     }
 
-    pub fn power(&self) -> String {
-        std::fs::read_to_string(self.get("FENCE_IPMI_POWER_STATE_FILE"))
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    }
-
-    pub fn events(&self) -> String {
-        std::fs::read_to_string(self.get("FENCE_IPMI_EVENTS_LOG")).unwrap_or_default()
+    fn read(&self, key: &str) -> String {
+        std::fs::read_to_string(self.get(key)).unwrap_or_default()
     }
 }
 
-impl Drop for Bmc {
+impl Drop for Peer {
     fn drop(&mut self) {
-        let _ = Command::new(script("ipmi-down.sh"))
+        let _ = Command::new(script(&format!("{}-down.sh", self.kind)))
             .args([self.name.as_str(), "--purge"])
-            .env("FENCE_IPMI_BASE", self.base.path())
+            .env(
+                format!("FENCE_{}_BASE", self.kind.to_uppercase()),
+                self.base.path(),
+            )
             .output();
+    }
+}
+
+/// A simulated BMC: OpenIPMI's `ipmi_sim` behind `ipmi-up.sh`.
+pub struct Bmc(Peer);
+
+impl Deref for Bmc {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.0
+    }
+}
+
+impl Bmc {
+    /// Power on at start.
+    pub fn start(name: &str) -> Result<Bmc, String> {
+        Peer::start("ipmi", name, &[("FENCE_IPMI_POWER", "on".into())]).map(Bmc)
+    }
+
+    /// "on" or "off", from the BMC's own state file.
+    pub fn power(&self) -> String {
+        self.read("FENCE_IPMI_POWER_STATE_FILE").trim().to_string()
+    }
+
+    pub fn events(&self) -> String {
+        self.read("FENCE_IPMI_EVENTS_LOG")
     }
 }
 
 /// A simulated APC switched PDU: net-snmp `snmpd` with the APC outlet
-/// tables served by `tests/peers/apc-pdu-agent.py`, via `pdu-up.sh`.
-pub struct Pdu {
-    pub name: String,
-    pub base: tempfile::TempDir,
-    pub env: BTreeMap<String, String>,
+/// tables served by `apc-pdu-agent.py`, behind `pdu-up.sh`.
+pub struct Pdu(Peer);
+
+impl Deref for Pdu {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.0
+    }
 }
 
 impl Pdu {
-    /// Start one PDU on a free UDP port of 127.0.0.1; outlets named
-    /// `node1..node<outlets>`, all on.
+    /// Outlets named `node1..node<outlets>`, all on.
     pub fn start(name: &str, outlets: u32) -> Result<Pdu, String> {
-        let base = tempfile::Builder::new()
-            .prefix("fence-pdu-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let port = std::net::UdpSocket::bind("127.0.0.1:0")
-            .and_then(|s| s.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
         let names: Vec<String> = (1..=outlets).map(|i| format!("node{i}")).collect();
-        let out = Command::new(script("pdu-up.sh"))
-            .args([name, &port.to_string()])
-            .env("FENCE_PDU_BASE", base.path())
-            .env("FENCE_PDU_OUTLETS", outlets.to_string())
-            .env("FENCE_PDU_OUTLET_NAMES", names.join(","))
-            .env("FENCE_PDU_POWER", "on")
-            .output()
-            .map_err(|e| format!("pdu-up.sh: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "pdu-up.sh failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let env = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Ok(Pdu {
-            name: name.into(),
-            base,
-            env,
-        })
-    }
-
-    pub fn get(&self, key: &str) -> &str {
-        self.env.get(key).map_or("", String::as_str)
-    }
-
-    pub fn dir(&self) -> PathBuf {
-        PathBuf::from(self.get("FENCE_PDU_DIR"))
+        let vars = [
+            ("FENCE_PDU_OUTLETS", outlets.to_string()),
+            ("FENCE_PDU_OUTLET_NAMES", names.join(",")),
+            ("FENCE_PDU_POWER", "on".to_string()),
+        ];
+        Peer::start("pdu", name, &vars).map(Pdu)
     }
 
     /// "on" or "off", from the PDU's own outlet file.
     pub fn outlet(&self, n: u32) -> String {
-        std::fs::read_to_string(
-            PathBuf::from(self.get("FENCE_PDU_OUTLETS_DIR")).join(format!("{n}.state")),
-        )
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-    }
-}
-
-impl Drop for Pdu {
-    fn drop(&mut self) {
-        let _ = Command::new(script("pdu-down.sh"))
-            .args([self.name.as_str(), "--purge"])
-            .env("FENCE_PDU_BASE", self.base.path())
-            .output();
+        let dir = PathBuf::from(self.get("FENCE_PDU_OUTLETS_DIR"));
+        std::fs::read_to_string(dir.join(format!("{n}.state")))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     }
 }
