@@ -268,20 +268,25 @@ async fn arbiter_restart_while_a_node_is_down_keeps_the_epoch_and_fences_it() {
         "grace ended {} us after restart",
         grace.unix_us - restart
     );
-    for s in [1, 2] {
-        let log = json_log(&c.log(&format!("agent{s}")));
-        let first = log
-            .iter()
-            .find(|(t, m, _)| *t >= restart && m.starts_with("lease acquired"));
-        if let Some((t, _, _)) = first {
-            assert!(
-                *t >= grace.unix_us,
-                "node {s} got a lease before the grace ended"
-            );
-        }
-    }
     let e2 = c.wait_all_leased_among(&[1, 2]).await;
     assert_eq!(e2, told);
+    // The survivors' leases ran out while the arbiter was away (grace >
+    // lease), and came back only after the grace ended.
+    for s in [1, 2] {
+        let log = json_log(&c.log(&format!("agent{s}")));
+        let lost = log
+            .iter()
+            .find(|(t, m, _)| *t + 400_000 >= restart && m.starts_with("lease lost"))
+            .unwrap_or_else(|| panic!("node {s} never lost its lease around the restart"));
+        let (t, _, _) = log
+            .iter()
+            .find(|(t, m, _)| *t >= lost.0 && m.starts_with("lease acquired"))
+            .unwrap_or_else(|| panic!("node {s} never got a lease from the new arbiter"));
+        assert!(
+            *t >= grace.unix_us,
+            "node {s} got a lease before the grace ended"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -197,12 +197,6 @@ impl Key {
             mask: self.mask.max(o.mask),
         }
     }
-
-    /// Component-wise `self <= o` implies every component bounded; used as
-    /// a lexicographic upper bound (see `Search::expand`).
-    fn lex_le(self, o: Key) -> bool {
-        self <= o
-    }
 }
 
 /// Deterministic cap on search steps. Real reachability graphs (whole
@@ -252,7 +246,7 @@ impl Search<'_> {
             self.best_key = rk;
         }
         while p != 0 {
-            if self.steps >= STEP_BUDGET || self.bound(rk, p).lex_le(self.best_key) {
+            if self.steps >= STEP_BUDGET || self.bound(rk, p) <= self.best_key {
                 return;
             }
             // Lowest id first: the first cliques found are the likely winners.

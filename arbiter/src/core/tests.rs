@@ -103,6 +103,19 @@ fn fences(actions: &[Action]) -> Vec<(NodeId, usize)> {
         .collect()
 }
 
+/// Intent and attempt of the first `Fence` action.
+fn first_fence(actions: &[Action]) -> (u64, u64) {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Fence {
+                intent, attempt, ..
+            } => Some((*intent, *attempt)),
+            _ => None,
+        })
+        .expect("a Fence action")
+}
+
 fn leased(actions: &[Action], node: NodeId) -> bool {
     actions
         .iter()
@@ -160,15 +173,7 @@ fn a_silent_node_is_fenced_and_survivors_hear_only_after_confirmation() {
     assert!(!out.iter().any(|a| matches!(a, Action::Announce { .. })));
     // Survivors keep their lease under the old set meanwhile.
     assert!(leased(&out, 1) && leased(&out, 2));
-    let (intent, attempt) = out
-        .iter()
-        .find_map(|a| match a {
-            Action::Fence {
-                intent, attempt, ..
-            } => Some((*intent, *attempt)),
-            _ => None,
-        })
-        .unwrap();
+    let (intent, attempt) = first_fence(&out);
     let out = h.core.step(
         h.now,
         Event::FenceFinished {
@@ -204,15 +209,7 @@ fn failed_level_falls_through_and_a_failed_fence_is_never_success() {
     h.run(ms(800), &ALL3);
     h.run(ms(600), &[(1, &[2]), (2, &[1])]);
     let out = h.take();
-    let (intent, attempt) = out
-        .iter()
-        .find_map(|a| match a {
-            Action::Fence {
-                intent, attempt, ..
-            } => Some((*intent, *attempt)),
-            _ => None,
-        })
-        .unwrap();
+    let (intent, attempt) = first_fence(&out);
     let out = h.core.step(
         h.now,
         Event::FenceFinished {

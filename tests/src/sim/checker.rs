@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arbiter::core::{ClusterSpec, Delta, NodeId, Persisted};
 
-use super::{Agent, AgentState, Mutant};
+use super::{Agent, AgentState};
 
 type Check = Result<(), (&'static str, String)>;
 
@@ -36,11 +36,10 @@ pub struct Checker {
     last_grant: BTreeMap<NodeId, u64>,
     last_off: BTreeMap<NodeId, u64>,
     confirmed: BTreeSet<u64>,
-    _mutant: Option<Mutant>,
 }
 
 impl Checker {
-    pub fn new(spec: &ClusterSpec, mutant: Option<Mutant>) -> Self {
+    pub fn new(spec: &ClusterSpec) -> Self {
         let n = spec.nodes.len() as u32;
         let t = spec.timing;
         let window = t.lost_after + t.settle + t.heartbeat_interval * 6;
@@ -53,7 +52,6 @@ impl Checker {
             last_grant: BTreeMap::new(),
             last_off: BTreeMap::new(),
             confirmed: BTreeSet::new(),
-            _mutant: mutant,
         }
     }
 
@@ -63,7 +61,7 @@ impl Checker {
         }
     }
 
-    pub fn arbiter_restarted(&mut self, now_us: u64, _store: &Persisted) {
+    pub fn arbiter_restarted(&mut self, now_us: u64) {
         for t in &mut self.last_disturbed {
             *t = now_us;
         }
@@ -123,7 +121,6 @@ impl Checker {
     /// rebooted, without a lease).
     pub fn announced(
         &mut self,
-        _now_us: u64,
         gone: &BTreeSet<NodeId>,
         agents: &BTreeMap<NodeId, Agent>,
     ) -> Check {

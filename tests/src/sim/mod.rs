@@ -347,7 +347,7 @@ impl Sim {
             })
             .collect();
         let core = ArbiterCore::new(spec.clone(), Persisted::default(), Duration::ZERO);
-        let checker = Checker::new(&spec, opts.mutant);
+        let checker = Checker::new(&spec);
         let mut sim = Sim {
             rng,
             now_us: 0,
@@ -535,7 +535,7 @@ impl Sim {
                     let core =
                         ArbiterCore::new(self.spec.clone(), self.store.clone(), Duration::ZERO);
                     self.arbiter.core = Some(core);
-                    self.checker.arbiter_restarted(self.now_us, &self.store);
+                    self.checker.arbiter_restarted(self.now_us);
                     self.trace(|| format!("arbiter restarted from {:?}", self.store));
                     let inc = self.arbiter.inc;
                     self.schedule(0, Ev::ArbiterTick { inc });
@@ -821,7 +821,7 @@ impl Sim {
                         .filter(|&n| n != node)
                         .collect();
                     let gone: BTreeSet<NodeId> = [node].into();
-                    let r = self.checker.announced(self.now_us, &gone, &self.agents);
+                    let r = self.checker.announced(&gone, &self.agents);
                     check(r, self)?;
                     for &to in &survivors {
                         self.send(
@@ -845,7 +845,7 @@ impl Sim {
                 self.trace(|| {
                     format!("announce epoch {epoch} survivors {survivors:?} gone {gone:?}")
                 });
-                let r = self.checker.announced(self.now_us, &gone, &self.agents);
+                let r = self.checker.announced(&gone, &self.agents);
                 check(r, self)?;
                 for n in to {
                     self.send(
