@@ -29,8 +29,24 @@ pub struct Peer {
 
 impl Peer {
     /// `<kind>-up.sh NAME PORT` on a free UDP port of 127.0.0.1, with
-    /// `FENCE_<KIND>_BASE` set to a fresh directory and `vars` added.
+    /// `FENCE_<KIND>_BASE` set to a fresh directory and `vars` added. A
+    /// daemon that dies at start (seen once with ipmi_sim, empty log) gets
+    /// two more tries on fresh ports; the last error is returned.
     fn start(kind: &'static str, name: &str, vars: &[(&str, String)]) -> Result<Peer, String> {
+        let mut last = String::new();
+        for attempt in 1..=3 {
+            match Self::start_once(kind, name, vars) {
+                Ok(p) => return Ok(p),
+                Err(e) => {
+                    eprintln!("{kind} peer {name}: start attempt {attempt} failed: {e}");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    fn start_once(kind: &'static str, name: &str, vars: &[(&str, String)]) -> Result<Peer, String> {
         let base = tempfile::Builder::new()
             .prefix(&format!("fence-{kind}-"))
             .tempdir()
