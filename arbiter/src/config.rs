@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use fence_drivers::params::Params;
 use serde::Deserialize;
 
 use crate::core::{self, ClusterSpec, NodeId, NodeSpec, QuorumMode, TieBreaker, Timing};
@@ -161,6 +162,10 @@ pub struct ClusterConfig {
     /// Deadline of one fence level (off + confirmation). Default 10 s.
     #[serde(default, with = "humantime_serde")]
     pub fence_timeout: Option<Duration>,
+    /// How often every fence device is checked (`monitor`), which also keeps
+    /// warm sessions (an IPMI session) alive. Default 20 s; "0s" turns it off.
+    #[serde(default, with = "humantime_serde")]
+    pub monitor_interval: Option<Duration>,
     /// First retry delay after every level failed. Default 500 ms.
     #[serde(default, with = "humantime_serde")]
     pub fence_retry_min: Option<Duration>,
@@ -246,6 +251,8 @@ pub struct ClusterPlan {
     /// Per node, per level, the devices to switch off.
     pub levels: BTreeMap<NodeId, Vec<Vec<FenceTarget>>>,
     pub devices: BTreeMap<String, DeviceConfig>,
+    /// `None`: devices are not monitored.
+    pub monitor_interval: Option<Duration>,
 }
 
 /// A validated configuration.
@@ -377,9 +384,13 @@ fn validate_device(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
     match d.driver.as_str() {
         "sim" => validate_sim(d, at, errs),
         "exec" => validate_exec(d, at, errs),
+        n if fence_drivers::native::DRIVERS.contains(&n) => validate_native(d, at, errs),
         other => errs.push(err(
             format!("{at}.driver"),
-            format!("unknown driver {other:?}; available: sim, exec"),
+            format!(
+                "unknown driver {other:?}; available: sim, exec, {}",
+                fence_drivers::native::DRIVERS.join(", ")
+            ),
         )),
     }
 }
@@ -398,6 +409,68 @@ pub struct ExecParams {
 }
 
 impl DeviceConfig {
+    /// Plain parameters and secret sources of this device, each checked for
+    /// type; `own` keys belong to the device entry, not to the driver.
+    pub fn driver_params(&self, at: &str, own: &[&str]) -> Result<Params, Vec<ConfigError>> {
+        let mut errs = Vec::new();
+        let mut secrets = BTreeMap::new();
+        match self.params.get("secrets") {
+            None => {}
+            Some(toml::Value::Table(t)) => {
+                for (k, v) in t {
+                    match v.as_str() {
+                        Some(src) if src.starts_with("file:") || src.starts_with("env:") => {
+                            secrets.insert(k.clone(), src.to_string());
+                        }
+                        _ => errs.push(err(
+                            format!("{at}.secrets.{k}"),
+                            "must be \"file:/path\" or \"env:VARIABLE\" (never the secret itself)",
+                        )),
+                    }
+                }
+            }
+            Some(_) => errs.push(err(
+                format!("{at}.secrets"),
+                "must be a table such as { password = \"file:/etc/fence/bmc.pass\" }",
+            )),
+        }
+        let mut values = BTreeMap::new();
+        for (k, v) in self
+            .params
+            .iter()
+            .filter(|(k, _)| k.as_str() != "secrets" && !own.contains(&k.as_str()))
+        {
+            if fence_drivers::secret::is_secret_name(k) {
+                errs.push(err(format!("{at}.{k}"), format!("a secret never goes in the config: use secrets = {{ {k} = \"file:/path\" }}")));
+                continue;
+            }
+            let text = match v {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => {
+                    if *b {
+                        "1".into()
+                    } else {
+                        "0".into()
+                    }
+                }
+                _ => {
+                    errs.push(err(
+                        format!("{at}.{k}"),
+                        "must be a string, an integer or a boolean",
+                    ));
+                    continue;
+                }
+            };
+            values.insert(k.clone(), text);
+        }
+        if errs.is_empty() {
+            Ok(Params::new(values, secrets))
+        } else {
+            Err(errs)
+        }
+    }
+
     /// The `exec` settings of this device, or the problems, each with its key.
     pub fn exec_params(&self, at: &str) -> Result<ExecParams, Vec<ConfigError>> {
         let mut errs = Vec::new();
@@ -431,66 +504,36 @@ impl DeviceConfig {
                 Duration::from_secs(20)
             }
         };
-        let mut secrets = BTreeMap::new();
-        match self.params.get("secrets") {
-            None => {}
-            Some(toml::Value::Table(t)) => {
-                for (k, v) in t {
-                    match v.as_str() {
-                        Some(src) if src.starts_with("file:") || src.starts_with("env:") => {
-                            secrets.insert(k.clone(), src.to_string());
-                        }
-                        _ => errs.push(err(
-                            format!("{at}.secrets.{k}"),
-                            "must be \"file:/path\" or \"env:VARIABLE\" (never the secret itself)",
-                        )),
-                    }
-                }
-            }
-            Some(_) => errs.push(err(
-                format!("{at}.secrets"),
-                "must be a table such as { password = \"file:/etc/fence/bmc.pass\" }",
-            )),
-        }
-        let mut params = BTreeMap::new();
-        for (k, v) in self
-            .params
-            .iter()
-            .filter(|(k, _)| !EXEC_KEYS.contains(&k.as_str()))
-        {
-            if fence_drivers::exec::is_secret_name(k) {
-                errs.push(err(format!("{at}.{k}"), format!("a secret never goes in the config: use secrets = {{ {k} = \"file:/path\" }}")));
-                continue;
-            }
-            let text = match v {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Boolean(b) => {
-                    if *b {
-                        "1".into()
-                    } else {
-                        "0".into()
-                    }
-                }
-                _ => {
-                    errs.push(err(
-                        format!("{at}.{k}"),
-                        "must be a string, an integer or a boolean",
-                    ));
-                    continue;
-                }
-            };
-            params.insert(k.clone(), text);
-        }
+        let params = self.driver_params(at, EXEC_KEYS).unwrap_or_else(|e| {
+            errs.extend(e);
+            Params::default()
+        });
         if errs.is_empty() {
             Ok(ExecParams {
                 agent,
                 timeout,
-                params,
-                secrets,
+                params: params.values,
+                secrets: params.secrets,
             })
         } else {
             Err(errs)
+        }
+    }
+}
+
+/// A native driver's parameters, checked against its metadata.
+fn validate_native(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
+    match d.driver_params(at, &[]) {
+        Err(e) => errs.extend(e),
+        Ok(p) => {
+            if let Err(e) = fence_drivers::native::check(&d.driver, &p) {
+                errs.push(match e {
+                    fence_drivers::FenceError::InvalidParameter { key, reason } => {
+                        err(format!("{at}.{key}"), reason)
+                    }
+                    other => err(at.to_string(), other.to_string()),
+                });
+            }
         }
     }
 }
@@ -740,6 +783,11 @@ fn validate_cluster(
         addresses,
         levels,
         devices,
+        monitor_interval: match c.monitor_interval {
+            None => Some(Duration::from_secs(20)),
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+        },
     })
 }
 

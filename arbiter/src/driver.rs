@@ -112,6 +112,51 @@ pub fn publish(
     });
 }
 
+/// Check every device each `every` (which keeps warm sessions alive) and
+/// log when one stops or starts answering; on cancel, close the devices'
+/// sessions.
+async fn monitor_devices(
+    cluster: String,
+    devices: Arc<BTreeMap<String, Arc<dyn FenceDriver>>>,
+    every: Duration,
+    token: CancellationToken,
+) {
+    let mut healthy: BTreeMap<String, bool> = BTreeMap::new();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        for (name, dev) in devices.iter() {
+            let r = tokio::select! {
+                _ = token.cancelled() => break,
+                r = tokio::time::timeout(every.max(Duration::from_secs(1)), dev.monitor()) => r,
+            };
+            let r = r.unwrap_or_else(|_| {
+                Err(fence_drivers::FenceError::Timeout {
+                    device: name.clone(),
+                    timeout: every,
+                })
+            });
+            let was = healthy.insert(name.clone(), r.is_ok());
+            match (&r, was) {
+                (Err(e), Some(true) | None) => {
+                    warn!(cluster = %cluster, device = %name, error = %e, "fence device does not answer its monitor check")
+                }
+                (Ok(()), Some(false)) => {
+                    info!(cluster = %cluster, device = %name, "fence device answers again")
+                }
+                _ => {}
+            }
+        }
+    }
+    for dev in devices.values() {
+        let _ = tokio::time::timeout(Duration::from_millis(500), dev.close()).await;
+    }
+}
+
 pub struct ClusterDriver {
     plan: Arc<ClusterPlan>,
     core: ArbiterCore,
@@ -163,6 +208,12 @@ impl ClusterDriver {
     pub async fn run(mut self, mut rx: mpsc::Receiver<ToDriver>) -> Result<(), StoreError> {
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        if let Some(every) = self.plan.monitor_interval {
+            let devices = self.devices.clone();
+            let (cluster, token) = (self.name().to_string(), self.token.clone());
+            self.tracker
+                .spawn(monitor_devices(cluster, devices, every, token));
+        }
         loop {
             tokio::select! {
                 _ = self.token.cancelled() => return Ok(()),

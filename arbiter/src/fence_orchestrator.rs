@@ -73,11 +73,18 @@ pub async fn build_devices(
                 .map_err(|e| named(name, e))?;
                 Arc::new(drv)
             }
-            other => {
-                return Err(FenceError::InvalidParameter {
-                    key: format!("device {name:?}: driver"),
-                    reason: format!("unknown driver {other:?}"),
-                });
+            native => {
+                let p =
+                    d.driver_params(name, &[])
+                        .map_err(|errs| FenceError::InvalidParameter {
+                            key: format!("device {name:?}"),
+                            reason: errs
+                                .iter()
+                                .map(|e| e.to_string())
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        })?;
+                fence_drivers::native::build(native, name, &p).map_err(|e| named(name, e))?
             }
         };
         out.insert(name.clone(), driver);

@@ -30,46 +30,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::{DriverMetadata, FenceDriver, FenceError, Parameter, Port, PowerState};
 
-/// A secret value; its `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// Is this parameter name a secret that must come from `secrets`?
-pub fn is_secret_name(name: &str) -> bool {
-    name.contains("passw") || name == "community"
-}
-
-/// Resolve `"file:/path"` or `"env:VAR"`.
-pub fn load_secret(key: &str, source: &str) -> Result<Secret, FenceError> {
-    let bad = |reason: String| FenceError::InvalidParameter {
-        key: format!("secrets.{key}"),
-        reason,
-    };
-    if let Some(path) = source.strip_prefix("file:") {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read {path}: {e}")))?;
-        let v = text.trim_end_matches(['\n', '\r']).to_string();
-        if v.is_empty() {
-            return Err(bad(format!("{path} is empty")));
-        }
-        Ok(Secret(v))
-    } else if let Some(var) = source.strip_prefix("env:") {
-        match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Secret(v)),
-            _ => Err(bad(format!("environment variable {var} is not set"))),
-        }
-    } else {
-        Err(bad(
-            "must be \"file:/path\" or \"env:VARIABLE\" (never the secret itself)".into(),
-        ))
-    }
-}
+pub use crate::secret::{Secret, is_secret_name, load_secret};
 
 /// Find an agent by name (`fence_ipmilan`, looked up in /usr/sbin, /sbin,
 /// /usr/bin and PATH) or by path.
@@ -330,8 +291,8 @@ impl ExecDriver {
     fn redact(&self, text: &str) -> String {
         let mut t = text.to_string();
         for s in self.secrets.values() {
-            if !s.0.is_empty() {
-                t = t.replace(&s.0, "***");
+            if !s.expose().is_empty() {
+                t = t.replace(s.expose(), "***");
             }
         }
         t
@@ -360,7 +321,7 @@ impl ExecDriver {
                 input += &format!("{k}={v}\n");
             }
             for (k, v) in &self.secrets {
-                input += &format!("{k}={}\n", v.0);
+                input += &format!("{k}={}\n", v.expose());
             }
         }
         let mut cmd = tokio::process::Command::new(&self.agent);

@@ -11,6 +11,10 @@
 
 pub mod confirm;
 pub mod exec;
+pub mod ipmi;
+pub mod native;
+pub mod params;
+pub mod secret;
 pub mod sim;
 
 use std::time::Duration;
@@ -92,6 +96,8 @@ pub enum FenceError {
         action: &'static str,
         reason: String,
     },
+    #[error("device {device} refused our credentials: {reason}")]
+    Credentials { device: String, reason: String },
     #[error("device {device}: {reason}")]
     Device { device: String, reason: String },
 }
@@ -117,4 +123,7 @@ pub trait FenceDriver: Send + Sync + std::fmt::Debug {
     async fn list(&self) -> Result<Vec<Port>, FenceError>;
     /// Is the device reachable and usable now?
     async fn monitor(&self) -> Result<(), FenceError>;
+    /// Release what the driver keeps open (a BMC session); it reopens on
+    /// the next call.
+    async fn close(&self) {}
 }

@@ -40,12 +40,14 @@ pub struct ClusterOptions {
     pub bmcs: std::collections::BTreeMap<u32, BmcAccess>,
 }
 
-/// How to reach one node's BMC with `fence_ipmilan`.
+/// How to reach one node's BMC: with `fence_ipmilan` through `exec`, or
+/// with the native `ipmi` driver.
 #[derive(Debug, Clone)]
 pub struct BmcAccess {
     pub port: u16,
     pub username: String,
     pub password_file: std::path::PathBuf,
+    pub native: bool,
 }
 
 impl Default for ClusterOptions {
@@ -215,7 +217,17 @@ impl LocalCluster {
                 d.join("dummy.status").display()
             );
         }
-        for (i, b) in &opts.bmcs {
+        for (i, b) in opts.bmcs.iter().filter(|(_, b)| b.native) {
+            toml += &format!(
+                "\n[[cluster.device]]\nname = \"bmc{i}\"\ndriver = \"ipmi\"\nip = \"127.0.0.1\"\n\
+                 ipport = {}\nusername = \"{}\"\ntimeout = \"250ms\"\n\
+                 secrets = {{ password = \"file:{}\" }}\n",
+                b.port,
+                b.username,
+                b.password_file.display()
+            );
+        }
+        for (i, b) in opts.bmcs.iter().filter(|(_, b)| !b.native) {
             toml += &format!(
                 "\n[[cluster.device]]\nname = \"bmc{i}\"\ndriver = \"exec\"\nagent = \"fence_ipmilan\"\nip = \"127.0.0.1\"\n\
                  ipport = {}\nusername = \"{}\"\nlanplus = true\ncipher = 3\npower_wait = 0\n\
@@ -355,6 +367,14 @@ impl LocalCluster {
 
     pub fn arbiter_pid(&self) -> Option<u32> {
         self.arbiter.as_ref().map(|c| c.id())
+    }
+
+    /// The arbiter's and every agent's PID.
+    pub fn pids(&self) -> Vec<u32> {
+        self.arbiter_pid()
+            .into_iter()
+            .chain(self.agents.iter().map(|(_, c)| c.id()))
+            .collect()
     }
 
     fn signal(&self, i: u32, sig: Signal) -> Result<(), CliError> {

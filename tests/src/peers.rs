@@ -86,6 +86,38 @@ impl Peer {
         self.env.get(key).map_or("", String::as_str)
     }
 
+    /// Stop the daemon and start it again on the same port and directory
+    /// (a BMC or PDU that rebooted: sessions and engine state are gone).
+    pub fn restart(&mut self, vars: &[(&str, String)]) -> Result<(), String> {
+        let kind_up = self.kind.to_uppercase();
+        let port = self.get(&format!("FENCE_{kind_up}_PORT")).to_string();
+        let base_var = format!("FENCE_{kind_up}_BASE");
+        let down = Command::new(script(&format!("{}-down.sh", self.kind)))
+            .arg(&self.name)
+            .env(&base_var, self.base.path())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !down.status.success() {
+            return Err(String::from_utf8_lossy(&down.stderr).into_owned());
+        }
+        let up = Command::new(script(&format!("{}-up.sh", self.kind)))
+            .args([self.name.as_str(), &port])
+            .env(&base_var, self.base.path())
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !up.status.success() {
+            return Err(String::from_utf8_lossy(&up.stderr).into_owned());
+        }
+        for (k, v) in String::from_utf8_lossy(&up.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+        {
+            self.env.insert(k.to_string(), v.to_string());
+        }
+        Ok(())
+    }
+
     /// The instance directory (failure-injection files go here).
     pub fn dir(&self) -> PathBuf {
         PathBuf::from(self.get(&format!("FENCE_{}_DIR", self.kind.to_uppercase())))
@@ -115,6 +147,12 @@ impl Deref for Bmc {
     type Target = Peer;
     fn deref(&self) -> &Peer {
         &self.0
+    }
+}
+
+impl std::ops::DerefMut for Bmc {
+    fn deref_mut(&mut self) -> &mut Peer {
+        &mut self.0
     }
 }
 

@@ -42,6 +42,15 @@ pub fn list(out: Output) -> Result<u8, CliError> {
             description: "runs a ClusterLabs fence_* agent (agent = \"fence_...\")".into(),
         },
     ];
+    v.extend(
+        fence_drivers::native::DRIVERS
+            .iter()
+            .filter_map(|d| fence_drivers::native::metadata(d))
+            .map(|m| DriverEntry {
+                name: m.name,
+                description: m.description,
+            }),
+    );
     let mut agents: Vec<String> = ["/usr/sbin", "/sbin"]
         .iter()
         .filter_map(|d| std::fs::read_dir(d).ok())
@@ -84,6 +93,9 @@ pub async fn metadata(name: &str, out: Output) -> Result<u8, CliError> {
             ],
             confirms_power_state: true,
         },
+        native if fence_drivers::native::metadata(native).is_some() => {
+            fence_drivers::native::metadata(native).expect("checked")
+        }
         agent => {
             let path = fence_drivers::exec::resolve_agent(agent).map_err(other)?;
             let outp = tokio::process::Command::new(&path)

@@ -1,0 +1,172 @@
+//! A native driver's parameters: plain values from the config and secrets
+//! (`file:` / `env:` sources), checked against the driver's metadata in one
+//! place. Every error names the parameter.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::secret::{Secret, is_secret_name, load_secret};
+use crate::{DriverMetadata, FenceError};
+
+/// Parameters of one configured device.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    pub values: BTreeMap<String, String>,
+    /// Secret name → `"file:/path"` or `"env:VAR"`.
+    pub secrets: BTreeMap<String, String>,
+}
+
+fn bad(key: &str, reason: impl Into<String>) -> FenceError {
+    FenceError::InvalidParameter {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl Params {
+    pub fn new(values: BTreeMap<String, String>, secrets: BTreeMap<String, String>) -> Self {
+        Params { values, secrets }
+    }
+
+    /// Unknown parameters, missing required ones and secrets given as plain
+    /// values are refused.
+    pub fn check(&self, meta: &DriverMetadata) -> Result<(), FenceError> {
+        let known = |k: &str| meta.parameters.iter().find(|p| p.name == k);
+        let names = || {
+            meta.parameters
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for k in self.values.keys() {
+            match known(k) {
+                None => {
+                    return Err(bad(k, format!("driver {:?} takes: {}", meta.name, names())));
+                }
+                Some(p) if p.secret || is_secret_name(k) => {
+                    return Err(bad(
+                        k,
+                        format!(
+                            "a secret never goes in the config: use secrets = {{ {k} = \"file:/path\" }}"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        for k in self.secrets.keys() {
+            match known(k) {
+                Some(p) if p.secret => {}
+                Some(_) => return Err(bad(&format!("secrets.{k}"), "not a secret parameter")),
+                None => {
+                    return Err(bad(
+                        &format!("secrets.{k}"),
+                        format!("driver {:?} takes: {}", meta.name, names()),
+                    ));
+                }
+            }
+        }
+        for p in meta.parameters.iter().filter(|p| p.required) {
+            if !self.values.contains_key(&p.name) && !self.secrets.contains_key(&p.name) {
+                return Err(bad(
+                    &p.name,
+                    format!("required by driver {:?}: {}", meta.name, p.description),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    pub fn required(&self, key: &str) -> Result<&str, FenceError> {
+        self.get(key)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| bad(key, "required"))
+    }
+
+    /// Parse `key` with `FromStr`, or `default` when it is not set.
+    pub fn parse<T>(&self, key: &str, default: T) -> Result<T, FenceError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e| bad(key, format!("{v:?}: {e}"))),
+        }
+    }
+
+    /// A duration such as `"500ms"` or `"2s"`.
+    pub fn duration(&self, key: &str, default: Duration) -> Result<Duration, FenceError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => humantime::parse_duration(v).map_err(|e| bad(key, format!("{v:?}: {e}"))),
+        }
+    }
+
+    /// A boolean given as true/false/1/0/yes/no/on/off.
+    pub fn flag(&self, key: &str, default: bool) -> Result<bool, FenceError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(bad(key, format!("{v:?}: expected true or false"))),
+            },
+        }
+    }
+
+    /// One of `choices`, or `default`.
+    pub fn choice<'a>(
+        &'a self,
+        key: &str,
+        choices: &[&'a str],
+        default: &'a str,
+    ) -> Result<&'a str, FenceError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) if choices.contains(&v) => Ok(v),
+            Some(v) => Err(bad(
+                key,
+                format!("{v:?}: expected one of {}", choices.join(", ")),
+            )),
+        }
+    }
+
+    /// Load the secret `key`, if configured.
+    pub fn secret(&self, key: &str) -> Result<Option<Secret>, FenceError> {
+        self.secrets
+            .get(key)
+            .map(|src| load_secret(key, src))
+            .transpose()
+    }
+
+    pub fn required_secret(&self, key: &str) -> Result<Secret, FenceError> {
+        self.secret(key)?.ok_or_else(|| {
+            bad(
+                &format!("secrets.{key}"),
+                format!("required: secrets = {{ {key} = \"file:/path\" }} or \"env:VAR\""),
+            )
+        })
+    }
+}
+
+/// A parameter entry for [`DriverMetadata`].
+pub(crate) fn param(
+    name: &str,
+    required: bool,
+    secret: bool,
+    description: &str,
+) -> crate::Parameter {
+    crate::Parameter {
+        name: name.into(),
+        required,
+        secret,
+        description: description.into(),
+    }
+}

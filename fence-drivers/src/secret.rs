@@ -1,0 +1,56 @@
+//! Secrets: read from a file or the environment, never from the config
+//! itself, never shown by `Debug`.
+
+use crate::FenceError;
+
+/// A secret value; its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the wire. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Is this parameter name a secret that must come from `secrets`?
+pub fn is_secret_name(name: &str) -> bool {
+    name.contains("passw") || name == "community" || name.ends_with("kg")
+}
+
+/// Resolve `"file:/path"` or `"env:VAR"`.
+pub fn load_secret(key: &str, source: &str) -> Result<Secret, FenceError> {
+    let bad = |reason: String| FenceError::InvalidParameter {
+        key: format!("secrets.{key}"),
+        reason,
+    };
+    if let Some(path) = source.strip_prefix("file:") {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read {path}: {e}")))?;
+        let v = text.trim_end_matches(['\n', '\r']).to_string();
+        if v.is_empty() {
+            return Err(bad(format!("{path} is empty")));
+        }
+        Ok(Secret(v))
+    } else if let Some(var) = source.strip_prefix("env:") {
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Secret(v)),
+            _ => Err(bad(format!("environment variable {var} is not set"))),
+        }
+    } else {
+        Err(bad(
+            "must be \"file:/path\" or \"env:VARIABLE\" (never the secret itself)".into(),
+        ))
+    }
+}

@@ -1,0 +1,252 @@
+//! The native `ipmi` driver against a real simulated BMC (OpenIPMI
+//! `ipmi_sim`) on loopback: suite negotiation, power control confirmed by
+//! status, a lying BMC, each credential error, an unreachable BMC, and a
+//! warm session that went stale.
+
+// Tests hold a std mutex across awaits on purpose: one at a time.
+#![allow(clippy::await_holding_lock)]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use fence_drivers::ipmi::IpmiDriver;
+use fence_drivers::ipmi::crypto::CipherSuite;
+use fence_drivers::params::Params;
+use fence_drivers::{FenceDriver, FenceError, PowerState, off_and_confirm};
+use tests::peers::{Bmc, in_ci};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn bmc() -> Option<Bmc> {
+    match Bmc::start("bmc1") {
+        Ok(b) => Some(b),
+        Err(e) if in_ci() => panic!("the IPMI peer must run under CI: {e}"),
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+fn params(b: &Bmc, extra: &[(&str, &str)]) -> Params {
+    let mut p = Params::default();
+    for (k, v) in [
+        ("ip", "127.0.0.1"),
+        ("ipport", b.get("FENCE_IPMI_PORT")),
+        ("username", b.get("FENCE_IPMI_USER")),
+        ("timeout", "300ms"),
+        ("retries", "2"),
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    {
+        p.values.insert(k.into(), v.into());
+    }
+    p.secrets.insert(
+        "password".into(),
+        format!("file:{}", b.get("FENCE_IPMI_PASSWORD_FILE")),
+    );
+    p
+}
+
+#[tokio::test]
+async fn off_is_confirmed_by_status_after_falling_back_from_suite_17_to_3() {
+    let _g = serial();
+    let Some(b) = bmc() else { return };
+    let d = IpmiDriver::from_params("bmc1", &params(&b, &[])).unwrap();
+    assert_eq!(d.status("").await.unwrap(), PowerState::On);
+    // ipmi_sim knows suites 0-14: "auto" proposed 17, was refused, took 3.
+    assert_eq!(d.session_suite().await, Some(CipherSuite::S3));
+    off_and_confirm(&d, "", Duration::from_secs(5), Duration::from_millis(20))
+        .await
+        .unwrap();
+    assert_eq!(b.power(), "off", "the BMC's own state");
+    assert_eq!(d.status("").await.unwrap(), PowerState::Off);
+    d.on("").await.unwrap();
+    assert_eq!(b.power(), "on");
+    let events = b.events();
+    assert!(
+        events.contains("power-off") && events.contains("power-on"),
+        "{events}"
+    );
+    // reboot = off, confirmed off, on: the BMC logs both, in that order.
+    d.reboot("", Duration::from_secs(5)).await.unwrap();
+    let events = b.events();
+    let tail: Vec<&str> = events
+        .lines()
+        .rev()
+        .take(2)
+        .map(|l| l.split('\t').nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(tail, vec!["power-on", "power-off"], "{events}");
+    assert_eq!(d.list().await.unwrap()[0].state, PowerState::On);
+    d.monitor().await.unwrap();
+    d.close().await;
+}
+
+#[tokio::test]
+async fn suite_17_only_is_a_clear_unsupported_error() {
+    let _g = serial();
+    let Some(b) = bmc() else { return };
+    let d = IpmiDriver::from_params("bmc1", &params(&b, &[("cipher", "17")])).unwrap();
+    let e = d.status("").await.unwrap_err();
+    assert!(matches!(e, FenceError::Unsupported { .. }), "{e}");
+    assert!(e.to_string().contains("cipher suites proposed (17)"), "{e}");
+    let d = IpmiDriver::from_params("bmc1", &params(&b, &[("cipher", "3")])).unwrap();
+    assert_eq!(d.status("").await.unwrap(), PowerState::On);
+}
+
+#[tokio::test]
+async fn a_lying_bmc_never_confirms_and_a_refusing_one_is_an_error() {
+    let _g = serial();
+    let Some(b) = bmc() else { return };
+    let d = IpmiDriver::from_params("bmc1", &params(&b, &[])).unwrap();
+    std::fs::write(b.dir().join("stuck"), "").unwrap();
+    let e = off_and_confirm(
+        &d,
+        "",
+        Duration::from_millis(800),
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FenceError::NotConfirmed {
+                last: PowerState::On,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    std::fs::remove_file(b.dir().join("stuck")).unwrap();
+    std::fs::write(b.dir().join("fail-set"), "").unwrap();
+    let e = d.off("").await.unwrap_err();
+    assert!(matches!(e, FenceError::Refused { .. }), "{e}");
+    assert!(e.to_string().contains("0xFF"), "{e}");
+    assert_eq!(b.power(), "on");
+}
+
+#[tokio::test]
+async fn wrong_password_wrong_user_and_no_bmc_are_distinct_errors() {
+    let _g = serial();
+    let Some(b) = bmc() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    let mut p = params(&b, &[]);
+    p.secrets
+        .insert("password".into(), format!("file:{}", wrong.display()));
+    let e = IpmiDriver::from_params("bmc1", &p)
+        .unwrap()
+        .status("")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FenceError::Credentials { .. }), "{e}");
+    assert!(e.to_string().contains("wrong password"), "{e}");
+    assert!(!e.to_string().contains("not-the-password"), "{e}");
+
+    let mut p = params(&b, &[]);
+    p.values.insert("username".into(), "nobody".into());
+    let e = IpmiDriver::from_params("bmc1", &p)
+        .unwrap()
+        .status("")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FenceError::Credentials { .. }), "{e}");
+    assert!(
+        e.to_string().contains("does not accept user \"nobody\""),
+        "{e}"
+    );
+
+    // (A user below ADMINISTRATOR is not tested here: ipmi_sim lets its
+    // USER-limited "viewer" raise the session to ADMINISTRATOR over RMCP+,
+    // `ipmitool -U viewer -L ADMINISTRATOR chassis power on` works too.)
+
+    // Nothing listens on this port.
+    let free = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port().to_string();
+    drop(free);
+    let p = params(&b, &[("ipport", &port)]);
+    let e = IpmiDriver::from_params("bmc1", &p)
+        .unwrap()
+        .status("")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, FenceError::Unreachable { .. }), "{e}");
+    assert!(e.to_string().contains("3 tries"), "{e}");
+}
+
+#[tokio::test]
+async fn a_silent_bmc_is_unreachable_and_a_stale_warm_session_is_reopened() {
+    let _g = serial();
+    let Some(mut b) = bmc() else { return };
+    let d = IpmiDriver::from_params("bmc1", &params(&b, &[])).unwrap();
+    assert_eq!(d.status("").await.unwrap(), PowerState::On);
+
+    // The warm session costs one round trip, not a login.
+    let t = Instant::now();
+    for _ in 0..10 {
+        d.status("").await.unwrap();
+    }
+    let warm = t.elapsed() / 10;
+    assert!(
+        warm < Duration::from_millis(100),
+        "warm status took {warm:?}"
+    );
+
+    // The BMC reboots: our session is gone on its side.
+    b.restart(&[]).unwrap();
+    assert_eq!(
+        d.status("").await.unwrap(),
+        PowerState::On,
+        "reopened transparently"
+    );
+
+    // A silent BMC (SIGSTOP) is unreachable, within timeout × tries.
+    let pid = nix::unistd::Pid::from_raw(b.get("FENCE_IPMI_PID").parse().unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let t = Instant::now();
+    let e = d.status("").await.unwrap_err();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert!(matches!(e, FenceError::Unreachable { .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(d.status("").await.unwrap(), PowerState::On);
+}
+
+#[test]
+fn bad_parameters_are_named() {
+    let mut p = Params::default();
+    p.values.insert("ip".into(), "127.0.0.1".into());
+    p.values.insert("username".into(), "admin".into());
+    let e = IpmiDriver::from_params("x", &p).unwrap_err().to_string();
+    assert!(e.contains("password"), "{e}");
+    p.secrets
+        .insert("password".into(), "env:FENCE_TEST_NO_SUCH_VAR".into());
+    p.values.insert("cipher".into(), "5".into());
+    let e = IpmiDriver::from_params("x", &p).unwrap_err().to_string();
+    assert!(e.contains("cipher"), "{e}");
+    p.values.remove("cipher");
+    p.values.insert("password".into(), "plain".into());
+    let e = IpmiDriver::from_params("x", &p).unwrap_err().to_string();
+    assert!(e.contains("`password`") && e.contains("secret"), "{e}");
+    p.values.remove("password");
+    p.values.insert("ipprot".into(), "623".into());
+    let e = IpmiDriver::from_params("x", &p).unwrap_err().to_string();
+    assert!(e.contains("ipprot") && e.contains("ipport"), "{e}");
+}
+
+/// Three nodes, each fenced first by its own BMC through the native
+/// driver: see [`tests::bmc_cluster`].
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_fences_through_native_ipmi_and_falls_through_to_the_second_level() {
+    let _g = serial();
+    tests::bmc_cluster::fences_through_bmcs(true).await;
+}
