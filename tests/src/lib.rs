@@ -2,6 +2,7 @@
 //! safety checker, and helpers for end-to-end tests and benchmarks.
 
 pub mod bmc_cluster;
+pub mod driver_bench;
 pub mod e2e;
 pub mod peers;
 pub mod sim;

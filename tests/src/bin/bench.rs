@@ -3,6 +3,7 @@
 //!
 //!     cargo run --release -p tests --bin bench -- decide
 //!     cargo run --release -p tests --bin bench -- failover --runs 20 [--scenario freeze|partition]
+//!     cargo run --release -p tests --bin bench -- drivers --runs 20 [ipmi snmp redfish]
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
@@ -38,6 +39,14 @@ enum Cmd {
         #[arg(long, default_value = "default")]
         timings: String,
     },
+    /// Native drivers against the reference tools on the simulated devices
+    /// (ipmi_sim, the APC PDU, sushy-emulator), started by the bench itself.
+    Drivers {
+        #[arg(long, default_value_t = 20)]
+        runs: u32,
+        /// Any of: ipmi snmp redfish (default: all).
+        what: Vec<String>,
+    },
 }
 
 fn graph(n: u32, kind: &str, rng: &mut rand_chacha::ChaCha8Rng) -> BTreeSet<(NodeId, NodeId)> {
@@ -68,6 +77,21 @@ fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
 fn main() {
     let args = Args::parse();
     match args.cmd {
+        Cmd::Drivers { runs, what } => {
+            let rt = tokio::runtime::Runtime::new().expect("runtime");
+            let all = what.is_empty();
+            let want = |w: &str| all || what.iter().any(|x| x == w);
+            if want("ipmi") {
+                println!("#### IPMI (ipmi_sim, RMCP+ suite 3, loopback)\n");
+                match rt.block_on(tests::driver_bench::ipmi(runs)) {
+                    Ok(rows) => println!("{}", tests::driver_bench::table(&rows)),
+                    Err(e) => {
+                        eprintln!("ipmi: {e}");
+                        std::process::exit(1);
+                    }
+                }
+            }
+        }
         Cmd::Decide { iterations } => {
             println!("| nodes | graph | median | p99 | max |\n|---|---|---|---|---|");
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
