@@ -16,6 +16,7 @@ pub mod native;
 pub mod params;
 pub mod secret;
 pub mod sim;
+pub mod snmp;
 
 use std::time::Duration;
 

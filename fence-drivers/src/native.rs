@@ -7,11 +7,12 @@ use crate::params::Params;
 use crate::{DriverMetadata, FenceDriver, FenceError};
 
 /// Names of the native drivers.
-pub const DRIVERS: &[&str] = &["ipmi"];
+pub const DRIVERS: &[&str] = &["ipmi", "snmp"];
 
 pub fn metadata(driver: &str) -> Option<DriverMetadata> {
     match driver {
         "ipmi" => Some(crate::ipmi::metadata()),
+        "snmp" => Some(crate::snmp::metadata()),
         _ => None,
     }
 }
@@ -33,6 +34,7 @@ pub fn check(driver: &str, p: &Params) -> Result<(), FenceError> {
 pub fn build(driver: &str, name: &str, p: &Params) -> Result<Arc<dyn FenceDriver>, FenceError> {
     match driver {
         "ipmi" => Ok(Arc::new(crate::ipmi::IpmiDriver::from_params(name, p)?)),
+        "snmp" => Ok(Arc::new(crate::snmp::SnmpDriver::from_params(name, p)?)),
         other => Err(FenceError::InvalidParameter {
             key: "driver".into(),
             reason: format!("unknown driver {other:?}"),

@@ -10,7 +10,7 @@ use fence_drivers::params::Params;
 use fence_drivers::{FenceDriver, off_and_confirm};
 use tokio::time::Instant;
 
-use crate::peers::Bmc;
+use crate::peers::{Bmc, Pdu};
 
 /// One measured line of the table.
 pub struct Row {
@@ -179,6 +179,148 @@ pub async fn ipmi(runs: u32) -> Result<Vec<Row>, String> {
             runs,
             &reset,
             &fence_ipmilan,
+        )?,
+    ])
+}
+
+/// Native `snmp` (v2c and v3 authPriv, warm) against one `snmpset` (off
+/// only) and `fence_apc_snmp -o off` (v2c and v3), on outlet 3.
+pub async fn snmp(runs: u32) -> Result<Vec<Row>, String> {
+    let p = Pdu::start("bench", 8)?;
+    let state = std::path::PathBuf::from(p.get("FENCE_PDU_OUTLETS_DIR")).join("3.state");
+    let reset = move || {
+        let _ = std::fs::write(&state, "on\n");
+    };
+    let read = |k: &str| {
+        std::fs::read_to_string(p.get(k))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let (auth, privacy) = (
+        read("FENCE_PDU_V3_AUTH_PASS_FILE"),
+        read("FENCE_PDU_V3_PRIV_PASS_FILE"),
+    );
+    let community_file = p.dir().join("bench-community");
+    std::fs::write(&community_file, p.get("FENCE_PDU_COMMUNITY")).map_err(|e| e.to_string())?;
+    let base = |version: &str| {
+        let mut params = Params::default();
+        for (k, v) in [
+            ("ip", "127.0.0.1"),
+            ("ipport", p.get("FENCE_PDU_PORT")),
+            ("version", version),
+        ] {
+            params.values.insert(k.into(), v.into());
+        }
+        params
+    };
+    let mut v2 = base("2c");
+    v2.secrets.insert(
+        "community".into(),
+        format!("file:{}", community_file.display()),
+    );
+    let mut v3 = base("3");
+    v3.values
+        .insert("username".into(), p.get("FENCE_PDU_V3_USER").into());
+    v3.secrets.insert(
+        "auth_password".into(),
+        format!("file:{}", p.get("FENCE_PDU_V3_AUTH_PASS_FILE")),
+    );
+    v3.secrets.insert(
+        "priv_password".into(),
+        format!("file:{}", p.get("FENCE_PDU_V3_PRIV_PASS_FILE")),
+    );
+    let make = |params: &Params| {
+        let params = params.clone();
+        move || -> Result<Box<dyn FenceDriver>, String> {
+            fence_drivers::snmp::SnmpDriver::from_params("bench", &params)
+                .map(|d| Box::new(d) as Box<dyn FenceDriver>)
+                .map_err(|e| e.to_string())
+        }
+    };
+    let host = format!("127.0.0.1:{}", p.get("FENCE_PDU_PORT"));
+    let s = |v: &str| v.to_string();
+    let snmpset = vec![
+        s("snmpset"),
+        s("-m"),
+        s(""),
+        s("-v2c"),
+        s("-c"),
+        s(p.get("FENCE_PDU_COMMUNITY")),
+        host.clone(),
+        s(".1.3.6.1.4.1.318.1.1.12.3.3.1.1.4.3"),
+        s("i"),
+        s("2"),
+    ];
+    let apc = |extra: &[String]| {
+        let mut v = vec![
+            s("fence_apc_snmp"),
+            s("--ip=127.0.0.1"),
+            format!("--ipport={}", p.get("FENCE_PDU_PORT")),
+            s("--plug=3"),
+        ];
+        v.extend_from_slice(extra);
+        v.extend([s("-o"), s("off")]);
+        v
+    };
+    let apc_v2 = apc(&[
+        s("--snmp-version=2c"),
+        format!("--community={}", p.get("FENCE_PDU_COMMUNITY")),
+    ]);
+    let apc_v3 = apc(&[
+        s("--snmp-version=3"),
+        format!("--username={}", p.get("FENCE_PDU_V3_USER")),
+        format!("--password={auth}"),
+        s("--snmp-auth-prot=SHA"),
+        s("--snmp-sec-level=authPriv"),
+        s("--snmp-priv-prot=AES"),
+        format!("--snmp-priv-passwd={privacy}"),
+    ]);
+    Ok(vec![
+        time_driver(
+            "native snmp v2c: off + confirmed off, warm",
+            runs,
+            &reset,
+            &make(&v2),
+            true,
+            "3",
+        )
+        .await?,
+        time_driver(
+            "native snmp v3 authPriv: off + confirmed off, warm engine",
+            runs,
+            &reset,
+            &make(&v3),
+            true,
+            "3",
+        )
+        .await?,
+        time_driver(
+            "native snmp v3 authPriv: discovery + off + confirmed off (cold)",
+            runs,
+            &reset,
+            &make(&v3),
+            false,
+            "3",
+        )
+        .await?,
+        time_command(
+            "snmpset -v2c rPDUOutletControlOutletCommand.3 i 2 (off only)",
+            runs,
+            &reset,
+            &snmpset,
+        )?,
+        time_command(
+            "fence_apc_snmp --snmp-version=2c -o off",
+            runs,
+            &reset,
+            &apc_v2,
+        )?,
+        time_command(
+            "fence_apc_snmp --snmp-version=3 authPriv SHA/AES -o off",
+            runs,
+            &reset,
+            &apc_v3,
         )?,
     ])
 }

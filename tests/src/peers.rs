@@ -183,14 +183,26 @@ impl Deref for Pdu {
     }
 }
 
+impl std::ops::DerefMut for Pdu {
+    fn deref_mut(&mut self) -> &mut Peer {
+        &mut self.0
+    }
+}
+
 impl Pdu {
     /// Outlets named `node1..node<outlets>`, all on.
     pub fn start(name: &str, outlets: u32) -> Result<Pdu, String> {
+        Self::start_model(name, outlets, "rpdu")
+    }
+
+    /// `model` "rpdu", or "ms" (an APC MasterSwitch: sPDUOutletCtl).
+    pub fn start_model(name: &str, outlets: u32, model: &str) -> Result<Pdu, String> {
         let names: Vec<String> = (1..=outlets).map(|i| format!("node{i}")).collect();
         let vars = [
             ("FENCE_PDU_OUTLETS", outlets.to_string()),
             ("FENCE_PDU_OUTLET_NAMES", names.join(",")),
             ("FENCE_PDU_POWER", "on".to_string()),
+            ("FENCE_PDU_MODEL", model.to_string()),
         ];
         Peer::start("pdu", name, &vars).map(Pdu)
     }

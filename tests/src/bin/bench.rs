@@ -91,6 +91,16 @@ fn main() {
                     }
                 }
             }
+            if want("snmp") {
+                println!("#### SNMP (snmpd + APC PowerNet-MIB agent, outlet 3, loopback)\n");
+                match rt.block_on(tests::driver_bench::snmp(runs)) {
+                    Ok(rows) => println!("{}", tests::driver_bench::table(&rows)),
+                    Err(e) => {
+                        eprintln!("snmp: {e}");
+                        std::process::exit(1);
+                    }
+                }
+            }
         }
         Cmd::Decide { iterations } => {
             println!("| nodes | graph | median | p99 | max |\n|---|---|---|---|---|");
