@@ -1,7 +1,11 @@
 //! Compiles the .proto files with protox (pure Rust), so the build needs no
 //! system `protoc`.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/fence/v1/agent.proto", "proto/fence/v1/admin.proto"];
+    let files = [
+        "proto/fence/v1/agent.proto",
+        "proto/fence/v1/admin.proto",
+        "proto/fence/v1/driver.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

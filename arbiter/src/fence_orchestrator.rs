@@ -87,6 +87,15 @@ pub async fn build_devices(
                 fence_drivers::native::build(native, name, &p).map_err(|e| named(name, e))?
             }
         };
+        match driver.validate().await {
+            Ok(()) => {}
+            // A plugin not running yet is not a configuration error: the
+            // device monitor reports it until it answers.
+            Err(e @ (FenceError::Unreachable { .. } | FenceError::Timeout { .. })) => {
+                tracing::warn!(device = %name, error = %e, "fence device not validated: it does not answer yet");
+            }
+            Err(e) => return Err(named(name, e)),
+        }
         out.insert(name.clone(), driver);
     }
     Ok(out)

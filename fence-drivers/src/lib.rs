@@ -14,6 +14,7 @@ pub mod exec;
 pub mod ipmi;
 pub mod native;
 pub mod params;
+pub mod plugin;
 pub mod secret;
 pub mod sim;
 pub mod snmp;
@@ -124,6 +125,11 @@ pub trait FenceDriver: Send + Sync + std::fmt::Debug {
     async fn list(&self) -> Result<Vec<Port>, FenceError>;
     /// Is the device reachable and usable now?
     async fn monitor(&self) -> Result<(), FenceError>;
+    /// Check the configuration with the device's software where that needs
+    /// I/O (a plugin's `Validate`); run before first use.
+    async fn validate(&self) -> Result<(), FenceError> {
+        Ok(())
+    }
     /// Release what the driver keeps open (a BMC session); it reopens on
     /// the next call.
     async fn close(&self) {}

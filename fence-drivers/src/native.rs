@@ -7,12 +7,13 @@ use crate::params::Params;
 use crate::{DriverMetadata, FenceDriver, FenceError};
 
 /// Names of the native drivers.
-pub const DRIVERS: &[&str] = &["ipmi", "snmp"];
+pub const DRIVERS: &[&str] = &["ipmi", "snmp", "plugin"];
 
 pub fn metadata(driver: &str) -> Option<DriverMetadata> {
     match driver {
         "ipmi" => Some(crate::ipmi::metadata()),
         "snmp" => Some(crate::snmp::metadata()),
+        "plugin" => Some(crate::plugin::metadata()),
         _ => None,
     }
 }
@@ -21,6 +22,8 @@ pub fn metadata(driver: &str) -> Option<DriverMetadata> {
 /// no I/O): what config validation runs.
 pub fn check(driver: &str, p: &Params) -> Result<(), FenceError> {
     match metadata(driver) {
+        // A plugin's own parameters are checked by the plugin.
+        Some(_) if driver == "plugin" => crate::plugin::check(p),
         Some(m) => p.check(&m),
         None => Err(FenceError::InvalidParameter {
             key: "driver".into(),
@@ -35,6 +38,7 @@ pub fn build(driver: &str, name: &str, p: &Params) -> Result<Arc<dyn FenceDriver
     match driver {
         "ipmi" => Ok(Arc::new(crate::ipmi::IpmiDriver::from_params(name, p)?)),
         "snmp" => Ok(Arc::new(crate::snmp::SnmpDriver::from_params(name, p)?)),
+        "plugin" => Ok(Arc::new(crate::plugin::PluginDriver::from_params(name, p)?)),
         other => Err(FenceError::InvalidParameter {
             key: "driver".into(),
             reason: format!("unknown driver {other:?}"),

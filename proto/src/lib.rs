@@ -11,3 +11,8 @@ pub mod v1 {
 }
 
 pub use v1::*;
+
+/// The fence driver plugin contract (`proto/fence/v1/driver.proto`).
+pub mod driver {
+    tonic::include_proto!("fence.driver.v1");
+}

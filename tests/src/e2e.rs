@@ -19,7 +19,12 @@ pub fn binaries() -> PathBuf {
         here
     }
     .to_path_buf();
-    for b in ["fence-arbiter", "fence-agent", "fencectl"] {
+    for b in [
+        "fence-arbiter",
+        "fence-agent",
+        "fencectl",
+        "fence-plugin-example",
+    ] {
         assert!(
             dir.join(b).is_file(),
             "{} is missing: build the daemons first (`cargo build --release --bins`, as scripts/test does)",

@@ -126,6 +126,9 @@ pub struct SnmpDriver {
     warm: Mutex<Warm>,
 }
 
+/// Takes an answer to the request with this id, or ignores the datagram.
+type Accept<'a> = dyn Fn(&Warm, &[u8], i32) -> Option<Result<Pdu, Failure>> + Sync + 'a;
+
 /// Why one exchange failed, before it becomes a [`FenceError`].
 enum Failure {
     NoAnswer,
@@ -208,7 +211,7 @@ impl SnmpDriver {
         &self,
         w: &mut Warm,
         make: &mut (dyn FnMut(&mut Warm) -> (Vec<u8>, i32) + Send),
-        accept: &(dyn Fn(&Warm, &[u8], i32) -> Option<Result<Pdu, Failure>> + Sync),
+        accept: &Accept<'_>,
     ) -> Result<Result<Pdu, Failure>, FenceError> {
         if w.sock.is_none() {
             let local = if self.addr.is_ipv4() {
@@ -333,13 +336,13 @@ impl SnmpDriver {
                             return Err(self.unreachable(""));
                         }
                         Err(Failure::Report("not in time window", e)) => {
-                            if let Some((engine, at, _)) = w.engine.as_mut() {
-                                if engine.id == e.id {
-                                    engine.boots = e.boots;
-                                    engine.time = e.time;
-                                    *at = Instant::now();
-                                    continue;
-                                }
+                            if let Some((engine, at, _)) = w.engine.as_mut()
+                                && engine.id == e.id
+                            {
+                                engine.boots = e.boots;
+                                engine.time = e.time;
+                                *at = Instant::now();
+                                continue;
                             }
                             w.engine = None;
                         }
@@ -418,10 +421,10 @@ impl SnmpDriver {
 
     /// The outlet index of a port given by number or name.
     async fn outlet(&self, port: &str) -> Result<u32, FenceError> {
-        if let Ok(n) = port.parse::<u32>() {
-            if n > 0 {
-                return Ok(n);
-            }
+        if let Ok(n) = port.parse::<u32>()
+            && n > 0
+        {
+            return Ok(n);
         }
         if let Some(n) = self.warm.lock().await.names.get(port) {
             return Ok(*n);
