@@ -15,6 +15,7 @@ pub mod ipmi;
 pub mod native;
 pub mod params;
 pub mod plugin;
+pub mod redfish;
 pub mod secret;
 pub mod sim;
 pub mod snmp;

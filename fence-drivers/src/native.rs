@@ -7,12 +7,13 @@ use crate::params::Params;
 use crate::{DriverMetadata, FenceDriver, FenceError};
 
 /// Names of the native drivers.
-pub const DRIVERS: &[&str] = &["ipmi", "snmp", "plugin"];
+pub const DRIVERS: &[&str] = &["ipmi", "snmp", "redfish", "plugin"];
 
 pub fn metadata(driver: &str) -> Option<DriverMetadata> {
     match driver {
         "ipmi" => Some(crate::ipmi::metadata()),
         "snmp" => Some(crate::snmp::metadata()),
+        "redfish" => Some(crate::redfish::metadata()),
         "plugin" => Some(crate::plugin::metadata()),
         _ => None,
     }
@@ -38,6 +39,9 @@ pub fn build(driver: &str, name: &str, p: &Params) -> Result<Arc<dyn FenceDriver
     match driver {
         "ipmi" => Ok(Arc::new(crate::ipmi::IpmiDriver::from_params(name, p)?)),
         "snmp" => Ok(Arc::new(crate::snmp::SnmpDriver::from_params(name, p)?)),
+        "redfish" => Ok(Arc::new(crate::redfish::RedfishDriver::from_params(
+            name, p,
+        )?)),
         "plugin" => Ok(Arc::new(crate::plugin::PluginDriver::from_params(name, p)?)),
         other => Err(FenceError::InvalidParameter {
             key: "driver".into(),

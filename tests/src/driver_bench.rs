@@ -10,7 +10,7 @@ use fence_drivers::params::Params;
 use fence_drivers::{FenceDriver, off_and_confirm};
 use tokio::time::Instant;
 
-use crate::peers::{Bmc, Pdu};
+use crate::peers::{Bmc, Pdu, Redfish};
 
 /// One measured line of the table.
 pub struct Row {
@@ -321,6 +321,110 @@ pub async fn snmp(runs: u32) -> Result<Vec<Row>, String> {
             runs,
             &reset,
             &apc_v3,
+        )?,
+    ])
+}
+
+/// Native `redfish` (warm, pooled HTTPS) against one `curl` POST of the
+/// ForceOff (off only) and `fence_redfish -o off --power-wait=0`.
+pub async fn redfish(runs: u32) -> Result<Vec<Row>, String> {
+    let b = Redfish::start("bench")?;
+    let pw = std::fs::read_to_string(b.get("FENCE_REDFISH_PASSWORD_FILE"))
+        .map_err(|e| e.to_string())?
+        .trim()
+        .to_string();
+    let s = |v: &str| v.to_string();
+    let target = format!(
+        "{}{}/Actions/ComputerSystem.Reset",
+        b.get("FENCE_REDFISH_URL"),
+        b.get("FENCE_REDFISH_SYSTEM_URI")
+    );
+    let curl = |kind: &str| {
+        vec![
+            s("curl"),
+            s("-fsS"),
+            s("--cacert"),
+            s(b.get("FENCE_REDFISH_CA")),
+            s("-u"),
+            format!("{}:{pw}", b.get("FENCE_REDFISH_USER")),
+            s("-H"),
+            s("Content-Type: application/json"),
+            s("-d"),
+            format!("{{\"ResetType\":\"{kind}\"}}"),
+            target.clone(),
+        ]
+    };
+    let on = curl("On");
+    let reset = move || {
+        let _ = Command::new(&on[0])
+            .args(&on[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    let mut p = Params::default();
+    for (k, v) in [
+        ("ip", "127.0.0.1"),
+        ("ipport", b.get("FENCE_REDFISH_PORT")),
+        ("username", b.get("FENCE_REDFISH_USER")),
+        ("ca", b.get("FENCE_REDFISH_CA")),
+    ] {
+        p.values.insert(k.into(), v.into());
+    }
+    p.secrets.insert(
+        "password".into(),
+        format!("file:{}", b.get("FENCE_REDFISH_PASSWORD_FILE")),
+    );
+    let make = || -> Result<Box<dyn FenceDriver>, String> {
+        fence_drivers::redfish::RedfishDriver::from_params("bench", &p)
+            .map(|d| Box::new(d) as Box<dyn FenceDriver>)
+            .map_err(|e| e.to_string())
+    };
+    let fence_redfish = vec![
+        s("fence_redfish"),
+        s("--ip=127.0.0.1"),
+        format!("--ipport={}", b.get("FENCE_REDFISH_PORT")),
+        format!("--username={}", b.get("FENCE_REDFISH_USER")),
+        format!(
+            "--password-script={}",
+            b.get("FENCE_REDFISH_PASSWORD_SCRIPT")
+        ),
+        s("--ssl-insecure"),
+        format!("--systems-uri={}", b.get("FENCE_REDFISH_SYSTEM_URI")),
+        s("--power-wait=0"),
+        s("-o"),
+        s("off"),
+    ];
+    Ok(vec![
+        time_driver(
+            "native redfish: off + confirmed off, warm (pooled HTTPS)",
+            runs,
+            &reset,
+            &make,
+            true,
+            "",
+        )
+        .await?,
+        time_driver(
+            "native redfish: TLS + system lookup + off + confirmed off (cold)",
+            runs,
+            &reset,
+            &make,
+            false,
+            "",
+        )
+        .await?,
+        time_command(
+            "curl POST ResetType ForceOff (off only)",
+            runs,
+            &reset,
+            &curl("ForceOff"),
+        )?,
+        time_command(
+            "fence_redfish --ssl-insecure --power-wait=0 -o off",
+            runs,
+            &reset,
+            &fence_redfish,
         )?,
     ])
 }

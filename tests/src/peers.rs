@@ -216,3 +216,38 @@ impl Pdu {
             .to_string()
     }
 }
+
+/// A Redfish BMC: OpenStack's `sushy-emulator` (fake driver) over HTTPS,
+/// behind `redfish-up.sh`. Its venv is shared by every test run on this
+/// machine (`$TMPDIR/fence-harness-redfish-venv`).
+pub struct Redfish(Peer);
+
+impl Deref for Redfish {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.0
+    }
+}
+
+impl Redfish {
+    /// One system, power on; power changes show at the next read.
+    pub fn start(name: &str) -> Result<Redfish, String> {
+        let venv = std::env::temp_dir().join("fence-harness-redfish-venv");
+        let vars = [
+            ("FENCE_REDFISH_VENV", venv.display().to_string()),
+            ("FENCE_REDFISH_POWER", "on".to_string()),
+            ("FENCE_REDFISH_POWER_DELAY", "0".to_string()),
+        ];
+        Peer::start("redfish", name, &vars).map(Redfish)
+    }
+
+    /// The system's id (its UUID).
+    pub fn system(&self) -> &str {
+        self.get("FENCE_REDFISH_SYSTEM_IDS")
+    }
+
+    /// `<unix-time>\t<system>\t<what>\t<before>\t<after>` lines.
+    pub fn events(&self) -> String {
+        self.read("FENCE_REDFISH_EVENTS_LOG")
+    }
+}

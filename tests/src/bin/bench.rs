@@ -101,6 +101,16 @@ fn main() {
                     }
                 }
             }
+            if want("redfish") {
+                println!("#### Redfish (sushy-emulator 2.2.0 over HTTPS, loopback)\n");
+                match rt.block_on(tests::driver_bench::redfish(runs)) {
+                    Ok(rows) => println!("{}", tests::driver_bench::table(&rows)),
+                    Err(e) => {
+                        eprintln!("redfish: {e}");
+                        std::process::exit(1);
+                    }
+                }
+            }
         }
         Cmd::Decide { iterations } => {
             println!("| nodes | graph | median | p99 | max |\n|---|---|---|---|---|");
