@@ -723,11 +723,21 @@ fn validate_cluster(
                     Some((d, p)) => (d.to_string(), p.to_string()),
                     None => (entry.clone(), name.clone()),
                 };
-                if !devices.contains_key(&dev) {
-                    errs.push(err(
+                match devices.get(&dev) {
+                    None => errs.push(err(
                         format!("{nat}.fence[{li}]"),
                         format!("no device named {dev:?} in {at}.device"),
-                    ));
+                    )),
+                    Some(d) if d.driver == "ssh" && !d.driver_params(&dev, &[]).is_ok_and(|p| fence_drivers::ssh::confirms(&p)) => {
+                        errs.push(err(
+                            format!("{nat}.fence[{li}]"),
+                            format!(
+                                "device {dev:?} (ssh) cannot read power state, so it can never confirm a fence; \
+                                 set confirm = \"unreachable\" on it if \"no longer answers on its SSH port\" may count as off"
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
                 }
                 targets.push(FenceTarget { device: dev, port });
             }
@@ -876,6 +886,43 @@ dir = "/tmp/sim"
     fn lease_must_be_shorter_than_lost_after() {
         let e = errors(&GOOD.replace("name = \"c\"", "name = \"c\"\nlease = \"600ms\""));
         assert!(e.iter().any(|e| e.starts_with("cluster.c.lease:") && e.contains("shorter than lost_after")), "{e:?}");
+    }
+
+    #[test]
+    fn native_drivers_are_checked_and_ssh_must_opt_in_to_confirm() {
+        let ssh = |extra: &str| {
+            format!(
+                "{GOOD}\n[[cluster.device]]\nname = \"ssh\"\ndriver = \"ssh\"\nip = \"127.0.0.1\"\n\
+                 known_hosts = \"/etc/fence/known_hosts\"\nsecrets = {{ identity = \"file:/etc/fence/id\" }}\n{extra}"
+            )
+            .replace("fence = [[\"sim:two\"]]", "fence = [[\"ssh\"]]")
+        };
+        let e = errors(&ssh(""));
+        assert!(
+            e.iter().any(|e| e.starts_with(
+                "cluster.c.node[1].fence[0]: device \"ssh\" (ssh) cannot read power state"
+            )),
+            "{e:?}"
+        );
+        assert_eq!(
+            errors(&ssh("confirm = \"unreachable\"")),
+            Vec::<String>::new()
+        );
+        let e = errors(&ssh("password = \"hunter2\""));
+        assert!(
+            e.iter()
+                .any(|e| e.contains("password") && e.contains("secret")),
+            "{e:?}"
+        );
+        let ipmi = GOOD.replace(
+            "driver = \"sim\"\ndir = \"/tmp/sim\"",
+            "driver = \"ipmi\"\nip = \"127.0.0.1\"\nusername = \"admin\"\ncipher = \"5\"",
+        );
+        let e = errors(&ipmi);
+        assert!(
+            e.iter().any(|e| e.starts_with("cluster.c.device[0]")),
+            "{e:?}"
+        );
     }
 
     #[test]

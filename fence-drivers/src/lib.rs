@@ -19,6 +19,7 @@ pub mod redfish;
 pub mod secret;
 pub mod sim;
 pub mod snmp;
+pub mod ssh;
 
 use std::time::Duration;
 

@@ -7,13 +7,14 @@ use crate::params::Params;
 use crate::{DriverMetadata, FenceDriver, FenceError};
 
 /// Names of the native drivers.
-pub const DRIVERS: &[&str] = &["ipmi", "snmp", "redfish", "plugin"];
+pub const DRIVERS: &[&str] = &["ipmi", "snmp", "redfish", "ssh", "plugin"];
 
 pub fn metadata(driver: &str) -> Option<DriverMetadata> {
     match driver {
         "ipmi" => Some(crate::ipmi::metadata()),
         "snmp" => Some(crate::snmp::metadata()),
         "redfish" => Some(crate::redfish::metadata()),
+        "ssh" => Some(crate::ssh::metadata()),
         "plugin" => Some(crate::plugin::metadata()),
         _ => None,
     }
@@ -42,6 +43,7 @@ pub fn build(driver: &str, name: &str, p: &Params) -> Result<Arc<dyn FenceDriver
         "redfish" => Ok(Arc::new(crate::redfish::RedfishDriver::from_params(
             name, p,
         )?)),
+        "ssh" => Ok(Arc::new(crate::ssh::SshDriver::from_params(name, p)?)),
         "plugin" => Ok(Arc::new(crate::plugin::PluginDriver::from_params(name, p)?)),
         other => Err(FenceError::InvalidParameter {
             key: "driver".into(),

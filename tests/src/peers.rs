@@ -251,3 +251,88 @@ impl Redfish {
         self.read("FENCE_REDFISH_EVENTS_LOG")
     }
 }
+
+/// A throwaway OpenSSH server (`sshd-up.sh`) on a free loopback port in its
+/// own directory; the client key's forced command records what it is asked
+/// to run instead of running it.
+pub struct Sshd {
+    dir: tempfile::TempDir,
+    env: BTreeMap<String, String>,
+    port: u16,
+}
+
+impl Sshd {
+    pub fn start() -> Result<Sshd, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("fence-sshd-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let mut s = Sshd {
+            dir,
+            env: BTreeMap::new(),
+            port,
+        };
+        s.up()?;
+        Ok(s)
+    }
+
+    fn sshd_dir(&self) -> PathBuf {
+        self.dir.path().join("sshd")
+    }
+
+    /// Start (again): the host comes back with the same host key.
+    pub fn up(&mut self) -> Result<(), String> {
+        let out = Command::new(script("sshd-up.sh"))
+            .env("FENCE_SSHD_DIR", self.sshd_dir())
+            .env("FENCE_SSHD_PORT", self.port.to_string())
+            .output()
+            .map_err(|e| format!("sshd-up.sh: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "sshd-up.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        self.env = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Ok(())
+    }
+
+    /// Stop the server: to a client the "host" is gone.
+    pub fn down(&self) {
+        let _ = Command::new(script("sshd-down.sh"))
+            .env("FENCE_SSHD_DIR", self.sshd_dir())
+            .env("FENCE_SSHD_PORT", self.port.to_string())
+            .output();
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.env.get(key).map_or("", String::as_str)
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.sshd_dir()
+    }
+
+    /// The commands the server was asked to run, one per line.
+    pub fn actions(&self) -> String {
+        std::fs::read_to_string(self.get("FENCE_SSHD_ACTIONS_LOG")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = Command::new(script("sshd-down.sh"))
+            .arg("--purge")
+            .env("FENCE_SSHD_DIR", self.sshd_dir())
+            .env("FENCE_SSHD_PORT", self.port.to_string())
+            .output();
+    }
+}

@@ -57,7 +57,7 @@ fn last_reset(b: &Redfish) -> String {
         .lines()
         .filter_map(|l| l.split('\t').nth(2))
         .filter(|w| w.starts_with("reset:"))
-        .last()
+        .next_back()
         .unwrap_or_default()
         .to_string()
 }

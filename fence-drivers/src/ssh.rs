@@ -1,0 +1,390 @@
+//! `ssh`: runs a command on the node itself over SSH (russh, in process; no
+//! `ssh` fork), with the host key checked against a known_hosts file and
+//! key authentication.
+//!
+//! **What a confirmation means here.** SSH cannot read power state: a node
+//! that answers is on, and a node that does not answer may be off, or cut
+//! off from us and still running. So by default (`confirm = "never"`)
+//! `status` is `on` when the node answers and `unknown` otherwise, the
+//! driver never confirms a power-off, and the arbiter refuses it in a fence
+//! level. `confirm = "unreachable"` is the operator's explicit opt-in:
+//! after the off command, "no longer accepts TCP connections on its SSH
+//! port" counts as off. That is only as safe as the network path from the
+//! arbiter to the node: use it where that path is the cluster's own, or as
+//! a last level. A changed host key or refused credentials is never "off".
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use russh::ChannelMsg;
+use russh::client::{self, Handle};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg};
+use tokio::sync::Mutex;
+
+use crate::params::{Params, param};
+use crate::{DriverMetadata, FenceDriver, FenceError, Port, PowerState};
+
+pub fn metadata() -> DriverMetadata {
+    DriverMetadata {
+        name: "ssh".into(),
+        description: "Runs a command on the node over SSH (host key checked, key authentication). \
+                      Cannot read power state: never confirms a fence unless confirm = \"unreachable\"."
+            .into(),
+        parameters: vec![
+            param("ip", true, false, "the node's address or host name"),
+            param("ipport", false, false, "SSH port (default 22)"),
+            param("username", false, false, "remote user (default root)"),
+            param("identity", true, true, "private key (a secret: file:/etc/fence/id_ed25519)"),
+            param("identity_passphrase", false, true, "the key's pass phrase, if it has one (a secret)"),
+            param("known_hosts", true, false, "known_hosts file holding the node's host key"),
+            param("off_command", false, false, "default \"echo o > /proc/sysrq-trigger\" (immediate power-off)"),
+            param("on_command", false, false, "none by default: a node that is off runs no command"),
+            param("confirm", false, false, "\"never\" (default) or \"unreachable\" (see the driver's documentation)"),
+            param("timeout", false, false, "connect and each command (default 5s)"),
+        ],
+        confirms_power_state: false,
+    }
+}
+
+/// What "off" is confirmed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    Never,
+    Unreachable,
+}
+
+/// Does this device configuration confirm power-off? (Config validation
+/// refuses a fence level that can never be confirmed.)
+pub fn confirms(p: &Params) -> bool {
+    p.get("confirm") == Some("unreachable")
+}
+
+/// Checks the server key against known_hosts; remembers why it refused.
+struct KnownHosts {
+    host: String,
+    port: u16,
+    path: PathBuf,
+    refusal: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl client::Handler for KnownHosts {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let why = match key {
+            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => {
+                match russh::keys::check_known_hosts_path(&self.host, self.port, key, &self.path) {
+                    Ok(true) => return Ok(true),
+                    Ok(false) => format!(
+                        "the host key of {}:{} is not in {}",
+                        self.host,
+                        self.port,
+                        self.path.display()
+                    ),
+                    Err(russh::keys::Error::KeyChanged { line }) => format!(
+                        "HOST KEY CHANGED for {}:{} (known_hosts line {line}): another machine, or an attack",
+                        self.host, self.port
+                    ),
+                    Err(e) => format!("known_hosts {}: {e}", self.path.display()),
+                }
+            }
+            russh::keys::PublicKeyOrCertificate::Certificate(_) => {
+                "host certificates are not supported; list the host key in known_hosts".into()
+            }
+        };
+        *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        Ok(false)
+    }
+}
+
+pub struct SshDriver {
+    name: String,
+    host: String,
+    port: u16,
+    user: String,
+    key: Arc<PrivateKey>,
+    known_hosts: PathBuf,
+    off_command: String,
+    on_command: Option<String>,
+    confirm: Confirm,
+    timeout: Duration,
+    session: Mutex<Option<Handle<KnownHosts>>>,
+}
+
+impl std::fmt::Debug for SshDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshDriver")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("confirm", &self.confirm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for KnownHosts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KnownHosts({})", self.path.display())
+    }
+}
+
+/// How talking to the node failed.
+enum Trouble {
+    /// No TCP connection (refused, unreachable, timed out).
+    NoConnection(String),
+    Fence(FenceError),
+}
+
+impl SshDriver {
+    pub fn from_params(name: impl Into<String>, p: &Params) -> Result<Self, FenceError> {
+        p.check(&metadata())?;
+        let bad = |key: &str, reason: String| FenceError::InvalidParameter {
+            key: key.into(),
+            reason,
+        };
+        let identity = p.required_secret("identity")?;
+        let passphrase = p.secret("identity_passphrase")?;
+        let key = russh::keys::decode_secret_key(
+            identity.expose(),
+            passphrase.as_ref().map(|s| s.expose()),
+        )
+        .map_err(|e| bad("secrets.identity", format!("not a usable private key: {e}")))?;
+        let known_hosts = PathBuf::from(p.required("known_hosts")?);
+        if !known_hosts.is_file() {
+            return Err(bad(
+                "known_hosts",
+                format!("{} does not exist", known_hosts.display()),
+            ));
+        }
+        let confirm = match p.choice("confirm", &["never", "unreachable"], "never")? {
+            "unreachable" => Confirm::Unreachable,
+            _ => Confirm::Never,
+        };
+        Ok(SshDriver {
+            name: name.into(),
+            host: p.required("ip")?.to_string(),
+            port: p.parse("ipport", 22)?,
+            user: p.get("username").unwrap_or("root").to_string(),
+            key: Arc::new(key),
+            known_hosts,
+            off_command: p
+                .get("off_command")
+                .unwrap_or("echo o > /proc/sysrq-trigger")
+                .to_string(),
+            on_command: p.get("on_command").map(str::to_string),
+            confirm,
+            timeout: p.duration("timeout", Duration::from_secs(5))?,
+            session: Mutex::new(None),
+        })
+    }
+
+    async fn connect(&self) -> Result<Handle<KnownHosts>, Trouble> {
+        let refusal = Arc::new(std::sync::Mutex::new(None));
+        let handler = KnownHosts {
+            host: self.host.clone(),
+            port: self.port,
+            path: self.known_hosts.clone(),
+            refusal: refusal.clone(),
+        };
+        let tcp = tokio::time::timeout(
+            self.timeout,
+            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| Trouble::NoConnection(format!("no TCP connection within {:?}", self.timeout)))?
+        .map_err(|e| Trouble::NoConnection(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let config = Arc::new(client::Config {
+            inactivity_timeout: Some(Duration::from_secs(60)),
+            ..Default::default()
+        });
+        let fence = |e: String| {
+            Trouble::Fence(FenceError::Device {
+                device: self.name.clone(),
+                reason: e,
+            })
+        };
+        let mut h =
+            tokio::time::timeout(self.timeout, client::connect_stream(config, tcp, handler))
+                .await
+                .map_err(|_| {
+                    fence(format!(
+                        "SSH handshake did not finish within {:?}",
+                        self.timeout
+                    ))
+                })?
+                .map_err(|e| {
+                    let why = refusal.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    match why {
+                        Some(why) => Trouble::Fence(FenceError::Credentials {
+                            device: self.name.clone(),
+                            reason: why,
+                        }),
+                        None => fence(format!("SSH handshake: {e}")),
+                    }
+                })?;
+        let hash = h.best_supported_rsa_hash().await.ok().flatten().flatten();
+        let auth = tokio::time::timeout(
+            self.timeout,
+            h.authenticate_publickey(
+                &self.user,
+                PrivateKeyWithHashAlg::new(self.key.clone(), hash),
+            ),
+        )
+        .await
+        .map_err(|_| fence("authentication did not finish in time".into()))?
+        .map_err(|e| fence(format!("authentication: {e}")))?;
+        if !auth.success() {
+            return Err(Trouble::Fence(FenceError::Credentials {
+                device: self.name.clone(),
+                reason: format!(
+                    "the node refused key authentication for user {:?}",
+                    self.user
+                ),
+            }));
+        }
+        Ok(h)
+    }
+
+    /// Run `command` on a warm session (reconnecting once if it went
+    /// stale). `Ok(None)`: the connection dropped before an exit status.
+    async fn run(&self, command: &str) -> Result<Option<u32>, Trouble> {
+        let mut warm = self.session.lock().await;
+        for attempt in 0..2 {
+            if warm.is_none() {
+                *warm = Some(self.connect().await?);
+            }
+            let h = warm.as_ref().expect("connected above");
+            let channel = match h.channel_open_session().await {
+                Ok(c) => c,
+                Err(e) => {
+                    *warm = None;
+                    if attempt == 0 {
+                        continue;
+                    }
+                    return Err(Trouble::NoConnection(e.to_string()));
+                }
+            };
+            let mut channel = channel;
+            let work = async {
+                channel.exec(true, command).await?;
+                let mut code = None;
+                while let Some(msg) = channel.wait().await {
+                    if let ChannelMsg::ExitStatus { exit_status } = msg {
+                        code = Some(exit_status);
+                    }
+                }
+                Ok::<_, russh::Error>(code)
+            };
+            return match tokio::time::timeout(self.timeout, work).await {
+                Ok(Ok(code)) => Ok(code),
+                Ok(Err(_)) => {
+                    *warm = None;
+                    Ok(None)
+                }
+                Err(_) => {
+                    *warm = None;
+                    Err(Trouble::Fence(FenceError::Timeout {
+                        device: self.name.clone(),
+                        timeout: self.timeout,
+                    }))
+                }
+            };
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    fn no_connection(&self, why: String) -> FenceError {
+        FenceError::Unreachable {
+            device: self.name.clone(),
+            reason: format!("{}:{}: {why}", self.host, self.port),
+        }
+    }
+
+    async fn command(&self, command: &str, what: &str) -> Result<(), FenceError> {
+        match self.run(command).await {
+            Ok(Some(0)) | Ok(None) => Ok(()),
+            Ok(Some(code)) => Err(FenceError::Refused {
+                device: self.name.clone(),
+                reason: format!("{what} command exited with {code}"),
+            }),
+            Err(Trouble::NoConnection(why)) => Err(self.no_connection(why)),
+            Err(Trouble::Fence(e)) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl FenceDriver for SshDriver {
+    fn device(&self) -> &str {
+        &self.name
+    }
+
+    fn metadata(&self) -> DriverMetadata {
+        let mut m = metadata();
+        m.confirms_power_state = self.confirm == Confirm::Unreachable;
+        m
+    }
+
+    async fn status(&self, _port: &str) -> Result<PowerState, FenceError> {
+        // A fresh connection each time: a warm session says nothing about now.
+        let h = self.session.lock().await.take();
+        if let Some(h) = h {
+            let _ = h.disconnect(russh::Disconnect::ByApplication, "", "").await;
+        }
+        match self.connect().await {
+            Ok(h) => {
+                *self.session.lock().await = Some(h);
+                Ok(PowerState::On)
+            }
+            Err(Trouble::NoConnection(_)) if self.confirm == Confirm::Unreachable => {
+                Ok(PowerState::Off)
+            }
+            Err(Trouble::NoConnection(why)) => {
+                tracing::debug!(device = %self.name, reason = %why, "ssh: no answer, power state unknown");
+                Ok(PowerState::Unknown)
+            }
+            Err(Trouble::Fence(e)) => Err(e),
+        }
+    }
+
+    async fn on(&self, _port: &str) -> Result<(), FenceError> {
+        match &self.on_command {
+            Some(c) => self.command(c, "on").await,
+            None => Err(FenceError::Unsupported {
+                device: self.name.clone(),
+                action: "on",
+                reason:
+                    "a node that is off runs no command; set on_command for a node that is not off"
+                        .into(),
+            }),
+        }
+    }
+
+    async fn off(&self, _port: &str) -> Result<(), FenceError> {
+        self.command(&self.off_command, "off").await
+    }
+
+    async fn list(&self) -> Result<Vec<Port>, FenceError> {
+        Ok(vec![Port {
+            id: self.host.clone(),
+            state: self.status("").await?,
+        }])
+    }
+
+    async fn monitor(&self) -> Result<(), FenceError> {
+        self.command("true", "monitor").await
+    }
+
+    async fn close(&self) {
+        if let Some(h) = self.session.lock().await.take() {
+            let _ = h.disconnect(russh::Disconnect::ByApplication, "", "").await;
+        }
+    }
+}
