@@ -38,14 +38,37 @@ pub fn metadata() -> DriverMetadata {
     }
 }
 
-/// Check what can be checked without the plugin.
+/// Check what can be checked without the plugin (no I/O, no runtime needed).
 pub fn check(p: &Params) -> Result<(), FenceError> {
-    endpoint(p).map(|_| ())?;
+    endpoint(p)?;
     p.duration("timeout", Duration::from_secs(5))?;
     Ok(())
 }
 
-fn endpoint(p: &Params) -> Result<Channel, FenceError> {
+/// Where the plugin listens.
+enum Where {
+    Unix(String),
+    Tcp(Endpoint),
+}
+
+/// A lazily connecting channel (needs a Tokio runtime).
+fn channel(w: Where) -> Channel {
+    match w {
+        Where::Tcp(ep) => ep.connect_lazy(),
+        Where::Unix(path) => Endpoint::from_static("http://plugin.invalid")
+            .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            })),
+    }
+}
+
+/// Parse and check the endpoint; no I/O.
+fn endpoint(p: &Params) -> Result<Where, FenceError> {
     let bad = |reason: String| FenceError::InvalidParameter {
         key: "endpoint".into(),
         reason,
@@ -55,18 +78,7 @@ fn endpoint(p: &Params) -> Result<Channel, FenceError> {
         if !path.starts_with('/') {
             return Err(bad(format!("{e:?}: a Unix socket needs an absolute path")));
         }
-        let path = path.to_string();
-        let ep = Endpoint::from_static("http://plugin.invalid");
-        return Ok(
-            ep.connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move {
-                    Ok::<_, std::io::Error>(TokioIo::new(
-                        tokio::net::UnixStream::connect(path).await?,
-                    ))
-                }
-            })),
-        );
+        return Ok(Where::Unix(path.to_string()));
     }
     let uri: Uri = e.parse().map_err(|err| bad(format!("{e:?}: {err}")))?;
     let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
@@ -80,7 +92,7 @@ fn endpoint(p: &Params) -> Result<Channel, FenceError> {
         )));
     }
     Endpoint::from_shared(e.to_string())
-        .map(|ep| ep.connect_lazy())
+        .map(Where::Tcp)
         .map_err(|err| bad(format!("{e:?}: {err}")))
 }
 
@@ -97,7 +109,7 @@ impl PluginDriver {
     /// Parameters checked, secrets loaded; the plugin is first called on
     /// [`FenceDriver::validate`] or first use.
     pub fn from_params(name: impl Into<String>, p: &Params) -> Result<Self, FenceError> {
-        let channel = endpoint(p)?;
+        let channel = channel(endpoint(p)?);
         let mut secrets = BTreeMap::new();
         for k in p.secrets.keys() {
             secrets.insert(k.clone(), p.required_secret(k)?);

@@ -56,3 +56,28 @@ fn readme_configuration_examples_pass_check_config() {
         );
     }
 }
+
+/// The README's fence driver example validates (every device's parameters
+/// against its driver; no device is contacted).
+#[test]
+fn readme_driver_examples_validate() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let block = readme
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .find(|b| b.contains("driver = \"ipmi\""))
+        .expect("README lost its driver examples");
+    let text = format!(
+        "[arbiter]\nstate_dir = \"/tmp/unused\"\ninsecure_plaintext = true\n\n[[cluster]]\nname = \"prod\"\n{block}\n\
+         [[cluster.node]]\nid = 2\nname = \"db2\"\naddress = \"127.0.0.1:7502\"\nfence = [[\"rf-db2:\"], [\"cloud:db2\"]]\n"
+    );
+    let plan = arbiter::config::Config::from_toml(&text)
+        .and_then(|c| c.validate())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let devices = &plan.clusters["prod"].devices;
+    for d in ["ipmi", "snmp", "redfish", "ssh", "plugin", "exec"] {
+        assert!(devices.values().any(|x| x.driver == d), "no {d} example");
+    }
+}

@@ -56,8 +56,7 @@ fn last_reset(b: &Redfish) -> String {
     b.events()
         .lines()
         .filter_map(|l| l.split('\t').nth(2))
-        .filter(|w| w.starts_with("reset:"))
-        .next_back()
+        .rfind(|w| w.starts_with("reset:"))
         .unwrap_or_default()
         .to_string()
 }
