@@ -48,7 +48,7 @@ pub fn check(p: &Params) -> Result<(), FenceError> {
 /// Where the plugin listens.
 enum Where {
     Unix(String),
-    Tcp(Endpoint),
+    Tcp(Box<Endpoint>),
 }
 
 /// A lazily connecting channel (needs a Tokio runtime).
@@ -92,7 +92,7 @@ fn endpoint(p: &Params) -> Result<Where, FenceError> {
         )));
     }
     Endpoint::from_shared(e.to_string())
-        .map(Where::Tcp)
+        .map(|ep| Where::Tcp(Box::new(ep)))
         .map_err(|err| bad(format!("{e:?}: {err}")))
 }
 

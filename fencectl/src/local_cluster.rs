@@ -38,6 +38,19 @@ pub struct ClusterOptions {
     /// Per node, a BMC reached with `fence_ipmilan` through the `exec`
     /// driver: the node's first level; `power` becomes its second.
     pub bmcs: std::collections::BTreeMap<u32, BmcAccess>,
+    /// Per node, an outlet of an APC PDU reached with the native `snmp`
+    /// driver (SNMPv3 authPriv): the node's first level; `power` its second.
+    pub pdu_outlets: std::collections::BTreeMap<u32, PduAccess>,
+}
+
+/// One node's outlet on a PDU, over SNMPv3 authPriv.
+#[derive(Debug, Clone)]
+pub struct PduAccess {
+    pub port: u16,
+    pub user: String,
+    pub auth_file: std::path::PathBuf,
+    pub priv_file: std::path::PathBuf,
+    pub outlet: String,
 }
 
 /// How to reach one node's BMC: with `fence_ipmilan` through `exec`, or
@@ -61,6 +74,7 @@ impl Default for ClusterOptions {
             tls: false,
             exec_dummy: false,
             bmcs: Default::default(),
+            pdu_outlets: Default::default(),
         }
     }
 }
@@ -227,6 +241,17 @@ impl LocalCluster {
                 b.password_file.display()
             );
         }
+        for (i, o) in &opts.pdu_outlets {
+            toml += &format!(
+                "\n[[cluster.device]]\nname = \"pdu{i}\"\ndriver = \"snmp\"\nip = \"127.0.0.1\"\nipport = {}\n\
+                 version = \"3\"\nusername = \"{}\"\ntimeout = \"300ms\"\n\
+                 secrets = {{ auth_password = \"file:{}\", priv_password = \"file:{}\" }}\n",
+                o.port,
+                o.user,
+                o.auth_file.display(),
+                o.priv_file.display()
+            );
+        }
         for (i, b) in opts.bmcs.iter().filter(|(_, b)| !b.native) {
             toml += &format!(
                 "\n[[cluster.device]]\nname = \"bmc{i}\"\ndriver = \"exec\"\nagent = \"fence_ipmilan\"\nip = \"127.0.0.1\"\n\
@@ -244,7 +269,9 @@ impl LocalCluster {
             );
         }
         for i in 1..=n {
-            let levels = if opts.bmcs.contains_key(&i) {
+            let levels = if let Some(o) = opts.pdu_outlets.get(&i) {
+                format!("[[\"pdu{i}:{}\"], [\"power:node{i}\"]]", o.outlet)
+            } else if opts.bmcs.contains_key(&i) {
                 format!("[[\"bmc{i}:\"], [\"power:node{i}\"]]")
             } else if opts.exec_dummy {
                 "[[\"dummy\"]]".to_string()

@@ -243,10 +243,10 @@ fn bad_parameters_are_named() {
     assert!(e.contains("ipprot") && e.contains("ipport"), "{e}");
 }
 
-/// Three nodes, each fenced first by its own BMC through the native
-/// driver: see [`tests::bmc_cluster`].
+/// Three nodes fenced first natively: nodes 1 and 2 by their BMCs (ipmi),
+/// node 3 by its PDU outlet (snmp v3): see [`tests::bmc_cluster`].
 #[tokio::test(flavor = "multi_thread")]
-async fn a_cluster_fences_through_native_ipmi_and_falls_through_to_the_second_level() {
+async fn a_cluster_fences_through_native_ipmi_and_snmp_and_falls_through_to_the_second_level() {
     let _g = serial();
     tests::bmc_cluster::fences_through_bmcs(true).await;
 }
