@@ -46,14 +46,7 @@ pub async fn build_devices(
             "exec" => {
                 let p = d
                     .exec_params(name)
-                    .map_err(|errs| FenceError::InvalidParameter {
-                        key: format!("device {name:?}"),
-                        reason: errs
-                            .iter()
-                            .map(|e| e.to_string())
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    })?;
+                    .map_err(|errs| config_errors(name, &errs))?;
                 // A port this device will be asked about, for validate-all.
                 let sample = levels
                     .values()
@@ -74,16 +67,9 @@ pub async fn build_devices(
                 Arc::new(drv)
             }
             native => {
-                let p =
-                    d.driver_params(name, &[])
-                        .map_err(|errs| FenceError::InvalidParameter {
-                            key: format!("device {name:?}"),
-                            reason: errs
-                                .iter()
-                                .map(|e| e.to_string())
-                                .collect::<Vec<_>>()
-                                .join("; "),
-                        })?;
+                let p = d
+                    .driver_params(name, &[])
+                    .map_err(|errs| config_errors(name, &errs))?;
                 fence_drivers::native::build(native, name, &p).map_err(|e| named(name, e))?
             }
         };
@@ -99,6 +85,18 @@ pub async fn build_devices(
         out.insert(name.clone(), driver);
     }
     Ok(out)
+}
+
+/// A device's configuration problems as one error naming the device.
+fn config_errors(name: &str, errs: &[crate::config::ConfigError]) -> FenceError {
+    FenceError::InvalidParameter {
+        key: format!("device {name:?}"),
+        reason: errs
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
 }
 
 /// A step of a level, reported for the timeline.

@@ -136,3 +136,12 @@ pub trait FenceDriver: Send + Sync + std::fmt::Debug {
     /// the next call.
     async fn close(&self) {}
 }
+
+/// Bytes from hex, for known-answer tests.
+#[cfg(test)]
+pub(crate) fn test_hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}

@@ -101,6 +101,18 @@ impl Params {
         }
     }
 
+    /// The device's address: host `ip` (resolved now) and port `ipport`.
+    pub fn socket_addr(&self, default_port: u16) -> Result<std::net::SocketAddr, FenceError> {
+        use std::net::ToSocketAddrs;
+        let host = self.required("ip")?;
+        let port: u16 = self.parse("ipport", default_port)?;
+        (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| bad("ip", format!("{host:?} does not resolve")))
+    }
+
     /// A duration such as `"500ms"` or `"2s"`.
     pub fn duration(&self, key: &str, default: Duration) -> Result<Duration, FenceError> {
         match self.get(key) {

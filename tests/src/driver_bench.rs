@@ -4,6 +4,7 @@
 //! put back on, untimed, before every run.
 
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fence_drivers::params::Params;
@@ -27,6 +28,11 @@ impl Row {
         }
         v[v.len() / 2]
     }
+}
+
+/// A native driver named "bench".
+fn build(driver: &str, p: &Params) -> Result<Arc<dyn FenceDriver>, String> {
+    fence_drivers::native::build(driver, "bench", p).map_err(|e| e.to_string())
 }
 
 /// Time `runs` runs of an external command; `reset` runs untimed first.
@@ -58,7 +64,7 @@ async fn time_driver(
     label: &str,
     runs: u32,
     reset: &dyn Fn(),
-    make: &dyn Fn() -> Result<Box<dyn FenceDriver>, String>,
+    make: &dyn Fn() -> Result<Arc<dyn FenceDriver>, String>,
     warm: bool,
     port: &str,
 ) -> Result<Row, String> {
@@ -113,11 +119,7 @@ pub async fn ipmi(runs: u32) -> Result<Vec<Row>, String> {
         "password".into(),
         format!("file:{}", b.get("FENCE_IPMI_PASSWORD_FILE")),
     );
-    let make = || -> Result<Box<dyn FenceDriver>, String> {
-        fence_drivers::ipmi::IpmiDriver::from_params("bench", &p)
-            .map(|d| Box::new(d) as Box<dyn FenceDriver>)
-            .map_err(|e| e.to_string())
-    };
+    let make = || build("ipmi", &p);
     let s = |v: &str| v.to_string();
     let ipmitool = vec![
         s("ipmitool"),
@@ -232,11 +234,7 @@ pub async fn snmp(runs: u32) -> Result<Vec<Row>, String> {
     );
     let make = |params: &Params| {
         let params = params.clone();
-        move || -> Result<Box<dyn FenceDriver>, String> {
-            fence_drivers::snmp::SnmpDriver::from_params("bench", &params)
-                .map(|d| Box::new(d) as Box<dyn FenceDriver>)
-                .map_err(|e| e.to_string())
-        }
+        move || build("snmp", &params)
     };
     let host = format!("127.0.0.1:{}", p.get("FENCE_PDU_PORT"));
     let s = |v: &str| v.to_string();
@@ -375,11 +373,7 @@ pub async fn redfish(runs: u32) -> Result<Vec<Row>, String> {
         "password".into(),
         format!("file:{}", b.get("FENCE_REDFISH_PASSWORD_FILE")),
     );
-    let make = || -> Result<Box<dyn FenceDriver>, String> {
-        fence_drivers::redfish::RedfishDriver::from_params("bench", &p)
-            .map(|d| Box::new(d) as Box<dyn FenceDriver>)
-            .map_err(|e| e.to_string())
-    };
+    let make = || build("redfish", &p);
     let fence_redfish = vec![
         s("fence_redfish"),
         s("--ip=127.0.0.1"),

@@ -3,6 +3,7 @@
 
 pub mod bmc_cluster;
 pub mod driver_bench;
+pub mod driver_checks;
 pub mod e2e;
 pub mod peers;
 pub mod sim;

@@ -18,6 +18,26 @@ pub fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
 
+/// One test at a time within a test binary: each starts peers and daemons,
+/// and the machine has 2 cores.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A peer that started, or `None` to skip the test where the peer's
+/// software is not installed. Under `CI=true` a missing peer fails the test.
+pub fn required<T>(what: &str, started: Result<T, String>) -> Option<T> {
+    match started {
+        Ok(p) => Some(p),
+        Err(e) if in_ci() => panic!("the {what} peer must run under CI: {e}"),
+        Err(e) => {
+            eprintln!("skipped: {what} peer: {e}");
+            None
+        }
+    }
+}
+
 /// One running peer instance in its own temporary base directory, with the
 /// `KEY=VALUE` parameters its up script printed.
 pub struct Peer {

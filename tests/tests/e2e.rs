@@ -11,19 +11,13 @@
 #![allow(clippy::await_holding_lock)]
 
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use fencectl::commands::status::{fetch_nodes, fetch_status};
 use fencectl::local_cluster::{ClusterOptions, LocalCluster};
 use proto::v1 as pb;
 use tests::e2e::{Watcher, binaries, json_log, unix_us};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use tests::peers::serial;
 
 /// The fault happened; wait for node `n`'s fence to be announced and check
 /// the order of things. Returns the announcement's epoch.

@@ -6,17 +6,10 @@ use std::time::Duration;
 
 use fence_drivers::exec::ExecDriver;
 use fence_drivers::{FenceDriver, FenceError, PowerState, off_and_confirm};
-use tests::peers::{Pdu, in_ci};
+use tests::peers::{Pdu, required};
 
 fn pdu() -> Option<Pdu> {
-    match Pdu::start("pdu1", 4) {
-        Ok(p) => Some(p),
-        Err(e) if in_ci() => panic!("the PDU peer must run under CI: {e}"),
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
+    required("PDU", Pdu::start("pdu1", 4))
 }
 
 async fn driver(p: &Pdu, community_file: &std::path::Path) -> Result<ExecDriver, FenceError> {

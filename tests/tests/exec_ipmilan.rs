@@ -7,32 +7,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use std::sync::Mutex;
-
 use fence_drivers::exec::ExecDriver;
 use fence_drivers::{FenceDriver, FenceError, PowerState, off_and_confirm};
-use tests::peers::{Bmc, in_ci};
-
-/// One test at a time: each starts BMCs and Python agents on 2 cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use tests::peers::{Bmc, required, serial};
 
 fn bmc() -> Option<Bmc> {
     start_bmc("bmc1")
 }
 
 fn start_bmc(name: &str) -> Option<Bmc> {
-    match Bmc::start(name) {
-        Ok(b) => Some(b),
-        Err(e) if in_ci() => panic!("the IPMI peer must run under CI: {e}"),
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
+    required("IPMI", Bmc::start(name))
 }
 
 async fn driver(b: &Bmc) -> ExecDriver {

@@ -6,7 +6,6 @@
 // Tests hold a std mutex across awaits on purpose: one at a time.
 #![allow(clippy::await_holding_lock)]
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -15,23 +14,11 @@ use fence_drivers::ipmi::IpmiDriver;
 use fence_drivers::ipmi::crypto::CipherSuite;
 use fence_drivers::params::Params;
 use fence_drivers::{FenceDriver, FenceError, PowerState, off_and_confirm};
-use tests::peers::{Bmc, in_ci};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use tests::driver_checks::{assert_never_confirmed, assert_off_refused};
+use tests::peers::{Bmc, required, serial};
 
 fn bmc() -> Option<Bmc> {
-    match Bmc::start("bmc1") {
-        Ok(b) => Some(b),
-        Err(e) if in_ci() => panic!("the IPMI peer must run under CI: {e}"),
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
+    required("IPMI", Bmc::start("bmc1"))
 }
 
 fn params(b: &Bmc, extra: &[(&str, &str)]) -> Params {
@@ -108,29 +95,10 @@ async fn a_lying_bmc_never_confirms_and_a_refusing_one_is_an_error() {
     let Some(b) = bmc() else { return };
     let d = IpmiDriver::from_params("bmc1", &params(&b, &[])).unwrap();
     std::fs::write(b.dir().join("stuck"), "").unwrap();
-    let e = off_and_confirm(
-        &d,
-        "",
-        Duration::from_millis(800),
-        Duration::from_millis(50),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            FenceError::NotConfirmed {
-                last: PowerState::On,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_never_confirmed(&d, "", Duration::from_millis(800)).await;
     std::fs::remove_file(b.dir().join("stuck")).unwrap();
     std::fs::write(b.dir().join("fail-set"), "").unwrap();
-    let e = d.off("").await.unwrap_err();
-    assert!(matches!(e, FenceError::Refused { .. }), "{e}");
-    assert!(e.to_string().contains("0xFF"), "{e}");
+    assert_off_refused(&d, "", "0xFF").await;
     assert_eq!(b.power(), "on");
 }
 

@@ -6,29 +6,16 @@
 // Tests hold a std mutex across awaits on purpose: one at a time.
 #![allow(clippy::await_holding_lock)]
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use fence_drivers::params::Params;
 use fence_drivers::snmp::SnmpDriver;
 use fence_drivers::{FenceDriver, FenceError, PowerState, off_and_confirm};
-use tests::peers::{Pdu, in_ci};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use tests::driver_checks::{assert_never_confirmed, assert_off_refused};
+use tests::peers::{Pdu, required, serial};
 
 fn pdu(model: &str) -> Option<Pdu> {
-    match Pdu::start_model("pdu1", 4, model) {
-        Ok(p) => Some(p),
-        Err(e) if in_ci() => panic!("the PDU peer must run under CI: {e}"),
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
+    required("PDU", Pdu::start_model("pdu1", 4, model))
 }
 
 /// A secret in a file of its own in the peer's directory, as `file:PATH`.
@@ -118,29 +105,10 @@ async fn a_lying_pdu_never_confirms_a_refusing_one_errs_a_wrong_community_is_cle
     let Some(p) = pdu("rpdu") else { return };
     let d = SnmpDriver::from_params("pdu1", &v2c(&p, &[])).unwrap();
     std::fs::write(p.dir().join("stuck"), "").unwrap();
-    let e = off_and_confirm(
-        &d,
-        "1",
-        Duration::from_millis(600),
-        Duration::from_millis(50),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            FenceError::NotConfirmed {
-                last: PowerState::On,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_never_confirmed(&d, "1", Duration::from_millis(600)).await;
     std::fs::remove_file(p.dir().join("stuck")).unwrap();
     std::fs::write(p.dir().join("fail-set"), "").unwrap();
-    let e = d.off("1").await.unwrap_err();
-    assert!(matches!(e, FenceError::Refused { .. }), "{e}");
-    assert!(e.to_string().contains("genErr"), "{e}");
+    assert_off_refused(&d, "1", "genErr").await;
     assert_eq!(p.outlet(1), "on");
 
     let mut bad = v2c(&p, &[]);

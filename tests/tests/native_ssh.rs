@@ -6,29 +6,16 @@
 // Tests hold a std mutex across awaits on purpose: one at a time.
 #![allow(clippy::await_holding_lock)]
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use fence_drivers::params::Params;
 use fence_drivers::ssh::SshDriver;
-use fence_drivers::{FenceDriver, FenceError, PowerState, confirm_off, off_and_confirm};
-use tests::peers::{Sshd, in_ci};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use fence_drivers::{FenceDriver, FenceError, PowerState, confirm_off};
+use tests::driver_checks::{assert_never_confirmed, assert_off_refused};
+use tests::peers::{Sshd, required, serial};
 
 fn sshd() -> Option<Sshd> {
-    match Sshd::start() {
-        Ok(s) => Some(s),
-        Err(e) if in_ci() => panic!("the ssh peer must run under CI: {e}"),
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
+    required("ssh", Sshd::start())
 }
 
 fn params(s: &Sshd, extra: &[(&str, &str)]) -> Params {
@@ -91,24 +78,7 @@ async fn with_the_opt_in_no_answer_after_off_counts_as_off() {
         SshDriver::from_params("node3-ssh", &params(&s, &[("confirm", "unreachable")])).unwrap();
     assert!(d.metadata().confirms_power_state);
     // The recorder does not power anything off: the node still answers.
-    let e = off_and_confirm(
-        &d,
-        "",
-        Duration::from_millis(600),
-        Duration::from_millis(50),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            FenceError::NotConfirmed {
-                last: PowerState::On,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_never_confirmed(&d, "", Duration::from_millis(600)).await;
     s.down();
     confirm_off(&d, "", Duration::from_secs(2), Duration::from_millis(50))
         .await
@@ -116,9 +86,7 @@ async fn with_the_opt_in_no_answer_after_off_counts_as_off() {
     // A failing command is refused; the warm session reconnects after a restart.
     s.up().unwrap();
     std::fs::write(s.dir().join("fail-exit-code"), "1").unwrap();
-    let e = d.off("").await.unwrap_err();
-    assert!(matches!(e, FenceError::Refused { .. }), "{e}");
-    assert!(e.to_string().contains("exited with 1"), "{e}");
+    assert_off_refused(&d, "", "exited with 1").await;
 }
 
 #[tokio::test]

@@ -7,7 +7,6 @@
 #![allow(clippy::await_holding_lock)]
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use fence_drivers::exec::ExecDriver;
@@ -15,23 +14,11 @@ use fence_drivers::params::Params;
 use fence_drivers::redfish::RedfishDriver;
 use fence_drivers::{FenceDriver, FenceError, PowerState, off_and_confirm};
 use sha2::Digest;
-use tests::peers::{Redfish, in_ci};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use tests::driver_checks::{assert_never_confirmed, assert_off_refused};
+use tests::peers::{Redfish, required, serial};
 
 fn bmc() -> Option<Redfish> {
-    match Redfish::start("rf1") {
-        Ok(b) => Some(b),
-        Err(e) if in_ci() => panic!("the Redfish peer must run under CI: {e}"),
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
+    required("Redfish", Redfish::start("rf1"))
 }
 
 fn params(b: &Redfish, tls: (&str, &str)) -> Params {
@@ -135,29 +122,10 @@ async fn a_lying_or_failing_bmc_and_a_wrong_password() {
     let d =
         RedfishDriver::from_params("rf1", &params(&b, ("ca", b.get("FENCE_REDFISH_CA")))).unwrap();
     std::fs::write(b.dir().join("stuck"), "").unwrap();
-    let e = off_and_confirm(
-        &d,
-        "",
-        Duration::from_millis(800),
-        Duration::from_millis(50),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            FenceError::NotConfirmed {
-                last: PowerState::On,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert_never_confirmed(&d, "", Duration::from_millis(800)).await;
     std::fs::remove_file(b.dir().join("stuck")).unwrap();
     std::fs::write(b.dir().join("fail-reset"), "").unwrap();
-    let e = d.off("").await.unwrap_err();
-    assert!(matches!(e, FenceError::Refused { .. }), "{e}");
-    assert!(e.to_string().contains("500"), "{e}");
+    assert_off_refused(&d, "", "500").await;
     std::fs::remove_file(b.dir().join("fail-reset")).unwrap();
 
     let dir = tempfile::tempdir().unwrap();

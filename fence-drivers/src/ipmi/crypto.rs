@@ -254,12 +254,7 @@ impl SessionKeys {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_hex as hex;
 
     fn handshake(suite: CipherSuite) -> Handshake<'static> {
         Handshake {

@@ -22,7 +22,6 @@ pub mod crypto;
 pub mod session;
 pub mod wire;
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -95,16 +94,7 @@ impl IpmiDriver {
     /// Check the parameters and load the secrets; no I/O to the BMC yet.
     pub fn from_params(name: impl Into<String>, p: &Params) -> Result<Self, FenceError> {
         p.check(&metadata())?;
-        let host = p.required("ip")?;
-        let port: u16 = p.parse("ipport", 623)?;
-        let addr: SocketAddr = (host, port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| FenceError::InvalidParameter {
-                key: "ip".into(),
-                reason: format!("{host:?} does not resolve"),
-            })?;
+        let addr = p.socket_addr(623)?;
         let suites = match p.choice("cipher", &["auto", "17", "3"], "auto")? {
             "17" => vec![CipherSuite::S17],
             "3" => vec![CipherSuite::S3],

@@ -370,12 +370,7 @@ pub fn report_text(oid: &[u32]) -> &'static str {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_hex as hex;
 
     #[test]
     fn rfc3414_a322_sha1_key_localization() {

@@ -13,7 +13,7 @@ pub mod ber;
 pub mod message;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -138,16 +138,7 @@ enum Failure {
 impl SnmpDriver {
     pub fn from_params(name: impl Into<String>, p: &Params) -> Result<Self, FenceError> {
         p.check(&metadata())?;
-        let host = p.required("ip")?;
-        let port: u16 = p.parse("ipport", 161)?;
-        let addr = (host, port)
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| FenceError::InvalidParameter {
-                key: "ip".into(),
-                reason: format!("{host:?} does not resolve"),
-            })?;
+        let addr = p.socket_addr(161)?;
         let auth = match p.choice("version", &["2c", "3"], "2c")? {
             "3" => {
                 let user = p.get("username").unwrap_or_default();
@@ -298,15 +289,15 @@ impl SnmpDriver {
                     };
                     let accept = |w: &Warm, b: &[u8], id: i32| {
                         let keys = &w.engine.as_ref()?.2;
-                        match message::parse_v3(b, Some(keys)) {
-                            Ok(r)
-                                if r.msg_id == id
-                                    && r.pdu.tag == message::RESPONSE
-                                    && r.authentic =>
-                            {
-                                Some(Ok(r.pdu))
-                            }
-                            Ok(r) if r.msg_id == id && r.pdu.tag == message::REPORT => {
+                        // A report about our credentials (wrong digest) is
+                        // not authenticated: read it without keys.
+                        let r = message::parse_v3(b, Some(keys))
+                            .or_else(|_| message::parse_v3(b, None))
+                            .ok()
+                            .filter(|r| r.msg_id == id)?;
+                        match r.pdu.tag {
+                            message::RESPONSE if r.authentic => Some(Ok(r.pdu)),
+                            message::REPORT => {
                                 let what = r
                                     .pdu
                                     .varbinds
@@ -314,18 +305,6 @@ impl SnmpDriver {
                                     .map_or("report", |(o, _)| message::report_text(o));
                                 Some(Err(Failure::Report(what, r.engine)))
                             }
-                            // An unauthenticated report (wrong digest) cannot be verified.
-                            Err(_) => match message::parse_v3(b, None) {
-                                Ok(r) if r.msg_id == id && r.pdu.tag == message::REPORT => {
-                                    let what = r
-                                        .pdu
-                                        .varbinds
-                                        .first()
-                                        .map_or("report", |(o, _)| message::report_text(o));
-                                    Some(Err(Failure::Report(what, r.engine)))
-                                }
-                                _ => None,
-                            },
                             _ => None,
                         }
                     };
