@@ -218,3 +218,125 @@ async fn a_cluster_fences_through_native_ipmi_and_snmp_and_falls_through_to_the_
     let _g = serial();
     tests::bmc_cluster::fences_through_bmcs(true).await;
 }
+
+fn fencectl(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(tests::e2e::binaries().join("fencectl"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `fencectl driver` with a native device: listed, described, validated,
+/// tested for real (status, then off with --yes) against the BMC.
+#[tokio::test]
+async fn fencectl_driver_commands_with_a_native_ipmi_device() {
+    let _g = serial();
+    let (code, out, _) = fencectl(&["driver", "list"]);
+    assert_eq!(code, 0);
+    for d in ["ipmi", "snmp", "redfish", "ssh", "plugin", "exec", "sim"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(d)),
+            "{d} not listed: {out}"
+        );
+    }
+    let (code, out, _) = fencectl(&["driver", "metadata", "ipmi", "-o", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "password" && p["secret"] == true),
+        "{out}"
+    );
+    let Some(b) = bmc() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let config = format!(
+        "[arbiter]\nstate_dir = \"{d}/state\"\ninsecure_plaintext = true\n[[cluster]]\nname = \"c\"\n\
+         [[cluster.device]]\nname = \"bmc1\"\ndriver = \"ipmi\"\nip = \"127.0.0.1\"\nipport = {}\nusername = \"{}\"\n\
+         secrets = {{ password = \"file:{}\" }}\n\
+         [[cluster.node]]\nid = 1\naddress = \"127.0.0.1:7501\"\nfence = [[\"bmc1:\"]]\n",
+        b.get("FENCE_IPMI_PORT"),
+        b.get("FENCE_IPMI_USER"),
+        b.get("FENCE_IPMI_PASSWORD_FILE")
+    );
+    let path = dir.path().join("arbiter.toml");
+    std::fs::write(&path, &config).unwrap();
+    let cfg = path.to_str().unwrap();
+    let (code, out, err) = fencectl(&["driver", "validate", "--config", cfg]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = fencectl(&["driver", "test", "1", "--config", cfg, "-o", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["state"], "on", "{out}");
+    let (code, out, err) = fencectl(&[
+        "driver", "test", "1", "--config", cfg, "--action", "off", "--yes",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(b.power(), "off", "the BMC's own state");
+    // A secret given in the config itself is refused, naming the key.
+    std::fs::write(
+        &path,
+        config.replace("username =", "password = \"x\"\nusername ="),
+    )
+    .unwrap();
+    let (code, _, err) = fencectl(&["driver", "validate", "--config", cfg]);
+    assert_eq!(code, 1);
+    assert!(err.contains("password") && err.contains("secret"), "{err}");
+}
+
+/// The arbiter checks its devices every `monitor_interval`: a BMC that
+/// stops answering is reported before anyone needs it, and again when it
+/// is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_arbiter_reports_a_silent_bmc_before_it_is_needed() {
+    let _g = serial();
+    let Some(b) = bmc() else { return };
+    let mut opts = fencectl::local_cluster::ClusterOptions::default();
+    opts.cluster_extra = "monitor_interval = \"300ms\"".into();
+    opts.bmcs.insert(
+        2,
+        fencectl::local_cluster::BmcAccess {
+            port: b.get("FENCE_IPMI_PORT").parse().unwrap(),
+            username: b.get("FENCE_IPMI_USER").into(),
+            password_file: b.get("FENCE_IPMI_PASSWORD_FILE").into(),
+            native: true,
+        },
+    );
+    let c = fencectl::local_cluster::LocalCluster::start(&tests::e2e::binaries(), &opts)
+        .await
+        .expect("cluster starts");
+    let pid = nix::unistd::Pid::from_raw(b.get("FENCE_IPMI_PID").parse().unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let wait_for = |what: &'static str| {
+        let c = &c;
+        async move {
+            for _ in 0..100 {
+                if c.log("arbiter")
+                    .lines()
+                    .any(|l| l.contains(what) && l.contains("bmc2"))
+                {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    let silent = wait_for("does not answer its monitor check").await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert!(silent, "no warning: {}", c.log("arbiter"));
+    assert!(
+        wait_for("answers again").await,
+        "no recovery: {}",
+        c.log("arbiter")
+    );
+    assert_eq!(b.power(), "on", "monitoring never touches power");
+}
