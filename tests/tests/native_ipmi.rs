@@ -299,8 +299,10 @@ async fn fencectl_driver_commands_with_a_native_ipmi_device() {
 async fn the_arbiter_reports_a_silent_bmc_before_it_is_needed() {
     let _g = serial();
     let Some(b) = bmc() else { return };
-    let mut opts = fencectl::local_cluster::ClusterOptions::default();
-    opts.cluster_extra = "monitor_interval = \"300ms\"".into();
+    let mut opts = fencectl::local_cluster::ClusterOptions {
+        cluster_extra: "monitor_interval = \"300ms\"".into(),
+        ..Default::default()
+    };
     opts.bmcs.insert(
         2,
         fencectl::local_cluster::BmcAccess {
