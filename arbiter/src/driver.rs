@@ -114,13 +114,17 @@ pub fn publish(
 
 /// Check every device each `every` (which keeps warm sessions alive) and
 /// log when one stops or starts answering; on cancel, close the devices'
-/// sessions.
+/// sessions (also when monitoring is off: `every` is `None`).
 async fn monitor_devices(
     cluster: String,
     devices: Arc<BTreeMap<String, Arc<dyn FenceDriver>>>,
-    every: Duration,
+    every: Option<Duration>,
     token: CancellationToken,
 ) {
+    let Some(every) = every else {
+        token.cancelled().await;
+        return close_all(&devices).await;
+    };
     let mut healthy: BTreeMap<String, bool> = BTreeMap::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -152,6 +156,11 @@ async fn monitor_devices(
             }
         }
     }
+    close_all(&devices).await
+}
+
+/// Close every device's session (an IPMI Close Session), briefly.
+async fn close_all(devices: &BTreeMap<String, Arc<dyn FenceDriver>>) {
     for dev in devices.values() {
         let _ = tokio::time::timeout(Duration::from_millis(500), dev.close()).await;
     }
@@ -208,12 +217,14 @@ impl ClusterDriver {
     pub async fn run(mut self, mut rx: mpsc::Receiver<ToDriver>) -> Result<(), StoreError> {
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        if let Some(every) = self.plan.monitor_interval {
-            let devices = self.devices.clone();
-            let (cluster, token) = (self.name().to_string(), self.token.clone());
-            self.tracker
-                .spawn(monitor_devices(cluster, devices, every, token));
-        }
+        let devices = self.devices.clone();
+        let (cluster, token) = (self.name().to_string(), self.token.clone());
+        self.tracker.spawn(monitor_devices(
+            cluster,
+            devices,
+            self.plan.monitor_interval,
+            token,
+        ));
         loop {
             tokio::select! {
                 _ = self.token.cancelled() => return Ok(()),
