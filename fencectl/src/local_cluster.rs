@@ -41,6 +41,9 @@ pub struct ClusterOptions {
     /// Per node, an outlet of an APC PDU reached with the native `snmp`
     /// driver (SNMPv3 authPriv): the node's first level; `power` its second.
     pub pdu_outlets: std::collections::BTreeMap<u32, PduAccess>,
+    /// A fence driver plugin (`endpoint`, and the `dir` parameter it
+    /// takes) as every node's first level, port `node<i>`; `power` second.
+    pub plugin: Option<(String, std::path::PathBuf)>,
 }
 
 /// One node's outlet on a PDU, over SNMPv3 authPriv.
@@ -75,6 +78,7 @@ impl Default for ClusterOptions {
             exec_dummy: false,
             bmcs: Default::default(),
             pdu_outlets: Default::default(),
+            plugin: None,
         }
     }
 }
@@ -241,6 +245,13 @@ impl LocalCluster {
                 b.password_file.display()
             );
         }
+        if let Some((endpoint, dir)) = &opts.plugin {
+            toml += &format!(
+                "\n[[cluster.device]]\nname = \"ext\"\ndriver = \"plugin\"\nendpoint = \"{endpoint}\"\n\
+                 timeout = \"1s\"\ndir = \"{}\"\n",
+                dir.display()
+            );
+        }
         for (i, o) in &opts.pdu_outlets {
             toml += &format!(
                 "\n[[cluster.device]]\nname = \"pdu{i}\"\ndriver = \"snmp\"\nip = \"127.0.0.1\"\nipport = {}\n\
@@ -269,7 +280,9 @@ impl LocalCluster {
             );
         }
         for i in 1..=n {
-            let levels = if let Some(o) = opts.pdu_outlets.get(&i) {
+            let levels = if opts.plugin.is_some() {
+                format!("[[\"ext:node{i}\"], [\"power:node{i}\"]]")
+            } else if let Some(o) = opts.pdu_outlets.get(&i) {
                 format!("[[\"pdu{i}:{}\"], [\"power:node{i}\"]]", o.outlet)
             } else if opts.bmcs.contains_key(&i) {
                 format!("[[\"bmc{i}:\"], [\"power:node{i}\"]]")

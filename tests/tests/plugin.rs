@@ -224,3 +224,74 @@ async fn loopback_tcp_works_and_other_addresses_are_refused() {
     let e = PluginDriver::from_params("ext", &p).unwrap_err();
     assert!(e.to_string().contains("loopback only"), "{e}");
 }
+
+/// A cluster whose nodes' first fence level is the example plugin (a
+/// separate process on a Unix socket), the second the simulated power
+/// device: a frozen node is fenced through the plugin, confirmed by its
+/// status, before the survivors are told; when the plugin lies about
+/// `off`, the level fails and the arbiter falls through to the second.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_fences_through_the_plugin_and_falls_through_when_it_lies() {
+    use fencectl::local_cluster::{ClusterOptions, LocalCluster};
+    use tests::e2e::Watcher;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let outlets = device(tmp.path());
+    std::fs::remove_file(outlets.join("token")).unwrap();
+    let plugin = unix_plugin(tmp.path());
+    let opts = ClusterOptions {
+        plugin: Some((plugin.endpoint.clone(), outlets.clone())),
+        cluster_extra: "fence_timeout = \"1s\"".into(),
+        ..Default::default()
+    };
+    let c = LocalCluster::start(&binaries(), &opts)
+        .await
+        .expect("cluster starts");
+    c.wait_all_leased(Duration::from_secs(20))
+        .await
+        .expect("all leased");
+    let mut w = Watcher::start(&c.url).await;
+    let state = |n: u32| {
+        std::fs::read_to_string(outlets.join(format!("node{n}.state")))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+
+    c.freeze(3).unwrap();
+    let told = w
+        .wait_for(Duration::from_secs(20), |e| {
+            e.kind == "survivors_notified" && e.detail.contains('3')
+        })
+        .await
+        .unwrap_or_else(|| panic!("node 3 not announced: {:?}", w.seen));
+    assert_eq!(state(3), "off", "fenced through the plugin");
+    assert!(
+        !w.seen
+            .iter()
+            .any(|e| e.kind == "fence_failed" && e.node == 3),
+        "{:?}",
+        w.seen
+    );
+
+    std::fs::write(outlets.join("lie"), "").unwrap();
+    c.freeze(2).unwrap();
+    w.wait_for(Duration::from_secs(30), |e| {
+        e.kind == "survivors_notified" && e.epoch > told.epoch
+    })
+    .await
+    .unwrap_or_else(|| panic!("node 2 not announced: {:?}", w.seen));
+    assert!(
+        w.seen
+            .iter()
+            .any(|e| e.kind == "fence_failed" && e.node == 2),
+        "the lying plugin's level must fail: {:?}",
+        w.seen
+    );
+    assert_eq!(state(2), "on", "the plugin changed nothing");
+    let rec = c.device.events().unwrap();
+    assert!(
+        rec.iter().any(|e| e.port == "node2" && e.action == "off"),
+        "level 2 switched node 2 off"
+    );
+}
