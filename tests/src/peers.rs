@@ -50,8 +50,10 @@ pub struct Peer {
 impl Peer {
     /// `<kind>-up.sh NAME PORT` on a free UDP port of 127.0.0.1, with
     /// `FENCE_<KIND>_BASE` set to a fresh directory and `vars` added. A
-    /// daemon that dies at start (seen once with ipmi_sim, empty log) gets
-    /// two more tries on fresh ports; the last error is returned.
+    /// daemon that dies at start gets two more tries on fresh ports; the
+    /// last error is returned. (The "exited at start, empty log" seen with
+    /// ipmi_sim and snmpd was the up scripts checking the child's cmdline
+    /// before its exec; our copies now check that the child is alive.)
     fn start(kind: &'static str, name: &str, vars: &[(&str, String)]) -> Result<Peer, String> {
         let mut last = String::new();
         for attempt in 1..=3 {
@@ -83,6 +85,12 @@ impl Peer {
             .output()
             .map_err(|e| format!("{up}: {e}"))?;
         if !out.status.success() {
+            // The script may have judged a slow daemon dead while it still
+            // started: stop whatever it left before the directory goes.
+            let _ = Command::new(script(&format!("{kind}-down.sh")))
+                .args([name, "--purge"])
+                .env(format!("FENCE_{}_BASE", kind.to_uppercase()), base.path())
+                .output();
             return Err(format!(
                 "{up} failed: {}",
                 String::from_utf8_lossy(&out.stderr)
