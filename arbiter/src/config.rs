@@ -382,14 +382,17 @@ impl Config {
 /// Driver parameter check; the drivers crate owns the rules.
 fn validate_device(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
     match d.driver.as_str() {
-        "sim" => validate_sim(d, at, errs),
         "exec" => validate_exec(d, at, errs),
-        n if fence_drivers::native::DRIVERS.contains(&n) => validate_native(d, at, errs),
+        n if fence_drivers::native::find(n).is_some() => validate_native(d, at, errs),
         other => errs.push(err(
             format!("{at}.driver"),
             format!(
-                "unknown driver {other:?}; available: sim, exec, {}",
-                fence_drivers::native::DRIVERS.join(", ")
+                "unknown driver {other:?}; available: exec, {}",
+                fence_drivers::native::DRIVERS
+                    .iter()
+                    .map(|e| e.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )),
     }
@@ -521,20 +524,21 @@ impl DeviceConfig {
     }
 }
 
-/// A native driver's parameters, checked against its metadata.
+/// A native driver's parameters, checked against its metadata: every
+/// problem, each with its key.
 fn validate_native(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
     match d.driver_params(at, &[]) {
         Err(e) => errs.extend(e),
-        Ok(p) => {
-            if let Err(e) = fence_drivers::native::check(&d.driver, &p) {
-                errs.push(match e {
+        Ok(p) => errs.extend(
+            fence_drivers::native::problems(&d.driver, &p)
+                .into_iter()
+                .map(|e| match e {
                     fence_drivers::FenceError::InvalidParameter { key, reason } => {
                         err(format!("{at}.{key}"), reason)
                     }
                     other => err(at.to_string(), other.to_string()),
-                });
-            }
-        }
+                }),
+        ),
     }
 }
 
@@ -544,35 +548,6 @@ fn validate_exec(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
     }
 }
 
-fn validate_sim(d: &DeviceConfig, at: &str, errs: &mut Vec<ConfigError>) {
-    let meta = fence_drivers::sim::metadata();
-    for p in meta.parameters.iter().filter(|p| p.required) {
-        if !d.params.contains_key(&p.name) {
-            errs.push(err(
-                format!("{at}.{}", p.name),
-                format!("required by driver {:?}: {}", d.driver, p.description),
-            ));
-        }
-    }
-    for (k, v) in &d.params {
-        match meta.parameters.iter().find(|p| p.name == *k) {
-            None => errs.push(err(
-                format!("{at}.{k}"),
-                format!(
-                    "unknown parameter for driver {:?}; it takes: {}",
-                    d.driver,
-                    meta.parameters
-                        .iter()
-                        .map(|p| p.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )),
-            Some(_) if !v.is_str() => errs.push(err(format!("{at}.{k}"), "must be a string")),
-            Some(_) => {}
-        }
-    }
-}
 fn validate_cluster(
     c: &ClusterConfig,
     at: &str,
@@ -728,12 +703,17 @@ fn validate_cluster(
                         format!("{nat}.fence[{li}]"),
                         format!("no device named {dev:?} in {at}.device"),
                     )),
-                    Some(d) if d.driver == "ssh" && !d.driver_params(&dev, &[]).is_ok_and(|p| fence_drivers::ssh::confirms(&p)) => {
+                    Some(d)
+                        if d.driver != "exec"
+                            && !d.driver_params(&dev, &[]).is_ok_and(|p| {
+                                fence_drivers::native::confirms_power_state(&d.driver, &p)
+                            }) =>
+                    {
                         errs.push(err(
                             format!("{nat}.fence[{li}]"),
                             format!(
-                                "device {dev:?} (ssh) cannot read power state, so it can never confirm a fence; \
-                                 set confirm = \"unreachable\" on it if \"no longer answers on its SSH port\" may count as off"
+                                "device {dev:?} {}",
+                                fence_drivers::native::cannot_confirm(&d.driver)
                             ),
                         ))
                     }

@@ -32,17 +32,6 @@ pub async fn build_devices(
     };
     for (name, d) in devices {
         let driver: Arc<dyn FenceDriver> = match d.driver.as_str() {
-            "sim" => {
-                let dir = d
-                    .params
-                    .get("dir")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default();
-                Arc::new(
-                    fence_drivers::sim::SimPowerDevice::new(name.clone(), dir)
-                        .map_err(|e| named(name, e))?,
-                )
-            }
             "exec" => {
                 let p = d
                     .exec_params(name)

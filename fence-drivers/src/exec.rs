@@ -69,6 +69,14 @@ pub fn resolve_agent(agent: &str) -> Result<PathBuf, FenceError> {
         })
 }
 
+/// An agent's parameters, from its own `metadata` action (same process
+/// handling as a fence: stdin, timeout, process-group kill).
+pub async fn agent_metadata(agent: &str, timeout: Duration) -> Result<DriverMetadata, FenceError> {
+    let mut d = ExecDriver::unchecked(agent.to_string(), agent, timeout)?;
+    d.load_metadata().await?;
+    Ok(d.metadata)
+}
+
 /// Parse a fence agent's `metadata` XML.
 pub fn parse_metadata(xml: &str) -> Result<DriverMetadata, String> {
     let doc = roxmltree::Document::parse(xml).map_err(|e| format!("metadata is not XML: {e}"))?;
@@ -171,31 +179,14 @@ impl ExecDriver {
         timeout: Duration,
         sample_port: Option<&str>,
     ) -> Result<Self, FenceError> {
-        let agent = resolve_agent(agent)?;
         let mut secret_values = BTreeMap::new();
         for (k, source) in &secrets {
             secret_values.insert(k.clone(), load_secret(k, source)?);
         }
-        let mut d = ExecDriver {
-            name: name.into(),
-            agent,
-            params,
-            secrets: secret_values,
-            timeout,
-            metadata: DriverMetadata {
-                name: String::new(),
-                description: String::new(),
-                parameters: vec![],
-                confirms_power_state: true,
-            },
-            aliases: Vec::new(),
-        };
-        let meta = d.run("metadata", None, false).await?;
-        if meta.code != Some(0) {
-            return Err(d.failed("metadata", &meta));
-        }
-        d.metadata = parse_metadata(&meta.stdout).map_err(|e| d.device_err(e))?;
-        d.aliases = parse_aliases(&meta.stdout);
+        let mut d = ExecDriver::unchecked(name.into(), agent, timeout)?;
+        d.params = params;
+        d.secrets = secret_values;
+        d.load_metadata().await?;
         d.check_params()?;
         let needs_plug = d
             .metadata
@@ -219,6 +210,35 @@ impl ExecDriver {
             });
         }
         Ok(d)
+    }
+
+    /// The agent resolved, no parameters, metadata not read yet.
+    fn unchecked(name: String, agent: &str, timeout: Duration) -> Result<Self, FenceError> {
+        Ok(ExecDriver {
+            name,
+            agent: resolve_agent(agent)?,
+            params: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            timeout,
+            metadata: DriverMetadata {
+                name: String::new(),
+                description: String::new(),
+                parameters: vec![],
+                confirms_power_state: true,
+            },
+            aliases: Vec::new(),
+        })
+    }
+
+    /// Run the agent's `metadata` action and keep what it says.
+    async fn load_metadata(&mut self) -> Result<(), FenceError> {
+        let meta = self.run("metadata", None, false).await?;
+        if meta.code != Some(0) {
+            return Err(self.failed("metadata", &meta));
+        }
+        self.metadata = parse_metadata(&meta.stdout).map_err(|e| self.device_err(e))?;
+        self.aliases = parse_aliases(&meta.stdout);
+        Ok(())
     }
 
     pub fn agent(&self) -> &Path {

@@ -30,53 +30,57 @@ impl Params {
     }
 
     /// Unknown parameters, missing required ones and secrets given as plain
-    /// values are refused.
+    /// values are refused; the first problem is the error.
     pub fn check(&self, meta: &DriverMetadata) -> Result<(), FenceError> {
+        match self.problems(meta).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every problem [`Params::check`] would refuse, each naming its key.
+    pub fn problems(&self, meta: &DriverMetadata) -> Vec<FenceError> {
         let known = |k: &str| meta.parameters.iter().find(|p| p.name == k);
-        let names = || {
-            meta.parameters
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+        let takes = || {
+            format!(
+                "unknown parameter for driver {:?}; it takes: {}",
+                meta.name,
+                meta.parameters
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
+        let mut out = Vec::new();
+        for p in meta.parameters.iter().filter(|p| p.required) {
+            if !self.values.contains_key(&p.name) && !self.secrets.contains_key(&p.name) {
+                out.push(bad(
+                    &p.name,
+                    format!("required by driver {:?}: {}", meta.name, p.description),
+                ));
+            }
+        }
         for k in self.values.keys() {
             match known(k) {
-                None => {
-                    return Err(bad(k, format!("driver {:?} takes: {}", meta.name, names())));
-                }
-                Some(p) if p.secret || is_secret_name(k) => {
-                    return Err(bad(
-                        k,
-                        format!(
-                            "a secret never goes in the config: use secrets = {{ {k} = \"file:/path\" }}"
-                        ),
-                    ));
-                }
+                None => out.push(bad(k, takes())),
+                Some(p) if p.secret || is_secret_name(k) => out.push(bad(
+                    k,
+                    format!(
+                        "a secret never goes in the config: use secrets = {{ {k} = \"file:/path\" }}"
+                    ),
+                )),
                 Some(_) => {}
             }
         }
         for k in self.secrets.keys() {
             match known(k) {
                 Some(p) if p.secret => {}
-                Some(_) => return Err(bad(&format!("secrets.{k}"), "not a secret parameter")),
-                None => {
-                    return Err(bad(
-                        &format!("secrets.{k}"),
-                        format!("driver {:?} takes: {}", meta.name, names()),
-                    ));
-                }
+                Some(_) => out.push(bad(&format!("secrets.{k}"), "not a secret parameter")),
+                None => out.push(bad(&format!("secrets.{k}"), takes())),
             }
         }
-        for p in meta.parameters.iter().filter(|p| p.required) {
-            if !self.values.contains_key(&p.name) && !self.secrets.contains_key(&p.name) {
-                return Err(bad(
-                    &p.name,
-                    format!("required by driver {:?}: {}", meta.name, p.description),
-                ));
-            }
-        }
-        Ok(())
+        out
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {

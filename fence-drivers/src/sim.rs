@@ -109,6 +109,12 @@ fn process_start(pid: u32) -> Option<u64> {
 }
 
 impl SimPowerDevice {
+    /// From its one parameter, `dir`.
+    pub fn from_params(name: &str, p: &crate::params::Params) -> Result<Self, FenceError> {
+        p.check(&metadata())?;
+        Self::new(name, p.required("dir")?)
+    }
+
     /// A device named `name` keeping its state in `dir`.
     pub fn new(name: impl Into<String>, dir: impl Into<PathBuf>) -> Result<Self, FenceError> {
         let name = name.into();

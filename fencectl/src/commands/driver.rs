@@ -32,20 +32,14 @@ struct DriverEntry {
 
 /// Built-in drivers, and the ClusterLabs agents `exec` can run here.
 pub fn list(out: Output) -> Result<u8, CliError> {
-    let mut v = vec![
-        DriverEntry {
-            name: "sim".into(),
-            description: fence_drivers::sim::metadata().description,
-        },
-        DriverEntry {
-            name: "exec".into(),
-            description: "runs a ClusterLabs fence_* agent (agent = \"fence_...\")".into(),
-        },
-    ];
+    let mut v = vec![DriverEntry {
+        name: "exec".into(),
+        description: "runs a ClusterLabs fence_* agent (agent = \"fence_...\")".into(),
+    }];
     v.extend(
         fence_drivers::native::DRIVERS
             .iter()
-            .filter_map(|d| fence_drivers::native::metadata(d))
+            .map(|e| (e.metadata)())
             .map(|m| DriverEntry {
                 name: m.name,
                 description: m.description,
@@ -75,7 +69,6 @@ pub fn list(out: Output) -> Result<u8, CliError> {
 /// Parameters of a driver, or of a ClusterLabs agent (its own metadata).
 pub async fn metadata(name: &str, out: Output) -> Result<u8, CliError> {
     let meta: DriverMetadata = match name {
-        "sim" => fence_drivers::sim::metadata(),
         "exec" => DriverMetadata {
             name: "exec".into(),
             description: "Runs a ClusterLabs fence_* agent with its stdin protocol; every key but these is passed to the agent \
@@ -93,28 +86,12 @@ pub async fn metadata(name: &str, out: Output) -> Result<u8, CliError> {
             ],
             confirms_power_state: true,
         },
-        native if fence_drivers::native::metadata(native).is_some() => {
-            fence_drivers::native::metadata(native).expect("checked")
-        }
-        agent => {
-            let path = fence_drivers::exec::resolve_agent(agent).map_err(other)?;
-            let outp = tokio::process::Command::new(&path)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .map_err(other)?;
-            let mut child = outp;
-            if let Some(mut stdin) = child.stdin.take() {
-                use tokio::io::AsyncWriteExt;
-                let _ = stdin.write_all(b"action=metadata\n").await;
-            }
-            let o = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        agent => match fence_drivers::native::metadata(agent) {
+            Some(m) => m,
+            None => fence_drivers::exec::agent_metadata(agent, Duration::from_secs(20))
                 .await
-                .map_err(|_| other(format!("{agent} metadata did not answer within 20s")))?
-                .map_err(other)?;
-            fence_drivers::exec::parse_metadata(&String::from_utf8_lossy(&o.stdout)).map_err(other)?
-        }
+                .map_err(other)?,
+        },
     };
     print(out, &meta, || {
         let mut s = format!("{}: {}\n", meta.name, meta.description);
