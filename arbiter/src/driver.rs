@@ -133,15 +133,17 @@ async fn monitor_devices(
             _ = token.cancelled() => break,
             _ = tick.tick() => {}
         }
+        // One check may take the interval, but at least a second.
+        let limit = every.max(Duration::from_secs(1));
         for (name, dev) in devices.iter() {
             let r = tokio::select! {
                 _ = token.cancelled() => break,
-                r = tokio::time::timeout(every.max(Duration::from_secs(1)), dev.monitor()) => r,
+                r = tokio::time::timeout(limit, dev.monitor()) => r,
             };
             let r = r.unwrap_or_else(|_| {
                 Err(fence_drivers::FenceError::Timeout {
                     device: name.clone(),
-                    timeout: every,
+                    timeout: limit,
                 })
             });
             let was = healthy.insert(name.clone(), r.is_ok());

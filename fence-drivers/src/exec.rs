@@ -309,13 +309,7 @@ impl ExecDriver {
 
     /// Replace every secret value in `text` by `***`.
     fn redact(&self, text: &str) -> String {
-        let mut t = text.to_string();
-        for s in self.secrets.values() {
-            if !s.expose().is_empty() {
-                t = t.replace(s.expose(), "***");
-            }
-        }
-        t
+        crate::secret::redact(text, self.secrets.values())
     }
 
     fn failed(&self, action: &str, r: &Run) -> FenceError {

@@ -146,11 +146,7 @@ impl PluginDriver {
     }
 
     fn redact(&self, text: &str) -> String {
-        let mut t = text.to_string();
-        for s in self.secrets.values().filter(|s| !s.expose().is_empty()) {
-            t = t.replace(s.expose(), "***");
-        }
-        t
+        crate::secret::redact(text, self.secrets.values())
     }
 
     fn error(&self, action: &'static str, port: &str, s: tonic::Status) -> FenceError {

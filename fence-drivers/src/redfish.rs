@@ -239,7 +239,8 @@ pub struct RedfishDriver {
     name: String,
     base: String,
     user: String,
-    password: Secret,
+    /// `Basic base64(user:password)`, made once.
+    authorization: Secret,
     systems_uri: Option<String>,
     timeout: Duration,
     client: Client<Https, Full<Bytes>>,
@@ -287,7 +288,16 @@ impl RedfishDriver {
             name,
             base: format!("https://{host}:{port}"),
             user: p.required("username")?.to_string(),
-            password: p.required_secret("password")?,
+            authorization: {
+                use base64::Engine;
+                let user = p.required("username")?;
+                let pw = p.required_secret("password")?;
+                Secret::derived(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{user}:{}", pw.expose()))
+                ))
+            },
             systems_uri,
             timeout: p.duration("timeout", Duration::from_secs(5))?,
             client,
@@ -309,16 +319,10 @@ impl RedfishDriver {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<(StatusCode, serde_json::Value), FenceError> {
-        use base64::Engine;
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            self.user,
-            self.password.expose()
-        ));
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Basic {auth}"))
+            .header("authorization", self.authorization.expose())
             .header("accept", "application/json");
         let bytes = match body {
             Some(b) => {

@@ -8,6 +8,11 @@ use crate::FenceError;
 pub struct Secret(String);
 
 impl Secret {
+    /// A value computed from secrets (a basic-auth header): as secret.
+    pub(crate) fn derived(value: String) -> Secret {
+        Secret(value)
+    }
+
     /// The value, for the wire. Never log it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -22,6 +27,16 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(***)")
     }
+}
+
+/// `text` with every one of `secrets` replaced by `***` (for errors built
+/// from what a device or an agent said).
+pub fn redact<'a>(text: &str, secrets: impl IntoIterator<Item = &'a Secret>) -> String {
+    let mut t = text.to_string();
+    for s in secrets.into_iter().filter(|s| !s.0.is_empty()) {
+        t = t.replace(&s.0, "***");
+    }
+    t
 }
 
 /// Is this parameter name a secret that must come from `secrets`?

@@ -252,52 +252,60 @@ impl SshDriver {
         Ok(h)
     }
 
-    /// Run `command` on a warm session (reconnecting once if it went
-    /// stale). `Ok(None)`: the connection dropped before an exit status.
+    /// A session channel on the warm connection, reconnecting once if the
+    /// warm one went stale.
+    async fn channel(
+        &self,
+        warm: &mut Option<Handle<KnownHosts>>,
+    ) -> Result<russh::Channel<client::Msg>, Trouble> {
+        if let Some(h) = warm.as_ref()
+            && let Ok(c) = h.channel_open_session().await
+        {
+            return Ok(c);
+        }
+        let h = self.connect().await?;
+        let c = h
+            .channel_open_session()
+            .await
+            .map_err(|e| Trouble::NoConnection(e.to_string()))?;
+        *warm = Some(h);
+        Ok(c)
+    }
+
+    /// Run `command`. `Ok(None)`: the command was sent but the connection
+    /// dropped before an exit status (what a node powering off does).
     async fn run(&self, command: &str) -> Result<Option<u32>, Trouble> {
         let mut warm = self.session.lock().await;
-        for attempt in 0..2 {
-            if warm.is_none() {
-                *warm = Some(self.connect().await?);
-            }
-            let h = warm.as_ref().expect("connected above");
-            let channel = match h.channel_open_session().await {
-                Ok(c) => c,
-                Err(e) => {
-                    *warm = None;
-                    if attempt == 0 {
-                        continue;
-                    }
-                    return Err(Trouble::NoConnection(e.to_string()));
-                }
-            };
-            let mut channel = channel;
-            let work = async {
-                channel.exec(true, command).await?;
-                let mut code = None;
-                while let Some(msg) = channel.wait().await {
-                    if let ChannelMsg::ExitStatus { exit_status } = msg {
-                        code = Some(exit_status);
-                    }
-                }
-                Ok::<_, russh::Error>(code)
-            };
-            return match tokio::time::timeout(self.timeout, work).await {
-                Ok(Ok(code)) => Ok(code),
-                Ok(Err(_)) => {
-                    *warm = None;
-                    Ok(None)
-                }
-                Err(_) => {
-                    *warm = None;
-                    Err(Trouble::Fence(FenceError::Timeout {
-                        device: self.name.clone(),
-                        timeout: self.timeout,
-                    }))
-                }
-            };
+        let mut channel = self.channel(&mut warm).await?;
+        let sent = channel.exec(true, command).await;
+        if let Err(e) = sent {
+            *warm = None;
+            return Err(Trouble::NoConnection(format!("sending the command: {e}")));
         }
-        unreachable!("the loop returns on its second pass")
+        let work = async {
+            let mut code = None;
+            while let Some(msg) = channel.wait().await {
+                if let ChannelMsg::ExitStatus { exit_status } = msg {
+                    code = Some(exit_status);
+                }
+            }
+            code
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(code) => {
+                if code.is_none() {
+                    *warm = None;
+                }
+                Ok(code)
+            }
+            Err(_) => {
+                *warm = None;
+                Err(Trouble::Fence(FenceError::Timeout {
+                    device: self.name.clone(),
+                    timeout: self.timeout,
+                }))
+            }
+        }
     }
 
     fn no_connection(&self, why: String) -> FenceError {
@@ -307,9 +315,17 @@ impl SshDriver {
         }
     }
 
+    /// Run a command; success is exit 0, or for `off` only, a connection
+    /// that dropped after the command was sent (the node went down under
+    /// it). Either way `off` is only "accepted": `status` confirms.
     async fn command(&self, command: &str, what: &str) -> Result<(), FenceError> {
         match self.run(command).await {
-            Ok(Some(0)) | Ok(None) => Ok(()),
+            Ok(Some(0)) => Ok(()),
+            Ok(None) if what == "off" => Ok(()),
+            Ok(None) => Err(FenceError::Device {
+                device: self.name.clone(),
+                reason: format!("{what} command: the connection dropped before an exit status"),
+            }),
             Ok(Some(code)) => Err(FenceError::Refused {
                 device: self.name.clone(),
                 reason: format!("{what} command exited with {code}"),

@@ -88,6 +88,8 @@ pub struct IpmiDriver {
     name: String,
     target: Target,
     session: Mutex<Option<Session>>,
+    /// Sessions opened so far (a warm session is reused, not reopened).
+    opened: std::sync::atomic::AtomicU64,
 }
 
 impl IpmiDriver {
@@ -139,7 +141,13 @@ impl IpmiDriver {
                 retries: p.parse("retries", 3)?,
             },
             session: Mutex::new(None),
+            opened: Default::default(),
         })
+    }
+
+    /// How many sessions this driver has opened.
+    pub fn sessions_opened(&self) -> u64 {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The suite of the warm session, if one is open.
@@ -188,7 +196,11 @@ impl IpmiDriver {
             }
         }
         let mut s = Session::open(t).await.map_err(|e| self.error(e))?;
-        tracing::debug!(device = %self.name, suite = s.suite().id(), "IPMI session open");
+        let n = self
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        tracing::debug!(device = %self.name, suite = s.suite().id(), sessions = n, "IPMI session open");
         let r = s.call(t, name, command, t.retries + 1).await;
         *warm = Some(s);
         r.map_err(|e| self.error(e))

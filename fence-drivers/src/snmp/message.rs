@@ -350,19 +350,46 @@ pub fn parse_v3(buf: &[u8], keys: Option<&UsmKeys>) -> Result<V3Reply, V3Error> 
     })
 }
 
-/// usmStats counters a Report names (RFC 3414 §5).
-pub fn report_text(oid: &[u32]) -> &'static str {
-    match oid {
-        [1, 3, 6, 1, 6, 3, 15, 1, 1, n, ..] => match n {
-            1 => "unsupported security level",
-            2 => "not in time window",
-            3 => "unknown user name",
-            4 => "unknown engine ID",
-            5 => "wrong digest (wrong authentication password)",
-            6 => "decryption error (wrong privacy password)",
-            _ => "USM error",
-        },
-        _ => "report",
+/// What a Report PDU says, from the usmStats counter it names (RFC 3414 §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    UnsupportedSecurityLevel,
+    NotInTimeWindow,
+    UnknownUserName,
+    UnknownEngineId,
+    WrongDigest,
+    DecryptionError,
+    Other,
+}
+
+impl Report {
+    pub fn of(pdu: &Pdu) -> Report {
+        match pdu.varbinds.first().map(|(o, _)| o.as_slice()) {
+            Some([1, 3, 6, 1, 6, 3, 15, 1, 1, n, ..]) => match n {
+                1 => Report::UnsupportedSecurityLevel,
+                2 => Report::NotInTimeWindow,
+                3 => Report::UnknownUserName,
+                4 => Report::UnknownEngineId,
+                5 => Report::WrongDigest,
+                6 => Report::DecryptionError,
+                _ => Report::Other,
+            },
+            _ => Report::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Report::UnsupportedSecurityLevel => "unsupported security level",
+            Report::NotInTimeWindow => "not in time window",
+            Report::UnknownUserName => "unknown user name",
+            Report::UnknownEngineId => "unknown engine ID",
+            Report::WrongDigest => "wrong digest (wrong authentication password)",
+            Report::DecryptionError => "decryption error (wrong privacy password)",
+            Report::Other => "a report the agent did not explain",
+        })
     }
 }
 

@@ -132,7 +132,7 @@ type Accept<'a> = dyn Fn(&Warm, &[u8], i32) -> Option<Result<Pdu, Failure>> + Sy
 /// Why one exchange failed, before it becomes a [`FenceError`].
 enum Failure {
     NoAnswer,
-    Report(&'static str, Engine),
+    Report(message::Report, Engine),
 }
 
 impl SnmpDriver {
@@ -298,12 +298,7 @@ impl SnmpDriver {
                         match r.pdu.tag {
                             message::RESPONSE if r.authentic => Some(Ok(r.pdu)),
                             message::REPORT => {
-                                let what = r
-                                    .pdu
-                                    .varbinds
-                                    .first()
-                                    .map_or("report", |(o, _)| message::report_text(o));
-                                Some(Err(Failure::Report(what, r.engine)))
+                                Some(Err(Failure::Report(message::Report::of(&r.pdu), r.engine)))
                             }
                             _ => None,
                         }
@@ -314,7 +309,7 @@ impl SnmpDriver {
                             w.engine = None;
                             return Err(self.unreachable(""));
                         }
-                        Err(Failure::Report("not in time window", e)) => {
+                        Err(Failure::Report(message::Report::NotInTimeWindow, e)) => {
                             if let Some((engine, at, _)) = w.engine.as_mut()
                                 && engine.id == e.id
                             {
@@ -325,7 +320,9 @@ impl SnmpDriver {
                             }
                             w.engine = None;
                         }
-                        Err(Failure::Report("unknown engine ID", _)) => w.engine = None,
+                        Err(Failure::Report(message::Report::UnknownEngineId, _)) => {
+                            w.engine = None
+                        }
                         Err(Failure::Report(what, _)) => {
                             return Err(FenceError::Credentials {
                                 device: self.name.clone(),
