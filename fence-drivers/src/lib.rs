@@ -20,6 +20,7 @@ pub mod secret;
 pub mod sim;
 pub mod snmp;
 pub mod ssh;
+pub mod udp;
 
 use std::time::Duration;
 

@@ -15,6 +15,7 @@ use super::commands::{CloseSession, CommandError, SetSessionPrivilegeLevel, comp
 use super::crypto::{CipherSuite, Handshake, SessionKeys};
 use super::wire::{self, IpmiResponse};
 use crate::secret::Secret;
+use crate::udp;
 
 /// Where and as whom to log in.
 #[derive(Debug, Clone)]
@@ -109,54 +110,27 @@ impl SeqWindow {
     }
 }
 
-/// Send `make()` up to `tries` times, each time waiting `timeout` for a
-/// datagram `accept` takes; others are ignored.
+/// [`udp::exchange`], its silence as [`IpmiError::NoAnswer`].
 async fn exchange<T>(
     sock: &UdpSocket,
     addr: SocketAddr,
     timeout: Duration,
     tries: u32,
-    mut make: impl FnMut() -> Vec<u8>,
-    mut accept: impl FnMut(&[u8]) -> Option<T>,
+    make: impl FnMut() -> Vec<u8>,
+    accept: impl FnMut(&[u8]) -> Option<T>,
 ) -> Result<T, IpmiError> {
-    let mut buf = [0u8; 1024];
-    let mut refused = false;
-    for _ in 0..tries.max(1) {
-        let pkt = make();
-        match sock.send(&pkt).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused = true,
-            Err(e) => return Err(e.into()),
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
-                Err(_) => break,
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    // ICMP port unreachable: nothing listens. Wait out the try.
-                    refused = true;
-                    tokio::time::sleep_until(deadline).await;
-                    break;
-                }
-                Ok(Err(e)) => return Err(e.into()),
-                Ok(Ok(n)) => {
-                    if let Some(t) = accept(&buf[..n]) {
-                        return Ok(t);
-                    }
-                }
-            }
-        }
-    }
-    Err(IpmiError::NoAnswer {
-        addr,
-        tries: tries.max(1),
-        timeout,
-        note: if refused {
-            " (port unreachable: nothing listens there)"
-        } else {
-            ""
-        },
-    })
+    udp::exchange(sock, timeout, tries, make, accept)
+        .await?
+        .map_err(|e| IpmiError::NoAnswer {
+            addr,
+            tries: tries.max(1),
+            timeout,
+            note: if e.refused {
+                " (port unreachable: nothing listens there)"
+            } else {
+                ""
+            },
+        })
 }
 
 /// An established session.
@@ -181,13 +155,7 @@ impl Session {
 
     /// Negotiate a suite, authenticate, and raise the privilege level.
     pub async fn open(t: &Target) -> Result<Session, IpmiError> {
-        let local: SocketAddr = if t.addr.is_ipv4() {
-            "0.0.0.0:0".parse().expect("literal")
-        } else {
-            "[::]:0".parse().expect("literal")
-        };
-        let sock = UdpSocket::bind(local).await?;
-        sock.connect(t.addr).await?;
+        let sock = udp::connect(t.addr).await?;
         let console_sid = rand::random::<u32>() | 1;
         let tries = t.retries + 1;
         let mut refusals = Vec::new();

@@ -14,6 +14,7 @@ pub mod message;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +25,7 @@ use tokio::time::Instant;
 use self::message::{Engine, Pdu, UsmKeys, Value};
 use crate::params::{Params, param};
 use crate::secret::Secret;
+use crate::udp;
 use crate::{DriverMetadata, FenceDriver, FenceError, Port, PowerState};
 
 pub fn metadata() -> DriverMetadata {
@@ -126,14 +128,8 @@ pub struct SnmpDriver {
     warm: Mutex<Warm>,
 }
 
-/// Takes an answer to the request with this id, or ignores the datagram.
-type Accept<'a> = dyn Fn(&Warm, &[u8], i32) -> Option<Result<Pdu, Failure>> + Sync + 'a;
-
-/// Why one exchange failed, before it becomes a [`FenceError`].
-enum Failure {
-    NoAnswer,
-    Report(message::Report, Engine),
-}
+/// A v3 answer: the response, or a Report and the engine state it gave.
+type V3Answer = Result<Pdu, (message::Report, Engine)>;
 
 impl SnmpDriver {
     pub fn from_params(name: impl Into<String>, p: &Params) -> Result<Self, FenceError> {
@@ -197,75 +193,71 @@ impl SnmpDriver {
         }
     }
 
-    /// Send until an answer `accept` takes, or give up.
-    async fn exchange(
+    /// The warm socket, connected on first use.
+    async fn socket<'a>(
         &self,
-        w: &mut Warm,
-        make: &mut (dyn FnMut(&mut Warm) -> (Vec<u8>, i32) + Send),
-        accept: &Accept<'_>,
-    ) -> Result<Result<Pdu, Failure>, FenceError> {
-        if w.sock.is_none() {
-            let local = if self.addr.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
-            };
-            let s = UdpSocket::bind(local)
-                .await
-                .map_err(|e| self.unreachable(&format!(": {e}")))?;
-            s.connect(self.addr)
-                .await
-                .map_err(|e| self.unreachable(&format!(": {e}")))?;
-            w.sock = Some(s);
+        sock: &'a mut Option<UdpSocket>,
+    ) -> Result<&'a UdpSocket, FenceError> {
+        if sock.is_none() {
+            *sock = Some(
+                udp::connect(self.addr)
+                    .await
+                    .map_err(|e| self.unreachable(&format!(": {e}")))?,
+            );
         }
-        let mut buf = vec![0u8; 65536];
-        for _ in 0..=self.retries {
-            let (pkt, id) = make(w);
-            let sock = w.sock.as_ref().expect("opened above");
-            let _ = sock.send(&pkt).await;
-            let deadline = Instant::now() + self.timeout;
-            loop {
-                let sock = w.sock.as_ref().expect("opened above");
-                match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
-                    Err(_) => break,
-                    Ok(Err(_)) => {
-                        tokio::time::sleep_until(deadline).await;
-                        break;
-                    }
-                    Ok(Ok(n)) => {
-                        if let Some(r) = accept(w, &buf[..n], id) {
-                            return Ok(r);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(Err(Failure::NoAnswer))
+        Ok(sock.as_ref().expect("connected above"))
+    }
+
+    /// Send until an answer `accept` takes (`Some`), or give up (`None`).
+    /// `make` is given the request id to use; `accept`, the id of the last
+    /// request sent.
+    async fn exchange<T>(
+        &self,
+        sock: &UdpSocket,
+        next_id: &mut i32,
+        mut make: impl FnMut(i32) -> Vec<u8>,
+        accept: impl Fn(&[u8], i32) -> Option<T>,
+    ) -> Result<Option<T>, FenceError> {
+        let sent = AtomicI32::new(0);
+        let r = udp::exchange(
+            sock,
+            self.timeout,
+            self.retries + 1,
+            || {
+                *next_id = next_id.wrapping_add(1) & 0x3fff_ffff;
+                sent.store(*next_id, Ordering::Relaxed);
+                make(*next_id)
+            },
+            |b| accept(b, sent.load(Ordering::Relaxed)),
+        )
+        .await
+        .map_err(|e| self.unreachable(&format!(": {e}")))?;
+        Ok(r.ok())
     }
 
     /// One request PDU (`tag`) with `varbinds`; the answer's PDU.
     async fn request(&self, tag: u8, varbinds: &[(&[u32], Vec<u8>)]) -> Result<Pdu, FenceError> {
-        let mut w = self.warm.lock().await;
+        let mut guard = self.warm.lock().await;
+        let w = &mut *guard;
         match &self.auth {
             Auth::V2c(community) => {
-                let mut make = |w: &mut Warm| {
-                    w.next_id = w.next_id.wrapping_add(1) & 0x3fff_ffff;
-                    let id = w.next_id;
-                    (
-                        message::v2c(community.as_bytes(), &message::pdu(tag, id, varbinds)),
-                        id,
+                let sock = self.socket(&mut w.sock).await?;
+                let answer = self
+                    .exchange(
+                        sock,
+                        &mut w.next_id,
+                        |id| message::v2c(community.as_bytes(), &message::pdu(tag, id, varbinds)),
+                        |b, id| {
+                            let p = message::parse_v2c(b).ok()?;
+                            (p.request_id == id && p.tag == message::RESPONSE).then_some(p)
+                        },
                     )
-                };
-                let accept = |_: &Warm, b: &[u8], id: i32| {
-                    let p = message::parse_v2c(b).ok()?;
-                    (p.request_id == id && p.tag == message::RESPONSE).then_some(Ok(p))
-                };
-                match self.exchange(&mut w, &mut make, &accept).await? {
-                    Ok(p) => Ok(p),
-                    Err(_) => Err(self.unreachable(
+                    .await?;
+                answer.ok_or_else(|| {
+                    self.unreachable(
                         " (or the community is wrong: agents drop such requests silently)",
-                    )),
-                }
+                    )
+                })
             }
             Auth::V3 {
                 user,
@@ -275,41 +267,48 @@ impl SnmpDriver {
                 // At most: discover, time-window resync, engine change.
                 for _ in 0..3 {
                     if w.engine.is_none() {
-                        self.discover(&mut w, user, auth, privacy).await?;
+                        self.discover(w, user, auth, privacy).await?;
                     }
-                    let mut make = |w: &mut Warm| {
-                        w.next_id = w.next_id.wrapping_add(1) & 0x3fff_ffff;
-                        w.salt = w.salt.wrapping_add(1);
-                        let id = w.next_id;
-                        let (engine, at, keys) = w.engine.as_ref().expect("discovered");
-                        let mut e = engine.clone();
-                        e.time += at.elapsed().as_secs() as i64;
-                        let p = message::pdu(tag, id, varbinds);
-                        (message::v3_auth_priv(id, &e, keys, w.salt, &p), id)
+                    let sock = self.socket(&mut w.sock).await?;
+                    let Some((engine, at, keys)) = w.engine.as_ref() else {
+                        continue;
                     };
-                    let accept = |w: &Warm, b: &[u8], id: i32| {
-                        let keys = &w.engine.as_ref()?.2;
-                        // A report about our credentials (wrong digest) is
-                        // not authenticated: read it without keys.
-                        let r = message::parse_v3(b, Some(keys))
-                            .or_else(|_| message::parse_v3(b, None))
-                            .ok()
-                            .filter(|r| r.msg_id == id)?;
-                        match r.pdu.tag {
-                            message::RESPONSE if r.authentic => Some(Ok(r.pdu)),
-                            message::REPORT => {
-                                Some(Err(Failure::Report(message::Report::of(&r.pdu), r.engine)))
-                            }
-                            _ => None,
-                        }
-                    };
-                    match self.exchange(&mut w, &mut make, &accept).await? {
-                        Ok(p) => return Ok(p),
-                        Err(Failure::NoAnswer) => {
+                    let salt = &mut w.salt;
+                    let answer = self
+                        .exchange(
+                            sock,
+                            &mut w.next_id,
+                            |id| {
+                                *salt = salt.wrapping_add(1);
+                                let mut e = engine.clone();
+                                e.time += at.elapsed().as_secs() as i64;
+                                let p = message::pdu(tag, id, varbinds);
+                                message::v3_auth_priv(id, &e, keys, *salt, &p)
+                            },
+                            |b, id| -> Option<V3Answer> {
+                                // A report about our credentials (wrong digest)
+                                // is not authenticated: read it without keys.
+                                let r = message::parse_v3(b, Some(keys))
+                                    .or_else(|_| message::parse_v3(b, None))
+                                    .ok()
+                                    .filter(|r| r.msg_id == id)?;
+                                match r.pdu.tag {
+                                    message::RESPONSE if r.authentic => Some(Ok(r.pdu)),
+                                    message::REPORT => {
+                                        Some(Err((message::Report::of(&r.pdu), r.engine)))
+                                    }
+                                    _ => None,
+                                }
+                            },
+                        )
+                        .await?;
+                    match answer {
+                        Some(Ok(p)) => return Ok(p),
+                        None => {
                             w.engine = None;
                             return Err(self.unreachable(""));
                         }
-                        Err(Failure::Report(message::Report::NotInTimeWindow, e)) => {
+                        Some(Err((message::Report::NotInTimeWindow, e))) => {
                             if let Some((engine, at, _)) = w.engine.as_mut()
                                 && engine.id == e.id
                             {
@@ -320,10 +319,8 @@ impl SnmpDriver {
                             }
                             w.engine = None;
                         }
-                        Err(Failure::Report(message::Report::UnknownEngineId, _)) => {
-                            w.engine = None
-                        }
-                        Err(Failure::Report(what, _)) => {
+                        Some(Err((message::Report::UnknownEngineId, _))) => w.engine = None,
+                        Some(Err((what, _))) => {
                             return Err(FenceError::Credentials {
                                 device: self.name.clone(),
                                 reason: format!("SNMPv3 user {user:?}: {what}"),
@@ -346,26 +343,19 @@ impl SnmpDriver {
         auth: &Secret,
         privacy: &Secret,
     ) -> Result<(), FenceError> {
-        let mut make = |w: &mut Warm| {
-            w.next_id = w.next_id.wrapping_add(1) & 0x3fff_ffff;
-            (message::v3_discovery(w.next_id, w.next_id), w.next_id)
-        };
-        let found = std::sync::Mutex::new(None);
-        let accept = |_: &Warm, b: &[u8], id: i32| {
-            let r = message::parse_v3(b, None).ok()?;
-            if r.msg_id != id || r.engine.id.is_empty() {
-                return None;
-            }
-            *found.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.engine);
-            Some(Ok(r.pdu))
-        };
-        if self.exchange(w, &mut make, &accept).await?.is_err() {
-            return Err(self.unreachable(" (SNMPv3 engine discovery)"));
-        }
-        let engine = found
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-            .expect("set by accept");
+        let sock = self.socket(&mut w.sock).await?;
+        let engine = self
+            .exchange(
+                sock,
+                &mut w.next_id,
+                |id| message::v3_discovery(id, id),
+                |b, id| {
+                    let r = message::parse_v3(b, None).ok()?;
+                    (r.msg_id == id && !r.engine.id.is_empty()).then_some(r.engine)
+                },
+            )
+            .await?
+            .ok_or_else(|| self.unreachable(" (SNMPv3 engine discovery)"))?;
         let keys = UsmKeys::new(
             user.as_bytes(),
             auth.as_bytes(),
