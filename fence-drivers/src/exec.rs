@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -239,10 +239,6 @@ impl ExecDriver {
         self.metadata = parse_metadata(&meta.stdout).map_err(|e| self.device_err(e))?;
         self.aliases = parse_aliases(&meta.stdout);
         Ok(())
-    }
-
-    pub fn agent(&self) -> &Path {
-        &self.agent
     }
 
     fn check_params(&self) -> Result<(), FenceError> {
@@ -469,7 +465,7 @@ mod tests {
         ok
     }
 
-    async fn dummy(dir: &Path) -> ExecDriver {
+    async fn dummy(dir: &std::path::Path) -> ExecDriver {
         let params = [(
             "status_file".to_string(),
             dir.join("status").display().to_string(),

@@ -9,7 +9,6 @@ use std::time::Duration;
 use ipmi_rs_core::app::auth::PrivilegeLevel;
 use ipmi_rs_core::connection::{IpmiCommand, Message};
 use tokio::net::UdpSocket;
-use tokio::time::Instant;
 
 use super::commands::{CloseSession, CommandError, SetSessionPrivilegeLevel, completion_text};
 use super::crypto::{CipherSuite, Handshake, SessionKeys};
@@ -144,8 +143,6 @@ pub struct Session {
     out_seq: u32,
     rq_seq: u8,
     window: SeqWindow,
-    /// When the BMC last answered on this session.
-    pub last_answer: Instant,
 }
 
 impl Session {
@@ -332,7 +329,6 @@ impl Session {
             out_seq: 0,
             rq_seq: 0,
             window: SeqWindow::default(),
-            last_answer: Instant::now(),
         };
         // A session starts at USER privilege; power control needs more.
         match s
@@ -377,7 +373,7 @@ impl Session {
         let (bmc_sid, console_sid) = (self.bmc_sid, self.console_sid);
         let out_seq = &mut self.out_seq;
         let window = &mut self.window;
-        let r = exchange(
+        exchange(
             &self.sock,
             self.addr,
             timeout,
@@ -405,9 +401,7 @@ impl Session {
                 (r.netfn == netfn | 1 && r.cmd == cmd && r.rq_seq == rq_seq).then_some(r)
             },
         )
-        .await?;
-        self.last_answer = Instant::now();
-        Ok(r)
+        .await
     }
 
     /// Run an `ipmi-rs-core` command; a completion code other than 0 is an
