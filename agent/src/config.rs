@@ -41,6 +41,13 @@ pub struct AgentConfig {
     /// `text` (default) or `json`.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// How long one attempt to reach the arbiter may take: TCP, TLS and
+    /// HTTP/2 handshake, and again the wait for its Welcome. Default: three
+    /// heartbeat intervals as the arbiter last announced them (100 ms before
+    /// the first Welcome), at least 200 ms and at most 2 s. Attempts start
+    /// every 100 ms whatever this is.
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<std::time::Duration>,
     #[serde(default)]
     pub fault_injection: FaultInjection,
     /// Checks whose passing weights are reported to the arbiter.
@@ -130,6 +137,10 @@ pub struct FaultInjection {
     pub enabled: bool,
 }
 
+/// Bounds of an explicit `connect_timeout`.
+const MIN_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(50);
+const MAX_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn default_log_format() -> String {
     "text".into()
 }
@@ -150,6 +161,9 @@ pub struct AgentPlan {
     pub listen: SocketAddr,
     pub listen_text: String,
     pub json_logs: bool,
+    /// `None`: derived from the heartbeat interval (see
+    /// [`AgentConfig::connect_timeout`]).
+    pub connect_timeout: Option<std::time::Duration>,
     pub fault_injection: bool,
     /// SHA-256 of the effective configuration (hex), sent in Hello.
     pub fingerprint: String,
@@ -275,6 +289,16 @@ impl AgentConfig {
                 false
             }
         };
+        if let Some(t) = self.connect_timeout
+            && !(MIN_CONNECT_TIMEOUT..=MAX_CONNECT_TIMEOUT).contains(&t)
+        {
+            e(
+                "connect_timeout",
+                format!(
+                    "{t:?} must be between {MIN_CONNECT_TIMEOUT:?} and {MAX_CONNECT_TIMEOUT:?}"
+                ),
+            );
+        }
         let mut heuristics = Vec::new();
         let mut names = std::collections::BTreeSet::new();
         for (i, h) in self.heuristics.iter().enumerate() {
@@ -337,6 +361,11 @@ impl AgentConfig {
             h.update(format!("{x:?}").as_bytes());
             h.update([0]);
         }
+        // Only when set, so that files without it keep their fingerprint.
+        if let Some(t) = self.connect_timeout {
+            h.update(format!("connect_timeout={t:?}").as_bytes());
+            h.update([0]);
+        }
         let fingerprint = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         Ok(AgentPlan {
             cluster: self.cluster.clone(),
@@ -345,6 +374,7 @@ impl AgentConfig {
             listen: listen.expect("checked"),
             listen_text: self.listen.clone(),
             json_logs,
+            connect_timeout: self.connect_timeout,
             fault_injection: self.fault_injection.enabled,
             fingerprint,
             heuristics,
@@ -394,6 +424,14 @@ mod tests {
         let e = parse("[[heuristic]]\nname = \"gw\"\ncommand = [\"x\"]\ntimeout = \"2s\"\n")
             .unwrap_err();
         assert!(e[0].starts_with("heuristic[0].timeout"), "{e:?}");
+        let e = parse("connect_timeout = \"10ms\"\n").unwrap_err();
+        assert!(e[0].starts_with("connect_timeout"), "{e:?}");
+        let p = parse("connect_timeout = \"500ms\"\n").unwrap();
+        assert_eq!(
+            p.connect_timeout,
+            Some(std::time::Duration::from_millis(500))
+        );
+        assert_ne!(p.fingerprint, parse("").unwrap().fingerprint);
         let e = parse("secret = 1\n").unwrap_err();
         assert!(e[0].contains("secret"), "{e:?}");
     }

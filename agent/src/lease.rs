@@ -9,6 +9,13 @@
 //! Invariants: the epoch the agent knows never decreases; an acknowledgement
 //! from an older epoch grants nothing; a lease only grows until the arbiter
 //! denies one, which revokes it at once.
+//!
+//! A keeper that held a lease and then reads its own node in the `gone` set
+//! of a later epoch was recorded as fenced (powered off) while it still runs:
+//! the device switched the wrong outlet or lied. It drops its lease and is
+//! [`Output::Fenced`] for good: no heartbeat, no lease, ever again. A fresh
+//! keeper (a rebooted node: it never held a lease) reading itself in `gone`
+//! is simply rejoining.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -67,6 +74,12 @@ pub enum Output {
     LeaseLost {
         reason: LeaseLossReason,
     },
+    /// The arbiter recorded this node as fenced in `epoch` although this
+    /// keeper, which held a lease before, still runs: the agent must stop.
+    /// Emitted once; the keeper is inert afterwards.
+    Fenced {
+        epoch: u64,
+    },
     /// A new epoch: these nodes are confirmed fenced; survivors may take over
     /// their work, passing `epoch` on as the fencing token.
     EpochAdvanced {
@@ -80,34 +93,45 @@ pub enum Output {
 pub enum LeaseLossReason {
     Expired,
     Denied,
+    /// This node is in the `gone` set of an epoch: see [`Output::Fenced`].
+    Fenced,
 }
 
 #[derive(Debug, Clone)]
 pub struct LeaseKeeper {
+    /// This node: finding it in an epoch's `gone` set may mean it is fenced.
+    node: NodeId,
     interval: Option<Duration>,
     next_send: Duration,
     next_seq: u64,
     in_flight: BTreeMap<u64, Duration>,
     lease: Option<Lease>,
     epoch: u64,
-}
-
-impl Default for LeaseKeeper {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// The epoch of the first lease this keeper held; `None` while it never
+    /// held one (a fresh process: a rebooted node rejoining).
+    first_held: Option<u64>,
+    /// Set once this node read itself fenced while running; final.
+    fenced: Option<u64>,
 }
 
 impl LeaseKeeper {
-    pub fn new() -> Self {
+    pub fn new(node: NodeId) -> Self {
         LeaseKeeper {
+            node,
             interval: None,
             next_send: Duration::ZERO,
             next_seq: 1,
             in_flight: BTreeMap::new(),
             lease: None,
             epoch: 0,
+            first_held: None,
+            fenced: None,
         }
+    }
+
+    /// The epoch in which the arbiter recorded this running node as fenced.
+    pub fn fenced(&self) -> Option<u64> {
+        self.fenced
     }
 
     /// The lease, if valid at `now`.
@@ -131,6 +155,9 @@ impl LeaseKeeper {
 
     pub fn step(&mut self, now: Duration, input: Input) -> Vec<Output> {
         let mut out = Vec::new();
+        if self.fenced.is_some() {
+            return out; // inert: the agent is stopping
+        }
         match input {
             Input::Tick => {}
             Input::Welcome {
@@ -160,6 +187,9 @@ impl LeaseKeeper {
                 };
                 // Acks for older heartbeats are superseded.
                 self.in_flight.retain(|&s, _| s > seq);
+                if self.fence_check(now, epoch, &gone, &mut out) {
+                    return out;
+                }
                 if epoch < self.epoch {
                     return self.expire(now, out);
                 }
@@ -183,6 +213,7 @@ impl LeaseKeeper {
                                 epoch,
                                 survivors,
                             };
+                            self.first_held.get_or_insert(epoch);
                             self.lease = Some(lease.clone());
                             if held.is_none() {
                                 out.push(Output::LeaseAcquired { lease });
@@ -203,9 +234,42 @@ impl LeaseKeeper {
                 epoch,
                 survivors,
                 gone,
-            } => self.advance_epoch(epoch, &survivors, &gone, &mut out),
+            } => {
+                if self.fence_check(now, epoch, &gone, &mut out) {
+                    return out;
+                }
+                self.advance_epoch(epoch, &survivors, &gone, &mut out)
+            }
         }
         self.expire(now, out)
+    }
+
+    /// This node in the `gone` set of `epoch` after holding a lease under an
+    /// earlier epoch: recorded as powered off while running. Drops the lease
+    /// and turns the keeper inert. A keeper that never held a lease, or
+    /// first held one in `epoch` itself, is a rebooted node rejoining.
+    fn fence_check(
+        &mut self,
+        now: Duration,
+        epoch: u64,
+        gone: &BTreeSet<NodeId>,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        if !gone.contains(&self.node) || self.first_held.is_none_or(|e| e >= epoch) {
+            return false;
+        }
+        if self.lease(now).is_some() {
+            out.push(Output::LeaseLost {
+                reason: LeaseLossReason::Fenced,
+            });
+        }
+        self.lease = None;
+        self.interval = None;
+        self.in_flight.clear();
+        self.epoch = self.epoch.max(epoch);
+        self.fenced = Some(epoch);
+        out.push(Output::Fenced { epoch });
+        true
     }
 
     fn advance_epoch(
@@ -279,7 +343,7 @@ mod tests {
 
     #[test]
     fn lease_runs_from_send_time_not_receive_time() {
-        let mut k = LeaseKeeper::new();
+        let mut k = LeaseKeeper::new(1);
         let out = k.step(
             ms(0),
             Input::Welcome {
@@ -309,7 +373,7 @@ mod tests {
 
     #[test]
     fn denial_revokes_at_once_and_stale_epochs_grant_nothing() {
-        let mut k = LeaseKeeper::new();
+        let mut k = LeaseKeeper::new(1);
         k.step(
             ms(0),
             Input::Welcome {
@@ -339,9 +403,116 @@ mod tests {
         );
     }
 
+    fn ack_gone(seq: u64, lease: Option<u64>, epoch: u64, gone: &[NodeId]) -> Input {
+        Input::Ack {
+            seq,
+            lease: lease.map(ms),
+            epoch,
+            survivors: [1].into(),
+            gone: gone.iter().copied().collect(),
+        }
+    }
+
+    fn welcome(epoch: u64) -> Input {
+        Input::Welcome {
+            heartbeat_interval: ms(100),
+            epoch,
+        }
+    }
+
+    fn fenced(out: &[Output]) -> bool {
+        out.iter().any(|o| matches!(o, Output::Fenced { .. }))
+    }
+
+    #[test]
+    fn a_running_node_recorded_as_fenced_stops_for_good() {
+        // Node 2 holds a lease in epoch 1; the arbiter then records it fenced
+        // (epoch 2, gone = {2}) while this process still runs.
+        let mut k = LeaseKeeper::new(2);
+        k.step(ms(0), welcome(1));
+        let out = k.step(ms(10), ack_gone(1, Some(300), 1, &[]));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::LeaseAcquired { .. }))
+        );
+        k.step(ms(100), Input::Tick); // seq 2
+        let out = k.step(ms(110), ack_gone(2, None, 2, &[2]));
+        assert_eq!(
+            out,
+            vec![
+                Output::LeaseLost {
+                    reason: LeaseLossReason::Fenced
+                },
+                Output::Fenced { epoch: 2 }
+            ]
+        );
+        assert_eq!(k.fenced(), Some(2));
+        assert!(k.lease(ms(111)).is_none());
+        // Inert: no heartbeat, no lease, no deadline, whatever comes next.
+        assert_eq!(k.next_deadline(), None);
+        assert!(k.step(ms(200), Input::Tick).is_empty());
+        assert!(k.step(ms(300), welcome(2)).is_empty());
+        assert!(k.step(ms(310), ack_gone(3, Some(300), 2, &[])).is_empty());
+        assert_eq!(k.next_deadline(), None);
+
+        // The same through an Announcement, the lease already expired: no
+        // LeaseLost twice, but Fenced all the same.
+        let mut k = LeaseKeeper::new(2);
+        k.step(ms(0), welcome(1));
+        k.step(ms(10), ack_gone(1, Some(300), 1, &[]));
+        k.step(ms(50), Input::Disconnected);
+        assert!(k.step(ms(300), Input::Tick).contains(&Output::LeaseLost {
+            reason: LeaseLossReason::Expired
+        }));
+        let out = k.step(
+            ms(900),
+            Input::Announcement {
+                epoch: 3,
+                survivors: [1].into(),
+                gone: [2].into(),
+            },
+        );
+        assert_eq!(out, vec![Output::Fenced { epoch: 3 }]);
+    }
+
+    #[test]
+    fn a_fresh_process_in_gone_is_a_rebooted_node_rejoining() {
+        // Node 2 was fenced in epoch 2 and rebooted: this process never held
+        // a lease, so reading itself in `gone` is normal.
+        let mut k = LeaseKeeper::new(2);
+        k.step(ms(0), welcome(2));
+        let out = k.step(
+            ms(5),
+            Input::Announcement {
+                epoch: 2,
+                survivors: [1].into(),
+                gone: [2].into(),
+            },
+        );
+        assert!(!fenced(&out));
+        let out = k.step(ms(10), ack_gone(1, Some(300), 2, &[2]));
+        assert!(!fenced(&out));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::LeaseAcquired { .. }))
+        );
+        // Still epoch 2, still listed gone: first held in epoch 2 itself, so
+        // still no Fenced; renewals go on.
+        k.step(ms(100), Input::Tick); // seq 2
+        let out = k.step(ms(110), ack_gone(2, Some(300), 2, &[2]));
+        assert!(!fenced(&out));
+        assert!(k.lease(ms(350)).is_some());
+        // Another node fenced later: not this one's business either.
+        k.step(ms(200), Input::Tick); // seq 3
+        let out = k.step(ms(210), ack_gone(3, Some(300), 3, &[3]));
+        assert!(!fenced(&out));
+        assert_eq!(k.fenced(), None);
+        assert!(k.lease(ms(450)).is_some());
+    }
+
     #[test]
     fn absurd_values_from_the_wire_do_not_panic() {
-        let mut k = LeaseKeeper::new();
+        let mut k = LeaseKeeper::new(1);
         k.step(
             Duration::MAX - ms(1),
             Input::Welcome {

@@ -9,8 +9,8 @@ pub mod peer_probe;
 pub mod session;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -32,9 +32,37 @@ pub enum AgentError {
     Signal(std::io::Error),
     #[error("TLS setup: {0}")]
     Tls(tonic::transport::Error),
+    /// The arbiter recorded this node as fenced (powered off) in `epoch`
+    /// while this process, which held a lease before, still runs. Exit
+    /// status 3: a supervisor must not restart the agent
+    /// (`RestartPreventExitStatus=3`), an operator must look at the node and
+    /// its fence device.
+    #[error(
+        "the arbiter recorded this node as fenced (powered off) in epoch {epoch} but it is still running: the fence device switched the wrong outlet or lied"
+    )]
+    Fenced { epoch: u64 },
+    #[error("the arbiter session task failed: {0}")]
+    Session(String),
 }
 
-/// Run the agent until `shutdown` resolves.
+/// This process's instance: a random number drawn once when the process
+/// starts, never 0, sent in every Hello. The arbiter tells a rebooted node
+/// (a new instance) from one that was never switched off (the same instance
+/// speaking after a confirmed fence).
+pub fn instance() -> u64 {
+    static INSTANCE: OnceLock<u64> = OnceLock::new();
+    *INSTANCE.get_or_init(|| {
+        loop {
+            let x: u64 = rand::random();
+            if x != 0 {
+                return x;
+            }
+        }
+    })
+}
+
+/// Run the agent until `shutdown` resolves, or until the arbiter recorded
+/// this running node as fenced ([`AgentError::Fenced`]).
 pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -112,12 +140,22 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
             }
         });
     }
-    info!(node.id = plan.node, cluster = %plan.cluster, arbiter = %plan.arbiter, listen = %plan.listen, "fence-agent started");
+    info!(node.id = plan.node, cluster = %plan.cluster, arbiter = %plan.arbiter, listen = %plan.listen,
+          instance = format_args!("{:016x}", instance()), "fence-agent started");
     let session = session::Session::new(plan, probes, faults, heuristics, token.child_token());
-    tracker.spawn(session.run());
+    let mut session = tracker.spawn(session.run());
 
-    shutdown.await;
-    info!("shutdown requested");
+    let result = tokio::select! {
+        _ = shutdown => {
+            info!("shutdown requested");
+            Ok(())
+        }
+        r = &mut session => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(AgentError::Session(e.to_string())),
+        },
+    };
     token.cancel();
     tracker.close();
     if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
@@ -127,5 +165,5 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
         warn!("shutdown grace period ran out; exiting anyway");
     }
     info!("fence-agent stopped");
-    Ok(())
+    result
 }

@@ -1,5 +1,7 @@
 //! `fence-agent --config FILE`: validates (exit 64 on a bad config), then
-//! runs [`agent::run`] until SIGTERM or SIGINT.
+//! runs [`agent::run`] until SIGTERM or SIGINT. Exit 3: the arbiter recorded
+//! this node as fenced while it still runs (wrong outlet or a lying device);
+//! do not restart it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +61,10 @@ fn main() -> ExitCode {
     };
     match rt.block_on(agent::run(plan, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ agent::AgentError::Fenced { .. }) => {
+            eprintln!("fence-agent: {e}; stopping (exit 3: do not restart)");
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("fence-agent: {e}");
             ExitCode::from(70)

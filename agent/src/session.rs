@@ -1,25 +1,49 @@
 //! The agent's shell around its lease core: the arbiter session (connect,
-//! Hello, Welcome, heartbeats, acks, announcements), reconnecting with a
-//! short backoff, and ticking the core on its deadlines even while
-//! disconnected, so a lease expires on time whatever the network does.
+//! Hello, Welcome, heartbeats, acks, announcements), reconnecting fast, and
+//! ticking the core on its deadlines during every wait (connecting, the
+//! Welcome, the session, the pauses between attempts), so a lease ends on
+//! time whatever the network does.
+//!
+//! Reconnecting: a new connection attempt (TCP, TLS, HTTP/2) starts every
+//! [`RETRY`] while earlier ones are still pending, each bounded by the
+//! connect timeout (three heartbeat intervals by default, see
+//! [`Session::connect_timeout`]). A SYN lost to a blocked port is therefore
+//! never waited for (the kernel would resend it only after 1 s, then 3 s):
+//! once the path heals, the next attempt gets through within [`RETRY`].
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use proto::v1 as pb;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
-use tracing::{error, info, warn};
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, error, info, warn};
 
+use crate::AgentError;
 use crate::config::AgentPlan;
 use crate::heuristics::Heuristics;
 use crate::lease::{Input, LeaseKeeper, Output};
 use crate::peer_probe::{Faults, SharedProbes, reachable};
+
+/// How often a new attempt to reach the arbiter starts.
+pub const RETRY: Duration = Duration::from_millis(100);
+/// The heartbeat interval assumed before the first Welcome (the clusters'
+/// default).
+const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
+/// Bounds of the connect timeout derived from the heartbeat interval.
+const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connection attempts pending at once, at most.
+const MAX_PENDING: usize = 20;
+/// While the arbiter stays unreachable, one warning per this period.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Owns the lease core and the clock origin.
 pub struct Session {
@@ -30,11 +54,19 @@ pub struct Session {
     faults: Arc<Faults>,
     heuristics: Arc<Heuristics>,
     token: CancellationToken,
+    /// The heartbeat interval of the last Welcome: times connect attempts.
+    interval_hint: Duration,
+    /// Failed attempts since the arbiter was last reached, for logging.
+    streak: Streak,
+    /// Lease and epoch events for an observer (tests, resource hooks).
+    events: Option<mpsc::UnboundedSender<Output>>,
 }
 
 enum Ended {
     Cancelled,
     Retry,
+    /// The arbiter recorded this running node as fenced in this epoch.
+    Fenced(u64),
 }
 
 /// Why a session ended badly.
@@ -60,6 +92,47 @@ impl From<&str> for SessionError {
     }
 }
 
+/// A run of failed attempts to reach the arbiter: the first one is logged
+/// as a warning, then one every [`LOG_EVERY`], the rest at debug level.
+#[derive(Debug, Default)]
+struct Streak {
+    failures: u64,
+    since: Option<Instant>,
+    logged: Option<Instant>,
+}
+
+impl Streak {
+    /// Count a failure; true when it deserves a warning.
+    fn fail(&mut self) -> bool {
+        let now = Instant::now();
+        self.failures += 1;
+        self.since.get_or_insert(now);
+        if self
+            .logged
+            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        {
+            self.logged = Some(now);
+            return true;
+        }
+        false
+    }
+
+    /// The arbiter answered: the failures and how long they lasted, if any.
+    fn reset(&mut self) -> Option<(u64, Duration)> {
+        let r = self.since.map(|t| (self.failures, t.elapsed()));
+        *self = Streak::default();
+        r
+    }
+}
+
+/// Sleep until `at`, or forever without a deadline.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Session {
     pub fn new(
         plan: AgentPlan,
@@ -69,23 +142,47 @@ impl Session {
         token: CancellationToken,
     ) -> Self {
         Session {
+            keeper: LeaseKeeper::new(plan.node),
             plan,
-            keeper: LeaseKeeper::new(),
             origin: Instant::now(),
             probes,
             faults,
             heuristics,
             token,
+            interval_hint: DEFAULT_INTERVAL,
+            streak: Streak::default(),
+            events: None,
         }
+    }
+
+    /// Every output of the lease core but heartbeats (lease acquired and
+    /// lost, new epochs, fenced), as the session applies them.
+    pub fn events(&mut self) -> mpsc::UnboundedReceiver<Output> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.events = Some(tx);
+        rx
     }
 
     fn now(&self) -> Duration {
         self.origin.elapsed()
     }
 
-    /// Run until cancelled.
-    pub async fn run(mut self) {
+    /// The bound of one attempt to connect (TCP, TLS, HTTP/2) and of the
+    /// wait for the Welcome: `connect_timeout` if configured, else three
+    /// heartbeat intervals as last announced, within 200 ms ..= 2 s.
+    pub fn connect_timeout(&self) -> Duration {
+        self.plan.connect_timeout.unwrap_or_else(|| {
+            self.interval_hint
+                .saturating_mul(3)
+                .clamp(MIN_CONNECT_TIMEOUT, MAX_CONNECT_TIMEOUT)
+        })
+    }
+
+    /// Run until cancelled, or until the arbiter recorded this running node
+    /// as fenced ([`AgentError::Fenced`]).
+    pub async fn run(mut self) -> Result<(), AgentError> {
         loop {
+            let started = Instant::now();
             let ended = if self.faults.isolated.load(Ordering::Relaxed) {
                 self.idle(Duration::from_millis(50)).await
             } else {
@@ -97,21 +194,48 @@ impl Session {
                         self.idle(Duration::from_secs(5)).await
                     }
                     Err(e) => {
-                        warn!(node.id = self.plan.node, error = %e, "arbiter session failed; retrying");
-                        self.idle(Duration::from_millis(100)).await
+                        if self.streak.fail() {
+                            warn!(node.id = self.plan.node, error = %e, failures = self.streak.failures,
+                                  "arbiter session failed; retrying every {RETRY:?}");
+                        } else {
+                            debug!(node.id = self.plan.node, error = %e, "arbiter session failed; retrying");
+                        }
+                        // Attempts start RETRY apart: no pause after a slow
+                        // failure (a Welcome that never came).
+                        self.idle(RETRY.saturating_sub(started.elapsed())).await
                     }
                 }
             };
-            if matches!(ended, Ended::Cancelled) {
-                let now = self.now();
-                if self.keeper.lease(now).is_some() {
-                    info!(
-                        node.id = self.plan.node,
-                        "shutting down with a lease: releasing it (resources stop)"
-                    );
+            match ended {
+                Ended::Retry => {}
+                Ended::Cancelled => {
+                    if self.keeper.lease(self.now()).is_some() {
+                        info!(
+                            node.id = self.plan.node,
+                            "shutting down with a lease: releasing it (resources stop)"
+                        );
+                    }
+                    return Ok(());
                 }
-                return;
+                Ended::Fenced(epoch) => return Err(AgentError::Fenced { epoch }),
             }
+        }
+    }
+
+    /// Await `fut`, ticking the lease core on its deadlines meanwhile, so a
+    /// lease ends on time however long `fut` takes. `None` when cancelled.
+    async fn ticking<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            let wake = self.keeper.next_deadline().map(|t| self.origin + t);
+            tokio::select! {
+                biased;
+                _ = self.token.cancelled() => return None,
+                _ = sleep_until(wake) => {}
+                out = &mut fut => return Some(out),
+            }
+            let outs = self.keeper.step(self.now(), Input::Tick);
+            self.apply(outs, None);
         }
     }
 
@@ -119,26 +243,13 @@ impl Session {
     async fn idle(&mut self, d: Duration) -> Ended {
         let outs = self.keeper.step(self.now(), Input::Disconnected);
         self.apply(outs, None);
-        let end = Instant::now() + d;
-        loop {
-            let wake = self
-                .keeper
-                .next_deadline()
-                .map(|t| self.origin + t)
-                .map_or(end, |t| t.min(end));
-            tokio::select! {
-                _ = self.token.cancelled() => return Ended::Cancelled,
-                _ = tokio::time::sleep_until(wake) => {}
-            }
-            let outs = self.keeper.step(self.now(), Input::Tick);
-            self.apply(outs, None);
-            if Instant::now() >= end {
-                return Ended::Retry;
-            }
+        match self.ticking(tokio::time::sleep(d)).await {
+            Some(()) => Ended::Retry,
+            None => Ended::Cancelled,
         }
     }
 
-    async fn connect_and_serve(&mut self) -> Result<Ended, SessionError> {
+    fn endpoint(&self, timeout: Duration) -> Result<Endpoint, SessionError> {
         let mut ep = Endpoint::from_shared(self.plan.arbiter.clone())
             .map_err(|e| format!("arbiter URL {:?}: {e}", self.plan.arbiter))?;
         if let Some(t) = &self.plan.tls {
@@ -148,15 +259,68 @@ impl Session {
                 .domain_name(t.arbiter_name.clone());
             ep = ep.tls_config(cfg).map_err(|e| format!("TLS setup: {e}"))?;
         }
-        let ep = ep
-            .connect_timeout(Duration::from_secs(1))
+        Ok(ep
+            .connect_timeout(timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(2))
-            .keep_alive_while_idle(true);
-        let channel = tokio::select! {
-            _ = self.token.cancelled() => return Ok(Ended::Cancelled),
-            c = ep.connect() => c.map_err(|e| format!("cannot connect to {}: {e}", self.plan.arbiter))?,
+            .keep_alive_while_idle(true))
+    }
+
+    /// Connect to the arbiter: a fresh attempt every [`RETRY`] while earlier
+    /// ones are pending, each bounded by `timeout`; the first to succeed
+    /// wins and the others are dropped. `None` when cancelled or isolated.
+    async fn connect(&mut self, ep: &Endpoint, timeout: Duration) -> Option<Channel> {
+        let mut attempts = JoinSet::new();
+        let mut next = Instant::now();
+        loop {
+            if self.faults.isolated.load(Ordering::Relaxed) {
+                return None;
+            }
+            if Instant::now() >= next {
+                if attempts.len() < MAX_PENDING {
+                    let ep = ep.clone();
+                    attempts
+                        .spawn(async move { tokio::time::timeout(timeout, ep.connect()).await });
+                }
+                next = Instant::now() + RETRY;
+            }
+            let done = self
+                .ticking(async {
+                    tokio::select! {
+                        Some(r) = attempts.join_next() => Some(r),
+                        _ = tokio::time::sleep_until(next) => None,
+                    }
+                })
+                .await?;
+            let error = match done {
+                None => continue,
+                Some(Ok(Ok(Ok(channel)))) => return Some(channel),
+                Some(Ok(Ok(Err(e)))) => format!("cannot connect to {}: {e}", self.plan.arbiter),
+                Some(Ok(Err(_))) => format!(
+                    "cannot connect to {}: no connection within {timeout:?}",
+                    self.plan.arbiter
+                ),
+                Some(Err(e)) => format!("connection attempt failed: {e}"),
+            };
+            if self.streak.fail() {
+                warn!(node.id = self.plan.node, error = %error, failures = self.streak.failures,
+                      "arbiter unreachable; retrying every {RETRY:?}");
+            } else {
+                debug!(node.id = self.plan.node, error = %error, "arbiter unreachable; retrying");
+            }
+        }
+    }
+
+    async fn connect_and_serve(&mut self) -> Result<Ended, SessionError> {
+        let timeout = self.connect_timeout();
+        let ep = self.endpoint(timeout)?;
+        let Some(channel) = self.connect(&ep, timeout).await else {
+            return Ok(if self.token.is_cancelled() {
+                Ended::Cancelled
+            } else {
+                Ended::Retry
+            });
         };
         let mut client = pb::agent_session_client::AgentSessionClient::new(channel);
         let (tx, rx) = mpsc::channel::<pb::AgentMessage>(16);
@@ -166,22 +330,29 @@ impl Session {
             probe_address: self.plan.listen_text.clone(),
             config_fingerprint: self.plan.fingerprint.clone(),
             known_epoch: self.keeper.epoch(),
+            instance: crate::instance(),
         };
-        tx.send(pb::AgentMessage {
+        tx.try_send(pb::AgentMessage {
             body: Some(pb::agent_message::Body::Hello(hello)),
         })
-        .await
         .map_err(|_| "session closed".to_string())?;
-        let mut inbound = client
-            .session(ReceiverStream::new(rx))
-            .await
-            .map_err(|s| refusal(&s))?
-            .into_inner();
-        // Welcome first.
-        let welcome = tokio::time::timeout(Duration::from_secs(2), inbound.message())
-            .await
-            .map_err(|_| "no Welcome within 2s".to_string())?
-            .map_err(|s| refusal(&s))?;
+        // The stream opened and the Welcome first, both within the timeout.
+        let opened = self
+            .ticking(tokio::time::timeout(timeout, async {
+                let mut inbound = client
+                    .session(ReceiverStream::new(rx))
+                    .await
+                    .map_err(|s| refusal(&s))?
+                    .into_inner();
+                let first = inbound.message().await.map_err(|s| refusal(&s))?;
+                Ok::<_, SessionError>((inbound, first))
+            }))
+            .await;
+        let (mut inbound, welcome) = match opened {
+            None => return Ok(Ended::Cancelled),
+            Some(Err(_)) => return Err(format!("no Welcome within {timeout:?}").into()),
+            Some(Ok(r)) => r?,
+        };
         let Some(pb::ArbiterMessage {
             body: Some(pb::arbiter_message::Body::Welcome(w)),
         }) = welcome
@@ -191,6 +362,7 @@ impl Session {
         // Bounded whatever the arbiter sends: nothing below overflows.
         let interval = Duration::from_millis(w.heartbeat_interval_ms.clamp(1, 60_000));
         let max_lease = Duration::from_millis(w.lease_ms.min(600_000));
+        self.interval_hint = interval;
         {
             let mut p = self.probes.lock().expect("probe state lock");
             p.interval = Some(interval);
@@ -199,6 +371,9 @@ impl Session {
                 .iter()
                 .map(|p| (p.node_id, (p.probe_address.clone(), p.name.clone())))
                 .collect();
+        }
+        if let Some((failures, lasted)) = self.streak.reset() {
+            info!(node.id = self.plan.node, failures, lasted = ?lasted, "arbiter reached again");
         }
         info!(node.id = self.plan.node, cluster = %self.plan.cluster, lease.epoch = w.epoch,
               heartbeat_ms = w.heartbeat_interval_ms, lease_ms = w.lease_ms, "session open");
@@ -251,7 +426,7 @@ impl Session {
                             lease: (a.lease_ms > 0)
                                 .then(|| Duration::from_millis(a.lease_ms).min(max_lease)),
                             epoch: a.epoch,
-                            survivors: a.survivors.into_iter().collect(),
+                            survivors: a.backed.into_iter().collect(),
                             gone: a.gone.into_iter().collect(),
                         },
                         Some(pb::arbiter_message::Body::Announcement(a)) => Input::Announcement {
@@ -265,12 +440,20 @@ impl Session {
             };
             let outs = self.keeper.step(self.now(), input);
             self.apply(outs, Some(&tx));
+            if let Some(epoch) = self.keeper.fenced() {
+                return Ok(Ended::Fenced(epoch));
+            }
         }
     }
 
     fn apply(&mut self, outs: Vec<Output>, tx: Option<&mpsc::Sender<pb::AgentMessage>>) {
         let node = self.plan.node;
         for o in outs {
+            if let Some(events) = &self.events
+                && !matches!(o, Output::SendHeartbeat { .. })
+            {
+                let _ = events.send(o.clone());
+            }
             match o {
                 Output::SendHeartbeat {
                     seq,
@@ -303,6 +486,14 @@ impl Session {
                 Output::LeaseLost { reason } => {
                     warn!(node.id = node, reason = ?reason, "lease lost: resources must stop now");
                 }
+                Output::Fenced { epoch } => {
+                    error!(
+                        node.id = node,
+                        lease.epoch = epoch,
+                        instance = format_args!("{:016x}", crate::instance()),
+                        "the arbiter recorded this node as fenced (powered off) but it is still running: the fence device switched the wrong outlet or lied; stopping"
+                    );
+                }
                 Output::EpochAdvanced {
                     epoch,
                     survivors,
@@ -328,5 +519,385 @@ fn refusal(s: &tonic::Status) -> SessionError {
             SessionError::Refused(s.message().to_string())
         }
         _ => SessionError::Lost(format!("session error: {} ({:?})", s.message(), s.code())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The session against a fake arbiter on loopback whose port can serve,
+    //! accept connections and never answer ("hold"), or drop new SYNs
+    //! ("drop": nothing accepted, the listen queue full), as a blocked port.
+
+    use std::sync::Mutex;
+
+    use tokio::net::{TcpSocket, TcpStream};
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::config::AgentConfig;
+    use crate::lease::LeaseLossReason;
+
+    const LEASE: Duration = Duration::from_millis(300);
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Mode {
+        Serve,
+        Hold,
+        Drop,
+    }
+
+    #[derive(Default)]
+    struct Seen {
+        /// When the heartbeat behind the last lease granted arrived: that
+        /// lease ends at most `LEASE` later.
+        last_granted: Option<Instant>,
+        /// When a connection was first accepted and held unanswered.
+        first_held: Option<Instant>,
+        held: Vec<TcpStream>,
+        instances: Vec<u64>,
+        /// Announce this epoch with node 1 gone (a fence that hit another
+        /// outlet) on the next heartbeat.
+        announce_gone: Option<u64>,
+    }
+
+    struct Fake {
+        mode: watch::Sender<Mode>,
+        seen: Arc<Mutex<Seen>>,
+        addr: std::net::SocketAddr,
+        /// Connections that fill the listen queue in drop mode.
+        fillers: Mutex<Vec<TcpStream>>,
+    }
+
+    #[derive(Clone)]
+    struct Service {
+        mode: watch::Receiver<Mode>,
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    #[tonic::async_trait]
+    impl pb::agent_session_server::AgentSession for Service {
+        type SessionStream = ReceiverStream<Result<pb::ArbiterMessage, tonic::Status>>;
+
+        async fn session(
+            &self,
+            request: tonic::Request<tonic::Streaming<pb::AgentMessage>>,
+        ) -> Result<tonic::Response<Self::SessionStream>, tonic::Status> {
+            let mut inbound = request.into_inner();
+            let (tx, rx) = mpsc::channel(16);
+            let mut mode = self.mode.clone();
+            let seen = self.seen.clone();
+            tokio::spawn(async move {
+                let Ok(Some(pb::AgentMessage {
+                    body: Some(pb::agent_message::Body::Hello(h)),
+                })) = inbound.message().await
+                else {
+                    return;
+                };
+                seen.lock().unwrap().instances.push(h.instance);
+                let welcome = pb::Welcome {
+                    heartbeat_interval_ms: 100,
+                    lease_ms: LEASE.as_millis() as u64,
+                    peers: vec![],
+                    epoch: 1,
+                };
+                let msg = |b| Ok(pb::ArbiterMessage { body: Some(b) });
+                if tx
+                    .send(msg(pb::arbiter_message::Body::Welcome(welcome)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                loop {
+                    let m = tokio::select! {
+                        r = mode.wait_for(|m| *m != Mode::Serve) => {
+                            drop(r);
+                            None
+                        }
+                        m = inbound.message() => Some(m),
+                    };
+                    let Some(m) = m else {
+                        // The path breaks: this session ends now.
+                        let _ = tx.send(Err(tonic::Status::unavailable("cut"))).await;
+                        return;
+                    };
+                    let Ok(Some(pb::AgentMessage {
+                        body: Some(pb::agent_message::Body::Heartbeat(hb)),
+                    })) = m
+                    else {
+                        return;
+                    };
+                    let announce = {
+                        let mut s = seen.lock().unwrap();
+                        if *mode.borrow() != Mode::Serve {
+                            continue;
+                        }
+                        s.last_granted = Some(Instant::now());
+                        s.announce_gone.take()
+                    };
+                    if let Some(epoch) = announce {
+                        let a = pb::Announcement {
+                            epoch,
+                            survivors: vec![2],
+                            gone: vec![1],
+                        };
+                        let _ = tx
+                            .send(msg(pb::arbiter_message::Body::Announcement(a)))
+                            .await;
+                        continue;
+                    }
+                    let ack = pb::Ack {
+                        seq: hb.seq,
+                        sent_at_us: hb.sent_at_us,
+                        lease_ms: LEASE.as_millis() as u64,
+                        epoch: 1,
+                        backed: vec![1],
+                        gone: vec![],
+                        reason: String::new(),
+                    };
+                    if tx
+                        .send(msg(pb::arbiter_message::Body::Ack(ack)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+            Ok(tonic::Response::new(ReceiverStream::new(rx)))
+        }
+    }
+
+    impl Fake {
+        async fn start() -> Fake {
+            let sock = TcpSocket::new_v4().unwrap();
+            sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            // A queue of one: in drop mode two queued connections fill it,
+            // and the kernel drops every later SYN.
+            let listener = sock.listen(1).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (mode, mut mode_rx) = watch::channel(Mode::Serve);
+            let seen = Arc::new(Mutex::new(Seen::default()));
+            let service = Service {
+                mode: mode_rx.clone(),
+                seen: seen.clone(),
+            };
+            let (conn_tx, conn_rx) = mpsc::channel::<Result<TcpStream, std::io::Error>>(64);
+            let s = seen.clone();
+            tokio::spawn(async move {
+                loop {
+                    if *mode_rx.borrow_and_update() == Mode::Drop {
+                        if mode_rx.changed().await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    let conn = tokio::select! {
+                        c = listener.accept() => c,
+                        _ = mode_rx.changed() => continue,
+                    };
+                    let Ok((conn, _)) = conn else { return };
+                    if *mode_rx.borrow() == Mode::Serve {
+                        let _ = conn_tx.send(Ok(conn)).await;
+                    } else {
+                        let mut s = s.lock().unwrap();
+                        s.first_held.get_or_insert_with(Instant::now);
+                        s.held.push(conn);
+                    }
+                }
+            });
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(pb::agent_session_server::AgentSessionServer::new(service))
+                    .serve_with_incoming(ReceiverStream::new(conn_rx)),
+            );
+            Fake {
+                mode,
+                seen,
+                addr,
+                fillers: Mutex::new(Vec::new()),
+            }
+        }
+
+        /// Switch the port's behaviour; returns when it took effect.
+        async fn set(&self, mode: Mode) -> Instant {
+            self.mode.send_replace(mode);
+            if mode == Mode::Drop {
+                // Fill the queue; the acceptor no longer accepts.
+                for _ in 0..4 {
+                    if let Ok(Ok(c)) = tokio::time::timeout(
+                        Duration::from_millis(50),
+                        TcpStream::connect(self.addr),
+                    )
+                    .await
+                    {
+                        self.fillers.lock().unwrap().push(c);
+                    }
+                }
+                let probe =
+                    tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(self.addr))
+                        .await;
+                assert!(
+                    probe.is_err(),
+                    "the full listen queue should drop SYNs on this kernel"
+                );
+            }
+            Instant::now()
+        }
+
+        fn session(&self, token: &CancellationToken) -> Session {
+            let text = format!(
+                "cluster = \"c\"\nnode = 1\narbiter = \"http://{}\"\nlisten = \"127.0.0.1:1\"\ninsecure_plaintext = true\n",
+                self.addr
+            );
+            let cfg: AgentConfig = toml::from_str(&text).unwrap();
+            Session::new(
+                cfg.validate().unwrap(),
+                SharedProbes::default(),
+                Arc::new(Faults::default()),
+                Heuristics::new(vec![]),
+                token.child_token(),
+            )
+        }
+    }
+
+    /// The next event matching `want`, and when it came.
+    async fn next(
+        events: &mut mpsc::UnboundedReceiver<Output>,
+        want: impl Fn(&Output) -> bool,
+        what: &str,
+    ) -> Instant {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let o = events.recv().await.expect("session running");
+                if want(&o) {
+                    return Instant::now();
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within 10s"))
+    }
+
+    fn acquired(o: &Output) -> bool {
+        matches!(o, Output::LeaseAcquired { .. })
+    }
+
+    fn expired(o: &Output) -> bool {
+        matches!(
+            o,
+            Output::LeaseLost {
+                reason: LeaseLossReason::Expired
+            }
+        )
+    }
+
+    /// Finding 7 of issue 8: the lease used to be reported lost only after
+    /// the reconnect's waits (connect, session, Welcome: seconds).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_ends_on_time_while_reconnecting_to_a_silent_arbiter() {
+        let fake = Fake::start().await;
+        let token = CancellationToken::new();
+        let mut session = fake.session(&token);
+        let mut events = session.events();
+        let task = tokio::spawn(session.run());
+        next(&mut events, acquired, "lease").await;
+        tokio::time::sleep(Duration::from_millis(350)).await; // a few renewals
+        fake.set(Mode::Hold).await;
+        let lost = next(&mut events, expired, "lease lost").await;
+        let (granted, held, instances) = {
+            let s = fake.seen.lock().unwrap();
+            (s.last_granted, s.first_held, s.instances.clone())
+        };
+        let granted = granted.expect("a lease was granted");
+        let held = held.expect("the agent reconnected into the silent port");
+        assert!(
+            held < lost,
+            "the lease must end while the agent waits on the silent arbiter"
+        );
+        let late = lost.saturating_duration_since(granted + LEASE);
+        assert!(
+            late <= Duration::from_millis(100),
+            "lease lost {late:?} after it ended (must be on time, not after the reconnect's waits)"
+        );
+        assert!(
+            instances == [crate::instance()] && instances[0] != 0,
+            "{instances:?}"
+        );
+        token.cancel();
+        task.await.unwrap().unwrap();
+    }
+
+    /// Recorded as fenced (powered off) while running, after holding a
+    /// lease: the lease is dropped and the session ends with
+    /// `AgentError::Fenced`, which `main` turns into exit status 3.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_recorded_fenced_while_running_stops() {
+        let fake = Fake::start().await;
+        let token = CancellationToken::new();
+        let mut session = fake.session(&token);
+        let mut events = session.events();
+        let task = tokio::spawn(session.run());
+        next(&mut events, acquired, "lease").await;
+        fake.seen.lock().unwrap().announce_gone = Some(2);
+        next(
+            &mut events,
+            |o| {
+                *o == Output::LeaseLost {
+                    reason: LeaseLossReason::Fenced,
+                }
+            },
+            "lease lost (fenced)",
+        )
+        .await;
+        next(&mut events, |o| *o == Output::Fenced { epoch: 2 }, "fenced").await;
+        let r = tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the session stops at once")
+            .unwrap();
+        assert!(matches!(r, Err(AgentError::Fenced { epoch: 2 })), "{r:?}");
+    }
+
+    async fn rejoin_after(mode: Mode, within: Duration) {
+        let fake = Fake::start().await;
+        let token = CancellationToken::new();
+        let mut session = fake.session(&token);
+        let mut events = session.events();
+        let task = tokio::spawn(session.run());
+        next(&mut events, acquired, "lease").await;
+        fake.set(mode).await;
+        next(&mut events, expired, "lease lost").await;
+        tokio::time::sleep(Duration::from_millis(1500)).await; // a real outage
+        let healed = fake.set(Mode::Serve).await;
+        let back = next(&mut events, acquired, "lease after the heal").await;
+        let took = back.duration_since(healed);
+        assert!(
+            took <= within,
+            "{mode:?}: a lease again {took:?} after the heal (want at most {within:?})"
+        );
+        // Every Hello of the process carries the same instance, never 0.
+        let instances = fake.seen.lock().unwrap().instances.clone();
+        assert!(
+            instances.len() >= 2 && instances.iter().all(|&i| i == crate::instance() && i != 0),
+            "{instances:?}"
+        );
+        token.cancel();
+        task.await.unwrap().unwrap();
+    }
+
+    /// A port that dropped SYNs (a firewall, a dead link) and is restored:
+    /// the next attempt starts within RETRY, not after the kernel's 1 s
+    /// SYN retransmission or a 1 s connect timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blocked_then_restored_port_is_rejoined_fast() {
+        rejoin_after(Mode::Drop, Duration::from_millis(300)).await;
+    }
+
+    /// An arbiter that accepted but did not answer (stalled) and recovers:
+    /// rejoined within one connect timeout and a retry, not after HTTP/2
+    /// keep-alives give up (3 s).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_then_answering_arbiter_is_rejoined_fast() {
+        rejoin_after(Mode::Hold, Duration::from_millis(500)).await;
     }
 }

@@ -172,6 +172,11 @@ pub struct ClusterConfig {
     /// Cap of the doubling retry delay. Default 10 s.
     #[serde(default, with = "humantime_serde")]
     pub fence_retry_max: Option<Duration>,
+    /// After the arbiter heard no quorate set (its start, its own
+    /// isolation, a stall), how long beyond `lost_after` a node not heard
+    /// again is waited for before its silence counts. Default 3 s.
+    #[serde(default, with = "humantime_serde")]
+    pub reconnect_allowance: Option<Duration>,
     /// Most nodes fenced in one transition. Default: half the nodes (≥ 1).
     #[serde(default)]
     pub storm_limit: Option<usize>,
@@ -574,6 +579,7 @@ fn validate_cluster(
         fence_timeout: c.fence_timeout.unwrap_or(d.fence_timeout),
         fence_retry_min: c.fence_retry_min.unwrap_or(d.fence_retry_min),
         fence_retry_max: c.fence_retry_max.unwrap_or(d.fence_retry_max),
+        reconnect_allowance: c.reconnect_allowance.unwrap_or(d.reconnect_allowance),
     };
     if timing.heartbeat_interval < Duration::from_millis(1) {
         errs.push(err(
@@ -590,12 +596,14 @@ fn validate_cluster(
             ),
         ));
     }
-    if timing.lease >= timing.lost_after {
+    if timing.lease_max() >= timing.lost_after {
         errs.push(err(
             format!("{at}.lease"),
             format!(
-                "{:?} must be shorter than lost_after ({:?}): a node cut off must stop before the arbiter fences it",
-                timing.lease, timing.lost_after
+                "{:?} (with the 2% + 1ms clock margin: {:?}) must be shorter than lost_after ({:?}): a node cut off must stop before the arbiter fences it",
+                timing.lease,
+                timing.lease_max(),
+                timing.lost_after
             ),
         ));
     }

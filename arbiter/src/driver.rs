@@ -32,6 +32,7 @@ pub enum ToDriver {
         node: NodeId,
         session: u64,
         known_epoch: u64,
+        instance: u64,
         fingerprint: String,
         out: AgentTx,
     },
@@ -52,6 +53,10 @@ pub enum ToDriver {
         outcome: LevelOutcome,
     },
     Snapshot(oneshot::Sender<Snapshot>),
+    /// An operator cleared a node's alive-after-off alert.
+    Clear {
+        node: NodeId,
+    },
 }
 
 /// What the admin API reads.
@@ -249,6 +254,7 @@ impl ClusterDriver {
                 node,
                 session,
                 known_epoch,
+                instance,
                 fingerprint,
                 out,
             } => {
@@ -259,6 +265,7 @@ impl ClusterDriver {
                     node,
                     session,
                     known_epoch,
+                    instance,
                 })?;
                 if !refused {
                     let t = self.plan.spec.timing;
@@ -313,6 +320,9 @@ impl ClusterDriver {
                     attempt,
                     outcome,
                 })?;
+            }
+            ToDriver::Clear { node } => {
+                self.step(Event::Clear { node })?;
             }
             ToDriver::Snapshot(reply) => {
                 let nodes = self
@@ -407,7 +417,7 @@ impl ClusterDriver {
                 sent_at_us,
                 lease,
                 epoch,
-                survivors,
+                backed,
                 gone,
                 reason,
             } => {
@@ -416,7 +426,7 @@ impl ClusterDriver {
                     sent_at_us,
                     lease_ms: lease.map_or(0, |d| d.as_millis() as u64),
                     epoch,
-                    survivors: survivors.into_iter().collect(),
+                    backed: backed.into_iter().collect(),
                     gone: gone.into_iter().collect(),
                     reason: reason.to_string(),
                 };
@@ -428,6 +438,8 @@ impl ClusterDriver {
                 level,
                 attempt,
             } => {
+                // A level the plan does not have (or without devices) is
+                // run as empty, and `run_level` fails it: never "off".
                 let targets = self
                     .plan
                     .levels
@@ -567,8 +579,62 @@ impl ClusterDriver {
                 ("epoch_acknowledged", node, vec![], String::new())
             }
             Notice::GraceOver => {
-                info!(cluster = %c, "start-up grace over; deciding and granting leases");
+                info!(cluster = %c, "start-up grace over; granting leases");
                 ("grace_over", 0, vec![], String::new())
+            }
+            Notice::ContactLost => {
+                warn!(cluster = %c, "the arbiter hears no quorate set (its own network, or a stall): deciding and fencing nothing until it does");
+                ("contact_lost", 0, vec![], String::new())
+            }
+            Notice::ContactRegained { pending } => {
+                info!(cluster = %c, pending = ?pending, "the arbiter hears a quorate set again; nodes not back yet get lost_after + reconnect_allowance");
+                (
+                    "contact_regained",
+                    0,
+                    pending.into_iter().collect(),
+                    String::new(),
+                )
+            }
+            Notice::Stalled { gap } => {
+                warn!(cluster = %c, gap = ?gap, "the arbiter did not run for a while (stall or clock jump): no silence in that gap counts");
+                ("stalled", 0, vec![], format!("{gap:?}"))
+            }
+            Notice::AliveAfterOff { node, detail } => {
+                error!(cluster = %c, node.id = node, detail = %detail,
+                       "CRITICAL: a fence device confirmed this node off but it is alive: wrong outlet or lying device; no lease until an operator clears it (fencectl clear)");
+                ("alert", node, vec![], format!("alive after off: {detail}"))
+            }
+            Notice::AlertCleared { node } => {
+                warn!(cluster = %c, node.id = node, "alive-after-off alert cleared by an operator");
+                ("alert_cleared", node, vec![], String::new())
+            }
+            Notice::EpochBehind {
+                node,
+                reported,
+                stored,
+            } => {
+                error!(cluster = %c, node.id = node, reported, stored,
+                       "an agent holds a higher epoch than the store: the arbiter started without its history (store lost or replaced); persisting a higher epoch before granting anything");
+                (
+                    "alert",
+                    node,
+                    vec![],
+                    format!("store behind: agent epoch {reported}, stored {stored}"),
+                )
+            }
+            Notice::ConfigChanged { detail } => {
+                warn!(cluster = %c, detail = %detail, "configuration changed since the state was stored");
+                ("config_changed", 0, vec![], detail)
+            }
+            Notice::OrphanIntent { node, intent } => {
+                error!(cluster = %c, node.id = node, fence.intent = intent,
+                       "an open fence intent names a node no longer configured: not resumed, kept open; settle it by hand");
+                (
+                    "alert",
+                    node,
+                    vec![],
+                    format!("open intent {intent} for a node no longer configured"),
+                )
             }
         };
         publish(&self.events, c, kind, node, epoch, nodes, detail);

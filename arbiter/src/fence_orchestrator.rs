@@ -103,6 +103,10 @@ pub async fn run_level(
     poll: Duration,
     progress: impl Fn(Progress) + Send + Sync + Clone + 'static,
 ) -> LevelOutcome {
+    // Nothing switched off is nothing confirmed.
+    if targets.is_empty() {
+        return LevelOutcome::Failed("this fence level has no devices".into());
+    }
     let mut set = JoinSet::new();
     for t in targets {
         let Some(dev) = devices.get(&t.device).cloned() else {
@@ -145,5 +149,26 @@ pub async fn run_level(
         LevelOutcome::ConfirmedOff
     } else {
         LevelOutcome::Failed(failures.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_level_without_devices_is_never_confirmed() {
+        let outcome = run_level(
+            &[],
+            &BTreeMap::new(),
+            Duration::from_secs(1),
+            Duration::from_millis(10),
+            |_| {},
+        )
+        .await;
+        assert_eq!(
+            outcome,
+            LevelOutcome::Failed("this fence level has no devices".into())
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! What is kept per cluster: the fencing epoch, the backed survivor set, the
 //! nodes confirmed gone, the open fence intents, and a history of every
-//! fence. Every write is one redb transaction, committed durably (fsync)
+//! fence, with an index of its confirmed fences not yet announced (so an
+//! epoch change touches only those records). Every write is one redb transaction, committed durably (fsync)
 //! before the caller goes on: the core's "persist before acting" rests on it.
 //! The state is folded with [`Persisted::apply`], the same function the
 //! simulation uses, so a restarted arbiter sees exactly what was written.
@@ -13,13 +14,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
 
 use crate::core::{Delta, NodeId, Persisted};
 
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster_state");
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("fence_history");
+/// Confirmed fences not yet announced (their history record still has epoch
+/// 0): (cluster, intent) -> node. Filled on `FenceConfirmed`, drained on
+/// `Backed`, so an epoch change reads and rewrites only those records, never
+/// the whole history.
+const UNANNOUNCED: TableDefinition<(&str, u64), NodeId> = TableDefinition::new("fence_unannounced");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -132,8 +138,38 @@ impl RedbStore {
             path: path.display().to_string(),
             source,
         })?;
-        Ok(RedbStore { db })
+        let store = RedbStore { db };
+        store.index_unannounced()?;
+        Ok(store)
     }
+
+    /// Create the [`UNANNOUNCED`] index if this store predates it: one scan
+    /// of the history, at open, for the confirmed fences still at epoch 0.
+    fn index_unannounced(&self) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        if tx.list_tables()?.any(|t| t.name() == UNANNOUNCED.name()) {
+            return Ok(());
+        }
+        {
+            let hist = tx.open_table(HISTORY)?;
+            let mut index = tx.open_table(UNANNOUNCED)?;
+            for row in hist.iter()? {
+                let (k, v) = row?;
+                let (cluster, intent) = k.value();
+                let rec: FenceRecord = decode(&format!("history {cluster}/{intent}"), v.value())?;
+                if unannounced(&rec) {
+                    index.insert((cluster, intent), rec.node)?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// A confirmed fence whose epoch is not stamped yet.
+fn unannounced(rec: &FenceRecord) -> bool {
+    rec.outcome == "confirmed" && rec.epoch == 0
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
@@ -168,6 +204,7 @@ impl Store for RedbStore {
             p.apply(delta);
             state.insert(cluster, encode(&StoredState::from(&p)).as_slice())?;
             let mut hist = tx.open_table(HISTORY)?;
+            let mut index = tx.open_table(UNANNOUNCED)?;
             match delta {
                 Delta::FenceIntent {
                     intent,
@@ -185,6 +222,7 @@ impl Store for RedbStore {
                         failures: vec![],
                     };
                     hist.insert((cluster, *intent), encode(&rec).as_slice())?;
+                    index.remove((cluster, *intent))?;
                 }
                 Delta::FenceAttemptFailed { intent, detail, .. } => {
                     update_record(&mut hist, cluster, *intent, |rec| {
@@ -193,25 +231,34 @@ impl Store for RedbStore {
                     })?;
                 }
                 Delta::FenceConfirmed { intent, .. } => {
-                    update_record(&mut hist, cluster, *intent, |rec| {
+                    let rec = update_record(&mut hist, cluster, *intent, |rec| {
                         rec.outcome = "confirmed".into();
                         rec.finished_unix_ms = Some(unix_ms);
                     })?;
+                    if let Some(rec) = rec.filter(unannounced) {
+                        index.insert((cluster, *intent), rec.node)?;
+                    }
                 }
                 Delta::Backed { epoch, gone, .. } => {
-                    // Stamp the epoch on confirmed fences not yet announced.
-                    let mut updates = Vec::new();
-                    for row in hist.range((cluster, 0)..=(cluster, u64::MAX))? {
-                        let (k, v) = row?;
-                        let mut rec: FenceRecord = decode("history", v.value())?;
-                        if rec.outcome == "confirmed" && rec.epoch == 0 && gone.contains(&rec.node)
-                        {
-                            rec.epoch = *epoch;
-                            updates.push((k.value().1, rec));
+                    // Stamp the epoch on confirmed fences not yet announced
+                    // whose node is gone: only those records are read.
+                    let mut due = Vec::new();
+                    for row in index.range((cluster, 0)..=(cluster, u64::MAX))? {
+                        let (k, node) = row?;
+                        if gone.contains(&node.value()) {
+                            due.push(k.value().1);
                         }
                     }
-                    for (intent, rec) in updates {
-                        hist.insert((cluster, intent), encode(&rec).as_slice())?;
+                    for intent in due {
+                        update_record(&mut hist, cluster, intent, |rec| {
+                            if unannounced(rec) {
+                                rec.epoch = *epoch;
+                            }
+                        })?;
+                        // Epoch 0 stamps nothing: the record stays due.
+                        if *epoch != 0 {
+                            index.remove((cluster, intent))?;
+                        }
                     }
                 }
             }
@@ -235,19 +282,22 @@ impl Store for RedbStore {
     }
 }
 
+/// Change one history record in place; returns it as written (`None`: no
+/// such record).
 fn update_record(
     hist: &mut redb::Table<(&str, u64), &[u8]>,
     cluster: &str,
     intent: u64,
     f: impl FnOnce(&mut FenceRecord),
-) -> Result<(), StoreError> {
+) -> Result<Option<FenceRecord>, StoreError> {
     let existing = hist.get((cluster, intent))?.map(|v| v.value().to_vec());
-    if let Some(bytes) = existing {
-        let mut rec: FenceRecord = decode(&format!("history {cluster}/{intent}"), &bytes)?;
-        f(&mut rec);
-        hist.insert((cluster, intent), encode(&rec).as_slice())?;
-    }
-    Ok(())
+    let Some(bytes) = existing else {
+        return Ok(None);
+    };
+    let mut rec: FenceRecord = decode(&format!("history {cluster}/{intent}"), &bytes)?;
+    f(&mut rec);
+    hist.insert((cluster, intent), encode(&rec).as_slice())?;
+    Ok(Some(rec))
 }
 
 #[cfg(test)]
@@ -306,5 +356,139 @@ mod tests {
         assert_eq!(h[0].failures, vec!["bmc down".to_string()]);
         assert!(s.history("other", 10).unwrap().is_empty());
         assert_eq!(s.load("other").unwrap(), Persisted::default());
+    }
+
+    fn intent(s: &RedbStore, intent: u64, node: NodeId) {
+        s.apply(
+            "c",
+            &Delta::FenceIntent {
+                intent,
+                node,
+                reason: "lost".into(),
+            },
+            intent * 10,
+        )
+        .unwrap();
+    }
+
+    fn confirmed(s: &RedbStore, intent: u64, node: NodeId) {
+        s.apply(
+            "c",
+            &Delta::FenceConfirmed { intent, node },
+            intent * 10 + 1,
+        )
+        .unwrap();
+    }
+
+    fn backed(s: &RedbStore, epoch: u64, gone: &[NodeId]) {
+        s.apply(
+            "c",
+            &Delta::Backed {
+                epoch,
+                survivors: [1, 2].into(),
+                gone: gone.iter().copied().collect(),
+            },
+            epoch * 100,
+        )
+        .unwrap();
+    }
+
+    /// intent -> (outcome, epoch), oldest first.
+    fn epochs(s: &RedbStore) -> Vec<(u64, String, u64)> {
+        let mut h: Vec<_> = s
+            .history("c", 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.intent, r.outcome, r.epoch))
+            .collect();
+        h.reverse();
+        h
+    }
+
+    fn index_len(s: &RedbStore) -> usize {
+        let tx = s.db.begin_read().unwrap();
+        let t = tx.open_table(UNANNOUNCED).unwrap();
+        t.iter().unwrap().count()
+    }
+
+    #[test]
+    fn backed_stamps_its_epoch_on_the_confirmed_fences_of_gone_nodes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RedbStore::open(dir.path()).unwrap();
+            intent(&s, 1, 3);
+            confirmed(&s, 1, 3);
+            intent(&s, 2, 4);
+            confirmed(&s, 2, 4);
+            intent(&s, 3, 5);
+            // Node 4's fence is confirmed but it is not gone in this epoch.
+            backed(&s, 2, &[3]);
+            let c = |i, e| (i, "confirmed".to_string(), e);
+            assert_eq!(epochs(&s), vec![c(1, 2), c(2, 0), (3, "pending".into(), 0)]);
+            backed(&s, 3, &[3, 4]);
+            assert_eq!(epochs(&s), vec![c(1, 2), c(2, 3), (3, "pending".into(), 0)]);
+            assert_eq!(index_len(&s), 0);
+        }
+        // The index is durable like the rest.
+        let s = RedbStore::open(dir.path()).unwrap();
+        confirmed(&s, 3, 5);
+        assert_eq!(index_len(&s), 1);
+        drop(s);
+        let s = RedbStore::open(dir.path()).unwrap();
+        backed(&s, 4, &[3, 4, 5]);
+        let c = |i, e| (i, "confirmed".to_string(), e);
+        assert_eq!(epochs(&s), vec![c(1, 2), c(2, 3), c(3, 4)]);
+        let h = s.history("c", 1).unwrap();
+        assert_eq!(
+            (h[0].started_unix_ms, h[0].finished_unix_ms),
+            (30, Some(31)),
+            "{h:?}"
+        );
+        assert_eq!(index_len(&s), 0);
+    }
+
+    #[test]
+    fn a_backed_write_reads_no_old_history_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RedbStore::open(dir.path()).unwrap();
+        intent(&s, 1, 3);
+        confirmed(&s, 1, 3);
+        backed(&s, 2, &[3]);
+        // An old, announced record that no longer decodes: a Backed write
+        // that scanned the history would fail on it.
+        let tx = s.db.begin_write().unwrap();
+        tx.open_table(HISTORY)
+            .unwrap()
+            .insert(("c", 1), b"{not json".as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+        intent(&s, 2, 4);
+        confirmed(&s, 2, 4);
+        backed(&s, 3, &[3, 4]);
+        let h = s.history("c", 1).unwrap();
+        assert_eq!((h[0].intent, h[0].epoch), (2, 3));
+        assert_eq!(s.load("c").unwrap().epoch, 3);
+    }
+
+    #[test]
+    fn a_store_written_before_the_index_is_indexed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RedbStore::open(dir.path()).unwrap();
+            intent(&s, 1, 3);
+            confirmed(&s, 1, 3);
+            intent(&s, 2, 4);
+            confirmed(&s, 2, 4);
+            backed(&s, 2, &[3]);
+            // As an older arbiter left it: no index table.
+            let tx = s.db.begin_write().unwrap();
+            assert!(tx.delete_table(UNANNOUNCED).unwrap());
+            tx.commit().unwrap();
+        }
+        let s = RedbStore::open(dir.path()).unwrap();
+        assert_eq!(index_len(&s), 1);
+        backed(&s, 3, &[3, 4]);
+        let c = |i, e| (i, "confirmed".to_string(), e);
+        assert_eq!(epochs(&s), vec![c(1, 2), c(2, 3)]);
     }
 }

@@ -150,7 +150,7 @@ impl Rules {
                 Action::Ack {
                     node,
                     lease: Some(_),
-                    survivors,
+                    backed: survivors,
                     epoch,
                     ..
                 } => {
@@ -204,6 +204,7 @@ fn run(n: u32, lms: bool, events: Vec<Ev>) -> Result<Rules, TestCaseError> {
                 node: i,
                 session: 1,
                 known_epoch: 0,
+                instance: 1,
             },
         )?;
     }
@@ -290,6 +291,7 @@ fn run(n: u32, lms: bool, events: Vec<Ev>) -> Result<Rules, TestCaseError> {
                         node: a,
                         session: s,
                         known_epoch: 0,
+                        instance: s,
                     },
                 )?;
             }

@@ -81,6 +81,11 @@ pub fn problems(driver: &str, p: &Params) -> Vec<FenceError> {
     match driver {
         // A plugin's own parameters are checked by the plugin (Validate).
         "plugin" => crate::plugin::check(p).err().into_iter().collect(),
+        "ssh" => {
+            let mut out = p.problems(&meta);
+            out.extend(crate::ssh::value_problems(p));
+            out
+        }
         _ => p.problems(&meta),
     }
 }

@@ -9,9 +9,16 @@
 //! driver never confirms a power-off, and the arbiter refuses it in a fence
 //! level. `confirm = "unreachable"` is the operator's explicit opt-in:
 //! after the off command, "no longer accepts TCP connections on its SSH
-//! port" counts as off. That is only as safe as the network path from the
-//! arbiter to the node: use it where that path is the cluster's own, or as
-//! a last level. A changed host key or refused credentials is never "off".
+//! port" counts as off — but only when that lasted: `status` probes every
+//! [`PROBE_EVERY`] and reports off only once every connection attempt
+//! (refused, no route, or no answer within `min(timeout, 1s)`) failed for a
+//! whole `unreachable_for` window (default 5s); one connection that succeeds
+//! is "on" and the next `status` starts the window again. A network blip or
+//! an sshd that stops early in a shutdown is not a power-off. That is still
+//! only as safe as the network path from the arbiter to the node: use it
+//! where that path is the cluster's own, or as a last level, and keep
+//! `unreachable_for` longer than any time a running node may refuse SSH. A
+//! changed host key or refused credentials is never "off".
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +32,15 @@ use tokio::sync::Mutex;
 
 use crate::params::{Params, param};
 use crate::{DriverMetadata, FenceDriver, FenceError, Port, PowerState};
+
+/// How often `status` tries to connect while it waits out `unreachable_for`.
+pub const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// A probe without an answer within this long (or `timeout`, if shorter)
+/// counts as a failed attempt.
+const PROBE_ANSWER: Duration = Duration::from_secs(1);
+/// Default and least `unreachable_for`.
+pub const DEFAULT_UNREACHABLE_FOR: Duration = Duration::from_secs(5);
+pub const MIN_UNREACHABLE_FOR: Duration = Duration::from_secs(1);
 
 pub fn metadata() -> DriverMetadata {
     DriverMetadata {
@@ -42,6 +58,13 @@ pub fn metadata() -> DriverMetadata {
             param("off_command", false, false, "default \"echo o > /proc/sysrq-trigger\" (immediate power-off)"),
             param("on_command", false, false, "none by default: a node that is off runs no command"),
             param("confirm", false, false, "\"never\" (default) or \"unreachable\" (see the driver's documentation)"),
+            param(
+                "unreachable_for",
+                false,
+                false,
+                "with confirm = \"unreachable\": off only after every connection attempt (one each 250ms) failed for this long \
+                 (default 5s, at least 1s); a connection that succeeds restarts it. Keep fence_timeout above it plus the off command",
+            ),
             param("timeout", false, false, "connect and each command (default 5s)"),
         ],
         confirms_power_state: false,
@@ -59,6 +82,36 @@ pub enum Confirm {
 /// refuses a fence level that can never be confirmed.)
 pub fn confirms(p: &Params) -> bool {
     p.get("confirm") == Some("unreachable")
+}
+
+/// `confirm` and `unreachable_for` as configured.
+fn confirm_params(p: &Params) -> Result<(Confirm, Duration), FenceError> {
+    let confirm = match p.choice("confirm", &["never", "unreachable"], "never")? {
+        "unreachable" => Confirm::Unreachable,
+        _ => Confirm::Never,
+    };
+    let bad = |reason: String| FenceError::InvalidParameter {
+        key: "unreachable_for".into(),
+        reason,
+    };
+    let window = p.duration("unreachable_for", DEFAULT_UNREACHABLE_FOR)?;
+    if p.get("unreachable_for").is_some() && confirm != Confirm::Unreachable {
+        return Err(bad(
+            "only means something with confirm = \"unreachable\"".into()
+        ));
+    }
+    if window < MIN_UNREACHABLE_FOR {
+        return Err(bad(format!(
+            "{window:?}: must be at least {MIN_UNREACHABLE_FOR:?} (a shorter window takes a blip for a power-off)"
+        )));
+    }
+    Ok((confirm, window))
+}
+
+/// Problems with the values of `confirm` and `unreachable_for` (config
+/// validation reports them with the rest, without reading secrets).
+pub fn value_problems(p: &Params) -> Vec<FenceError> {
+    confirm_params(p).err().into_iter().collect()
 }
 
 /// Checks the server key against known_hosts; remembers why it refused.
@@ -112,6 +165,8 @@ pub struct SshDriver {
     off_command: String,
     on_command: Option<String>,
     confirm: Confirm,
+    /// With `Confirm::Unreachable`: how long every attempt must fail.
+    unreachable_for: Duration,
     timeout: Duration,
     session: Mutex<Option<Handle<KnownHosts>>>,
 }
@@ -124,6 +179,7 @@ impl std::fmt::Debug for SshDriver {
             .field("port", &self.port)
             .field("user", &self.user)
             .field("confirm", &self.confirm)
+            .field("unreachable_for", &self.unreachable_for)
             .finish_non_exhaustive()
     }
 }
@@ -162,10 +218,7 @@ impl SshDriver {
                 format!("{} does not exist", known_hosts.display()),
             ));
         }
-        let confirm = match p.choice("confirm", &["never", "unreachable"], "never")? {
-            "unreachable" => Confirm::Unreachable,
-            _ => Confirm::Never,
-        };
+        let (confirm, unreachable_for) = confirm_params(p)?;
         Ok(SshDriver {
             name: name.into(),
             host: p.required("ip")?.to_string(),
@@ -179,12 +232,15 @@ impl SshDriver {
                 .to_string(),
             on_command: p.get("on_command").map(str::to_string),
             confirm,
+            unreachable_for,
             timeout: p.duration("timeout", Duration::from_secs(5))?,
             session: Mutex::new(None),
         })
     }
 
-    async fn connect(&self) -> Result<Handle<KnownHosts>, Trouble> {
+    /// Connect and log in; the TCP connection gets `tcp_within`, the SSH
+    /// handshake and authentication `timeout` each.
+    async fn connect(&self, tcp_within: Duration) -> Result<Handle<KnownHosts>, Trouble> {
         let refusal = Arc::new(std::sync::Mutex::new(None));
         let handler = KnownHosts {
             host: self.host.clone(),
@@ -193,11 +249,11 @@ impl SshDriver {
             refusal: refusal.clone(),
         };
         let tcp = tokio::time::timeout(
-            self.timeout,
+            tcp_within,
             tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
         )
         .await
-        .map_err(|_| Trouble::NoConnection(format!("no TCP connection within {:?}", self.timeout)))?
+        .map_err(|_| Trouble::NoConnection(format!("no TCP connection within {tcp_within:?}")))?
         .map_err(|e| Trouble::NoConnection(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let config = Arc::new(client::Config {
@@ -263,7 +319,7 @@ impl SshDriver {
         {
             return Ok(c);
         }
-        let h = self.connect().await?;
+        let h = self.connect(self.timeout).await?;
         let c = h
             .channel_open_session()
             .await
@@ -308,6 +364,63 @@ impl SshDriver {
         }
     }
 
+    /// `confirm = "unreachable"`: probe every [`PROBE_EVERY`] until the node
+    /// answers (on) or every attempt has failed for `unreachable_for` (off),
+    /// measured from the start of the first failed attempt to the end of
+    /// the last one.
+    async fn unreachable_for_the_window(&self) -> Result<PowerState, FenceError> {
+        let within = self.timeout.min(PROBE_ANSWER);
+        let since = tokio::time::Instant::now();
+        let mut failed = 0u32;
+        loop {
+            let attempt = tokio::time::Instant::now();
+            match self.connect(within).await {
+                Ok(h) => {
+                    *self.session.lock().await = Some(h);
+                    if failed > 0 {
+                        tracing::info!(
+                            device = %self.name,
+                            failed,
+                            after = ?since.elapsed(),
+                            "ssh: the node answers again before unreachable_for ({:?}) ran out: on, not off",
+                            self.unreachable_for
+                        );
+                    }
+                    return Ok(PowerState::On);
+                }
+                Err(Trouble::NoConnection(why)) => {
+                    failed += 1;
+                    let down = since.elapsed();
+                    if down >= self.unreachable_for {
+                        tracing::info!(
+                            device = %self.name,
+                            failed,
+                            last = %why,
+                            "ssh: {}:{} refused or ignored every connection for {down:?} \
+                             (unreachable_for {:?}): counted as off (confirm = \"unreachable\")",
+                            self.host,
+                            self.port,
+                            self.unreachable_for
+                        );
+                        return Ok(PowerState::Off);
+                    }
+                    if failed == 1 {
+                        tracing::info!(
+                            device = %self.name,
+                            reason = %why,
+                            "ssh: {}:{} does not answer; off only if no connection succeeds for {:?}",
+                            self.host,
+                            self.port,
+                            self.unreachable_for
+                        );
+                    }
+                }
+                Err(Trouble::Fence(e)) => return Err(e),
+            }
+            tokio::time::sleep_until(attempt + PROBE_EVERY).await;
+        }
+    }
+
     fn no_connection(&self, why: String) -> FenceError {
         FenceError::Unreachable {
             device: self.name.clone(),
@@ -348,22 +461,30 @@ impl FenceDriver for SshDriver {
         m
     }
 
+    /// On if the node answers now. Off, with `confirm = "unreachable"`,
+    /// only after it refused or ignored every connection for
+    /// `unreachable_for` (this call lasts that long then); otherwise a node
+    /// that does not answer is unknown.
     async fn status(&self, _port: &str) -> Result<PowerState, FenceError> {
         // A fresh connection each time: a warm session says nothing about now.
         let h = self.session.lock().await.take();
         if let Some(h) = h {
             let _ = h.disconnect(russh::Disconnect::ByApplication, "", "").await;
         }
-        match self.connect().await {
+        if self.confirm == Confirm::Unreachable {
+            return self.unreachable_for_the_window().await;
+        }
+        match self.connect(self.timeout).await {
             Ok(h) => {
                 *self.session.lock().await = Some(h);
                 Ok(PowerState::On)
             }
-            Err(Trouble::NoConnection(_)) if self.confirm == Confirm::Unreachable => {
-                Ok(PowerState::Off)
-            }
             Err(Trouble::NoConnection(why)) => {
-                tracing::debug!(device = %self.name, reason = %why, "ssh: no answer, power state unknown");
+                tracing::debug!(
+                    device = %self.name,
+                    reason = %why,
+                    "ssh: no answer: power state unknown (confirm = \"never\")"
+                );
                 Ok(PowerState::Unknown)
             }
             Err(Trouble::Fence(e)) => Err(e),
@@ -402,5 +523,67 @@ impl FenceDriver for SshDriver {
         if let Some(h) = self.session.lock().await.take() {
             let _ = h.disconnect(russh::Disconnect::ByApplication, "", "").await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(kv: &[(&str, &str)]) -> Params {
+        let mut p = Params::default();
+        for (k, v) in kv {
+            p.values.insert((*k).into(), (*v).into());
+        }
+        p
+    }
+
+    #[test]
+    fn unreachable_for_defaults_to_5s_and_is_checked() {
+        let un = ("confirm", "unreachable");
+        assert_eq!(
+            confirm_params(&with(&[un])).unwrap(),
+            (Confirm::Unreachable, Duration::from_secs(5))
+        );
+        assert_eq!(
+            confirm_params(&with(&[un, ("unreachable_for", "1s")])).unwrap(),
+            (Confirm::Unreachable, Duration::from_secs(1))
+        );
+        assert_eq!(confirm_params(&with(&[])).unwrap().0, Confirm::Never);
+        for (kv, why) in [
+            (vec![un, ("unreachable_for", "500ms")], "at least 1s"),
+            (vec![un, ("unreachable_for", "soon")], "soon"),
+            (vec![("unreachable_for", "10s")], "only means something"),
+            (
+                vec![("confirm", "never"), ("unreachable_for", "10s")],
+                "only means something",
+            ),
+        ] {
+            let e = value_problems(&with(&kv));
+            assert_eq!(e.len(), 1, "{kv:?}: {e:?}");
+            let e = e[0].to_string();
+            assert!(
+                e.contains("unreachable_for") && e.contains(why),
+                "{kv:?}: {e}"
+            );
+        }
+        // Config validation sees them with the rest.
+        let p = with(&[
+            ("ip", "127.0.0.1"),
+            ("known_hosts", "/etc/fence/known_hosts"),
+            un,
+            ("unreachable_for", "100ms"),
+        ]);
+        let e = crate::native::problems("ssh", &p);
+        assert!(
+            e.iter().any(|e| e.to_string().contains("unreachable_for")),
+            "{e:?}"
+        );
+        assert!(
+            metadata()
+                .parameters
+                .iter()
+                .any(|p| p.name == "unreachable_for" && p.description.contains("default 5s"))
+        );
     }
 }

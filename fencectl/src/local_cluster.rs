@@ -44,6 +44,10 @@ pub struct ClusterOptions {
     /// A fence driver plugin (`endpoint`, and the `dir` parameter it
     /// takes) as every node's first level, port `node<i>`; `power` second.
     pub plugin: Option<(String, std::path::PathBuf)>,
+    /// Start the agents this far apart (default: at once). Agents started
+    /// together heartbeat in step, and after a common outage reconnect in
+    /// step; real nodes booted at different times do not.
+    pub agent_start_gap: Duration,
 }
 
 /// One node's outlet on a PDU, over SNMPv3 authPriv.
@@ -79,6 +83,7 @@ impl Default for ClusterOptions {
             bmcs: Default::default(),
             pdu_outlets: Default::default(),
             plugin: None,
+            agent_start_gap: Duration::ZERO,
         }
     }
 }
@@ -334,6 +339,9 @@ impl LocalCluster {
         };
         c.start_arbiter().await?;
         for i in 1..=n {
+            if i > 1 && !opts.agent_start_gap.is_zero() {
+                tokio::time::sleep(opts.agent_start_gap).await;
+            }
             c.start_agent(i)?;
         }
         Ok(c)
@@ -430,7 +438,8 @@ impl LocalCluster {
         self.signal(i, Signal::SIGSTOP)
     }
 
-    /// A node alive but cut off: the agent's fault-injection switch.
+    /// A node alive but cut off: the agent's fault-injection switch. It
+    /// toggles: a second call reconnects the node.
     pub fn isolate(&self, i: u32) -> Result<(), CliError> {
         self.signal(i, Signal::SIGUSR1)
     }

@@ -1,6 +1,7 @@
 //! Whole-cluster tests: the deterministic simulation ([`sim`]) with its
 //! safety checker, and helpers for end-to-end tests and benchmarks.
 
+pub mod blackhole;
 pub mod bmc_cluster;
 pub mod driver_bench;
 pub mod driver_checks;

@@ -301,6 +301,7 @@ async fn unknown_cluster_unknown_node_and_bad_reports_are_refused_without_state_
             probe_address: addr.into(),
             config_fingerprint: String::new(),
             known_epoch: 0,
+            instance: 1,
         })),
     };
     assert_eq!(before.len(), 3);
@@ -585,6 +586,7 @@ async fn mutual_tls_cluster_fences_and_refuses_impostors() {
             probe_address: addr1,
             config_fingerprint: String::new(),
             known_epoch: 0,
+            instance: 1,
         })),
     };
     let e = client

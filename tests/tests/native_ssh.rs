@@ -13,6 +13,7 @@ use fence_drivers::ssh::SshDriver;
 use fence_drivers::{FenceDriver, FenceError, PowerState, confirm_off};
 use tests::driver_checks::{assert_never_confirmed, assert_off_refused};
 use tests::peers::{Sshd, required, serial};
+use tokio::time::Instant;
 
 fn sshd() -> Option<Sshd> {
     required("ssh", Sshd::start())
@@ -71,22 +72,110 @@ async fn by_default_ssh_runs_the_command_but_never_confirms_off() {
 }
 
 #[tokio::test]
-async fn with_the_opt_in_no_answer_after_off_counts_as_off() {
+async fn with_the_opt_in_no_answer_for_the_whole_window_counts_as_off() {
     let _g = serial();
     let Some(mut s) = sshd() else { return };
-    let d =
-        SshDriver::from_params("node3-ssh", &params(&s, &[("confirm", "unreachable")])).unwrap();
+    let window = Duration::from_secs(1);
+    let d = SshDriver::from_params(
+        "node3-ssh",
+        &params(&s, &[("confirm", "unreachable"), ("unreachable_for", "1s")]),
+    )
+    .unwrap();
     assert!(d.metadata().confirms_power_state);
     // The recorder does not power anything off: the node still answers.
     assert_never_confirmed(&d, "", Duration::from_millis(600)).await;
     s.down();
-    confirm_off(&d, "", Duration::from_secs(2), Duration::from_millis(50))
+    // One refused connection is not "off": a confirmation that cannot wait
+    // out the window never confirms.
+    let e = confirm_off(
+        &d,
+        "",
+        Duration::from_millis(600),
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, FenceError::NotConfirmed { .. }), "{e}");
+    // Gone for the whole window: off, and not before.
+    let t = Instant::now();
+    assert_eq!(d.status("").await.unwrap(), PowerState::Off);
+    assert!(t.elapsed() >= window, "off after {:?}", t.elapsed());
+    let t = Instant::now();
+    confirm_off(&d, "", Duration::from_secs(3), Duration::from_millis(50))
         .await
         .unwrap();
+    assert!(t.elapsed() >= window, "confirmed after {:?}", t.elapsed());
     // A failing command is refused; the warm session reconnects after a restart.
     s.up().unwrap();
     std::fs::write(s.dir().join("fail-exit-code"), "1").unwrap();
     assert_off_refused(&d, "", "exited with 1").await;
+}
+
+/// sshd stops for a moment (a network blip, or sshd stopping early in a
+/// shutdown that does not finish) and comes back on the same port: no
+/// status says off while status is polled throughout, so the fence is never
+/// confirmed. (An 8s window: the stop and start scripts take a second or
+/// two on a loaded machine, and the blip must stay well inside it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blip_shorter_than_the_window_never_confirms_a_fence() {
+    let _g = serial();
+    let Some(mut s) = sshd() else { return };
+    let p = params(&s, &[("confirm", "unreachable"), ("unreachable_for", "8s")]);
+    let d = SshDriver::from_params("node3-ssh", &p).unwrap();
+    d.off("").await.unwrap();
+    let mut blip = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        s.down();
+        std::thread::sleep(Duration::from_millis(500));
+        s.up().unwrap();
+        let gone = t.elapsed();
+        (s, gone)
+    });
+    // Poll status as a fence confirmation does, through the blip and a
+    // second after it.
+    let mut seen = Vec::new();
+    let mut done = None;
+    let mut back_at = None;
+    loop {
+        let t = Instant::now();
+        let st = d.status("").await;
+        seen.push((format!("{st:?}"), t.elapsed()));
+        if done.is_none() && (blip.is_finished() || matches!(st, Ok(PowerState::Off))) {
+            done = Some((&mut blip).await.unwrap());
+            back_at = Some(Instant::now());
+        }
+        if let (Ok(PowerState::Off), Some((_, gone))) = (&st, &done) {
+            panic!("sshd gone for {gone:?} (window 8s) confirmed off: {seen:?}");
+        }
+        if back_at.is_some_and(|b| b.elapsed() > Duration::from_secs(1)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (s, gone) = done.unwrap();
+    assert!(
+        gone < Duration::from_secs(6),
+        "the blip lasted {gone:?}: too close to the 8s window to test anything"
+    );
+    // A status call waited through the blip (the window was exercised) and
+    // ended on, and the node answers at the end.
+    assert!(
+        seen.iter()
+            .any(|(st, took)| st == "Ok(On)" && *took >= Duration::from_millis(400)),
+        "no status waited through the blip: {seen:?}"
+    );
+    assert_eq!(seen.last().unwrap().0, "Ok(On)", "{seen:?}");
+    let e = confirm_off(
+        &d,
+        "",
+        Duration::from_millis(500),
+        Duration::from_millis(50),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, FenceError::NotConfirmed { .. }), "{e}");
+    drop(s);
 }
 
 #[tokio::test]

@@ -62,6 +62,44 @@ pub enum Notice {
         epoch: u64,
     },
     GraceOver,
+    /// The arbiter hears no quorate set any more (its own isolation, or a
+    /// stall): it decides nothing until it does again.
+    ContactLost,
+    /// It hears a quorate set again; these members get `lost_after` plus
+    /// the reconnect allowance to come back before their silence counts.
+    ContactRegained {
+        pending: BTreeSet<NodeId>,
+    },
+    /// The arbiter itself did not run for `gap` (stall, suspended process,
+    /// clock jump).
+    Stalled {
+        gap: Duration,
+    },
+    /// Critical: a node recorded off spoke again.
+    AliveAfterOff {
+        node: NodeId,
+        detail: String,
+    },
+    AlertCleared {
+        node: NodeId,
+    },
+    /// An agent holds a higher epoch than the store: the arbiter started
+    /// without its history; it persists an epoch above before granting.
+    EpochBehind {
+        node: NodeId,
+        reported: u64,
+        stored: u64,
+    },
+    /// Stored state names nodes the configuration no longer has.
+    ConfigChanged {
+        detail: String,
+    },
+    /// An open fence intent for a node no longer configured: kept open in
+    /// the store, not resumed; an operator must settle it.
+    OrphanIntent {
+        node: NodeId,
+        intent: u64,
+    },
 }
 
 /// What the core asks the shell to do.
@@ -78,7 +116,8 @@ pub enum Action {
         /// `None`: no lease; the agent must not run resources.
         lease: Option<Duration>,
         epoch: u64,
-        survivors: BTreeSet<NodeId>,
+        /// The backed survivor set of this epoch.
+        backed: BTreeSet<NodeId>,
         gone: BTreeSet<NodeId>,
         reason: &'static str,
     },

@@ -21,6 +21,10 @@ pub enum Event {
         node: NodeId,
         session: u64,
         known_epoch: u64,
+        /// The agent process's random instance number (0: not told). The
+        /// instance that ran when a fence was confirmed must never speak
+        /// again; a new one is the node back after a reboot.
+        instance: u64,
     },
     /// The session's stream ended.
     Disconnected { node: NodeId, session: u64 },
@@ -33,6 +37,9 @@ pub enum Event {
         heuristics: u32,
         known_epoch: u64,
     },
+    /// An operator cleared a node's alive-after-off alert (after fixing
+    /// the fence device's wiring).
+    Clear { node: NodeId },
     FenceFinished {
         node: NodeId,
         intent: u64,

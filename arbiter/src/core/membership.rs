@@ -1,24 +1,91 @@
 //! What the arbiter knows of each node and of the reachability graph.
 //!
+//! Every node is in exactly one [`Phase`], and every rule of the core reads
+//! it: who is a candidate for the survivor set, who may hold a lease, who is
+//! fenced, who is announced gone.
+//!
 //! An edge a–b exists when a reports b fresh and b reports a fresh, both
-//! alive. Edges come up at once but go down only after the raw edge stayed
-//! down for `settle`, so a single lost probe fences nobody; flapping links
-//! keep their edge until they stay down. A new edge between two incumbents
-//! (members of the backed set, e.g. after an arbiter restart) starts up and
-//! must stay down for `settle` too; a new edge to a joining node starts as
-//! reported, so a joiner is admitted only once it really reaches everyone.
+//! alive. An edge between two members (incumbents, e.g. after an arbiter
+//! restart) starts up and goes down only after the raw edge stayed down for
+//! `settle`, so a single lost probe fences nobody. An edge to a joining node
+//! counts only once the raw edge has been up for `settle` without a break,
+//! so a joiner is admitted only once it really reaches everyone.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::time::Duration;
 
 use super::NodeId;
+use super::fence_plan::FenceJob;
+
+/// Where a node stands in the cluster. One per node; the rules:
+///
+/// | phase | candidate | lease | fenced when outside the verdict |
+/// |---|---|---|---|
+/// | `Joining` | if alive | no | no (simply not admitted) |
+/// | `Member` | if alive | if in the verdict | yes: becomes `Leaving` |
+/// | `Leaving` | no | no | running |
+/// | `Off` | no | no | done; announced gone at the next epoch |
+/// | `Gone` | no | no | done in an earlier epoch |
+/// | `AliveAfterOff` | no | no | held until an operator clears it |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Not in the backed set: admitted at the next epoch if it reaches
+    /// every survivor. A fenced node that rebooted (a new agent instance)
+    /// is joining again.
+    Joining,
+    /// In the backed survivor set.
+    Member,
+    /// Leaving the backed set: its fence intent is persisted and the job
+    /// runs.
+    Leaving(FenceJob),
+    /// Confirmed off in the current transition; the backed set lists it
+    /// until the epoch grows, then it is `Gone`.
+    Off,
+    /// Confirmed fenced in an earlier epoch and not back (persisted `gone`).
+    Gone,
+    /// Recorded off, yet the agent instance that ran before the fence spoke
+    /// again: the device switched the wrong outlet or lied. A critical
+    /// alert; no lease and no candidacy until an operator clears it.
+    AliveAfterOff { detail: String },
+}
+
+impl Phase {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Joining => "joining",
+            Phase::Member => "member",
+            Phase::Leaving(_) => "fencing",
+            Phase::Off => "off",
+            Phase::Gone => "gone",
+            Phase::AliveAfterOff { .. } => "alive-after-off",
+        }
+    }
+
+    /// May this node be in the next survivor set (if alive)?
+    pub fn is_candidate(&self) -> bool {
+        matches!(self, Phase::Joining | Phase::Member)
+    }
+}
+
+/// The agent that ran on a node when its fence was confirmed. A session or
+/// instance of it speaking later proves the node was never switched off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffRecord {
+    pub session: Option<u64>,
+    pub instance: Option<u64>,
+    pub at: Duration,
+}
 
 /// The arbiter's record of one node.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
+    pub phase: Phase,
     /// The session heartbeats are accepted from; `None` after a confirmed
     /// fence until the node opens a new session.
     pub session: Option<u64>,
+    /// The agent process instance of that session (0: not told).
+    pub instance: u64,
     pub connected: bool,
     pub last_heard: Option<Duration>,
     pub last_seq: u64,
@@ -26,10 +93,31 @@ pub struct NodeView {
     pub reach: BTreeSet<NodeId>,
     pub heuristics: u32,
     pub known_epoch: u64,
-    /// Arbiter-side upper bound of the lease last granted.
-    pub lease_until: Option<Duration>,
+    /// Display only: the arbiter-side end of the lease last granted.
+    pub lease_shown_until: Option<Duration>,
     /// Was the node alive at the last tick (for notices)?
     pub alive: bool,
+    /// Set when a fence of this node is confirmed.
+    pub off: Option<OffRecord>,
+}
+
+impl Default for NodeView {
+    fn default() -> Self {
+        NodeView {
+            phase: Phase::Joining,
+            session: None,
+            instance: 0,
+            connected: false,
+            last_heard: None,
+            last_seq: 0,
+            reach: BTreeSet::new(),
+            heuristics: 0,
+            known_epoch: 0,
+            lease_shown_until: None,
+            alive: false,
+            off: None,
+        }
+    }
 }
 
 impl NodeView {
@@ -45,6 +133,8 @@ impl NodeView {
 struct EdgeState {
     up: bool,
     down_since: Option<Duration>,
+    /// Since when the raw edge has been up without a break.
+    raw_up_since: Option<Duration>,
 }
 
 /// Settled reachability edges among alive nodes.
@@ -55,11 +145,15 @@ pub struct Edges {
 
 impl Edges {
     /// Fold in the raw graph of `alive` nodes at `now` and return the
-    /// settled edges (pairs with `a < b`).
+    /// settled edges (pairs with `a < b`). An edge between two
+    /// `incumbents` goes down after `settle`; one to a joiner comes up after
+    /// `joiner_settle`.
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         now: Duration,
         settle: Duration,
+        joiner_settle: Duration,
         alive: &BTreeSet<NodeId>,
         incumbents: &BTreeSet<NodeId>,
         nodes: &BTreeMap<NodeId, NodeView>,
@@ -68,19 +162,27 @@ impl Edges {
             .retain(|(a, b), _| alive.contains(a) && alive.contains(b));
         let mut settled = BTreeSet::new();
         for &a in alive {
-            for &b in alive.range(a + 1..) {
+            for &b in alive.range((Bound::Excluded(a), Bound::Unbounded)) {
                 let raw = nodes[&a].reach.contains(&b) && nodes[&b].reach.contains(&a);
+                let members = incumbents.contains(&a) && incumbents.contains(&b);
                 let e = self.edges.entry((a, b)).or_insert(EdgeState {
-                    up: raw || (incumbents.contains(&a) && incumbents.contains(&b)),
+                    up: members,
                     down_since: None,
+                    raw_up_since: None,
                 });
                 if raw {
-                    e.up = true;
+                    let since = *e.raw_up_since.get_or_insert(now);
                     e.down_since = None;
-                } else if e.up {
-                    let since = *e.down_since.get_or_insert(now);
-                    if now.saturating_sub(since) >= settle {
-                        e.up = false;
+                    if members || now.saturating_sub(since) >= joiner_settle {
+                        e.up = true;
+                    }
+                } else {
+                    e.raw_up_since = None;
+                    if e.up {
+                        let since = *e.down_since.get_or_insert(now);
+                        if now.saturating_sub(since) >= settle {
+                            e.up = false;
+                        }
                     }
                 }
                 if e.up {
@@ -89,6 +191,21 @@ impl Edges {
             }
         }
         settled
+    }
+
+    /// Forget every edge of `node` (it opened a new session: what its peers
+    /// reported about its previous life is stale). Between members an edge
+    /// starts up again and must stay down for `settle` to count as broken.
+    pub fn forget(&mut self, node: NodeId) {
+        self.edges.retain(|&(a, b), _| a != node && b != node);
+    }
+
+    /// Is some edge reported up but not counted yet (a joiner's edge still
+    /// settling)?
+    pub fn settling(&self) -> bool {
+        self.edges
+            .values()
+            .any(|e| !e.up && e.raw_up_since.is_some())
     }
 }
 
@@ -112,32 +229,87 @@ mod tests {
         let alive: BTreeSet<NodeId> = [1, 2].into();
         let mut nodes: BTreeMap<NodeId, NodeView> = [(1, view(&[2])), (2, view(&[1]))].into();
         let mut e = Edges::default();
+        let members: BTreeSet<NodeId> = [1, 2].into();
         assert_eq!(
-            e.update(ms(0), settle, &alive, &BTreeSet::new(), &nodes),
+            e.update(ms(0), settle, settle, &alive, &members, &nodes),
             [(1, 2)].into()
         );
         nodes.get_mut(&1).unwrap().reach.clear();
         assert_eq!(
-            e.update(ms(100), settle, &alive, &BTreeSet::new(), &nodes),
+            e.update(ms(100), settle, settle, &alive, &members, &nodes),
             [(1, 2)].into()
         );
         // A single good report in between resets the clock.
         nodes.get_mut(&1).unwrap().reach.insert(2);
-        e.update(ms(150), settle, &alive, &BTreeSet::new(), &nodes);
+        e.update(ms(150), settle, settle, &alive, &members, &nodes);
         nodes.get_mut(&1).unwrap().reach.clear();
         assert_eq!(
-            e.update(ms(300), settle, &alive, &BTreeSet::new(), &nodes),
+            e.update(ms(300), settle, settle, &alive, &members, &nodes),
             [(1, 2)].into()
         );
         assert_eq!(
-            e.update(ms(500), settle, &alive, &BTreeSet::new(), &nodes),
+            e.update(ms(500), settle, settle, &alive, &members, &nodes),
             BTreeSet::new()
         );
         // Up again at once.
         nodes.get_mut(&1).unwrap().reach.insert(2);
         assert_eq!(
-            e.update(ms(510), settle, &alive, &BTreeSet::new(), &nodes),
+            e.update(ms(510), settle, settle, &alive, &members, &nodes),
             [(1, 2)].into()
+        );
+    }
+
+    #[test]
+    fn an_edge_to_a_joiner_counts_only_after_settle_without_a_break() {
+        let ms = Duration::from_millis;
+        let settle = ms(200);
+        let alive: BTreeSet<NodeId> = [1, 2].into();
+        let joining = BTreeSet::new();
+        let mut nodes: BTreeMap<NodeId, NodeView> = [(1, view(&[2])), (2, view(&[1]))].into();
+        let mut e = Edges::default();
+        assert_eq!(
+            e.update(ms(0), settle, settle, &alive, &joining, &nodes),
+            BTreeSet::new()
+        );
+        assert_eq!(
+            e.update(ms(150), settle, settle, &alive, &joining, &nodes),
+            BTreeSet::new()
+        );
+        // A break restarts the clock.
+        nodes.get_mut(&2).unwrap().reach.clear();
+        e.update(ms(160), settle, settle, &alive, &joining, &nodes);
+        nodes.get_mut(&2).unwrap().reach.insert(1);
+        assert_eq!(
+            e.update(ms(300), settle, settle, &alive, &joining, &nodes),
+            BTreeSet::new()
+        );
+        assert_eq!(
+            e.update(ms(370), settle, settle, &alive, &joining, &nodes),
+            BTreeSet::new()
+        );
+        assert!(e.settling());
+        assert_eq!(
+            e.update(ms(500), settle, settle, &alive, &joining, &nodes),
+            [(1, 2)].into()
+        );
+    }
+
+    #[test]
+    fn the_largest_node_id_does_not_overflow() {
+        let alive: BTreeSet<NodeId> = [1, NodeId::MAX].into();
+        let nodes: BTreeMap<NodeId, NodeView> =
+            [(1, view(&[NodeId::MAX])), (NodeId::MAX, view(&[1]))].into();
+        let mut e = Edges::default();
+        assert_eq!(
+            e.update(
+                Duration::ZERO,
+                Duration::ZERO,
+                Duration::ZERO,
+                &alive,
+                &alive,
+                &nodes
+            ),
+            [(1, NodeId::MAX)].into()
         );
     }
 }

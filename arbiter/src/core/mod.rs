@@ -2,7 +2,7 @@
 //! and the fencing orchestration of one cluster, as a pure state machine.
 //!
 //! ```text
-//!   Event (Tick, Connected, Heartbeat, FenceFinished, ...)   now: Duration
+//!   Event (Tick, Connected, Heartbeat, FenceFinished, Clear)   now: Duration
 //!                         │
 //!                         ▼
 //!               ArbiterCore::step(now, event)
@@ -15,17 +15,36 @@
 //! or draws random numbers; `now` is an input. The shell (`driver.rs`) and the
 //! simulation (`tests/`) run the very same code.
 //!
-//! Safety rules this module enforces:
-//! - a lease is granted only to a member of the backed survivor set that is
-//!   also in the current verdict and not being fenced, and never during the
-//!   start-up grace period (`Timing::lease_max` after construction);
-//! - the backed set changes (and the epoch grows) only once every node
-//!   leaving it is confirmed fenced; only then are survivors told;
-//! - every fence starts with a persisted intent; intents recovered at start
-//!   are resumed;
-//! - more than `storm_limit` nodes leaving at once fences nobody;
-//! - no verdict changes while a live node is suspect (silent for more than
-//!   two heartbeat intervals but not yet lost): its report is stale.
+//! Every node is in one [`Phase`] (joining, member, leaving with its fence
+//! job, off, gone, alive-after-off) and every rule reads it. The rules, in
+//! DESIGN.md's terms:
+//!
+//! - **Contact.** The arbiter is *in contact* while it has heard, within
+//!   `fresh_within`, from a set of candidates that is quorate with its own
+//!   votes. Losing it (its own isolation), or a gap between two steps longer
+//!   than `stall_after` (a stall or clock jump), ends contact; nothing is
+//!   decided without it.
+//! - **Only a node's own fault counts against it.** A node is *lost* only
+//!   when it has been silent for `lost_after` while the arbiter was in
+//!   contact: a member not heard since contact (re)started gets
+//!   `lost_after + reconnect_allowance` from that instant (exactly as at
+//!   start-up). While a member is in that allowance (*pending*), or a live
+//!   candidate is *suspect* (silent longer than `fresh_within`), the verdict
+//!   is held: no fence starts, no epoch changes.
+//! - **Candidates** are the live joining and member nodes; a node being
+//!   fenced, off, gone or alive-after-off is never one.
+//! - **Leases** go only to members in the current verdict, after the
+//!   start-up grace (`Timing::lease_max` plus `stall_after`), while in contact, under an epoch
+//!   above any epoch an agent reported.
+//! - **Fences** start only for members outside the verdict, each with a
+//!   persisted intent first; more than `storm_limit` nodes leaving one
+//!   transition fences nobody (hold and alert).
+//! - **Commit:** the backed set changes and the epoch grows only once no
+//!   fence runs and every node leaving is confirmed off; only then are the
+//!   survivors told who is gone.
+//! - **Off stays silent:** the agent instance (or session) that ran when a
+//!   fence was confirmed speaking again is a critical alert; that node gets
+//!   no lease until an operator clears it.
 
 pub mod action;
 pub mod decide;
@@ -42,12 +61,36 @@ pub use action::{Action, Delta, Notice};
 pub use decide::{Candidate, TieBreaker, Verdict};
 pub use event::{Event, LevelOutcome};
 pub use fence_plan::{FenceJob, JobState, JobStep};
-pub use membership::{Edges, NodeView};
+pub use membership::{Edges, NodeView, OffRecord, Phase};
 pub use quorum::{Quorum, QuorumMode};
 pub use spec::{ClusterSpec, NodeSpec, Persisted, Timing};
 
 /// Node identifier, unique within a cluster.
 pub type NodeId = u32;
+
+/// A rule of the core broken on purpose. Only the simulation's checker
+/// tests set one, to show each checker rule catches the bug it names;
+/// production code never does (`ArbiterCore::new` starts without).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutant {
+    /// A node being fenced still gets leases.
+    LeaseToFencingNode,
+    /// The start-up grace is half a lease instead of `lease_max`.
+    ShortGrace,
+    /// Acks list nodes as gone while their fence is still running.
+    GoneInAckBeforeConfirm,
+    /// The device is told to fence before the intent is persisted.
+    FenceBeforeIntent,
+    /// Nodes being fenced stay candidates and incumbents (finding 1).
+    CandidatesIncludeFencing,
+    /// No re-grace after the arbiter lost contact or stalled (finding 2).
+    NoRegraceAfterIsolation,
+    /// Edges to joiners count at their first good report.
+    JoinerEdgesUnsettled,
+    /// Epochs agents report are ignored (finding 5).
+    IgnoreReportedEpochs,
+}
 
 /// A read-only snapshot for the admin API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +101,15 @@ pub struct CoreStatus {
     pub fencing: BTreeSet<NodeId>,
     pub gone: BTreeSet<NodeId>,
     pub in_grace: bool,
+    /// Is the arbiter hearing from a quorate set?
+    pub in_contact: bool,
+    /// Members given until this instant to come back before their silence
+    /// counts (after start-up or a loss of contact).
+    pub pending: BTreeSet<NodeId>,
+    /// Critical alerts per node (alive after a confirmed fence).
+    pub alerts: BTreeMap<NodeId, String>,
+    /// Open intents for nodes no longer in the configuration.
+    pub orphan_intents: BTreeMap<NodeId, u64>,
     pub total_votes: u64,
     pub arbiter_votes: u64,
 }
@@ -67,71 +119,176 @@ pub struct CoreStatus {
 pub struct ArbiterCore {
     spec: ClusterSpec,
     quorum: Quorum,
-    /// No lease and no decision before this instant (start-up grace).
+    /// No lease before this instant (start-up grace).
     ready_at: Duration,
+    grace: Duration,
     ready: bool,
     nodes: BTreeMap<NodeId, NodeView>,
     edges: Edges,
     epoch: u64,
+    /// The backed survivor set of this epoch (durable).
     backed: BTreeSet<NodeId>,
+    /// Nodes confirmed fenced and not yet rejoined (durable).
     gone: BTreeSet<NodeId>,
-    /// The last verdict; `None` before the grace ends or without quorum.
+    /// The last verdict; `None` without quorum.
     verdict: Option<BTreeSet<NodeId>>,
     last_decision: Option<(BTreeSet<NodeId>, BTreeSet<NodeId>)>,
     no_quorum_noticed: bool,
     storm_noticed: Option<BTreeSet<NodeId>>,
-    jobs: BTreeMap<NodeId, FenceJob>,
-    /// Nodes confirmed fenced since the backed set last changed.
-    confirmed: BTreeSet<NodeId>,
-    /// Intents recovered from the store, resumed at the first tick.
-    to_resume: BTreeMap<NodeId, u64>,
+    /// Since when the arbiter has heard from a quorate set without a break.
+    contact_since: Option<Duration>,
+    contact_noticed: bool,
+    last_step: Option<Duration>,
+    /// The highest epoch any agent reported.
+    epoch_floor: u64,
+    /// Intents recovered from the store, whose first level runs at the
+    /// first tick.
+    to_resume: Vec<NodeId>,
+    /// Said once, at the first step (configuration changes).
+    start_notices: Vec<Notice>,
+    orphan_intents: BTreeMap<NodeId, u64>,
     next_intent: u64,
     next_attempt: u64,
     /// The last decision's inputs and result: the search runs only when
     /// the live nodes, their settled edges or the incumbents change.
     decision_cache: Option<(DecisionInput, Verdict)>,
+    mutant: Option<Mutant>,
 }
 
 type DecisionInput = (Vec<Candidate>, BTreeSet<(NodeId, NodeId)>, BTreeSet<NodeId>);
 
 impl ArbiterCore {
-    /// A core starting at `now` from durable state. It grants no lease and
-    /// decides nothing until every lease it may have granted in an earlier
-    /// life has expired and every live agent had `lost_after` to reconnect.
+    /// A core starting at `now` from durable state. It grants no lease
+    /// until every lease it may have granted in an earlier life has expired,
+    /// and decides nothing until every member had `lost_after` plus the
+    /// reconnect allowance to come back.
+    ///
+    /// State naming nodes the configuration no longer has is reconciled
+    /// here, with a notice each: they leave the backed and gone sets; an
+    /// open intent for one is kept open in the store and reported.
     pub fn new(spec: ClusterSpec, persisted: Persisted, now: Duration) -> Self {
+        Self::build(spec, persisted, now, None)
+    }
+
+    /// As [`ArbiterCore::new`], with one rule broken (checker tests only).
+    #[doc(hidden)]
+    pub fn with_mutant(
+        spec: ClusterSpec,
+        persisted: Persisted,
+        now: Duration,
+        mutant: Option<Mutant>,
+    ) -> Self {
+        Self::build(spec, persisted, now, mutant)
+    }
+
+    fn build(
+        spec: ClusterSpec,
+        persisted: Persisted,
+        now: Duration,
+        mutant: Option<Mutant>,
+    ) -> Self {
         let votes = spec.nodes.values().map(|n| u64::from(n.votes)).sum();
         let quorum = Quorum::new(spec.quorum_mode, votes);
-        let ready_at = now + spec.timing.lease_max().max(spec.timing.lost_after);
-        let nodes = spec
+        let t = spec.timing;
+        // Every lease of an earlier life has ended after `lease_max`; the
+        // arbiter's own clock may also jump forward by up to `stall_after`
+        // unnoticed (a longer jump restarts the grace).
+        let grace = if mutant == Some(Mutant::ShortGrace) {
+            t.lease / 2
+        } else {
+            t.lease_max() + t.stall_after()
+        };
+        let mut nodes: BTreeMap<NodeId, NodeView> = spec
             .nodes
             .keys()
             .map(|&id| (id, NodeView::default()))
             .collect();
-        let to_resume = persisted
-            .open_intents
-            .iter()
-            .filter(|(n, _)| spec.nodes.contains_key(n))
-            .map(|(&n, &i)| (n, i))
+        let mut start_notices = Vec::new();
+        let removed = |set: &BTreeSet<NodeId>| -> BTreeSet<NodeId> {
+            set.iter()
+                .filter(|n| !spec.nodes.contains_key(n))
+                .copied()
+                .collect()
+        };
+        let (gone_removed, backed_removed) = (removed(&persisted.gone), removed(&persisted.backed));
+        if !backed_removed.is_empty() || !gone_removed.is_empty() {
+            start_notices.push(Notice::ConfigChanged {
+                detail: format!(
+                    "nodes no longer configured leave the stored state: survivors {backed_removed:?}, gone {gone_removed:?}"
+                ),
+            });
+        }
+        let backed: BTreeSet<NodeId> = persisted
+            .backed
+            .difference(&backed_removed)
+            .copied()
             .collect();
+        let gone: BTreeSet<NodeId> = persisted.gone.difference(&gone_removed).copied().collect();
+        for n in &backed {
+            nodes.get_mut(n).expect("configured").phase = Phase::Member;
+        }
+        for n in &gone {
+            nodes.get_mut(n).expect("configured").phase = Phase::Gone;
+        }
+        let mut next_attempt = 1;
+        let mut to_resume = Vec::new();
+        let mut orphan_intents = BTreeMap::new();
+        for (&node, &intent) in &persisted.open_intents {
+            match nodes.get_mut(&node) {
+                Some(v) => {
+                    next_attempt += 1;
+                    let levels = spec.nodes[&node].fence_levels;
+                    v.phase = Phase::Leaving(FenceJob::start(
+                        node,
+                        intent,
+                        levels,
+                        next_attempt,
+                        now,
+                        &t,
+                    ));
+                    to_resume.push(node);
+                }
+                None => {
+                    orphan_intents.insert(node, intent);
+                    start_notices.push(Notice::OrphanIntent { node, intent });
+                }
+            }
+        }
+        // Until the first decision, the last backed set stands (its members
+        // may renew their leases once the grace is over); nodes leaving it
+        // are not in it.
+        let verdict = (!backed.is_empty()).then(|| {
+            backed
+                .iter()
+                .filter(|n| nodes[n].phase == Phase::Member)
+                .copied()
+                .collect()
+        });
         ArbiterCore {
             quorum,
-            ready_at,
+            ready_at: now + grace,
+            grace,
             ready: false,
             nodes,
             edges: Edges::default(),
             epoch: persisted.epoch,
-            backed: persisted.backed,
-            gone: persisted.gone,
-            verdict: None,
+            backed,
+            gone,
+            verdict,
             last_decision: None,
             no_quorum_noticed: false,
             storm_noticed: None,
-            jobs: BTreeMap::new(),
-            confirmed: BTreeSet::new(),
+            contact_since: None,
+            contact_noticed: false,
+            last_step: None,
+            epoch_floor: 0,
             to_resume,
+            start_notices,
+            orphan_intents,
             next_intent: persisted.next_intent.max(1),
-            next_attempt: 1,
+            next_attempt,
             decision_cache: None,
+            mutant,
             spec,
         }
     }
@@ -149,13 +306,31 @@ impl ArbiterCore {
     }
 
     pub fn status(&self) -> CoreStatus {
+        let phase_of = |f: fn(&Phase) -> bool| -> BTreeSet<NodeId> {
+            self.nodes
+                .iter()
+                .filter(|(_, v)| f(&v.phase))
+                .map(|(&id, _)| id)
+                .collect()
+        };
         CoreStatus {
             epoch: self.epoch,
             backed: self.backed.clone(),
             verdict: self.verdict.clone(),
-            fencing: self.jobs.keys().copied().collect(),
+            fencing: phase_of(|p| matches!(p, Phase::Leaving(_))),
             gone: self.gone.clone(),
             in_grace: !self.ready,
+            in_contact: self.contact_since.is_some(),
+            pending: self.pending(self.last_step.unwrap_or_default()),
+            alerts: self
+                .nodes
+                .iter()
+                .filter_map(|(&id, v)| match &v.phase {
+                    Phase::AliveAfterOff { detail } => Some((id, detail.clone())),
+                    _ => None,
+                })
+                .collect(),
+            orphan_intents: self.orphan_intents.clone(),
             total_votes: self.quorum.total(),
             arbiter_votes: self.quorum.arbiter_votes,
         }
@@ -163,29 +338,34 @@ impl ArbiterCore {
 
     /// Feed one event; returns the actions to execute in order.
     pub fn step(&mut self, now: Duration, event: Event) -> Vec<Action> {
-        let mut out = Vec::new();
+        let mut out: Vec<Action> = std::mem::take(&mut self.start_notices)
+            .into_iter()
+            .map(Action::Notice)
+            .collect();
+        if let Some(last) = self.last_step {
+            let gap = now.saturating_sub(last);
+            if gap > self.spec.timing.stall_after()
+                && self.mutant != Some(Mutant::NoRegraceAfterIsolation)
+            {
+                // The arbiter did not run: what it did not hear meanwhile
+                // is no evidence against anyone.
+                out.push(Action::Notice(Notice::Stalled { gap }));
+                self.lose_contact(&mut out);
+                if !self.ready {
+                    // A clock that jumped may have cut the grace short.
+                    self.ready_at = now + self.grace;
+                }
+            }
+        }
+        self.last_step = Some(now);
         match event {
             Event::Tick => self.tick(now, &mut out),
             Event::Connected {
                 node,
                 session,
                 known_epoch,
-            } => match self.nodes.get_mut(&node) {
-                None => out.push(Action::Refuse {
-                    node,
-                    session,
-                    reason: format!(
-                        "node {node} is not a member of cluster {:?}",
-                        self.spec.name
-                    ),
-                }),
-                Some(v) => {
-                    v.session = Some(session);
-                    v.connected = true;
-                    v.last_seq = 0;
-                    v.known_epoch = v.known_epoch.max(known_epoch);
-                }
-            },
+                instance,
+            } => self.connected(now, node, session, known_epoch, instance, &mut out),
             Event::Disconnected { node, session } => {
                 if let Some(v) = self.nodes.get_mut(&node)
                     && v.session == Some(session)
@@ -219,8 +399,139 @@ impl ArbiterCore {
                 attempt,
                 outcome,
             } => self.fence_finished(now, node, intent, attempt, outcome, &mut out),
+            Event::Clear { node } => self.clear(now, node, &mut out),
         }
         out
+    }
+
+    fn not_member(&self, node: NodeId) -> String {
+        format!(
+            "node {node} is not a member of cluster {:?}",
+            self.spec.name
+        )
+    }
+
+    /// Note the highest epoch an agent holds: a store that is behind it
+    /// (lost, replaced) must never hand out a lower fencing token.
+    fn note_reported_epoch(&mut self, node: NodeId, known_epoch: u64, out: &mut Vec<Action>) {
+        if self.mutant == Some(Mutant::IgnoreReportedEpochs) {
+            return;
+        }
+        if known_epoch > self.epoch && known_epoch > self.epoch_floor {
+            self.epoch_floor = known_epoch;
+            out.push(Action::Notice(Notice::EpochBehind {
+                node,
+                reported: known_epoch,
+                stored: self.epoch,
+            }));
+        }
+    }
+
+    /// Persist an epoch above every epoch an agent reported (before any
+    /// lease or announcement under it).
+    fn raise_epoch_above_floor(&mut self, out: &mut Vec<Action>) {
+        if self.epoch_floor >= self.epoch {
+            self.epoch = self.epoch_floor + 1;
+            out.push(Action::Persist(Delta::Backed {
+                epoch: self.epoch,
+                survivors: self.backed.clone(),
+                gone: self.gone.clone(),
+            }));
+        }
+    }
+
+    /// Is this a message from the agent that ran when the node's fence was
+    /// confirmed, arriving later than a message in flight could?
+    fn speaks_after_off(
+        &self,
+        now: Duration,
+        v: &NodeView,
+        session: Option<u64>,
+        instance: Option<u64>,
+    ) -> bool {
+        let Some(off) = &v.off else { return false };
+        let late = now > off.at + self.spec.timing.heartbeat_interval;
+        let same = (session.is_some() && session == off.session)
+            || (instance.is_some_and(|i| i != 0) && instance == off.instance);
+        late && same
+    }
+
+    fn alive_after_off(&mut self, node: NodeId, detail: String, out: &mut Vec<Action>) {
+        let v = self.nodes.get_mut(&node).expect("known node");
+        if matches!(v.phase, Phase::AliveAfterOff { .. }) {
+            return;
+        }
+        v.phase = Phase::AliveAfterOff {
+            detail: detail.clone(),
+        };
+        out.push(Action::Notice(Notice::AliveAfterOff { node, detail }));
+    }
+
+    fn connected(
+        &mut self,
+        now: Duration,
+        node: NodeId,
+        session: u64,
+        known_epoch: u64,
+        instance: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(v) = self.nodes.get(&node) else {
+            let reason = self.not_member(node);
+            out.push(Action::Refuse {
+                node,
+                session,
+                reason,
+            });
+            return;
+        };
+        if self.speaks_after_off(now, v, None, Some(instance)) {
+            self.alive_after_off(
+                node,
+                format!("its fence was confirmed, yet the same agent (instance {instance:#x}) opened a new session: wrong outlet or lying device"),
+                out,
+            );
+        } else {
+            // A new agent instance (or one this arbiter life never saw
+            // fenced): the node was off and came back.
+            let v = self.nodes.get_mut(&node).expect("known node");
+            v.off = None;
+            if v.phase == Phase::Gone {
+                v.phase = Phase::Joining;
+            }
+        }
+        if self.nodes[&node].session != Some(session) {
+            self.edges.forget(node);
+        }
+        let v = self.nodes.get_mut(&node).expect("known node");
+        v.session = Some(session);
+        v.instance = instance;
+        v.connected = true;
+        v.last_seq = 0;
+        v.known_epoch = v.known_epoch.max(known_epoch);
+        self.note_reported_epoch(node, known_epoch, out);
+    }
+
+    /// Why `node` gets no lease now; `None`: it gets one.
+    fn lease_refusal(&self, node: NodeId) -> Option<&'static str> {
+        let v = &self.nodes[&node];
+        let in_verdict = self.verdict.as_ref().is_some_and(|s| s.contains(&node));
+        match &v.phase {
+            _ if !self.ready => Some("arbiter start-up grace period"),
+            Phase::Leaving(_) if self.mutant == Some(Mutant::LeaseToFencingNode) && in_verdict => {
+                None
+            }
+            Phase::Leaving(_) => Some("node is being fenced"),
+            Phase::Off | Phase::Gone => Some("node was fenced; it rejoins at the next epoch"),
+            Phase::AliveAfterOff { .. } => Some(
+                "recorded off by its fence device, yet alive: wrong outlet or lying device; an operator must clear it",
+            ),
+            _ if self.contact_since.is_none() => Some("the arbiter hears no quorate set"),
+            _ if self.verdict.is_none() => Some("no quorate survivor set"),
+            Phase::Joining => Some("not in the backed survivor set"),
+            Phase::Member if !in_verdict => Some("outside the current verdict"),
+            Phase::Member => None,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -236,17 +547,15 @@ impl ArbiterCore {
         known_epoch: u64,
         out: &mut Vec<Action>,
     ) {
-        if !self.nodes.contains_key(&node) {
+        let Some(v) = self.nodes.get(&node) else {
+            let reason = self.not_member(node);
             out.push(Action::Refuse {
                 node,
                 session,
-                reason: format!(
-                    "node {node} is not a member of cluster {:?}",
-                    self.spec.name
-                ),
+                reason,
             });
             return;
-        }
+        };
         if let Some(bad) = reachable.iter().find(|r| !self.nodes.contains_key(r)) {
             out.push(Action::Refuse {
                 node,
@@ -258,17 +567,26 @@ impl ArbiterCore {
             });
             return;
         }
-        let view = self.nodes.get_mut(&node).expect("checked above");
-        if view.session != Some(session) || seq <= view.last_seq {
-            // Stale session, replayed or reordered heartbeat: ignored.
-            return;
+        if v.session != Some(session) {
+            if self.speaks_after_off(now, v, Some(session), None) {
+                self.alive_after_off(
+                    node,
+                    "its fence was confirmed, yet it still heartbeats on the session it had: wrong outlet or lying device".into(),
+                    out,
+                );
+            }
+            return; // a stale session
         }
-        view.last_seq = seq;
-        view.last_heard = Some(now);
-        view.reach = reachable.into_iter().filter(|&r| r != node).collect();
-        view.heuristics = heuristics;
-        if known_epoch > view.known_epoch {
-            view.known_epoch = known_epoch;
+        if seq <= v.last_seq {
+            return; // replayed or reordered
+        }
+        let v = self.nodes.get_mut(&node).expect("checked above");
+        v.last_seq = seq;
+        v.last_heard = Some(now);
+        v.reach = reachable.into_iter().filter(|&r| r != node).collect();
+        v.heuristics = heuristics;
+        if known_epoch > v.known_epoch {
+            v.known_epoch = known_epoch;
             if known_epoch == self.epoch {
                 out.push(Action::Notice(Notice::EpochAcknowledged {
                     node,
@@ -276,25 +594,20 @@ impl ArbiterCore {
                 }));
             }
         }
-        let reason = if !self.ready {
-            "arbiter start-up grace period"
-        } else if self.jobs.contains_key(&node) {
-            "node is being fenced"
-        } else if self.confirmed.contains(&node) {
-            "node was fenced; it rejoins at the next epoch"
-        } else if self.verdict.is_none() {
-            "no quorate survivor set"
-        } else if !self.backed.contains(&node) {
-            "not in the backed survivor set"
-        } else if !self.verdict.as_ref().is_some_and(|v| v.contains(&node)) {
-            "outside the current verdict"
-        } else {
-            ""
-        };
-        let lease = reason.is_empty().then_some(self.spec.timing.lease);
-        let view = self.nodes.get_mut(&node).expect("checked above");
+        self.note_reported_epoch(node, known_epoch, out);
+        let reason = self.lease_refusal(node);
+        if reason.is_none() {
+            self.raise_epoch_above_floor(out);
+        }
+        let lease = reason.is_none().then_some(self.spec.timing.lease);
+        let lease_max = self.spec.timing.lease_max();
+        let v = self.nodes.get_mut(&node).expect("checked above");
         if lease.is_some() {
-            view.lease_until = Some(now + self.spec.timing.lease_max());
+            v.lease_shown_until = Some(now + lease_max);
+        }
+        let mut gone = self.gone.clone();
+        if self.mutant == Some(Mutant::GoneInAckBeforeConfirm) {
+            gone.extend(self.status().fencing);
         }
         out.push(Action::Ack {
             node,
@@ -303,9 +616,9 @@ impl ArbiterCore {
             sent_at_us,
             lease,
             epoch: self.epoch,
-            survivors: self.backed.clone(),
-            gone: self.gone.clone(),
-            reason,
+            backed: self.backed.clone(),
+            gone,
+            reason: reason.unwrap_or(""),
         });
     }
 
@@ -318,7 +631,10 @@ impl ArbiterCore {
         outcome: LevelOutcome,
         out: &mut Vec<Action>,
     ) {
-        let Some(job) = self.jobs.get_mut(&node) else {
+        let Some(v) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        let Phase::Leaving(job) = &mut v.phase else {
             return;
         };
         if job.intent != intent || !job.is_current(attempt) {
@@ -326,18 +642,20 @@ impl ArbiterCore {
         }
         match outcome {
             LevelOutcome::ConfirmedOff => {
-                self.jobs.remove(&node);
                 out.push(Action::Persist(Delta::FenceConfirmed { intent, node }));
-                self.confirmed.insert(node);
-                if let Some(v) = self.nodes.get_mut(&node) {
-                    // The node is off: forget its session; it rejoins with
-                    // a new one once it is back.
-                    v.session = None;
-                    v.connected = false;
-                    v.last_heard = None;
-                    v.lease_until = None;
-                    v.reach.clear();
-                }
+                // The node is off: forget its session; it rejoins with a
+                // new one (a new agent instance) once it is back.
+                v.off = Some(OffRecord {
+                    session: v.session,
+                    instance: (v.instance != 0).then_some(v.instance),
+                    at: now,
+                });
+                v.phase = Phase::Off;
+                v.session = None;
+                v.connected = false;
+                v.last_heard = None;
+                v.lease_shown_until = None;
+                v.reach.clear();
                 // Complete the transition now rather than at the next tick.
                 self.evaluate(now, out);
             }
@@ -354,62 +672,107 @@ impl ArbiterCore {
                 }));
                 self.next_attempt += 1;
                 let step = job.level_failed(now, self.next_attempt, &self.spec.timing);
-                self.job_step(node, intent, step, detail, out);
+                job_step(node, intent, step, detail, out);
             }
         }
     }
 
-    fn job_step(
-        &mut self,
-        node: NodeId,
-        intent: u64,
-        step: JobStep,
-        detail: String,
-        out: &mut Vec<Action>,
-    ) {
-        match step {
-            JobStep::RunLevel { level, attempt } => out.push(Action::Fence {
-                node,
-                intent,
-                level,
-                attempt,
-            }),
-            JobStep::RoundFailed { .. } => out.push(Action::Persist(Delta::FenceAttemptFailed {
-                intent,
-                node,
-                detail: format!("every fence level failed; last: {detail}"),
-            })),
-            JobStep::Wait => {}
+    /// An operator cleared the alert of a node that spoke after its fence
+    /// was confirmed: it is fenced again if it is a member outside the
+    /// verdict, or joins like any node.
+    fn clear(&mut self, now: Duration, node: NodeId, out: &mut Vec<Action>) {
+        let Some(v) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        if !matches!(v.phase, Phase::AliveAfterOff { .. }) {
+            return;
         }
+        v.off = None;
+        v.phase = if self.backed.contains(&node) {
+            Phase::Member
+        } else {
+            Phase::Joining
+        };
+        out.push(Action::Notice(Notice::AlertCleared { node }));
+        self.evaluate(now, out);
+    }
+
+    fn lose_contact(&mut self, out: &mut Vec<Action>) {
+        if self.contact_since.take().is_some() || !self.contact_noticed {
+            self.contact_noticed = true;
+            out.push(Action::Notice(Notice::ContactLost));
+        }
+    }
+
+    /// Track whether the arbiter hears from a quorate set of candidates.
+    fn update_contact(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if self.mutant == Some(Mutant::NoRegraceAfterIsolation) {
+            self.contact_since.get_or_insert(Duration::ZERO);
+            return;
+        }
+        let fresh = self.spec.timing.fresh_within();
+        let votes: u64 = self
+            .nodes
+            .iter()
+            .filter(|(_, v)| {
+                v.phase.is_candidate()
+                    && v.session.is_some()
+                    && v.last_heard.is_some_and(|h| now.saturating_sub(h) <= fresh)
+            })
+            .map(|(id, _)| u64::from(self.spec.nodes[id].votes))
+            .sum();
+        let heard = votes > 0 && self.quorum.is_quorate(votes, true);
+        match (heard, self.contact_since) {
+            (true, None) => {
+                self.contact_since = Some(now);
+                let pending = self.pending(now);
+                out.push(Action::Notice(Notice::ContactRegained { pending }));
+            }
+            (false, Some(_)) => self.lose_contact(out),
+            _ => {}
+        }
+    }
+
+    /// Members not alive whose silence does not count yet: not heard since
+    /// contact (re)started, and within `lost_after + reconnect_allowance`
+    /// of it. Without contact, every member not alive.
+    fn pending(&self, now: Duration) -> BTreeSet<NodeId> {
+        let t = self.spec.timing;
+        self.nodes
+            .iter()
+            .filter(|(_, v)| v.phase == Phase::Member && !v.is_alive(now, t.lost_after))
+            .filter(|(_, v)| match self.contact_since {
+                None => true,
+                Some(since) => {
+                    v.last_heard.is_none_or(|h| h < since)
+                        && now < since + t.lost_after + t.reconnect_allowance
+                }
+            })
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     fn tick(&mut self, now: Duration, out: &mut Vec<Action>) {
         // Resume intents recovered from the store: fencing is always safe.
-        for (node, intent) in std::mem::take(&mut self.to_resume) {
-            let levels = self.spec.nodes[&node].fence_levels;
-            self.next_attempt += 1;
-            let job = FenceJob::start(
-                node,
-                intent,
-                levels,
-                self.next_attempt,
-                now,
-                &self.spec.timing,
-            );
-            self.jobs.insert(node, job);
-            out.push(Action::Fence {
-                node,
-                intent,
-                level: 0,
-                attempt: self.next_attempt,
-            });
+        for node in std::mem::take(&mut self.to_resume) {
+            if let Phase::Leaving(job) = &self.nodes[&node].phase
+                && let JobState::Running { attempt, .. } = job.state
+            {
+                out.push(Action::Fence {
+                    node,
+                    intent: job.intent,
+                    level: 0,
+                    attempt,
+                });
+            }
         }
         // Fence timers.
         let timing = self.spec.timing;
-        let nodes: Vec<NodeId> = self.jobs.keys().copied().collect();
-        for node in nodes {
+        for (&node, v) in self.nodes.iter_mut() {
+            let Phase::Leaving(job) = &mut v.phase else {
+                continue;
+            };
             let attempt = self.next_attempt + 1;
-            let job = self.jobs.get_mut(&node).expect("listed above");
             if let Some(step) = job.on_tick(now, attempt, &timing) {
                 self.next_attempt = attempt;
                 let intent = job.intent;
@@ -421,13 +784,12 @@ impl ArbiterCore {
                         detail: "no result within the fence timeout".into(),
                     }));
                 }
-                self.job_step(node, intent, step, "fence level timed out".into(), out);
+                job_step(node, intent, step, "fence level timed out".into(), out);
             }
         }
         // Liveness notices.
-        let lost_after = self.spec.timing.lost_after;
         for (&id, v) in self.nodes.iter_mut() {
-            let alive = v.is_alive(now, lost_after);
+            let alive = v.is_alive(now, timing.lost_after);
             if alive != v.alive {
                 v.alive = alive;
                 out.push(Action::Notice(if alive {
@@ -437,6 +799,7 @@ impl ArbiterCore {
                 }));
             }
         }
+        self.update_contact(now, out);
         if !self.ready {
             if now < self.ready_at {
                 return;
@@ -447,38 +810,68 @@ impl ArbiterCore {
         self.evaluate(now, out);
     }
 
-    /// Recompute the verdict and move the backed set toward it.
+    /// Decide, start the fences the verdict needs, commit what is done.
     fn evaluate(&mut self, now: Duration, out: &mut Vec<Action>) {
-        if !self.ready {
+        let Some(verdict) = self.decide(now, out) else {
             return;
+        };
+        if self.start_fences(now, &verdict, out) {
+            self.commit(&verdict, out);
+        }
+    }
+
+    /// The verdict, if one may be taken now; `None` holds the last one.
+    fn decide(&mut self, now: Duration, out: &mut Vec<Action>) -> Option<BTreeSet<NodeId>> {
+        if !self.ready || self.contact_since.is_none() {
+            return None;
         }
         let t = self.spec.timing;
+        let fencing_counts = self.mutant == Some(Mutant::CandidatesIncludeFencing);
+        let candidate =
+            |p: &Phase| p.is_candidate() || (fencing_counts && matches!(p, Phase::Leaving(_)));
         let alive: BTreeSet<NodeId> = self
             .nodes
             .iter()
-            .filter(|(_, v)| v.is_alive(now, t.lost_after))
+            .filter(|(_, v)| candidate(&v.phase) && v.is_alive(now, t.lost_after))
             .map(|(&id, _)| id)
             .collect();
-        // Pending: while a live node is silent longer than two heartbeat
-        // intervals but not yet lost, its last report is stale; deciding
-        // on it could let a stale clique outvote fresh nodes. Keep the last
-        // verdict (leases go on only under the unchanged backed set).
-        let fresh_within = t.heartbeat_interval * 2;
+        // Suspect: a live node silent longer than `fresh_within` has a stale
+        // report; deciding on it could let a stale clique outvote fresh
+        // nodes. Pending: a member still within its reconnect allowance.
         let suspect = alive.iter().any(|id| {
             self.nodes[id]
                 .last_heard
-                .is_some_and(|h| now.saturating_sub(h) > fresh_within)
+                .is_some_and(|h| now.saturating_sub(h) > t.fresh_within())
         });
-        if suspect {
-            return;
+        if suspect || !self.pending(now).is_empty() {
+            return None;
         }
-        // A node fenced in this transition is no incumbent any more, even
-        // though the backed set still lists it until the epoch changes.
-        let incumbents: BTreeSet<NodeId> =
-            self.backed.difference(&self.confirmed).copied().collect();
-        let edges = self
-            .edges
-            .update(now, t.settle, &alive, &incumbents, &self.nodes);
+        let incumbents: BTreeSet<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, v)| {
+                v.phase == Phase::Member || (fencing_counts && matches!(v.phase, Phase::Leaving(_)))
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        let joiner_settle = if self.mutant == Some(Mutant::JoinerEdgesUnsettled) {
+            Duration::ZERO
+        } else {
+            t.settle
+        };
+        let edges = self.edges.update(
+            now,
+            t.settle,
+            joiner_settle,
+            &alive,
+            &incumbents,
+            &self.nodes,
+        );
+        // A cluster forming (no member yet) waits for its edges to settle
+        // rather than back whoever settled first: nobody runs meanwhile.
+        if incumbents.is_empty() && self.edges.settling() {
+            return None;
+        }
         let candidates: Vec<Candidate> = alive
             .iter()
             .map(|&id| {
@@ -517,7 +910,7 @@ impl ArbiterCore {
                     out.push(Action::Notice(Notice::NoQuorum { best }));
                 }
                 self.verdict = None;
-                return;
+                return None;
             }
         };
         self.verdict = Some(verdict.clone());
@@ -528,73 +921,136 @@ impl ArbiterCore {
         {
             out.push(Action::Notice(Notice::Decision {
                 survivors: verdict.clone(),
-                leaving: leaving.clone(),
+                leaving,
             }));
         }
         self.last_decision = Some(decision);
+        Some(verdict)
+    }
 
-        let to_start: BTreeSet<NodeId> = leaving
+    /// Fence every member outside the verdict (intent persisted first),
+    /// unless the transition is a storm. Returns whether it may commit.
+    fn start_fences(
+        &mut self,
+        now: Duration,
+        verdict: &BTreeSet<NodeId>,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let leaving: BTreeSet<NodeId> = self.backed.difference(verdict).copied().collect();
+        let to_start: Vec<NodeId> = leaving
             .iter()
-            .filter(|n| !self.jobs.contains_key(n) && !self.confirmed.contains(n))
+            .filter(|n| self.nodes[n].phase == Phase::Member)
             .copied()
             .collect();
-        if !to_start.is_empty() {
-            let unconfirmed = leaving.difference(&self.confirmed).count();
-            if unconfirmed > self.spec.storm_limit {
-                if self.storm_noticed.as_ref() != Some(&leaving) {
-                    self.storm_noticed = Some(leaving.clone());
-                    out.push(Action::Notice(Notice::StormHold { leaving }));
-                }
-                return;
-            }
-            for node in to_start {
-                let intent = self.next_intent;
-                self.next_intent += 1;
-                self.next_attempt += 1;
-                out.push(Action::Persist(Delta::FenceIntent {
-                    intent,
-                    node,
-                    reason: format!("left the survivor set; verdict {:?}", verdict),
-                }));
-                let levels = self.spec.nodes[&node].fence_levels;
-                self.jobs.insert(
-                    node,
-                    FenceJob::start(node, intent, levels, self.next_attempt, now, &t),
-                );
-                out.push(Action::Fence {
-                    node,
-                    intent,
-                    level: 0,
-                    attempt: self.next_attempt,
-                });
-            }
+        if to_start.is_empty() {
+            return true;
         }
-        let all_confirmed = leaving.iter().all(|n| self.confirmed.contains(n));
-        if self.jobs.is_empty()
-            && all_confirmed
-            && (verdict != self.backed || !self.confirmed.is_empty())
-        {
-            self.epoch += 1;
-            let newly_gone: BTreeSet<NodeId> =
-                self.confirmed.difference(&verdict).copied().collect();
-            let mut gone: BTreeSet<NodeId> = self.gone.union(&newly_gone).copied().collect();
-            gone.retain(|n| !verdict.contains(n));
-            self.gone = gone;
-            self.backed = verdict.clone();
-            self.confirmed.clear();
-            self.storm_noticed = None;
-            out.push(Action::Persist(Delta::Backed {
-                epoch: self.epoch,
-                survivors: self.backed.clone(),
-                gone: self.gone.clone(),
-            }));
-            out.push(Action::Announce {
-                to: self.backed.clone(),
-                epoch: self.epoch,
-                survivors: self.backed.clone(),
-                gone: newly_gone,
+        // Every node leaving in this transition counts, fenced or not: a
+        // storm arriving one node at a time is still a storm.
+        if leaving.len() > self.spec.storm_limit {
+            if self.storm_noticed.as_ref() != Some(&leaving) {
+                self.storm_noticed = Some(leaving.clone());
+                out.push(Action::Notice(Notice::StormHold { leaving }));
+            }
+            return false;
+        }
+        let t = self.spec.timing;
+        for node in to_start {
+            let intent = self.next_intent;
+            self.next_intent += 1;
+            self.next_attempt += 1;
+            let persist = Action::Persist(Delta::FenceIntent {
+                intent,
+                node,
+                reason: format!("left the survivor set; verdict {verdict:?}"),
             });
+            let fence = Action::Fence {
+                node,
+                intent,
+                level: 0,
+                attempt: self.next_attempt,
+            };
+            if self.mutant == Some(Mutant::FenceBeforeIntent) {
+                out.extend([fence, persist]);
+            } else {
+                out.extend([persist, fence]);
+            }
+            let levels = self.spec.nodes[&node].fence_levels;
+            self.nodes.get_mut(&node).expect("configured").phase = Phase::Leaving(FenceJob::start(
+                node,
+                intent,
+                levels,
+                self.next_attempt,
+                now,
+                &t,
+            ));
         }
+        false
+    }
+
+    /// Back the verdict under a new epoch once no fence runs and every node
+    /// leaving is confirmed off; tell the survivors who is gone.
+    fn commit(&mut self, verdict: &BTreeSet<NodeId>, out: &mut Vec<Action>) {
+        let any_running = self
+            .nodes
+            .values()
+            .any(|v| matches!(v.phase, Phase::Leaving(_)));
+        let all_off = self
+            .backed
+            .difference(verdict)
+            .all(|n| self.nodes[n].phase == Phase::Off);
+        let off: BTreeSet<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, v)| v.phase == Phase::Off)
+            .map(|(&id, _)| id)
+            .collect();
+        if any_running || !all_off || (*verdict == self.backed && off.is_empty()) {
+            return;
+        }
+        self.epoch = self.epoch.max(self.epoch_floor) + 1;
+        let mut gone: BTreeSet<NodeId> = self.gone.union(&off).copied().collect();
+        gone.retain(|n| !verdict.contains(n));
+        self.gone = gone;
+        self.backed = verdict.clone();
+        for (id, v) in self.nodes.iter_mut() {
+            v.phase = match v.phase {
+                // Rebooted already (a new instance spoke): it joins again.
+                Phase::Off if v.off.is_none() => Phase::Joining,
+                Phase::Off => Phase::Gone,
+                Phase::Joining if verdict.contains(id) => Phase::Member,
+                _ => continue,
+            };
+        }
+        self.storm_noticed = None;
+        out.push(Action::Persist(Delta::Backed {
+            epoch: self.epoch,
+            survivors: self.backed.clone(),
+            gone: self.gone.clone(),
+        }));
+        out.push(Action::Announce {
+            to: self.backed.clone(),
+            epoch: self.epoch,
+            survivors: self.backed.clone(),
+            gone: off,
+        });
+    }
+}
+
+fn job_step(node: NodeId, intent: u64, step: JobStep, detail: String, out: &mut Vec<Action>) {
+    match step {
+        JobStep::RunLevel { level, attempt } => out.push(Action::Fence {
+            node,
+            intent,
+            level,
+            attempt,
+        }),
+        JobStep::RoundFailed { .. } => out.push(Action::Persist(Delta::FenceAttemptFailed {
+            intent,
+            node,
+            detail: format!("every fence level failed; last: {detail}"),
+        })),
+        JobStep::Wait => {}
     }
 }
 

@@ -22,6 +22,11 @@ pub struct Timing {
     pub fence_retry_min: Duration,
     /// Cap on the retry delay.
     pub fence_retry_max: Duration,
+    /// After the arbiter could not hear a quorate set (its own start,
+    /// isolation, stall or clock jump), how long beyond `lost_after` a node
+    /// not yet heard again is waited for before its silence counts against
+    /// it. Covers agents noticing the dead session and reconnecting.
+    pub reconnect_allowance: Duration,
 }
 
 impl Default for Timing {
@@ -34,6 +39,7 @@ impl Default for Timing {
             fence_timeout: Duration::from_secs(10),
             fence_retry_min: Duration::from_millis(500),
             fence_retry_max: Duration::from_secs(10),
+            reconnect_allowance: Duration::from_secs(3),
         }
     }
 }
@@ -44,6 +50,20 @@ impl Timing {
     /// A restarted arbiter waits this long before granting anything.
     pub fn lease_max(&self) -> Duration {
         self.lease + self.lease / 50 + Duration::from_millis(1)
+    }
+
+    /// A live node silent for longer than this is *suspect*: its last
+    /// report is stale, so no verdict is taken on it; and the arbiter that
+    /// heard from no quorate set within it has lost contact.
+    pub fn fresh_within(&self) -> Duration {
+        self.heartbeat_interval * 2
+    }
+
+    /// A gap between two steps longer than this means the arbiter itself
+    /// was not running (a stall, a suspended process, a clock jump): what
+    /// it did not hear meanwhile is no evidence against anyone.
+    pub fn stall_after(&self) -> Duration {
+        self.heartbeat_interval * 2
     }
 }
 
@@ -76,8 +96,9 @@ impl ClusterSpec {
     }
 }
 
-/// Durable state of one cluster, as last persisted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Durable state of one cluster, as last persisted (the stores keep exactly
+/// this, as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Persisted {
     pub epoch: u64,
     /// The survivor set the arbiter backs.

@@ -34,12 +34,18 @@ struct Harness {
     core: ArbiterCore,
     now: Duration,
     seq: BTreeMap<NodeId, u64>,
+    /// Heuristics score each node reports.
+    heur: BTreeMap<NodeId, u32>,
     log: Vec<Action>,
 }
 
 impl Harness {
     fn new(spec: ClusterSpec) -> Self {
-        let mut core = ArbiterCore::new(spec, Persisted::default(), Duration::ZERO);
+        Self::with(spec, Persisted::default(), None)
+    }
+
+    fn with(spec: ClusterSpec, persisted: Persisted, mutant: Option<Mutant>) -> Self {
+        let mut core = ArbiterCore::with_mutant(spec, persisted, Duration::ZERO, mutant);
         let ids: Vec<NodeId> = core.spec().nodes.keys().copied().collect();
         let mut log = Vec::new();
         for id in ids {
@@ -49,6 +55,7 @@ impl Harness {
                     node: id,
                     session: u64::from(id),
                     known_epoch: 0,
+                    instance: u64::from(id),
                 },
             ));
         }
@@ -56,6 +63,7 @@ impl Harness {
             core,
             now: Duration::ZERO,
             seq: BTreeMap::new(),
+            heur: BTreeMap::new(),
             log,
         }
     }
@@ -76,7 +84,7 @@ impl Harness {
                         seq: *seq,
                         sent_at_us: self.now.as_micros() as u64,
                         reachable: r.to_vec(),
-                        heuristics: 0,
+                        heuristics: self.heur.get(&id).copied().unwrap_or(0),
                         known_epoch: self.core.epoch(),
                     };
                     let out = self.core.step(self.now, ev);
@@ -132,14 +140,14 @@ const ALL3: [(NodeId, &[NodeId]); 3] = [(1, &[2, 3]), (2, &[1, 3]), (3, &[1, 2])
 #[test]
 fn no_lease_during_start_up_grace_then_epoch_one_for_everyone() {
     let mut h = Harness::new(spec(3, QuorumMode::LastManStanding));
-    h.run(ms(400), &ALL3);
+    h.run(ms(300), &ALL3);
     let early = h.take();
     assert!(
         early
             .iter()
             .all(|a| !matches!(a, Action::Ack { lease: Some(_), .. }))
     );
-    h.run(ms(300), &ALL3);
+    h.run(ms(400), &ALL3);
     let later = h.take();
     assert!(later.contains(&Action::Persist(Delta::Backed {
         epoch: 1,
@@ -359,6 +367,7 @@ fn restart_resumes_open_intents_and_waits_out_old_leases() {
             node: 1,
             session: 5,
             known_epoch: 4,
+            instance: 5,
         },
     );
     let out = core.step(
@@ -396,4 +405,350 @@ fn a_silent_heavyweight_never_outvotes_fresh_nodes_with_its_stale_report() {
     h.run(ms(1000), &[(1, &[2]), (2, &[1])]);
     let out = h.take();
     assert_eq!(fences(&out), vec![(3, 0)]);
+}
+
+/// Findings of issue 8, each shown against the mutant that restores the old
+/// rule (so the test would have caught it).
+
+/// Finding 2: after the arbiter heard from nobody for 2 s (its own network
+/// blip), the first node back used to be the verdict alone, and the other,
+/// healthy node was fenced.
+fn arbiter_blip(mutant: Option<Mutant>, stall: bool) -> Vec<Action> {
+    let mut h = Harness::with(
+        spec(2, QuorumMode::LastManStanding),
+        Persisted::default(),
+        mutant,
+    );
+    let both: [(NodeId, &[NodeId]); 2] = [(1, &[2]), (2, &[1])];
+    h.run(ms(800), &both);
+    h.take();
+    if stall {
+        // The arbiter itself does not run for 2 s (no step at all).
+        h.now += ms(2000);
+    } else {
+        // Its port is blocked: it runs, and hears nobody.
+        h.run(ms(2000), &[]);
+    }
+    // Node 1 is back first; node 2 reconnects 300 ms later.
+    h.run(ms(300), &[(1, &[2])]);
+    h.run(ms(1000), &both);
+    h.take()
+}
+
+#[test]
+fn the_arbiters_own_blip_fences_nobody_and_the_first_back_keeps_its_lease() {
+    let out = arbiter_blip(None, false);
+    assert!(fences(&out).is_empty(), "{out:?}");
+    assert!(out.contains(&Action::Notice(Notice::ContactLost)));
+    assert!(leased(&out, 1) && leased(&out, 2));
+    // The mutant with the old rule shoots the healthy node 2.
+    assert_eq!(
+        fences(&arbiter_blip(Some(Mutant::NoRegraceAfterIsolation), false)),
+        vec![(2, 0)]
+    );
+}
+
+#[test]
+fn an_arbiter_stall_is_no_evidence_against_anyone() {
+    let out = arbiter_blip(None, true);
+    assert!(fences(&out).is_empty(), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Notice(Notice::Stalled { .. })))
+    );
+    assert_eq!(
+        fences(&arbiter_blip(Some(Mutant::NoRegraceAfterIsolation), true)),
+        vec![(2, 0)]
+    );
+}
+
+#[test]
+fn a_node_that_never_comes_back_is_fenced_after_the_reconnect_allowance() {
+    let mut h = Harness::new(spec(2, QuorumMode::LastManStanding));
+    let both: [(NodeId, &[NodeId]); 2] = [(1, &[2]), (2, &[1])];
+    h.run(ms(800), &both);
+    h.run(ms(2000), &[]);
+    h.take();
+    let t = Timing::default();
+    // Within lost_after + allowance of contact: held.
+    h.run(t.lost_after + t.reconnect_allowance - ms(100), &[(1, &[])]);
+    assert!(fences(&h.take()).is_empty());
+    h.run(ms(300), &[(1, &[])]);
+    assert_eq!(fences(&h.take()), vec![(2, 0)]);
+}
+
+/// Finding 1: a node being fenced stayed a candidate, so a slow fence and
+/// a recovering heuristic could flip the verdict and fence the other side
+/// too.
+fn slow_fence_then_heuristic(mutant: Option<Mutant>) -> Vec<Action> {
+    let mut h = Harness::with(
+        spec(2, QuorumMode::LastManStanding),
+        Persisted::default(),
+        mutant,
+    );
+    let both: [(NodeId, &[NodeId]); 2] = [(1, &[2]), (2, &[1])];
+    h.run(ms(800), &both);
+    h.take();
+    // The 1-2 link breaks; both still reach the arbiter: node 1 wins the
+    // tie, node 2's fence starts and its device is slow.
+    h.run(ms(600), &[(1, &[]), (2, &[])]);
+    // Node 2's heuristic recovers: it now outranks node 1.
+    h.heur.insert(2, 5);
+    h.run(ms(600), &[(1, &[]), (2, &[])]);
+    h.take()
+}
+
+#[test]
+fn a_node_being_fenced_is_no_candidate() {
+    assert_eq!(fences(&slow_fence_then_heuristic(None)), vec![(2, 0)]);
+    let both_off = fences(&slow_fence_then_heuristic(Some(
+        Mutant::CandidatesIncludeFencing,
+    )));
+    assert_eq!(
+        both_off,
+        vec![(2, 0), (1, 0)],
+        "the old rule shoots both sides"
+    );
+}
+
+/// Finding 3: state naming nodes no longer configured.
+#[test]
+fn nodes_removed_from_the_configuration_do_not_panic_and_their_intents_are_reported() {
+    let persisted = Persisted {
+        epoch: 3,
+        backed: [1, 2, 4].into(),
+        gone: [5].into(),
+        open_intents: [(4, 9), (2, 8)].into(),
+        next_intent: 10,
+    };
+    let mut h = Harness::with(spec(3, QuorumMode::LastManStanding), persisted, None);
+    h.run(ms(1500), &ALL3);
+    let out = h.take();
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Notice(Notice::ConfigChanged { .. })))
+    );
+    assert!(out.contains(&Action::Notice(Notice::OrphanIntent { node: 4, intent: 9 })));
+    assert_eq!(h.core.status().orphan_intents, [(4, 9)].into());
+    // Node 2's intent is resumed as before.
+    assert_eq!(fences(&out)[0], (2, 0));
+}
+
+/// Finding 5: with the store lost, the epoch must not go back.
+fn store_lost(mutant: Option<Mutant>) -> Vec<Action> {
+    let mut core = ArbiterCore::with_mutant(
+        spec(2, QuorumMode::LastManStanding),
+        Persisted::default(),
+        Duration::ZERO,
+        mutant,
+    );
+    let mut out = Vec::new();
+    for n in [1, 2] {
+        out.extend(core.step(
+            Duration::ZERO,
+            Event::Connected {
+                node: n,
+                session: 1,
+                known_epoch: 7,
+                instance: 1,
+            },
+        ));
+    }
+    let mut now = Duration::ZERO;
+    for i in 1..=10u64 {
+        now += ms(100);
+        for (n, peer) in [(1, 2), (2, 1)] {
+            out.extend(core.step(
+                now,
+                Event::Heartbeat {
+                    node: n,
+                    session: 1,
+                    seq: i,
+                    sent_at_us: 0,
+                    reachable: vec![peer],
+                    heuristics: 0,
+                    known_epoch: 7,
+                },
+            ));
+        }
+        out.extend(core.step(now, Event::Tick));
+    }
+    out
+}
+
+#[test]
+fn the_epoch_never_goes_back_even_with_the_store_lost() {
+    let out = store_lost(None);
+    assert!(out.iter().any(|a| matches!(
+        a,
+        Action::Notice(Notice::EpochBehind {
+            reported: 7,
+            stored: 0,
+            ..
+        })
+    )));
+    let lease_epochs: Vec<u64> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Ack {
+                lease: Some(_),
+                epoch,
+                ..
+            } => Some(*epoch),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !lease_epochs.is_empty() && lease_epochs.iter().all(|&e| e > 7),
+        "{lease_epochs:?}"
+    );
+    let broken = store_lost(Some(Mutant::IgnoreReportedEpochs));
+    assert!(broken.iter().any(|a| matches!(
+        a,
+        Action::Ack {
+            lease: Some(_),
+            epoch: 1,
+            ..
+        }
+    )));
+}
+
+/// Finding 6: a node confirmed off that speaks again.
+#[test]
+fn a_node_alive_after_its_confirmed_fence_raises_an_alert_and_gets_no_lease() {
+    let mut h = Harness::new(spec(3, QuorumMode::LastManStanding));
+    h.run(ms(800), &ALL3);
+    h.take();
+    // Node 3 loses its peers but not the arbiter: it is fenced.
+    h.run(ms(600), &[(1, &[2]), (2, &[1]), (3, &[])]);
+    let (intent, attempt) = first_fence(&h.take());
+    // The device lies: "off", but node 3 runs on, heartbeating.
+    h.core.step(
+        h.now,
+        Event::FenceFinished {
+            node: 3,
+            intent,
+            level: 0,
+            attempt,
+            outcome: LevelOutcome::ConfirmedOff,
+        },
+    );
+    h.run(ms(300), &[(1, &[2]), (2, &[1]), (3, &[])]);
+    let out = h.take();
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Notice(Notice::AliveAfterOff { node: 3, .. }))),
+        "{out:?}"
+    );
+    assert!(h.core.status().alerts.contains_key(&3));
+    // Its agent reconnects (same instance): still no lease, alert stays.
+    h.core.step(
+        h.now,
+        Event::Connected {
+            node: 3,
+            session: 33,
+            known_epoch: 2,
+            instance: 3,
+        },
+    );
+    let ack = h.core.step(
+        h.now + ms(1),
+        Event::Heartbeat {
+            node: 3,
+            session: 33,
+            seq: 1,
+            sent_at_us: 0,
+            reachable: vec![],
+            heuristics: 0,
+            known_epoch: 2,
+        },
+    );
+    assert!(!leased(&ack, 3));
+    assert!(h.core.status().alerts.contains_key(&3));
+    // Cleared by an operator, it may rejoin.
+    let out = h.core.step(h.now + ms(2), Event::Clear { node: 3 });
+    assert!(out.contains(&Action::Notice(Notice::AlertCleared { node: 3 })));
+    assert!(h.core.status().alerts.is_empty());
+}
+
+#[test]
+fn a_rebooted_node_is_a_new_instance_and_rejoins_without_alert() {
+    let mut h = Harness::new(spec(3, QuorumMode::LastManStanding));
+    h.run(ms(800), &ALL3);
+    h.run(ms(600), &[(1, &[2]), (2, &[1]), (3, &[])]);
+    let (intent, attempt) = first_fence(&h.take());
+    h.core.step(
+        h.now,
+        Event::FenceFinished {
+            node: 3,
+            intent,
+            level: 0,
+            attempt,
+            outcome: LevelOutcome::ConfirmedOff,
+        },
+    );
+    h.run(ms(500), &[(1, &[2]), (2, &[1])]);
+    h.core.step(
+        h.now,
+        Event::Connected {
+            node: 3,
+            session: 33,
+            known_epoch: 0,
+            instance: 99,
+        },
+    );
+    h.seq.insert(3, 0);
+    // (The harness heartbeats node 3 on session 3; use the new one.)
+    let mut now = h.now;
+    let mut out = Vec::new();
+    for i in 1..=10u64 {
+        now += ms(100);
+        out.extend(h.core.step(
+            now,
+            Event::Heartbeat {
+                node: 3,
+                session: 33,
+                seq: i,
+                sent_at_us: 0,
+                reachable: vec![1, 2],
+                heuristics: 0,
+                known_epoch: 0,
+            },
+        ));
+        for n in [1u32, 2] {
+            let peers: Vec<NodeId> = [1, 2, 3].into_iter().filter(|&p| p != n).collect();
+            out.extend(h.core.step(
+                now,
+                Event::Heartbeat {
+                    node: n,
+                    session: u64::from(n),
+                    seq: 100 + i,
+                    sent_at_us: 0,
+                    reachable: peers,
+                    heuristics: 0,
+                    known_epoch: 0,
+                },
+            ));
+        }
+        out.extend(h.core.step(now, Event::Tick));
+    }
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::Notice(Notice::AliveAfterOff { .. })))
+    );
+    assert!(leased(&out, 3), "the rebooted node rejoins");
+    assert!(h.core.status().gone.is_empty());
+}
+
+/// Finding 9: the largest node id works in a running core.
+#[test]
+fn the_largest_node_id_runs() {
+    let mut s = spec(1, QuorumMode::LastManStanding);
+    let n = s.nodes.remove(&1).unwrap();
+    s.nodes.insert(NodeId::MAX, n.clone());
+    s.nodes.insert(7, n);
+    let mut h = Harness::new(s);
+    h.run(ms(800), &[(7, &[NodeId::MAX]), (NodeId::MAX, &[7])]);
+    let out = h.take();
+    assert!(leased(&out, 7) && leased(&out, NodeId::MAX));
 }

@@ -12,7 +12,8 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use super::identity;
-use crate::driver::{ClusterHandle, Snapshot};
+use crate::core::Phase;
+use crate::driver::{ClusterHandle, Snapshot, ToDriver};
 use crate::store::Store;
 
 pub struct AdminService {
@@ -60,23 +61,12 @@ impl AdminService {
 
 fn node_state(s: &Snapshot, id: u32) -> &'static str {
     let v = &s.nodes[&id];
-    let alive = v.alive;
-    if s.status.fencing.contains(&id) {
-        "fencing"
-    } else if s.status.gone.contains(&id) && !alive {
-        "fenced"
-    } else if s.status.backed.contains(&id) && alive {
-        if s.status.verdict.as_ref().is_some_and(|v| v.contains(&id)) {
-            "member"
-        } else {
-            "leaving"
-        }
-    } else if s.status.backed.contains(&id) {
-        "lost"
-    } else if alive {
-        "joining"
-    } else {
-        "down"
+    match &v.phase {
+        Phase::Member if !v.alive => "lost",
+        Phase::Member if s.status.verdict.as_ref().is_some_and(|x| !x.contains(&id)) => "leaving",
+        Phase::Joining if !v.alive => "down",
+        Phase::Off | Phase::Gone => "fenced",
+        p => p.name(),
     }
 }
 
@@ -107,6 +97,17 @@ impl pb::admin_server::Admin for AdminService {
                 fenced: s.status.gone.iter().copied().collect(),
                 quorate: s.status.verdict.is_some(),
                 in_grace: s.status.in_grace,
+                in_contact: s.status.in_contact,
+                pending: s.status.pending.iter().copied().collect(),
+                alerts: s
+                    .status
+                    .alerts
+                    .iter()
+                    .map(|(n, d)| format!("node {n} alive after a confirmed fence: {d}"))
+                    .chain(s.status.orphan_intents.iter().map(|(n, i)| {
+                        format!("open fence intent {i} for node {n}, which is no longer configured")
+                    }))
+                    .collect(),
                 total_votes: s.status.total_votes as u32,
                 arbiter_votes: s.status.arbiter_votes as u32,
             });
@@ -128,7 +129,7 @@ impl pb::admin_server::Admin for AdminService {
             let s = c.snapshot().await?;
             let spec = &c.plan.spec;
             for (&id, v) in &s.nodes {
-                let lease = v.lease_until.is_some_and(|u| u > s.now);
+                let lease = v.lease_shown_until.is_some_and(|u| u > s.now);
                 nodes.push(pb::NodeInfo {
                     cluster: spec.name.clone(),
                     node_id: id,
@@ -145,6 +146,7 @@ impl pb::admin_server::Admin for AdminService {
                     heuristics: v.heuristics,
                     config_fingerprint: s.fingerprints.get(&id).cloned().unwrap_or_default(),
                     known_epoch: v.known_epoch,
+                    alert: s.status.alerts.get(&id).cloned().unwrap_or_default(),
                 });
             }
         }
@@ -263,5 +265,38 @@ impl pb::admin_server::Admin for AdminService {
         Err(Status::unimplemented(
             "maintenance mode is not available in this release",
         ))
+    }
+
+    async fn clear(
+        &self,
+        r: Request<pb::ClearRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        identity::require(&r, self.tls, ADMINS, "clear")?;
+        let req = r.get_ref();
+        if req.cluster.is_empty() {
+            return Err(Status::invalid_argument("name the cluster (--cluster)"));
+        }
+        let c = self.select(&req.cluster)?[0];
+        let node = req.node_id;
+        if !c.plan.spec.nodes.contains_key(&node) {
+            return Err(Status::not_found(format!(
+                "cluster {:?} has no node {node}",
+                req.cluster
+            )));
+        }
+        let before = c.snapshot().await?;
+        let Some(detail) = before.status.alerts.get(&node).cloned() else {
+            return Err(Status::failed_precondition(format!(
+                "node {node} of cluster {:?} has no alert to clear",
+                req.cluster
+            )));
+        };
+        c.tx.send(ToDriver::Clear { node })
+            .await
+            .map_err(|_| Status::unavailable("arbiter is shutting down"))?;
+        tracing::warn!(cluster = %req.cluster, node.id = node, alert = %detail, "operator cleared an alive-after-off alert");
+        Ok(Response::new(pb::CommandReply {
+            message: format!("alert of node {node} cleared (was: {detail})"),
+        }))
     }
 }

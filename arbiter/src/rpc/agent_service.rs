@@ -120,6 +120,7 @@ impl pb::agent_session_server::AgentSession for AgentSessionService {
                 node,
                 session,
                 known_epoch: hello.known_epoch,
+                instance: hello.instance,
                 fingerprint: hello.config_fingerprint.clone(),
                 out: tx,
             })

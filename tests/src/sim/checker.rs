@@ -4,12 +4,20 @@
 //!   time agree: the holder of the older epoch is a survivor in the newer
 //!   grant (no node runs on a lease from before it was declared gone);
 //! - **gone only after a confirmed fence**: when survivors are told a node is
-//!   gone, the power device has that node off;
-//! - **no node fenced in a healthy cluster**: when no endpoint (node, link or
-//!   arbiter) was disturbed for a whole detection window, nobody is fenced.
-//!   (A healthy node *can* rightly lose to a troubled peer that still reaches
-//!   the arbiter: their broken edge means one of the two must go, and the
-//!   documented order picks which.);
+//!   gone (in an announcement or in any ack), the power device has that node
+//!   off;
+//! - **fence only what must be fenced** (from the simulation's ground
+//!   truth): a running node may be switched off only when a fault of that
+//!   node or of its own links explains it, within `window` of the fault
+//!   ending: the node frozen or crashed, its link to the arbiter cut or lossy
+//!   *while a quorate set of other nodes kept contact with the arbiter*, or
+//!   a link to a peer broken while that peer is neither off nor being fenced
+//!   (a broken link explains fencing one of its two ends, not both). The
+//!   arbiter's own crash, isolation, stall or clock jump explains nothing;
+//! - **persist before acting**: no fence without its open intent in the
+//!   store; no ack or announcement with an epoch above the stored one;
+//! - **the fencing token never goes back**: no lease under an epoch below
+//!   one already granted;
 //! - **start-up grace**: a (re)started arbiter grants no lease before every
 //!   lease of its earlier life has expired;
 //! - **durability**: epochs only grow across restarts; every fence intent is
@@ -26,9 +34,15 @@ use super::{Agent, AgentState};
 type Check = Result<(), (&'static str, String)>;
 
 pub struct Checker {
-    n: u32,
-    /// Per endpoint (0 = arbiter): last time something disturbed it.
-    last_disturbed: Vec<u64>,
+    /// Per node: the last time a fault of its own was active.
+    node_fault: BTreeMap<NodeId, u64>,
+    /// Per peer link (a < b): the last time it was broken or lossy.
+    link_fault: BTreeMap<(NodeId, NodeId), u64>,
+    /// Nodes whose fence the arbiter started (cleared when they start again).
+    fencing: BTreeSet<NodeId>,
+    /// Per fence intent: why it was not justified when it started (`None`:
+    /// it was). Judged when the arbiter decides, used when the device acts.
+    judged: BTreeMap<(NodeId, u64), Option<String>>,
     window_us: u64,
     lease_max_us: u64,
     intents: BTreeMap<u64, NodeId>,
@@ -40,12 +54,13 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(spec: &ClusterSpec) -> Self {
-        let n = spec.nodes.len() as u32;
         let t = spec.timing;
         let window = t.lost_after + t.settle + t.heartbeat_interval * 6;
         Checker {
-            n,
-            last_disturbed: vec![0; n as usize + 1],
+            node_fault: BTreeMap::new(),
+            link_fault: BTreeMap::new(),
+            fencing: BTreeSet::new(),
+            judged: BTreeMap::new(),
             window_us: window.as_micros() as u64,
             lease_max_us: t.lease_max().as_micros() as u64,
             intents: BTreeMap::new(),
@@ -55,16 +70,60 @@ impl Checker {
         }
     }
 
-    pub fn disturbed(&mut self, now_us: u64, endpoint: u32) {
-        if let Some(t) = self.last_disturbed.get_mut(endpoint as usize) {
-            *t = now_us;
-        }
+    /// A fault of `node` itself is active at `now`.
+    pub fn node_fault(&mut self, now_us: u64, node: NodeId) {
+        self.node_fault.insert(node, now_us);
     }
 
-    pub fn arbiter_restarted(&mut self, now_us: u64) {
-        for t in &mut self.last_disturbed {
-            *t = now_us;
+    /// The link between two nodes is broken or lossy at `now`.
+    pub fn link_fault(&mut self, now_us: u64, a: NodeId, b: NodeId) {
+        self.link_fault.insert((a.min(b), a.max(b)), now_us);
+    }
+
+    /// The arbiter ran `Fence` for `node`.
+    pub fn fence_started(
+        &mut self,
+        now_us: u64,
+        node: NodeId,
+        store: &Persisted,
+        intent: u64,
+        agents: &BTreeMap<NodeId, Agent>,
+    ) -> Check {
+        if !self.judged.contains_key(&(node, intent)) {
+            let verdict = self.unexplained(now_us, node, agents);
+            self.judged.insert((node, intent), verdict);
         }
+        self.fencing.insert(node);
+        if store.open_intents.get(&node) != Some(&intent) {
+            return Err((
+                "persist before acting",
+                format!("fence of node {node} (intent {intent}) started without its intent in the store ({:?})", store.open_intents),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `node`'s agent (re)started: a new life.
+    pub fn started(&mut self, node: NodeId) {
+        self.fencing.remove(&node);
+    }
+
+    /// The store was lost: its intents went with it.
+    pub fn store_lost(&mut self) {
+        self.intents.clear();
+        self.judged.clear();
+        self.confirmed.clear();
+    }
+
+    /// An ack or announcement leaves the arbiter with this epoch.
+    pub fn sends_epoch(&self, epoch: u64, store: &Persisted) -> Check {
+        if epoch > store.epoch {
+            return Err((
+                "persist before acting",
+                format!("epoch {epoch} sent while the store holds {}", store.epoch),
+            ));
+        }
+        Ok(())
     }
 
     pub fn after_event(&mut self, now_us: u64, agents: &BTreeMap<NodeId, Agent>) -> Check {
@@ -97,23 +156,49 @@ impl Checker {
         Ok(())
     }
 
-    /// The device is about to switch `node` off.
-    pub fn fenced(&mut self, now_us: u64, node: NodeId, agents: &BTreeMap<NodeId, Agent>) -> Check {
+    /// Why fencing `node` now is not explained by a fault of its own or of
+    /// its links; `None` if it is.
+    fn unexplained(&self, now_us: u64, node: NodeId, agents: &BTreeMap<NodeId, Agent>) -> Option<String> {
+        if agents[&node].state != AgentState::Running {
+            return None;
+        }
+        let recent = |t: Option<&u64>| t.is_some_and(|&t| now_us.saturating_sub(t) <= self.window_us);
+        if recent(self.node_fault.get(&node)) {
+            return None;
+        }
+        let explained_by_link = agents.iter().any(|(&m, a)| {
+            m != node
+                && recent(self.link_fault.get(&(node.min(m), node.max(m))))
+                && a.state != AgentState::Off
+                && !self.fencing.contains(&m)
+        });
+        if explained_by_link {
+            return None;
+        }
+        Some(format!(
+            "no fault of its own or of its links within {} ms when its fence started (last own fault {:?}us; being fenced: {:?})",
+            self.window_us / 1000,
+            self.node_fault.get(&node),
+            self.fencing
+        ))
+    }
+
+    /// The device is about to switch `node` off for `intent`.
+    pub fn fenced(&mut self, now_us: u64, node: NodeId, intent: u64, agents: &BTreeMap<NodeId, Agent>) -> Check {
         if agents[&node].state != AgentState::Running {
             return Ok(());
         }
-        let quiet_since = self.last_disturbed.iter().copied().max().unwrap_or(0);
-        if now_us.saturating_sub(quiet_since) > self.window_us {
-            return Err((
-                "no node fenced in a healthy cluster",
-                format!(
-                    "node {node} fenced although no node, link or arbiter was disturbed for {} ms (n={})",
-                    (now_us - quiet_since) / 1000,
-                    self.n
-                ),
-            ));
+        let why = match self.judged.get(&(node, intent)) {
+            Some(j) => j.clone(),
+            None => self.unexplained(now_us, node, agents),
+        };
+        match why {
+            None => Ok(()),
+            Some(why) => Err((
+                "fence only what must be fenced",
+                format!("healthy node {node} switched off (intent {intent}): {why}"),
+            )),
         }
-        Ok(())
     }
 
     /// Survivors are being told these nodes are gone: each must have been
@@ -174,9 +259,32 @@ impl Checker {
         }
     }
 
-    pub fn lease_granted(&mut self, now_us: u64, node: NodeId, started_us: u64) -> Check {
+    /// A lease is granted under `epoch`. The fencing token must not go
+    /// back below an epoch a running agent knows (it reports it; only an
+    /// epoch nobody alive remembers can be lost with the store).
+    pub fn lease_granted(
+        &mut self,
+        now_us: u64,
+        node: NodeId,
+        started_us: u64,
+        epoch: u64,
+        agents: &BTreeMap<NodeId, Agent>,
+    ) -> Check {
         self.last_grant.insert(node, now_us);
-        if now_us - started_us < self.lease_max_us {
+        let known = agents
+            .values()
+            .filter(|a| a.state == AgentState::Running)
+            .map(|a| a.keeper.epoch())
+            .max()
+            .unwrap_or(0);
+        if epoch < known {
+            return Err((
+                "the fencing token never goes back",
+                format!("lease to node {node} under epoch {epoch} while a running agent holds epoch {known}"),
+            ));
+        }
+        // Real time: the arbiter's own clock may run up to 1% fast.
+        if now_us - started_us < self.lease_max_us * 99 / 100 {
             return Err((
                 "start-up grace",
                 format!(

@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use agent::lease::{Input, LeaseKeeper, Output};
 use arbiter::core::{
-    Action, ArbiterCore, ClusterSpec, Event, LevelOutcome, NodeId, NodeSpec, Persisted, QuorumMode,
-    TieBreaker, Timing,
+    Action, ArbiterCore, ClusterSpec, Event, LevelOutcome, Mutant as CoreMutant, NodeId, NodeSpec,
+    Persisted, Quorum, QuorumMode, TieBreaker, Timing,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -42,6 +42,8 @@ pub enum Mutant {
     AnnounceAtFenceStart,
     /// The power device reports "off" without switching anything off.
     LyingDevice,
+    /// A rule of the arbiter's core broken (see `arbiter::core::Mutant`).
+    Core(CoreMutant),
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +108,7 @@ enum Msg {
         node: NodeId,
         session: u64,
         known_epoch: u64,
+        instance: u64,
     },
     Heartbeat {
         node: NodeId,
@@ -113,6 +116,7 @@ enum Msg {
         seq: u64,
         sent_at_us: u64,
         reach: Vec<NodeId>,
+        heuristics: u32,
         known_epoch: u64,
     },
     Welcome {
@@ -174,6 +178,14 @@ enum Ev {
         node: NodeId,
     },
     ArbiterRestart,
+    /// End an isolation of the arbiter from every node.
+    HealArbiter,
+    /// A node's heuristics score changes (flapping heuristics).
+    Heuristics {
+        node: NodeId,
+        score: u32,
+        left: u32,
+    },
     Flap {
         from: Endpoint,
         to: Endpoint,
@@ -208,14 +220,18 @@ pub struct Agent {
     offset_us: u64,
     /// Clock rate in parts per million of real time.
     rate_ppm: u64,
+    heuristics: u32,
+    /// Real time before which the agent opens no session (a slow
+    /// reconnect).
+    connect_after_us: u64,
 }
 
 impl Agent {
-    fn new(inc: u32, offset_us: u64, rate_ppm: u64) -> Self {
+    fn new(node: NodeId, inc: u32, offset_us: u64, rate_ppm: u64) -> Self {
         Agent {
             state: AgentState::Running,
             inc,
-            keeper: LeaseKeeper::new(),
+            keeper: LeaseKeeper::new(node),
             session: None,
             welcomed: false,
             next_session: 1,
@@ -226,6 +242,8 @@ impl Agent {
             next_probe: Duration::ZERO,
             offset_us,
             rate_ppm,
+            heuristics: 0,
+            connect_after_us: 0,
         }
     }
 
@@ -242,6 +260,15 @@ struct Arbiter {
     inc: u32,
     started_us: u64,
     crash_mid_batch: bool,
+    /// The arbiter runs nothing before this real time (a stall, a slow fsync).
+    stalled_until_us: u64,
+    /// Its monotonic clock: rate (ppm of real time) and forward steps.
+    rate_ppm: u64,
+    step_us: u64,
+    /// The store is lost at the next restart.
+    lose_store: bool,
+    /// Persisting fails (write error) with this probability.
+    write_error: f64,
 }
 
 pub struct Sim {
@@ -276,7 +303,11 @@ pub fn run(opts: &Options) -> Result<Report, Violation> {
 impl Sim {
     fn new(opts: Options) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-        let n: u32 = rng.random_range(2..=6);
+        let n: u32 = if rng.random_bool(0.1) {
+            rng.random_range(7..=16)
+        } else {
+            rng.random_range(2..=6)
+        };
         let levels = rng.random_range(1..=2usize);
         let mode = if rng.random_bool(0.5) {
             QuorumMode::LastManStanding
@@ -343,10 +374,15 @@ impl Sim {
             .map(|id| {
                 let offset = rng.random_range(0..1_000_000_000);
                 let rate = rng.random_range(990_000..=1_010_000);
-                (id, Agent::new(1, offset, rate))
+                (id, Agent::new(id, 1, offset, rate))
             })
             .collect();
-        let core = ArbiterCore::new(spec.clone(), Persisted::default(), Duration::ZERO);
+        let core_mutant = match opts.mutant {
+            Some(Mutant::Core(m)) => Some(m),
+            _ => None,
+        };
+        let core =
+            ArbiterCore::with_mutant(spec.clone(), Persisted::default(), Duration::ZERO, core_mutant);
         let checker = Checker::new(&spec);
         let mut sim = Sim {
             rng,
@@ -361,6 +397,11 @@ impl Sim {
                 inc: 1,
                 started_us: 0,
                 crash_mid_batch: false,
+                stalled_until_us: 0,
+                rate_ppm: 1_000_000,
+                step_us: 0,
+                lose_store: false,
+                write_error: 0.0,
             },
             store: Persisted::default(),
             agents,
@@ -442,10 +483,7 @@ impl Sim {
 
     fn send(&mut self, from: Endpoint, to: Endpoint, msg: Msg) {
         match self.net.send(&mut self.rng, from, to) {
-            Delivery::Dropped => {
-                self.checker.disturbed(self.now_us, from);
-                self.checker.disturbed(self.now_us, to);
-            }
+            Delivery::Dropped => self.lossy(from, to),
             Delivery::After(delays) => {
                 for d in delays {
                     self.schedule(
@@ -461,7 +499,79 @@ impl Sim {
         }
     }
 
+    /// The ground truth of faults, for the checker: every node frozen or
+    /// crashed, or cut from the arbiter while a quorate set of other nodes
+    /// keeps contact with it, has a fault of its own; every broken peer link
+    /// is a fault of that link. Called around every change of the network,
+    /// of an agent or of the arbiter, so a fault's end is recorded too.
+    fn observe(&mut self) {
+        let now = self.now_us;
+        let n = self.report.nodes;
+        let contact: BTreeSet<NodeId> = (1..=n).filter(|&m| self.in_contact(m)).collect();
+        for node in 1..=n {
+            let a = &self.agents[&node];
+            let own = matches!(a.state, AgentState::Frozen | AgentState::Crashed)
+                || ((!self.net.is_up(ARBITER, node) || !self.net.is_up(node, ARBITER))
+                    && self.quorate_without(&contact, node));
+            if own {
+                self.checker.node_fault(now, node);
+            }
+            for peer in node + 1..=n {
+                if !self.net.is_up(node, peer) || !self.net.is_up(peer, node) {
+                    self.checker.link_fault(now, node, peer);
+                }
+            }
+        }
+    }
+
+    /// Does `m` have working links with a running arbiter?
+    fn in_contact(&self, m: NodeId) -> bool {
+        self.arbiter.core.is_some()
+            && self.now_us >= self.arbiter.stalled_until_us
+            && self.agents[&m].state == AgentState::Running
+            && self.net.is_up(ARBITER, m)
+            && self.net.is_up(m, ARBITER)
+    }
+
+    fn quorate_without(&self, contact: &BTreeSet<NodeId>, node: NodeId) -> bool {
+        let votes: u64 = contact
+            .iter()
+            .filter(|&&m| m != node)
+            .map(|m| u64::from(self.spec.nodes[m].votes))
+            .sum();
+        let total: u64 = self.spec.nodes.values().map(|s| u64::from(s.votes)).sum();
+        votes > 0 && Quorum::new(self.spec.quorum_mode, total).is_quorate(votes, true)
+    }
+
+    /// A message between `from` and `to` was lost.
+    fn lossy(&mut self, from: Endpoint, to: Endpoint) {
+        let now = self.now_us;
+        match (from, to) {
+            (ARBITER, x) | (x, ARBITER) => {
+                let contact: BTreeSet<NodeId> =
+                    (1..=self.report.nodes).filter(|&m| self.in_contact(m)).collect();
+                if self.quorate_without(&contact, x) {
+                    self.checker.node_fault(now, x);
+                }
+            }
+            (a, b) => self.checker.link_fault(now, a, b),
+        }
+    }
+
+    fn arbiter_event(ev: &Ev) -> bool {
+        matches!(
+            ev,
+            Ev::ArbiterTick { .. } | Ev::Deliver { to: ARBITER, .. } | Ev::DeviceDone { .. }
+        )
+    }
+
     fn handle(&mut self, ev: Ev) -> Result<(), Violation> {
+        if self.now_us < self.arbiter.stalled_until_us && Self::arbiter_event(&ev) {
+            // The arbiter is stalled: it takes this up when it runs again.
+            let wait = self.arbiter.stalled_until_us - self.now_us;
+            self.schedule(wait, ev);
+            return Ok(());
+        }
         match ev {
             Ev::ArbiterTick { inc } => {
                 if inc == self.arbiter.inc && self.arbiter.core.is_some() {
@@ -473,7 +583,9 @@ impl Sim {
             Ev::Deliver { to, from, msg } => self.deliver(to, from, msg)?,
             Ev::Fault => {
                 if self.chaos {
+                    self.observe();
                     self.fault();
+                    self.observe();
                     let next = self.rng.random_range(150_000..700_000);
                     self.schedule(next, Ev::Fault);
                 }
@@ -487,10 +599,12 @@ impl Sim {
                 ok,
             } => {
                 if ok && self.opts.mutant != Some(Mutant::LyingDevice) {
-                    self.power_off(node)?;
+                    self.power_off(node, intent)?;
                 }
+                // A device may switch the node off and still report failure.
+                let reported_ok = ok && !(self.chaos && self.rng.random_bool(0.05));
                 if inc == self.arbiter.inc && self.arbiter.core.is_some() {
-                    let outcome = if ok {
+                    let outcome = if reported_ok {
                         LevelOutcome::ConfirmedOff
                     } else {
                         LevelOutcome::Failed("simulated device error".into())
@@ -514,31 +628,77 @@ impl Sim {
             Ev::AgentRestart { node } => {
                 if self.agents[&node].state == AgentState::Crashed {
                     self.trace(|| format!("node {node} agent restarted"));
+                    self.observe();
                     self.start_agent(node);
                 }
             }
             Ev::Unfreeze { node } => {
                 let a = self.agents.get_mut(&node).expect("node");
                 if a.state == AgentState::Frozen {
+                    self.observe();
+                    let a = self.agents.get_mut(&node).expect("node");
                     a.state = AgentState::Running;
                     let inc = a.inc;
-                    self.checker.disturbed(self.now_us, node);
+                    self.checker.node_fault(self.now_us, node);
                     self.trace(|| format!("node {node} unfrozen"));
                     self.schedule(0, Ev::AgentTick { node, inc });
                 }
             }
             Ev::ArbiterRestart => {
                 if self.arbiter.core.is_none() {
+                    self.observe();
                     self.arbiter.inc += 1;
                     self.arbiter.started_us = self.now_us;
+                    self.arbiter.rate_ppm = self.rng.random_range(990_000..=1_010_000);
+                    self.arbiter.step_us = 0;
                     self.report.arbiter_restarts += 1;
-                    let core =
-                        ArbiterCore::new(self.spec.clone(), self.store.clone(), Duration::ZERO);
+                    if std::mem::take(&mut self.arbiter.lose_store) {
+                        self.trace(|| "the arbiter's store is lost".into());
+                        self.store = Persisted::default();
+                        self.checker.store_lost();
+                    }
+                    let core_mutant = match self.opts.mutant {
+                        Some(Mutant::Core(m)) => Some(m),
+                        _ => None,
+                    };
+                    let core = ArbiterCore::with_mutant(
+                        self.spec.clone(),
+                        self.store.clone(),
+                        Duration::ZERO,
+                        core_mutant,
+                    );
                     self.arbiter.core = Some(core);
-                    self.checker.arbiter_restarted(self.now_us);
                     self.trace(|| format!("arbiter restarted from {:?}", self.store));
                     let inc = self.arbiter.inc;
                     self.schedule(0, Ev::ArbiterTick { inc });
+                }
+            }
+            Ev::HealArbiter => {
+                if self.chaos {
+                    self.observe();
+                    for x in 1..=self.report.nodes {
+                        self.net.set_link(ARBITER, x, true);
+                        self.net.set_link(x, ARBITER, true);
+                    }
+                    self.trace(|| "arbiter's network back".into());
+                    self.observe();
+                }
+            }
+            Ev::Heuristics { node, score, left } => {
+                if let Some(a) = self.agents.get_mut(&node) {
+                    a.heuristics = if self.chaos { score } else { 0 };
+                }
+                if self.chaos && left > 0 {
+                    let next = self.rng.random_range(50_000..400_000);
+                    let score = self.rng.random_range(0..4);
+                    self.schedule(
+                        next,
+                        Ev::Heuristics {
+                            node,
+                            score,
+                            left: left - 1,
+                        },
+                    );
                 }
             }
             Ev::Flap { from, to, left } => {
@@ -557,13 +717,15 @@ impl Sim {
                 }
             }
             Ev::EndChaos => {
+                self.observe();
                 self.chaos = false;
                 self.net.heal();
-                for x in 0..=self.report.nodes {
-                    self.checker.disturbed(self.now_us, x);
-                }
                 self.level_fail.iter_mut().for_each(|p| *p = 0.0);
                 self.hang = 0.0;
+                self.arbiter.write_error = 0.0;
+                for a in self.agents.values_mut() {
+                    a.heuristics = 0;
+                }
                 self.trace(|| "chaos over: network healed, devices fixed".into());
                 if self.arbiter.core.is_none() {
                     self.schedule(1_000, Ev::ArbiterRestart);
@@ -582,10 +744,10 @@ impl Sim {
     }
 
     fn set_link_both(&mut self, a: Endpoint, b: Endpoint, up: bool) {
+        self.observe();
         self.net.set_link(a, b, up);
         self.net.set_link(b, a, up);
-        self.checker.disturbed(self.now_us, a);
-        self.checker.disturbed(self.now_us, b);
+        self.observe();
     }
 
     fn fault(&mut self) {
@@ -593,33 +755,25 @@ impl Sim {
         let n = self.report.nodes;
         let node = self.rng.random_range(1..=n);
         match self.rng.random_range(0..100) {
-            0..=14 => {
+            0..=11 => {
                 // Symmetric split: a random side (the arbiter may be on either).
                 let side: Vec<Endpoint> = (0..=n).filter(|_| self.rng.random_bool(0.5)).collect();
                 self.trace(|| format!("split {side:?} from the rest"));
                 self.net.split(&side);
-                for x in 0..=n {
-                    self.checker.disturbed(self.now_us, x);
-                }
             }
-            15..=29 => {
+            12..=21 => {
                 self.trace(|| format!("isolate node {node}"));
                 self.net.split(&[node]);
-                for x in 0..=n {
-                    self.checker.disturbed(self.now_us, x);
-                }
             }
-            30..=39 => {
+            22..=27 => {
                 let from = self.rng.random_range(0..=n);
                 let to = self.rng.random_range(0..=n);
                 if from != to {
                     self.trace(|| format!("one-way cut {from} -> {to}"));
                     self.net.set_link(from, to, false);
-                    self.checker.disturbed(self.now_us, from);
-                    self.checker.disturbed(self.now_us, to);
                 }
             }
-            40..=49 => {
+            28..=35 => {
                 let other = self.rng.random_range(0..=n);
                 if other != node {
                     self.trace(|| format!("flapping link {node} <-> {other}"));
@@ -634,28 +788,26 @@ impl Sim {
                     );
                 }
             }
-            50..=61 => {
+            36..=45 => {
                 let a = self.agents.get_mut(&node).expect("node");
                 if a.state == AgentState::Running {
                     a.state = AgentState::Frozen;
-                    self.checker.disturbed(self.now_us, node);
                     let d = self.rng.random_range(50_000..1_500_000);
                     self.trace(|| format!("node {node} frozen for {}ms", d / 1000));
                     self.schedule(d, Ev::Unfreeze { node });
                 }
             }
-            62..=71 => {
+            46..=53 => {
                 let a = self.agents.get_mut(&node).expect("node");
                 if a.state == AgentState::Running || a.state == AgentState::Frozen {
                     a.state = AgentState::Crashed;
-                    a.keeper = LeaseKeeper::new();
-                    self.checker.disturbed(self.now_us, node);
+                    a.keeper = LeaseKeeper::new(node);
                     let d = self.rng.random_range(100_000..1_500_000);
                     self.trace(|| format!("node {node} agent crashed; restarts in {}ms", d / 1000));
                     self.schedule(d, Ev::AgentRestart { node });
                 }
             }
-            72..=81 => {
+            54..=61 => {
                 if self.arbiter.core.is_some() {
                     if self.rng.random_bool(0.3) {
                         self.arbiter.crash_mid_batch = true;
@@ -667,12 +819,68 @@ impl Sim {
                     }
                 }
             }
+            62..=69 => {
+                // The arbiter's own network: cut off from every node.
+                let d = self.rng.random_range(300_000..2_500_000);
+                self.trace(|| format!("arbiter cut off from every node for {}ms", d / 1000));
+                self.net.split(&[ARBITER]);
+                self.schedule(d, Ev::HealArbiter);
+            }
+            70..=74 => {
+                // A stall (or a slow fsync): the arbiter runs nothing.
+                let d = self.rng.random_range(100_000..2_000_000);
+                self.trace(|| format!("arbiter stalls for {}ms", d / 1000));
+                self.arbiter.stalled_until_us = self.arbiter.stalled_until_us.max(self.now_us + d);
+            }
+            75..=77 => {
+                let d = self.rng.random_range(50_000..1_000_000);
+                self.trace(|| format!("arbiter clock steps {}ms forward", d / 1000));
+                self.arbiter.step_us += d;
+            }
+            78..=81 => {
+                let flips = self.rng.random_range(3..12);
+                self.trace(|| format!("node {node} heuristics flap"));
+                self.schedule(
+                    0,
+                    Ev::Heuristics {
+                        node,
+                        score: 3,
+                        left: flips,
+                    },
+                );
+            }
+            82..=83 => {
+                if self.arbiter.core.is_some() {
+                    self.trace(|| "the arbiter crashes and loses its store".into());
+                    self.arbiter.lose_store = true;
+                    self.crash_arbiter();
+                }
+            }
+            84..=85 => {
+                self.trace(|| "the store starts failing writes".into());
+                self.arbiter.write_error = 0.2;
+            }
+            86..=89 => {
+                // The arbiter restarts and some agents are slow to come back
+                // (within the reconnect allowance): not their fault.
+                if self.arbiter.core.is_some() {
+                    let allowance = self.spec.timing.reconnect_allowance.as_micros() as u64;
+                    let late: Vec<NodeId> = (1..=n).filter(|_| self.rng.random_bool(0.5)).collect();
+                    let mut delays = Vec::new();
+                    for &l in &late {
+                        let d = self.rng.random_range(0..allowance * 2 / 3);
+                        delays.push(d);
+                        let until = self.now_us + d;
+                        let a = self.agents.get_mut(&l).expect("node");
+                        a.connect_after_us = a.connect_after_us.max(until);
+                    }
+                    self.trace(|| format!("arbiter restarts; nodes {late:?} reconnect late by {delays:?}us"));
+                    self.crash_arbiter();
+                }
+            }
             _ => {
                 self.trace(|| "network healed".into());
                 self.net.heal();
-                for x in 0..=n {
-                    self.checker.disturbed(self.now_us, x);
-                }
             }
         }
     }
@@ -680,11 +888,9 @@ impl Sim {
     fn crash_arbiter(&mut self) {
         self.arbiter.core = None;
         self.arbiter.crash_mid_batch = false;
+        self.arbiter.write_error = 0.0;
         let down = self.rng.random_range(20_000..800_000);
         self.trace(|| format!("arbiter crashed; restarts in {}ms", down / 1000));
-        for x in 0..=self.report.nodes {
-            self.checker.disturbed(self.now_us, x);
-        }
         self.schedule(down, Ev::ArbiterRestart);
     }
 
@@ -692,21 +898,23 @@ impl Sim {
         let offset = self.rng.random_range(0..1_000_000_000);
         let rate = self.rng.random_range(990_000..=1_010_000);
         let inc = self.agents[&node].inc + 1;
-        self.agents.insert(node, Agent::new(inc, offset, rate));
-        self.checker.disturbed(self.now_us, node);
+        self.agents.insert(node, Agent::new(node, inc, offset, rate));
+        self.checker.started(node);
+        self.checker.node_fault(self.now_us, node);
         self.schedule(0, Ev::AgentTick { node, inc });
     }
 
-    fn power_off(&mut self, node: NodeId) -> Result<(), Violation> {
+    fn power_off(&mut self, node: NodeId, intent: u64) -> Result<(), Violation> {
+        self.observe();
         self.checker
-            .fenced(self.now_us, node, &self.agents)
+            .fenced(self.now_us, node, intent, &self.agents)
             .map_err(|(rule, detail)| self.violation(rule, detail))?;
         let a = self.agents.get_mut(&node).expect("node");
         if a.state != AgentState::Off {
             self.checker.powered_off(self.now_us, node);
             let a = self.agents.get_mut(&node).expect("node");
             a.state = AgentState::Off;
-            a.keeper = LeaseKeeper::new();
+            a.keeper = LeaseKeeper::new(node);
             self.report.fences_confirmed += 1;
             let d = if self.chaos {
                 self.rng.random_range(300_000..2_000_000)
@@ -719,8 +927,12 @@ impl Sim {
         Ok(())
     }
 
+    /// The arbiter's monotonic clock: drifting, and stepped forward by
+    /// clock faults.
     fn arbiter_now(&self) -> Duration {
-        Duration::from_micros(self.now_us - self.arbiter.started_us)
+        let real = u128::from(self.now_us - self.arbiter.started_us);
+        let t = (real * u128::from(self.arbiter.rate_ppm) / 1_000_000) as u64;
+        Duration::from_micros(t + self.arbiter.step_us)
     }
 
     fn arbiter_step(&mut self, event: Event) -> Result<(), Violation> {
@@ -735,6 +947,15 @@ impl Sim {
             None
         };
         for (i, action) in actions.into_iter().enumerate() {
+            let write_fails = matches!(action, Action::Persist(_))
+                && self.arbiter.write_error > 0.0
+                && self.rng.random_bool(self.arbiter.write_error);
+            if write_fails {
+                // The shell stops the arbiter when the store fails a write.
+                self.trace(|| format!("store write fails: {action:?}; the arbiter stops"));
+                self.crash_arbiter();
+                return Ok(());
+            }
             if cut == Some(i) {
                 self.trace(|| format!("arbiter crashes before action {i}: {action:?}"));
                 self.crash_arbiter();
@@ -762,14 +983,20 @@ impl Sim {
                 seq,
                 lease,
                 epoch,
-                survivors,
+                backed: survivors,
                 gone,
                 ..
             } => {
+                check(self.checker.sends_epoch(epoch, &self.store), self)?;
+                check(self.checker.announced(&gone, &self.agents), self)?;
                 if lease.is_some() {
-                    let r = self
-                        .checker
-                        .lease_granted(self.now_us, node, self.arbiter.started_us);
+                    let r = self.checker.lease_granted(
+                        self.now_us,
+                        node,
+                        self.arbiter.started_us,
+                        epoch,
+                        &self.agents,
+                    );
                     check(r, self)?;
                 }
                 self.send(
@@ -792,13 +1019,23 @@ impl Sim {
                 attempt,
             } => {
                 self.trace(|| format!("fence node {node} intent {intent} level {level}"));
+                self.observe();
+                let r = self
+                    .checker
+                    .fence_started(self.now_us, node, &self.store, intent, &self.agents);
+                check(r, self)?;
                 let inc = self.arbiter.inc;
                 let fail_p = self.level_fail.get(level).copied().unwrap_or(0.0);
                 if self.hang > 0.0 && self.rng.random_bool(self.hang) {
                     self.trace(|| "device hangs".into());
                 } else {
                     let ok = !(fail_p > 0.0 && self.rng.random_bool(fail_p));
-                    let d = self.rng.random_range(1_000..40_000);
+                    // Now and then the result comes after the core gave up.
+                    let d = if self.chaos && self.rng.random_bool(0.03) {
+                        self.rng.random_range(400_000..900_000)
+                    } else {
+                        self.rng.random_range(1_000..40_000)
+                    };
                     self.schedule(
                         d,
                         Ev::DeviceDone {
@@ -845,6 +1082,7 @@ impl Sim {
                 self.trace(|| {
                     format!("announce epoch {epoch} survivors {survivors:?} gone {gone:?}")
                 });
+                check(self.checker.sends_epoch(epoch, &self.store), self)?;
                 let r = self.checker.announced(&gone, &self.agents);
                 check(r, self)?;
                 for n in to {
@@ -880,11 +1118,13 @@ impl Sim {
                     node,
                     session,
                     known_epoch,
+                    instance,
                 } => {
                     self.arbiter_step(Event::Connected {
                         node,
                         session,
                         known_epoch,
+                        instance,
                     })?;
                     if let Some(core) = &self.arbiter.core {
                         let epoch = core.epoch();
@@ -897,6 +1137,7 @@ impl Sim {
                     seq,
                     sent_at_us,
                     reach,
+                    heuristics,
                     known_epoch,
                 } => {
                     self.arbiter_step(Event::Heartbeat {
@@ -905,7 +1146,7 @@ impl Sim {
                         seq,
                         sent_at_us,
                         reachable: reach,
-                        heuristics: 0,
+                        heuristics,
                         known_epoch,
                     })?;
                 }
@@ -917,7 +1158,6 @@ impl Sim {
         let hb = self.spec.timing.heartbeat_interval;
         let a = self.agents.get_mut(&to).expect("node");
         if a.state != AgentState::Running {
-            self.checker.disturbed(now_us, to);
             return Ok(());
         }
         let local = a.local(now_us);
@@ -999,7 +1239,7 @@ impl Sim {
         if a.session.is_some() && !a.welcomed && local >= a.connect_retry_at {
             a.session = None;
         }
-        if a.session.is_none() {
+        if a.session.is_none() && now_us >= a.connect_after_us {
             let session = (u64::from(node) << 48) | (u64::from(a.inc) << 24) | a.next_session;
             a.next_session += 1;
             a.session = Some(session);
@@ -1011,6 +1251,7 @@ impl Sim {
                     node,
                     session,
                     known_epoch: a.keeper.epoch(),
+                    instance: u64::from(a.inc),
                 },
             ));
         }
@@ -1075,9 +1316,17 @@ impl Sim {
                         seq,
                         sent_at_us: sent_at.as_micros() as u64,
                         reach,
+                        heuristics: a.heuristics,
                         known_epoch,
                     };
                     self.send(node, ARBITER, msg);
+                }
+                Output::Fenced { epoch } => {
+                    // The agent stops at once (it exits with status 3).
+                    self.trace(|| format!("node {node} learns it was fenced in epoch {epoch}: stops"));
+                    let a = self.agents.get_mut(&node).expect("node");
+                    a.state = AgentState::Crashed;
+                    a.keeper = LeaseKeeper::new(node);
                 }
                 other => self.trace(|| format!("node {node}: {other:?}")),
             }
