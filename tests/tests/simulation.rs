@@ -4,9 +4,18 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tests::sim::{self, Mutant, Options, Violation};
+use arbiter::core::Mutant as CoreMutant;
+use tests::sim::{self, Focus, Mutant, Options, Violation};
 
 fn run_seeds(range: std::ops::Range<u64>, mutant: Option<Mutant>) -> (u64, Vec<Violation>) {
+    run_focused(range, mutant, None)
+}
+
+fn run_focused(
+    range: std::ops::Range<u64>,
+    mutant: Option<Mutant>,
+    focus: Option<Focus>,
+) -> (u64, Vec<Violation>) {
     let next = AtomicU64::new(range.start);
     let failures = Mutex::new(Vec::new());
     let fences = AtomicU64::new(0);
@@ -23,6 +32,7 @@ fn run_seeds(range: std::ops::Range<u64>, mutant: Option<Mutant>) -> (u64, Vec<V
                     }
                     let mut o = Options::new(seed);
                     o.mutant = mutant;
+                    o.focus = focus;
                     match sim::run(&o) {
                         Ok(r) => {
                             fences.fetch_add(r.fences_confirmed, Ordering::Relaxed);
@@ -101,5 +111,130 @@ fn a_seed_replays_identically() {
     assert_eq!(
         (a.events, a.fences_confirmed, a.final_epoch),
         (b.events, b.fences_confirmed, b.final_epoch)
+    );
+}
+
+/// Runs `seeds` seeds with `mutant` and asserts the checker caught at least
+/// `min` of them, each by `rule` (or, where given, `also`).
+fn assert_caught(
+    mutant: Mutant,
+    focus: Option<Focus>,
+    seeds: u64,
+    min: usize,
+    rule: &str,
+    also: &[&str],
+) {
+    let (_, failures) = run_focused(0..seeds, Some(mutant), focus);
+    let by_rule = failures.iter().filter(|v| v.rule == rule).count();
+    assert!(
+        by_rule >= min,
+        "{mutant:?}: only {by_rule} of {seeds} runs caught by `{rule}` (all failures: {:?})",
+        failures.iter().map(|v| v.rule).collect::<Vec<_>>()
+    );
+    for v in &failures {
+        assert!(
+            v.rule == rule || also.contains(&v.rule),
+            "{mutant:?} caught by an unexpected rule: {v}"
+        );
+    }
+}
+
+#[test]
+fn checker_catches_a_lease_to_a_node_being_fenced() {
+    assert_caught(
+        Mutant::Core(CoreMutant::LeaseToFencingNode),
+        Some(Focus::FlipDuringSlowFence),
+        100,
+        40,
+        "no lease to a node being fenced",
+        &[],
+    );
+}
+
+#[test]
+fn checker_catches_a_shortened_start_up_grace() {
+    assert_caught(
+        Mutant::Core(CoreMutant::ShortGrace),
+        None,
+        100,
+        30,
+        "start-up grace",
+        &["lease exclusivity"],
+    );
+}
+
+#[test]
+fn checker_catches_gone_in_an_ack_before_the_fence_is_confirmed() {
+    assert_caught(
+        Mutant::Core(CoreMutant::GoneInAckBeforeConfirm),
+        Some(Focus::FlipDuringSlowFence),
+        100,
+        30,
+        "gone only after a confirmed fence",
+        &[],
+    );
+}
+
+#[test]
+fn checker_catches_a_fence_before_its_intent_is_persisted() {
+    assert_caught(
+        Mutant::Core(CoreMutant::FenceBeforeIntent),
+        None,
+        100,
+        40,
+        "persist before acting",
+        &[],
+    );
+}
+
+/// Finding 1 of issue 8: a node being fenced stayed a candidate; a verdict
+/// flipping during a slow fence shot the other side too.
+#[test]
+fn checker_catches_fencing_nodes_as_candidates() {
+    assert_caught(
+        Mutant::Core(CoreMutant::CandidatesIncludeFencing),
+        Some(Focus::FlipDuringSlowFence),
+        400,
+        8,
+        "fence only what must be fenced",
+        &["liveness"],
+    );
+}
+
+/// Finding 2 of issue 8: after the arbiter's own isolation or stall, the
+/// first node back was decided the survivor and the healthy rest fenced.
+#[test]
+fn checker_catches_no_re_grace_after_the_arbiters_own_outage() {
+    assert_caught(
+        Mutant::Core(CoreMutant::NoRegraceAfterIsolation),
+        Some(Focus::ArbiterOutages),
+        200,
+        40,
+        "fence only what must be fenced",
+        &["start-up grace", "lease exclusivity"],
+    );
+}
+
+/// Finding 5 of issue 8: with the store lost, the fencing token went back.
+#[test]
+fn checker_catches_an_epoch_that_goes_back_after_the_store_is_lost() {
+    assert_caught(
+        Mutant::Core(CoreMutant::IgnoreReportedEpochs),
+        None,
+        600,
+        10,
+        "the fencing token never goes back",
+        &["lease exclusivity"],
+    );
+}
+
+/// Arbiter outages alone (isolation, stalls) fence nobody with the real core.
+#[test]
+fn the_arbiters_own_outages_fence_nobody() {
+    let (fences, failures) = run_focused(0..300, None, Some(Focus::ArbiterOutages));
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(
+        fences, 0,
+        "a node was fenced although only the arbiter failed"
     );
 }

@@ -86,6 +86,8 @@ pub struct NodeView {
     pub session: Option<u64>,
     /// The agent process instance of that session (0: not told).
     pub instance: u64,
+    /// When that session opened: its reports name no peer yet for a while.
+    pub session_since: Duration,
     pub connected: bool,
     pub last_heard: Option<Duration>,
     pub last_seq: u64,
@@ -107,6 +109,7 @@ impl Default for NodeView {
             phase: Phase::Joining,
             session: None,
             instance: 0,
+            session_since: Duration::ZERO,
             connected: false,
             last_heard: None,
             last_seq: 0,
@@ -147,13 +150,15 @@ impl Edges {
     /// Fold in the raw graph of `alive` nodes at `now` and return the
     /// settled edges (pairs with `a < b`). An edge between two
     /// `incumbents` goes down after `settle`; one to a joiner comes up after
-    /// `joiner_settle`.
+    /// `joiner_settle`. Nodes in `young` opened their session too recently
+    /// to have probed their peers: their missing reports are no evidence.
     #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         now: Duration,
         settle: Duration,
         joiner_settle: Duration,
+        young: &BTreeSet<NodeId>,
         alive: &BTreeSet<NodeId>,
         incumbents: &BTreeSet<NodeId>,
         nodes: &BTreeMap<NodeId, NodeView>,
@@ -163,8 +168,10 @@ impl Edges {
         let mut settled = BTreeSet::new();
         for &a in alive {
             for &b in alive.range((Bound::Excluded(a), Bound::Unbounded)) {
-                let raw = nodes[&a].reach.contains(&b) && nodes[&b].reach.contains(&a);
                 let members = incumbents.contains(&a) && incumbents.contains(&b);
+                let unproven = members && (young.contains(&a) || young.contains(&b));
+                let raw =
+                    unproven || (nodes[&a].reach.contains(&b) && nodes[&b].reach.contains(&a));
                 let e = self.edges.entry((a, b)).or_insert(EdgeState {
                     up: members,
                     down_since: None,
@@ -231,30 +238,78 @@ mod tests {
         let mut e = Edges::default();
         let members: BTreeSet<NodeId> = [1, 2].into();
         assert_eq!(
-            e.update(ms(0), settle, settle, &alive, &members, &nodes),
+            e.update(
+                ms(0),
+                settle,
+                settle,
+                &BTreeSet::new(),
+                &alive,
+                &members,
+                &nodes
+            ),
             [(1, 2)].into()
         );
         nodes.get_mut(&1).unwrap().reach.clear();
         assert_eq!(
-            e.update(ms(100), settle, settle, &alive, &members, &nodes),
+            e.update(
+                ms(100),
+                settle,
+                settle,
+                &BTreeSet::new(),
+                &alive,
+                &members,
+                &nodes
+            ),
             [(1, 2)].into()
         );
         // A single good report in between resets the clock.
         nodes.get_mut(&1).unwrap().reach.insert(2);
-        e.update(ms(150), settle, settle, &alive, &members, &nodes);
+        e.update(
+            ms(150),
+            settle,
+            settle,
+            &BTreeSet::new(),
+            &alive,
+            &members,
+            &nodes,
+        );
         nodes.get_mut(&1).unwrap().reach.clear();
         assert_eq!(
-            e.update(ms(300), settle, settle, &alive, &members, &nodes),
+            e.update(
+                ms(300),
+                settle,
+                settle,
+                &BTreeSet::new(),
+                &alive,
+                &members,
+                &nodes
+            ),
             [(1, 2)].into()
         );
         assert_eq!(
-            e.update(ms(500), settle, settle, &alive, &members, &nodes),
+            e.update(
+                ms(500),
+                settle,
+                settle,
+                &BTreeSet::new(),
+                &alive,
+                &members,
+                &nodes
+            ),
             BTreeSet::new()
         );
         // Up again at once.
         nodes.get_mut(&1).unwrap().reach.insert(2);
         assert_eq!(
-            e.update(ms(510), settle, settle, &alive, &members, &nodes),
+            e.update(
+                ms(510),
+                settle,
+                settle,
+                &BTreeSet::new(),
+                &alive,
+                &members,
+                &nodes
+            ),
             [(1, 2)].into()
         );
     }
@@ -268,28 +323,76 @@ mod tests {
         let mut nodes: BTreeMap<NodeId, NodeView> = [(1, view(&[2])), (2, view(&[1]))].into();
         let mut e = Edges::default();
         assert_eq!(
-            e.update(ms(0), settle, settle, &alive, &joining, &nodes),
+            e.update(
+                ms(0),
+                settle,
+                settle,
+                &BTreeSet::new(),
+                &alive,
+                &joining,
+                &nodes
+            ),
             BTreeSet::new()
         );
         assert_eq!(
-            e.update(ms(150), settle, settle, &alive, &joining, &nodes),
+            e.update(
+                ms(150),
+                settle,
+                settle,
+                &BTreeSet::new(),
+                &alive,
+                &joining,
+                &nodes
+            ),
             BTreeSet::new()
         );
         // A break restarts the clock.
         nodes.get_mut(&2).unwrap().reach.clear();
-        e.update(ms(160), settle, settle, &alive, &joining, &nodes);
+        e.update(
+            ms(160),
+            settle,
+            settle,
+            &BTreeSet::new(),
+            &alive,
+            &joining,
+            &nodes,
+        );
         nodes.get_mut(&2).unwrap().reach.insert(1);
         assert_eq!(
-            e.update(ms(300), settle, settle, &alive, &joining, &nodes),
+            e.update(
+                ms(300),
+                settle,
+                settle,
+                &BTreeSet::new(),
+                &alive,
+                &joining,
+                &nodes
+            ),
             BTreeSet::new()
         );
         assert_eq!(
-            e.update(ms(370), settle, settle, &alive, &joining, &nodes),
+            e.update(
+                ms(370),
+                settle,
+                settle,
+                &BTreeSet::new(),
+                &alive,
+                &joining,
+                &nodes
+            ),
             BTreeSet::new()
         );
         assert!(e.settling());
         assert_eq!(
-            e.update(ms(500), settle, settle, &alive, &joining, &nodes),
+            e.update(
+                ms(500),
+                settle,
+                settle,
+                &BTreeSet::new(),
+                &alive,
+                &joining,
+                &nodes
+            ),
             [(1, 2)].into()
         );
     }

@@ -86,8 +86,6 @@ pub enum Mutant {
     CandidatesIncludeFencing,
     /// No re-grace after the arbiter lost contact or stalled (finding 2).
     NoRegraceAfterIsolation,
-    /// Edges to joiners count at their first good report.
-    JoinerEdgesUnsettled,
     /// Epochs agents report are ignored (finding 5).
     IgnoreReportedEpochs,
 }
@@ -280,7 +278,8 @@ impl ArbiterCore {
             storm_noticed: None,
             contact_since: None,
             contact_noticed: false,
-            last_step: None,
+            // A first step long after construction is a stall like any.
+            last_step: Some(now),
             epoch_floor: 0,
             to_resume,
             start_notices,
@@ -504,6 +503,9 @@ impl ArbiterCore {
             self.edges.forget(node);
         }
         let v = self.nodes.get_mut(&node).expect("known node");
+        if v.session != Some(session) {
+            v.session_since = now;
+        }
         v.session = Some(session);
         v.instance = instance;
         v.connected = true;
@@ -518,9 +520,7 @@ impl ArbiterCore {
         let in_verdict = self.verdict.as_ref().is_some_and(|s| s.contains(&node));
         match &v.phase {
             _ if !self.ready => Some("arbiter start-up grace period"),
-            Phase::Leaving(_) if self.mutant == Some(Mutant::LeaseToFencingNode) && in_verdict => {
-                None
-            }
+            Phase::Leaving(_) if self.mutant == Some(Mutant::LeaseToFencingNode) => None,
             Phase::Leaving(_) => Some("node is being fenced"),
             Phase::Off | Phase::Gone => Some("node was fenced; it rejoins at the next epoch"),
             Phase::AliveAfterOff { .. } => Some(
@@ -736,11 +736,19 @@ impl ArbiterCore {
     /// Members not alive whose silence does not count yet: not heard since
     /// contact (re)started, and within `lost_after + reconnect_allowance`
     /// of it. Without contact, every member not alive.
+    ///
+    /// Without any history (epoch 0: a first start, or a lost store) every
+    /// configured node is waited for like a member (corosync's
+    /// `wait_for_all`): each may hold a higher epoch to report.
     fn pending(&self, now: Duration) -> BTreeSet<NodeId> {
         let t = self.spec.timing;
+        let no_history = self.epoch == 0;
         self.nodes
             .iter()
-            .filter(|(_, v)| v.phase == Phase::Member && !v.is_alive(now, t.lost_after))
+            .filter(|(_, v)| {
+                (v.phase == Phase::Member || (no_history && v.phase == Phase::Joining))
+                    && !v.is_alive(now, t.lost_after)
+            })
             .filter(|(_, v)| match self.contact_since {
                 None => true,
                 Some(since) => {
@@ -854,15 +862,21 @@ impl ArbiterCore {
             })
             .map(|(&id, _)| id)
             .collect();
-        let joiner_settle = if self.mutant == Some(Mutant::JoinerEdgesUnsettled) {
-            Duration::ZERO
-        } else {
-            t.settle
-        };
+        let joiner_settle = t.settle;
+        // A member's new session has not probed its peers yet: for three
+        // heartbeat intervals (the agents' probe window) its edges hold.
+        let young: BTreeSet<NodeId> = alive
+            .iter()
+            .filter(|id| {
+                now.saturating_sub(self.nodes[id].session_since) < t.heartbeat_interval * 3
+            })
+            .copied()
+            .collect();
         let edges = self.edges.update(
             now,
             t.settle,
             joiner_settle,
+            &young,
             &alive,
             &incumbents,
             &self.nodes,

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::Parser;
-use tests::sim::{self, Mutant, Options};
+use tests::sim::{self, Focus, Mutant, Options};
 
 #[derive(Parser)]
 #[command(about = "Deterministic simulation of whole clusters with a safety checker")]
@@ -28,20 +28,34 @@ struct Args {
     /// Worker threads (default: available cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Break a rule on purpose: announce-at-fence-start | lying-device.
+    /// Break a rule on purpose (see `Mutant::ALL` for the names).
     #[arg(long)]
     mutant: Option<String>,
+    /// A narrower mix of faults: flip-during-slow-fence | arbiter-outages.
+    #[arg(long)]
+    focus: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let mutant = match args.mutant.as_deref() {
         None => None,
-        Some("announce-at-fence-start") => Some(Mutant::AnnounceAtFenceStart),
-        Some("lying-device") => Some(Mutant::LyingDevice),
+        Some(name) => match Mutant::by_name(name) {
+            Some(m) => Some(m),
+            None => {
+                let names: Vec<&str> = Mutant::ALL.iter().map(|(n, _)| *n).collect();
+                eprintln!("error: unknown --mutant {name:?}; expected one of {names:?}");
+                return ExitCode::from(64);
+            }
+        },
+    };
+    let focus = match args.focus.as_deref() {
+        None => None,
+        Some("flip-during-slow-fence") => Some(Focus::FlipDuringSlowFence),
+        Some("arbiter-outages") => Some(Focus::ArbiterOutages),
         Some(other) => {
             eprintln!(
-                "error: unknown --mutant {other:?}; expected announce-at-fence-start or lying-device"
+                "error: unknown --focus {other:?}; expected flip-during-slow-fence or arbiter-outages"
             );
             return ExitCode::from(64);
         }
@@ -50,6 +64,7 @@ fn main() -> ExitCode {
         let mut o = Options::new(seed);
         o.verbose = args.verbose;
         o.mutant = mutant;
+        o.focus = focus;
         return match sim::run(&o) {
             Ok(r) => {
                 println!("seed {seed}: ok {r:?}");
@@ -79,6 +94,7 @@ fn main() -> ExitCode {
                     }
                     let mut o = Options::new(seed);
                     o.mutant = mutant;
+                    o.focus = focus;
                     match sim::run(&o) {
                         Ok(r) => {
                             fences.fetch_add(r.fences_confirmed, Ordering::Relaxed);

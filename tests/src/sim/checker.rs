@@ -18,6 +18,8 @@
 //!   store; no ack or announcement with an epoch above the stored one;
 //! - **the fencing token never goes back**: no lease under an epoch below
 //!   one already granted;
+//! - **no lease to a node being fenced**: from its first `Fence` until
+//!   that node starts again;
 //! - **start-up grace**: a (re)started arbiter grants no lease before every
 //!   lease of its earlier life has expired;
 //! - **durability**: epochs only grow across restarts; every fence intent is
@@ -97,7 +99,10 @@ impl Checker {
         if store.open_intents.get(&node) != Some(&intent) {
             return Err((
                 "persist before acting",
-                format!("fence of node {node} (intent {intent}) started without its intent in the store ({:?})", store.open_intents),
+                format!(
+                    "fence of node {node} (intent {intent}) started without its intent in the store ({:?})",
+                    store.open_intents
+                ),
             ));
         }
         Ok(())
@@ -111,6 +116,7 @@ impl Checker {
     /// The store was lost: its intents went with it.
     pub fn store_lost(&mut self) {
         self.intents.clear();
+        self.fencing.clear();
         self.judged.clear();
         self.confirmed.clear();
     }
@@ -158,11 +164,17 @@ impl Checker {
 
     /// Why fencing `node` now is not explained by a fault of its own or of
     /// its links; `None` if it is.
-    fn unexplained(&self, now_us: u64, node: NodeId, agents: &BTreeMap<NodeId, Agent>) -> Option<String> {
+    fn unexplained(
+        &self,
+        now_us: u64,
+        node: NodeId,
+        agents: &BTreeMap<NodeId, Agent>,
+    ) -> Option<String> {
         if agents[&node].state != AgentState::Running {
             return None;
         }
-        let recent = |t: Option<&u64>| t.is_some_and(|&t| now_us.saturating_sub(t) <= self.window_us);
+        let recent =
+            |t: Option<&u64>| t.is_some_and(|&t| now_us.saturating_sub(t) <= self.window_us);
         if recent(self.node_fault.get(&node)) {
             return None;
         }
@@ -184,7 +196,13 @@ impl Checker {
     }
 
     /// The device is about to switch `node` off for `intent`.
-    pub fn fenced(&mut self, now_us: u64, node: NodeId, intent: u64, agents: &BTreeMap<NodeId, Agent>) -> Check {
+    pub fn fenced(
+        &mut self,
+        now_us: u64,
+        node: NodeId,
+        intent: u64,
+        agents: &BTreeMap<NodeId, Agent>,
+    ) -> Check {
         if agents[&node].state != AgentState::Running {
             return Ok(());
         }
@@ -271,6 +289,12 @@ impl Checker {
         agents: &BTreeMap<NodeId, Agent>,
     ) -> Check {
         self.last_grant.insert(node, now_us);
+        if self.fencing.contains(&node) {
+            return Err((
+                "no lease to a node being fenced",
+                format!("lease to node {node} while its fence runs"),
+            ));
+        }
         let known = agents
             .values()
             .filter(|a| a.state == AgentState::Running)
@@ -280,7 +304,9 @@ impl Checker {
         if epoch < known {
             return Err((
                 "the fencing token never goes back",
-                format!("lease to node {node} under epoch {epoch} while a running agent holds epoch {known}"),
+                format!(
+                    "lease to node {node} under epoch {epoch} while a running agent holds epoch {known}"
+                ),
             ));
         }
         // Real time: the arbiter's own clock may run up to 1% fast.

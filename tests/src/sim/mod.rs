@@ -46,10 +46,58 @@ pub enum Mutant {
     Core(CoreMutant),
 }
 
+impl Mutant {
+    /// Every mutant, by the name the `sim` binary takes.
+    pub const ALL: [(&'static str, Mutant); 9] = [
+        ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
+        ("lying-device", Mutant::LyingDevice),
+        (
+            "lease-to-fencing-node",
+            Mutant::Core(CoreMutant::LeaseToFencingNode),
+        ),
+        ("short-grace", Mutant::Core(CoreMutant::ShortGrace)),
+        (
+            "gone-in-ack-before-confirm",
+            Mutant::Core(CoreMutant::GoneInAckBeforeConfirm),
+        ),
+        (
+            "fence-before-intent",
+            Mutant::Core(CoreMutant::FenceBeforeIntent),
+        ),
+        (
+            "candidates-include-fencing",
+            Mutant::Core(CoreMutant::CandidatesIncludeFencing),
+        ),
+        (
+            "no-regrace-after-isolation",
+            Mutant::Core(CoreMutant::NoRegraceAfterIsolation),
+        ),
+        (
+            "ignore-reported-epochs",
+            Mutant::Core(CoreMutant::IgnoreReportedEpochs),
+        ),
+    ];
+
+    pub fn by_name(name: &str) -> Option<Mutant> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
+    }
+}
+
+/// A narrower mix of faults, to reach one kind of scenario often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    /// Links between nodes cut while heuristics flap and fence devices are
+    /// slow: a verdict that flips during a fence.
+    FlipDuringSlowFence,
+    /// The arbiter cut off from every node, or stalled, and healed.
+    ArbiterOutages,
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub seed: u64,
     pub mutant: Option<Mutant>,
+    pub focus: Option<Focus>,
     pub verbose: bool,
     /// Simulated time with faults, then without.
     pub chaos: Duration,
@@ -61,6 +109,7 @@ impl Options {
         Options {
             seed,
             mutant: None,
+            focus: None,
             verbose: false,
             chaos: Duration::from_secs(4),
             liveness: Duration::from_secs(6),
@@ -369,7 +418,10 @@ impl Sim {
                 }
             })
             .collect();
-        let hang = if rng.random_bool(0.2) { 0.2 } else { 0.0 };
+        let mut hang = if rng.random_bool(0.2) { 0.2 } else { 0.0 };
+        if opts.focus == Some(Focus::FlipDuringSlowFence) {
+            hang = 0.5;
+        }
         let agents = (1..=n)
             .map(|id| {
                 let offset = rng.random_range(0..1_000_000_000);
@@ -381,8 +433,12 @@ impl Sim {
             Some(Mutant::Core(m)) => Some(m),
             _ => None,
         };
-        let core =
-            ArbiterCore::with_mutant(spec.clone(), Persisted::default(), Duration::ZERO, core_mutant);
+        let core = ArbiterCore::with_mutant(
+            spec.clone(),
+            Persisted::default(),
+            Duration::ZERO,
+            core_mutant,
+        );
         let checker = Checker::new(&spec);
         let mut sim = Sim {
             rng,
@@ -548,8 +604,9 @@ impl Sim {
         let now = self.now_us;
         match (from, to) {
             (ARBITER, x) | (x, ARBITER) => {
-                let contact: BTreeSet<NodeId> =
-                    (1..=self.report.nodes).filter(|&m| self.in_contact(m)).collect();
+                let contact: BTreeSet<NodeId> = (1..=self.report.nodes)
+                    .filter(|&m| self.in_contact(m))
+                    .collect();
                 if self.quorate_without(&contact, x) {
                     self.checker.node_fault(now, x);
                 }
@@ -754,7 +811,24 @@ impl Sim {
         self.report.faults += 1;
         let n = self.report.nodes;
         let node = self.rng.random_range(1..=n);
-        match self.rng.random_range(0..100) {
+        let roll = match self.opts.focus {
+            None => self.rng.random_range(0..100),
+            Some(Focus::FlipDuringSlowFence) => {
+                [22, 28, 78, 79, 80, 81, 100, 101][self.rng.random_range(0..8)]
+            }
+            Some(Focus::ArbiterOutages) => [62, 63, 70, 71, 99][self.rng.random_range(0..5)],
+        };
+        match roll {
+            100..=101 => {
+                // A link between two nodes cut both ways; both still reach
+                // the arbiter.
+                let other = self.rng.random_range(1..=n);
+                if other != node {
+                    self.trace(|| format!("link {node} <-> {other} cut"));
+                    self.net.set_link(node, other, false);
+                    self.net.set_link(other, node, false);
+                }
+            }
             0..=11 => {
                 // Symmetric split: a random side (the arbiter may be on either).
                 let side: Vec<Endpoint> = (0..=n).filter(|_| self.rng.random_bool(0.5)).collect();
@@ -874,7 +948,9 @@ impl Sim {
                         let a = self.agents.get_mut(&l).expect("node");
                         a.connect_after_us = a.connect_after_us.max(until);
                     }
-                    self.trace(|| format!("arbiter restarts; nodes {late:?} reconnect late by {delays:?}us"));
+                    self.trace(|| {
+                        format!("arbiter restarts; nodes {late:?} reconnect late by {delays:?}us")
+                    });
                     self.crash_arbiter();
                 }
             }
@@ -898,7 +974,8 @@ impl Sim {
         let offset = self.rng.random_range(0..1_000_000_000);
         let rate = self.rng.random_range(990_000..=1_010_000);
         let inc = self.agents[&node].inc + 1;
-        self.agents.insert(node, Agent::new(node, inc, offset, rate));
+        self.agents
+            .insert(node, Agent::new(node, inc, offset, rate));
         self.checker.started(node);
         self.checker.node_fault(self.now_us, node);
         self.schedule(0, Ev::AgentTick { node, inc });
@@ -1020,9 +1097,13 @@ impl Sim {
             } => {
                 self.trace(|| format!("fence node {node} intent {intent} level {level}"));
                 self.observe();
-                let r = self
-                    .checker
-                    .fence_started(self.now_us, node, &self.store, intent, &self.agents);
+                let r = self.checker.fence_started(
+                    self.now_us,
+                    node,
+                    &self.store,
+                    intent,
+                    &self.agents,
+                );
                 check(r, self)?;
                 let inc = self.arbiter.inc;
                 let fail_p = self.level_fail.get(level).copied().unwrap_or(0.0);
@@ -1140,6 +1221,7 @@ impl Sim {
                     heuristics,
                     known_epoch,
                 } => {
+                    self.trace(|| format!("arbiter hears node {node} seq {seq} reach {reach:?}"));
                     self.arbiter_step(Event::Heartbeat {
                         node,
                         session,
@@ -1323,7 +1405,9 @@ impl Sim {
                 }
                 Output::Fenced { epoch } => {
                     // The agent stops at once (it exits with status 3).
-                    self.trace(|| format!("node {node} learns it was fenced in epoch {epoch}: stops"));
+                    self.trace(|| {
+                        format!("node {node} learns it was fenced in epoch {epoch}: stops")
+                    });
                     let a = self.agents.get_mut(&node).expect("node");
                     a.state = AgentState::Crashed;
                     a.keeper = LeaseKeeper::new(node);
