@@ -39,6 +39,29 @@ pub enum ArbiterError {
     Device(#[from] fence_drivers::FenceError),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("the task of cluster {cluster:?} panicked: {detail}")]
+    ClusterPanicked { cluster: String, detail: String },
+}
+
+/// Why a cluster task ended the arbiter.
+#[derive(Debug, thiserror::Error)]
+enum Fatal {
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("cluster {cluster:?} panicked: {detail}")]
+    Panic { cluster: String, detail: String },
+}
+
+fn panic_text(join: tokio::task::JoinError) -> String {
+    if !join.is_panic() {
+        return join.to_string();
+    }
+    let payload = join.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Run the arbiter until `shutdown` resolves (or a cluster task fails on
@@ -51,7 +74,7 @@ pub async fn run(
     let store: Arc<dyn Store> = Arc::new(RedbStore::open(&plan.state_dir)?);
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let (fatal_tx, mut fatal_rx) = mpsc::channel::<StoreError>(4);
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<Fatal>(4);
 
     let mut handles = BTreeMap::new();
     for (name, cplan) in &plan.clusters {
@@ -72,10 +95,21 @@ pub async fn run(
             token.child_token(),
         )?;
         let fatal = fatal_tx.clone();
+        let cluster = name.clone();
+        // The cluster task runs in its own task so that a panic in it is
+        // seen here (as a JoinError) and stops the whole arbiter with an
+        // error, instead of leaving a process that serves no longer.
+        let task = tokio::spawn(driver.run(rx));
         tracker.spawn(async move {
-            if let Err(e) = driver.run(rx).await {
-                let _ = fatal.send(e).await;
-            }
+            let failure = match task.await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => Fatal::Store(e),
+                Err(join) => Fatal::Panic {
+                    cluster,
+                    detail: panic_text(join),
+                },
+            };
+            let _ = fatal.send(failure).await;
         });
         handles.insert(name.clone(), handle);
     }
@@ -140,9 +174,12 @@ pub async fn run(
     let mut result = Ok(());
     tokio::select! {
         _ = shutdown => info!("shutdown requested"),
-        Some(e) = fatal_rx.recv() => {
-            error!(error = %e, "a cluster task failed; shutting down");
-            result = Err(e.into());
+        Some(f) = fatal_rx.recv() => {
+            error!(error = %f, "a cluster task failed; shutting down");
+            result = Err(match f {
+                Fatal::Store(e) => e.into(),
+                Fatal::Panic { cluster, detail } => ArbiterError::ClusterPanicked { cluster, detail },
+            });
         }
     }
     token.cancel();

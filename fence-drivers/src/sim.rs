@@ -13,7 +13,9 @@
 //! - `on` sets the port on and forgets the PID (a new process may register).
 //!
 //! Fault injection, as in the peer scripts: a file `fail-<port>` in the
-//! directory makes `off` fail; a file `hang` makes every action hang.
+//! directory makes `off` fail; a file `hang` makes every action hang; a
+//! file `lie-<port>` makes the device lie, as a miswired outlet would:
+//! `off` switches nothing and `status` reports off.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -244,6 +246,11 @@ impl SimPowerDevice {
         Ok(())
     }
 
+    /// Fault injection: a miswired outlet (`lie-<port>` exists).
+    fn lies(&self, port: &str) -> bool {
+        self.dir.join(format!("lie-{port}")).exists()
+    }
+
     fn port_state(&self, s: &DeviceState, port: &str) -> Result<PortState, FenceError> {
         s.ports
             .get(port)
@@ -281,7 +288,11 @@ impl FenceDriver for SimPowerDevice {
         }
         let _guard = self.lock()?;
         let p = self.port_state(&self.load()?, port)?;
-        let st = state_of(&p);
+        let st = if self.lies(port) {
+            PowerState::Off
+        } else {
+            state_of(&p)
+        };
         self.record(port, "status", &st.to_string(), String::new())?;
         Ok(st)
     }
@@ -305,6 +316,10 @@ impl FenceDriver for SimPowerDevice {
 
     async fn off(&self, port: &str) -> Result<(), FenceError> {
         self.faults(port).await?;
+        if self.lies(port) {
+            let _guard = self.lock()?;
+            return self.record(port, "off", "", format!("lied (lie-{port} exists): nothing switched"));
+        }
         let _guard = self.lock()?;
         let mut s = self.load()?;
         let mut p = self.port_state(&s, port)?;

@@ -28,6 +28,9 @@ pub enum CliError {
     Unreachable { url: String, reason: String },
     #[error("the arbiter refused: {0}")]
     Refused(String),
+    /// Wrong or missing command-line arguments (exit 64).
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Other(String),
 }
@@ -36,6 +39,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Unreachable { .. } => exit::UNAVAILABLE,
+            CliError::Usage(_) => exit::USAGE,
             _ => exit::FAILED,
         }
     }

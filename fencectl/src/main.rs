@@ -64,6 +64,17 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Clear a node's alive-after-off alert (admin): after its fence device
+    /// confirmed it off yet it spoke again, it gets no lease until cleared.
+    Clear {
+        /// The node id.
+        node: u32,
+        #[arg(long)]
+        cluster: String,
+        /// Confirm: the fence device's wiring was checked and fixed.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Stream cluster events until Ctrl-C.
     Watch {
         #[arg(long, default_value = "")]
@@ -199,6 +210,9 @@ fn main() -> ExitCode {
             }
             Cmd::History { cluster, limit } => {
                 commands::history::history(&cli.arbiter, &cluster, limit, cli.output).await
+            }
+            Cmd::Clear { node, cluster, yes } => {
+                commands::status::clear(&cli.arbiter, &cluster, node, yes, cli.output).await
             }
             Cmd::Watch { cluster } => {
                 commands::watch::watch(&cli.arbiter, &cluster, cli.output).await

@@ -769,3 +769,48 @@ fn fencectl_driver_commands_validate_and_test_real_devices() {
             .any(|p| p["name"] == "status_file")
     );
 }
+
+/// Finding 6 of issue 8: a fence device that reports a node off while it
+/// runs on (a miswired outlet). The node speaking again is a critical alert
+/// shown by `fencectl status` and `nodes`; its agent, told it is gone while
+/// it held a lease, stops with exit status 3; no lease until an operator
+/// clears the alert.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_alive_after_its_confirmed_fence_is_an_alert_until_cleared() {
+    let _g = serial();
+    let (c, mut w, _) = cluster(ClusterOptions::default()).await;
+    std::fs::write(c.device.dir().join("lie-node2"), "").unwrap();
+    c.cut_from_peers(2).unwrap();
+    // The device "confirms" node 2 off; node 2 lives on and speaks again.
+    let alert = w
+        .wait_for(Duration::from_secs(10), |e| {
+            e.kind == "alert" && e.node == 2 && e.detail.contains("alive after off")
+        })
+        .await;
+    assert!(alert.is_some(), "no alert: {:?}", w.seen);
+    let status = fetch_status(&c.url, "demo").await.unwrap();
+    assert!(!status.healthy);
+    assert!(status.clusters[0].alerts.iter().any(|a| a.contains("node 2")), "{status:?}");
+    let nodes = fetch_nodes(&c.url, "demo").await.unwrap();
+    let n2 = nodes.iter().find(|n| n.node == 2).unwrap();
+    assert!(n2.alert.is_some() && !n2.lease, "{n2:?}");
+    // The agent learnt it is gone while it held a lease: it stopped itself
+    // (its process exits with status 3; the cluster reaps it at the end).
+    let gone_by = std::time::Instant::now() + Duration::from_secs(5);
+    while !c.log("agent2").contains("fence-agent stopped") {
+        assert!(
+            std::time::Instant::now() < gone_by,
+            "node 2's agent still runs:\n{}",
+            c.log("agent2")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(c.log("agent2").contains("exit 3"), "{}", c.log("agent2"));
+    // Clearing needs --yes, then works and the alert is gone.
+    let (code, _, err) = run("fencectl", &["--arbiter", &c.url, "clear", "2", "--cluster", "demo"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, err) = run("fencectl", &["--arbiter", &c.url, "clear", "2", "--cluster", "demo", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let status = fetch_status(&c.url, "demo").await.unwrap();
+    assert!(status.clusters[0].alerts.is_empty(), "{status:?}");
+}

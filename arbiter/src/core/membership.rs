@@ -95,8 +95,13 @@ pub struct NodeView {
     pub reach: BTreeSet<NodeId>,
     pub heuristics: u32,
     pub known_epoch: u64,
-    /// Display only: the arbiter-side end of the lease last granted.
-    pub lease_shown_until: Option<Duration>,
+    /// The arbiter-side end of the lease last granted (clock margin
+    /// included): shown by status, and waited out by another agent
+    /// instance claiming this node.
+    pub lease_bound: Option<Duration>,
+    /// No lease before this instant: a different agent instance took over
+    /// the node's session while the previous one may still hold a lease.
+    pub no_lease_before: Option<Duration>,
     /// Was the node alive at the last tick (for notices)?
     pub alive: bool,
     /// Set when a fence of this node is confirmed.
@@ -116,7 +121,8 @@ impl Default for NodeView {
             reach: BTreeSet::new(),
             heuristics: 0,
             known_epoch: 0,
-            lease_shown_until: None,
+            lease_bound: None,
+            no_lease_before: None,
             alive: false,
             off: None,
         }
@@ -408,6 +414,7 @@ mod tests {
                 Duration::ZERO,
                 Duration::ZERO,
                 Duration::ZERO,
+                &BTreeSet::new(),
                 &alive,
                 &alive,
                 &nodes

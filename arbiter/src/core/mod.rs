@@ -505,6 +505,12 @@ impl ArbiterCore {
         let v = self.nodes.get_mut(&node).expect("known node");
         if v.session != Some(session) {
             v.session_since = now;
+            // Another process claiming this node (a restarted agent, or a
+            // duplicate identity) gets no lease while the previous one may
+            // still hold one: never two holders for one node.
+            if instance != v.instance && v.lease_bound.is_some_and(|b| b > now) {
+                v.no_lease_before = v.lease_bound;
+            }
         }
         v.session = Some(session);
         v.instance = instance;
@@ -515,7 +521,7 @@ impl ArbiterCore {
     }
 
     /// Why `node` gets no lease now; `None`: it gets one.
-    fn lease_refusal(&self, node: NodeId) -> Option<&'static str> {
+    fn lease_refusal(&self, now: Duration, node: NodeId) -> Option<&'static str> {
         let v = &self.nodes[&node];
         let in_verdict = self.verdict.as_ref().is_some_and(|s| s.contains(&node));
         match &v.phase {
@@ -526,6 +532,9 @@ impl ArbiterCore {
             Phase::AliveAfterOff { .. } => Some(
                 "recorded off by its fence device, yet alive: wrong outlet or lying device; an operator must clear it",
             ),
+            _ if v.no_lease_before.is_some_and(|t| now < t) => {
+                Some("another agent instance of this node may still hold a lease")
+            }
             _ if self.contact_since.is_none() => Some("the arbiter hears no quorate set"),
             _ if self.verdict.is_none() => Some("no quorate survivor set"),
             Phase::Joining => Some("not in the backed survivor set"),
@@ -595,7 +604,7 @@ impl ArbiterCore {
             }
         }
         self.note_reported_epoch(node, known_epoch, out);
-        let reason = self.lease_refusal(node);
+        let reason = self.lease_refusal(now, node);
         if reason.is_none() {
             self.raise_epoch_above_floor(out);
         }
@@ -603,7 +612,7 @@ impl ArbiterCore {
         let lease_max = self.spec.timing.lease_max();
         let v = self.nodes.get_mut(&node).expect("checked above");
         if lease.is_some() {
-            v.lease_shown_until = Some(now + lease_max);
+            v.lease_bound = Some(now + lease_max);
         }
         let mut gone = self.gone.clone();
         if self.mutant == Some(Mutant::GoneInAckBeforeConfirm) {
@@ -654,7 +663,7 @@ impl ArbiterCore {
                 v.session = None;
                 v.connected = false;
                 v.last_heard = None;
-                v.lease_shown_until = None;
+                v.lease_bound = None;
                 v.reach.clear();
                 // Complete the transition now rather than at the next tick.
                 self.evaluate(now, out);
@@ -1070,3 +1079,5 @@ fn job_step(node: NodeId, intent: u64, step: JobStep, detail: String, out: &mut 
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod review_tests;

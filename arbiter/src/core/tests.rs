@@ -147,7 +147,7 @@ fn no_lease_during_start_up_grace_then_epoch_one_for_everyone() {
             .iter()
             .all(|a| !matches!(a, Action::Ack { lease: Some(_), .. }))
     );
-    h.run(ms(400), &ALL3);
+    h.run(ms(600), &ALL3);
     let later = h.take();
     assert!(later.contains(&Action::Persist(Delta::Backed {
         epoch: 1,
@@ -751,4 +751,44 @@ fn the_largest_node_id_runs() {
     h.run(ms(800), &[(7, &[NodeId::MAX]), (NodeId::MAX, &[7])]);
     let out = h.take();
     assert!(leased(&out, 7) && leased(&out, NodeId::MAX));
+}
+
+/// Two processes claiming one node (a restarted agent whose old process
+/// lives on, a cloned VM): the newcomer gets no lease while the previous
+/// instance's lease may still run.
+#[test]
+fn a_second_instance_of_a_node_waits_out_the_first_ones_lease() {
+    let mut h = Harness::new(spec(2, QuorumMode::LastManStanding));
+    h.run(ms(800), &[(1, &[2]), (2, &[1])]);
+    h.take();
+    let granted = h.now;
+    h.core.step(
+        h.now,
+        Event::Connected {
+            node: 2,
+            session: 22,
+            known_epoch: 1,
+            instance: 77,
+        },
+    );
+    let hb = |seq, at: Duration, core: &mut ArbiterCore| {
+        core.step(
+            at,
+            Event::Heartbeat {
+                node: 2,
+                session: 22,
+                seq,
+                sent_at_us: 0,
+                reachable: vec![1],
+                heuristics: 0,
+                known_epoch: 1,
+            },
+        )
+    };
+    h.run(ms(50), &[(1, &[2])]);
+    let early = hb(1, h.now, &mut h.core);
+    assert!(!leased(&early, 2), "{early:?}");
+    h.run(Timing::default().lease_max(), &[(1, &[2])]);
+    let later = hb(2, h.now, &mut h.core);
+    assert!(leased(&later, 2), "{later:?}");
 }

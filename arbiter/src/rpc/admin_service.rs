@@ -129,7 +129,7 @@ impl pb::admin_server::Admin for AdminService {
             let s = c.snapshot().await?;
             let spec = &c.plan.spec;
             for (&id, v) in &s.nodes {
-                let lease = v.lease_shown_until.is_some_and(|u| u > s.now);
+                let lease = v.lease_bound.is_some_and(|u| u > s.now);
                 nodes.push(pb::NodeInfo {
                     cluster: spec.name.clone(),
                     node_id: id,

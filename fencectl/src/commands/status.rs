@@ -13,6 +13,12 @@ pub struct ClusterView {
     pub epoch: u64,
     pub quorate: bool,
     pub in_grace: bool,
+    /// Is the arbiter hearing from a quorate set of nodes?
+    pub in_contact: bool,
+    /// Nodes given lost_after + reconnect_allowance to come back.
+    pub pending: Vec<u32>,
+    /// Standing critical alerts (a node alive after its confirmed fence...).
+    pub alerts: Vec<String>,
     pub survivors: Vec<u32>,
     pub target_survivors: Vec<u32>,
     pub fencing: Vec<u32>,
@@ -44,6 +50,8 @@ pub struct NodeView {
     pub priority: u32,
     pub known_epoch: u64,
     pub config_fingerprint: String,
+    /// Set while the node is alive after a confirmed fence.
+    pub alert: Option<String>,
 }
 
 fn list(v: &[u32]) -> String {
@@ -75,6 +83,9 @@ pub async fn fetch_status(url: &str, cluster: &str) -> Result<StatusView, CliErr
             epoch: c.epoch,
             quorate: c.quorate,
             in_grace: c.in_grace,
+            in_contact: c.in_contact,
+            pending: c.pending,
+            alerts: c.alerts,
             survivors: c.survivors,
             target_survivors: c.target_survivors,
             fencing: c.fencing,
@@ -85,7 +96,7 @@ pub async fn fetch_status(url: &str, cluster: &str) -> Result<StatusView, CliErr
         .collect();
     let healthy = clusters
         .iter()
-        .all(|c| c.quorate && !c.in_grace && c.fencing.is_empty());
+        .all(|c| c.quorate && !c.in_grace && c.in_contact && c.fencing.is_empty() && c.alerts.is_empty());
     Ok(StatusView {
         arbiter: url.into(),
         version: r.version,
@@ -103,8 +114,12 @@ pub fn render_status(v: &StatusView) -> String {
         v.uptime_ms as f64 / 1000.0
     );
     for c in &v.clusters {
-        let state = if c.in_grace {
+        let state = if !c.alerts.is_empty() {
+            "ALERT"
+        } else if c.in_grace {
             "start-up grace"
+        } else if !c.in_contact {
+            "NO CONTACT (arbiter hears no quorate set)"
         } else if !c.quorate {
             "NO QUORUM"
         } else if !c.fencing.is_empty() {
@@ -122,6 +137,12 @@ pub fn render_status(v: &StatusView) -> String {
         }
         s += &format!("  fencing:   {}\n", list(&c.fencing));
         s += &format!("  fenced:    {}\n", list(&c.fenced));
+        if !c.pending.is_empty() {
+            s += &format!("  awaiting:  {} (silence not counted yet)\n", list(&c.pending));
+        }
+        for a in &c.alerts {
+            s += &format!("  ALERT:     {a}\n");
+        }
     }
     s
 }
@@ -162,6 +183,7 @@ pub async fn fetch_nodes(url: &str, cluster: &str) -> Result<Vec<NodeView>, CliE
             priority: n.priority,
             known_epoch: n.known_epoch,
             config_fingerprint: n.config_fingerprint,
+            alert: (!n.alert.is_empty()).then_some(n.alert),
         })
         .collect())
 }
@@ -185,8 +207,38 @@ pub fn render_nodes(nodes: &[NodeView]) -> String {
             list(&n.reachable),
             n.known_epoch
         );
+        if let Some(a) = &n.alert {
+            s += &format!("{:<10} {:>4}  ALERT: {a}\n", "", n.node);
+        }
     }
     s
+}
+
+/// `fencectl clear NODE --cluster C --yes`: clear a node's alive-after-off
+/// alert once its fence device is fixed.
+pub async fn clear(url: &str, cluster: &str, node: u32, yes: bool, out: Output) -> Result<u8, CliError> {
+    if !yes {
+        return Err(CliError::Usage(
+            "clearing an alive-after-off alert lets the node take part again: fix the fence device's wiring first (the node it switches must be this one), then add --yes".into(),
+        ));
+    }
+    if cluster.is_empty() {
+        return Err(CliError::Usage("name the cluster with --cluster".into()));
+    }
+    let mut c = connect(url).await?;
+    let r = c
+        .clear(pb::ClearRequest {
+            cluster: cluster.into(),
+            node_id: node,
+        })
+        .await
+        .map_err(|s| CliError::from_status(url, s))?
+        .into_inner();
+    match out {
+        Output::Json => println!("{}", serde_json::json!({ "cleared": node, "message": r.message })),
+        Output::Text => println!("{}", r.message),
+    }
+    Ok(exit::OK)
 }
 
 pub async fn nodes(url: &str, cluster: &str, out: Output) -> Result<u8, CliError> {
