@@ -43,6 +43,7 @@ pub fn reachable(state: &SharedProbes, now: Instant) -> Vec<u32> {
     let window = s.interval.unwrap_or(Duration::from_millis(100)) * 3;
     s.last_ok
         .iter()
+        .filter(|(id, _)| s.peers.contains_key(id))
         .filter(|(_, t)| now.saturating_duration_since(**t) <= window)
         .map(|(&id, _)| id)
         .collect()

@@ -371,6 +371,11 @@ impl Session {
                 .iter()
                 .map(|p| (p.node_id, (p.probe_address.clone(), p.name.clone())))
                 .collect();
+            // Report only the peers the arbiter names now: a node removed
+            // from its configuration must not be reported (the arbiter
+            // refuses reports naming unknown nodes).
+            let peers = p.peers.clone();
+            p.last_ok.retain(|id, _| peers.contains_key(id));
         }
         if let Some((failures, lasted)) = self.streak.reset() {
             info!(node.id = self.plan.node, failures, lasted = ?lasted, "arbiter reached again");

@@ -318,7 +318,12 @@ impl FenceDriver for SimPowerDevice {
         self.faults(port).await?;
         if self.lies(port) {
             let _guard = self.lock()?;
-            return self.record(port, "off", "", format!("lied (lie-{port} exists): nothing switched"));
+            return self.record(
+                port,
+                "off",
+                "",
+                format!("lied (lie-{port} exists): nothing switched"),
+            );
         }
         let _guard = self.lock()?;
         let mut s = self.load()?;

@@ -790,16 +790,22 @@ async fn a_node_alive_after_its_confirmed_fence_is_an_alert_until_cleared() {
     assert!(alert.is_some(), "no alert: {:?}", w.seen);
     let status = fetch_status(&c.url, "demo").await.unwrap();
     assert!(!status.healthy);
-    assert!(status.clusters[0].alerts.iter().any(|a| a.contains("node 2")), "{status:?}");
+    assert!(
+        status.clusters[0]
+            .alerts
+            .iter()
+            .any(|a| a.contains("node 2")),
+        "{status:?}"
+    );
     let nodes = fetch_nodes(&c.url, "demo").await.unwrap();
     let n2 = nodes.iter().find(|n| n.node == 2).unwrap();
     assert!(n2.alert.is_some() && !n2.lease, "{n2:?}");
     // The agent learnt it is gone while it held a lease: it stopped itself
     // (its process exits with status 3; the cluster reaps it at the end).
-    let gone_by = std::time::Instant::now() + Duration::from_secs(5);
+    let gone_by = tokio::time::Instant::now() + Duration::from_secs(5);
     while !c.log("agent2").contains("fence-agent stopped") {
         assert!(
-            std::time::Instant::now() < gone_by,
+            tokio::time::Instant::now() < gone_by,
             "node 2's agent still runs:\n{}",
             c.log("agent2")
         );
@@ -807,9 +813,23 @@ async fn a_node_alive_after_its_confirmed_fence_is_an_alert_until_cleared() {
     }
     assert!(c.log("agent2").contains("exit 3"), "{}", c.log("agent2"));
     // Clearing needs --yes, then works and the alert is gone.
-    let (code, _, err) = run("fencectl", &["--arbiter", &c.url, "clear", "2", "--cluster", "demo"]);
+    let (code, _, err) = run(
+        "fencectl",
+        &["--arbiter", &c.url, "clear", "2", "--cluster", "demo"],
+    );
     assert_eq!(code, 2, "{err}");
-    let (code, out, err) = run("fencectl", &["--arbiter", &c.url, "clear", "2", "--cluster", "demo", "--yes"]);
+    let (code, out, err) = run(
+        "fencectl",
+        &[
+            "--arbiter",
+            &c.url,
+            "clear",
+            "2",
+            "--cluster",
+            "demo",
+            "--yes",
+        ],
+    );
     assert_eq!(code, 0, "{out}{err}");
     let status = fetch_status(&c.url, "demo").await.unwrap();
     assert!(status.clusters[0].alerts.is_empty(), "{status:?}");

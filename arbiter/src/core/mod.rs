@@ -68,6 +68,12 @@ pub use spec::{ClusterSpec, NodeSpec, Persisted, Timing};
 /// Node identifier, unique within a cluster.
 pub type NodeId = u32;
 
+/// The highest epoch an agent may report: no arbiter counts that far (one
+/// epoch a microsecond for 290,000 years), so a higher one is hostile or
+/// corrupt input and is refused, never adopted (the epoch could not grow
+/// past it).
+pub const MAX_EPOCH: u64 = u64::MAX / 2;
+
 /// A rule of the core broken on purpose. Only the simulation's checker
 /// tests set one, to show each checker rule catches the bug it names;
 /// production code never does (`ArbiterCore::new` starts without).
@@ -135,6 +141,9 @@ pub struct ArbiterCore {
     storm_noticed: Option<BTreeSet<NodeId>>,
     /// Since when the arbiter has heard from a quorate set without a break.
     contact_since: Option<Duration>,
+    /// The last instant a storm was held: like a loss of contact, what
+    /// happened before it is no evidence against anyone.
+    storm_held_at: Option<Duration>,
     contact_noticed: bool,
     last_step: Option<Duration>,
     /// The highest epoch any agent reported.
@@ -277,6 +286,7 @@ impl ArbiterCore {
             no_quorum_noticed: false,
             storm_noticed: None,
             contact_since: None,
+            storm_held_at: None,
             contact_noticed: false,
             // A first step long after construction is a stall like any.
             last_step: Some(now),
@@ -448,6 +458,9 @@ impl ArbiterCore {
         session: Option<u64>,
         instance: Option<u64>,
     ) -> bool {
+        // A message sent before the node went off may still be in flight
+        // (or queued): only one arriving later than a heartbeat interval
+        // after the confirmation counts.
         let Some(off) = &v.off else { return false };
         let late = now > off.at + self.spec.timing.heartbeat_interval;
         let same = (session.is_some() && session == off.session)
@@ -484,13 +497,27 @@ impl ArbiterCore {
             });
             return;
         };
+        if known_epoch > MAX_EPOCH {
+            out.push(Action::Refuse {
+                node,
+                session,
+                reason: format!(
+                    "node {node} reports epoch {known_epoch}, beyond any real epoch ({MAX_EPOCH})"
+                ),
+            });
+            return;
+        }
         if self.speaks_after_off(now, v, None, Some(instance)) {
             self.alive_after_off(
                 node,
                 format!("its fence was confirmed, yet the same agent (instance {instance:#x}) opened a new session: wrong outlet or lying device"),
                 out,
             );
-        } else {
+        } else if v
+            .off
+            .as_ref()
+            .is_none_or(|o| instance == 0 || o.instance != Some(instance))
+        {
             // A new agent instance (or one this arbiter life never saw
             // fenced): the node was off and came back.
             let v = self.nodes.get_mut(&node).expect("known node");
@@ -499,6 +526,9 @@ impl ArbiterCore {
                 v.phase = Phase::Joining;
             }
         }
+        // (The same instance within a heartbeat interval of its fence: a
+        // Hello that was in flight. The off record stays; if that session
+        // heartbeats later, it is alive after off.)
         if self.nodes[&node].session != Some(session) {
             self.edges.forget(node);
         }
@@ -508,7 +538,8 @@ impl ArbiterCore {
             // Another process claiming this node (a restarted agent, or a
             // duplicate identity) gets no lease while the previous one may
             // still hold one: never two holders for one node.
-            if instance != v.instance && v.lease_bound.is_some_and(|b| b > now) {
+            let other = instance != v.instance || instance == 0;
+            if other && v.lease_bound.is_some_and(|b| b > now) {
                 v.no_lease_before = v.lease_bound;
             }
         }
@@ -565,6 +596,14 @@ impl ArbiterCore {
             });
             return;
         };
+        if known_epoch > MAX_EPOCH {
+            out.push(Action::Refuse {
+                node,
+                session,
+                reason: format!("heartbeat from node {node} reports epoch {known_epoch}, beyond any real epoch ({MAX_EPOCH})"),
+            });
+            return;
+        }
         if let Some(bad) = reachable.iter().find(|r| !self.nodes.contains_key(r)) {
             out.push(Action::Refuse {
                 node,
@@ -589,6 +628,13 @@ impl ArbiterCore {
         if seq <= v.last_seq {
             return; // replayed or reordered
         }
+        if self.speaks_after_off(now, v, None, Some(v.instance)) {
+            self.alive_after_off(
+                node,
+                "its fence was confirmed, yet the same agent heartbeats on a new session: wrong outlet or lying device".into(),
+                out,
+            );
+        }
         let v = self.nodes.get_mut(&node).expect("checked above");
         v.last_seq = seq;
         v.last_heard = Some(now);
@@ -604,6 +650,9 @@ impl ArbiterCore {
             }
         }
         self.note_reported_epoch(node, known_epoch, out);
+        // This heartbeat is itself fresh contact: a lease it renews must not
+        // wait for the next tick to see the arbiter hears a quorate set.
+        self.update_contact(now, out);
         let reason = self.lease_refusal(now, node);
         if reason.is_none() {
             self.raise_epoch_above_floor(out);
@@ -663,7 +712,6 @@ impl ArbiterCore {
                 v.session = None;
                 v.connected = false;
                 v.last_heard = None;
-                v.lease_bound = None;
                 v.reach.clear();
                 // Complete the transition now rather than at the next tick.
                 self.evaluate(now, out);
@@ -749,20 +797,30 @@ impl ArbiterCore {
     /// Without any history (epoch 0: a first start, or a lost store) every
     /// configured node is waited for like a member (corosync's
     /// `wait_for_all`): each may hold a higher epoch to report.
+    ///
+    /// A storm hold counts like a loss of contact (the arbiter that lost
+    /// most nodes at once is likely the one cut off), and a member whose
+    /// new session opened less than `lost_after` ago is on its way back.
     fn pending(&self, now: Duration) -> BTreeSet<NodeId> {
         let t = self.spec.timing;
         let no_history = self.epoch == 0;
+        let since = self
+            .contact_since
+            .map(|c| c.max(self.storm_held_at.unwrap_or_default()));
         self.nodes
             .iter()
             .filter(|(_, v)| {
                 (v.phase == Phase::Member || (no_history && v.phase == Phase::Joining))
                     && !v.is_alive(now, t.lost_after)
             })
-            .filter(|(_, v)| match self.contact_since {
+            .filter(|(_, v)| match since {
                 None => true,
                 Some(since) => {
-                    v.last_heard.is_none_or(|h| h < since)
-                        && now < since + t.lost_after + t.reconnect_allowance
+                    let reconnecting =
+                        v.session.is_some() && now.saturating_sub(v.session_since) < t.lost_after;
+                    reconnecting
+                        || (v.last_heard.is_none_or(|h| h < since)
+                            && now < since + t.lost_after + t.reconnect_allowance)
                 }
             })
             .map(|(&id, _)| id)
@@ -833,7 +891,7 @@ impl ArbiterCore {
             return;
         };
         if self.start_fences(now, &verdict, out) {
-            self.commit(&verdict, out);
+            self.commit(now, &verdict, out);
         }
     }
 
@@ -971,6 +1029,7 @@ impl ArbiterCore {
         // Every node leaving in this transition counts, fenced or not: a
         // storm arriving one node at a time is still a storm.
         if leaving.len() > self.spec.storm_limit {
+            self.storm_held_at = Some(now);
             if self.storm_noticed.as_ref() != Some(&leaving) {
                 self.storm_noticed = Some(leaving.clone());
                 out.push(Action::Notice(Notice::StormHold { leaving }));
@@ -1013,7 +1072,7 @@ impl ArbiterCore {
 
     /// Back the verdict under a new epoch once no fence runs and every node
     /// leaving is confirmed off; tell the survivors who is gone.
-    fn commit(&mut self, verdict: &BTreeSet<NodeId>, out: &mut Vec<Action>) {
+    fn commit(&mut self, now: Duration, verdict: &BTreeSet<NodeId>, out: &mut Vec<Action>) {
         let any_running = self
             .nodes
             .values()
@@ -1029,6 +1088,15 @@ impl ArbiterCore {
             .map(|(&id, _)| id)
             .collect();
         if any_running || !all_off || (*verdict == self.backed && off.is_empty()) {
+            return;
+        }
+        // Belt and braces: survivors take over only once every lease the
+        // fenced nodes held has ended too, so even a device that lied (a
+        // wrong outlet) cannot make two holders.
+        if off
+            .iter()
+            .any(|n| self.nodes[n].lease_bound.is_some_and(|b| b > now))
+        {
             return;
         }
         self.epoch = self.epoch.max(self.epoch_floor) + 1;
@@ -1078,6 +1146,6 @@ fn job_step(node: NodeId, intent: u64, step: JobStep, detail: String, out: &mut 
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod review_tests;
+#[cfg(test)]
+mod tests;

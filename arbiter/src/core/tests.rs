@@ -384,11 +384,14 @@ fn restart_resumes_open_intents_and_waits_out_old_leases() {
     );
     assert!(matches!(
         out.as_slice(),
-        [Action::Ack {
-            lease: None,
-            epoch: 4,
-            ..
-        }]
+        [
+            Action::Notice(Notice::ContactRegained { .. }),
+            Action::Ack {
+                lease: None,
+                epoch: 4,
+                ..
+            }
+        ]
     ));
 }
 
@@ -407,8 +410,8 @@ fn a_silent_heavyweight_never_outvotes_fresh_nodes_with_its_stale_report() {
     assert_eq!(fences(&out), vec![(3, 0)]);
 }
 
-/// Findings of issue 8, each shown against the mutant that restores the old
-/// rule (so the test would have caught it).
+// Findings of issue 8, each shown against the mutant that restores the old
+// rule (so the test would have caught it).
 
 /// Finding 2: after the arbiter heard from nobody for 2 s (its own network
 /// blip), the first node back used to be the verdict alone, and the other,
@@ -761,7 +764,6 @@ fn a_second_instance_of_a_node_waits_out_the_first_ones_lease() {
     let mut h = Harness::new(spec(2, QuorumMode::LastManStanding));
     h.run(ms(800), &[(1, &[2]), (2, &[1])]);
     h.take();
-    let granted = h.now;
     h.core.step(
         h.now,
         Event::Connected {

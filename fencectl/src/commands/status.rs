@@ -94,9 +94,9 @@ pub async fn fetch_status(url: &str, cluster: &str) -> Result<StatusView, CliErr
             arbiter_votes: c.arbiter_votes,
         })
         .collect();
-    let healthy = clusters
-        .iter()
-        .all(|c| c.quorate && !c.in_grace && c.in_contact && c.fencing.is_empty() && c.alerts.is_empty());
+    let healthy = clusters.iter().all(|c| {
+        c.quorate && !c.in_grace && c.in_contact && c.fencing.is_empty() && c.alerts.is_empty()
+    });
     Ok(StatusView {
         arbiter: url.into(),
         version: r.version,
@@ -138,7 +138,10 @@ pub fn render_status(v: &StatusView) -> String {
         s += &format!("  fencing:   {}\n", list(&c.fencing));
         s += &format!("  fenced:    {}\n", list(&c.fenced));
         if !c.pending.is_empty() {
-            s += &format!("  awaiting:  {} (silence not counted yet)\n", list(&c.pending));
+            s += &format!(
+                "  awaiting:  {} (silence not counted yet)\n",
+                list(&c.pending)
+            );
         }
         for a in &c.alerts {
             s += &format!("  ALERT:     {a}\n");
@@ -216,7 +219,13 @@ pub fn render_nodes(nodes: &[NodeView]) -> String {
 
 /// `fencectl clear NODE --cluster C --yes`: clear a node's alive-after-off
 /// alert once its fence device is fixed.
-pub async fn clear(url: &str, cluster: &str, node: u32, yes: bool, out: Output) -> Result<u8, CliError> {
+pub async fn clear(
+    url: &str,
+    cluster: &str,
+    node: u32,
+    yes: bool,
+    out: Output,
+) -> Result<u8, CliError> {
     if !yes {
         return Err(CliError::Usage(
             "clearing an alive-after-off alert lets the node take part again: fix the fence device's wiring first (the node it switches must be this one), then add --yes".into(),
@@ -235,7 +244,10 @@ pub async fn clear(url: &str, cluster: &str, node: u32, yes: bool, out: Output) 
         .map_err(|s| CliError::from_status(url, s))?
         .into_inner();
     match out {
-        Output::Json => println!("{}", serde_json::json!({ "cleared": node, "message": r.message })),
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({ "cleared": node, "message": r.message })
+        ),
         Output::Text => println!("{}", r.message),
     }
     Ok(exit::OK)
