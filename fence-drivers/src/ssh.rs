@@ -194,6 +194,9 @@ impl std::fmt::Debug for KnownHosts {
 enum Trouble {
     /// No TCP connection (refused, unreachable, timed out).
     NoConnection(String),
+    /// The command was sent; no exit status came within the timeout (a
+    /// node powering off may simply go silent).
+    Silent,
     Fence(FenceError),
 }
 
@@ -356,10 +359,7 @@ impl SshDriver {
             }
             Err(_) => {
                 *warm = None;
-                Err(Trouble::Fence(FenceError::Timeout {
-                    device: self.name.clone(),
-                    timeout: self.timeout,
-                }))
+                Err(Trouble::Silent)
             }
         }
     }
@@ -416,8 +416,16 @@ impl SshDriver {
                     }
                 }
                 Err(Trouble::Fence(e)) => return Err(e),
+                Err(Trouble::Silent) => return Err(self.silent()),
             }
             tokio::time::sleep_until(attempt + PROBE_EVERY).await;
+        }
+    }
+
+    fn silent(&self) -> FenceError {
+        FenceError::Timeout {
+            device: self.name.clone(),
+            timeout: self.timeout,
         }
     }
 
@@ -429,12 +437,14 @@ impl SshDriver {
     }
 
     /// Run a command; success is exit 0, or for `off` only, a connection
-    /// that dropped after the command was sent (the node went down under
-    /// it). Either way `off` is only "accepted": `status` confirms.
+    /// that dropped or went silent after the command was sent (the node
+    /// went down under it). Either way `off` is only "accepted": `status`
+    /// (the unreachable window) confirms.
     async fn command(&self, command: &str, what: &str) -> Result<(), FenceError> {
         match self.run(command).await {
             Ok(Some(0)) => Ok(()),
-            Ok(None) if what == "off" => Ok(()),
+            Ok(None) | Err(Trouble::Silent) if what == "off" => Ok(()),
+            Err(Trouble::Silent) => Err(self.silent()),
             Ok(None) => Err(FenceError::Device {
                 device: self.name.clone(),
                 reason: format!("{what} command: the connection dropped before an exit status"),
@@ -488,6 +498,7 @@ impl FenceDriver for SshDriver {
                 Ok(PowerState::Unknown)
             }
             Err(Trouble::Fence(e)) => Err(e),
+            Err(Trouble::Silent) => Err(self.silent()),
         }
     }
 

@@ -225,3 +225,34 @@ async fn a_changed_host_key_or_a_refused_key_is_never_off() {
         .unwrap_err();
     assert!(matches!(e, FenceError::Credentials { .. }), "{e}");
 }
+
+/// A node powering off may just go silent after the off command: `off` is
+/// accepted (no Timeout error that would fail the level before the window
+/// is tried), yet nothing is confirmed while sshd still answers. Any other
+/// command going silent is a timeout.
+#[tokio::test]
+async fn a_silent_off_is_accepted_but_confirmed_only_by_the_window() {
+    let _g = serial();
+    let Some(s) = sshd() else { return };
+    let delay = std::path::Path::new(s.get("FENCE_SSHD_DIR")).join("delay-seconds");
+    std::fs::write(&delay, "4").unwrap();
+    let d = SshDriver::from_params(
+        "node3-ssh",
+        &params(
+            &s,
+            &[
+                ("timeout", "1s"),
+                ("confirm", "unreachable"),
+                ("unreachable_for", "1s"),
+            ],
+        ),
+    )
+    .unwrap();
+    let r = d.off("").await;
+    let m = d.monitor().await;
+    std::fs::remove_file(&delay).unwrap();
+    r.expect("a silent off is accepted");
+    assert!(matches!(m, Err(FenceError::Timeout { .. })), "{m:?}");
+    // sshd answers: never off.
+    assert_eq!(d.status("").await.unwrap(), PowerState::On);
+}
