@@ -69,9 +69,22 @@ fn ten_thousand_seeds_keep_every_invariant() {
 /// 40: a joining node with an unproven link made the arbiter fence a member;
 /// 2655: a node fenced while its transition was pending rebooted and got a
 ///       lease before the survivors were told it was gone.
+/// Found by the ground-truth availability rule of issue 8:
+/// 744, 41761: a member's new session (or one back from a freeze) had not
+///       probed its peers yet; its missing reports fenced a healthy peer;
+/// 1486: a restarted agent's edges kept its previous life's broken links;
+/// 101943: a verdict taken while a rebooted joiner's edges were settling
+///       fenced both members;
+/// 85728: heartbeats queued during an arbiter stall (or a clock jump) were
+///       taken for a node alive after its fence;
+/// 9019: a Hello in flight at the fence raised a false alive-after-off;
+/// 12077, 2454: a clock jump cut the start-up grace short;
+/// 19293: a lost store with a node reconnecting late sent the epoch back.
 #[test]
 fn regression_seeds() {
-    for seed in [40, 41, 2655, 5904, 16012] {
+    for seed in [
+        40, 41, 744, 1486, 2454, 2655, 5904, 9019, 12077, 16012, 19293, 41761, 85728, 101943,
+    ] {
         if let Err(v) = sim::run(&Options::new(seed)) {
             panic!("{v}");
         }

@@ -86,7 +86,9 @@ pub struct NodeView {
     pub session: Option<u64>,
     /// The agent process instance of that session (0: not told).
     pub instance: u64,
-    /// When that session opened: its reports name no peer yet for a while.
+    /// When that session opened, or the node spoke again after a silence
+    /// longer than `fresh_within` (a freeze): for a probe window its peers'
+    /// reports about it, and its own, are stale.
     pub session_since: Duration,
     pub connected: bool,
     pub last_heard: Option<Duration>,

@@ -146,6 +146,9 @@ pub struct ArbiterCore {
     storm_held_at: Option<Duration>,
     contact_noticed: bool,
     last_step: Option<Duration>,
+    /// When the arbiter last came back from a stall (messages queued meanwhile
+    /// are all taken up then).
+    resumed_at: Duration,
     /// The highest epoch any agent reported.
     epoch_floor: u64,
     /// Intents recovered from the store, whose first level runs at the
@@ -290,6 +293,7 @@ impl ArbiterCore {
             contact_noticed: false,
             // A first step long after construction is a stall like any.
             last_step: Some(now),
+            resumed_at: now,
             epoch_floor: 0,
             to_resume,
             start_notices,
@@ -359,6 +363,7 @@ impl ArbiterCore {
                 // The arbiter did not run: what it did not hear meanwhile
                 // is no evidence against anyone.
                 out.push(Action::Notice(Notice::Stalled { gap }));
+                self.resumed_at = now;
                 self.lose_contact(&mut out);
                 if !self.ready {
                     // A clock that jumped may have cut the grace short.
@@ -462,7 +467,9 @@ impl ArbiterCore {
         // (or queued): only one arriving later than a heartbeat interval
         // after the confirmation counts.
         let Some(off) = &v.off else { return false };
-        let late = now > off.at + self.spec.timing.heartbeat_interval;
+        // Messages queued while the arbiter stalled arrive at once when it
+        // resumes: only later ones count.
+        let late = now > off.at.max(self.resumed_at) + self.spec.timing.heartbeat_interval;
         let same = (session.is_some() && session == off.session)
             || (instance.is_some_and(|i| i != 0) && instance == off.instance);
         late && same
@@ -635,7 +642,14 @@ impl ArbiterCore {
                 out,
             );
         }
+        let fresh = self.spec.timing.fresh_within();
         let v = self.nodes.get_mut(&node).expect("checked above");
+        if v.last_heard.is_some_and(|h| now.saturating_sub(h) > fresh) {
+            // Back from a silence (a freeze, a stalled link): what it and
+            // its peers reported meanwhile reflects the silence, not a
+            // broken link. Its edges hold for a probe window.
+            v.session_since = now;
+        }
         v.last_seq = seq;
         v.last_heard = Some(now);
         v.reach = reachable.into_iter().filter(|&r| r != node).collect();
@@ -930,8 +944,9 @@ impl ArbiterCore {
             .map(|(&id, _)| id)
             .collect();
         let joiner_settle = t.settle;
-        // A member's new session has not probed its peers yet: for three
-        // heartbeat intervals (the agents' probe window) its edges hold.
+        // A member's new session (or one back from a silence) has not
+        // probed its peers yet: for three heartbeat intervals (the agents'
+        // probe window) its edges hold.
         let young: BTreeSet<NodeId> = alive
             .iter()
             .filter(|id| {
@@ -994,6 +1009,16 @@ impl ArbiterCore {
                 return None;
             }
         };
+        // A verdict that would fence a member while a joiner's edges are
+        // still settling is taken on evidence still arriving (the joiner
+        // may reach them all a moment later): hold.
+        let drops_member = self
+            .nodes
+            .iter()
+            .any(|(id, v)| v.phase == Phase::Member && !verdict.contains(id));
+        if drops_member && self.edges.settling() {
+            return None;
+        }
         self.verdict = Some(verdict.clone());
         let leaving: BTreeSet<NodeId> = self.backed.difference(&verdict).copied().collect();
         let decision = (verdict.clone(), leaving.clone());

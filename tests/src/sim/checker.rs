@@ -44,7 +44,9 @@ pub struct Checker {
     fencing: BTreeSet<NodeId>,
     /// Per fence intent: why it was not justified when it started (`None`:
     /// it was). Judged when the arbiter decides, used when the device acts.
-    judged: BTreeMap<(NodeId, u64), Option<String>>,
+    judged: BTreeMap<(u64, NodeId, u64), Option<String>>,
+    /// Store generation (intent ids start again after a store loss).
+    pub generation: u64,
     window_us: u64,
     lease_max_us: u64,
     intents: BTreeMap<u64, NodeId>,
@@ -63,6 +65,7 @@ impl Checker {
             link_fault: BTreeMap::new(),
             fencing: BTreeSet::new(),
             judged: BTreeMap::new(),
+            generation: 0,
             window_us: window.as_micros() as u64,
             lease_max_us: t.lease_max().as_micros() as u64,
             intents: BTreeMap::new(),
@@ -91,9 +94,11 @@ impl Checker {
         intent: u64,
         agents: &BTreeMap<NodeId, Agent>,
     ) -> Check {
-        if !self.judged.contains_key(&(node, intent)) {
+        let key = (self.generation, node, intent);
+        if !self.judged.contains_key(&key) {
+            // (Only with the fence-before-intent mutant.)
             let verdict = self.unexplained(now_us, node, agents);
-            self.judged.insert((node, intent), verdict);
+            self.judged.insert(key, verdict);
         }
         self.fencing.insert(node);
         if store.open_intents.get(&node) != Some(&intent) {
@@ -117,8 +122,8 @@ impl Checker {
     pub fn store_lost(&mut self) {
         self.intents.clear();
         self.fencing.clear();
-        self.judged.clear();
         self.confirmed.clear();
+        self.generation += 1;
     }
 
     /// An ack or announcement leaves the arbiter with this epoch.
@@ -195,18 +200,20 @@ impl Checker {
         ))
     }
 
-    /// The device is about to switch `node` off for `intent`.
+    /// The device is about to switch `node` off for `intent` (ordered under
+    /// store `generation`).
     pub fn fenced(
         &mut self,
         now_us: u64,
         node: NodeId,
         intent: u64,
+        generation: u64,
         agents: &BTreeMap<NodeId, Agent>,
     ) -> Check {
         if agents[&node].state != AgentState::Running {
             return Ok(());
         }
-        let why = match self.judged.get(&(node, intent)) {
+        let why = match self.judged.get(&(generation, node, intent)) {
             Some(j) => j.clone(),
             None => self.unexplained(now_us, node, agents),
         };
@@ -248,7 +255,20 @@ impl Checker {
         self.last_off.insert(node, now_us);
     }
 
-    pub fn persisted(&mut self, store: &Persisted, delta: &Delta) -> Check {
+    /// A delta is about to be persisted. A fence intent is judged here, when
+    /// the arbiter decides (a resumed intent is fenced later, as decided).
+    pub fn persisted(
+        &mut self,
+        now_us: u64,
+        store: &Persisted,
+        delta: &Delta,
+        agents: &BTreeMap<NodeId, Agent>,
+    ) -> Check {
+        if let Delta::FenceIntent { intent, node, .. } = delta {
+            let verdict = self.unexplained(now_us, *node, agents);
+            self.judged
+                .insert((self.generation, *node, *intent), verdict);
+        }
         match delta {
             Delta::Backed { epoch, .. } if *epoch <= store.epoch => Err((
                 "epochs only grow",

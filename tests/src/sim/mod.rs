@@ -216,6 +216,8 @@ enum Ev {
         attempt: u64,
         inc: u32,
         ok: bool,
+        /// The store generation the fence was ordered under.
+        generation: u64,
     },
     PowerOn {
         node: NodeId,
@@ -654,9 +656,10 @@ impl Sim {
                 attempt,
                 inc,
                 ok,
+                generation,
             } => {
                 if ok && self.opts.mutant != Some(Mutant::LyingDevice) {
-                    self.power_off(node, intent)?;
+                    self.power_off(node, intent, generation)?;
                 }
                 // A device may switch the node off and still report failure.
                 let reported_ok = ok && !(self.chaos && self.rng.random_bool(0.05));
@@ -981,10 +984,10 @@ impl Sim {
         self.schedule(0, Ev::AgentTick { node, inc });
     }
 
-    fn power_off(&mut self, node: NodeId, intent: u64) -> Result<(), Violation> {
+    fn power_off(&mut self, node: NodeId, intent: u64, generation: u64) -> Result<(), Violation> {
         self.observe();
         self.checker
-            .fenced(self.now_us, node, intent, &self.agents)
+            .fenced(self.now_us, node, intent, generation, &self.agents)
             .map_err(|(rule, detail)| self.violation(rule, detail))?;
         let a = self.agents.get_mut(&node).expect("node");
         if a.state != AgentState::Off {
@@ -1050,7 +1053,10 @@ impl Sim {
         match action {
             Action::Persist(delta) => {
                 self.trace(|| format!("persist {delta:?}"));
-                let r = self.checker.persisted(&self.store, &delta);
+                self.observe();
+                let r = self
+                    .checker
+                    .persisted(self.now_us, &self.store, &delta, &self.agents);
                 check(r, self)?;
                 self.store.apply(&delta);
             }
@@ -1126,6 +1132,7 @@ impl Sim {
                             attempt,
                             inc,
                             ok,
+                            generation: self.checker.generation,
                         },
                     );
                 }
