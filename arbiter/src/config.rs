@@ -871,6 +871,22 @@ dir = "/tmp/sim"
     }
 
     #[test]
+    fn lease_with_its_clock_margin_must_be_shorter_than_lost_after() {
+        // 495 ms < 500 ms, but with the 2% + 1 ms margin it is 505.9 ms.
+        let e = errors(&GOOD.replace("name = \"c\"", "name = \"c\"\nlease = \"495ms\""));
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("cluster.c.lease:") && e.contains("clock margin")),
+            "{e:?}"
+        );
+        let ok = errors(&GOOD.replace("name = \"c\"", "name = \"c\"\nlease = \"480ms\""));
+        assert!(
+            !ok.iter().any(|e| e.starts_with("cluster.c.lease:")),
+            "{ok:?}"
+        );
+    }
+
+    #[test]
     fn lease_must_be_shorter_than_lost_after() {
         let e = errors(&GOOD.replace("name = \"c\"", "name = \"c\"\nlease = \"600ms\""));
         assert!(e.iter().any(|e| e.starts_with("cluster.c.lease:") && e.contains("shorter than lost_after")), "{e:?}");

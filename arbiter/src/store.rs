@@ -8,10 +8,9 @@
 //! The state is folded with [`Persisted::apply`], the same function the
 //! simulation uses, so a restarted arbiter sees exactly what was written.
 //!
-//! Internal types are not `Serialize`; this module keeps its own stored
-//! forms (JSON in redb values).
+//! The cluster state is stored as the core's own `Persisted`, in JSON; fence
+//! records as `FenceRecord`.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
@@ -82,39 +81,6 @@ pub trait Store: Send + Sync {
     fn apply(&self, cluster: &str, delta: &Delta, unix_ms: u64) -> Result<(), StoreError>;
     /// Newest first.
     fn history(&self, cluster: &str, limit: usize) -> Result<Vec<FenceRecord>, StoreError>;
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct StoredState {
-    epoch: u64,
-    backed: BTreeSet<NodeId>,
-    gone: BTreeSet<NodeId>,
-    open_intents: BTreeMap<NodeId, u64>,
-    next_intent: u64,
-}
-
-impl From<StoredState> for Persisted {
-    fn from(s: StoredState) -> Self {
-        Persisted {
-            epoch: s.epoch,
-            backed: s.backed,
-            gone: s.gone,
-            open_intents: s.open_intents,
-            next_intent: s.next_intent,
-        }
-    }
-}
-
-impl From<&Persisted> for StoredState {
-    fn from(p: &Persisted) -> Self {
-        StoredState {
-            epoch: p.epoch,
-            backed: p.backed.clone(),
-            gone: p.gone.clone(),
-            open_intents: p.open_intents.clone(),
-            next_intent: p.next_intent,
-        }
-    }
 }
 
 pub struct RedbStore {
@@ -188,7 +154,10 @@ impl Store for RedbStore {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(STATE)?;
         match t.get(cluster)? {
-            Some(v) => Ok(decode::<StoredState>(&format!("state of {cluster}"), v.value())?.into()),
+            Some(v) => Ok(decode::<Persisted>(
+                &format!("state of {cluster}"),
+                v.value(),
+            )?),
             None => Ok(Persisted::default()),
         }
     }
@@ -198,11 +167,11 @@ impl Store for RedbStore {
         {
             let mut state = tx.open_table(STATE)?;
             let mut p: Persisted = match state.get(cluster)? {
-                Some(v) => decode::<StoredState>(&format!("state of {cluster}"), v.value())?.into(),
+                Some(v) => decode::<Persisted>(&format!("state of {cluster}"), v.value())?,
                 None => Persisted::default(),
             };
             p.apply(delta);
-            state.insert(cluster, encode(&StoredState::from(&p)).as_slice())?;
+            state.insert(cluster, encode(&p).as_slice())?;
             let mut hist = tx.open_table(HISTORY)?;
             let mut index = tx.open_table(UNANNOUNCED)?;
             match delta {

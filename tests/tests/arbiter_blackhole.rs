@@ -20,7 +20,7 @@
 //!
 //! Needs root, `ip` and `nft` (`scripts/test` installs nftables); skipped
 //! elsewhere, a failure under `CI=true`. Rounds: `FENCE_BLACKHOLE_ROUNDS`
-//! (default 20) and `FENCE_BLACKHOLE_LATE_ROUNDS` (default 4); the outage,
+//! (default 20) and `FENCE_BLACKHOLE_LATE_ROUNDS` (default 20); the outage,
 //! `FENCE_BLACKHOLE_BLOCK_MS` (default 2000).
 
 use std::time::Duration;
@@ -66,12 +66,12 @@ fn three_nodes_arbiter_blackholed_2s_nobody_fenced() {
 
 #[test]
 fn two_nodes_arbiter_blackholed_2s_agent_back_2s_late_nobody_fenced() {
-    blackhole_rounds(2, env_number("FENCE_BLACKHOLE_LATE_ROUNDS", 4), true);
+    blackhole_rounds(2, env_number("FENCE_BLACKHOLE_LATE_ROUNDS", 20), true);
 }
 
 #[test]
 fn three_nodes_arbiter_blackholed_2s_agent_back_2s_late_nobody_fenced() {
-    blackhole_rounds(3, env_number("FENCE_BLACKHOLE_LATE_ROUNDS", 4), true);
+    blackhole_rounds(3, env_number("FENCE_BLACKHOLE_LATE_ROUNDS", 20), true);
 }
 
 fn blackhole_rounds(nodes: u32, rounds: usize, late: bool) {
