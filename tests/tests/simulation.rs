@@ -61,8 +61,9 @@ fn ten_thousand_seeds_keep_every_invariant() {
         "{} of {seeds} seeds failed (see above)",
         failures.len()
     );
-    // The scenarios are not empty: they fence, a lot.
-    assert!(fences > seeds, "only {fences} fences in {seeds} seeds");
+    // The scenarios are not empty: they fence, a lot (not every fault
+    // justifies one: the arbiter's own outages, by design, fence nobody).
+    assert!(fences > seeds * 3 / 4, "only {fences} fences in {seeds} seeds");
 }
 
 /// Seeds that once found real bugs (kept so they stay fixed):
