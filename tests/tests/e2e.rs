@@ -847,3 +847,55 @@ async fn a_node_alive_after_its_confirmed_fence_is_an_alert_until_cleared() {
     let status = fetch_status(&c.url, "demo").await.unwrap();
     assert!(status.clusters[0].alerts.is_empty(), "{status:?}");
 }
+
+/// Finding 3 of issue 8: a node removed from the configuration while it is
+/// in the stored survivor set, with an open fence intent, made the cluster
+/// task panic at every start. Now the arbiter starts, says what changed,
+/// reports the intent it can no longer carry out, and serves the rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_removed_from_the_configuration_across_a_restart_is_reported_not_a_panic() {
+    let _g = serial();
+    let (mut c, mut w, _) = cluster(ClusterOptions::default()).await;
+    // Node 3 hangs and its device hangs: its fence intent stays open.
+    std::fs::write(c.device.dir().join("hang"), "").unwrap();
+    c.freeze(3).unwrap();
+    let intent = w
+        .wait_for(Duration::from_secs(5), |e| {
+            e.kind == "fence_intent" && e.node == 3
+        })
+        .await;
+    assert!(intent.is_some(), "{:?}", w.seen);
+    c.stop_arbiter();
+    c.kill_agent(3).unwrap();
+    std::fs::remove_file(c.device.dir().join("hang")).unwrap();
+    let path = c.dir().join("arbiter.toml");
+    let toml = std::fs::read_to_string(&path).unwrap();
+    let start = toml
+        .find("[[cluster.node]]\nid = 3\n")
+        .expect("node 3 in the config");
+    let end = toml[start + 1..]
+        .find("\n[[")
+        .map_or(toml.len(), |e| start + 2 + e);
+    std::fs::write(&path, format!("{}{}", &toml[..start], &toml[end..])).unwrap();
+    c.start_arbiter().await.unwrap();
+    let st = fetch_status(&c.url, "demo").await.unwrap();
+    assert!(
+        st.clusters[0]
+            .alerts
+            .iter()
+            .any(|a| a.contains("node 3") && a.contains("no longer configured")),
+        "{st:?}"
+    );
+    let log = c.log("arbiter");
+    assert!(
+        log.contains("configuration changed since the state was stored"),
+        "{log}"
+    );
+    assert!(log.contains("no longer configured"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    // The rest of the cluster runs on.
+    assert!(
+        c.wait_all_leased_among(&[1, 2]).await > 0,
+        "nodes 1 and 2 hold no lease"
+    );
+}

@@ -63,7 +63,10 @@ fn ten_thousand_seeds_keep_every_invariant() {
     );
     // The scenarios are not empty: they fence, a lot (not every fault
     // justifies one: the arbiter's own outages, by design, fence nobody).
-    assert!(fences > seeds * 3 / 4, "only {fences} fences in {seeds} seeds");
+    assert!(
+        fences > seeds * 3 / 4,
+        "only {fences} fences in {seeds} seeds"
+    );
 }
 
 /// Seeds that once found real bugs (kept so they stay fixed):
