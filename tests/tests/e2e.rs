@@ -899,3 +899,55 @@ async fn a_node_removed_from_the_configuration_across_a_restart_is_reported_not_
         "nodes 1 and 2 hold no lease"
     );
 }
+
+/// The arbiter itself stalls (SIGSTOP for 2 s, then SIGCONT): the silence
+/// it did not hear is no evidence against anyone. Nobody is fenced and the
+/// cluster is whole again within a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_arbiter_stall_fences_nobody() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _g = serial();
+    let (c, mut w, epoch) = cluster(ClusterOptions::default()).await;
+    let pid = Pid::from_raw(c.arbiter_pid().expect("arbiter runs") as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    kill(pid, Signal::SIGCONT).unwrap();
+    let resumed = tokio::time::Instant::now();
+    let e = c.wait_all_leased_among(&[1, 2, 3]).await;
+    let whole = resumed.elapsed();
+    assert_eq!(e, epoch, "the epoch moved: a fence happened");
+    assert!(
+        whole < Duration::from_secs(1),
+        "whole again only after {whole:?}"
+    );
+    let fenced = w
+        .wait_for(Duration::from_millis(500), |e| e.kind == "fence_intent")
+        .await;
+    assert!(fenced.is_none(), "{fenced:?}");
+    assert!(w.seen.iter().any(|e| e.kind == "stalled"), "{:?}", w.seen);
+}
+
+/// The arbiter's store is lost (its file deleted) across a restart: the
+/// agents report the epoch they hold and the arbiter persists a higher one
+/// before granting anything; the fencing token never goes back. It says
+/// loudly that it started without its history.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_store_never_sends_the_epoch_back() {
+    let _g = serial();
+    let (mut c, mut w, _) = cluster(ClusterOptions::default()).await;
+    // Move the epoch on: node 3 is fenced, then rejoins (epoch 3).
+    c.freeze(3).unwrap();
+    let t = unix_us();
+    let before = assert_fenced_then_told(&c, &mut w, 3, t).await;
+    c.stop_arbiter();
+    std::fs::remove_file(c.dir().join("state").join("arbiter.redb")).unwrap();
+    c.start_arbiter().await.unwrap();
+    let after = c.wait_all_leased_among(&[1, 2]).await;
+    assert!(
+        after > before,
+        "epoch {after} after a lost store, {before} before"
+    );
+    let log = c.log("arbiter");
+    assert!(log.contains("started without its history"), "{log}");
+}
