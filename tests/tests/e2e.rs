@@ -90,15 +90,24 @@ async fn assert_fenced_then_told(c: &LocalCluster, w: &mut Watcher, n: u32, faul
     );
     assert_eq!(rec.epoch, told.epoch);
     // The survivors themselves: their log shows the new epoch, after the off.
+    // (An agent reconnecting at that moment learns it from its next ack:
+    // allow it two seconds to say so.)
     for s in (1..=c.nodes).filter(|&o| o != n) {
-        let log = json_log(&c.log(&format!("agent{s}")));
-        let got = log
-            .iter()
-            .find(|(_, msg, f)| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        let got = loop {
+            let log = json_log(&c.log(&format!("agent{s}")));
+            let hit = log.into_iter().find(|(_, msg, f)| {
                 msg.starts_with("new epoch: nodes confirmed fenced")
                     && f["lease.epoch"] == told.epoch
-            })
-            .unwrap_or_else(|| panic!("node {s} never logged epoch {}", told.epoch));
+            });
+            match hit {
+                Some(h) => break h,
+                None if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                None => panic!("node {s} never logged epoch {}", told.epoch),
+            }
+        };
         assert!(
             got.0 + 1000 >= off.unix_us,
             "node {s} heard of the fence before the device switched node {n} off"
