@@ -226,7 +226,7 @@ fn checker_catches_no_re_grace_after_the_arbiters_own_outage() {
         Mutant::Core(CoreMutant::NoRegraceAfterIsolation),
         Some(Focus::ArbiterOutages),
         200,
-        40,
+        25,
         "fence only what must be fenced",
         &["start-up grace", "lease exclusivity"],
     );

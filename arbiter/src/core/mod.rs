@@ -918,10 +918,18 @@ impl ArbiterCore {
         let fencing_counts = self.mutant == Some(Mutant::CandidatesIncludeFencing);
         let candidate =
             |p: &Phase| p.is_candidate() || (fencing_counts && matches!(p, Phase::Leaving(_)));
+        // A joiner whose session is younger than the agents' probe window
+        // has not reported its peers yet: it is no candidate until it has
+        // (else a just-rebooted node could be the whole verdict and shoot
+        // every member).
+        let probe_window = t.heartbeat_interval * 3;
         let alive: BTreeSet<NodeId> = self
             .nodes
             .iter()
             .filter(|(_, v)| candidate(&v.phase) && v.is_alive(now, t.lost_after))
+            .filter(|(_, v)| {
+                v.phase != Phase::Joining || now.saturating_sub(v.session_since) >= probe_window
+            })
             .map(|(&id, _)| id)
             .collect();
         // Suspect: a live node silent longer than `fresh_within` has a stale
