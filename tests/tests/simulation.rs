@@ -84,13 +84,13 @@ fn ten_thousand_seeds_keep_every_invariant() {
 /// 9019: a Hello in flight at the fence raised a false alive-after-off;
 /// 12077, 2454: a clock jump cut the start-up grace short;
 /// 19293: a lost store with a node reconnecting late sent the epoch back;
-/// 186098 (the 1M soak): a just-rebooted joiner, before it had probed its
+/// 186098, 803657, 815472 (the 1M soak): a just-rebooted joiner, before it had probed its
 ///       peers, was the whole verdict and both members were fenced.
 #[test]
 fn regression_seeds() {
     for seed in [
         40, 41, 744, 1486, 2454, 2655, 5904, 9019, 12077, 16012, 19293, 41761, 85728, 101943,
-        186098,
+        186098, 803657, 815472,
     ] {
         if let Err(v) = sim::run(&Options::new(seed)) {
             panic!("{v}");
