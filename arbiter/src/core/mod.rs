@@ -418,11 +418,18 @@ impl ArbiterCore {
         out
     }
 
-    fn not_member(&self, node: NodeId) -> String {
-        format!(
-            "node {node} is not a member of cluster {:?}",
-            self.spec.name
-        )
+    /// Why a Hello or heartbeat from `node` reporting `known_epoch` is
+    /// refused without any state change; `None`: it is well-formed.
+    fn refusal(&self, node: NodeId, known_epoch: u64) -> Option<String> {
+        if !self.nodes.contains_key(&node) {
+            return Some(format!(
+                "node {node} is not a member of cluster {:?}",
+                self.spec.name
+            ));
+        }
+        (known_epoch > MAX_EPOCH).then(|| {
+            format!("node {node} reports epoch {known_epoch}, beyond any real epoch ({MAX_EPOCH})")
+        })
     }
 
     /// Note the highest epoch an agent holds: a store that is behind it
@@ -495,25 +502,15 @@ impl ArbiterCore {
         instance: u64,
         out: &mut Vec<Action>,
     ) {
-        let Some(v) = self.nodes.get(&node) else {
-            let reason = self.not_member(node);
+        if let Some(reason) = self.refusal(node, known_epoch) {
             out.push(Action::Refuse {
                 node,
                 session,
                 reason,
             });
             return;
-        };
-        if known_epoch > MAX_EPOCH {
-            out.push(Action::Refuse {
-                node,
-                session,
-                reason: format!(
-                    "node {node} reports epoch {known_epoch}, beyond any real epoch ({MAX_EPOCH})"
-                ),
-            });
-            return;
         }
+        let v = &self.nodes[&node];
         if self.speaks_after_off(now, v, None, Some(instance)) {
             self.alive_after_off(
                 node,
@@ -594,20 +591,11 @@ impl ArbiterCore {
         known_epoch: u64,
         out: &mut Vec<Action>,
     ) {
-        let Some(v) = self.nodes.get(&node) else {
-            let reason = self.not_member(node);
+        if let Some(reason) = self.refusal(node, known_epoch) {
             out.push(Action::Refuse {
                 node,
                 session,
                 reason,
-            });
-            return;
-        };
-        if known_epoch > MAX_EPOCH {
-            out.push(Action::Refuse {
-                node,
-                session,
-                reason: format!("heartbeat from node {node} reports epoch {known_epoch}, beyond any real epoch ({MAX_EPOCH})"),
             });
             return;
         }
@@ -622,6 +610,7 @@ impl ArbiterCore {
             });
             return;
         }
+        let v = &self.nodes[&node];
         if v.session != Some(session) {
             if self.speaks_after_off(now, v, Some(session), None) {
                 self.alive_after_off(
