@@ -397,7 +397,7 @@ impl ClusterDriver {
                         format!("intent {intent}: {reason}"),
                     );
                 }
-                if let crate::core::Delta::FenceConfirmed { intent, node } = &delta {
+                if let crate::core::Delta::FenceConfirmed { intent, node, .. } = &delta {
                     info!(cluster = %cluster, node.id = node, fence.intent = intent, "fence confirmed and persisted");
                     publish(
                         &self.events,

@@ -208,6 +208,8 @@ impl Store for RedbStore {
                         index.insert((cluster, *intent), rec.node)?;
                     }
                 }
+                // Kept in the state (`Persisted::off`); no fence record changes.
+                Delta::AlertCleared { .. } => {}
                 Delta::Backed { epoch, gone, .. } => {
                     // Stamp the epoch on confirmed fences not yet announced
                     // whose node is gone: only those records are read.
@@ -303,8 +305,16 @@ mod tests {
         let p = s.load("c").unwrap();
         assert_eq!(p.open_intents, [(3, 1)].into());
         assert_eq!(p.next_intent, 2);
-        s.apply("c", &Delta::FenceConfirmed { intent: 1, node: 3 }, 12)
-            .unwrap();
+        s.apply(
+            "c",
+            &Delta::FenceConfirmed {
+                intent: 1,
+                node: 3,
+                instance: 7,
+            },
+            12,
+        )
+        .unwrap();
         s.apply(
             "c",
             &Delta::Backed {
@@ -343,7 +353,11 @@ mod tests {
     fn confirmed(s: &RedbStore, intent: u64, node: NodeId) {
         s.apply(
             "c",
-            &Delta::FenceConfirmed { intent, node },
+            &Delta::FenceConfirmed {
+                intent,
+                node,
+                instance: 0,
+            },
             intent * 10 + 1,
         )
         .unwrap();

@@ -94,7 +94,7 @@ impl Rules {
                                 "intent ids are unique"
                             );
                         }
-                        Delta::FenceConfirmed { intent, node } => {
+                        Delta::FenceConfirmed { intent, node, .. } => {
                             prop_assert_eq!(
                                 self.intent_node.get(intent),
                                 Some(node),
@@ -106,7 +106,7 @@ impl Rules {
                         Delta::Backed { epoch, .. } => {
                             prop_assert!(*epoch > self.store.epoch, "epochs only grow")
                         }
-                        Delta::FenceAttemptFailed { .. } => {}
+                        Delta::FenceAttemptFailed { .. } | Delta::AlertCleared { .. } => {}
                     }
                     self.store.apply(&d);
                 }

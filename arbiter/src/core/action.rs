@@ -22,8 +22,17 @@ pub enum Delta {
         node: NodeId,
         detail: String,
     },
-    /// The fence is confirmed: the node is off.
-    FenceConfirmed { intent: u64, node: NodeId },
+    /// The fence is confirmed: the node is off. `instance` is the agent
+    /// instance that ran on it then (0: unknown): if that instance speaks
+    /// again, even after an arbiter restart, the device lied.
+    FenceConfirmed {
+        intent: u64,
+        node: NodeId,
+        instance: u64,
+    },
+    /// An operator cleared the "alive after off" alert of a node: its off
+    /// record is dropped.
+    AlertCleared { node: NodeId },
     /// A new survivor set is backed under a new epoch.
     Backed {
         epoch: u64,

@@ -27,7 +27,7 @@ use super::fence_plan::FenceJob;
 /// | `Leaving` | no | no | running |
 /// | `Off` | no | no | done; announced gone at the next epoch |
 /// | `Gone` | no | no | done in an earlier epoch |
-/// | `AliveAfterOff` | no | no | held until an operator clears it |
+/// | `AliveAfterOff` | no | no | held until an operator clears it; leaves the backed set like `Off` |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
     /// Not in the backed set: admitted at the next epoch if it reaches
@@ -97,9 +97,10 @@ pub struct NodeView {
     pub reach: BTreeSet<NodeId>,
     pub heuristics: u32,
     pub known_epoch: u64,
-    /// The arbiter-side end of the lease last granted (clock margin
-    /// included): shown by status, and waited out by another agent
-    /// instance claiming this node.
+    /// The arbiter-side end of the lease last granted, with the margins
+    /// for the agent's clock and an unnoticed forward jump of the
+    /// arbiter's own: shown by status, waited out by another agent
+    /// instance claiming this node and by survivors taking over from it.
     pub lease_bound: Option<Duration>,
     /// No lease before this instant: a different agent instance took over
     /// the node's session while the previous one may still hold a lease.

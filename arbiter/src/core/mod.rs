@@ -94,6 +94,9 @@ pub enum Mutant {
     NoRegraceAfterIsolation,
     /// Epochs agents report are ignored (finding 5).
     IgnoreReportedEpochs,
+    /// A node recorded off that spoke again (alive after off) still gets
+    /// leases (finding 6).
+    LeaseToAliveAfterOff,
 }
 
 /// A read-only snapshot for the admin API.
@@ -262,6 +265,25 @@ impl ArbiterCore {
                     orphan_intents.insert(node, intent);
                     start_notices.push(Notice::OrphanIntent { node, intent });
                 }
+            }
+        }
+        // Nodes confirmed off: a member among them was confirmed off after
+        // the last epoch (survivors not told yet), so it is off again, and
+        // the commit completes after the grace. The agent instance that ran
+        // then is known, so if it speaks again it is alive after off.
+        for (&node, &instance) in &persisted.off {
+            let Some(v) = nodes.get_mut(&node) else {
+                continue;
+            };
+            if matches!(v.phase, Phase::Member | Phase::Gone) {
+                if v.phase == Phase::Member {
+                    v.phase = Phase::Off;
+                }
+                v.off = Some(OffRecord {
+                    session: None,
+                    instance: (instance != 0).then_some(instance),
+                    at: now,
+                });
             }
         }
         // Until the first decision, the last backed set stands (its members
@@ -524,9 +546,13 @@ impl ArbiterCore {
         {
             // A new agent instance (or one this arbiter life never saw
             // fenced): the node was off and came back.
+            // Confirmed off in this transition and already back (still in
+            // the backed set until the commit), it joins at once: it counts
+            // for contact and may be in the next verdict, so survivors
+            // without quorum of their own can complete the transition.
             let v = self.nodes.get_mut(&node).expect("known node");
             v.off = None;
-            if v.phase == Phase::Gone {
+            if matches!(v.phase, Phase::Gone | Phase::Off) {
                 v.phase = Phase::Joining;
             }
         }
@@ -564,6 +590,9 @@ impl ArbiterCore {
             Phase::Leaving(_) if self.mutant == Some(Mutant::LeaseToFencingNode) => None,
             Phase::Leaving(_) => Some("node is being fenced"),
             Phase::Off | Phase::Gone => Some("node was fenced; it rejoins at the next epoch"),
+            Phase::AliveAfterOff { .. } if self.mutant == Some(Mutant::LeaseToAliveAfterOff) => {
+                None
+            }
             Phase::AliveAfterOff { .. } => Some(
                 "recorded off by its fence device, yet alive: wrong outlet or lying device; an operator must clear it",
             ),
@@ -599,17 +628,6 @@ impl ArbiterCore {
             });
             return;
         }
-        if let Some(bad) = reachable.iter().find(|r| !self.nodes.contains_key(r)) {
-            out.push(Action::Refuse {
-                node,
-                session,
-                reason: format!(
-                    "heartbeat from node {node} reports node {bad}, which cluster {:?} does not have",
-                    self.spec.name
-                ),
-            });
-            return;
-        }
         let v = &self.nodes[&node];
         if v.session != Some(session) {
             if self.speaks_after_off(now, v, Some(session), None) {
@@ -623,6 +641,19 @@ impl ArbiterCore {
         }
         if seq <= v.last_seq {
             return; // replayed or reordered
+        }
+        // (Checked on the live session only: a stale one is dropped above,
+        // whatever it reports.)
+        if let Some(bad) = reachable.iter().find(|r| !self.nodes.contains_key(r)) {
+            out.push(Action::Refuse {
+                node,
+                session,
+                reason: format!(
+                    "heartbeat from node {node} reports node {bad}, which cluster {:?} does not have",
+                    self.spec.name
+                ),
+            });
+            return;
         }
         if self.speaks_after_off(now, v, None, Some(v.instance)) {
             self.alive_after_off(
@@ -661,10 +692,13 @@ impl ArbiterCore {
             self.raise_epoch_above_floor(out);
         }
         let lease = reason.is_none().then_some(self.spec.timing.lease);
-        let lease_max = self.spec.timing.lease_max();
+        // In this arbiter's clock, which may also have jumped forward by up
+        // to `stall_after` unnoticed (as the start-up grace allows for):
+        // waiting until the bound must outlast the lease in real time.
+        let bound = self.spec.timing.lease_max() + self.spec.timing.stall_after();
         let v = self.nodes.get_mut(&node).expect("checked above");
         if lease.is_some() {
-            v.lease_bound = Some(now + lease_max);
+            v.lease_bound = Some(now + bound);
         }
         let mut gone = self.gone.clone();
         if self.mutant == Some(Mutant::GoneInAckBeforeConfirm) {
@@ -703,7 +737,11 @@ impl ArbiterCore {
         }
         match outcome {
             LevelOutcome::ConfirmedOff => {
-                out.push(Action::Persist(Delta::FenceConfirmed { intent, node }));
+                out.push(Action::Persist(Delta::FenceConfirmed {
+                    intent,
+                    node,
+                    instance: v.instance,
+                }));
                 // The node is off: forget its session; it rejoins with a
                 // new one (a new agent instance) once it is back.
                 v.off = Some(OffRecord {
@@ -748,6 +786,7 @@ impl ArbiterCore {
             return;
         }
         v.off = None;
+        out.push(Action::Persist(Delta::AlertCleared { node }));
         v.phase = if self.backed.contains(&node) {
             Phase::Member
         } else {
@@ -1099,17 +1138,35 @@ impl ArbiterCore {
             .nodes
             .values()
             .any(|v| matches!(v.phase, Phase::Leaving(_)));
+        // A member recorded off that spoke again (alive after off) leaves
+        // like one that is off: its lease has ended (waited out below) and
+        // it gets none while the alert stands, so the transition need not
+        // wait for an operator.
+        // A member joining again is one confirmed off and rebooted since
+        // (its old instance is off): it has left too.
+        let left = |v: &NodeView| {
+            matches!(
+                v.phase,
+                Phase::Off | Phase::AliveAfterOff { .. } | Phase::Joining
+            )
+        };
         let all_off = self
             .backed
             .difference(verdict)
-            .all(|n| self.nodes[n].phase == Phase::Off);
+            .all(|n| left(&self.nodes[n]));
         let off: BTreeSet<NodeId> = self
             .nodes
             .iter()
-            .filter(|(_, v)| v.phase == Phase::Off)
+            .filter(|(id, v)| {
+                v.phase == Phase::Off
+                    || (left(v) && self.backed.contains(id) && !verdict.contains(id))
+            })
             .map(|(&id, _)| id)
             .collect();
-        if any_running || !all_off || (*verdict == self.backed && off.is_empty()) {
+        let admits = verdict
+            .iter()
+            .any(|n| self.nodes[n].phase == Phase::Joining);
+        if any_running || !all_off || (*verdict == self.backed && off.is_empty() && !admits) {
             return;
         }
         // Belt and braces: survivors take over only once every lease the

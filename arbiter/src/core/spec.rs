@@ -109,6 +109,12 @@ pub struct Persisted {
     pub open_intents: BTreeMap<NodeId, u64>,
     /// Next intent id to hand out.
     pub next_intent: u64,
+    /// Nodes confirmed off and not back since: node -> the agent instance
+    /// that ran on it when its fence was confirmed (0: unknown). A node
+    /// confirmed off whose survivors were not told yet (the arbiter stopped
+    /// in between) is here and still in `backed`.
+    #[serde(default)]
+    pub off: BTreeMap<NodeId, u64>,
 }
 
 impl Persisted {
@@ -121,10 +127,18 @@ impl Persisted {
                 self.next_intent = self.next_intent.max(intent + 1);
             }
             Delta::FenceAttemptFailed { .. } => {}
-            Delta::FenceConfirmed { intent, node } => {
+            Delta::FenceConfirmed {
+                intent,
+                node,
+                instance,
+            } => {
                 if self.open_intents.get(node) == Some(intent) {
                     self.open_intents.remove(node);
+                    self.off.insert(*node, *instance);
                 }
+            }
+            Delta::AlertCleared { node } => {
+                self.off.remove(node);
             }
             Delta::Backed {
                 epoch,
@@ -134,6 +148,9 @@ impl Persisted {
                 self.epoch = *epoch;
                 self.backed = survivors.clone();
                 self.gone = gone.clone();
+                // A node back in the survivor set (or rejoining) is no
+                // longer off.
+                self.off.retain(|n, _| gone.contains(n));
             }
         }
     }

@@ -195,7 +195,11 @@ fn a_silent_node_is_fenced_and_survivors_hear_only_after_confirmation() {
     assert_eq!(
         out,
         vec![
-            Action::Persist(Delta::FenceConfirmed { intent, node: 3 }),
+            Action::Persist(Delta::FenceConfirmed {
+                intent,
+                node: 3,
+                instance: 3
+            }),
             Action::Persist(Delta::Backed {
                 epoch: 2,
                 survivors: [1, 2].into(),
@@ -348,6 +352,7 @@ fn restart_resumes_open_intents_and_waits_out_old_leases() {
         gone: [].into(),
         open_intents: [(3, 17)].into(),
         next_intent: 18,
+        off: [].into(),
     };
     let start = Duration::from_secs(100);
     let mut core = ArbiterCore::new(s, persisted, start);
@@ -523,6 +528,7 @@ fn nodes_removed_from_the_configuration_do_not_panic_and_their_intents_are_repor
         gone: [5].into(),
         open_intents: [(4, 9), (2, 8)].into(),
         next_intent: 10,
+        off: [].into(),
     };
     let mut h = Harness::with(spec(3, QuorumMode::LastManStanding), persisted, None);
     h.run(ms(1500), &ALL3);
@@ -790,7 +796,128 @@ fn a_second_instance_of_a_node_waits_out_the_first_ones_lease() {
     h.run(ms(50), &[(1, &[2])]);
     let early = hb(1, h.now, &mut h.core);
     assert!(!leased(&early, 2), "{early:?}");
-    h.run(Timing::default().lease_max(), &[(1, &[2])]);
-    let later = hb(2, h.now, &mut h.core);
-    assert!(leased(&later, 2), "{later:?}");
+    // The newcomer heartbeats on; its lease comes once the first one's
+    // bound has passed (it allows for the arbiter's own clock jumping
+    // forward), not before.
+    let t = Timing::default();
+    let bound = h.now - ms(50) + t.lease_max() + t.stall_after();
+    let mut seq = 1;
+    let mut first_lease = None;
+    while first_lease.is_none() && h.now < bound + ms(500) {
+        h.run(ms(100), &[(1, &[2])]);
+        seq += 1;
+        if leased(&hb(seq, h.now, &mut h.core), 2) {
+            first_lease = Some(h.now);
+        }
+    }
+    let at = first_lease.expect("a lease once the bound has passed");
+    assert!(at >= bound, "lease at {at:?}, before the bound {bound:?}");
+}
+
+/// What the store holds after these actions, starting from `from`.
+fn stored(from: &Persisted, actions: &[Action]) -> Persisted {
+    let mut p = from.clone();
+    for a in actions {
+        if let Action::Persist(d) = a {
+            p.apply(d);
+        }
+    }
+    p
+}
+
+/// Found by the simulation's wrong-outlet fault (seed 1404): a fence
+/// confirmed just before the arbiter stopped, survivors not told yet. The
+/// restarted arbiter must still know the node is off, and which agent ran
+/// on it, or that agent (never switched off) gets a lease back silently.
+#[test]
+fn a_confirmed_off_survives_an_arbiter_restart_before_the_commit() {
+    let s = spec(3, QuorumMode::LastManStanding);
+    let mut h = Harness::new(s.clone());
+    h.run(ms(800), &ALL3);
+    h.run(ms(600), &[(1, &[2]), (2, &[1]), (3, &[])]);
+    let mut log = h.take();
+    let (intent, attempt) = first_fence(&log);
+    // The device confirms "off" (a wrong outlet: node 3 runs on); the
+    // arbiter stops before the commit, which waits out node 3's lease.
+    log.extend(h.core.step(
+        h.now,
+        Event::FenceFinished {
+            node: 3,
+            intent,
+            level: 0,
+            attempt,
+            outcome: LevelOutcome::ConfirmedOff,
+        },
+    ));
+    let store = stored(&Persisted::default(), &log);
+    assert_eq!(store.backed, [1, 2, 3].into(), "not committed yet");
+    assert_eq!(
+        store.off,
+        [(3, 3)].into(),
+        "off, with the instance that ran"
+    );
+
+    // Restarted: node 3's same agent instance speaks again.
+    let mut h = Harness::with(s.clone(), store.clone(), None);
+    h.run(ms(1500), &[(1, &[2]), (2, &[1]), (3, &[])]);
+    let out = h.take();
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Notice(Notice::AliveAfterOff { node: 3, .. }))),
+        "{out:?}"
+    );
+    assert!(!out.iter().any(|a| matches!(
+        a,
+        Action::Ack {
+            node: 3,
+            lease: Some(_),
+            ..
+        }
+    )));
+    // The survivors' transition completes: node 3 gone, no new fence.
+    assert!(fences(&out).is_empty(), "{out:?}");
+    let store = stored(&store, &out);
+    assert_eq!(
+        (store.backed.clone(), store.gone.clone()),
+        ([1, 2].into(), [3].into())
+    );
+    assert!(leased(&out, 1) && leased(&out, 2));
+
+    // Cleared by an operator: durable, so another restart raises nothing.
+    let cleared = h.core.step(h.now, Event::Clear { node: 3 });
+    assert!(cleared.contains(&Action::Persist(Delta::AlertCleared { node: 3 })));
+    let store = stored(&store, &cleared);
+    assert!(store.off.is_empty());
+    let mut h = Harness::with(s, store, None);
+    h.run(ms(1500), &ALL3);
+    assert!(
+        !h.take()
+            .iter()
+            .any(|a| matches!(a, Action::Notice(Notice::AliveAfterOff { .. })))
+    );
+}
+
+/// A heartbeat on a session that is not the node's current one is dropped
+/// whatever it reports (it may name a node a new configuration removed):
+/// refusing it would refuse a well-behaved agent.
+#[test]
+fn a_stale_session_naming_an_unknown_node_is_dropped_not_refused() {
+    let mut h = Harness::new(spec(3, QuorumMode::LastManStanding));
+    h.run(ms(800), &ALL3);
+    let out = h.core.step(
+        h.now,
+        Event::Heartbeat {
+            node: 2,
+            session: 999,
+            seq: 50,
+            sent_at_us: 0,
+            reachable: vec![1, 3, 4],
+            heuristics: 0,
+            known_epoch: 0,
+        },
+    );
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Refuse { .. })),
+        "{out:?}"
+    );
 }

@@ -31,7 +31,7 @@ struct Args {
     /// Break a rule on purpose (see `Mutant::ALL` for the names).
     #[arg(long)]
     mutant: Option<String>,
-    /// A narrower mix of faults: flip-during-slow-fence | arbiter-outages.
+    /// A narrower mix of faults: flip-during-slow-fence | arbiter-outages | wrong-outlets.
     #[arg(long)]
     focus: Option<String>,
 }
@@ -53,9 +53,10 @@ fn main() -> ExitCode {
         None => None,
         Some("flip-during-slow-fence") => Some(Focus::FlipDuringSlowFence),
         Some("arbiter-outages") => Some(Focus::ArbiterOutages),
+        Some("wrong-outlets") => Some(Focus::WrongOutlets),
         Some(other) => {
             eprintln!(
-                "error: unknown --focus {other:?}; expected flip-during-slow-fence or arbiter-outages"
+                "error: unknown --focus {other:?}; expected flip-during-slow-fence, arbiter-outages or wrong-outlets"
             );
             return ExitCode::from(64);
         }

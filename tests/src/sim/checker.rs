@@ -20,6 +20,11 @@
 //!   one already granted;
 //! - **no lease to a node being fenced**: from its first `Fence` until
 //!   that node starts again;
+//! - **a node alive after off stays out**: when a device wired to the wrong
+//!   outlet confirms a node off that still runs, that agent instance gets no
+//!   lease until an operator clears the alert; survivors may be told it is
+//!   gone only once it holds no lease (the lease, not the power, is what
+//!   keeps them apart then);
 //! - **start-up grace**: a (re)started arbiter grants no lease before every
 //!   lease of its earlier life has expired;
 //! - **durability**: epochs only grow across restarts; every fence intent is
@@ -54,6 +59,12 @@ pub struct Checker {
     last_grant: BTreeMap<NodeId, u64>,
     last_off: BTreeMap<NodeId, u64>,
     confirmed: BTreeSet<u64>,
+    /// Nodes the arbiter recorded off while they ran (a wrong outlet): the
+    /// agent instance that ran then, and whether an operator cleared the
+    /// alert. Kept until the node is switched off or gets a lease again.
+    /// (`None`: an instance the arbiter never heard, restarted just
+    /// before the confirmation; it cannot tell it from a reboot.)
+    off_but_alive: BTreeMap<NodeId, (Option<u32>, bool)>,
 }
 
 impl Checker {
@@ -72,6 +83,7 @@ impl Checker {
             last_grant: BTreeMap::new(),
             last_off: BTreeMap::new(),
             confirmed: BTreeSet::new(),
+            off_but_alive: BTreeMap::new(),
         }
     }
 
@@ -113,6 +125,33 @@ impl Checker {
         Ok(())
     }
 
+    /// The arbiter recorded `node` off while its agent instance `inc` runs.
+    pub fn off_but_alive(&mut self, node: NodeId, inc: Option<u32>) {
+        self.off_but_alive.insert(node, (inc, false));
+        if inc.is_none() {
+            // Its fence is over, and nothing can tell it never went off.
+            self.fencing.remove(&node);
+        }
+    }
+
+    /// The arbiter did not take the result that would have recorded
+    /// `node` off.
+    pub fn not_recorded_off(&mut self, node: NodeId) {
+        self.off_but_alive.remove(&node);
+    }
+
+    pub fn is_off_but_alive(&self, node: NodeId) -> bool {
+        self.off_but_alive.contains_key(&node)
+    }
+
+    /// An operator cleared `node`'s alert: it may join again as it is.
+    pub fn cleared(&mut self, node: NodeId) {
+        if let Some((_, cleared)) = self.off_but_alive.get_mut(&node) {
+            *cleared = true;
+            self.fencing.remove(&node);
+        }
+    }
+
     /// `node`'s agent (re)started: a new life.
     pub fn started(&mut self, node: NodeId) {
         self.fencing.remove(&node);
@@ -124,6 +163,10 @@ impl Checker {
         self.fencing.clear();
         self.confirmed.clear();
         self.generation += 1;
+        // Its off records went with it: nothing can tell those nodes ran.
+        for (inc, _) in self.off_but_alive.values_mut() {
+            *inc = None;
+        }
     }
 
     /// An ack or announcement leaves the arbiter with this epoch.
@@ -231,10 +274,25 @@ impl Checker {
     /// rebooted, without a lease).
     pub fn announced(
         &mut self,
+        now_us: u64,
         gone: &BTreeSet<NodeId>,
         agents: &BTreeMap<NodeId, Agent>,
     ) -> Check {
         for n in gone {
+            if self.off_but_alive.contains_key(n) {
+                let a = &agents[n];
+                let holds = matches!(a.state, AgentState::Running | AgentState::Frozen)
+                    && a.keeper.lease(a.local(now_us)).is_some();
+                if holds {
+                    return Err((
+                        "gone only after a confirmed fence",
+                        format!(
+                            "survivors told node {n} is gone while it runs (wrong outlet) and still holds a lease"
+                        ),
+                    ));
+                }
+                continue;
+            }
             let off = self.last_off.get(n).copied();
             let grant = self.last_grant.get(n).copied().unwrap_or(0);
             if off.is_none_or(|off| off < grant) {
@@ -253,6 +311,7 @@ impl Checker {
     /// The device switched `node` off.
     pub fn powered_off(&mut self, now_us: u64, node: NodeId) {
         self.last_off.insert(node, now_us);
+        self.off_but_alive.remove(&node);
     }
 
     /// A delta is about to be persisted. A fence intent is judged here, when
@@ -283,7 +342,7 @@ impl Checker {
                 }
                 Ok(())
             }
-            Delta::FenceConfirmed { intent, node } => {
+            Delta::FenceConfirmed { intent, node, .. } => {
                 if self.intents.get(intent) != Some(node) {
                     return Err((
                         "confirmations match intents",
@@ -309,6 +368,16 @@ impl Checker {
         agents: &BTreeMap<NodeId, Agent>,
     ) -> Check {
         self.last_grant.insert(node, now_us);
+        if self.off_but_alive.get(&node) == Some(&(Some(agents[&node].inc), false)) {
+            return Err((
+                "a node alive after off stays out",
+                format!(
+                    "lease to node {node}, recorded off yet running, before its alert was cleared"
+                ),
+            ));
+        }
+        // Cleared, or a new instance (a reboot looks the same): it is back.
+        self.off_but_alive.remove(&node);
         if self.fencing.contains(&node) {
             return Err((
                 "no lease to a node being fenced",
@@ -342,19 +411,24 @@ impl Checker {
         Ok(())
     }
 
+    /// At the end, with `configured` the nodes of the configuration in
+    /// force: an open intent may remain only for a node removed from it
+    /// (kept and reported, for an operator to settle).
     pub fn at_end(
         &mut self,
         now_us: u64,
         agents: &BTreeMap<NodeId, Agent>,
         store: &Persisted,
+        configured: &BTreeSet<NodeId>,
     ) -> Check {
         let lost: Vec<u64> = self
             .intents
-            .keys()
-            .filter(|i| !self.confirmed.contains(i))
-            .copied()
+            .iter()
+            .filter(|(i, n)| !self.confirmed.contains(i) && configured.contains(n))
+            .map(|(&i, _)| i)
             .collect();
-        if !lost.is_empty() || !store.open_intents.is_empty() {
+        let open = store.open_intents.keys().any(|n| configured.contains(n));
+        if !lost.is_empty() || open {
             return Err((
                 "no intent lost",
                 format!(
@@ -363,11 +437,19 @@ impl Checker {
                 ),
             ));
         }
-        let all: BTreeSet<NodeId> = agents.keys().copied().collect();
-        for (&id, a) in agents {
+        for (&id, a) in agents.iter().filter(|(id, _)| !configured.contains(id)) {
+            if let Some(l) = a.keeper.lease(a.local(now_us)) {
+                return Err((
+                    "liveness",
+                    format!("node {id}, removed from the configuration, still holds a lease {l:?}"),
+                ));
+            }
+        }
+        let all = configured;
+        for (&id, a) in agents.iter().filter(|(id, _)| configured.contains(id)) {
             let lease = a.keeper.lease(a.local(now_us));
             let healthy = a.state == AgentState::Running
-                && lease.is_some_and(|l| l.epoch == store.epoch && l.survivors == all);
+                && lease.is_some_and(|l| l.epoch == store.epoch && &l.survivors == all);
             if !healthy {
                 return Err((
                     "liveness",

@@ -27,7 +27,7 @@ use std::time::Duration;
 use agent::lease::{Input, LeaseKeeper, Output};
 use arbiter::core::{
     Action, ArbiterCore, ClusterSpec, Event, LevelOutcome, Mutant as CoreMutant, NodeId, NodeSpec,
-    Persisted, Quorum, QuorumMode, TieBreaker, Timing,
+    Notice, Persisted, Quorum, QuorumMode, TieBreaker, Timing,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -48,7 +48,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 9] = [
+    pub const ALL: [(&'static str, Mutant); 10] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -76,6 +76,10 @@ impl Mutant {
             "ignore-reported-epochs",
             Mutant::Core(CoreMutant::IgnoreReportedEpochs),
         ),
+        (
+            "lease-to-alive-after-off",
+            Mutant::Core(CoreMutant::LeaseToAliveAfterOff),
+        ),
     ];
 
     pub fn by_name(name: &str) -> Option<Mutant> {
@@ -91,6 +95,9 @@ pub enum Focus {
     FlipDuringSlowFence,
     /// The arbiter cut off from every node, or stalled, and healed.
     ArbiterOutages,
+    /// Every fence device wired to an unused outlet: every node the arbiter
+    /// fences keeps running.
+    WrongOutlets,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +109,12 @@ pub struct Options {
     /// Simulated time with faults, then without.
     pub chaos: Duration,
     pub liveness: Duration,
+    /// Faults added after the regression seeds were recorded: the
+    /// configuration changed across an arbiter restart (votes, priority,
+    /// fence levels, a node added or removed) and a fence device wired to
+    /// the wrong outlet. They draw from their own random stream, so a seed
+    /// that meets none of them runs as it did before.
+    pub config_faults: bool,
 }
 
 impl Options {
@@ -113,6 +126,7 @@ impl Options {
             verbose: false,
             chaos: Duration::from_secs(4),
             liveness: Duration::from_secs(6),
+            config_faults: true,
         }
     }
 }
@@ -171,6 +185,7 @@ enum Msg {
     Welcome {
         session: u64,
         epoch: u64,
+        peers: BTreeSet<NodeId>,
     },
     Ack {
         session: u64,
@@ -220,6 +235,10 @@ enum Ev {
         generation: u64,
     },
     PowerOn {
+        node: NodeId,
+    },
+    /// An operator clears a node's "alive after off" alert.
+    OperatorClear {
         node: NodeId,
     },
     AgentRestart {
@@ -275,10 +294,13 @@ pub struct Agent {
     /// Real time before which the agent opens no session (a slow
     /// reconnect).
     connect_after_us: u64,
+    /// The peers the arbiter named in its last welcome: the agent probes
+    /// these and reports only these.
+    peers: BTreeSet<NodeId>,
 }
 
 impl Agent {
-    fn new(node: NodeId, inc: u32, offset_us: u64, rate_ppm: u64) -> Self {
+    fn new(node: NodeId, inc: u32, offset_us: u64, rate_ppm: u64, peers: BTreeSet<NodeId>) -> Self {
         Agent {
             state: AgentState::Running,
             inc,
@@ -295,6 +317,7 @@ impl Agent {
             rate_ppm,
             heuristics: 0,
             connect_after_us: 0,
+            peers: peers.into_iter().filter(|&p| p != node).collect(),
         }
     }
 
@@ -341,9 +364,23 @@ pub struct Sim {
     chaos: bool,
     checker: Checker,
     report: Report,
+    /// The stream the configuration faults draw from.
+    rng_config: ChaCha8Rng,
+    /// The configuration the arbiter takes at its next restart.
+    pending_spec: Option<ClusterSpec>,
+    /// Nodes to start once the arbiter runs with the new configuration.
+    to_add: Vec<NodeId>,
+    /// Nodes removed from the configuration (they may still run).
+    removed: BTreeSet<NodeId>,
+    /// Nodes whose fence device switches an unused outlet.
+    miswired: BTreeSet<NodeId>,
+    /// Nodes with a standing "alive after off" alert.
+    alerted: BTreeSet<NodeId>,
 }
 
 const TICK_US: u64 = 10_000;
+/// Node ids a configuration fault may add beyond the initial ones.
+const SPARE_NODES: u32 = 2;
 
 pub fn run(opts: &Options) -> Result<Report, Violation> {
     let mut sim = Sim::new(opts.clone());
@@ -407,7 +444,8 @@ impl Sim {
             timing,
             storm_limit,
         };
-        let mut net = Network::new(n);
+        // Room for nodes added by configuration faults.
+        let mut net = Network::new(n + SPARE_NODES);
         net.loss = [0.0, 0.0, 0.01, 0.05][rng.random_range(0..4)];
         net.duplicate = if rng.random_bool(0.3) { 0.02 } else { 0.0 };
         net.slow = if rng.random_bool(0.3) { 0.01 } else { 0.0 };
@@ -428,7 +466,8 @@ impl Sim {
             .map(|id| {
                 let offset = rng.random_range(0..1_000_000_000);
                 let rate = rng.random_range(990_000..=1_010_000);
-                (id, Agent::new(id, 1, offset, rate))
+                let peers = spec.nodes.keys().copied().collect();
+                (id, Agent::new(id, 1, offset, rate, peers))
             })
             .collect();
         let core_mutant = match opts.mutant {
@@ -471,6 +510,16 @@ impl Sim {
                 nodes: n,
                 ..Report::default()
             },
+            rng_config: ChaCha8Rng::seed_from_u64(opts.seed ^ 0xc0f1_9c4a_11e5_0b5e),
+            pending_spec: None,
+            to_add: Vec::new(),
+            removed: BTreeSet::new(),
+            miswired: if opts.focus == Some(Focus::WrongOutlets) {
+                spec.nodes.keys().copied().collect()
+            } else {
+                BTreeSet::new()
+            },
+            alerted: BTreeSet::new(),
             spec,
             opts,
         };
@@ -524,7 +573,12 @@ impl Sim {
         }
         self.now_us = end;
         self.checker
-            .at_end(self.now_us, &self.agents, &self.store)
+            .at_end(
+                self.now_us,
+                &self.agents,
+                &self.store,
+                &self.spec.nodes.keys().copied().collect(),
+            )
             .map_err(|(rule, detail)| self.violation(rule, detail))?;
         self.report.final_epoch = self.store.epoch;
         Ok(())
@@ -564,9 +618,13 @@ impl Sim {
     /// of an agent or of the arbiter, so a fault's end is recorded too.
     fn observe(&mut self) {
         let now = self.now_us;
-        let n = self.report.nodes;
-        let contact: BTreeSet<NodeId> = (1..=n).filter(|&m| self.in_contact(m)).collect();
-        for node in 1..=n {
+        let ids: Vec<NodeId> = self.agents.keys().copied().collect();
+        let contact: BTreeSet<NodeId> = ids
+            .iter()
+            .copied()
+            .filter(|&m| self.in_contact(m))
+            .collect();
+        for &node in &ids {
             let a = &self.agents[&node];
             let own = matches!(a.state, AgentState::Frozen | AgentState::Crashed)
                 || ((!self.net.is_up(ARBITER, node) || !self.net.is_up(node, ARBITER))
@@ -574,7 +632,7 @@ impl Sim {
             if own {
                 self.checker.node_fault(now, node);
             }
-            for peer in node + 1..=n {
+            for &peer in ids.iter().filter(|&&p| p > node) {
                 if !self.net.is_up(node, peer) || !self.net.is_up(peer, node) {
                     self.checker.link_fault(now, node, peer);
                 }
@@ -595,7 +653,8 @@ impl Sim {
         let votes: u64 = contact
             .iter()
             .filter(|&&m| m != node)
-            .map(|m| u64::from(self.spec.nodes[m].votes))
+            .filter_map(|m| self.spec.nodes.get(m))
+            .map(|s| u64::from(s.votes))
             .sum();
         let total: u64 = self.spec.nodes.values().map(|s| u64::from(s.votes)).sum();
         votes > 0 && Quorum::new(self.spec.quorum_mode, total).is_quorate(votes, true)
@@ -606,7 +665,10 @@ impl Sim {
         let now = self.now_us;
         match (from, to) {
             (ARBITER, x) | (x, ARBITER) => {
-                let contact: BTreeSet<NodeId> = (1..=self.report.nodes)
+                let contact: BTreeSet<NodeId> = self
+                    .agents
+                    .keys()
+                    .copied()
                     .filter(|&m| self.in_contact(m))
                     .collect();
                 if self.quorate_without(&contact, x) {
@@ -620,7 +682,10 @@ impl Sim {
     fn arbiter_event(ev: &Ev) -> bool {
         matches!(
             ev,
-            Ev::ArbiterTick { .. } | Ev::Deliver { to: ARBITER, .. } | Ev::DeviceDone { .. }
+            Ev::ArbiterTick { .. }
+                | Ev::Deliver { to: ARBITER, .. }
+                | Ev::DeviceDone { .. }
+                | Ev::OperatorClear { .. }
         )
     }
 
@@ -644,6 +709,9 @@ impl Sim {
                 if self.chaos {
                     self.observe();
                     self.fault();
+                    if self.opts.config_faults {
+                        self.config_fault();
+                    }
                     self.observe();
                     let next = self.rng.random_range(150_000..700_000);
                     self.schedule(next, Ev::Fault);
@@ -658,7 +726,10 @@ impl Sim {
                 ok,
                 generation,
             } => {
-                if ok && self.opts.mutant != Some(Mutant::LyingDevice) {
+                let miswired = self.miswired.contains(&node);
+                if miswired {
+                    self.trace(|| format!("device switches the wrong outlet for node {node}"));
+                } else if ok && self.opts.mutant != Some(Mutant::LyingDevice) {
                     self.power_off(node, intent, generation)?;
                 }
                 // A device may switch the node off and still report failure.
@@ -669,6 +740,16 @@ impl Sim {
                     } else {
                         LevelOutcome::Failed("simulated device error".into())
                     };
+                    // A wrong outlet: the node runs, yet the arbiter will
+                    // record it off (if it takes this result) and may tell
+                    // survivors at once.
+                    let a = &self.agents[&node];
+                    let a_inc = a.inc;
+                    let alive = miswired && reported_ok && a.state != AgentState::Off;
+                    let earlier = self.checker.is_off_but_alive(node);
+                    if alive {
+                        self.checker.off_but_alive(node, Some(a_inc));
+                    }
                     self.arbiter_step(Event::FenceFinished {
                         node,
                         intent,
@@ -676,11 +757,41 @@ impl Sim {
                         attempt,
                         outcome,
                     })?;
+                    let recorded = self.store.off.get(&node).copied();
+                    let recorded_off = recorded.is_some()
+                        || self
+                            .arbiter
+                            .core
+                            .as_ref()
+                            .and_then(|c| c.node(node))
+                            .is_some_and(|v| v.off.is_some());
+                    if alive && recorded_off {
+                        self.trace(|| format!("node {node} recorded off, yet it runs"));
+                        // The arbiter knows the agent instance that last
+                        // spoke to it; one restarted just before the
+                        // confirmation is new to it and looks like a reboot
+                        // (its lease still keeps it apart).
+                        if recorded != Some(u64::from(a_inc)) {
+                            self.checker.off_but_alive(node, None);
+                        }
+                    } else if alive && !earlier {
+                        self.checker.not_recorded_off(node);
+                    }
+                }
+            }
+            Ev::OperatorClear { node } => {
+                if self.arbiter.core.is_some() {
+                    self.trace(|| format!("operator clears node {node}'s alert"));
+                    self.alerted.remove(&node);
+                    self.checker.cleared(node);
+                    self.arbiter_step(Event::Clear { node })?;
+                } else if self.alerted.contains(&node) {
+                    self.schedule(100_000, Ev::OperatorClear { node });
                 }
             }
             Ev::PowerOn { node } => {
                 let a = &self.agents[&node];
-                if a.state == AgentState::Off {
+                if a.state == AgentState::Off && !self.removed.contains(&node) {
                     self.trace(|| format!("node {node} powered on"));
                     self.start_agent(node);
                 }
@@ -721,6 +832,22 @@ impl Sim {
                         Some(Mutant::Core(m)) => Some(m),
                         _ => None,
                     };
+                    if let Some(spec) = self.pending_spec.take() {
+                        self.trace(|| {
+                            format!("the arbiter restarts with a new configuration: {spec:?}")
+                        });
+                        self.spec = spec;
+                        for id in std::mem::take(&mut self.to_add) {
+                            // The new node's machine starts with it.
+                            let offset = self.rng_config.random_range(0..1_000_000_000);
+                            let rate = self.rng_config.random_range(990_000..=1_010_000);
+                            let peers = self.spec.nodes.keys().copied().collect();
+                            self.agents
+                                .insert(id, Agent::new(id, 1, offset, rate, peers));
+                            self.report.nodes = self.report.nodes.max(id);
+                            self.schedule(0, Ev::AgentTick { node: id, inc: 1 });
+                        }
+                    }
                     let core = ArbiterCore::with_mutant(
                         self.spec.clone(),
                         self.store.clone(),
@@ -786,6 +913,10 @@ impl Sim {
                 for a in self.agents.values_mut() {
                     a.heuristics = 0;
                 }
+                self.miswired.clear();
+                for node in self.alerted.clone() {
+                    self.schedule(1_000, Ev::OperatorClear { node });
+                }
                 self.trace(|| "chaos over: network healed, devices fixed".into());
                 if self.arbiter.core.is_none() {
                     self.schedule(1_000, Ev::ArbiterRestart);
@@ -820,6 +951,8 @@ impl Sim {
                 [22, 28, 78, 79, 80, 81, 100, 101][self.rng.random_range(0..8)]
             }
             Some(Focus::ArbiterOutages) => [62, 63, 70, 71, 99][self.rng.random_range(0..5)],
+            // Faults that get nodes fenced: isolation, a freeze, a crash.
+            Some(Focus::WrongOutlets) => [12, 13, 36, 37, 46, 99][self.rng.random_range(0..6)],
         };
         match roll {
             100..=101 => {
@@ -964,6 +1097,84 @@ impl Sim {
         }
     }
 
+    /// The faults drawn from their own stream (see `Options::config_faults`):
+    /// an operator changes the configuration and restarts the arbiter, or a
+    /// node's fence device gets wired to an unused outlet.
+    fn config_fault(&mut self) {
+        let roll = self.rng_config.random_range(0..100);
+        match roll {
+            0..=2 if self.arbiter.core.is_some() && self.pending_spec.is_none() => {
+                self.change_config();
+            }
+            3..=4 => {
+                let ids: Vec<NodeId> = self.spec.nodes.keys().copied().collect();
+                let node = ids[self.rng_config.random_range(0..ids.len())];
+                self.trace(|| format!("node {node}'s fence device now switches an unused outlet"));
+                self.miswired.insert(node);
+            }
+            _ => {}
+        }
+    }
+
+    /// A new configuration for the next restart: votes or priority changed,
+    /// a node moved between fence levels, a node added, or one removed (the
+    /// operator may first power it off, or leave it running).
+    fn change_config(&mut self) {
+        let mut spec = self.spec.clone();
+        let ids: Vec<NodeId> = spec.nodes.keys().copied().collect();
+        let node = ids[self.rng_config.random_range(0..ids.len())];
+        let what = match self.rng_config.random_range(0..4) {
+            0 => {
+                let s = spec.nodes.get_mut(&node).expect("configured");
+                s.votes = self.rng_config.random_range(1..=2);
+                s.priority = self.rng_config.random_range(0..3);
+                format!(
+                    "node {node} now has {} votes, priority {}",
+                    s.votes, s.priority
+                )
+            }
+            1 => {
+                let s = spec.nodes.get_mut(&node).expect("configured");
+                s.fence_levels = if s.fence_levels == 1 { 2 } else { 1 };
+                format!("node {node} now has {} fence levels", s.fence_levels)
+            }
+            2 if self.report.nodes < self.net.capacity() => {
+                let id = self.report.nodes + 1;
+                let levels = spec.nodes[&node].fence_levels;
+                spec.nodes.insert(
+                    id,
+                    NodeSpec {
+                        votes: 1,
+                        priority: 0,
+                        fence_levels: levels,
+                    },
+                );
+                self.to_add.push(id);
+                format!("node {id} added")
+            }
+            3 if ids.len() > 2 => {
+                spec.nodes.remove(&node);
+                if spec.tie_breaker == TieBreaker::Node(node) {
+                    spec.tie_breaker = TieBreaker::LowestNodeId;
+                }
+                spec.storm_limit = spec.storm_limit.min(spec.nodes.len());
+                self.removed.insert(node);
+                let a = self.agents.get_mut(&node).expect("node");
+                if self.rng_config.random_bool(0.5) {
+                    a.state = AgentState::Off;
+                    a.keeper = LeaseKeeper::new(node);
+                    format!("node {node} powered off by the operator and removed")
+                } else {
+                    format!("node {node} removed while it still runs")
+                }
+            }
+            _ => return,
+        };
+        self.trace(|| format!("configuration change: {what}; the arbiter restarts"));
+        self.pending_spec = Some(spec);
+        self.crash_arbiter();
+    }
+
     fn crash_arbiter(&mut self) {
         self.arbiter.core = None;
         self.arbiter.crash_mid_batch = false;
@@ -977,8 +1188,9 @@ impl Sim {
         let offset = self.rng.random_range(0..1_000_000_000);
         let rate = self.rng.random_range(990_000..=1_010_000);
         let inc = self.agents[&node].inc + 1;
+        let peers = self.spec.nodes.keys().copied().collect();
         self.agents
-            .insert(node, Agent::new(node, inc, offset, rate));
+            .insert(node, Agent::new(node, inc, offset, rate, peers));
         self.checker.started(node);
         self.checker.node_fault(self.now_us, node);
         self.schedule(0, Ev::AgentTick { node, inc });
@@ -1071,7 +1283,10 @@ impl Sim {
                 ..
             } => {
                 check(self.checker.sends_epoch(epoch, &self.store), self)?;
-                check(self.checker.announced(&gone, &self.agents), self)?;
+                check(
+                    self.checker.announced(self.now_us, &gone, &self.agents),
+                    self,
+                )?;
                 if lease.is_some() {
                     let r = self.checker.lease_granted(
                         self.now_us,
@@ -1146,7 +1361,7 @@ impl Sim {
                         .filter(|&n| n != node)
                         .collect();
                     let gone: BTreeSet<NodeId> = [node].into();
-                    let r = self.checker.announced(&gone, &self.agents);
+                    let r = self.checker.announced(self.now_us, &gone, &self.agents);
                     check(r, self)?;
                     for &to in &survivors {
                         self.send(
@@ -1171,7 +1386,7 @@ impl Sim {
                     format!("announce epoch {epoch} survivors {survivors:?} gone {gone:?}")
                 });
                 check(self.checker.sends_epoch(epoch, &self.store), self)?;
-                let r = self.checker.announced(&gone, &self.agents);
+                let r = self.checker.announced(self.now_us, &gone, &self.agents);
                 check(r, self)?;
                 for n in to {
                     self.send(
@@ -1185,11 +1400,22 @@ impl Sim {
                     );
                 }
             }
+            Action::Refuse { node, reason, .. } if self.removed.contains(&node) => {
+                self.trace(|| format!("removed node {node} refused: {reason}"));
+            }
             Action::Refuse { node, reason, .. } => {
                 return Err(self.violation(
                     "well-formed input refused",
                     format!("node {node}: {reason}"),
                 ));
+            }
+            Action::Notice(Notice::AliveAfterOff { node, detail }) => {
+                self.trace(|| format!("ALERT node {node} alive after off: {detail}"));
+                // The operator fixes the wiring first; meanwhile the alert
+                // stands.
+                if self.alerted.insert(node) && !self.chaos {
+                    self.schedule(200_000, Ev::OperatorClear { node });
+                }
             }
             Action::Notice(n) => self.trace(|| format!("notice {n:?}")),
         }
@@ -1214,9 +1440,26 @@ impl Sim {
                         known_epoch,
                         instance,
                     })?;
-                    if let Some(core) = &self.arbiter.core {
+                    // A node the configuration does not have is refused
+                    // (the core said so); the others are welcomed with the
+                    // peers they are to probe.
+                    if let Some(core) = self
+                        .arbiter
+                        .core
+                        .as_ref()
+                        .filter(|c| c.node(node).is_some())
+                    {
                         let epoch = core.epoch();
-                        self.send(ARBITER, node, Msg::Welcome { session, epoch });
+                        let peers = core.spec().nodes.keys().copied().collect();
+                        self.send(
+                            ARBITER,
+                            node,
+                            Msg::Welcome {
+                                session,
+                                epoch,
+                                peers,
+                            },
+                        );
                     }
                 }
                 Msg::Heartbeat {
@@ -1245,17 +1488,26 @@ impl Sim {
         }
         let now_us = self.now_us;
         let hb = self.spec.timing.heartbeat_interval;
-        let a = self.agents.get_mut(&to).expect("node");
+        let Some(a) = self.agents.get_mut(&to) else {
+            return Ok(()); // a spare address nobody uses yet
+        };
         if a.state != AgentState::Running {
             return Ok(());
         }
         let local = a.local(now_us);
         let input = match msg {
-            Msg::Welcome { session, epoch } => {
+            Msg::Welcome {
+                session,
+                epoch,
+                peers,
+            } => {
                 if a.session != Some(session) || a.welcomed {
                     return Ok(());
                 }
                 a.welcomed = true;
+                a.peers = peers.into_iter().filter(|&p| p != to).collect();
+                let keep = &a.peers;
+                a.probe_ok.retain(|p, _| keep.contains(p));
                 a.last_from_arbiter = local;
                 Input::Welcome {
                     heartbeat_interval: hb,
@@ -1311,7 +1563,6 @@ impl Sim {
 
     fn agent_tick(&mut self, node: NodeId, inc: u32) -> Result<(), Violation> {
         let now_us = self.now_us;
-        let n = self.report.nodes;
         let hb = self.spec.timing.heartbeat_interval;
         let a = self.agents.get_mut(&node).expect("node");
         if a.inc != inc || a.state != AgentState::Running {
@@ -1346,7 +1597,7 @@ impl Sim {
         }
         if local >= a.next_probe {
             a.probe_seq += 1;
-            for peer in (1..=n).filter(|&p| p != node) {
+            for &peer in &a.peers {
                 sends.push((
                     peer,
                     Msg::Probe {
@@ -1396,7 +1647,7 @@ impl Sim {
                     let reach: Vec<NodeId> = a
                         .probe_ok
                         .iter()
-                        .filter(|(_, t)| local.saturating_sub(**t) <= hb * 3)
+                        .filter(|(p, t)| a.peers.contains(p) && local.saturating_sub(**t) <= hb * 3)
                         .map(|(&p, _)| p)
                         .collect();
                     let msg = Msg::Heartbeat {
@@ -1418,6 +1669,11 @@ impl Sim {
                     let a = self.agents.get_mut(&node).expect("node");
                     a.state = AgentState::Crashed;
                     a.keeper = LeaseKeeper::new(node);
+                    // It stays down (exit status 3) until an operator
+                    // starts it again, once the faults are over.
+                    if !self.chaos {
+                        self.schedule(500_000, Ev::AgentRestart { node });
+                    }
                 }
                 other => self.trace(|| format!("node {node}: {other:?}")),
             }

@@ -46,6 +46,11 @@ impl Network {
         }
     }
 
+    /// The highest node endpoint.
+    pub fn capacity(&self) -> u32 {
+        self.n
+    }
+
     pub fn set_link(&mut self, from: Endpoint, to: Endpoint, up: bool) {
         self.down[from as usize][to as usize] = !up;
     }
