@@ -64,6 +64,30 @@ fn panic_text(join: tokio::task::JoinError) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
+/// Run a cluster task in a task of its own so that a panic in it is seen
+/// (as a `JoinError`) and reported on `fatal`, which stops the whole
+/// arbiter with an error instead of leaving a process that no longer
+/// serves that cluster; a store error is reported the same way.
+fn supervise(
+    tracker: &TaskTracker,
+    cluster: String,
+    task: impl Future<Output = Result<(), StoreError>> + Send + 'static,
+    fatal: mpsc::Sender<Fatal>,
+) {
+    let task = tokio::spawn(task);
+    tracker.spawn(async move {
+        let failure = match task.await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => Fatal::Store(e),
+            Err(join) => Fatal::Panic {
+                cluster,
+                detail: panic_text(join),
+            },
+        };
+        let _ = fatal.send(failure).await;
+    });
+}
+
 /// Run the arbiter until `shutdown` resolves (or a cluster task fails on
 /// its store). `on_bound` is told the bound address (useful with port 0).
 pub async fn run(
@@ -94,23 +118,7 @@ pub async fn run(
             tracker.clone(),
             token.child_token(),
         )?;
-        let fatal = fatal_tx.clone();
-        let cluster = name.clone();
-        // The cluster task runs in its own task so that a panic in it is
-        // seen here (as a JoinError) and stops the whole arbiter with an
-        // error, instead of leaving a process that serves no longer.
-        let task = tokio::spawn(driver.run(rx));
-        tracker.spawn(async move {
-            let failure = match task.await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => Fatal::Store(e),
-                Err(join) => Fatal::Panic {
-                    cluster,
-                    detail: panic_text(join),
-                },
-            };
-            let _ = fatal.send(failure).await;
-        });
+        supervise(&tracker, name.clone(), driver.run(rx), fatal_tx.clone());
         handles.insert(name.clone(), handle);
     }
     let clusters = Arc::new(handles);
@@ -195,4 +203,37 @@ pub async fn run(
     }
     info!("fence-arbiter stopped");
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_cluster_task_is_reported_as_fatal() {
+        let tracker = TaskTracker::new();
+        let (tx, mut rx) = mpsc::channel(1);
+        supervise(
+            &tracker,
+            "web".into(),
+            async { panic!("invariant broken: node 9 not configured") },
+            tx.clone(),
+        );
+        supervise(&tracker, "db".into(), async { Ok(()) }, tx);
+        let fatal = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("reported in time")
+            .expect("a fatal report");
+        match fatal {
+            Fatal::Panic { cluster, detail } => {
+                assert_eq!(cluster, "web");
+                assert!(detail.contains("node 9 not configured"), "{detail}");
+            }
+            other => panic!("expected a panic report, got {other}"),
+        }
+        // A task that ends cleanly reports nothing.
+        tracker.close();
+        tracker.wait().await;
+        assert!(rx.recv().await.is_none());
+    }
 }
