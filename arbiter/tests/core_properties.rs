@@ -103,7 +103,7 @@ impl Rules {
                             self.confirmed.insert(*intent);
                             self.fenced_since_epoch.insert(*node);
                         }
-                        Delta::Backed { epoch, .. } => {
+                        Delta::Backed { epoch, .. } | Delta::EpochRaised { epoch } => {
                             prop_assert!(*epoch > self.store.epoch, "epochs only grow")
                         }
                         Delta::FenceAttemptFailed { .. } | Delta::AlertCleared { .. } => {}

@@ -30,6 +30,9 @@ pub enum Delta {
         node: NodeId,
         instance: u64,
     },
+    /// The epoch alone is raised (above one an agent reported), the backed
+    /// set unchanged.
+    EpochRaised { epoch: u64 },
     /// An operator cleared the "alive after off" alert of a node: its off
     /// record is dropped.
     AlertCleared { node: NodeId },

@@ -391,6 +391,17 @@ impl ArbiterCore {
                     // A clock that jumped may have cut the grace short.
                     self.ready_at = now + self.grace;
                 }
+                // The gap may be a clock jump with no real time behind it:
+                // every lease bound still to be waited out moves with it.
+                for v in self.nodes.values_mut() {
+                    for t in [&mut v.lease_bound, &mut v.no_lease_before] {
+                        if let Some(b) = t.as_mut()
+                            && *b > last
+                        {
+                            *b += gap;
+                        }
+                    }
+                }
             }
         }
         self.last_step = Some(now);
@@ -475,11 +486,7 @@ impl ArbiterCore {
     fn raise_epoch_above_floor(&mut self, out: &mut Vec<Action>) {
         if self.epoch_floor >= self.epoch {
             self.epoch = self.epoch_floor + 1;
-            out.push(Action::Persist(Delta::Backed {
-                epoch: self.epoch,
-                survivors: self.backed.clone(),
-                gone: self.gone.clone(),
-            }));
+            out.push(Action::Persist(Delta::EpochRaised { epoch: self.epoch }));
         }
     }
 
@@ -1224,6 +1231,8 @@ fn job_step(node: NodeId, intent: u64, step: JobStep, detail: String, out: &mut 
     }
 }
 
+#[cfg(test)]
+mod review2_tests;
 #[cfg(test)]
 mod review_tests;
 #[cfg(test)]

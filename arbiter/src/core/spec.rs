@@ -140,6 +140,7 @@ impl Persisted {
             Delta::AlertCleared { node } => {
                 self.off.remove(node);
             }
+            Delta::EpochRaised { epoch } => self.epoch = *epoch,
             Delta::Backed {
                 epoch,
                 survivors,

@@ -329,10 +329,12 @@ impl Checker {
                 .insert((self.generation, *node, *intent), verdict);
         }
         match delta {
-            Delta::Backed { epoch, .. } if *epoch <= store.epoch => Err((
-                "epochs only grow",
-                format!("epoch {epoch} persisted after epoch {}", store.epoch),
-            )),
+            Delta::Backed { epoch, .. } | Delta::EpochRaised { epoch } if *epoch <= store.epoch => {
+                Err((
+                    "epochs only grow",
+                    format!("epoch {epoch} persisted after epoch {}", store.epoch),
+                ))
+            }
             Delta::FenceIntent { intent, node, .. } => {
                 if self.intents.insert(*intent, *node).is_some() {
                     return Err((
