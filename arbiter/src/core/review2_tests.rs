@@ -80,11 +80,6 @@ impl H {
         h
     }
 
-    /// Real time now (the arbiter's clock minus its jumps).
-    fn real(&self) -> Duration {
-        self.now - self.jump
-    }
-
     fn step(&mut self, ev: Event) -> Vec<Action> {
         let out = self.core.step(self.now, ev);
         for a in &out {
