@@ -27,7 +27,7 @@ use super::fence_plan::FenceJob;
 /// | `Leaving` | no | no | running |
 /// | `Off` | no | no | done; announced gone at the next epoch |
 /// | `Gone` | no | no | done in an earlier epoch |
-/// | `AliveAfterOff` | no | no | held until an operator clears it; leaves the backed set like `Off` |
+/// | `AliveAfterOff` | no | no | held until an operator clears it; a transition it is part of waits |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
     /// Not in the backed set: admitted at the next epoch if it reaches

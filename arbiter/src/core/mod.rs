@@ -1145,18 +1145,12 @@ impl ArbiterCore {
             .nodes
             .values()
             .any(|v| matches!(v.phase, Phase::Leaving(_)));
-        // A member recorded off that spoke again (alive after off) leaves
-        // like one that is off: its lease has ended (waited out below) and
-        // it gets none while the alert stands, so the transition need not
-        // wait for an operator.
         // A member joining again is one confirmed off and rebooted since
-        // (its old instance is off): it has left too.
-        let left = |v: &NodeView| {
-            matches!(
-                v.phase,
-                Phase::Off | Phase::AliveAfterOff { .. } | Phase::Joining
-            )
-        };
+        // (its old instance is off): it has left too. A member recorded
+        // off that spoke again (alive after off) has not: survivors take
+        // over only after a fence that holds, so the transition waits for
+        // an operator (`fencectl clear`, then a real fence).
+        let left = |v: &NodeView| matches!(v.phase, Phase::Off | Phase::Joining);
         let all_off = self
             .backed
             .difference(verdict)
