@@ -1230,4 +1230,6 @@ mod review2_tests;
 #[cfg(test)]
 mod review_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -10,205 +10,8 @@
 //!
 //! Run: `cargo test -q --release -p arbiter --lib review2`
 
+use super::test_support::*;
 use super::*;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn spec(n: u32, mode: QuorumMode) -> ClusterSpec {
-    ClusterSpec {
-        name: "review2".into(),
-        nodes: (1..=n)
-            .map(|id| {
-                (
-                    id,
-                    NodeSpec {
-                        votes: 1,
-                        priority: 0,
-                        fence_levels: 1,
-                    },
-                )
-            })
-            .collect(),
-        quorum_mode: mode,
-        tie_breaker: TieBreaker::LowestNodeId,
-        timing: Timing::default(),
-        storm_limit: ClusterSpec::default_storm_limit(n as usize),
-    }
-}
-
-/// Like `review_tests::H`: 10 ms ticks, heartbeats every 100 ms from the
-/// nodes listed. In addition it folds every `Persist` into `store` (what a
-/// restarted core would read), can restart the core from it, and keeps the
-/// offset between the arbiter's clock and real time (`jump`), so that a
-/// forward step of the arbiter's clock can be modelled.
-struct H {
-    spec: ClusterSpec,
-    core: ArbiterCore,
-    /// The arbiter's (monotonic) clock.
-    now: Duration,
-    /// How far the arbiter's clock has jumped ahead of real time.
-    jump: Duration,
-    seq: BTreeMap<NodeId, u64>,
-    session: BTreeMap<NodeId, u64>,
-    /// Epoch each node reports (default: the core's).
-    report_epoch: BTreeMap<NodeId, u64>,
-    store: Persisted,
-    log: Vec<(Duration, Action)>,
-}
-
-impl H {
-    /// A core built at time 0 from `persisted`; the nodes in `connect`
-    /// open session `id` with instance `id`.
-    fn boot(spec: ClusterSpec, persisted: Persisted, connect: &[NodeId]) -> Self {
-        let core = ArbiterCore::new(spec.clone(), persisted.clone(), Duration::ZERO);
-        let mut h = H {
-            spec,
-            core,
-            now: Duration::ZERO,
-            jump: Duration::ZERO,
-            seq: BTreeMap::new(),
-            session: BTreeMap::new(),
-            report_epoch: BTreeMap::new(),
-            store: persisted,
-            log: Vec::new(),
-        };
-        for &id in connect {
-            h.connect(id, u64::from(id), u64::from(id));
-        }
-        h
-    }
-
-    fn step(&mut self, ev: Event) -> Vec<Action> {
-        let out = self.core.step(self.now, ev);
-        for a in &out {
-            if let Action::Persist(d) = a {
-                self.store.apply(d);
-            }
-        }
-        self.log.extend(out.iter().cloned().map(|a| (self.now, a)));
-        out
-    }
-
-    fn epoch_of(&self, id: NodeId) -> u64 {
-        self.report_epoch
-            .get(&id)
-            .copied()
-            .unwrap_or(self.core.epoch())
-    }
-
-    fn heartbeat(&mut self, id: NodeId, reach: &[NodeId]) -> Vec<Action> {
-        let seq = self.seq.entry(id).or_default();
-        *seq += 1;
-        let seq = *seq;
-        let ev = Event::Heartbeat {
-            node: id,
-            session: self.session[&id],
-            seq,
-            sent_at_us: self.now.as_micros() as u64,
-            reachable: reach.to_vec(),
-            heuristics: 0,
-            known_epoch: self.epoch_of(id),
-        };
-        self.step(ev)
-    }
-
-    fn connect(&mut self, id: NodeId, session: u64, instance: u64) -> Vec<Action> {
-        self.session.insert(id, session);
-        self.seq.insert(id, 0);
-        let known_epoch = self.epoch_of(id);
-        self.step(Event::Connected {
-            node: id,
-            session,
-            known_epoch,
-            instance,
-        })
-    }
-
-    /// The arbiter process restarts from what its store holds; the nodes in
-    /// `connect` reconnect at once (new session, same agent instance).
-    fn restart(&mut self, connect: &[NodeId]) {
-        self.core = ArbiterCore::new(self.spec.clone(), self.store.clone(), self.now);
-        for &id in connect {
-            let s = self.session[&id] + 1000;
-            self.connect(id, s, u64::from(id));
-        }
-    }
-
-    fn run(&mut self, dur: Duration, reach: &[(NodeId, &[NodeId])]) {
-        let end = self.now + dur;
-        while self.now < end {
-            self.now += ms(10);
-            if self.now.as_millis().is_multiple_of(100) {
-                for &(id, r) in reach {
-                    self.heartbeat(id, r);
-                }
-            }
-            self.step(Event::Tick);
-        }
-    }
-
-    fn fence_of(&self, node: NodeId) -> Option<(u64, u64)> {
-        self.log.iter().rev().find_map(|(_, a)| match a {
-            Action::Fence {
-                node: n,
-                intent,
-                attempt,
-                ..
-            } if *n == node => Some((*intent, *attempt)),
-            _ => None,
-        })
-    }
-
-    fn confirm_off(&mut self, node: NodeId) -> Vec<Action> {
-        let (intent, attempt) = self.fence_of(node).expect("a fence of the node");
-        self.step(Event::FenceFinished {
-            node,
-            intent,
-            level: 0,
-            attempt,
-            outcome: LevelOutcome::ConfirmedOff,
-        })
-    }
-
-    /// Arbiter times of the acks that granted `node` a lease.
-    fn grants(&self, node: NodeId) -> Vec<Duration> {
-        self.log
-            .iter()
-            .filter_map(|(t, a)| match a {
-                Action::Ack {
-                    node: n,
-                    lease: Some(_),
-                    ..
-                } if *n == node => Some(*t),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn announces_gone(&self, node: NodeId) -> Vec<Duration> {
-        self.log
-            .iter()
-            .filter_map(|(t, a)| match a {
-                Action::Announce { gone, .. } if gone.contains(&node) => Some(*t),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn notices(&self) -> Vec<&Notice> {
-        self.log
-            .iter()
-            .filter_map(|(_, a)| match a {
-                Action::Notice(n) => Some(n),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-const ALL3: [(NodeId, &[NodeId]); 3] = [(1, &[2, 3]), (2, &[1, 3]), (3, &[1, 2])];
 
 /// F1a. A *noticed* forward step of the arbiter's clock erases the wait for
 /// a previous agent instance's lease (DESIGN/ARCHITECTURE "One process per
@@ -237,7 +40,7 @@ const ALL3: [(NodeId, &[NodeId]); 3] = [(1, &[2, 3]), (2, &[1, 3]), (3, &[1, 2])
 #[test]
 fn f1a_noticed_clock_jump_lets_a_second_instance_hold_a_lease_with_the_first() {
     let mut h = H::boot(
-        spec(3, QuorumMode::LastManStanding),
+        spec_levels(3, QuorumMode::LastManStanding, 1),
         Persisted::default(),
         &[1, 2, 3],
     );
@@ -299,7 +102,7 @@ fn f1a_noticed_clock_jump_lets_a_second_instance_hold_a_lease_with_the_first() {
 #[test]
 fn f1b_noticed_clock_jump_cuts_short_the_commits_wait_for_a_fenced_nodes_lease() {
     let mut h = H::boot(
-        spec(3, QuorumMode::LastManStanding),
+        spec_levels(3, QuorumMode::LastManStanding, 1),
         Persisted::default(),
         &[1, 2, 3],
     );
@@ -363,7 +166,7 @@ fn f1b_noticed_clock_jump_cuts_short_the_commits_wait_for_a_fenced_nodes_lease()
 /// so a separate delta is simpler).
 #[test]
 fn f2_an_epoch_raise_before_the_commit_loses_the_off_record() {
-    let s = spec(4, QuorumMode::LastManStanding);
+    let s = spec_levels(4, QuorumMode::LastManStanding, 1);
     let persisted = Persisted {
         epoch: 5,
         backed: [1, 2, 3, 4].into(),

@@ -1,165 +1,12 @@
-//! Review of the issue-8 core (commit c113109): scenario tests that show
-//! where the core breaks DESIGN.md. Each test is expected to FAIL against
-//! the core as reviewed; see the comment above each for the scenario, the
-//! rule it breaks and a suggested fix.
+//! Review of the issue-8 core (commit c113109): scenario tests that showed
+//! where the core broke DESIGN.md. Each failed against the core as
+//! reviewed and passes since its fix; see the comment above each for the
+//! scenario, the rule it breaks and the fix suggested then.
 //!
 //! Run: `cargo test --release -p arbiter --lib core::review_tests`
 
+use super::test_support::*;
 use super::*;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn spec(n: u32, mode: QuorumMode) -> ClusterSpec {
-    ClusterSpec {
-        name: "review".into(),
-        nodes: (1..=n)
-            .map(|id| {
-                (
-                    id,
-                    NodeSpec {
-                        votes: 1,
-                        priority: 0,
-                        fence_levels: 1,
-                    },
-                )
-            })
-            .collect(),
-        quorum_mode: mode,
-        tie_breaker: TieBreaker::LowestNodeId,
-        timing: Timing::default(),
-        storm_limit: ClusterSpec::default_storm_limit(n as usize),
-    }
-}
-
-/// Like `tests::Harness`: 10 ms ticks, heartbeats every 100 ms from the
-/// nodes listed, each on session `id` (unless re-connected by hand).
-struct H {
-    core: ArbiterCore,
-    now: Duration,
-    seq: BTreeMap<NodeId, u64>,
-    session: BTreeMap<NodeId, u64>,
-    heur: BTreeMap<NodeId, u32>,
-    /// Epoch each node reports (default: the core's).
-    report_epoch: BTreeMap<NodeId, u64>,
-    log: Vec<(Duration, Action)>,
-}
-
-impl H {
-    fn new(spec: ClusterSpec, persisted: Persisted) -> Self {
-        let mut core = ArbiterCore::new(spec, persisted, Duration::ZERO);
-        let ids: Vec<NodeId> = core.spec().nodes.keys().copied().collect();
-        let mut log = Vec::new();
-        for &id in &ids {
-            for a in core.step(
-                Duration::ZERO,
-                Event::Connected {
-                    node: id,
-                    session: u64::from(id),
-                    known_epoch: 0,
-                    instance: u64::from(id),
-                },
-            ) {
-                log.push((Duration::ZERO, a));
-            }
-        }
-        H {
-            core,
-            now: Duration::ZERO,
-            seq: BTreeMap::new(),
-            session: ids.iter().map(|&i| (i, u64::from(i))).collect(),
-            heur: BTreeMap::new(),
-            report_epoch: BTreeMap::new(),
-            log,
-        }
-    }
-
-    fn step(&mut self, ev: Event) -> Vec<Action> {
-        let out = self.core.step(self.now, ev);
-        self.log.extend(out.iter().cloned().map(|a| (self.now, a)));
-        out
-    }
-
-    fn heartbeat(&mut self, id: NodeId, reach: &[NodeId]) -> Vec<Action> {
-        let seq = self.seq.entry(id).or_default();
-        *seq += 1;
-        let seq = *seq;
-        let ev = Event::Heartbeat {
-            node: id,
-            session: self.session[&id],
-            seq,
-            sent_at_us: self.now.as_micros() as u64,
-            reachable: reach.to_vec(),
-            heuristics: self.heur.get(&id).copied().unwrap_or(0),
-            known_epoch: self
-                .report_epoch
-                .get(&id)
-                .copied()
-                .unwrap_or(self.core.epoch()),
-        };
-        self.step(ev)
-    }
-
-    fn connect(&mut self, id: NodeId, session: u64, instance: u64) -> Vec<Action> {
-        self.session.insert(id, session);
-        self.seq.insert(id, 0);
-        let known_epoch = self.core.epoch();
-        self.step(Event::Connected {
-            node: id,
-            session,
-            known_epoch,
-            instance,
-        })
-    }
-
-    fn run(&mut self, dur: Duration, reach: &[(NodeId, &[NodeId])]) {
-        let end = self.now + dur;
-        while self.now < end {
-            self.now += ms(10);
-            if self.now.as_millis().is_multiple_of(100) {
-                for &(id, r) in reach {
-                    self.heartbeat(id, r);
-                }
-            }
-            self.step(Event::Tick);
-        }
-    }
-
-    fn fences(&self) -> Vec<(Duration, NodeId)> {
-        self.log
-            .iter()
-            .filter_map(|(t, a)| match a {
-                Action::Fence { node, level: 0, .. } => Some((*t, *node)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn fence_of(&self, node: NodeId) -> Option<(u64, u64)> {
-        self.log.iter().rev().find_map(|(_, a)| match a {
-            Action::Fence {
-                node: n,
-                intent,
-                attempt,
-                ..
-            } if *n == node => Some((*intent, *attempt)),
-            _ => None,
-        })
-    }
-
-    fn notices(&self) -> Vec<&Notice> {
-        self.log
-            .iter()
-            .filter_map(|(_, a)| match a {
-                Action::Notice(n) => Some(n),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-const ALL3: [(NodeId, &[NodeId]); 3] = [(1, &[2, 3]), (2, &[1, 3]), (3, &[1, 2])];
 
 /// R1. A storm hold gives no re-grace (DESIGN "Availability": "when it has
 /// heard from less than a quorate set (or held a storm), it decides nothing
@@ -181,7 +28,7 @@ const ALL3: [(NodeId, &[NodeId]); 3] = [(1, &[2, 3]), (2, &[1, 3]), (3, &[1, 2])
 /// `max(contact_since, regrace_since)` as `since` in `pending()`.
 #[test]
 fn r1_storm_hold_then_staggered_heal_fences_nobody() {
-    let mut h = H::new(spec(3, QuorumMode::LastManStanding), Persisted::default());
+    let mut h = H::new(spec_levels(3, QuorumMode::LastManStanding, 1));
     h.run(ms(800), &ALL3);
     assert_eq!(h.core.epoch(), 1);
     // The arbiter hears only node 1 (which still reaches 2 and 3) for 2 s.
@@ -216,7 +63,7 @@ fn r1_storm_hold_then_staggered_heal_fences_nobody() {
 /// cannot be exceeded (e.g. `>= u64::MAX / 2`), never adopt it as floor.
 #[test]
 fn r2_a_reported_epoch_of_u64_max_neither_panics_nor_sends_the_epoch_back() {
-    let mut h = H::new(spec(2, QuorumMode::LastManStanding), Persisted::default());
+    let mut h = H::new(spec_levels(2, QuorumMode::LastManStanding, 1));
     let both: [(NodeId, &[NodeId]); 2] = [(1, &[2]), (2, &[1])];
     h.run(ms(800), &both);
     let before = h.core.epoch();
@@ -259,7 +106,7 @@ fn ack_lease(out: &[Action], node: NodeId) -> Option<Option<Duration>> {
 /// the only reason is the arbiter's own lost contact / stall.
 #[test]
 fn r3_a_250ms_arbiter_stall_does_not_revoke_a_healthy_nodes_lease() {
-    let mut h = H::new(spec(2, QuorumMode::LastManStanding), Persisted::default());
+    let mut h = H::new(spec_levels(2, QuorumMode::LastManStanding, 1));
     let both: [(NodeId, &[NodeId]); 2] = [(1, &[2]), (2, &[1])];
     h.run(ms(1000), &both);
     assert_eq!(ack_lease(&h.heartbeat(1, &[2]), 1), Some(Some(ms(300))));
@@ -283,7 +130,7 @@ fn r3_a_250ms_arbiter_stall_does_not_revoke_a_healthy_nodes_lease() {
 /// heartbeat through is denied.
 #[test]
 fn r3b_a_250ms_blip_of_the_arbiters_port_does_not_revoke_leases() {
-    let mut h = H::new(spec(2, QuorumMode::LastManStanding), Persisted::default());
+    let mut h = H::new(spec_levels(2, QuorumMode::LastManStanding, 1));
     let both: [(NodeId, &[NodeId]); 2] = [(1, &[2]), (2, &[1])];
     h.run(ms(1000), &both);
     h.run(ms(250), &[]);
@@ -311,7 +158,7 @@ fn r3b_a_250ms_blip_of_the_arbiters_port_does_not_revoke_leases() {
 /// (keep the window for heartbeats on the old session only).
 #[test]
 fn r4_same_instance_reconnecting_right_after_its_confirmed_fence_is_an_alert() {
-    let mut h = H::new(spec(3, QuorumMode::LastManStanding), Persisted::default());
+    let mut h = H::new(spec_levels(3, QuorumMode::LastManStanding, 1));
     h.run(ms(800), &ALL3);
     h.run(ms(600), &[(1, &[2]), (2, &[1]), (3, &[])]);
     let (intent, attempt) = h.fence_of(3).expect("node 3 fenced");

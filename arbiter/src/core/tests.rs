@@ -1,31 +1,10 @@
 //! Scenario tests of the core: exact actions for a given event sequence.
 
+use super::test_support::*;
 use super::*;
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
 fn spec(n: u32, mode: QuorumMode) -> ClusterSpec {
-    ClusterSpec {
-        name: "t".into(),
-        nodes: (1..=n)
-            .map(|id| {
-                (
-                    id,
-                    NodeSpec {
-                        votes: 1,
-                        priority: 0,
-                        fence_levels: 2,
-                    },
-                )
-            })
-            .collect(),
-        quorum_mode: mode,
-        tie_breaker: TieBreaker::LowestNodeId,
-        timing: Timing::default(),
-        storm_limit: ClusterSpec::default_storm_limit(n as usize),
-    }
+    spec_levels(n, mode, 2)
 }
 
 /// Drives a core with heartbeats every 100 ms from the nodes in `up`, each
@@ -134,8 +113,6 @@ fn leased(actions: &[Action], node: NodeId) -> bool {
         })
         .unwrap_or(false)
 }
-
-const ALL3: [(NodeId, &[NodeId]); 3] = [(1, &[2, 3]), (2, &[1, 3]), (3, &[1, 2])];
 
 #[test]
 fn no_lease_during_start_up_grace_then_epoch_one_for_everyone() {

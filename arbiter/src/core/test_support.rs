@@ -1,0 +1,221 @@
+//! What the core's scenario tests share: a cluster spec, and `H`, a core
+//! driven by hand with its store and clock.
+
+use super::*;
+
+pub(super) fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// `n` nodes of one vote each, `levels` fence levels each, default timing.
+pub(super) fn spec_levels(n: u32, mode: QuorumMode, levels: usize) -> ClusterSpec {
+    ClusterSpec {
+        name: "t".into(),
+        nodes: (1..=n)
+            .map(|id| {
+                (
+                    id,
+                    NodeSpec {
+                        votes: 1,
+                        priority: 0,
+                        fence_levels: levels,
+                    },
+                )
+            })
+            .collect(),
+        quorum_mode: mode,
+        tie_breaker: TieBreaker::LowestNodeId,
+        timing: Timing::default(),
+        storm_limit: ClusterSpec::default_storm_limit(n as usize),
+    }
+}
+
+/// Three nodes that all reach each other.
+pub(super) const ALL3: [(NodeId, &[NodeId]); 3] = [(1, &[2, 3]), (2, &[1, 3]), (3, &[1, 2])];
+
+/// A core driven by hand: 10 ms ticks, heartbeats every 100 ms from the
+/// nodes listed, each on session `id` (unless re-connected). It folds every `Persist` into `store` (what a
+/// restarted core would read), can restart the core from it, and keeps the
+/// offset between the arbiter's clock and real time (`jump`), so that a
+/// forward step of the arbiter's clock can be modelled.
+pub(super) struct H {
+    pub(super) spec: ClusterSpec,
+    pub(super) core: ArbiterCore,
+    /// The arbiter's (monotonic) clock.
+    pub(super) now: Duration,
+    /// How far the arbiter's clock has jumped ahead of real time.
+    pub(super) jump: Duration,
+    pub(super) seq: BTreeMap<NodeId, u64>,
+    pub(super) session: BTreeMap<NodeId, u64>,
+    /// Epoch each node reports (default: the core's).
+    pub(super) report_epoch: BTreeMap<NodeId, u64>,
+    pub(super) store: Persisted,
+    pub(super) log: Vec<(Duration, Action)>,
+}
+
+impl H {
+    /// A first start: every configured node connects at once.
+    pub(super) fn new(spec: ClusterSpec) -> Self {
+        let ids: Vec<NodeId> = spec.nodes.keys().copied().collect();
+        Self::boot(spec, Persisted::default(), &ids)
+    }
+
+    /// A core built at time 0 from `persisted`; the nodes in `connect`
+    /// open session `id` with instance `id`.
+    pub(super) fn boot(spec: ClusterSpec, persisted: Persisted, connect: &[NodeId]) -> Self {
+        let core = ArbiterCore::new(spec.clone(), persisted.clone(), Duration::ZERO);
+        let mut h = H {
+            spec,
+            core,
+            now: Duration::ZERO,
+            jump: Duration::ZERO,
+            seq: BTreeMap::new(),
+            session: BTreeMap::new(),
+            report_epoch: BTreeMap::new(),
+            store: persisted,
+            log: Vec::new(),
+        };
+        for &id in connect {
+            h.connect(id, u64::from(id), u64::from(id));
+        }
+        h
+    }
+
+    pub(super) fn step(&mut self, ev: Event) -> Vec<Action> {
+        let out = self.core.step(self.now, ev);
+        for a in &out {
+            if let Action::Persist(d) = a {
+                self.store.apply(d);
+            }
+        }
+        self.log.extend(out.iter().cloned().map(|a| (self.now, a)));
+        out
+    }
+
+    pub(super) fn epoch_of(&self, id: NodeId) -> u64 {
+        self.report_epoch
+            .get(&id)
+            .copied()
+            .unwrap_or(self.core.epoch())
+    }
+
+    pub(super) fn heartbeat(&mut self, id: NodeId, reach: &[NodeId]) -> Vec<Action> {
+        let seq = self.seq.entry(id).or_default();
+        *seq += 1;
+        let seq = *seq;
+        let ev = Event::Heartbeat {
+            node: id,
+            session: self.session[&id],
+            seq,
+            sent_at_us: self.now.as_micros() as u64,
+            reachable: reach.to_vec(),
+            heuristics: 0,
+            known_epoch: self.epoch_of(id),
+        };
+        self.step(ev)
+    }
+
+    pub(super) fn connect(&mut self, id: NodeId, session: u64, instance: u64) -> Vec<Action> {
+        self.session.insert(id, session);
+        self.seq.insert(id, 0);
+        let known_epoch = self.epoch_of(id);
+        self.step(Event::Connected {
+            node: id,
+            session,
+            known_epoch,
+            instance,
+        })
+    }
+
+    /// The arbiter process restarts from what its store holds; the nodes in
+    /// `connect` reconnect at once (new session, same agent instance).
+    pub(super) fn restart(&mut self, connect: &[NodeId]) {
+        self.core = ArbiterCore::new(self.spec.clone(), self.store.clone(), self.now);
+        for &id in connect {
+            let s = self.session[&id] + 1000;
+            self.connect(id, s, u64::from(id));
+        }
+    }
+
+    pub(super) fn run(&mut self, dur: Duration, reach: &[(NodeId, &[NodeId])]) {
+        let end = self.now + dur;
+        while self.now < end {
+            self.now += ms(10);
+            if self.now.as_millis().is_multiple_of(100) {
+                for &(id, r) in reach {
+                    self.heartbeat(id, r);
+                }
+            }
+            self.step(Event::Tick);
+        }
+    }
+
+    pub(super) fn fence_of(&self, node: NodeId) -> Option<(u64, u64)> {
+        self.log.iter().rev().find_map(|(_, a)| match a {
+            Action::Fence {
+                node: n,
+                intent,
+                attempt,
+                ..
+            } if *n == node => Some((*intent, *attempt)),
+            _ => None,
+        })
+    }
+
+    /// Arbiter times and nodes of every first-level `Fence`.
+    pub(super) fn fences(&self) -> Vec<(Duration, NodeId)> {
+        self.log
+            .iter()
+            .filter_map(|(t, a)| match a {
+                Action::Fence { node, level: 0, .. } => Some((*t, *node)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(super) fn confirm_off(&mut self, node: NodeId) -> Vec<Action> {
+        let (intent, attempt) = self.fence_of(node).expect("a fence of the node");
+        self.step(Event::FenceFinished {
+            node,
+            intent,
+            level: 0,
+            attempt,
+            outcome: LevelOutcome::ConfirmedOff,
+        })
+    }
+
+    /// Arbiter times of the acks that granted `node` a lease.
+    pub(super) fn grants(&self, node: NodeId) -> Vec<Duration> {
+        self.log
+            .iter()
+            .filter_map(|(t, a)| match a {
+                Action::Ack {
+                    node: n,
+                    lease: Some(_),
+                    ..
+                } if *n == node => Some(*t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(super) fn announces_gone(&self, node: NodeId) -> Vec<Duration> {
+        self.log
+            .iter()
+            .filter_map(|(t, a)| match a {
+                Action::Announce { gone, .. } if gone.contains(&node) => Some(*t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(super) fn notices(&self) -> Vec<&Notice> {
+        self.log
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::Notice(n) => Some(n),
+                _ => None,
+            })
+            .collect()
+    }
+}
