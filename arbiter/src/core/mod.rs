@@ -451,18 +451,26 @@ impl ArbiterCore {
         out
     }
 
-    /// Why a Hello or heartbeat from `node` reporting `known_epoch` is
-    /// refused without any state change; `None`: it is well-formed.
-    fn refusal(&self, node: NodeId, known_epoch: u64) -> Option<String> {
-        if !self.nodes.contains_key(&node) {
-            return Some(format!(
+    /// Refuse a Hello or heartbeat from `node` reporting `known_epoch`
+    /// that is not well-formed (an unknown node, an epoch beyond any real
+    /// one), without any state change. True if refused.
+    fn refused(&self, node: NodeId, session: u64, known_epoch: u64, out: &mut Vec<Action>) -> bool {
+        let reason = if !self.nodes.contains_key(&node) {
+            format!(
                 "node {node} is not a member of cluster {:?}",
                 self.spec.name
-            ));
-        }
-        (known_epoch > MAX_EPOCH).then(|| {
+            )
+        } else if known_epoch > MAX_EPOCH {
             format!("node {node} reports epoch {known_epoch}, beyond any real epoch ({MAX_EPOCH})")
-        })
+        } else {
+            return false;
+        };
+        out.push(Action::Refuse {
+            node,
+            session,
+            reason,
+        });
+        true
     }
 
     /// Note the highest epoch an agent holds: a store that is behind it
@@ -531,12 +539,7 @@ impl ArbiterCore {
         instance: u64,
         out: &mut Vec<Action>,
     ) {
-        if let Some(reason) = self.refusal(node, known_epoch) {
-            out.push(Action::Refuse {
-                node,
-                session,
-                reason,
-            });
+        if self.refused(node, session, known_epoch, out) {
             return;
         }
         let v = &self.nodes[&node];
@@ -551,12 +554,12 @@ impl ArbiterCore {
             .as_ref()
             .is_none_or(|o| instance == 0 || o.instance != Some(instance))
         {
-            // A new agent instance (or one this arbiter life never saw
-            // fenced): the node was off and came back.
-            // Confirmed off in this transition and already back (still in
-            // the backed set until the commit), it joins at once: it counts
-            // for contact and may be in the next verdict, so survivors
-            // without quorum of their own can complete the transition.
+            // A new agent instance (or one never seen fenced): the node was
+            // off and came back. It joins at once, even when its fence was
+            // confirmed in this transition (it is still in the backed set
+            // until the commit): it counts for contact and may be in the
+            // next verdict, so survivors without quorum of their own can
+            // complete the transition.
             let v = self.nodes.get_mut(&node).expect("known node");
             v.off = None;
             if matches!(v.phase, Phase::Gone | Phase::Off) {
@@ -566,11 +569,9 @@ impl ArbiterCore {
         // (The same instance within a heartbeat interval of its fence: a
         // Hello that was in flight. The off record stays; if that session
         // heartbeats later, it is alive after off.)
-        if self.nodes[&node].session != Some(session) {
-            self.edges.forget(node);
-        }
         let v = self.nodes.get_mut(&node).expect("known node");
         if v.session != Some(session) {
+            self.edges.forget(node);
             v.session_since = now;
             // Another process claiming this node (a restarted agent, or a
             // duplicate identity) gets no lease while the previous one may
@@ -627,12 +628,7 @@ impl ArbiterCore {
         known_epoch: u64,
         out: &mut Vec<Action>,
     ) {
-        if let Some(reason) = self.refusal(node, known_epoch) {
-            out.push(Action::Refuse {
-                node,
-                session,
-                reason,
-            });
+        if self.refused(node, session, known_epoch, out) {
             return;
         }
         let v = &self.nodes[&node];
@@ -1186,8 +1182,7 @@ impl ArbiterCore {
         self.backed = verdict.clone();
         for (id, v) in self.nodes.iter_mut() {
             v.phase = match v.phase {
-                // Rebooted already (a new instance spoke): it joins again.
-                Phase::Off if v.off.is_none() => Phase::Joining,
+                // (A node rebooted since is `Joining` already.)
                 Phase::Off => Phase::Gone,
                 Phase::Joining if verdict.contains(id) => Phase::Member,
                 _ => continue,
