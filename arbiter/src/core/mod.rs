@@ -97,6 +97,13 @@ pub enum Mutant {
     /// A node recorded off that spoke again (alive after off) still gets
     /// leases (finding 6).
     LeaseToAliveAfterOff,
+    /// A restarted arbiter ignores the stored off records (a fence
+    /// confirmed just before it stopped is forgotten).
+    ForgetOffRecords,
+    /// The lease bound leaves out an unnoticed forward jump of the
+    /// arbiter's own clock (caught by a core test; the simulation has not
+    /// reached it in 8,000 seeds).
+    NoClockJumpInLeaseBound,
 }
 
 /// A read-only snapshot for the admin API.
@@ -271,7 +278,12 @@ impl ArbiterCore {
         // the last epoch (survivors not told yet), so it is off again, and
         // the commit completes after the grace. The agent instance that ran
         // then is known, so if it speaks again it is alive after off.
-        for (&node, &instance) in &persisted.off {
+        let off_records = if mutant == Some(Mutant::ForgetOffRecords) {
+            BTreeMap::new()
+        } else {
+            persisted.off.clone()
+        };
+        for (&node, &instance) in &off_records {
             let Some(v) = nodes.get_mut(&node) else {
                 continue;
             };
@@ -698,7 +710,11 @@ impl ArbiterCore {
         // In this arbiter's clock, which may also have jumped forward by up
         // to `stall_after` unnoticed (as the start-up grace allows for):
         // waiting until the bound must outlast the lease in real time.
-        let bound = self.spec.timing.lease_max() + self.spec.timing.stall_after();
+        let bound = if self.mutant == Some(Mutant::NoClockJumpInLeaseBound) {
+            self.spec.timing.lease_max()
+        } else {
+            self.spec.timing.lease_max() + self.spec.timing.stall_after()
+        };
         let v = self.nodes.get_mut(&node).expect("checked above");
         if lease.is_some() {
             v.lease_bound = Some(now + bound);

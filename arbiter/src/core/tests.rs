@@ -740,13 +740,17 @@ fn the_largest_node_id_runs() {
 }
 
 /// Two processes claiming one node (a restarted agent whose old process
-/// lives on, a cloned VM): the newcomer gets no lease while the previous
-/// instance's lease may still run.
-#[test]
-fn a_second_instance_of_a_node_waits_out_the_first_ones_lease() {
-    let mut h = Harness::new(spec(2, QuorumMode::LastManStanding));
+/// lives on, a cloned VM): when does the newcomer get its first lease, and
+/// the bound on the first instance's lease it must wait out?
+fn second_instance_first_lease(mutant: Option<Mutant>) -> (Duration, Duration) {
+    let mut h = Harness::with(
+        spec(2, QuorumMode::LastManStanding),
+        Persisted::default(),
+        mutant,
+    );
     h.run(ms(800), &[(1, &[2]), (2, &[1])]);
     h.take();
+    let last_grant = h.now;
     h.core.step(
         h.now,
         Event::Connected {
@@ -773,22 +777,28 @@ fn a_second_instance_of_a_node_waits_out_the_first_ones_lease() {
     h.run(ms(50), &[(1, &[2])]);
     let early = hb(1, h.now, &mut h.core);
     assert!(!leased(&early, 2), "{early:?}");
-    // The newcomer heartbeats on; its lease comes once the first one's
-    // bound has passed (it allows for the arbiter's own clock jumping
-    // forward), not before.
+    // The bound allows for the arbiter's own clock having jumped forward
+    // by up to `stall_after` unnoticed.
     let t = Timing::default();
-    let bound = h.now - ms(50) + t.lease_max() + t.stall_after();
+    let bound = last_grant + t.lease_max() + t.stall_after();
     let mut seq = 1;
-    let mut first_lease = None;
-    while first_lease.is_none() && h.now < bound + ms(500) {
-        h.run(ms(100), &[(1, &[2])]);
+    loop {
+        h.run(ms(10), &[(1, &[2])]);
         seq += 1;
         if leased(&hb(seq, h.now, &mut h.core), 2) {
-            first_lease = Some(h.now);
+            return (h.now, bound);
         }
+        assert!(h.now < bound + ms(500), "no lease after the bound");
     }
-    let at = first_lease.expect("a lease once the bound has passed");
+}
+
+#[test]
+fn a_second_instance_of_a_node_waits_out_the_first_ones_lease() {
+    let (at, bound) = second_instance_first_lease(None);
     assert!(at >= bound, "lease at {at:?}, before the bound {bound:?}");
+    // A bound without the clock-jump margin would let it in earlier.
+    let (at, bound) = second_instance_first_lease(Some(Mutant::NoClockJumpInLeaseBound));
+    assert!(at < bound, "lease at {at:?}, bound {bound:?}");
 }
 
 /// What the store holds after these actions, starting from `from`.

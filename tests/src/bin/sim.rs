@@ -5,8 +5,6 @@
 //!     cargo run --release -p tests --bin sim -- --seeds 1000000 --start 0   # soak
 
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::Parser;
 use tests::sim::{self, Focus, Mutant, Options};
@@ -80,47 +78,37 @@ fn main() -> ExitCode {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let next = AtomicU64::new(args.start);
-    let end = args.start + args.seeds;
-    let failures = Mutex::new(Vec::new());
-    let fences = AtomicU64::new(0);
     let started = std::time::SystemTime::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= end {
-                        break;
-                    }
-                    let mut o = Options::new(seed);
-                    o.mutant = mutant;
-                    o.focus = focus;
-                    match sim::run(&o) {
-                        Ok(r) => {
-                            fences.fetch_add(r.fences_confirmed, Ordering::Relaxed);
-                        }
-                        Err(v) => {
-                            eprintln!("{v}");
-                            failures.lock().expect("lock").push(v);
-                        }
-                    }
-                    if seed.is_multiple_of(10_000) && seed != args.start {
-                        eprintln!("... seed {seed}");
-                    }
-                }
-            });
+    let mut template = Options::new(args.start);
+    template.mutant = mutant;
+    template.focus = focus;
+    let progress = |v: &sim::Violation| eprintln!("{v}");
+    let mut totals = sim::Totals::default();
+    let mut failures = Vec::new();
+    // In chunks of 10,000 seeds, with a progress line after each.
+    let end = args.start + args.seeds;
+    let mut from = args.start;
+    while from < end {
+        let to = (from + 10_000).min(end);
+        let (t, f) = sim::run_many(from..to, &template, threads, progress);
+        totals.merge(&t);
+        failures.extend(f);
+        from = to;
+        if from < end {
+            eprintln!("... seed {from}");
         }
-    });
-    let failures = failures.into_inner().expect("lock");
+    }
     let secs = started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
     println!(
-        "{} seeds from {} in {:.1}s: {} failed, {} fences confirmed",
+        "{} seeds from {} in {:.1}s: {} failed, {} fences confirmed ({} configuration changes, {} fences confirmed while the node ran on, {} alive-after-off alerts)",
         args.seeds,
         args.start,
         secs,
         failures.len(),
-        fences.load(Ordering::Relaxed)
+        totals.fences_confirmed,
+        totals.config_changes,
+        totals.confirmed_but_alive,
+        totals.alive_after_off_alerts,
     );
     if failures.is_empty() {
         ExitCode::SUCCESS

@@ -48,7 +48,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 10] = [
+    pub const ALL: [(&'static str, Mutant); 11] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -79,6 +79,10 @@ impl Mutant {
         (
             "lease-to-alive-after-off",
             Mutant::Core(CoreMutant::LeaseToAliveAfterOff),
+        ),
+        (
+            "forget-off-records",
+            Mutant::Core(CoreMutant::ForgetOffRecords),
         ),
     ];
 
@@ -163,6 +167,13 @@ pub struct Report {
     pub final_epoch: u64,
     pub arbiter_restarts: u32,
     pub faults: u32,
+    /// Configuration changes applied at an arbiter restart.
+    pub config_changes: u32,
+    /// Fences confirmed by a device wired to the wrong outlet while the
+    /// node ran on.
+    pub confirmed_but_alive: u32,
+    /// "Alive after off" alerts the arbiter raised.
+    pub alive_after_off_alerts: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -386,6 +397,74 @@ pub fn run(opts: &Options) -> Result<Report, Violation> {
     let mut sim = Sim::new(opts.clone());
     sim.run_to_end()?;
     Ok(sim.report)
+}
+
+/// What the seeds of one run did, summed (so a test can check the
+/// scenarios it claims to cover did happen).
+#[derive(Debug, Default, Clone)]
+pub struct Totals {
+    pub seeds: u64,
+    pub fences_confirmed: u64,
+    pub config_changes: u64,
+    pub confirmed_but_alive: u64,
+    pub alive_after_off_alerts: u64,
+}
+
+impl Totals {
+    /// Fold another run's totals in.
+    pub fn merge(&mut self, o: &Totals) {
+        self.seeds += o.seeds;
+        self.fences_confirmed += o.fences_confirmed;
+        self.config_changes += o.config_changes;
+        self.confirmed_but_alive += o.confirmed_but_alive;
+        self.alive_after_off_alerts += o.alive_after_off_alerts;
+    }
+
+    fn add(&mut self, r: &Report) {
+        self.seeds += 1;
+        self.fences_confirmed += r.fences_confirmed;
+        self.config_changes += u64::from(r.config_changes);
+        self.confirmed_but_alive += u64::from(r.confirmed_but_alive);
+        self.alive_after_off_alerts += u64::from(r.alive_after_off_alerts);
+    }
+}
+
+/// Run every seed of `seeds` with `template`'s options (its seed replaced)
+/// on `threads` threads; `on_failure` hears each violation as it comes.
+pub fn run_many(
+    seeds: std::ops::Range<u64>,
+    template: &Options,
+    threads: usize,
+    on_failure: impl Fn(&Violation) + Sync,
+) -> (Totals, Vec<Violation>) {
+    let next = std::sync::atomic::AtomicU64::new(seeds.start);
+    let failures = std::sync::Mutex::new(Vec::new());
+    let totals = std::sync::Mutex::new(Totals::default());
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if seed >= seeds.end {
+                        break;
+                    }
+                    let mut o = template.clone();
+                    o.seed = seed;
+                    match run(&o) {
+                        Ok(r) => totals.lock().expect("lock").add(&r),
+                        Err(v) => {
+                            on_failure(&v);
+                            failures.lock().expect("lock").push(v);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (
+        totals.into_inner().expect("lock"),
+        failures.into_inner().expect("lock"),
+    )
 }
 
 impl Sim {
@@ -767,6 +846,7 @@ impl Sim {
                             .is_some_and(|v| v.off.is_some());
                     if alive && recorded_off {
                         self.trace(|| format!("node {node} recorded off, yet it runs"));
+                        self.report.confirmed_but_alive += 1;
                         // The arbiter knows the agent instance that last
                         // spoke to it; one restarted just before the
                         // confirmation is new to it and looks like a reboot
@@ -836,6 +916,7 @@ impl Sim {
                         self.trace(|| {
                             format!("the arbiter restarts with a new configuration: {spec:?}")
                         });
+                        self.report.config_changes += 1;
                         self.spec = spec;
                         for id in std::mem::take(&mut self.to_add) {
                             // The new node's machine starts with it.
@@ -951,8 +1032,11 @@ impl Sim {
                 [22, 28, 78, 79, 80, 81, 100, 101][self.rng.random_range(0..8)]
             }
             Some(Focus::ArbiterOutages) => [62, 63, 70, 71, 99][self.rng.random_range(0..5)],
-            // Faults that get nodes fenced: isolation, a freeze, a crash.
-            Some(Focus::WrongOutlets) => [12, 13, 36, 37, 46, 99][self.rng.random_range(0..6)],
+            // Faults that get nodes fenced (isolation, a freeze, a crash),
+            // arbiter crashes and forward steps of its clock.
+            Some(Focus::WrongOutlets) => {
+                [12, 13, 36, 37, 46, 54, 75, 99][self.rng.random_range(0..8)]
+            }
         };
         match roll {
             100..=101 => {
@@ -1411,6 +1495,7 @@ impl Sim {
             }
             Action::Notice(Notice::AliveAfterOff { node, detail }) => {
                 self.trace(|| format!("ALERT node {node} alive after off: {detail}"));
+                self.report.alive_after_off_alerts += 1;
                 // The operator fixes the wiring first; meanwhile the alert
                 // stands.
                 if self.alerted.insert(node) && !self.chaos {
