@@ -750,6 +750,21 @@ mod tests {
             Instant::now()
         }
 
+        /// A session against this arbiter, running, once it holds a lease.
+        async fn leased_session(
+            &self,
+            token: &CancellationToken,
+        ) -> (
+            mpsc::UnboundedReceiver<Output>,
+            tokio::task::JoinHandle<Result<(), AgentError>>,
+        ) {
+            let mut session = self.session(token);
+            let mut events = session.events();
+            let task = tokio::spawn(session.run());
+            next(&mut events, acquired, "lease").await;
+            (events, task)
+        }
+
         fn session(&self, token: &CancellationToken) -> Session {
             let text = format!(
                 "cluster = \"c\"\nnode = 1\narbiter = \"http://{}\"\nlisten = \"127.0.0.1:1\"\ninsecure_plaintext = true\n",
@@ -803,10 +818,7 @@ mod tests {
     async fn a_lease_ends_on_time_while_reconnecting_to_a_silent_arbiter() {
         let fake = Fake::start().await;
         let token = CancellationToken::new();
-        let mut session = fake.session(&token);
-        let mut events = session.events();
-        let task = tokio::spawn(session.run());
-        next(&mut events, acquired, "lease").await;
+        let (mut events, task) = fake.leased_session(&token).await;
         tokio::time::sleep(Duration::from_millis(350)).await; // a few renewals
         fake.set(Mode::Hold).await;
         let lost = next(&mut events, expired, "lease lost").await;
@@ -840,10 +852,7 @@ mod tests {
     async fn a_node_recorded_fenced_while_running_stops() {
         let fake = Fake::start().await;
         let token = CancellationToken::new();
-        let mut session = fake.session(&token);
-        let mut events = session.events();
-        let task = tokio::spawn(session.run());
-        next(&mut events, acquired, "lease").await;
+        let (mut events, task) = fake.leased_session(&token).await;
         fake.seen.lock().unwrap().announce_gone = Some(2);
         next(
             &mut events,
@@ -866,10 +875,7 @@ mod tests {
     async fn rejoin_after(mode: Mode, within: Duration) {
         let fake = Fake::start().await;
         let token = CancellationToken::new();
-        let mut session = fake.session(&token);
-        let mut events = session.events();
-        let task = tokio::spawn(session.run());
-        next(&mut events, acquired, "lease").await;
+        let (mut events, task) = fake.leased_session(&token).await;
         fake.set(mode).await;
         next(&mut events, expired, "lease lost").await;
         tokio::time::sleep(Duration::from_millis(1500)).await; // a real outage

@@ -159,14 +159,13 @@ impl Edges {
     /// Fold in the raw graph of `alive` nodes at `now` and return the
     /// settled edges (pairs with `a < b`). An edge between two
     /// `incumbents` goes down after `settle`; one to a joiner comes up after
-    /// `joiner_settle`. Nodes in `young` opened their session too recently
+    /// `settle` too. Nodes in `young` opened their session too recently
     /// to have probed their peers: their missing reports are no evidence.
     #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         now: Duration,
         settle: Duration,
-        joiner_settle: Duration,
         young: &BTreeSet<NodeId>,
         alive: &BTreeSet<NodeId>,
         incumbents: &BTreeSet<NodeId>,
@@ -189,7 +188,7 @@ impl Edges {
                 if raw {
                     let since = *e.raw_up_since.get_or_insert(now);
                     e.down_since = None;
-                    if members || now.saturating_sub(since) >= joiner_settle {
+                    if members || now.saturating_sub(since) >= settle {
                         e.up = true;
                     }
                 } else {
@@ -247,78 +246,30 @@ mod tests {
         let mut e = Edges::default();
         let members: BTreeSet<NodeId> = [1, 2].into();
         assert_eq!(
-            e.update(
-                ms(0),
-                settle,
-                settle,
-                &BTreeSet::new(),
-                &alive,
-                &members,
-                &nodes
-            ),
+            e.update(ms(0), settle, &BTreeSet::new(), &alive, &members, &nodes),
             [(1, 2)].into()
         );
         nodes.get_mut(&1).unwrap().reach.clear();
         assert_eq!(
-            e.update(
-                ms(100),
-                settle,
-                settle,
-                &BTreeSet::new(),
-                &alive,
-                &members,
-                &nodes
-            ),
+            e.update(ms(100), settle, &BTreeSet::new(), &alive, &members, &nodes),
             [(1, 2)].into()
         );
         // A single good report in between resets the clock.
         nodes.get_mut(&1).unwrap().reach.insert(2);
-        e.update(
-            ms(150),
-            settle,
-            settle,
-            &BTreeSet::new(),
-            &alive,
-            &members,
-            &nodes,
-        );
+        e.update(ms(150), settle, &BTreeSet::new(), &alive, &members, &nodes);
         nodes.get_mut(&1).unwrap().reach.clear();
         assert_eq!(
-            e.update(
-                ms(300),
-                settle,
-                settle,
-                &BTreeSet::new(),
-                &alive,
-                &members,
-                &nodes
-            ),
+            e.update(ms(300), settle, &BTreeSet::new(), &alive, &members, &nodes),
             [(1, 2)].into()
         );
         assert_eq!(
-            e.update(
-                ms(500),
-                settle,
-                settle,
-                &BTreeSet::new(),
-                &alive,
-                &members,
-                &nodes
-            ),
+            e.update(ms(500), settle, &BTreeSet::new(), &alive, &members, &nodes),
             BTreeSet::new()
         );
         // Up again at once.
         nodes.get_mut(&1).unwrap().reach.insert(2);
         assert_eq!(
-            e.update(
-                ms(510),
-                settle,
-                settle,
-                &BTreeSet::new(),
-                &alive,
-                &members,
-                &nodes
-            ),
+            e.update(ms(510), settle, &BTreeSet::new(), &alive, &members, &nodes),
             [(1, 2)].into()
         );
     }
@@ -332,76 +283,28 @@ mod tests {
         let mut nodes: BTreeMap<NodeId, NodeView> = [(1, view(&[2])), (2, view(&[1]))].into();
         let mut e = Edges::default();
         assert_eq!(
-            e.update(
-                ms(0),
-                settle,
-                settle,
-                &BTreeSet::new(),
-                &alive,
-                &joining,
-                &nodes
-            ),
+            e.update(ms(0), settle, &BTreeSet::new(), &alive, &joining, &nodes),
             BTreeSet::new()
         );
         assert_eq!(
-            e.update(
-                ms(150),
-                settle,
-                settle,
-                &BTreeSet::new(),
-                &alive,
-                &joining,
-                &nodes
-            ),
+            e.update(ms(150), settle, &BTreeSet::new(), &alive, &joining, &nodes),
             BTreeSet::new()
         );
         // A break restarts the clock.
         nodes.get_mut(&2).unwrap().reach.clear();
-        e.update(
-            ms(160),
-            settle,
-            settle,
-            &BTreeSet::new(),
-            &alive,
-            &joining,
-            &nodes,
-        );
+        e.update(ms(160), settle, &BTreeSet::new(), &alive, &joining, &nodes);
         nodes.get_mut(&2).unwrap().reach.insert(1);
         assert_eq!(
-            e.update(
-                ms(300),
-                settle,
-                settle,
-                &BTreeSet::new(),
-                &alive,
-                &joining,
-                &nodes
-            ),
+            e.update(ms(300), settle, &BTreeSet::new(), &alive, &joining, &nodes),
             BTreeSet::new()
         );
         assert_eq!(
-            e.update(
-                ms(370),
-                settle,
-                settle,
-                &BTreeSet::new(),
-                &alive,
-                &joining,
-                &nodes
-            ),
+            e.update(ms(370), settle, &BTreeSet::new(), &alive, &joining, &nodes),
             BTreeSet::new()
         );
         assert!(e.settling());
         assert_eq!(
-            e.update(
-                ms(500),
-                settle,
-                settle,
-                &BTreeSet::new(),
-                &alive,
-                &joining,
-                &nodes
-            ),
+            e.update(ms(500), settle, &BTreeSet::new(), &alive, &joining, &nodes),
             [(1, 2)].into()
         );
     }
@@ -414,7 +317,6 @@ mod tests {
         let mut e = Edges::default();
         assert_eq!(
             e.update(
-                Duration::ZERO,
                 Duration::ZERO,
                 Duration::ZERO,
                 &BTreeSet::new(),

@@ -998,7 +998,6 @@ impl ArbiterCore {
             })
             .map(|(&id, _)| id)
             .collect();
-        let joiner_settle = t.settle;
         // A member's new session (or one back from a silence) has not
         // probed its peers yet: for three heartbeat intervals (the agents'
         // probe window) its edges hold.
@@ -1009,15 +1008,9 @@ impl ArbiterCore {
             })
             .copied()
             .collect();
-        let edges = self.edges.update(
-            now,
-            t.settle,
-            joiner_settle,
-            &young,
-            &alive,
-            &incumbents,
-            &self.nodes,
-        );
+        let edges = self
+            .edges
+            .update(now, t.settle, &young, &alive, &incumbents, &self.nodes);
         // A cluster forming (no member yet) waits for its edges to settle
         // rather than back whoever settled first: nobody runs meanwhile.
         if incumbents.is_empty() && self.edges.settling() {
