@@ -278,12 +278,13 @@ impl ArbiterCore {
         // the last epoch (survivors not told yet), so it is off again, and
         // the commit completes after the grace. The agent instance that ran
         // then is known, so if it speaks again it is alive after off.
+        let forgotten = BTreeMap::new();
         let off_records = if mutant == Some(Mutant::ForgetOffRecords) {
-            BTreeMap::new()
+            &forgotten
         } else {
-            persisted.off.clone()
+            &persisted.off
         };
-        for (&node, &instance) in &off_records {
+        for (&node, &instance) in off_records {
             let Some(v) = nodes.get_mut(&node) else {
                 continue;
             };

@@ -1635,7 +1635,11 @@ impl Sim {
                 return Ok(());
             }
             Msg::ProbeReply { from, .. } => {
-                a.probe_ok.insert(from, local);
+                // (A late reply from a peer the arbiter no longer names
+                // counts for nothing.)
+                if a.peers.contains(&from) {
+                    a.probe_ok.insert(from, local);
+                }
                 return Ok(());
             }
             Msg::Connect { .. } | Msg::Heartbeat { .. } => return Ok(()),
@@ -1732,7 +1736,7 @@ impl Sim {
                     let reach: Vec<NodeId> = a
                         .probe_ok
                         .iter()
-                        .filter(|(p, t)| a.peers.contains(p) && local.saturating_sub(**t) <= hb * 3)
+                        .filter(|(_, t)| local.saturating_sub(**t) <= hb * 3)
                         .map(|(&p, _)| p)
                         .collect();
                     let msg = Msg::Heartbeat {
