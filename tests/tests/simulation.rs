@@ -130,6 +130,21 @@ fn checker_catches_off_records_forgotten_across_a_restart() {
     );
 }
 
+/// A node confirmed off whose agent reconnects joins again at once if it
+/// is a new instance (a reboot); taking the same instance for a reboot
+/// lets a node that never went off back in.
+#[test]
+fn checker_catches_the_same_agent_taken_for_a_reboot() {
+    assert_caught(
+        Mutant::Core(CoreMutant::AnyInstanceIsAReboot),
+        Some(Focus::WrongOutlets),
+        1000,
+        6,
+        "a node alive after off stays out",
+        &[],
+    );
+}
+
 /// Finding 6 of issue 8: a node recorded off that spoke again was let
 /// back in silently.
 #[test]

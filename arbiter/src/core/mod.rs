@@ -100,6 +100,9 @@ pub enum Mutant {
     /// A restarted arbiter ignores the stored off records (a fence
     /// confirmed just before it stopped is forgotten).
     ForgetOffRecords,
+    /// Any agent instance reconnecting is taken for a rebooted node (the
+    /// off record dropped, the node joining again).
+    AnyInstanceIsAReboot,
     /// The lease bound leaves out an unnoticed forward jump of the
     /// arbiter's own clock (caught by a core test; the simulation has not
     /// reached it in 8,000 seeds).
@@ -556,16 +559,17 @@ impl ArbiterCore {
             return;
         }
         let v = &self.nodes[&node];
-        if self.speaks_after_off(now, v, None, Some(instance)) {
+        let any_is_reboot = self.mutant == Some(Mutant::AnyInstanceIsAReboot);
+        if !any_is_reboot && self.speaks_after_off(now, v, None, Some(instance)) {
             self.alive_after_off(
                 node,
                 format!("its fence was confirmed, yet the same agent (instance {instance:#x}) opened a new session: wrong outlet or lying device"),
                 out,
             );
-        } else if v
-            .off
-            .as_ref()
-            .is_none_or(|o| instance == 0 || o.instance != Some(instance))
+        } else if any_is_reboot
+            || v.off
+                .as_ref()
+                .is_none_or(|o| instance == 0 || o.instance != Some(instance))
         {
             // A new agent instance (or one never seen fenced): the node was
             // off and came back. It joins at once, even when its fence was

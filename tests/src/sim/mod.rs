@@ -48,7 +48,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 11] = [
+    pub const ALL: [(&'static str, Mutant); 12] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -83,6 +83,10 @@ impl Mutant {
         (
             "forget-off-records",
             Mutant::Core(CoreMutant::ForgetOffRecords),
+        ),
+        (
+            "any-instance-is-a-reboot",
+            Mutant::Core(CoreMutant::AnyInstanceIsAReboot),
         ),
     ];
 
