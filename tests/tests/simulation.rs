@@ -89,12 +89,15 @@ fn regression_seeds() {
 ///       switched off, got a lease back with no alert;
 /// 9732: an unnoticed forward jump of the arbiter's clock let survivors
 ///       take over before the lease of a node a device lied about had ended;
+/// 62563: a node removed from the configuration while it ran held a
+///       higher epoch than a lost store; refused, its report was ignored
+///       and the fencing token went back for the others;
 /// 10740: a node confirmed off and rebooted before the commit was no
 ///       candidate; the survivor alone, without quorum after a change of
 ///       votes, could never complete the transition.
 #[test]
 fn regression_seeds_of_the_configuration_faults() {
-    for seed in [1404, 2559, 9732, 10740, 11053, 14157, 14841] {
+    for seed in [1404, 2559, 9732, 10740, 11053, 14157, 14841, 62563] {
         if let Err(v) = sim::run(&Options::new(seed)) {
             panic!("{v}");
         }

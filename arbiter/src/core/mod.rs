@@ -469,9 +469,21 @@ impl ArbiterCore {
 
     /// Refuse a Hello or heartbeat from `node` reporting `known_epoch`
     /// that is not well-formed (an unknown node, an epoch beyond any real
-    /// one), without any state change. True if refused.
-    fn refused(&self, node: NodeId, session: u64, known_epoch: u64, out: &mut Vec<Action>) -> bool {
+    /// one). True if refused. The only state a refused node changes is the
+    /// epoch floor: a node removed from the configuration while it ran
+    /// still holds the epoch it had, and the fencing token must not go
+    /// back below it (say, after a lost store).
+    fn refused(
+        &mut self,
+        node: NodeId,
+        session: u64,
+        known_epoch: u64,
+        out: &mut Vec<Action>,
+    ) -> bool {
         let reason = if !self.nodes.contains_key(&node) {
+            if known_epoch <= MAX_EPOCH {
+                self.note_reported_epoch(node, known_epoch, out);
+            }
             format!(
                 "node {node} is not a member of cluster {:?}",
                 self.spec.name
