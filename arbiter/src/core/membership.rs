@@ -215,6 +215,16 @@ impl Edges {
         self.edges.retain(|&(a, b), _| a != node && b != node);
     }
 
+    /// Edges still counted up although their raw edge is down: each goes
+    /// down once it has stayed down for `settle`.
+    pub fn going_down(&self) -> BTreeSet<(NodeId, NodeId)> {
+        self.edges
+            .iter()
+            .filter(|(_, e)| e.up && e.down_since.is_some())
+            .map(|(&k, _)| k)
+            .collect()
+    }
+
     /// Is some edge reported up but not counted yet (a joiner's edge still
     /// settling)?
     pub fn settling(&self) -> bool {

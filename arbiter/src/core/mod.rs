@@ -103,6 +103,9 @@ pub enum Mutant {
     /// Any agent instance reconnecting is taken for a rebooted node (the
     /// off record dropped, the node joining again).
     AnyInstanceIsAReboot,
+    /// A verdict is taken while edges are still going down, on a graph
+    /// half-way through one node's isolation.
+    DecideOnHalfSettledEdges,
     /// The lease bound leaves out an unnoticed forward jump of the
     /// arbiter's own clock (caught by a core test; the simulation has not
     /// reached it in 8,000 seeds).
@@ -1083,6 +1086,29 @@ impl ArbiterCore {
             .any(|(id, v)| v.phase == Phase::Member && !verdict.contains(id));
         if drops_member && self.edges.settling() {
             return None;
+        }
+        // Nor while an edge is going down that would change who leaves: the
+        // links of one node cut from its peers do not all settle down at
+        // the same instant, and in between the graph can tie another,
+        // healthy node against it (found end to end under load).
+        if drops_member && self.mutant != Some(Mutant::DecideOnHalfSettledEdges) {
+            let going = self.edges.going_down();
+            if !going.is_empty()
+                && let Some(((candidates, edges, incumbents), _)) = &self.decision_cache
+            {
+                let settled: BTreeSet<(NodeId, NodeId)> =
+                    edges.difference(&going).copied().collect();
+                let once_settled = decide::decide_with_incumbents(
+                    candidates,
+                    &settled,
+                    incumbents,
+                    &self.quorum,
+                    self.spec.tie_breaker,
+                );
+                if once_settled != Verdict::Survivors(verdict.clone()) {
+                    return None;
+                }
+            }
         }
         self.verdict = Some(verdict.clone());
         let leaving: BTreeSet<NodeId> = self.backed.difference(&verdict).copied().collect();
