@@ -175,6 +175,8 @@ pub struct ArbiterCore {
     orphan_intents: BTreeMap<NodeId, u64>,
     next_intent: u64,
     next_attempt: u64,
+    /// Since when a verdict has been held for edges still going down.
+    half_settled_since: Option<Duration>,
     /// The last decision's inputs and result: the search runs only when
     /// the live nodes, their settled edges or the incumbents change.
     decision_cache: Option<(DecisionInput, Verdict)>,
@@ -341,6 +343,7 @@ impl ArbiterCore {
             orphan_intents,
             next_intent: persisted.next_intent.max(1),
             next_attempt,
+            half_settled_since: None,
             decision_cache: None,
             mutant,
             spec,
@@ -1087,27 +1090,21 @@ impl ArbiterCore {
         if drops_member && self.edges.settling() {
             return None;
         }
-        // Nor while an edge is going down that would change who leaves: the
-        // links of one node cut from its peers do not all settle down at
-        // the same instant, and in between the graph can tie another,
-        // healthy node against it (found end to end under load).
+        // Nor, for up to `settle`, while edges going down would save a
+        // member it drops: the links of one node cut from its peers do not
+        // all settle down at the same instant, and in between the graph can
+        // tie another, healthy node against it (found end to end under
+        // load). Only a member the settled graph would keep counts, so
+        // lossy links among the survivors hold nothing; and the hold is
+        // bounded, so flapping links cannot hold a fence for ever.
         if drops_member && self.mutant != Some(Mutant::DecideOnHalfSettledEdges) {
-            let going = self.edges.going_down();
-            if !going.is_empty()
-                && let Some(((candidates, edges, incumbents), _)) = &self.decision_cache
-            {
-                let settled: BTreeSet<(NodeId, NodeId)> =
-                    edges.difference(&going).copied().collect();
-                let once_settled = decide::decide_with_incumbents(
-                    candidates,
-                    &settled,
-                    incumbents,
-                    &self.quorum,
-                    self.spec.tie_breaker,
-                );
-                if once_settled != Verdict::Survivors(verdict.clone()) {
+            if self.saved_once_settled(&verdict) {
+                let since = *self.half_settled_since.get_or_insert(now);
+                if now.saturating_sub(since) < t.settle {
                     return None;
                 }
+            } else {
+                self.half_settled_since = None;
             }
         }
         self.verdict = Some(verdict.clone());
@@ -1127,6 +1124,31 @@ impl ArbiterCore {
 
     /// Fence every member outside the verdict (intent persisted first),
     /// unless the transition is a storm. Returns whether it may commit.
+    /// Would a member this verdict drops be kept once every edge going down
+    /// has settled down?
+    fn saved_once_settled(&self, verdict: &BTreeSet<NodeId>) -> bool {
+        let going = self.edges.going_down();
+        let Some(((candidates, edges, incumbents), _)) = &self.decision_cache else {
+            return false;
+        };
+        if going.is_empty() {
+            return false;
+        }
+        let settled: BTreeSet<(NodeId, NodeId)> = edges.difference(&going).copied().collect();
+        let Verdict::Survivors(kept) = decide::decide_with_incumbents(
+            candidates,
+            &settled,
+            incumbents,
+            &self.quorum,
+            self.spec.tie_breaker,
+        ) else {
+            return false;
+        };
+        self.nodes
+            .iter()
+            .any(|(id, v)| v.phase == Phase::Member && !verdict.contains(id) && kept.contains(id))
+    }
+
     fn start_fences(
         &mut self,
         now: Duration,
@@ -1274,6 +1296,8 @@ fn job_step(node: NodeId, intent: u64, step: JobStep, detail: String, out: &mut 
 
 #[cfg(test)]
 mod review2_tests;
+#[cfg(test)]
+mod review3_tests;
 #[cfg(test)]
 mod review_tests;
 #[cfg(test)]
