@@ -144,6 +144,8 @@ impl NodeView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct EdgeState {
     up: bool,
+    /// When it last came back up after counting down.
+    up_again_at: Option<Duration>,
     down_since: Option<Duration>,
     /// Since when the raw edge has been up without a break.
     raw_up_since: Option<Duration>,
@@ -153,6 +155,13 @@ struct EdgeState {
 #[derive(Debug, Clone, Default)]
 pub struct Edges {
     edges: BTreeMap<(NodeId, NodeId), EdgeState>,
+    /// Edges down by the reports where one side reports the other
+    /// reached: a link healing (the other side's next report will say so)
+    /// or cut one way only.
+    half_up: BTreeSet<(NodeId, NodeId)>,
+    /// Some edge counts up only because a young member has not reported
+    /// on it yet.
+    unproven: bool,
 }
 
 impl Edges {
@@ -161,11 +170,14 @@ impl Edges {
     /// `incumbents` goes down after `settle`; one to a joiner comes up after
     /// `settle` too. Nodes in `young` opened their session too recently
     /// to have probed their peers: their missing reports are no evidence.
+    /// (`settle_by_clock` is a planted bug for the tests: an edge settles
+    /// down by the clock alone, on reports that stopped coming.)
     #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         now: Duration,
         settle: Duration,
+        settle_by_clock: bool,
         young: &BTreeSet<NodeId>,
         alive: &BTreeSet<NodeId>,
         incumbents: &BTreeSet<NodeId>,
@@ -174,28 +186,55 @@ impl Edges {
         self.edges
             .retain(|(a, b), _| alive.contains(a) && alive.contains(b));
         let mut settled = BTreeSet::new();
+        self.half_up.clear();
+        self.unproven = false;
         for &a in alive {
             for &b in alive.range((Bound::Excluded(a), Bound::Unbounded)) {
                 let members = incumbents.contains(&a) && incumbents.contains(&b);
-                let unproven = members && (young.contains(&a) || young.contains(&b));
-                let raw =
-                    unproven || (nodes[&a].reach.contains(&b) && nodes[&b].reach.contains(&a));
+                // A young member's missing report is no evidence; its
+                // peer's report still is (the peer has been probing all
+                // along: a node cut off from its peers does not hide behind
+                // a peer's new session).
+                let says = |x: NodeId, y: NodeId| {
+                    (members && young.contains(&x)) || nodes[&x].reach.contains(&y)
+                };
+                let raw = says(a, b) && says(b, a);
+                let reported = |x: NodeId, y: NodeId| nodes[&x].reach.contains(&y);
+                if raw && !(reported(a, b) && reported(b, a)) {
+                    self.unproven = true;
+                }
+                if !raw && (reported(a, b) || reported(b, a)) {
+                    self.half_up.insert((a, b));
+                }
                 let e = self.edges.entry((a, b)).or_insert(EdgeState {
                     up: members,
+                    up_again_at: None,
                     down_since: None,
                     raw_up_since: None,
                 });
                 if raw {
                     let since = *e.raw_up_since.get_or_insert(now);
                     e.down_since = None;
-                    if members || now.saturating_sub(since) >= settle {
+                    if !e.up && (members || now.saturating_sub(since) >= settle) {
                         e.up = true;
+                        e.up_again_at = Some(now);
                     }
                 } else {
                     e.raw_up_since = None;
                     if e.up {
                         let since = *e.down_since.get_or_insert(now);
-                        if now.saturating_sub(since) >= settle {
+                        // Down for `settle` by the reports, not by the
+                        // clock: a side whose reports stopped (its link to
+                        // the arbiter failing, or the arbiter's own) leaves
+                        // its last word standing, not proven.
+                        let evidence = [(a, b), (b, a)]
+                            .into_iter()
+                            .filter(|&(x, y)| !says(x, y))
+                            .filter_map(|(x, _)| nodes[&x].last_heard)
+                            .max()
+                            .unwrap_or(now);
+                        let evidence = if settle_by_clock { now } else { evidence };
+                        if evidence.saturating_sub(since) >= settle {
                             e.up = false;
                         }
                     }
@@ -225,6 +264,26 @@ impl Edges {
             .collect()
     }
 
+    /// Did an edge come back up within `within` of `now` (a heal whose
+    /// other edges may still be on their way)?
+    pub fn came_up_within(&self, now: Duration, within: Duration) -> bool {
+        self.edges.values().any(|e| {
+            e.up && e
+                .up_again_at
+                .is_some_and(|t| now.saturating_sub(t) < within)
+        })
+    }
+
+    /// Does some edge count up only on a young member's silence?
+    pub fn unproven(&self) -> bool {
+        self.unproven
+    }
+
+    /// Edges one side reports up and the other down (see `half_up`).
+    pub fn half_up(&self) -> &BTreeSet<(NodeId, NodeId)> {
+        &self.half_up
+    }
+
     /// Is some edge reported up but not counted yet (a joiner's edge still
     /// settling)?
     pub fn settling(&self) -> bool {
@@ -247,6 +306,13 @@ mod tests {
         }
     }
 
+    /// Node `id` reports `reach` at `t`.
+    fn report(nodes: &mut BTreeMap<NodeId, NodeView>, id: NodeId, t: Duration, reach: &[NodeId]) {
+        let v = nodes.get_mut(&id).unwrap();
+        v.last_heard = Some(t);
+        v.reach = reach.iter().copied().collect();
+    }
+
     #[test]
     fn an_edge_goes_down_only_after_settle() {
         let ms = Duration::from_millis;
@@ -255,33 +321,109 @@ mod tests {
         let mut nodes: BTreeMap<NodeId, NodeView> = [(1, view(&[2])), (2, view(&[1]))].into();
         let mut e = Edges::default();
         let members: BTreeSet<NodeId> = [1, 2].into();
+        let none = BTreeSet::new();
         assert_eq!(
-            e.update(ms(0), settle, &BTreeSet::new(), &alive, &members, &nodes),
+            e.update(ms(0), settle, false, &none, &alive, &members, &nodes),
             [(1, 2)].into()
         );
-        nodes.get_mut(&1).unwrap().reach.clear();
+        report(&mut nodes, 1, ms(100), &[]);
         assert_eq!(
-            e.update(ms(100), settle, &BTreeSet::new(), &alive, &members, &nodes),
+            e.update(ms(100), settle, false, &none, &alive, &members, &nodes),
             [(1, 2)].into()
         );
+        assert_eq!(e.going_down(), [(1, 2)].into());
         // A single good report in between resets the clock.
-        nodes.get_mut(&1).unwrap().reach.insert(2);
-        e.update(ms(150), settle, &BTreeSet::new(), &alive, &members, &nodes);
-        nodes.get_mut(&1).unwrap().reach.clear();
+        report(&mut nodes, 1, ms(150), &[2]);
+        e.update(ms(150), settle, false, &none, &alive, &members, &nodes);
+        report(&mut nodes, 1, ms(300), &[]);
         assert_eq!(
-            e.update(ms(300), settle, &BTreeSet::new(), &alive, &members, &nodes),
+            e.update(ms(300), settle, false, &none, &alive, &members, &nodes),
             [(1, 2)].into()
         );
+        report(&mut nodes, 1, ms(500), &[]);
         assert_eq!(
-            e.update(ms(500), settle, &BTreeSet::new(), &alive, &members, &nodes),
+            e.update(ms(500), settle, false, &none, &alive, &members, &nodes),
             BTreeSet::new()
         );
-        // Up again at once.
-        nodes.get_mut(&1).unwrap().reach.insert(2);
+        // Up again at once, and seen as a heal arriving for `settle`.
+        report(&mut nodes, 1, ms(510), &[2]);
         assert_eq!(
-            e.update(ms(510), settle, &BTreeSet::new(), &alive, &members, &nodes),
+            e.update(ms(510), settle, false, &none, &alive, &members, &nodes),
             [(1, 2)].into()
         );
+        assert!(e.came_up_within(ms(600), settle));
+        assert!(!e.came_up_within(ms(710), settle));
+    }
+
+    /// Found by the simulation (seed 19): the arbiter lost contact with
+    /// everyone; the last report of a node that had not yet heard a peer
+    /// back from a freeze settled their edge down by the clock alone, and a
+    /// healthy node was fenced.
+    #[test]
+    fn an_edge_settles_down_on_reports_not_on_the_clock() {
+        let ms = Duration::from_millis;
+        let settle = ms(200);
+        let alive: BTreeSet<NodeId> = [1, 2].into();
+        let members = alive.clone();
+        let none = BTreeSet::new();
+        for by_clock in [false, true] {
+            let mut nodes: BTreeMap<NodeId, NodeView> = [(1, view(&[2])), (2, view(&[1]))].into();
+            let mut e = Edges::default();
+            e.update(ms(0), settle, by_clock, &none, &alive, &members, &nodes);
+            report(&mut nodes, 1, ms(100), &[]);
+            report(&mut nodes, 2, ms(100), &[]);
+            e.update(ms(100), settle, by_clock, &none, &alive, &members, &nodes);
+            // Nothing more is heard from either: still down only by the
+            // reports of 100 ms.
+            let at_400 = e.update(ms(400), settle, by_clock, &none, &alive, &members, &nodes);
+            assert_eq!(at_400.is_empty(), by_clock, "settle by clock: {by_clock}");
+            // A report 200 ms after the first that still says down settles it.
+            report(&mut nodes, 2, ms(300), &[]);
+            assert!(
+                e.update(ms(401), settle, by_clock, &none, &alive, &members, &nodes)
+                    .is_empty()
+            );
+        }
+    }
+
+    /// Found by the simulation (seed 460): a member's new session made the
+    /// edge to a node cut off from every peer count up, although that
+    /// node's own reports (it had been probing all along) said it was
+    /// down; only the young side's silence is no evidence.
+    #[test]
+    fn a_young_session_does_not_hide_its_peers_report() {
+        let ms = Duration::from_millis;
+        let alive: BTreeSet<NodeId> = [1, 2].into();
+        let members = alive.clone();
+        let young: BTreeSet<NodeId> = [2].into();
+        let mut nodes: BTreeMap<NodeId, NodeView> = [(1, view(&[])), (2, view(&[]))].into();
+        let mut e = Edges::default();
+        e.update(ms(0), ms(200), false, &young, &alive, &members, &nodes);
+        assert_eq!(e.going_down(), [(1, 2)].into(), "node 1 says it lost 2");
+        assert!(!e.unproven());
+        // If node 1 reports 2 reached, the edge stands on 2's youth alone.
+        report(&mut nodes, 1, ms(10), &[2]);
+        let mut e = Edges::default();
+        assert_eq!(
+            e.update(ms(10), ms(200), false, &young, &alive, &members, &nodes),
+            [(1, 2)].into()
+        );
+        assert!(e.unproven());
+        assert!(e.half_up().is_empty(), "{:?}", e.half_up());
+    }
+
+    #[test]
+    fn an_edge_one_side_reports_up_is_half_up() {
+        let ms = Duration::from_millis;
+        let alive: BTreeSet<NodeId> = [1, 2, 3].into();
+        let members = alive.clone();
+        let none = BTreeSet::new();
+        let nodes: BTreeMap<NodeId, NodeView> =
+            [(1, view(&[2, 3])), (2, view(&[1])), (3, view(&[]))].into();
+        let mut e = Edges::default();
+        e.update(ms(0), ms(200), false, &none, &alive, &members, &nodes);
+        assert_eq!(e.half_up(), &[(1, 3)].into());
+        assert_eq!(e.going_down(), [(1, 3), (2, 3)].into());
     }
 
     #[test]
@@ -293,28 +435,76 @@ mod tests {
         let mut nodes: BTreeMap<NodeId, NodeView> = [(1, view(&[2])), (2, view(&[1]))].into();
         let mut e = Edges::default();
         assert_eq!(
-            e.update(ms(0), settle, &BTreeSet::new(), &alive, &joining, &nodes),
+            e.update(
+                ms(0),
+                settle,
+                false,
+                &BTreeSet::new(),
+                &alive,
+                &joining,
+                &nodes
+            ),
             BTreeSet::new()
         );
         assert_eq!(
-            e.update(ms(150), settle, &BTreeSet::new(), &alive, &joining, &nodes),
+            e.update(
+                ms(150),
+                settle,
+                false,
+                &BTreeSet::new(),
+                &alive,
+                &joining,
+                &nodes
+            ),
             BTreeSet::new()
         );
         // A break restarts the clock.
         nodes.get_mut(&2).unwrap().reach.clear();
-        e.update(ms(160), settle, &BTreeSet::new(), &alive, &joining, &nodes);
+        e.update(
+            ms(160),
+            settle,
+            false,
+            &BTreeSet::new(),
+            &alive,
+            &joining,
+            &nodes,
+        );
         nodes.get_mut(&2).unwrap().reach.insert(1);
         assert_eq!(
-            e.update(ms(300), settle, &BTreeSet::new(), &alive, &joining, &nodes),
+            e.update(
+                ms(300),
+                settle,
+                false,
+                &BTreeSet::new(),
+                &alive,
+                &joining,
+                &nodes
+            ),
             BTreeSet::new()
         );
         assert_eq!(
-            e.update(ms(370), settle, &BTreeSet::new(), &alive, &joining, &nodes),
+            e.update(
+                ms(370),
+                settle,
+                false,
+                &BTreeSet::new(),
+                &alive,
+                &joining,
+                &nodes
+            ),
             BTreeSet::new()
         );
         assert!(e.settling());
         assert_eq!(
-            e.update(ms(500), settle, &BTreeSet::new(), &alive, &joining, &nodes),
+            e.update(
+                ms(500),
+                settle,
+                false,
+                &BTreeSet::new(),
+                &alive,
+                &joining,
+                &nodes
+            ),
             [(1, 2)].into()
         );
     }
@@ -329,6 +519,7 @@ mod tests {
             e.update(
                 Duration::ZERO,
                 Duration::ZERO,
+                false,
                 &BTreeSet::new(),
                 &alive,
                 &alive,

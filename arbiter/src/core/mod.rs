@@ -106,6 +106,17 @@ pub enum Mutant {
     /// A verdict is taken while edges are still going down, on a graph
     /// half-way through one node's isolation.
     DecideOnHalfSettledEdges,
+    /// The half-settled hold's start is kept after the verdict stopped
+    /// needing it, so a later hold starts out expired.
+    StaleHalfSettledHold,
+    /// An edge settles down by the clock alone, on the last report of a
+    /// node whose reports stopped coming.
+    SettleByClock,
+    /// The hold waits for edges going down but not for a heal arriving
+    /// (an edge just back up, or one side already reporting the other).
+    DecideOnHalfHealedEdges,
+    /// The hold does not wait for a young member's edges to be proven.
+    DecideOnUnprovenEdges,
     /// The lease bound leaves out an unnoticed forward jump of the
     /// arbiter's own clock (caught by a core test; the simulation has not
     /// reached it in 8,000 seeds).
@@ -1031,9 +1042,15 @@ impl ArbiterCore {
             })
             .copied()
             .collect();
-        let edges = self
-            .edges
-            .update(now, t.settle, &young, &alive, &incumbents, &self.nodes);
+        let edges = self.edges.update(
+            now,
+            t.settle,
+            self.mutant == Some(Mutant::SettleByClock),
+            &young,
+            &alive,
+            &incumbents,
+            &self.nodes,
+        );
         // A cluster forming (no member yet) waits for its edges to settle
         // rather than back whoever settled first: nobody runs meanwhile.
         if incumbents.is_empty() && self.edges.settling() {
@@ -1097,15 +1114,29 @@ impl ArbiterCore {
         // load). Only a member the settled graph would keep counts, so
         // lossy links among the survivors hold nothing; and the hold is
         // bounded, so flapping links cannot hold a fence for ever.
-        if drops_member && self.mutant != Some(Mutant::DecideOnHalfSettledEdges) {
-            if self.saved_once_settled(&verdict) {
-                let since = *self.half_settled_since.get_or_insert(now);
-                if now.saturating_sub(since) < t.settle {
-                    return None;
-                }
-            } else {
-                self.half_settled_since = None;
+        // The hold's start is forgotten the moment the verdict no longer
+        // needs it, so an old hold never cuts a new one short.
+        // Likewise while a heal is arriving: edges come back up as each
+        // agent's next report lands, a heartbeat apart, and in between the
+        // graph can leave out a node that is whole again a moment later.
+        let healing = self.mutant != Some(Mutant::DecideOnHalfHealedEdges)
+            && self.edges.came_up_within(now, t.settle);
+        // And while a member's edges count up only because its session is
+        // too young to have reported on them.
+        let unproven = self.mutant != Some(Mutant::DecideOnUnprovenEdges) && self.edges.unproven();
+        if drops_member
+            && self.mutant != Some(Mutant::DecideOnHalfSettledEdges)
+            && (healing || unproven || self.saved_once_settled(&verdict))
+        {
+            // Bounded (flapping links or sessions must not hold a fence
+            // for ever): a young session proves itself within three
+            // heartbeats, an edge going down settles within `settle`.
+            let since = *self.half_settled_since.get_or_insert(now);
+            if now.saturating_sub(since) < t.settle + t.heartbeat_interval * 3 {
+                return None;
             }
+        } else if drops_member || self.mutant != Some(Mutant::StaleHalfSettledHold) {
+            self.half_settled_since = None;
         }
         self.verdict = Some(verdict.clone());
         let leaving: BTreeSet<NodeId> = self.backed.difference(&verdict).copied().collect();
@@ -1122,33 +1153,48 @@ impl ArbiterCore {
         Some(verdict)
     }
 
-    /// Fence every member outside the verdict (intent persisted first),
-    /// unless the transition is a storm. Returns whether it may commit.
-    /// Would a member this verdict drops be kept once every edge going down
-    /// has settled down?
+    /// Would a member this verdict drops be kept once the changes in
+    /// flight have landed: every edge going down settled down, and every
+    /// edge only one side reports up either up (a heal arriving) or down
+    /// (a break arriving: one side notices before the other)?
     fn saved_once_settled(&self, verdict: &BTreeSet<NodeId>) -> bool {
         let going = self.edges.going_down();
         let Some(((candidates, edges, incumbents), _)) = &self.decision_cache else {
             return false;
         };
-        if going.is_empty() {
+        let half_up = if self.mutant == Some(Mutant::DecideOnHalfHealedEdges) {
+            BTreeSet::new()
+        } else {
+            self.edges.half_up().clone()
+        };
+        if going.is_empty() && half_up.is_empty() {
             return false;
         }
         let settled: BTreeSet<(NodeId, NodeId)> = edges.difference(&going).copied().collect();
-        let Verdict::Survivors(kept) = decide::decide_with_incumbents(
-            candidates,
-            &settled,
-            incumbents,
-            &self.quorum,
-            self.spec.tie_breaker,
-        ) else {
-            return false;
-        };
-        self.nodes
-            .iter()
-            .any(|(id, v)| v.phase == Phase::Member && !verdict.contains(id) && kept.contains(id))
+        let healed: BTreeSet<(NodeId, NodeId)> = settled.union(&half_up).copied().collect();
+        let broken: BTreeSet<(NodeId, NodeId)> = settled.difference(&half_up).copied().collect();
+        [healed, broken].iter().any(|landed| {
+            let kept = match decide::decide_with_incumbents(
+                candidates,
+                landed,
+                incumbents,
+                &self.quorum,
+                self.spec.tie_breaker,
+            ) {
+                Verdict::Survivors(kept) => Some(kept),
+                // Without quorum once landed, the arbiter would fence nobody.
+                Verdict::NoQuorum { .. } => None,
+            };
+            self.nodes.iter().any(|(id, v)| {
+                v.phase == Phase::Member
+                    && !verdict.contains(id)
+                    && kept.as_ref().is_none_or(|k| k.contains(id))
+            })
+        })
     }
 
+    /// Fence every member outside the verdict (intent persisted first),
+    /// unless the transition is a storm. Returns whether it may commit.
     fn start_fences(
         &mut self,
         now: Duration,

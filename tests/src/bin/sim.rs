@@ -29,7 +29,7 @@ struct Args {
     /// Break a rule on purpose (see `Mutant::ALL` for the names).
     #[arg(long)]
     mutant: Option<String>,
-    /// A narrower mix of faults: flip-during-slow-fence | arbiter-outages | wrong-outlets.
+    /// A narrower mix of faults: flip-during-slow-fence | arbiter-outages | wrong-outlets | peer-cuts.
     #[arg(long)]
     focus: Option<String>,
 }
@@ -52,9 +52,10 @@ fn main() -> ExitCode {
         Some("flip-during-slow-fence") => Some(Focus::FlipDuringSlowFence),
         Some("arbiter-outages") => Some(Focus::ArbiterOutages),
         Some("wrong-outlets") => Some(Focus::WrongOutlets),
+        Some("peer-cuts") => Some(Focus::PeerCuts),
         Some(other) => {
             eprintln!(
-                "error: unknown --focus {other:?}; expected flip-during-slow-fence, arbiter-outages or wrong-outlets"
+                "error: unknown --focus {other:?}; expected flip-during-slow-fence, arbiter-outages, wrong-outlets or peer-cuts"
             );
             return ExitCode::from(64);
         }

@@ -7,13 +7,18 @@
 //!   gone (in an announcement or in any ack), the power device has that node
 //!   off;
 //! - **fence only what must be fenced** (from the simulation's ground
-//!   truth): a running node may be switched off only when a fault of that
-//!   node or of its own links explains it, within `window` of the fault
-//!   ending: the node frozen or crashed, its link to the arbiter cut or lossy
-//!   *while a quorate set of other nodes kept contact with the arbiter*, or
-//!   a link to a peer broken while that peer is neither off nor being fenced
-//!   (a broken link explains fencing one of its two ends, not both). The
-//!   arbiter's own crash, isolation, stall or clock jump explains nothing;
+//!   truth, judged when the arbiter decides): a running node may be
+//!   switched off only when a fault of its own explains it, within `window`:
+//!   the node frozen, crashed or restarted, or its link to the arbiter cut
+//!   or lossy *while a quorate set of other nodes kept contact with the
+//!   arbiter*; or when the links between nodes, as they stood, leave it out
+//!   of some clique with the most votes (`peer_graph`: each graph the
+//!   arbiter could have seen, the links down for about three probe
+//!   intervals, lasting at least half of `settle`; the nodes with faults of
+//!   their own counted in or out). So a broken link explains fencing
+//!   either end, but a node cut off from every peer never explains fencing
+//!   a peer it lost. The arbiter's own crash, isolation, stall or clock
+//!   jump explains nothing;
 //! - **persist before acting**: no fence without its open intent in the
 //!   store; no ack or announcement with an epoch above the stored one;
 //! - **the fencing token never goes back**: no lease under an epoch below
@@ -36,6 +41,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arbiter::core::{ClusterSpec, Delta, NodeId, Persisted};
 
+use super::peer_graph::{self, Broken, PeerGraph};
 use super::{Agent, AgentState};
 
 type Check = Result<(), (&'static str, String)>;
@@ -43,8 +49,8 @@ type Check = Result<(), (&'static str, String)>;
 pub struct Checker {
     /// Per node: the last time a fault of its own was active.
     node_fault: BTreeMap<NodeId, u64>,
-    /// Per peer link (a < b): the last time it was broken or lossy.
-    link_fault: BTreeMap<(NodeId, NodeId), u64>,
+    /// The links between nodes over time.
+    peers: PeerGraph,
     /// Nodes whose fence the arbiter started (cleared when they start again).
     fencing: BTreeSet<NodeId>,
     /// Per fence intent: why it was not justified when it started (`None`:
@@ -73,7 +79,18 @@ impl Checker {
         let window = t.lost_after + t.settle + t.heartbeat_interval * 6;
         Checker {
             node_fault: BTreeMap::new(),
-            link_fault: BTreeMap::new(),
+            peers: PeerGraph::new(
+                // Agents count a peer reached if heard within three probe
+                // intervals; the last probe came up to one interval before
+                // the cut.
+                [2, 3, 4]
+                    .map(|k| (t.heartbeat_interval * k).as_micros() as u64)
+                    .to_vec(),
+                // An agent probes once an interval: a link up for less may
+                // carry no probe.
+                t.heartbeat_interval.as_micros() as u64,
+                (t.settle / 2).as_micros() as u64,
+            ),
             fencing: BTreeSet::new(),
             judged: BTreeMap::new(),
             generation: 0,
@@ -92,9 +109,9 @@ impl Checker {
         self.node_fault.insert(node, now_us);
     }
 
-    /// The link between two nodes is broken or lossy at `now`.
-    pub fn link_fault(&mut self, now_us: u64, a: NodeId, b: NodeId) {
-        self.link_fault.insert((a.min(b), a.max(b)), now_us);
+    /// The links between nodes down (either way) at `now`.
+    pub fn peer_links(&mut self, now_us: u64, broken: Broken) {
+        self.peers.observe(now_us, broken, self.window_us);
     }
 
     /// The arbiter ran `Fence` for `node`.
@@ -105,11 +122,12 @@ impl Checker {
         store: &Persisted,
         intent: u64,
         agents: &BTreeMap<NodeId, Agent>,
+        spec: &ClusterSpec,
     ) -> Check {
         let key = (self.generation, node, intent);
         if !self.judged.contains_key(&key) {
             // (Only with the fence-before-intent mutant.)
-            let verdict = self.unexplained(now_us, node, agents);
+            let verdict = self.unexplained(now_us, node, agents, spec, &store.backed);
             self.judged.insert(key, verdict);
         }
         self.fencing.insert(node);
@@ -211,32 +229,79 @@ impl Checker {
     }
 
     /// Why fencing `node` now is not explained by a fault of its own or of
-    /// its links; `None` if it is.
+    /// its links; `None` if it is. `backed` is the survivor set the store
+    /// holds (the decision keeps the best clique of those first).
     fn unexplained(
         &self,
         now_us: u64,
         node: NodeId,
         agents: &BTreeMap<NodeId, Agent>,
+        spec: &ClusterSpec,
+        backed: &BTreeSet<NodeId>,
     ) -> Option<String> {
-        if agents[&node].state != AgentState::Running {
+        if agents[&node].state != AgentState::Running || !spec.nodes.contains_key(&node) {
             return None;
         }
-        let recent =
-            |t: Option<&u64>| t.is_some_and(|&t| now_us.saturating_sub(t) <= self.window_us);
+        let from = now_us.saturating_sub(self.window_us);
+        let recent = |t: Option<&u64>| t.is_some_and(|&t| t >= from);
         if recent(self.node_fault.get(&node)) {
             return None;
         }
-        let explained_by_link = agents.iter().any(|(&m, a)| {
-            m != node
-                && recent(self.link_fault.get(&(node.min(m), node.max(m))))
-                && a.state != AgentState::Off
-                && !self.fencing.contains(&m)
-        });
-        if explained_by_link {
+        // The nodes that could have been candidates: configured, running
+        // or not yet noticed as stopped, not off, not being fenced. Those
+        // with a fault of their own in the window may or may not have been.
+        let eligible = |m: &NodeId| {
+            *m == node
+                || (spec.nodes.contains_key(m)
+                    && agents.get(m).is_some_and(|a| a.state != AgentState::Off)
+                    && !self.fencing.contains(m))
+        };
+        let unsure: Vec<NodeId> = spec
+            .nodes
+            .keys()
+            .copied()
+            .filter(|m| {
+                *m != node
+                    && eligible(m)
+                    && (recent(self.node_fault.get(m))
+                        || self.off_but_alive.contains_key(m)
+                        || agents[m].state != AgentState::Running)
+            })
+            .collect();
+        if unsure.len() > 6 {
+            // Too many nodes in doubt to enumerate: no verdict.
             return None;
         }
+        let all: BTreeSet<NodeId> = spec.nodes.keys().copied().filter(eligible).collect();
+        let incumbents: BTreeSet<NodeId> = all
+            .iter()
+            .copied()
+            .filter(|m| *m == node || backed.contains(m))
+            .collect();
+        let states = self.peers.steady_states(from, now_us);
+        for base in [&incumbents, &all] {
+            for mask in 0u32..1 << unsure.len() {
+                let nodes: Vec<(NodeId, u64)> = base
+                    .iter()
+                    .copied()
+                    .filter(|m| {
+                        unsure
+                            .iter()
+                            .position(|u| u == m)
+                            .is_none_or(|i| mask & (1 << i) == 0)
+                    })
+                    .map(|m| (m, u64::from(spec.nodes[&m].votes)))
+                    .collect();
+                if states
+                    .iter()
+                    .any(|broken| peer_graph::can_leave_out(&nodes, broken, node))
+                {
+                    return None;
+                }
+            }
+        }
         Some(format!(
-            "no fault of its own or of its links within {} ms when its fence started (last own fault {:?}us; being fenced: {:?})",
+            "no fault of its own within {} ms when its fence started (last own fault {:?}us), and it is in every clique with the most votes of each graph of the links as they stood: {states:?} (being fenced: {:?}, in doubt: {unsure:?})",
             self.window_us / 1000,
             self.node_fault.get(&node),
             self.fencing
@@ -247,7 +312,6 @@ impl Checker {
     /// store `generation`).
     pub fn fenced(
         &mut self,
-        now_us: u64,
         node: NodeId,
         intent: u64,
         generation: u64,
@@ -256,10 +320,12 @@ impl Checker {
         if agents[&node].state != AgentState::Running {
             return Ok(());
         }
-        let why = match self.judged.get(&(generation, node, intent)) {
-            Some(j) => j.clone(),
-            None => self.unexplained(now_us, node, agents),
-        };
+        // Judged when the arbiter decided (or, at the latest, started it).
+        let why = self
+            .judged
+            .get(&(generation, node, intent))
+            .cloned()
+            .flatten();
         match why {
             None => Ok(()),
             Some(why) => Err((
@@ -322,9 +388,10 @@ impl Checker {
         store: &Persisted,
         delta: &Delta,
         agents: &BTreeMap<NodeId, Agent>,
+        spec: &ClusterSpec,
     ) -> Check {
         if let Delta::FenceIntent { intent, node, .. } = delta {
-            let verdict = self.unexplained(now_us, *node, agents);
+            let verdict = self.unexplained(now_us, *node, agents, spec, &store.backed);
             self.judged
                 .insert((self.generation, *node, *intent), verdict);
         }

@@ -19,6 +19,7 @@
 
 pub mod checker;
 pub mod network;
+pub mod peer_graph;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -48,7 +49,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 12] = [
+    pub const ALL: [(&'static str, Mutant); 17] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -88,6 +89,23 @@ impl Mutant {
             "any-instance-is-a-reboot",
             Mutant::Core(CoreMutant::AnyInstanceIsAReboot),
         ),
+        (
+            "decide-on-half-settled-edges",
+            Mutant::Core(CoreMutant::DecideOnHalfSettledEdges),
+        ),
+        (
+            "stale-half-settled-hold",
+            Mutant::Core(CoreMutant::StaleHalfSettledHold),
+        ),
+        ("settle-by-clock", Mutant::Core(CoreMutant::SettleByClock)),
+        (
+            "decide-on-half-healed-edges",
+            Mutant::Core(CoreMutant::DecideOnHalfHealedEdges),
+        ),
+        (
+            "decide-on-unproven-edges",
+            Mutant::Core(CoreMutant::DecideOnUnprovenEdges),
+        ),
     ];
 
     pub fn by_name(name: &str) -> Option<Mutant> {
@@ -106,6 +124,10 @@ pub enum Focus {
     /// Every fence device wired to an unused outlet: every node the arbiter
     /// fences keeps running.
     WrongOutlets,
+    /// Nodes cut off from every peer (still reaching the arbiter), single
+    /// links cut, one way or flapping, and heals: the links of one node do
+    /// not all settle at the same instant.
+    PeerCuts,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +145,11 @@ pub struct Options {
     /// the wrong outlet. They draw from their own random stream, so a seed
     /// that meets none of them runs as it did before.
     pub config_faults: bool,
+    /// A node cut off from every peer while it still reaches the arbiter
+    /// (the case an end-to-end test found: the arbiter must fence that
+    /// node, not a peer whose link to it happened to settle first). Its own
+    /// random stream too, added after the configuration faults.
+    pub peer_cuts: bool,
 }
 
 impl Options {
@@ -135,6 +162,7 @@ impl Options {
             chaos: Duration::from_secs(4),
             liveness: Duration::from_secs(6),
             config_faults: true,
+            peer_cuts: true,
         }
     }
 }
@@ -381,6 +409,8 @@ pub struct Sim {
     report: Report,
     /// The stream the configuration faults draw from.
     rng_config: ChaCha8Rng,
+    /// The stream of the peer cuts (see `Options::peer_cuts`).
+    rng_peers: ChaCha8Rng,
     /// The configuration the arbiter takes at its next restart.
     pending_spec: Option<ClusterSpec>,
     /// Nodes to start once the arbiter runs with the new configuration.
@@ -594,6 +624,7 @@ impl Sim {
                 ..Report::default()
             },
             rng_config: ChaCha8Rng::seed_from_u64(opts.seed ^ 0xc0f1_9c4a_11e5_0b5e),
+            rng_peers: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x9e37_79b9_7f4a_7c15),
             pending_spec: None,
             to_add: Vec::new(),
             removed: BTreeSet::new(),
@@ -640,6 +671,7 @@ impl Sim {
     }
 
     fn run_to_end(&mut self) -> Result<(), Violation> {
+        self.trace(|| format!("{:?}", self.spec));
         let end = (self.opts.chaos + self.opts.liveness).as_micros() as u64;
         while let Some(Reverse((t, _, slot))) = self.queue.pop() {
             if t > end {
@@ -696,9 +728,10 @@ impl Sim {
 
     /// The ground truth of faults, for the checker: every node frozen or
     /// crashed, or cut from the arbiter while a quorate set of other nodes
-    /// keeps contact with it, has a fault of its own; every broken peer link
-    /// is a fault of that link. Called around every change of the network,
-    /// of an agent or of the arbiter, so a fault's end is recorded too.
+    /// keeps contact with it, has a fault of its own; and the links between
+    /// nodes down at this instant (the checker keeps their history). Called
+    /// around every change of the network, of an agent or of the arbiter,
+    /// so a fault's end is recorded too.
     fn observe(&mut self) {
         let now = self.now_us;
         let ids: Vec<NodeId> = self.agents.keys().copied().collect();
@@ -715,12 +748,13 @@ impl Sim {
             if own {
                 self.checker.node_fault(now, node);
             }
-            for &peer in ids.iter().filter(|&&p| p > node) {
-                if !self.net.is_up(node, peer) || !self.net.is_up(peer, node) {
-                    self.checker.link_fault(now, node, peer);
-                }
-            }
         }
+        let broken = ids
+            .iter()
+            .flat_map(|&a| ids.iter().filter(move |&&b| b > a).map(move |&b| (a, b)))
+            .filter(|&(a, b)| !self.net.is_up(a, b) || !self.net.is_up(b, a))
+            .collect();
+        self.checker.peer_links(now, broken);
     }
 
     /// Does `m` have working links with a running arbiter?
@@ -758,7 +792,9 @@ impl Sim {
                     self.checker.node_fault(now, x);
                 }
             }
-            (a, b) => self.checker.link_fault(now, a, b),
+            // A lost probe between two nodes is not a broken link: the
+            // design fences nobody for one (edges settle).
+            _ => {}
         }
     }
 
@@ -794,6 +830,11 @@ impl Sim {
                     self.fault();
                     if self.opts.config_faults {
                         self.config_fault();
+                    }
+                    if self.opts.peer_cuts && self.rng_peers.random_bool(0.06) {
+                        let n = self.report.nodes;
+                        let node = self.rng_peers.random_range(1..=n);
+                        self.cut_from_peers(node);
                     }
                     self.observe();
                     let next = self.rng.random_range(150_000..700_000);
@@ -1041,8 +1082,12 @@ impl Sim {
             Some(Focus::WrongOutlets) => {
                 [12, 13, 36, 37, 46, 54, 75, 99][self.rng.random_range(0..8)]
             }
+            Some(Focus::PeerCuts) => {
+                [102, 102, 102, 100, 22, 28, 99, 99][self.rng.random_range(0..8)]
+            }
         };
         match roll {
+            102 => self.cut_from_peers(node),
             100..=101 => {
                 // A link between two nodes cut both ways; both still reach
                 // the arbiter.
@@ -1185,6 +1230,16 @@ impl Sim {
         }
     }
 
+    /// Cut `node` off from every other node; it still reaches the arbiter.
+    fn cut_from_peers(&mut self, node: NodeId) {
+        self.trace(|| format!("node {node} cut off from every peer"));
+        for other in 1..=self.net.capacity() {
+            if other != node {
+                self.set_link_both(node, other, false);
+            }
+        }
+    }
+
     /// The faults drawn from their own stream (see `Options::config_faults`):
     /// an operator changes the configuration and restarts the arbiter, or a
     /// node's fence device gets wired to an unused outlet.
@@ -1287,7 +1342,7 @@ impl Sim {
     fn power_off(&mut self, node: NodeId, intent: u64, generation: u64) -> Result<(), Violation> {
         self.observe();
         self.checker
-            .fenced(self.now_us, node, intent, generation, &self.agents)
+            .fenced(node, intent, generation, &self.agents)
             .map_err(|(rule, detail)| self.violation(rule, detail))?;
         let a = self.agents.get_mut(&node).expect("node");
         if a.state != AgentState::Off {
@@ -1354,9 +1409,13 @@ impl Sim {
             Action::Persist(delta) => {
                 self.trace(|| format!("persist {delta:?}"));
                 self.observe();
-                let r = self
-                    .checker
-                    .persisted(self.now_us, &self.store, &delta, &self.agents);
+                let r = self.checker.persisted(
+                    self.now_us,
+                    &self.store,
+                    &delta,
+                    &self.agents,
+                    &self.spec,
+                );
                 check(r, self)?;
                 self.store.apply(&delta);
             }
@@ -1412,6 +1471,7 @@ impl Sim {
                     &self.store,
                     intent,
                     &self.agents,
+                    &self.spec,
                 );
                 check(r, self)?;
                 let inc = self.arbiter.inc;
