@@ -119,7 +119,11 @@ fn regression_seeds_of_the_configuration_faults() {
 ///       graph had no quorum (which would have fenced nobody);
 /// 9927: young sessions' unproven edges made a verdict that fenced a peer;
 /// with the peer cuts, 761, 780: a second node cut off while the first
-///       one's edges settled, one side of a break noticing before the other.
+///       one's edges settled, one side of a break noticing before the other;
+/// 17792: a hold's start outlived a spell without quorum and cut the next
+///       hold short, on a heal arriving;
+/// 13: a second node cut off while the first one's hold ran: with the
+///       hold timed per member, the new incident's hold started expired.
 #[test]
 fn regression_seeds_of_the_peer_graph() {
     for seed in [19, 460, 2983, 7372, 8420, 9927] {
@@ -129,7 +133,10 @@ fn regression_seeds_of_the_peer_graph() {
             panic!("{v}");
         }
     }
-    for seed in [761, 780] {
+    if let Err(v) = sim::run(&Options::new(17792)) {
+        panic!("{v}");
+    }
+    for seed in [13, 761, 780] {
         let mut o = Options::new(seed);
         o.focus = Some(Focus::PeerCuts);
         if let Err(v) = sim::run(&o) {
@@ -179,26 +186,23 @@ fn checker_catches_a_verdict_on_a_heal_half_arrived() {
     assert_caught_on(
         CoreMutant::DecideOnHalfHealedEdges,
         &[
-            (282, p, true),
-            (585, p, true),
             (611, p, true),
-            (911, p, true),
+            (626, p, true),
+            (928, p, true),
+            (983, p, true),
         ],
     );
 }
 
-#[test]
-fn checker_catches_edges_settled_by_the_clock() {
-    let p = Some(Focus::PeerCuts);
-    assert_caught_on(CoreMutant::SettleByClock, &[(28, p, true), (425, p, true)]);
-}
-
+/// (Edges settled by the clock rather than by the reports, found by seed
+/// 19, are no longer reached by the simulation once the holds are in: the
+/// core test `an_edge_settles_down_on_reports_not_on_the_clock` keeps it.)
 #[test]
 fn checker_catches_a_stale_hold_and_unproven_edges() {
     let p = Some(Focus::PeerCuts);
     assert_caught_on(
         CoreMutant::StaleHalfSettledHold,
-        &[(40, p, true), (595, p, true), (856, p, true)],
+        &[(602, p, true), (856, p, true)],
     );
     assert_caught_on(
         CoreMutant::DecideOnUnprovenEdges,

@@ -106,8 +106,8 @@ pub enum Mutant {
     /// A verdict is taken while edges are still going down, on a graph
     /// half-way through one node's isolation.
     DecideOnHalfSettledEdges,
-    /// The half-settled hold's start is kept after the verdict stopped
-    /// needing it, so a later hold starts out expired.
+    /// A verdict's hold is never forgotten, so a later incident that comes
+    /// to the same verdict starts out with its hold expired.
     StaleHalfSettledHold,
     /// An edge settles down by the clock alone, on the last report of a
     /// node whose reports stopped coming.
@@ -117,6 +117,10 @@ pub enum Mutant {
     DecideOnHalfHealedEdges,
     /// The hold does not wait for a young member's edges to be proven.
     DecideOnUnprovenEdges,
+    /// Every new session of a node clears its edges, even the same agent
+    /// reconnecting (so a node cut off from its peers that keeps
+    /// reconnecting is never fenced).
+    ForgetEdgesOnReconnect,
     /// The lease bound leaves out an unnoticed forward jump of the
     /// arbiter's own clock (caught by a core test; the simulation has not
     /// reached it in 8,000 seeds).
@@ -186,8 +190,9 @@ pub struct ArbiterCore {
     orphan_intents: BTreeMap<NodeId, u64>,
     next_intent: u64,
     next_attempt: u64,
-    /// Since when a verdict has been held for edges still going down.
-    half_settled_since: Option<Duration>,
+    /// Verdicts held while the graph was still changing: since when, and
+    /// when last.
+    held: BTreeMap<BTreeSet<NodeId>, Held>,
     /// The last decision's inputs and result: the search runs only when
     /// the live nodes, their settled edges or the incumbents change.
     decision_cache: Option<(DecisionInput, Verdict)>,
@@ -195,6 +200,13 @@ pub struct ArbiterCore {
 }
 
 type DecisionInput = (Vec<Candidate>, BTreeSet<(NodeId, NodeId)>, BTreeSet<NodeId>);
+
+/// One verdict's hold (see `ArbiterCore::decide`).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    since: Duration,
+    last_held: Duration,
+}
 
 impl ArbiterCore {
     /// A core starting at `now` from durable state. It grants no lease
@@ -354,7 +366,7 @@ impl ArbiterCore {
             orphan_intents,
             next_intent: persisted.next_intent.max(1),
             next_attempt,
-            half_settled_since: None,
+            held: BTreeMap::new(),
             decision_cache: None,
             mutant,
             spec,
@@ -617,7 +629,6 @@ impl ArbiterCore {
         // heartbeats later, it is alive after off.)
         let v = self.nodes.get_mut(&node).expect("known node");
         if v.session != Some(session) {
-            self.edges.forget(node);
             v.session_since = now;
             // Another process claiming this node (a restarted agent, or a
             // duplicate identity) gets no lease while the previous one may
@@ -625,6 +636,13 @@ impl ArbiterCore {
             let other = instance != v.instance || instance == 0;
             if other && v.lease_bound.is_some_and(|b| b > now) {
                 v.no_lease_before = v.lease_bound;
+            }
+            // What its peers reported of a previous process is stale; the
+            // same process reconnecting kept probing (and its peers kept
+            // probing it), so its edges stand: a node cut off from its
+            // peers does not clear its broken edges by reconnecting.
+            if other || self.mutant == Some(Mutant::ForgetEdgesOnReconnect) {
+                self.edges.forget(node);
             }
         }
         v.session = Some(session);
@@ -1114,8 +1132,6 @@ impl ArbiterCore {
         // load). Only a member the settled graph would keep counts, so
         // lossy links among the survivors hold nothing; and the hold is
         // bounded, so flapping links cannot hold a fence for ever.
-        // The hold's start is forgotten the moment the verdict no longer
-        // needs it, so an old hold never cuts a new one short.
         // Likewise while a heal is arriving: edges come back up as each
         // agent's next report lands, a heartbeat apart, and in between the
         // graph can leave out a node that is whole again a moment later.
@@ -1124,19 +1140,32 @@ impl ArbiterCore {
         // And while a member's edges count up only because its session is
         // too young to have reported on them.
         let unproven = self.mutant != Some(Mutant::DecideOnUnprovenEdges) && self.edges.unproven();
+        //
+        // Bounded per verdict (flapping links or sessions must not hold a
+        // fence for ever): a young session proves itself within three
+        // heartbeats, an edge going down settles within `settle`. A
+        // verdict's hold runs from the first time it was held, and is
+        // forgotten once it has not come up for that long: an older hold
+        // never cuts a new incident's short (a new incident is a new
+        // verdict), and a link that flaps (the verdict, then none, then the
+        // same verdict again) does not restart it.
+        let bound = t.settle + t.heartbeat_interval * 3;
+        if self.mutant != Some(Mutant::StaleHalfSettledHold) {
+            self.held
+                .retain(|_, h| now.saturating_sub(h.last_held) <= bound);
+        }
         if drops_member
             && self.mutant != Some(Mutant::DecideOnHalfSettledEdges)
             && (healing || unproven || self.saved_once_settled(&verdict))
         {
-            // Bounded (flapping links or sessions must not hold a fence
-            // for ever): a young session proves itself within three
-            // heartbeats, an edge going down settles within `settle`.
-            let since = *self.half_settled_since.get_or_insert(now);
-            if now.saturating_sub(since) < t.settle + t.heartbeat_interval * 3 {
+            let h = self.held.entry(verdict.clone()).or_insert(Held {
+                since: now,
+                last_held: now,
+            });
+            h.last_held = now;
+            if now.saturating_sub(h.since) < bound {
                 return None;
             }
-        } else if drops_member || self.mutant != Some(Mutant::StaleHalfSettledHold) {
-            self.half_settled_since = None;
         }
         self.verdict = Some(verdict.clone());
         let leaving: BTreeSet<NodeId> = self.backed.difference(&verdict).copied().collect();
@@ -1170,10 +1199,11 @@ impl ArbiterCore {
         if going.is_empty() && half_up.is_empty() {
             return false;
         }
+        // (A half-up edge still counted up is going down, so `settled`
+        // is also the graph with every half-up edge down.)
         let settled: BTreeSet<(NodeId, NodeId)> = edges.difference(&going).copied().collect();
         let healed: BTreeSet<(NodeId, NodeId)> = settled.union(&half_up).copied().collect();
-        let broken: BTreeSet<(NodeId, NodeId)> = settled.difference(&half_up).copied().collect();
-        [healed, broken].iter().any(|landed| {
+        [settled, healed].iter().any(|landed| {
             let kept = match decide::decide_with_incumbents(
                 candidates,
                 landed,
@@ -1344,6 +1374,8 @@ fn job_step(node: NodeId, intent: u64, step: JobStep, detail: String, out: &mut 
 mod review2_tests;
 #[cfg(test)]
 mod review3_tests;
+#[cfg(test)]
+mod review4_tests;
 #[cfg(test)]
 mod review_tests;
 #[cfg(test)]

@@ -82,8 +82,8 @@ impl Checker {
             peers: PeerGraph::new(
                 // Agents count a peer reached if heard within three probe
                 // intervals; the last probe came up to one interval before
-                // the cut.
-                [2, 3, 4]
+                // the cut, or (lost messages) up to two.
+                [1, 2, 3, 4]
                     .map(|k| (t.heartbeat_interval * k).as_micros() as u64)
                     .to_vec(),
                 // An agent probes once an interval: a link up for less may

@@ -411,6 +411,9 @@ pub struct Sim {
     rng_config: ChaCha8Rng,
     /// The stream of the peer cuts (see `Options::peer_cuts`).
     rng_peers: ChaCha8Rng,
+    /// The links between nodes last seen down (see `observe_links`).
+    links_seen: Vec<(NodeId, NodeId)>,
+    links_scratch: Vec<(NodeId, NodeId)>,
     /// The configuration the arbiter takes at its next restart.
     pending_spec: Option<ClusterSpec>,
     /// Nodes to start once the arbiter runs with the new configuration.
@@ -625,6 +628,8 @@ impl Sim {
             },
             rng_config: ChaCha8Rng::seed_from_u64(opts.seed ^ 0xc0f1_9c4a_11e5_0b5e),
             rng_peers: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x9e37_79b9_7f4a_7c15),
+            links_seen: Vec::new(),
+            links_scratch: Vec::new(),
             pending_spec: None,
             to_add: Vec::new(),
             removed: BTreeSet::new(),
@@ -682,6 +687,8 @@ impl Sim {
             self.free.push(slot);
             self.report.events += 1;
             self.handle(ev)?;
+            // Any event may start or stop an agent or change a link.
+            self.observe_links();
             self.checker
                 .after_event(self.now_us, &self.agents)
                 .map_err(|(rule, detail)| self.violation(rule, detail))?;
@@ -729,7 +736,8 @@ impl Sim {
     /// The ground truth of faults, for the checker: every node frozen or
     /// crashed, or cut from the arbiter while a quorate set of other nodes
     /// keeps contact with it, has a fault of its own; and the links between
-    /// nodes down at this instant (the checker keeps their history). Called
+    /// nodes down at this instant, or with an end stopped (the checker keeps
+    /// their history). Called
     /// around every change of the network, of an agent or of the arbiter,
     /// so a fault's end is recorded too.
     fn observe(&mut self) {
@@ -749,12 +757,29 @@ impl Sim {
                 self.checker.node_fault(now, node);
             }
         }
-        let broken = ids
-            .iter()
-            .flat_map(|&a| ids.iter().filter(move |&&b| b > a).map(move |&b| (a, b)))
-            .filter(|&(a, b)| !self.net.is_up(a, b) || !self.net.is_up(b, a))
-            .collect();
-        self.checker.peer_links(now, broken);
+        self.observe_links();
+    }
+
+    /// The links between nodes down at this instant, or with an end stopped
+    /// (no probe crosses those either), for the checker's history. Cheap
+    /// when nothing changed: it runs after every event.
+    fn observe_links(&mut self) {
+        let mut broken = std::mem::take(&mut self.links_scratch);
+        broken.clear();
+        let stopped = |n: &Agent| n.state != AgentState::Running;
+        for (&a, na) in &self.agents {
+            for (&b, nb) in self.agents.range(a + 1..) {
+                if stopped(na) || stopped(nb) || !self.net.is_up(a, b) || !self.net.is_up(b, a) {
+                    broken.push((a, b));
+                }
+            }
+        }
+        if broken != self.links_seen {
+            self.checker
+                .peer_links(self.now_us, broken.iter().copied().collect());
+            std::mem::swap(&mut self.links_seen, &mut broken);
+        }
+        self.links_scratch = broken;
     }
 
     /// Does `m` have working links with a running arbiter?
