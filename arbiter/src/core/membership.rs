@@ -87,9 +87,13 @@ pub struct NodeView {
     /// The agent process instance of that session (0: not told).
     pub instance: u64,
     /// When that session opened, or the node spoke again after a silence
-    /// longer than `fresh_within` (a freeze): for a probe window its peers'
-    /// reports about it, and its own, are stale.
+    /// longer than `fresh_within` (a freeze).
     pub session_since: Duration,
+    /// When this agent process started probing as far as the arbiter can
+    /// tell: its first session, or back from a silence (a freeze). For a
+    /// probe window its own reports are incomplete. The same process
+    /// reconnecting kept probing: this does not move.
+    pub probing_since: Duration,
     pub connected: bool,
     pub last_heard: Option<Duration>,
     pub last_seq: u64,
@@ -118,6 +122,7 @@ impl Default for NodeView {
             session: None,
             instance: 0,
             session_since: Duration::ZERO,
+            probing_since: Duration::ZERO,
             connected: false,
             last_heard: None,
             last_seq: 0,
@@ -157,8 +162,8 @@ pub struct Edges {
     edges: BTreeMap<(NodeId, NodeId), EdgeState>,
     /// Edges down by the reports where one side reports the other
     /// reached: a link healing (the other side's next report will say so)
-    /// or cut one way only.
-    half_up: BTreeSet<(NodeId, NodeId)>,
+    /// or cut one way only; since when, continuously.
+    half_up: BTreeMap<(NodeId, NodeId), Duration>,
     /// Some edge counts up only because a young member has not reported
     /// on it yet.
     unproven: bool,
@@ -186,7 +191,7 @@ impl Edges {
         self.edges
             .retain(|(a, b), _| alive.contains(a) && alive.contains(b));
         let mut settled = BTreeSet::new();
-        self.half_up.clear();
+        let before = std::mem::take(&mut self.half_up);
         self.unproven = false;
         for &a in alive {
             for &b in alive.range((Bound::Excluded(a), Bound::Unbounded)) {
@@ -200,11 +205,13 @@ impl Edges {
                 };
                 let raw = says(a, b) && says(b, a);
                 let reported = |x: NodeId, y: NodeId| nodes[&x].reach.contains(&y);
-                if raw && !(reported(a, b) && reported(b, a)) {
+                let unproven = raw && !(reported(a, b) && reported(b, a));
+                if unproven {
                     self.unproven = true;
                 }
                 if !raw && (reported(a, b) || reported(b, a)) {
-                    self.half_up.insert((a, b));
+                    let since = before.get(&(a, b)).copied().unwrap_or(now);
+                    self.half_up.insert((a, b), since);
                 }
                 let e = self.edges.entry((a, b)).or_insert(EdgeState {
                     up: members,
@@ -212,7 +219,10 @@ impl Edges {
                     down_since: None,
                     raw_up_since: None,
                 });
-                if raw {
+                if unproven && !e.up {
+                    // A young session's silence is no evidence either way:
+                    // it keeps an edge up, it does not bring one back.
+                } else if raw {
                     let since = *e.raw_up_since.get_or_insert(now);
                     e.down_since = None;
                     if !e.up && (members || now.saturating_sub(since) >= settle) {
@@ -254,6 +264,15 @@ impl Edges {
         self.edges.retain(|&(a, b), _| a != node && b != node);
     }
 
+    /// Forget when each edge going down started to (the arbiter lost
+    /// contact in between: what was reported before does not add up with
+    /// what is reported after). Edges already down stay down.
+    pub fn restart_going_down(&mut self) {
+        for e in self.edges.values_mut() {
+            e.down_since = None;
+        }
+    }
+
     /// Edges still counted up although their raw edge is down: each goes
     /// down once it has stayed down for `settle`.
     pub fn going_down(&self) -> BTreeSet<(NodeId, NodeId)> {
@@ -280,8 +299,19 @@ impl Edges {
     }
 
     /// Edges one side reports up and the other down (see `half_up`).
-    pub fn half_up(&self) -> &BTreeSet<(NodeId, NodeId)> {
-        &self.half_up
+    pub fn half_up(&self) -> BTreeSet<(NodeId, NodeId)> {
+        self.half_up.keys().copied().collect()
+    }
+
+    /// Edges one side has reported up and the other down for less than
+    /// `within` of `now`: a heal on its way more likely than a link cut
+    /// one way.
+    pub fn half_up_within(&self, now: Duration, within: Duration) -> BTreeSet<(NodeId, NodeId)> {
+        self.half_up
+            .iter()
+            .filter(|&(_, &since)| now.saturating_sub(since) < within)
+            .map(|(&k, _)| k)
+            .collect()
     }
 
     /// Is some edge reported up but not counted yet (a joiner's edge still
@@ -422,7 +452,7 @@ mod tests {
             [(1, view(&[2, 3])), (2, view(&[1])), (3, view(&[]))].into();
         let mut e = Edges::default();
         e.update(ms(0), ms(200), false, &none, &alive, &members, &nodes);
-        assert_eq!(e.half_up(), &[(1, 3)].into());
+        assert_eq!(e.half_up(), [(1, 3)].into());
         assert_eq!(e.going_down(), [(1, 3), (2, 3)].into());
     }
 

@@ -106,9 +106,6 @@ pub enum Mutant {
     /// A verdict is taken while edges are still going down, on a graph
     /// half-way through one node's isolation.
     DecideOnHalfSettledEdges,
-    /// A verdict's hold is never forgotten, so a later incident that comes
-    /// to the same verdict starts out with its hold expired.
-    StaleHalfSettledHold,
     /// An edge settles down by the clock alone, on the last report of a
     /// node whose reports stopped coming.
     SettleByClock,
@@ -121,6 +118,9 @@ pub enum Mutant {
     /// reconnecting (so a node cut off from its peers that keeps
     /// reconnecting is never fenced).
     ForgetEdgesOnReconnect,
+    /// A spent hold decides on the half-way graph it held, not on the
+    /// graph as it is landing.
+    ExpiredHoldDecidesOnHalfWayGraph,
     /// The lease bound leaves out an unnoticed forward jump of the
     /// arbiter's own clock (caught by a core test; the simulation has not
     /// reached it in 8,000 seeds).
@@ -190,9 +190,8 @@ pub struct ArbiterCore {
     orphan_intents: BTreeMap<NodeId, u64>,
     next_intent: u64,
     next_attempt: u64,
-    /// Verdicts held while the graph was still changing: since when, and
-    /// when last.
-    held: BTreeMap<BTreeSet<NodeId>, Held>,
+    /// The hold (see `decide`): since when, and when last held.
+    hold: Option<(Duration, Duration)>,
     /// The last decision's inputs and result: the search runs only when
     /// the live nodes, their settled edges or the incumbents change.
     decision_cache: Option<(DecisionInput, Verdict)>,
@@ -200,13 +199,6 @@ pub struct ArbiterCore {
 }
 
 type DecisionInput = (Vec<Candidate>, BTreeSet<(NodeId, NodeId)>, BTreeSet<NodeId>);
-
-/// One verdict's hold (see `ArbiterCore::decide`).
-#[derive(Debug, Clone, Copy)]
-struct Held {
-    since: Duration,
-    last_held: Duration,
-}
 
 impl ArbiterCore {
     /// A core starting at `now` from durable state. It grants no lease
@@ -366,7 +358,7 @@ impl ArbiterCore {
             orphan_intents,
             next_intent: persisted.next_intent.max(1),
             next_attempt,
-            held: BTreeMap::new(),
+            hold: None,
             decision_cache: None,
             mutant,
             spec,
@@ -643,6 +635,7 @@ impl ArbiterCore {
             // peers does not clear its broken edges by reconnecting.
             if other || self.mutant == Some(Mutant::ForgetEdgesOnReconnect) {
                 self.edges.forget(node);
+                v.probing_since = now;
             }
         }
         v.session = Some(session);
@@ -734,8 +727,15 @@ impl ArbiterCore {
         if v.last_heard.is_some_and(|h| now.saturating_sub(h) > fresh) {
             // Back from a silence (a freeze, a stalled link): what it and
             // its peers reported meanwhile reflects the silence, not a
-            // broken link. Its edges hold for a probe window.
+            // broken link. Its edges hold for a probe window — once per
+            // `lost_after + settle`, so a lossy link to the arbiter cannot
+            // keep a node young (excused) for ever.
             v.session_since = now;
+            if now.saturating_sub(v.probing_since)
+                > self.spec.timing.lost_after + self.spec.timing.settle
+            {
+                v.probing_since = now;
+            }
         }
         v.last_seq = seq;
         v.last_heard = Some(now);
@@ -895,6 +895,11 @@ impl ArbiterCore {
         match (heard, self.contact_since) {
             (true, None) => {
                 self.contact_since = Some(now);
+                // Reports from before the arbiter's own outage do not add
+                // up with reports after it: an edge going down starts over,
+                // and so does a hold.
+                self.edges.restart_going_down();
+                self.hold = None;
                 let pending = self.pending(now);
                 out.push(Action::Notice(Notice::ContactRegained { pending }));
             }
@@ -1027,7 +1032,7 @@ impl ArbiterCore {
             .iter()
             .filter(|(_, v)| candidate(&v.phase) && v.is_alive(now, t.lost_after))
             .filter(|(_, v)| {
-                v.phase != Phase::Joining || now.saturating_sub(v.session_since) >= probe_window
+                v.phase != Phase::Joining || now.saturating_sub(v.probing_since) >= probe_window
             })
             .map(|(&id, _)| id)
             .collect();
@@ -1056,7 +1061,7 @@ impl ArbiterCore {
         let young: BTreeSet<NodeId> = alive
             .iter()
             .filter(|id| {
-                now.saturating_sub(self.nodes[id].session_since) < t.heartbeat_interval * 3
+                now.saturating_sub(self.nodes[id].probing_since) < t.heartbeat_interval * 3
             })
             .copied()
             .collect();
@@ -1115,56 +1120,53 @@ impl ArbiterCore {
                 return None;
             }
         };
-        // A verdict that would fence a member while a joiner's edges are
-        // still settling is taken on evidence still arriving (the joiner
-        // may reach them all a moment later): hold.
-        let drops_member = self
-            .nodes
-            .iter()
-            .any(|(id, v)| v.phase == Phase::Member && !verdict.contains(id));
-        if drops_member && self.edges.settling() {
-            return None;
-        }
-        // Nor, for up to `settle`, while edges going down would save a
-        // member it drops: the links of one node cut from its peers do not
-        // all settle down at the same instant, and in between the graph can
-        // tie another, healthy node against it (found end to end under
-        // load). Only a member the settled graph would keep counts, so
-        // lossy links among the survivors hold nothing; and the hold is
-        // bounded, so flapping links cannot hold a fence for ever.
-        // Likewise while a heal is arriving: edges come back up as each
-        // agent's next report lands, a heartbeat apart, and in between the
-        // graph can leave out a node that is whole again a moment later.
-        let healing = self.mutant != Some(Mutant::DecideOnHalfHealedEdges)
-            && self.edges.came_up_within(now, t.settle);
-        // And while a member's edges count up only because its session is
-        // too young to have reported on them.
-        let unproven = self.mutant != Some(Mutant::DecideOnUnprovenEdges) && self.edges.unproven();
-        //
-        // Bounded per verdict (flapping links or sessions must not hold a
-        // fence for ever): a young session proves itself within three
-        // heartbeats, an edge going down settles within `settle`. A
-        // verdict's hold runs from the first time it was held, and is
-        // forgotten once it has not come up for that long: an older hold
-        // never cuts a new incident's short (a new incident is a new
-        // verdict), and a link that flaps (the verdict, then none, then the
-        // same verdict again) does not restart it.
+        // The hold. A verdict that drops a member is taken on evidence
+        // still arriving while:
+        // - a joiner's edges are still settling (it may reach them all a
+        //   moment later);
+        // - edges going down, or reported up by one side only, would save
+        //   a member it drops once landed: the links of one node cut from
+        //   its peers do not all settle at the same instant, and in between
+        //   the graph can tie another, healthy node against it (found end
+        //   to end under load);
+        // - an edge came back up within `settle`: a heal reaches the
+        //   arbiter one report at a time, and in between the graph can
+        //   leave out a node that is whole again a moment later;
+        // - an edge counts up only on a young session's silence.
+        let mut verdict = verdict;
+        let drops = |verdict: &BTreeSet<NodeId>, nodes: &BTreeMap<NodeId, NodeView>| {
+            nodes
+                .iter()
+                .any(|(id, v)| v.phase == Phase::Member && !verdict.contains(id))
+        };
         let bound = t.settle + t.heartbeat_interval * 3;
-        if self.mutant != Some(Mutant::StaleHalfSettledHold) {
-            self.held
-                .retain(|_, h| now.saturating_sub(h.last_held) <= bound);
-        }
-        if drops_member
-            && self.mutant != Some(Mutant::DecideOnHalfSettledEdges)
-            && (healing || unproven || self.saved_once_settled(&verdict))
+        if self
+            .hold
+            .is_some_and(|(_, last)| now.saturating_sub(last) > bound)
         {
-            let h = self.held.entry(verdict.clone()).or_insert(Held {
-                since: now,
-                last_held: now,
-            });
-            h.last_held = now;
-            if now.saturating_sub(h.since) < bound {
-                return None;
+            self.hold = None;
+        }
+        if drops(&verdict, &self.nodes) && self.mutant != Some(Mutant::DecideOnHalfSettledEdges) {
+            let healing = self.mutant != Some(Mutant::DecideOnHalfHealedEdges)
+                && self.edges.came_up_within(now, t.settle);
+            let unproven =
+                self.mutant != Some(Mutant::DecideOnUnprovenEdges) && self.edges.unproven();
+            if self.edges.settling() || healing || unproven || self.saved_once_settled(&verdict) {
+                // Bounded: a young session proves itself within three
+                // heartbeats, an edge going down settles within `settle`.
+                // The hold runs from its first step and ends only after a
+                // whole bound without a reason, so neither a flapping link
+                // nor verdicts taking turns can postpone a fence for ever.
+                let (since, _) = *self.hold.get_or_insert((now, now));
+                self.hold = Some((since, now));
+                if now.saturating_sub(since) < bound {
+                    return None;
+                }
+                // Spent: decide on the graph as it is landing (every edge
+                // going down counted down), never on the half-way one.
+                if self.mutant != Some(Mutant::ExpiredHoldDecidesOnHalfWayGraph) {
+                    verdict = self.landed_verdict(now)?;
+                }
             }
         }
         self.verdict = Some(verdict.clone());
@@ -1182,6 +1184,31 @@ impl ArbiterCore {
         Some(verdict)
     }
 
+    /// The verdict on the graph as it is landing: every edge going down
+    /// counted down, every edge one side has reported up for less than
+    /// `settle` counted up (a heal on its way; longer, a link cut one way
+    /// counts down). `None` without quorum there: nobody is fenced.
+    fn landed_verdict(&self, now: Duration) -> Option<BTreeSet<NodeId>> {
+        let ((candidates, edges, incumbents), _) = self.decision_cache.as_ref()?;
+        let going = self.edges.going_down();
+        let healing = self.edges.half_up_within(now, self.spec.timing.settle);
+        let landed: BTreeSet<(NodeId, NodeId)> = edges
+            .difference(&going)
+            .chain(healing.iter())
+            .copied()
+            .collect();
+        match decide::decide_with_incumbents(
+            candidates,
+            &landed,
+            incumbents,
+            &self.quorum,
+            self.spec.tie_breaker,
+        ) {
+            Verdict::Survivors(v) => Some(v),
+            Verdict::NoQuorum { .. } => None,
+        }
+    }
+
     /// Would a member this verdict drops be kept once the changes in
     /// flight have landed: every edge going down settled down, and every
     /// edge only one side reports up either up (a heal arriving) or down
@@ -1194,7 +1221,7 @@ impl ArbiterCore {
         let half_up = if self.mutant == Some(Mutant::DecideOnHalfHealedEdges) {
             BTreeSet::new()
         } else {
-            self.edges.half_up().clone()
+            self.edges.half_up()
         };
         if going.is_empty() && half_up.is_empty() {
             return false;
@@ -1376,6 +1403,8 @@ mod review2_tests;
 mod review3_tests;
 #[cfg(test)]
 mod review4_tests;
+#[cfg(test)]
+mod review5_tests;
 #[cfg(test)]
 mod review_tests;
 #[cfg(test)]

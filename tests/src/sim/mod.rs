@@ -93,11 +93,11 @@ impl Mutant {
             "decide-on-half-settled-edges",
             Mutant::Core(CoreMutant::DecideOnHalfSettledEdges),
         ),
-        (
-            "stale-half-settled-hold",
-            Mutant::Core(CoreMutant::StaleHalfSettledHold),
-        ),
         ("settle-by-clock", Mutant::Core(CoreMutant::SettleByClock)),
+        (
+            "expired-hold-decides-on-half-way-graph",
+            Mutant::Core(CoreMutant::ExpiredHoldDecidesOnHalfWayGraph),
+        ),
         (
             "decide-on-half-healed-edges",
             Mutant::Core(CoreMutant::DecideOnHalfHealedEdges),
