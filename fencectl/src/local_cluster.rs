@@ -438,6 +438,11 @@ impl LocalCluster {
         self.signal(i, Signal::SIGSTOP)
     }
 
+    /// A frozen agent runs again.
+    pub fn thaw(&self, i: u32) -> Result<(), CliError> {
+        self.signal(i, Signal::SIGCONT)
+    }
+
     /// A node alive but cut off: the agent's fault-injection switch. It
     /// toggles: a second call reconnects the node.
     pub fn isolate(&self, i: u32) -> Result<(), CliError> {

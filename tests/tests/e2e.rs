@@ -960,3 +960,77 @@ async fn a_lost_store_never_sends_the_epoch_back() {
     let log = c.log("arbiter");
     assert!(log.contains("started without its history"), "{log}");
 }
+
+/// Heuristics that flap (a gateway check failing every other 200 ms) on a
+/// healthy node fence nobody: a heuristic only breaks ties between sides
+/// of a split. A node cut off from its peers meanwhile is the only one
+/// fenced, by votes, whatever the flapping score says.
+#[tokio::test(flavor = "multi_thread")]
+async fn flapping_heuristics_fence_nobody_and_a_cut_node_alone_is_fenced() {
+    let _g = serial();
+    let mut opts = ClusterOptions::default();
+    opts.agent_extra.insert(
+        2,
+        "[[heuristic]]\nname = \"gateway\"\ncommand = [\"/bin/sh\", \"-c\", \"test $(( $(date +%s%N) / 200000000 % 2 )) -eq 0\"]\ninterval = \"100ms\"\n"
+            .into(),
+    );
+    let (c, mut w, epoch) = cluster(opts).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let fenced = w
+        .wait_for(Duration::from_millis(100), |e| e.kind == "fence_intent")
+        .await;
+    assert!(fenced.is_none(), "flapping heuristics fenced: {fenced:?}");
+    assert_eq!(c.wait_all_leased_among(&[1, 2, 3]).await, epoch);
+    // The flapping really happened: node 2's agent logged both results.
+    let log = c.log("agent2");
+    assert!(
+        log.matches("heuristic passes").count() >= 2 && log.matches("heuristic fails").count() >= 2,
+        "node 2's heuristic did not flap: {log}"
+    );
+    let t = unix_us();
+    c.cut_from_peers(3).unwrap();
+    assert_fenced_then_told(&c, &mut w, 3, t).await;
+}
+
+/// Sixteen nodes; five frozen at once, with `storm_limit = 3`: the arbiter
+/// holds and alerts instead of fencing five nodes at a stroke (a switch
+/// failure looks like that), the eleven others keep their leases. Once
+/// the five are back, the cluster is whole with nobody fenced.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_of_five_in_sixteen_is_held_not_fenced() {
+    let _g = serial();
+    let opts = ClusterOptions {
+        nodes: 16,
+        cluster_extra: "storm_limit = 3\n".into(),
+        ..ClusterOptions::default()
+    };
+    let (c, mut w, epoch) = cluster(opts).await;
+    let frozen = [12, 13, 14, 15, 16];
+    for &n in &frozen {
+        c.freeze(n).unwrap();
+    }
+    let storm = w
+        .wait_for(Duration::from_secs(5), |e| {
+            e.kind == "alert" && e.detail.contains("storm")
+        })
+        .await;
+    assert!(storm.is_some(), "no storm alert: {:?}", w.seen);
+    let survivors: Vec<u32> = (1..=11).collect();
+    assert_eq!(c.wait_all_leased_among(&survivors).await, epoch);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !w.seen.iter().any(|e| e.kind == "fence_intent"),
+        "a node was fenced in the storm: {:?}",
+        w.seen
+    );
+    let record = c.device.events().expect("device record");
+    assert!(
+        !record.iter().any(|e| e.action == "off"),
+        "the device switched something off: {record:?}"
+    );
+    for &n in &frozen {
+        c.thaw(n).unwrap();
+    }
+    let all: Vec<u32> = (1..=16).collect();
+    assert_eq!(c.wait_all_leased_among(&all).await, epoch);
+}

@@ -312,7 +312,11 @@ fn crashed_member_with_flaky_joiner(flaky: bool) -> H {
             if !flaky {
                 return Some(vec![]);
             }
-            return Some(if (t / 100).is_multiple_of(2) { vec![1] } else { vec![2] });
+            return Some(if (t / 100).is_multiple_of(2) {
+                vec![1]
+            } else {
+                vec![2]
+            });
         }
         let mut r = all_but(n, 5, &[5]);
         if t >= 1800 {
