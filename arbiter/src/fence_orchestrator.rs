@@ -3,13 +3,15 @@
 //! deadline. The outcome goes back to the core as `Event::FenceFinished`.
 //!
 //! **Invariant:** a level succeeds only when every device *confirmed* the
-//! port off; an error, a timeout or an unconfirmed status is a failure.
+//! port off by its status; an error, a timeout or an unconfirmed status is
+//! a failure. (A device that answers `off` with an error may still have
+//! acted: its status is asked once, and only an `off` there confirms.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fence_drivers::{FenceDriver, FenceError, confirm_off};
+use fence_drivers::{FenceDriver, FenceError, PowerState, confirm_off};
 use tokio::task::JoinSet;
 
 use crate::config::{DeviceConfig, FenceTarget};
@@ -116,7 +118,13 @@ pub async fn run_level(
         let progress = progress.clone();
         set.spawn(async move {
             let work = async {
-                dev.off(&t.port).await?;
+                if let Err(refused) = dev.off(&t.port).await {
+                    // Believe the device's status, never its error: one
+                    // that switched off and still answered "error" is off.
+                    if !matches!(dev.status(&t.port).await, Ok(PowerState::Off)) {
+                        return Err(refused);
+                    }
+                }
                 progress(Progress::OffSent {
                     device: t.device.clone(),
                     port: t.port.clone(),
@@ -170,5 +178,44 @@ mod tests {
             outcome,
             LevelOutcome::Failed("this fence level has no devices".into())
         );
+    }
+
+    /// A device that switches the port off and answers an error is
+    /// confirmed by its status; one that refuses and leaves the port on
+    /// fails the level with its error.
+    #[tokio::test]
+    async fn an_error_from_off_is_checked_against_the_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = fence_drivers::sim::SimPowerDevice::new("power", dir.path()).unwrap();
+        // The node: a process the device kills when it switches n1 off.
+        let mut node = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        dev.register("n1", node.id()).unwrap();
+        let devices: BTreeMap<String, Arc<dyn FenceDriver>> =
+            [("power".to_string(), Arc::new(dev) as Arc<dyn FenceDriver>)].into();
+        let targets = [FenceTarget {
+            device: "power".into(),
+            port: "n1".into(),
+        }];
+        let run = || {
+            run_level(
+                &targets,
+                &devices,
+                Duration::from_secs(1),
+                Duration::from_millis(10),
+                |_| {},
+            )
+        };
+        std::fs::write(dir.path().join("fail-n1"), "").unwrap();
+        match run().await {
+            LevelOutcome::Failed(e) => assert!(e.contains("fail-n1"), "{e}"),
+            o => panic!("a refused off confirmed: {o:?}"),
+        }
+        std::fs::remove_file(dir.path().join("fail-n1")).unwrap();
+        std::fs::write(dir.path().join("fail-after-off-n1"), "").unwrap();
+        assert_eq!(run().await, LevelOutcome::ConfirmedOff);
+        node.wait().unwrap();
     }
 }

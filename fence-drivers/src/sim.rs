@@ -15,7 +15,9 @@
 //! Fault injection, as in the peer scripts: a file `fail-<port>` in the
 //! directory makes `off` fail; a file `hang` makes every action hang; a
 //! file `lie-<port>` makes the device lie, as a miswired outlet would:
-//! `off` switches nothing and `status` reports off.
+//! `off` switches nothing and `status` reports off; a file
+//! `fail-after-off-<port>` makes `off` switch the port off and then report
+//! a failure (a device that answers "error" although it acted).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -344,7 +346,16 @@ impl FenceDriver for SimPowerDevice {
         p.power = false;
         s.ports.insert(port.into(), p);
         self.save(&s)?;
-        self.record(port, "off", "", detail)
+        self.record(port, "off", "", detail)?;
+        if self.dir.join(format!("fail-after-off-{port}")).exists() {
+            return Err(FenceError::Refused {
+                device: self.name.clone(),
+                reason: format!(
+                    "injected failure after switching off (fail-after-off-{port} exists)"
+                ),
+            });
+        }
+        Ok(())
     }
 
     async fn list(&self) -> Result<Vec<Port>, FenceError> {

@@ -1034,3 +1034,24 @@ async fn a_storm_of_five_in_sixteen_is_held_not_fenced() {
     let all: Vec<u32> = (1..=16).collect();
     assert_eq!(c.wait_all_leased_among(&all).await, epoch);
 }
+
+/// A device that switches the node off and then answers "error": the
+/// arbiter believes the device's status, not its error (asked at once, and
+/// again at each retry): the fence is confirmed once, with one new epoch,
+/// and nobody else is touched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_that_fails_after_switching_off_is_confirmed_by_its_status() {
+    let _g = serial();
+    let (c, mut w, epoch) = cluster(ClusterOptions::default()).await;
+    std::fs::write(c.device.dir().join("fail-after-off-node3"), "").unwrap();
+    let t = unix_us();
+    c.freeze(3).unwrap();
+    let e = assert_fenced_then_told(&c, &mut w, 3, t).await;
+    assert_eq!(e, epoch + 1);
+    let confirmed = w
+        .seen
+        .iter()
+        .filter(|e| e.kind == "survivors_notified")
+        .count();
+    assert_eq!(confirmed, 1, "{:?}", w.seen);
+}

@@ -152,6 +152,8 @@ struct EdgeState {
     /// When it last came back up after counting down.
     up_again_at: Option<Duration>,
     down_since: Option<Duration>,
+    /// The newest report saying it is down, since `down_since`.
+    down_evidence: Option<Duration>,
     /// Since when the raw edge has been up without a break.
     raw_up_since: Option<Duration>,
 }
@@ -162,8 +164,9 @@ pub struct Edges {
     edges: BTreeMap<(NodeId, NodeId), EdgeState>,
     /// Edges down by the reports where one side reports the other
     /// reached: a link healing (the other side's next report will say so)
-    /// or cut one way only; since when, continuously.
-    half_up: BTreeMap<(NodeId, NodeId), Duration>,
+    /// or cut one way only; since when, continuously, and whether the side
+    /// reporting it up spoke last (a heal arriving rather than a break).
+    half_up: BTreeMap<(NodeId, NodeId), (Duration, bool)>,
     /// Some edge counts up only because a young member has not reported
     /// on it yet.
     unproven: bool,
@@ -210,13 +213,16 @@ impl Edges {
                     self.unproven = true;
                 }
                 if !raw && (reported(a, b) || reported(b, a)) {
-                    let since = before.get(&(a, b)).copied().unwrap_or(now);
-                    self.half_up.insert((a, b), since);
+                    let since = before.get(&(a, b)).map_or(now, |&(s, _)| s);
+                    let (yes, no) = if reported(a, b) { (a, b) } else { (b, a) };
+                    let newer = nodes[&yes].last_heard > nodes[&no].last_heard;
+                    self.half_up.insert((a, b), (since, newer));
                 }
                 let e = self.edges.entry((a, b)).or_insert(EdgeState {
                     up: members,
                     up_again_at: None,
                     down_since: None,
+                    down_evidence: None,
                     raw_up_since: None,
                 });
                 if unproven && !e.up {
@@ -225,6 +231,7 @@ impl Edges {
                 } else if raw {
                     let since = *e.raw_up_since.get_or_insert(now);
                     e.down_since = None;
+                    e.down_evidence = None;
                     if !e.up && (members || now.saturating_sub(since) >= settle) {
                         e.up = true;
                         e.up_again_at = Some(now);
@@ -244,6 +251,7 @@ impl Edges {
                             .max()
                             .unwrap_or(now);
                         let evidence = if settle_by_clock { now } else { evidence };
+                        e.down_evidence = Some(evidence);
                         if evidence.saturating_sub(since) >= settle {
                             e.up = false;
                         }
@@ -270,7 +278,23 @@ impl Edges {
     pub fn restart_going_down(&mut self) {
         for e in self.edges.values_mut() {
             e.down_since = None;
+            e.down_evidence = None;
         }
+    }
+
+    /// Edges going down on reports spanning at least `span` (so more than
+    /// one report: a single lost one is no break).
+    pub fn going_down_on_reports(&self, span: Duration) -> BTreeSet<(NodeId, NodeId)> {
+        self.edges
+            .iter()
+            .filter(|(_, e)| {
+                e.up && e
+                    .down_since
+                    .zip(e.down_evidence)
+                    .is_some_and(|(since, seen)| seen.saturating_sub(since) >= span)
+            })
+            .map(|(&k, _)| k)
+            .collect()
     }
 
     /// Edges still counted up although their raw edge is down: each goes
@@ -304,12 +328,13 @@ impl Edges {
     }
 
     /// Edges one side has reported up and the other down for less than
-    /// `within` of `now`: a heal on its way more likely than a link cut
-    /// one way.
-    pub fn half_up_within(&self, now: Duration, within: Duration) -> BTreeSet<(NodeId, NodeId)> {
+    /// `within` of `now`, the side reporting it up having spoken last: a
+    /// heal on its way (a break on its way has the side reporting it down
+    /// speak last; one lasting longer is a link cut one way).
+    pub fn healing_within(&self, now: Duration, within: Duration) -> BTreeSet<(NodeId, NodeId)> {
         self.half_up
             .iter()
-            .filter(|&(_, &since)| now.saturating_sub(since) < within)
+            .filter(|&(_, &(since, newer))| newer && now.saturating_sub(since) < within)
             .map(|(&k, _)| k)
             .collect()
     }

@@ -1044,9 +1044,6 @@ impl ArbiterCore {
                 .last_heard
                 .is_some_and(|h| now.saturating_sub(h) > t.fresh_within())
         });
-        if suspect || !self.pending(now).is_empty() {
-            return None;
-        }
         let incumbents: BTreeSet<NodeId> = self
             .nodes
             .iter()
@@ -1074,6 +1071,11 @@ impl ArbiterCore {
             &incumbents,
             &self.nodes,
         );
+        // (The edges take in every report first, even when nothing may be
+        // decided: a good report must reset an edge going down.)
+        if suspect || !self.pending(now).is_empty() {
+            return None;
+        }
         // A cluster forming (no member yet) waits for its edges to settle
         // rather than back whoever settled first: nobody runs meanwhile.
         if incumbents.is_empty() && self.edges.settling() {
@@ -1184,16 +1186,23 @@ impl ArbiterCore {
         Some(verdict)
     }
 
-    /// The verdict on the graph as it is landing: every edge going down
-    /// counted down, every edge one side has reported up for less than
-    /// `settle` counted up (a heal on its way; longer, a link cut one way
-    /// counts down). `None` without quorum there: nobody is fenced.
+    /// The verdict on the graph as it is landing: a heal on its way (an
+    /// edge one side reports up, that side having spoken last, for less
+    /// than `settle`) counted up; every other edge going down on two
+    /// reports or more counted down (one lost report is no break). `None`
+    /// without quorum there: nobody is fenced.
     fn landed_verdict(&self, now: Duration) -> Option<BTreeSet<NodeId>> {
         let ((candidates, edges, incumbents), _) = self.decision_cache.as_ref()?;
-        let going = self.edges.going_down();
-        let healing = self.edges.half_up_within(now, self.spec.timing.settle);
+        let t = self.spec.timing;
+        let healing = self.edges.healing_within(now, t.settle);
+        let breaking: BTreeSet<(NodeId, NodeId)> = self
+            .edges
+            .going_down_on_reports(t.heartbeat_interval / 2)
+            .difference(&healing)
+            .copied()
+            .collect();
         let landed: BTreeSet<(NodeId, NodeId)> = edges
-            .difference(&going)
+            .difference(&breaking)
             .chain(healing.iter())
             .copied()
             .collect();
@@ -1405,6 +1414,8 @@ mod review3_tests;
 mod review4_tests;
 #[cfg(test)]
 mod review5_tests;
+#[cfg(test)]
+mod review6_tests;
 #[cfg(test)]
 mod review_tests;
 #[cfg(test)]
