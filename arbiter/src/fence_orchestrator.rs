@@ -5,7 +5,8 @@
 //! **Invariant:** a level succeeds only when every device *confirmed* the
 //! port off by its status; an error, a timeout or an unconfirmed status is
 //! a failure. (A device that answers `off` with an error may still have
-//! acted: its status is asked once, and only an `off` there confirms.)
+//! acted: its status is asked once, and only an `off` there confirms; not
+//! when the request may not have arrived.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -118,11 +119,17 @@ pub async fn run_level(
         let progress = progress.clone();
         set.spawn(async move {
             let work = async {
-                if let Err(refused) = dev.off(&t.port).await {
-                    // Believe the device's status, never its error: one
-                    // that switched off and still answered "error" is off.
-                    if !matches!(dev.status(&t.port).await, Ok(PowerState::Off)) {
-                        return Err(refused);
+                if let Err(e) = dev.off(&t.port).await {
+                    // A device that answered the request with an error may
+                    // have acted: believe its status, never its error. Not
+                    // when the request may not have arrived (unreachable,
+                    // timed out, refused credentials): a status inferred
+                    // from silence (ssh's `unreachable`) would then confirm
+                    // a node nothing switched off.
+                    let answered =
+                        matches!(e, FenceError::Refused { .. } | FenceError::Device { .. });
+                    if !answered || !matches!(dev.status(&t.port).await, Ok(PowerState::Off)) {
+                        return Err(e);
                     }
                 }
                 progress(Progress::OffSent {

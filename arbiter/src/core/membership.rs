@@ -164,9 +164,8 @@ pub struct Edges {
     edges: BTreeMap<(NodeId, NodeId), EdgeState>,
     /// Edges down by the reports where one side reports the other
     /// reached: a link healing (the other side's next report will say so)
-    /// or cut one way only; since when, continuously, and whether the side
-    /// reporting it up spoke last (a heal arriving rather than a break).
-    half_up: BTreeMap<(NodeId, NodeId), (Duration, bool)>,
+    /// or cut one way only; since when, continuously.
+    half_up: BTreeMap<(NodeId, NodeId), Duration>,
     /// Some edge counts up only because a young member has not reported
     /// on it yet.
     unproven: bool,
@@ -213,10 +212,8 @@ impl Edges {
                     self.unproven = true;
                 }
                 if !raw && (reported(a, b) || reported(b, a)) {
-                    let since = before.get(&(a, b)).map_or(now, |&(s, _)| s);
-                    let (yes, no) = if reported(a, b) { (a, b) } else { (b, a) };
-                    let newer = nodes[&yes].last_heard > nodes[&no].last_heard;
-                    self.half_up.insert((a, b), (since, newer));
+                    let since = before.get(&(a, b)).copied().unwrap_or(now);
+                    self.half_up.insert((a, b), since);
                 }
                 let e = self.edges.entry((a, b)).or_insert(EdgeState {
                     up: members,
@@ -328,13 +325,12 @@ impl Edges {
     }
 
     /// Edges one side has reported up and the other down for less than
-    /// `within` of `now`, the side reporting it up having spoken last: a
-    /// heal on its way (a break on its way has the side reporting it down
-    /// speak last; one lasting longer is a link cut one way).
-    pub fn healing_within(&self, now: Duration, within: Duration) -> BTreeSet<(NodeId, NodeId)> {
+    /// `within` of `now`: a heal or a break on its way, no telling which
+    /// yet (one lasting longer is a link cut one way).
+    pub fn half_up_within(&self, now: Duration, within: Duration) -> BTreeSet<(NodeId, NodeId)> {
         self.half_up
             .iter()
-            .filter(|&(_, &(since, newer))| newer && now.saturating_sub(since) < within)
+            .filter(|&(_, &since)| now.saturating_sub(since) < within)
             .map(|(&k, _)| k)
             .collect()
     }

@@ -1186,36 +1186,37 @@ impl ArbiterCore {
         Some(verdict)
     }
 
-    /// The verdict on the graph as it is landing: a heal on its way (an
-    /// edge one side reports up, that side having spoken last, for less
-    /// than `settle`) counted up; every other edge going down on two
-    /// reports or more counted down (one lost report is no break). `None`
-    /// without quorum there: nobody is fenced.
+    /// The verdict on the graph as it is landing, if it is clear: every
+    /// edge going down on two reports or more counted down (one lost report
+    /// is no break); an edge one side has reported up and the other down
+    /// for less than `settle` is a heal or a break on its way, no telling
+    /// which (the peer that notices a break last may speak after the cut
+    /// node): the verdict must come out the same either way, else `None`
+    /// (wait: such an edge resolves within `settle`). `None` too without
+    /// quorum: nobody is fenced.
     fn landed_verdict(&self, now: Duration) -> Option<BTreeSet<NodeId>> {
         let ((candidates, edges, incumbents), _) = self.decision_cache.as_ref()?;
         let t = self.spec.timing;
-        let healing = self.edges.healing_within(now, t.settle);
-        let breaking: BTreeSet<(NodeId, NodeId)> = self
-            .edges
-            .going_down_on_reports(t.heartbeat_interval / 2)
-            .difference(&healing)
-            .copied()
-            .collect();
-        let landed: BTreeSet<(NodeId, NodeId)> = edges
+        let unsure = self.edges.half_up_within(now, t.settle);
+        let breaking = self.edges.going_down_on_reports(t.heartbeat_interval / 2);
+        let down: BTreeSet<(NodeId, NodeId)> = edges
             .difference(&breaking)
-            .chain(healing.iter())
+            .filter(|e| !unsure.contains(e))
             .copied()
             .collect();
-        match decide::decide_with_incumbents(
+        let up: BTreeSet<(NodeId, NodeId)> = down.union(&unsure).copied().collect();
+        let verdict = |landed: &BTreeSet<(NodeId, NodeId)>| match decide::decide_with_incumbents(
             candidates,
-            &landed,
+            landed,
             incumbents,
             &self.quorum,
             self.spec.tie_breaker,
         ) {
             Verdict::Survivors(v) => Some(v),
             Verdict::NoQuorum { .. } => None,
-        }
+        };
+        let either = verdict(&down)?;
+        (unsure.is_empty() || verdict(&up)? == either).then_some(either)
     }
 
     /// Would a member this verdict drops be kept once the changes in
@@ -1416,6 +1417,8 @@ mod review4_tests;
 mod review5_tests;
 #[cfg(test)]
 mod review6_tests;
+#[cfg(test)]
+mod review7_tests;
 #[cfg(test)]
 mod review_tests;
 #[cfg(test)]

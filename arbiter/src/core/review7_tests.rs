@@ -1,0 +1,219 @@
+//! Review of 0ab9a52 (a spent hold lands a heal only when the side
+//! reporting it up spoke last, a break only on reports spanning half an
+//! interval; edges fold in every report even while a node is suspect; an
+//! error on `off` is checked against the device's status).
+//!
+//! Run: `cargo test -p arbiter --lib review7`
+
+use super::test_support::*;
+use super::*;
+
+/// As review6's `drive`: until `until` in 10 ms ticks; node `n` heartbeats
+/// when `now % 100 == phase[n]`, reporting `reach(n, now)` (`None`: silent).
+fn drive(
+    h: &mut H,
+    until: Duration,
+    phase: &[(NodeId, u64)],
+    reach: &dyn Fn(NodeId, Duration) -> Option<Vec<NodeId>>,
+) {
+    while h.now < until {
+        h.now += ms(10);
+        let t = h.now.as_millis() as u64;
+        for &(n, p) in phase {
+            if t % 100 == p
+                && let Some(r) = reach(n, h.now)
+            {
+                h.heartbeat(n, &r);
+            }
+        }
+        h.step(Event::Tick);
+    }
+}
+
+fn all_but(n: NodeId, k: u32, drop: &[NodeId]) -> Vec<NodeId> {
+    (1..=k).filter(|&m| m != n && !drop.contains(&m)).collect()
+}
+
+fn fenced_nodes(h: &H) -> Vec<(u128, NodeId)> {
+    h.fences()
+        .into_iter()
+        .map(|(t, n)| (t.as_millis(), n))
+        .collect()
+}
+
+fn dump(h: &H, from: u64) {
+    for (t, a) in &h.log {
+        if *t >= ms(from) && !matches!(a, Action::Ack { .. }) {
+            eprintln!("{} {a:?}", t.as_millis());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// S1 (availability (b)): "spoke last" lands a break arriving as a heal
+// when the peer that notices last happens to speak after the cut node.
+// ---------------------------------------------------------------------------
+
+/// Four nodes, LMS. Phases: 4 at 10, 3 at 40, 1 at 50, 2 at 90.
+///
+/// - From 1540 node 3's probes to node 2 fail (one way; 2 keeps reporting
+///   3): edge 2–3 settles down at 1740, the verdict {1,2,4} drops 3 with a
+///   reason (half-up): hold from 1740, spent at 2240.
+/// - Node 1 is cut from every peer. Node 1 notices first (reports from
+///   2050 omit 2, 3, 4), node 4 from 2110, node 3 from 2140; node 2's probe
+///   window runs out later (`late_from`): it still reports 1 reached at
+///   2090 and 2190.
+/// - At 2240 the hold is spent. 1–3 and 1–4 are going down on reports
+///   spanning >= 50 ms: counted down. 1–2: half-up since 2050 (< settle),
+///   and node 2 (reporting it up) spoke at 2190, after node 1 (2150):
+///   "a heal arriving", counted up. Landed graph 1–2, 2–4, 3–4: cliques of
+///   two, lowest ids {1,2}: nodes 3 and 4 fenced, node 1 (cut from every
+///   peer) kept. Node 4 never lost a link.
+fn late_noticer(late_from: u64, mutant: Option<Mutant>) -> H {
+    let mut h = H::new(spec_levels(4, QuorumMode::LastManStanding, 1));
+    h.core.mutant = mutant;
+    let phase = [(1, 50), (2, 90), (3, 40), (4, 10)];
+    let reach = move |n: NodeId, now: Duration| -> Option<Vec<NodeId>> {
+        let t = now.as_millis() as u64;
+        let mut drop = vec![];
+        if n == 3 && t >= 1540 {
+            drop.push(2);
+        }
+        let noticed = match n {
+            1 => 2050,
+            2 => late_from,
+            3 => 2140,
+            _ => 2110,
+        };
+        if t >= noticed {
+            if n == 1 {
+                drop.extend([2, 3, 4]);
+            } else {
+                drop.push(1);
+            }
+        }
+        Some(all_but(n, 4, &drop))
+    };
+    drive(&mut h, ms(3500), &phase, &reach);
+    h
+}
+
+/// FAILS on 0ab9a52 (expected): healthy node 4 fenced at 2240.
+#[test]
+fn review7_s1_late_noticer_speaking_last_lands_isolation_as_heal() {
+    let h = late_noticer(2290, None);
+    let fenced = fenced_nodes(&h);
+    if fenced.iter().any(|&(_, n)| n == 4) {
+        dump(&h, 2190);
+    }
+    assert!(
+        !fenced.iter().any(|&(_, n)| n == 4),
+        "healthy node 4 fenced; node 1 is cut from every peer: {fenced:?}, verdict {:?}",
+        h.core.status().verdict
+    );
+}
+
+/// Control: node 2 notices with the others (its report of 2190 already
+/// omits 1): node 4 is not fenced.
+#[test]
+fn review7_s1_control_node2_notices_in_time() {
+    let h = late_noticer(2190, None);
+    let fenced = fenced_nodes(&h);
+    eprintln!("s1 control: {fenced:?}");
+    assert!(!fenced.iter().any(|&(_, n)| n == 4), "{fenced:?}");
+}
+
+// ---------------------------------------------------------------------------
+// O1 (safety (a)): an `off` that never reached the node, confirmed by a
+// status that reads "unreachable" as off.
+// ---------------------------------------------------------------------------
+
+/// The `ssh` driver with `confirm = "unreachable"` (the operator's opt-in
+/// that "no connection for `unreachable_for` *after the off command*"
+/// counts as off). The node's SSH port cannot be reached (here: closed;
+/// in production a cut link to a running node looks the same): `off`
+/// fails with `Unreachable` — the off command never ran. Before 0ab9a52
+/// that failed the level. Now `run_level` asks `status`, which after
+/// `unreachable_for` of failed connections answers `Off`, and the level
+/// is `ConfirmedOff`: a node nothing switched off is announced gone.
+#[tokio::test]
+async fn review7_o1_ssh_off_never_sent_is_confirmed_by_unreachable_status() {
+    use crate::config::FenceTarget;
+    use crate::fence_orchestrator::run_level;
+    use fence_drivers::FenceDriver;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let known = dir.path().join("known_hosts");
+    std::fs::write(&known, "").unwrap();
+    // A port nobody listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let values: std::collections::BTreeMap<String, String> = [
+        ("ip", "127.0.0.1".to_string()),
+        ("ipport", port.to_string()),
+        ("known_hosts", known.display().to_string()),
+        ("confirm", "unreachable".to_string()),
+        ("unreachable_for", "1s".to_string()),
+        ("timeout", "1s".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let secrets = [("identity".to_string(), format!("file:{}", key.display()))].into();
+    let p = fence_drivers::params::Params::new(values, secrets);
+    let drv = fence_drivers::ssh::SshDriver::from_params("ssh", &p).unwrap();
+    // The off command itself never reaches the node.
+    let off = drv.off("n1").await;
+    assert!(off.is_err(), "off reached nobody yet succeeded: {off:?}");
+    let devices: std::collections::BTreeMap<String, Arc<dyn FenceDriver>> =
+        [("ssh".to_string(), Arc::new(drv) as Arc<dyn FenceDriver>)].into();
+    let targets = [FenceTarget {
+        device: "ssh".into(),
+        port: "n1".into(),
+    }];
+    let outcome = run_level(&targets, &devices, Duration::from_secs(8), ms(100), |_| {}).await;
+    assert!(
+        matches!(outcome, LevelOutcome::Failed(_)),
+        "an off that never reached the node was confirmed: {outcome:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Ruled out (b): a suspect node's stale report does not settle an edge
+// down (evidence is its own `last_heard`, which does not move while it is
+// silent).
+// ---------------------------------------------------------------------------
+
+/// Four nodes, LMS, all at phase 0. At 1000 link 1–2 loses one report
+/// each way (1 omits 2, 2 omits 1); node 2 then goes silent to the arbiter
+/// until 1400 (suspect from 1210, never lost). Node 1 reports 2 again from
+/// 1100. Nobody is fenced. Passes.
+#[test]
+fn review7_ruled_out_suspect_stale_glitch_does_not_settle() {
+    let mut h = H::new(spec_levels(4, QuorumMode::LastManStanding, 1));
+    let phase = [(1, 0), (2, 0), (3, 0), (4, 0)];
+    let reach = |n: NodeId, now: Duration| -> Option<Vec<NodeId>> {
+        let t = now.as_millis() as u64;
+        if n == 2 && (1100..1400).contains(&t) {
+            return None;
+        }
+        let drop = match (n, t) {
+            (1, 1000) => vec![2],
+            (2, 1000) => vec![1],
+            _ => vec![],
+        };
+        Some(all_but(n, 4, &drop))
+    };
+    drive(&mut h, ms(2500), &phase, &reach);
+    let fenced = fenced_nodes(&h);
+    assert!(fenced.is_empty(), "{fenced:?}");
+}
