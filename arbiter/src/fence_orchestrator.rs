@@ -4,15 +4,13 @@
 //!
 //! **Invariant:** a level succeeds only when every device *confirmed* the
 //! port off by its status; an error, a timeout or an unconfirmed status is
-//! a failure. (A device that answers `off` with an error may still have
-//! acted: its status is asked once, and only an `off` there confirms; not
-//! when the request may not have arrived.)
+//! a failure (even when the device may have acted: the retry asks again).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fence_drivers::{FenceDriver, FenceError, PowerState, confirm_off};
+use fence_drivers::{FenceDriver, FenceError, confirm_off};
 use tokio::task::JoinSet;
 
 use crate::config::{DeviceConfig, FenceTarget};
@@ -119,19 +117,12 @@ pub async fn run_level(
         let progress = progress.clone();
         set.spawn(async move {
             let work = async {
-                if let Err(e) = dev.off(&t.port).await {
-                    // A device that answered the request with an error may
-                    // have acted: believe its status, never its error. Not
-                    // when the request may not have arrived (unreachable,
-                    // timed out, refused credentials): a status inferred
-                    // from silence (ssh's `unreachable`) would then confirm
-                    // a node nothing switched off.
-                    let answered =
-                        matches!(e, FenceError::Refused { .. } | FenceError::Device { .. });
-                    if !answered || !matches!(dev.status(&t.port).await, Ok(PowerState::Off)) {
-                        return Err(e);
-                    }
-                }
+                // An error is a failed level, even from a device that may
+                // have acted: nothing tells, for every driver, that the
+                // request arrived (ssh's `unreachable` would infer "off"
+                // from the very silence that made it fail). The retry
+                // sends `off` again.
+                dev.off(&t.port).await?;
                 progress(Progress::OffSent {
                     device: t.device.clone(),
                     port: t.port.clone(),
@@ -187,11 +178,11 @@ mod tests {
         );
     }
 
-    /// A device that switches the port off and answers an error is
-    /// confirmed by its status; one that refuses and leaves the port on
-    /// fails the level with its error.
+    /// A device that answers `off` with an error fails the level, whether
+    /// it refused before acting or switched off and then erred: an error
+    /// is never taken for "off". Once it answers properly, it confirms.
     #[tokio::test]
-    async fn an_error_from_off_is_checked_against_the_status() {
+    async fn an_error_from_off_fails_the_level() {
         let dir = tempfile::tempdir().unwrap();
         let dev = fence_drivers::sim::SimPowerDevice::new("power", dir.path()).unwrap();
         // The node: a process the device kills when it switches n1 off.
@@ -222,6 +213,11 @@ mod tests {
         }
         std::fs::remove_file(dir.path().join("fail-n1")).unwrap();
         std::fs::write(dir.path().join("fail-after-off-n1"), "").unwrap();
+        match run().await {
+            LevelOutcome::Failed(e) => assert!(e.contains("after switching off"), "{e}"),
+            o => panic!("an error taken for off: {o:?}"),
+        }
+        std::fs::remove_file(dir.path().join("fail-after-off-n1")).unwrap();
         assert_eq!(run().await, LevelOutcome::ConfirmedOff);
         node.wait().unwrap();
     }

@@ -152,8 +152,9 @@ struct EdgeState {
     /// When it last came back up after counting down.
     up_again_at: Option<Duration>,
     down_since: Option<Duration>,
-    /// The newest report saying it is down, since `down_since`.
-    down_evidence: Option<Duration>,
+    /// Per side (`a`, then `b`): the first and the newest of its
+    /// consecutive reports saying the other is lost, while going down.
+    no_runs: [Option<(Duration, Duration)>; 2],
     /// Since when the raw edge has been up without a break.
     raw_up_since: Option<Duration>,
 }
@@ -219,7 +220,7 @@ impl Edges {
                     up: members,
                     up_again_at: None,
                     down_since: None,
-                    down_evidence: None,
+                    no_runs: [None, None],
                     raw_up_since: None,
                 });
                 if unproven && !e.up {
@@ -228,7 +229,7 @@ impl Edges {
                 } else if raw {
                     let since = *e.raw_up_since.get_or_insert(now);
                     e.down_since = None;
-                    e.down_evidence = None;
+                    e.no_runs = [None, None];
                     if !e.up && (members || now.saturating_sub(since) >= settle) {
                         e.up = true;
                         e.up_again_at = Some(now);
@@ -248,7 +249,14 @@ impl Edges {
                             .max()
                             .unwrap_or(now);
                         let evidence = if settle_by_clock { now } else { evidence };
-                        e.down_evidence = Some(evidence);
+                        for (i, (x, y)) in [(a, b), (b, a)].into_iter().enumerate() {
+                            if says(x, y) {
+                                e.no_runs[i] = None;
+                            } else {
+                                let heard = nodes[&x].last_heard.unwrap_or(now);
+                                e.no_runs[i].get_or_insert((heard, heard)).1 = heard;
+                            }
+                        }
                         if evidence.saturating_sub(since) >= settle {
                             e.up = false;
                         }
@@ -275,20 +283,22 @@ impl Edges {
     pub fn restart_going_down(&mut self) {
         for e in self.edges.values_mut() {
             e.down_since = None;
-            e.down_evidence = None;
+            e.no_runs = [None, None];
         }
     }
 
-    /// Edges going down on reports spanning at least `span` (so more than
-    /// one report: a single lost one is no break).
+    /// Edges going down on consecutive reports of one side spanning at
+    /// least `span` (so two reports or more from the same side: one lost
+    /// report, or one from each side, is no break).
     pub fn going_down_on_reports(&self, span: Duration) -> BTreeSet<(NodeId, NodeId)> {
         self.edges
             .iter()
             .filter(|(_, e)| {
-                e.up && e
-                    .down_since
-                    .zip(e.down_evidence)
-                    .is_some_and(|(since, seen)| seen.saturating_sub(since) >= span)
+                e.up && e.down_since.is_some()
+                    && e.no_runs
+                        .iter()
+                        .flatten()
+                        .any(|&(first, last)| last.saturating_sub(first) >= span)
             })
             .map(|(&k, _)| k)
             .collect()

@@ -1161,13 +1161,21 @@ impl ArbiterCore {
                 // nor verdicts taking turns can postpone a fence for ever.
                 let (since, _) = *self.hold.get_or_insert((now, now));
                 self.hold = Some((since, now));
-                if now.saturating_sub(since) < bound {
+                let held = now.saturating_sub(since);
+                if held < bound {
                     return None;
                 }
                 // Spent: decide on the graph as it is landing (every edge
-                // going down counted down), never on the half-way one.
+                // going down counted down), never on the half-way one —
+                // while that graph stays unclear for up to another
+                // `settle` and interval (links that flap out of phase keep
+                // it unclear for ever): then on the graph as it stands.
                 if self.mutant != Some(Mutant::ExpiredHoldDecidesOnHalfWayGraph) {
-                    verdict = self.landed_verdict(now)?;
+                    match self.landed_verdict(now) {
+                        Some(v) => verdict = v,
+                        None if held < bound + t.settle + t.heartbeat_interval => return None,
+                        None => {}
+                    }
                 }
             }
         }
@@ -1419,6 +1427,8 @@ mod review5_tests;
 mod review6_tests;
 #[cfg(test)]
 mod review7_tests;
+#[cfg(test)]
+mod review8_tests;
 #[cfg(test)]
 mod review_tests;
 #[cfg(test)]
