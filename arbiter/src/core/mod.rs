@@ -192,6 +192,8 @@ pub struct ArbiterCore {
     next_attempt: u64,
     /// The hold (see `decide`): since when, and when last held.
     hold: Option<(Duration, Duration)>,
+    /// Since when some live node has been suspect at every step.
+    suspect_since: Option<Duration>,
     /// The last decision's inputs and result: the search runs only when
     /// the live nodes, their settled edges or the incumbents change.
     decision_cache: Option<(DecisionInput, Verdict)>,
@@ -359,6 +361,7 @@ impl ArbiterCore {
             next_intent: persisted.next_intent.max(1),
             next_attempt,
             hold: None,
+            suspect_since: None,
             decision_cache: None,
             mutant,
             spec,
@@ -1072,8 +1075,18 @@ impl ArbiterCore {
             &self.nodes,
         );
         // (The edges take in every report first, even when nothing may be
-        // decided: a good report must reset an edge going down.)
-        if suspect || !self.pending(now).is_empty() {
+        // decided: a good report must reset an edge going down.) A suspect
+        // blocks for at most `lost_after` on end: nodes late by turns (each
+        // still alive) must not keep a dead node's fence waiting for ever;
+        // by then every report in play is younger than `lost_after`.
+        let blocked = if suspect {
+            let since = *self.suspect_since.get_or_insert(now);
+            now.saturating_sub(since) <= t.lost_after
+        } else {
+            self.suspect_since = None;
+            false
+        };
+        if blocked || !self.pending(now).is_empty() {
             return None;
         }
         // A cluster forming (no member yet) waits for its edges to settle
@@ -1177,6 +1190,8 @@ impl ArbiterCore {
                         None => {}
                     }
                 }
+                // Decided: the next incident gets a hold of its own.
+                self.hold = None;
             }
         }
         self.verdict = Some(verdict.clone());
@@ -1429,6 +1444,8 @@ mod review6_tests;
 mod review7_tests;
 #[cfg(test)]
 mod review8_tests;
+#[cfg(test)]
+mod review9_tests;
 #[cfg(test)]
 mod review_tests;
 #[cfg(test)]
