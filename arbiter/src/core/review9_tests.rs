@@ -165,9 +165,9 @@ fn late_pair(late: bool) -> H {
         for n in 1..=5u32 {
             let due = match n {
                 5 if t >= 1500 => false, // crashed
-                3 if late && t >= 1000 => t % 420 == 0,
+                3 if late && t >= 1000 => t.is_multiple_of(420),
                 4 if late && t >= 1000 => t % 420 == 210,
-                _ => t % 100 == 0,
+                _ => t.is_multiple_of(100),
             };
             if due {
                 let r = all_but(n, 5, if t >= 1500 { &[5] } else { &[] });
