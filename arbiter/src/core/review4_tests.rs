@@ -7,40 +7,6 @@
 use super::test_support::*;
 use super::*;
 
-/// Drive `h` until `until` (arbiter time) in 10 ms ticks. Node `n`
-/// heartbeats when `now % 100 == phase[n]`, reporting `reach(n, now)`
-/// (`None`: silent). Heartbeats of one instant go in before its tick.
-fn drive(
-    h: &mut H,
-    until: Duration,
-    phase: &[(NodeId, u64)],
-    reach: &dyn Fn(NodeId, Duration) -> Option<Vec<NodeId>>,
-) {
-    while h.now < until {
-        h.now += ms(10);
-        let t = h.now.as_millis() as u64;
-        for &(n, p) in phase {
-            if t % 100 == p
-                && let Some(r) = reach(n, h.now)
-            {
-                h.heartbeat(n, &r);
-            }
-        }
-        h.step(Event::Tick);
-    }
-}
-
-fn all_but(n: NodeId, k: u32, drop: &[NodeId]) -> Vec<NodeId> {
-    (1..=k).filter(|&m| m != n && !drop.contains(&m)).collect()
-}
-
-fn fenced_nodes(h: &H) -> Vec<(u128, NodeId)> {
-    h.fences()
-        .into_iter()
-        .map(|(t, n)| (t.as_millis(), n))
-        .collect()
-}
-
 /// Scenario for F1: four nodes, LMS, lowest id wins ties.
 ///
 /// - From B+540 node 3 stops reporting node 2 while node 2 still reports

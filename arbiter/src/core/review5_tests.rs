@@ -6,47 +6,6 @@
 use super::test_support::*;
 use super::*;
 
-/// As review4's `drive`: until `until` in 10 ms ticks; node `n` heartbeats
-/// when `now % 100 == phase[n]`, reporting `reach(n, now)` (`None`: silent).
-fn drive(
-    h: &mut H,
-    until: Duration,
-    phase: &[(NodeId, u64)],
-    reach: &dyn Fn(NodeId, Duration) -> Option<Vec<NodeId>>,
-) {
-    while h.now < until {
-        h.now += ms(10);
-        let t = h.now.as_millis() as u64;
-        for &(n, p) in phase {
-            if t % 100 == p
-                && let Some(r) = reach(n, h.now)
-            {
-                h.heartbeat(n, &r);
-            }
-        }
-        h.step(Event::Tick);
-    }
-}
-
-fn all_but(n: NodeId, k: u32, drop: &[NodeId]) -> Vec<NodeId> {
-    (1..=k).filter(|&m| m != n && !drop.contains(&m)).collect()
-}
-
-fn fenced_nodes(h: &H) -> Vec<(u128, NodeId)> {
-    h.fences()
-        .into_iter()
-        .map(|(t, n)| (t.as_millis(), n))
-        .collect()
-}
-
-fn dump(h: &H, from: u64) {
-    for (t, a) in &h.log {
-        if *t >= ms(from) && !matches!(a, Action::Ack { .. }) {
-            eprintln!("{} {a:?}", t.as_millis());
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 // S1 (availability (b)): an earlier glitch that held the same verdict.
 // ---------------------------------------------------------------------------
@@ -102,7 +61,7 @@ fn review5_s1_glitch_then_isolation_same_verdict_fences_healthy_node() {
     let h = glitch_then_isolation(true);
     let fenced = fenced_nodes(&h);
     if fenced.iter().any(|&(_, n)| n == 4) {
-        dump(&h, 1790);
+        dump(&h, 1790, u64::MAX);
     }
     assert!(
         !fenced.iter().any(|&(_, n)| n == 4),

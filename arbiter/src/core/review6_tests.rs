@@ -8,47 +8,6 @@
 use super::test_support::*;
 use super::*;
 
-/// As review4's `drive`: until `until` in 10 ms ticks; node `n` heartbeats
-/// when `now % 100 == phase[n]`, reporting `reach(n, now)` (`None`: silent).
-fn drive(
-    h: &mut H,
-    until: Duration,
-    phase: &[(NodeId, u64)],
-    reach: &dyn Fn(NodeId, Duration) -> Option<Vec<NodeId>>,
-) {
-    while h.now < until {
-        h.now += ms(10);
-        let t = h.now.as_millis() as u64;
-        for &(n, p) in phase {
-            if t % 100 == p
-                && let Some(r) = reach(n, h.now)
-            {
-                h.heartbeat(n, &r);
-            }
-        }
-        h.step(Event::Tick);
-    }
-}
-
-fn all_but(n: NodeId, k: u32, drop: &[NodeId]) -> Vec<NodeId> {
-    (1..=k).filter(|&m| m != n && !drop.contains(&m)).collect()
-}
-
-fn fenced_nodes(h: &H) -> Vec<(u128, NodeId)> {
-    h.fences()
-        .into_iter()
-        .map(|(t, n)| (t.as_millis(), n))
-        .collect()
-}
-
-fn dump(h: &H, from: u64) {
-    for (t, a) in &h.log {
-        if *t >= ms(from) && !matches!(a, Action::Ack { .. }) {
-            eprintln!("{} {a:?}", t.as_millis());
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 // R1 (availability (b)): a spent hold counts an edge down on one report.
 // ---------------------------------------------------------------------------
@@ -93,7 +52,7 @@ fn review6_r1_spent_hold_counts_a_single_lost_report_down() {
     let h = one_way_link_then_glitch(Some(1700), None);
     let fenced = fenced_nodes(&h);
     if fenced.iter().any(|&(_, n)| n == 2) {
-        dump(&h, 1690);
+        dump(&h, 1690, u64::MAX);
     }
     assert_eq!(
         fenced.iter().map(|&(_, n)| n).collect::<Vec<_>>(),
@@ -179,7 +138,7 @@ fn review6_r2_isolated_nodes_break_arriving_landed_as_a_heal_fences_healthy_node
     let h = isolation_lands_as_heal(None);
     let fenced = fenced_nodes(&h);
     if fenced.iter().any(|&(_, n)| n == 4) {
-        dump(&h, 2190);
+        dump(&h, 2190, u64::MAX);
     }
     assert!(
         !fenced.iter().any(|&(_, n)| n == 4),

@@ -8,39 +8,6 @@
 use super::test_support::*;
 use super::*;
 
-/// As review7's `drive`: until `until` in 10 ms ticks; node `n` heartbeats
-/// when `now % 100 == phase[n]`, reporting `reach(n, now)` (`None`: silent).
-fn drive(
-    h: &mut H,
-    until: Duration,
-    phase: &[(NodeId, u64)],
-    reach: &dyn Fn(NodeId, Duration) -> Option<Vec<NodeId>>,
-) {
-    while h.now < until {
-        h.now += ms(10);
-        let t = h.now.as_millis() as u64;
-        for &(n, p) in phase {
-            if t % 100 == p
-                && let Some(r) = reach(n, h.now)
-            {
-                h.heartbeat(n, &r);
-            }
-        }
-        h.step(Event::Tick);
-    }
-}
-
-fn all_but(n: NodeId, k: u32, drop: &[NodeId]) -> Vec<NodeId> {
-    (1..=k).filter(|&m| m != n && !drop.contains(&m)).collect()
-}
-
-fn fenced_nodes(h: &H) -> Vec<(u128, NodeId)> {
-    h.fences()
-        .into_iter()
-        .map(|(t, n)| (t.as_millis(), n))
-        .collect()
-}
-
 // ---------------------------------------------------------------------------
 // C1 (postponed forever (c)): two one-way flapping links, out of phase,
 // keep a young "unsure" edge present at every tick; the spent hold never

@@ -7,47 +7,6 @@
 use super::test_support::*;
 use super::*;
 
-/// As review8's `drive`: until `until` in 10 ms ticks; node `n` heartbeats
-/// when `now % 100 == phase[n]`, reporting `reach(n, now)` (`None`: silent).
-fn drive(
-    h: &mut H,
-    until: Duration,
-    phase: &[(NodeId, u64)],
-    reach: &dyn Fn(NodeId, Duration) -> Option<Vec<NodeId>>,
-) {
-    while h.now < until {
-        h.now += ms(10);
-        let t = h.now.as_millis() as u64;
-        for &(n, p) in phase {
-            if t % 100 == p
-                && let Some(r) = reach(n, h.now)
-            {
-                h.heartbeat(n, &r);
-            }
-        }
-        h.step(Event::Tick);
-    }
-}
-
-fn all_but(n: NodeId, k: u32, drop: &[NodeId]) -> Vec<NodeId> {
-    (1..=k).filter(|&m| m != n && !drop.contains(&m)).collect()
-}
-
-fn fenced_nodes(h: &H) -> Vec<(u128, NodeId)> {
-    h.fences()
-        .into_iter()
-        .map(|(t, n)| (t.as_millis(), n))
-        .collect()
-}
-
-fn dump(h: &H, from: u64, to: u64) {
-    for (t, a) in &h.log {
-        if *t >= ms(from) && *t <= ms(to) && !matches!(a, Action::Ack { .. }) {
-            eprintln!("{} {a:?}", t.as_millis());
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 // B1 (healthy node fenced (b)): a hold spent on an earlier, unrelated fault
 // stays "spent" for up to `bound` after its last reason. A node cut from

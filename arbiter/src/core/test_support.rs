@@ -219,3 +219,49 @@ impl H {
             .collect()
     }
 }
+
+/// Drive `h` until `until` in 10 ms ticks: node `n` heartbeats when
+/// `now % 100 == phase[n]`, reporting `reach(n, now)` (`None`: silent).
+/// (The review tests' clock: report phases spread as real agents' are.)
+pub(super) fn drive(
+    h: &mut H,
+    until: Duration,
+    phase: &[(NodeId, u64)],
+    reach: &dyn Fn(NodeId, Duration) -> Option<Vec<NodeId>>,
+) {
+    while h.now < until {
+        h.now += ms(10);
+        let t = h.now.as_millis() as u64;
+        for &(n, p) in phase {
+            if t % 100 == p
+                && let Some(r) = reach(n, h.now)
+            {
+                h.heartbeat(n, &r);
+            }
+        }
+        h.step(Event::Tick);
+    }
+}
+
+/// Nodes `1..=k` but `n` and `drop`: what `n` reports reaching.
+pub(super) fn all_but(n: NodeId, k: u32, drop: &[NodeId]) -> Vec<NodeId> {
+    (1..=k).filter(|&m| m != n && !drop.contains(&m)).collect()
+}
+
+/// The fences started, as (milliseconds, node).
+pub(super) fn fenced_nodes(h: &H) -> Vec<(u128, NodeId)> {
+    h.fences()
+        .into_iter()
+        .map(|(t, n)| (t.as_millis(), n))
+        .collect()
+}
+
+/// Print the actions (acks left out) between `from` and `to` ms: a failing
+/// scenario's trace.
+pub(super) fn dump(h: &H, from: u64, to: u64) {
+    for (t, a) in &h.log {
+        if *t >= ms(from) && *t <= ms(to) && !matches!(a, Action::Ack { .. }) {
+            eprintln!("{} {a:?}", t.as_millis());
+        }
+    }
+}
