@@ -178,6 +178,91 @@ mod tests {
         );
     }
 
+    /// The `ssh` driver with `confirm = "unreachable"` (an operator's
+    /// opt-in: no connection for `unreachable_for` *after the off command*
+    /// counts as off), its node's sshd on 127.0.0.1:`port`.
+    fn ssh_unreachable(dir: &std::path::Path, port: u16) -> Arc<dyn FenceDriver> {
+        let key = dir.join("id");
+        let ok = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let known = dir.join("known_hosts");
+        std::fs::write(&known, "").unwrap();
+        let values: BTreeMap<String, String> = [
+            ("ip", "127.0.0.1".to_string()),
+            ("ipport", port.to_string()),
+            ("known_hosts", known.display().to_string()),
+            ("confirm", "unreachable".to_string()),
+            ("unreachable_for", "1s".to_string()),
+            ("timeout", "1s".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let secrets = [("identity".to_string(), format!("file:{}", key.display()))].into();
+        let p = fence_drivers::params::Params::new(values, secrets);
+        Arc::new(fence_drivers::ssh::SshDriver::from_params("ssh", &p).unwrap())
+    }
+
+    async fn run_ssh(dev: Arc<dyn FenceDriver>) -> LevelOutcome {
+        let devices: BTreeMap<String, Arc<dyn FenceDriver>> = [("ssh".to_string(), dev)].into();
+        let targets = [FenceTarget {
+            device: "ssh".into(),
+            port: "n1".into(),
+        }];
+        run_level(
+            &targets,
+            &devices,
+            Duration::from_secs(8),
+            Duration::from_millis(100),
+            |_| {},
+        )
+        .await
+    }
+
+    /// Found by review (`review7_o1`, `review8_o1`): while an error on `off`
+    /// was checked against the status, an `off` that never reached the node
+    /// (port closed: `Unreachable`; a handshake that never finished:
+    /// `Device`) was confirmed by the silence that made it fail. Both must
+    /// fail the level.
+    #[tokio::test]
+    async fn an_ssh_off_that_never_reached_the_node_is_never_confirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        // A port nobody listens on.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let keys = tempfile::tempdir_in(dir.path()).unwrap();
+        let dev = ssh_unreachable(keys.path(), closed);
+        let off = dev.off("n1").await;
+        assert!(off.is_err(), "off reached nobody yet succeeded: {off:?}");
+        let outcome = run_ssh(dev).await;
+        assert!(
+            matches!(outcome, LevelOutcome::Failed(_)),
+            "an off that never reached the node was confirmed: {outcome:?}"
+        );
+        // Accepts one connection, then stops listening; holds it silent.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent = listener.local_addr().unwrap().port();
+        let holder = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            drop(listener);
+            std::thread::sleep(Duration::from_secs(4));
+            drop(conn);
+        });
+        let keys2 = tempfile::tempdir_in(dir.path()).unwrap();
+        let outcome = run_ssh(ssh_unreachable(keys2.path(), silent)).await;
+        assert!(
+            matches!(outcome, LevelOutcome::Failed(_)),
+            "an off whose handshake never finished was confirmed: {outcome:?}"
+        );
+        holder.join().unwrap();
+    }
+
     /// A device that answers `off` with an error fails the level, whether
     /// it refused before acting or switched off and then erred: an error
     /// is never taken for "off". Once it answers properly, it confirms.
