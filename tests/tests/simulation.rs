@@ -147,6 +147,45 @@ fn regression_seeds_of_the_peer_graph() {
     }
 }
 
+/// Found by the soaks of 100,000 seeds and more, each a healthy node fenced:
+/// 94032, 95731, 97322, 98503, 117179, 144191, 177578, 182377: one node
+///       cut off from its peers, one of its edges still going down when the
+///       network healed; that edge came back without ever counting down, so
+///       the hold saw no heal and the verdict, on the other edges not back
+///       yet, fenced a peer (tie-break) instead of nobody;
+/// 46156, 48587: a hold begun before a spell without quorum was spent by
+///       the time quorum came back, and decided mid-heal;
+/// 132713: a forward jump of the arbiter's clock, too small to count as a
+///       stall, spent the hold at once.
+#[test]
+fn regression_seeds_of_the_soaks() {
+    for seed in [
+        46156, 48587, 94032, 95731, 97322, 98503, 117179, 132713, 144191, 177578, 182377,
+    ] {
+        if let Err(v) = sim::run(&Options::new(seed)) {
+            panic!("{v}");
+        }
+    }
+}
+
+#[test]
+fn checker_catches_a_break_coming_back_taken_for_no_heal() {
+    assert_caught_on(
+        CoreMutant::BreakComingBackIsNoHeal,
+        &[(117179, None, true), (177578, None, true), (98503, None, true)],
+    );
+}
+
+#[test]
+fn checker_catches_a_hold_that_outlives_a_spell_without_quorum() {
+    assert_caught_on(CoreMutant::HoldOutlivesNoQuorum, &[(46156, None, true)]);
+}
+
+#[test]
+fn checker_catches_a_hold_spent_by_a_clock_jump() {
+    assert_caught_on(CoreMutant::HoldByClockOnly, &[(132713, None, true)]);
+}
+
 /// Runs each seed with `mutant` and asserts the checker catches every one
 /// by the availability rule (seeds found by running the mutant).
 fn assert_caught_on(mutant: CoreMutant, seeds: &[(u64, Option<Focus>, bool)]) {
@@ -215,7 +254,7 @@ fn checker_catches_a_spent_hold_deciding_on_the_half_way_graph() {
 fn checker_catches_unproven_edges_deciding() {
     assert_caught_on(
         CoreMutant::DecideOnUnprovenEdges,
-        &[(9820, None, true), (9927, None, true)],
+        &[(9927, None, true), (11870, None, true), (15294, None, true)],
     );
 }
 

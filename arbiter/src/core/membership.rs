@@ -149,7 +149,8 @@ impl NodeView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct EdgeState {
     up: bool,
-    /// When it last came back up after counting down.
+    /// When it last came back up after counting down, or after going
+    /// down on two reports or more of one side.
     up_again_at: Option<Duration>,
     down_since: Option<Duration>,
     /// Per side (`a`, then `b`): the first and the newest of its
@@ -170,9 +171,21 @@ pub struct Edges {
     /// Some edge counts up only because a young member has not reported
     /// on it yet.
     unproven: bool,
+    /// A planted bug for the tests: a break on its way that comes back
+    /// before it settled is no heal.
+    break_back_is_no_heal: bool,
 }
 
 impl Edges {
+    /// No edges yet. (`break_back_is_no_heal` plants a bug for the tests:
+    /// a break on its way that comes back before it settled is no heal.)
+    pub fn new(break_back_is_no_heal: bool) -> Self {
+        Edges {
+            break_back_is_no_heal,
+            ..Edges::default()
+        }
+    }
+
     /// Fold in the raw graph of `alive` nodes at `now` and return the
     /// settled edges (pairs with `a < b`). An edge between two
     /// `incumbents` goes down after `settle`; one to a joiner comes up after
@@ -227,6 +240,15 @@ impl Edges {
                     // A young session's silence is no evidence either way:
                     // it keeps an edge up, it does not bring one back.
                 } else if raw {
+                    // A break on its way (two reports or more of one side)
+                    // that comes back before it settled is a heal arriving
+                    // too: the node's other edges may still be on their way
+                    // back, one report at a time.
+                    if !self.break_back_is_no_heal
+                        && e.up
+                        && e.no_runs.iter().flatten().any(|&(first, last)| last > first) {
+                        e.up_again_at = Some(now);
+                    }
                     let since = *e.raw_up_since.get_or_insert(now);
                     e.down_since = None;
                     e.no_runs = [None, None];

@@ -121,6 +121,15 @@ pub enum Mutant {
     /// A spent hold decides on the half-way graph it held, not on the
     /// graph as it is landing.
     ExpiredHoldDecidesOnHalfWayGraph,
+    /// A break on its way that comes back before it settled is no heal:
+    /// the hold does not wait for the node's other edges to come back.
+    BreakComingBackIsNoHeal,
+    /// A spell without quorum does not end a hold: the next incident's
+    /// hold starts spent.
+    HoldOutlivesNoQuorum,
+    /// The hold runs by the arbiter's clock alone: an unnoticed forward
+    /// jump spends it before any report has seen it through.
+    HoldByClockOnly,
     /// The lease bound leaves out an unnoticed forward jump of the
     /// arbiter's own clock (caught by a core test; the simulation has not
     /// reached it in 8,000 seeds).
@@ -192,6 +201,9 @@ pub struct ArbiterCore {
     next_attempt: u64,
     /// The hold (see `decide`): since when, and when last held.
     hold: Option<(Duration, Duration)>,
+    /// Each live node's session and heartbeat number when the hold began
+    /// (or when it was first seen live during it).
+    hold_seqs: BTreeMap<NodeId, (Option<u64>, u64)>,
     /// Since when some live node has been suspect at every step.
     suspect_since: Option<Duration>,
     /// The last decision's inputs and result: the search runs only when
@@ -340,7 +352,7 @@ impl ArbiterCore {
             grace,
             ready: false,
             nodes,
-            edges: Edges::default(),
+            edges: Edges::new(mutant == Some(Mutant::BreakComingBackIsNoHeal)),
             epoch: persisted.epoch,
             backed,
             gone,
@@ -361,6 +373,7 @@ impl ArbiterCore {
             next_intent: persisted.next_intent.max(1),
             next_attempt,
             hold: None,
+            hold_seqs: BTreeMap::new(),
             suspect_since: None,
             decision_cache: None,
             mutant,
@@ -1132,6 +1145,11 @@ impl ArbiterCore {
                     out.push(Action::Notice(Notice::NoQuorum { best }));
                 }
                 self.verdict = None;
+                // A spell without quorum ends the incident: the next
+                // verdict gets a hold of its own.
+                if self.mutant != Some(Mutant::HoldOutlivesNoQuorum) {
+                    self.hold = None;
+                }
                 return None;
             }
         };
@@ -1172,9 +1190,12 @@ impl ArbiterCore {
                 // The hold runs from its first step and ends only after a
                 // whole bound without a reason, so neither a flapping link
                 // nor verdicts taking turns can postpone a fence for ever.
+                if self.hold.is_none() {
+                    self.hold_seqs.clear();
+                }
                 let (since, _) = *self.hold.get_or_insert((now, now));
                 self.hold = Some((since, now));
-                let held = now.saturating_sub(since);
+                let held = self.held(now, since, &alive);
                 if held < bound {
                     return None;
                 }
@@ -1207,6 +1228,34 @@ impl ArbiterCore {
         }
         self.last_decision = Some(decision);
         Some(verdict)
+    }
+
+    /// How long the hold begun at `since` has run: by the arbiter's clock,
+    /// and no longer than the heartbeats some live node has sent since
+    /// (by their sequence numbers, so lost ones count). A clock that
+    /// jumped forward by less than a stall must not spend a hold that no
+    /// report has seen through. (Some node, not every node: one that keeps
+    /// opening new sessions must not keep a hold from ending.)
+    fn held(&mut self, now: Duration, since: Duration, alive: &BTreeSet<NodeId>) -> Duration {
+        let mut beats = 0;
+        for id in alive {
+            let v = &self.nodes[id];
+            let start = self.hold_seqs.entry(*id).or_insert((v.session, v.last_seq));
+            if start.0 != v.session || start.1 > v.last_seq {
+                // A new session numbers its heartbeats from one.
+                *start = (v.session, 0);
+            }
+            beats = beats.max(v.last_seq - start.1);
+        }
+        if self.mutant == Some(Mutant::HoldByClockOnly) {
+            return now.saturating_sub(since);
+        }
+        let by_reports = self
+            .spec
+            .timing
+            .heartbeat_interval
+            .saturating_mul(u32::try_from(beats).unwrap_or(u32::MAX));
+        now.saturating_sub(since).min(by_reports)
     }
 
     /// The verdict on the graph as it is landing, if it is clear: every

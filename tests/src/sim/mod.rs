@@ -49,7 +49,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 17] = [
+    pub const ALL: [(&'static str, Mutant); 20] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -106,6 +106,15 @@ impl Mutant {
             "decide-on-unproven-edges",
             Mutant::Core(CoreMutant::DecideOnUnprovenEdges),
         ),
+        (
+            "break-coming-back-is-no-heal",
+            Mutant::Core(CoreMutant::BreakComingBackIsNoHeal),
+        ),
+        (
+            "hold-outlives-no-quorum",
+            Mutant::Core(CoreMutant::HoldOutlivesNoQuorum),
+        ),
+        ("hold-by-clock-only", Mutant::Core(CoreMutant::HoldByClockOnly)),
     ];
 
     pub fn by_name(name: &str) -> Option<Mutant> {
