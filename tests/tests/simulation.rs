@@ -172,7 +172,11 @@ fn regression_seeds_of_the_soaks() {
 fn checker_catches_a_break_coming_back_taken_for_no_heal() {
     assert_caught_on(
         CoreMutant::BreakComingBackIsNoHeal,
-        &[(117179, None, true), (177578, None, true), (98503, None, true)],
+        &[
+            (117179, None, true),
+            (177578, None, true),
+            (98503, None, true),
+        ],
     );
 }
 

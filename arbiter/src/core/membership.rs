@@ -246,7 +246,11 @@ impl Edges {
                     // back, one report at a time.
                     if !self.break_back_is_no_heal
                         && e.up
-                        && e.no_runs.iter().flatten().any(|&(first, last)| last > first) {
+                        && e.no_runs
+                            .iter()
+                            .flatten()
+                            .any(|&(first, last)| last > first)
+                    {
                         e.up_again_at = Some(now);
                     }
                     let since = *e.raw_up_since.get_or_insert(now);

@@ -114,7 +114,10 @@ impl Mutant {
             "hold-outlives-no-quorum",
             Mutant::Core(CoreMutant::HoldOutlivesNoQuorum),
         ),
-        ("hold-by-clock-only", Mutant::Core(CoreMutant::HoldByClockOnly)),
+        (
+            "hold-by-clock-only",
+            Mutant::Core(CoreMutant::HoldByClockOnly),
+        ),
     ];
 
     pub fn by_name(name: &str) -> Option<Mutant> {
