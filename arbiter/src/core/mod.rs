@@ -1496,6 +1496,8 @@ mod review8_tests;
 #[cfg(test)]
 mod review9_tests;
 #[cfg(test)]
+mod review10_tests;
+#[cfg(test)]
 mod review_tests;
 #[cfg(test)]
 mod test_support;
