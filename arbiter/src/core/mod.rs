@@ -1480,6 +1480,10 @@ fn job_step(node: NodeId, intent: u64, step: JobStep, detail: String, out: &mut 
 }
 
 #[cfg(test)]
+mod identity_tests;
+#[cfg(test)]
+mod review10_tests;
+#[cfg(test)]
 mod review2_tests;
 #[cfg(test)]
 mod review3_tests;
@@ -1495,8 +1499,6 @@ mod review7_tests;
 mod review8_tests;
 #[cfg(test)]
 mod review9_tests;
-#[cfg(test)]
-mod review10_tests;
 #[cfg(test)]
 mod review_tests;
 #[cfg(test)]
