@@ -158,6 +158,9 @@ struct EdgeState {
     no_runs: [Option<(Duration, Duration)>; 2],
     /// Since when the raw edge has been up without a break.
     raw_up_since: Option<Duration>,
+    /// When it last came back from a break on its way (two reports or
+    /// more of one side) before the break settled.
+    bounced_at: Option<Duration>,
 }
 
 /// Settled reachability edges among alive nodes.
@@ -235,6 +238,7 @@ impl Edges {
                     down_since: None,
                     no_runs: [None, None],
                     raw_up_since: None,
+                    bounced_at: None,
                 });
                 if unproven && !e.up {
                     // A young session's silence is no evidence either way:
@@ -252,6 +256,7 @@ impl Edges {
                             .any(|&(first, last)| last > first)
                     {
                         e.up_again_at = Some(now);
+                        e.bounced_at = Some(now);
                     }
                     let since = *e.raw_up_since.get_or_insert(now);
                     e.down_since = None;
@@ -348,6 +353,16 @@ impl Edges {
                 .up_again_at
                 .is_some_and(|t| now.saturating_sub(t) < within)
         })
+    }
+
+    /// Edges that came back from a break on its way at or after `since`
+    /// (flapping links).
+    pub fn bounced_since(&self, since: Duration) -> BTreeSet<(NodeId, NodeId)> {
+        self.edges
+            .iter()
+            .filter(|(_, e)| e.bounced_at.is_some_and(|t| t >= since))
+            .map(|(&k, _)| k)
+            .collect()
     }
 
     /// Does some edge count up only on a young member's silence?

@@ -124,9 +124,17 @@ pub enum Mutant {
     /// A break on its way that comes back before it settled is no heal:
     /// the hold does not wait for the node's other edges to come back.
     BreakComingBackIsNoHeal,
-    /// A spell without quorum does not end a hold: the next incident's
-    /// hold starts spent.
+    /// A spell without quorum counts toward a hold: the hold is spent by
+    /// the time quorum is back, and decides mid-heal.
     HoldOutlivesNoQuorum,
+    /// Another process speaking as a node (a restarted agent, a duplicate
+    /// identity) gets a lease at once, while the previous one may still
+    /// hold one.
+    LeaseToAnotherProcessAtOnce,
+    /// A spent hold counts an edge down that is going down on two reports
+    /// even when it came back from a break since the hold began: a link
+    /// flapping takes its node out.
+    FlapLandsDown,
     /// The hold runs by the arbiter's clock alone: an unnoticed forward
     /// jump spends it before any report has seen it through.
     HoldByClockOnly,
@@ -134,6 +142,19 @@ pub enum Mutant {
     /// arbiter's own clock (caught by a core test; the simulation has not
     /// reached it in 8,000 seeds).
     NoClockJumpInLeaseBound,
+}
+
+/// A verdict that drops a member held back while evidence still arrives
+/// (see `decide`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hold {
+    /// Since when it runs, moved on by every spell without quorum it
+    /// paused for.
+    since: Duration,
+    /// Its last step.
+    last: Duration,
+    /// Since when it has been paused (no quorum).
+    paused: Option<Duration>,
 }
 
 /// A read-only snapshot for the admin API.
@@ -199,8 +220,8 @@ pub struct ArbiterCore {
     orphan_intents: BTreeMap<NodeId, u64>,
     next_intent: u64,
     next_attempt: u64,
-    /// The hold (see `decide`): since when, and when last held.
-    hold: Option<(Duration, Duration)>,
+    /// The hold (see `decide`).
+    hold: Option<Hold>,
     /// Each live node's session and heartbeat number when the hold began
     /// (or when it was first seen live during it).
     hold_seqs: BTreeMap<NodeId, (Option<u64>, u64)>,
@@ -642,7 +663,10 @@ impl ArbiterCore {
             // duplicate identity) gets no lease while the previous one may
             // still hold one: never two holders for one node.
             let other = instance != v.instance || instance == 0;
-            if other && v.lease_bound.is_some_and(|b| b > now) {
+            if other
+                && v.lease_bound.is_some_and(|b| b > now)
+                && self.mutant != Some(Mutant::LeaseToAnotherProcessAtOnce)
+            {
                 v.no_lease_before = v.lease_bound;
             }
             // What its peers reported of a previous process is stale; the
@@ -1145,10 +1169,15 @@ impl ArbiterCore {
                     out.push(Action::Notice(Notice::NoQuorum { best }));
                 }
                 self.verdict = None;
-                // A spell without quorum ends the incident: the next
-                // verdict gets a hold of its own.
-                if self.mutant != Some(Mutant::HoldOutlivesNoQuorum) {
-                    self.hold = None;
+                // A spell without quorum pauses the hold: it runs on once
+                // quorum is back (and a spell longer than the hold's bound
+                // ends it, below). Time without quorum is no evidence
+                // landing, and a hold spent meanwhile would decide at once
+                // on whatever arrives first when quorum is back.
+                if self.mutant != Some(Mutant::HoldOutlivesNoQuorum)
+                    && let Some(h) = self.hold.as_mut()
+                {
+                    h.paused.get_or_insert(now);
                 }
                 return None;
             }
@@ -1175,7 +1204,7 @@ impl ArbiterCore {
         let bound = t.settle + t.heartbeat_interval * 3;
         if self
             .hold
-            .is_some_and(|(_, last)| now.saturating_sub(last) > bound)
+            .is_some_and(|h| now.saturating_sub(h.last) > bound)
         {
             self.hold = None;
         }
@@ -1193,8 +1222,16 @@ impl ArbiterCore {
                 if self.hold.is_none() {
                     self.hold_seqs.clear();
                 }
-                let (since, _) = *self.hold.get_or_insert((now, now));
-                self.hold = Some((since, now));
+                let h = self.hold.get_or_insert(Hold {
+                    since: now,
+                    last: now,
+                    paused: None,
+                });
+                if let Some(paused) = h.paused.take() {
+                    h.since += now.saturating_sub(paused);
+                }
+                h.last = now;
+                let since = h.since;
                 let held = self.held(now, since, &alive);
                 if held < bound {
                     return None;
@@ -1205,7 +1242,7 @@ impl ArbiterCore {
                 // `settle` and interval (links that flap out of phase keep
                 // it unclear for ever): then on the graph as it stands.
                 if self.mutant != Some(Mutant::ExpiredHoldDecidesOnHalfWayGraph) {
-                    match self.landed_verdict(now) {
+                    match self.landed_verdict(now, since) {
                         Some(v) => verdict = v,
                         None if held < bound + t.settle + t.heartbeat_interval => return None,
                         None => {}
@@ -1231,8 +1268,8 @@ impl ArbiterCore {
     }
 
     /// How long the hold begun at `since` has run: by the arbiter's clock,
-    /// and no longer than the heartbeats some live node has sent since
-    /// (by their sequence numbers, so lost ones count). A clock that
+    /// and no longer than the intervals the heartbeats some live node has
+    /// sent since prove (by their sequence numbers, so lost ones count). A clock that
     /// jumped forward by less than a stall must not spend a hold that no
     /// report has seen through. (Some node, not every node: one that keeps
     /// opening new sessions must not keep a hold from ending.)
@@ -1240,13 +1277,21 @@ impl ArbiterCore {
         let mut beats = 0;
         for id in alive {
             let v = &self.nodes[id];
+            if v.last_seq == 0 {
+                continue; // no heartbeat on this session yet
+            }
             let start = self.hold_seqs.entry(*id).or_insert((v.session, v.last_seq));
             if start.0 != v.session || start.1 > v.last_seq {
-                // A new session numbers its heartbeats from one.
-                *start = (v.session, 0);
+                // A new session counts from its first heartbeat seen (the
+                // agent numbers on from its previous session).
+                *start = (v.session, v.last_seq);
             }
             beats = beats.max(v.last_seq - start.1);
         }
+        // The heartbeat counted from may have been sent up to an interval
+        // before the hold began: `beats` heartbeats since prove `beats - 1`
+        // intervals.
+        let beats = beats.saturating_sub(1);
         if self.mutant == Some(Mutant::HoldByClockOnly) {
             return now.saturating_sub(since);
         }
@@ -1266,11 +1311,22 @@ impl ArbiterCore {
     /// node): the verdict must come out the same either way, else `None`
     /// (wait: such an edge resolves within `settle`). `None` too without
     /// quorum: nobody is fenced.
-    fn landed_verdict(&self, now: Duration) -> Option<BTreeSet<NodeId>> {
+    fn landed_verdict(&self, now: Duration, since: Duration) -> Option<BTreeSet<NodeId>> {
         let ((candidates, edges, incumbents), _) = self.decision_cache.as_ref()?;
         let t = self.spec.timing;
         let unsure = self.edges.half_up_within(now, t.settle);
-        let breaking = self.edges.going_down_on_reports(t.heartbeat_interval / 2);
+        // (An edge that came back from a break on its way since the hold
+        // began is a flapping link: it lands down only by settling.)
+        let breaking = if self.mutant == Some(Mutant::FlapLandsDown) {
+            self.edges.going_down_on_reports(t.heartbeat_interval / 2)
+        } else {
+            let bounced = self.edges.bounced_since(since);
+            self.edges
+                .going_down_on_reports(t.heartbeat_interval / 2)
+                .difference(&bounced)
+                .copied()
+                .collect()
+        };
         let down: BTreeSet<(NodeId, NodeId)> = edges
             .difference(&breaking)
             .filter(|e| !unsure.contains(e))

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
     }
     let secs = started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
     println!(
-        "{} seeds from {} in {:.1}s: {} failed, {} fences confirmed ({} configuration changes, {} fences confirmed while the node ran on, {} alive-after-off alerts)",
+        "{} seeds from {} in {:.1}s: {} failed, {} fences confirmed ({} configuration changes, {} fences confirmed while the node ran on, {} alive-after-off alerts, {} duplicate identities)",
         args.seeds,
         args.start,
         secs,
@@ -110,6 +110,7 @@ fn main() -> ExitCode {
         totals.config_changes,
         totals.confirmed_but_alive,
         totals.alive_after_off_alerts,
+        totals.duplicate_identities,
     );
     if failures.is_empty() {
         ExitCode::SUCCESS

@@ -198,9 +198,34 @@ impl Checker {
         Ok(())
     }
 
-    pub fn after_event(&mut self, now_us: u64, agents: &BTreeMap<NodeId, Agent>) -> Check {
+    /// Leases held at once agree: two nodes' leases under one epoch name
+    /// the same survivors, and a lease under an older epoch is held only by
+    /// a survivor of the newer one. `clones` are second processes speaking
+    /// as a node (a duplicate identity): they and the node's own agent
+    /// never hold a lease at once.
+    pub fn after_event(
+        &mut self,
+        now_us: u64,
+        agents: &BTreeMap<NodeId, Agent>,
+        clones: &BTreeMap<NodeId, Agent>,
+    ) -> Check {
+        for (&id, c) in clones {
+            let holds = |a: &Agent| {
+                matches!(a.state, AgentState::Running | AgentState::Frozen)
+                    && a.keeper.lease(a.local(now_us)).is_some()
+            };
+            if holds(c) && agents.get(&id).is_some_and(holds) {
+                return Err((
+                    "one holder per node",
+                    format!(
+                        "node {id}'s agent and a second process speaking as node {id} both hold a lease"
+                    ),
+                ));
+            }
+        }
         let holders: Vec<(NodeId, u64, &BTreeSet<NodeId>)> = agents
             .iter()
+            .chain(clones)
             .filter(|(_, a)| matches!(a.state, AgentState::Running | AgentState::Frozen))
             .filter_map(|(&id, a)| {
                 a.keeper
@@ -435,9 +460,13 @@ impl Checker {
         started_us: u64,
         epoch: u64,
         agents: &BTreeMap<NodeId, Agent>,
+        to_clone: bool,
     ) -> Check {
         self.last_grant.insert(node, now_us);
-        if self.off_but_alive.get(&node) == Some(&(Some(agents[&node].inc), false)) {
+        // (A grant to a second process speaking as the node, a duplicate
+        // identity, is checked against the node's own agent in
+        // `after_event`; the node's alert, if any, is not about it.)
+        if !to_clone && self.off_but_alive.get(&node) == Some(&(Some(agents[&node].inc), false)) {
             return Err((
                 "a node alive after off stays out",
                 format!(
@@ -446,8 +475,20 @@ impl Checker {
             ));
         }
         // Cleared, or a new instance (a reboot looks the same): it is back.
-        self.off_but_alive.remove(&node);
-        if self.fencing.contains(&node) {
+        if !to_clone {
+            self.off_but_alive.remove(&node);
+        }
+        // (To a second process speaking as the node: only while a fence of
+        // the node runs; once it is confirmed off, the node's own agent is
+        // down and the arbiter cannot tell the clone from a reboot.)
+        let being_fenced = if to_clone {
+            self.intents
+                .iter()
+                .any(|(i, &n)| n == node && !self.confirmed.contains(i))
+        } else {
+            self.fencing.contains(&node)
+        };
+        if being_fenced {
             return Err((
                 "no lease to a node being fenced",
                 format!("lease to node {node} while its fence runs"),

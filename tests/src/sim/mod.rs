@@ -49,7 +49,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 20] = [
+    pub const ALL: [(&'static str, Mutant); 22] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -118,6 +118,11 @@ impl Mutant {
             "hold-by-clock-only",
             Mutant::Core(CoreMutant::HoldByClockOnly),
         ),
+        ("flap-lands-down", Mutant::Core(CoreMutant::FlapLandsDown)),
+        (
+            "lease-to-another-process-at-once",
+            Mutant::Core(CoreMutant::LeaseToAnotherProcessAtOnce),
+        ),
     ];
 
     pub fn by_name(name: &str) -> Option<Mutant> {
@@ -162,6 +167,11 @@ pub struct Options {
     /// node, not a peer whose link to it happened to settle first). Its own
     /// random stream too, added after the configuration faults.
     pub peer_cuts: bool,
+    /// A second process speaking as one node for a while (a cloned
+    /// machine or a copied certificate: a duplicate identity), on another
+    /// host that every link reaches. Its own random stream too, added after
+    /// the peer cuts; never with a `focus`.
+    pub duplicates: bool,
 }
 
 impl Options {
@@ -175,6 +185,7 @@ impl Options {
             liveness: Duration::from_secs(6),
             config_faults: true,
             peer_cuts: true,
+            duplicates: true,
         }
     }
 }
@@ -218,6 +229,8 @@ pub struct Report {
     pub confirmed_but_alive: u32,
     /// "Alive after off" alerts the arbiter raised.
     pub alive_after_off_alerts: u32,
+    /// Second processes that spoke as a node (duplicate identities).
+    pub duplicate_identities: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -274,9 +287,18 @@ enum Ev {
     ArbiterTick {
         inc: u32,
     },
+    /// An agent's timer; `node` is its endpoint (a clone's is not the
+    /// node it speaks as).
     AgentTick {
-        node: NodeId,
+        node: Endpoint,
         inc: u32,
+    },
+    /// A second process starts speaking as `node` (a duplicate identity).
+    CloneStart {
+        node: NodeId,
+    },
+    CloneStop {
+        node: NodeId,
     },
     Fault,
     DeviceDone {
@@ -423,6 +445,14 @@ pub struct Sim {
     rng_config: ChaCha8Rng,
     /// The stream of the peer cuts (see `Options::peer_cuts`).
     rng_peers: ChaCha8Rng,
+    /// The stream of the duplicate identities (see `Options::duplicates`).
+    rng_dup: ChaCha8Rng,
+    /// Second processes speaking as a node, by the node they claim (at
+    /// endpoint `net.clone_of(node)`).
+    clones: BTreeMap<NodeId, Agent>,
+    /// The endpoint that opened each session: the arbiter answers on the
+    /// session's connection, whoever claims to be at the other end.
+    sessions: BTreeMap<u64, Endpoint>,
     /// The links between nodes last seen down (see `observe_links`).
     links_seen: Vec<(NodeId, NodeId)>,
     links_scratch: Vec<(NodeId, NodeId)>,
@@ -439,6 +469,8 @@ pub struct Sim {
 }
 
 const TICK_US: u64 = 10_000;
+/// The agent instance of a second process speaking as a node.
+const CLONE_INC: u32 = 1_000;
 /// Node ids a configuration fault may add beyond the initial ones.
 const SPARE_NODES: u32 = 2;
 
@@ -457,6 +489,7 @@ pub struct Totals {
     pub config_changes: u64,
     pub confirmed_but_alive: u64,
     pub alive_after_off_alerts: u64,
+    pub duplicate_identities: u64,
 }
 
 impl Totals {
@@ -467,6 +500,7 @@ impl Totals {
         self.config_changes += o.config_changes;
         self.confirmed_but_alive += o.confirmed_but_alive;
         self.alive_after_off_alerts += o.alive_after_off_alerts;
+        self.duplicate_identities += o.duplicate_identities;
     }
 
     fn add(&mut self, r: &Report) {
@@ -475,6 +509,7 @@ impl Totals {
         self.config_changes += u64::from(r.config_changes);
         self.confirmed_but_alive += u64::from(r.confirmed_but_alive);
         self.alive_after_off_alerts += u64::from(r.alive_after_off_alerts);
+        self.duplicate_identities += u64::from(r.duplicate_identities);
     }
 }
 
@@ -640,6 +675,9 @@ impl Sim {
             },
             rng_config: ChaCha8Rng::seed_from_u64(opts.seed ^ 0xc0f1_9c4a_11e5_0b5e),
             rng_peers: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x9e37_79b9_7f4a_7c15),
+            rng_dup: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5851_f42d_4c95_7f2d),
+            clones: BTreeMap::new(),
+            sessions: BTreeMap::new(),
             links_seen: Vec::new(),
             links_scratch: Vec::new(),
             pending_spec: None,
@@ -662,6 +700,16 @@ impl Sim {
         let first_fault = sim.rng.random_range(800_000..1_500_000);
         sim.schedule(first_fault, Ev::Fault);
         sim.schedule(sim.opts.chaos.as_micros() as u64, Ev::EndChaos);
+        // (Not with a focus: each focuses on other faults.)
+        if sim.opts.duplicates && sim.opts.focus.is_none() && sim.rng_dup.random_bool(0.08) {
+            let node = sim.rng_dup.random_range(1..=n);
+            let start = sim.rng_dup.random_range(900_000..3_000_000);
+            let life = sim.rng_dup.random_range(200_000..=1_500_000);
+            // Stopped by an operator before the faults are over.
+            let stop = (start + life).min(sim.opts.chaos.as_micros() as u64 - 100_000);
+            sim.schedule(start, Ev::CloneStart { node });
+            sim.schedule(stop, Ev::CloneStop { node });
+        }
         sim
     }
 
@@ -702,7 +750,7 @@ impl Sim {
             // Any event may start or stop an agent or change a link.
             self.observe_links();
             self.checker
-                .after_event(self.now_us, &self.agents)
+                .after_event(self.now_us, &self.agents, &self.clones)
                 .map_err(|(rule, detail)| self.violation(rule, detail))?;
         }
         self.now_us = end;
@@ -769,6 +817,11 @@ impl Sim {
                 self.checker.node_fault(now, node);
             }
         }
+        for (&node, c) in &self.clones {
+            if c.state == AgentState::Running {
+                self.checker.node_fault(now, node);
+            }
+        }
         self.observe_links();
     }
 
@@ -795,12 +848,18 @@ impl Sim {
     }
 
     /// Does `m` have working links with a running arbiter?
+    /// (A second process speaking as `m`, a duplicate identity, keeps
+    /// contact for it as far as the arbiter can tell.)
     fn in_contact(&self, m: NodeId) -> bool {
+        let reaches = |ep: Endpoint, a: Option<&Agent>| {
+            a.is_some_and(|a| a.state == AgentState::Running)
+                && self.net.is_up(ARBITER, ep)
+                && self.net.is_up(ep, ARBITER)
+        };
         self.arbiter.core.is_some()
             && self.now_us >= self.arbiter.stalled_until_us
-            && self.agents[&m].state == AgentState::Running
-            && self.net.is_up(ARBITER, m)
-            && self.net.is_up(m, ARBITER)
+            && (reaches(m, self.agents.get(&m))
+                || reaches(self.net.clone_of(m), self.clones.get(&m)))
     }
 
     fn quorate_without(&self, contact: &BTreeSet<NodeId>, node: NodeId) -> bool {
@@ -860,6 +919,35 @@ impl Sim {
                 }
             }
             Ev::AgentTick { node, inc } => self.agent_tick(node, inc)?,
+            Ev::CloneStart { node } => {
+                if self.agents.contains_key(&node) && self.spec.nodes.contains_key(&node) {
+                    self.trace(|| {
+                        format!("a second process speaks as node {node} (duplicate identity)")
+                    });
+                    let offset = self.rng_dup.random_range(0..1_000_000_000);
+                    let rate = self.rng_dup.random_range(990_000..=1_010_000);
+                    let peers = self.spec.nodes.keys().copied().collect();
+                    self.clones
+                        .insert(node, Agent::new(node, CLONE_INC, offset, rate, peers));
+                    self.checker.node_fault(self.now_us, node);
+                    self.report.duplicate_identities += 1;
+                    let ep = self.net.clone_of(node);
+                    self.schedule(
+                        0,
+                        Ev::AgentTick {
+                            node: ep,
+                            inc: CLONE_INC,
+                        },
+                    );
+                }
+            }
+            Ev::CloneStop { node } => {
+                if let Some(c) = self.clones.get_mut(&node) {
+                    c.state = AgentState::Crashed;
+                    self.trace(|| format!("the second process speaking as node {node} stops"));
+                    self.checker.node_fault(self.now_us, node);
+                }
+            }
             Ev::Deliver { to, from, msg } => self.deliver(to, from, msg)?,
             Ev::Fault => {
                 if self.chaos {
@@ -1471,6 +1559,7 @@ impl Sim {
                     self.checker.announced(self.now_us, &gone, &self.agents),
                     self,
                 )?;
+                let to = self.sessions.get(&session).copied().unwrap_or(node);
                 if lease.is_some() {
                     let r = self.checker.lease_granted(
                         self.now_us,
@@ -1478,12 +1567,13 @@ impl Sim {
                         self.arbiter.started_us,
                         epoch,
                         &self.agents,
+                        to != node,
                     );
                     check(r, self)?;
                 }
                 self.send(
                     ARBITER,
-                    node,
+                    to,
                     Msg::Ack {
                         session,
                         seq,
@@ -1637,9 +1727,10 @@ impl Sim {
                     {
                         let epoch = core.epoch();
                         let peers = core.spec().nodes.keys().copied().collect();
+                        let to = self.sessions.get(&session).copied().unwrap_or(node);
                         self.send(
                             ARBITER,
-                            node,
+                            to,
                             Msg::Welcome {
                                 session,
                                 epoch,
@@ -1674,7 +1765,8 @@ impl Sim {
         }
         let now_us = self.now_us;
         let hb = self.spec.timing.heartbeat_interval;
-        let Some(a) = self.agents.get_mut(&to) else {
+        let me = self.net.speaks_as(to);
+        let Some(a) = self.agent_mut(to) else {
             return Ok(()); // a spare address nobody uses yet
         };
         if a.state != AgentState::Running {
@@ -1691,7 +1783,7 @@ impl Sim {
                     return Ok(());
                 }
                 a.welcomed = true;
-                a.peers = peers.into_iter().filter(|&p| p != to).collect();
+                a.peers = peers.into_iter().filter(|&p| p != me).collect();
                 let keep = &a.peers;
                 a.probe_ok.retain(|p, _| keep.contains(p));
                 a.last_from_arbiter = local;
@@ -1754,7 +1846,8 @@ impl Sim {
     fn agent_tick(&mut self, node: NodeId, inc: u32) -> Result<(), Violation> {
         let now_us = self.now_us;
         let hb = self.spec.timing.heartbeat_interval;
-        let a = self.agents.get_mut(&node).expect("node");
+        let me = self.net.speaks_as(node);
+        let a = self.agent_mut(node).expect("agent");
         if a.inc != inc || a.state != AgentState::Running {
             return Ok(());
         }
@@ -1770,7 +1863,7 @@ impl Sim {
             a.session = None;
         }
         if a.session.is_none() && now_us >= a.connect_after_us {
-            let session = (u64::from(node) << 48) | (u64::from(a.inc) << 24) | a.next_session;
+            let session = (u64::from(me) << 48) | (u64::from(a.inc) << 24) | a.next_session;
             a.next_session += 1;
             a.session = Some(session);
             a.welcomed = false;
@@ -1778,7 +1871,7 @@ impl Sim {
             sends.push((
                 ARBITER,
                 Msg::Connect {
-                    node,
+                    node: me,
                     session,
                     known_epoch: a.keeper.epoch(),
                     instance: u64::from(a.inc),
@@ -1802,12 +1895,15 @@ impl Sim {
         }
         let outs = a.keeper.step(local, Input::Tick);
         for (to, msg) in sends {
+            if let Msg::Connect { session, .. } = msg {
+                self.sessions.insert(session, node);
+            }
             self.send(node, to, msg);
         }
         self.agent_outputs(node, outs);
         // Wake for the next heartbeat, probe or lease end; at least every
         // 10 ms for session upkeep.
-        let a = &self.agents[&node];
+        let a = self.agent(node).expect("agent");
         let local = a.local(now_us);
         let mut next = a.next_probe.min(local + Duration::from_micros(TICK_US));
         if let Some(d) = a.keeper.next_deadline() {
@@ -1820,8 +1916,28 @@ impl Sim {
         Ok(())
     }
 
-    fn agent_outputs(&mut self, node: NodeId, outs: Vec<Output>) {
+    /// The agent at endpoint `ep`: a node's, or a second process's
+    /// speaking as one.
+    fn agent(&self, ep: Endpoint) -> Option<&Agent> {
+        if ep > self.net.capacity() {
+            self.clones.get(&self.net.speaks_as(ep))
+        } else {
+            self.agents.get(&ep)
+        }
+    }
+
+    fn agent_mut(&mut self, ep: Endpoint) -> Option<&mut Agent> {
+        if ep > self.net.capacity() {
+            self.clones.get_mut(&self.net.speaks_as(ep))
+        } else {
+            self.agents.get_mut(&ep)
+        }
+    }
+
+    /// What the agent at endpoint `node` does (see `agent`).
+    fn agent_outputs(&mut self, node: Endpoint, outs: Vec<Output>) {
         let hb = self.spec.timing.heartbeat_interval;
+        let me = self.net.speaks_as(node);
         for o in outs {
             match o {
                 Output::SendHeartbeat {
@@ -1829,7 +1945,7 @@ impl Sim {
                     sent_at,
                     known_epoch,
                 } => {
-                    let a = &self.agents[&node];
+                    let a = self.agent(node).expect("agent");
                     let Some(session) = a.session.filter(|_| a.welcomed) else {
                         continue;
                     };
@@ -1841,7 +1957,7 @@ impl Sim {
                         .map(|(&p, _)| p)
                         .collect();
                     let msg = Msg::Heartbeat {
-                        node,
+                        node: me,
                         session,
                         seq,
                         sent_at_us: sent_at.as_micros() as u64,
@@ -1856,12 +1972,13 @@ impl Sim {
                     self.trace(|| {
                         format!("node {node} learns it was fenced in epoch {epoch}: stops")
                     });
-                    let a = self.agents.get_mut(&node).expect("node");
+                    let a = self.agent_mut(node).expect("agent");
                     a.state = AgentState::Crashed;
-                    a.keeper = LeaseKeeper::new(node);
+                    a.keeper = LeaseKeeper::new(me);
                     // It stays down (exit status 3) until an operator
-                    // starts it again, once the faults are over.
-                    if !self.chaos {
+                    // starts it again, once the faults are over (a second
+                    // process speaking as the node is not started again).
+                    if !self.chaos && node == me {
                         self.schedule(500_000, Ev::AgentRestart { node });
                     }
                 }

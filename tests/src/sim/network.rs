@@ -1,5 +1,5 @@
 //! The simulated network: directed links between endpoints (0 is the
-//! arbiter, 1..=n the nodes), each up or down, with seeded loss, duplication
+//! arbiter, 1..=n the nodes, n+1..=2n second processes speaking as a node), each up or down, with seeded loss, duplication
 //! and delay (so reordering). Every drop is reported so the checker knows
 //! which nodes were disturbed.
 
@@ -32,8 +32,10 @@ pub enum Delivery {
 }
 
 impl Network {
+    /// Nodes `1..=n`; endpoints `n + 1..=2n` are left for second processes
+    /// speaking as a node (see `clone_of`).
     pub fn new(n: u32) -> Self {
-        let size = n as usize + 1;
+        let size = 2 * n as usize + 1;
         Network {
             n,
             down: vec![vec![false; size]; size],
@@ -49,6 +51,21 @@ impl Network {
     /// The highest node endpoint.
     pub fn capacity(&self) -> u32 {
         self.n
+    }
+
+    /// The endpoint of a second process speaking as `node` (a duplicate
+    /// identity: a cloned machine or a copied certificate).
+    pub fn clone_of(&self, node: u32) -> Endpoint {
+        self.n + node
+    }
+
+    /// The node an endpoint speaks as.
+    pub fn speaks_as(&self, endpoint: Endpoint) -> u32 {
+        if endpoint > self.n {
+            endpoint - self.n
+        } else {
+            endpoint
+        }
     }
 
     pub fn set_link(&mut self, from: Endpoint, to: Endpoint, up: bool) {
