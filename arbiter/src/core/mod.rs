@@ -1540,6 +1540,8 @@ mod identity_tests;
 #[cfg(test)]
 mod review10_tests;
 #[cfg(test)]
+mod review11_tests;
+#[cfg(test)]
 mod review2_tests;
 #[cfg(test)]
 mod review3_tests;
