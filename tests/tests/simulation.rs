@@ -44,6 +44,13 @@ fn ten_thousand_seeds_keep_every_invariant() {
         fences > seeds * 3 / 4,
         "only {fences} fences in {seeds} seeds"
     );
+    // The availability rule's blind spot (fences with too many nodes in
+    // doubt to judge) stays rare.
+    assert!(
+        totals.unjudged_fences * 100 <= fences,
+        "{} of {fences} fences too tangled to judge",
+        totals.unjudged_fences
+    );
     // The configuration, wrong-outlet and duplicate-identity faults
     // happen too.
     assert!(

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
     }
     let secs = started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
     println!(
-        "{} seeds from {} in {:.1}s: {} failed, {} fences confirmed ({} configuration changes, {} fences confirmed while the node ran on, {} alive-after-off alerts, {} duplicate identities)",
+        "{} seeds from {} in {:.1}s: {} failed, {} fences confirmed ({} configuration changes, {} fences confirmed while the node ran on, {} alive-after-off alerts, {} duplicate identities, {} fences too tangled to judge)",
         args.seeds,
         args.start,
         secs,
@@ -111,6 +111,7 @@ fn main() -> ExitCode {
         totals.confirmed_but_alive,
         totals.alive_after_off_alerts,
         totals.duplicate_identities,
+        totals.unjudged_fences,
     );
     if failures.is_empty() {
         ExitCode::SUCCESS

@@ -71,7 +71,14 @@ pub struct Checker {
     /// (`None`: an instance the arbiter never heard, restarted just
     /// before the confirmation; it cannot tell it from a reboot.)
     off_but_alive: BTreeMap<NodeId, (Option<u32>, bool)>,
+    /// Fences the availability rule could not judge (more than
+    /// `MAX_IN_DOUBT` nodes in doubt): its blind spot, counted.
+    pub unjudged: u32,
 }
+
+/// Nodes with faults of their own the availability rule counts both in and
+/// out (2^n graphs per fence).
+const MAX_IN_DOUBT: usize = 8;
 
 impl Checker {
     pub fn new(spec: &ClusterSpec) -> Self {
@@ -101,6 +108,7 @@ impl Checker {
             last_off: BTreeMap::new(),
             confirmed: BTreeSet::new(),
             off_but_alive: BTreeMap::new(),
+            unjudged: 0,
         }
     }
 
@@ -257,7 +265,7 @@ impl Checker {
     /// its links; `None` if it is. `backed` is the survivor set the store
     /// holds (the decision keeps the best clique of those first).
     fn unexplained(
-        &self,
+        &mut self,
         now_us: u64,
         node: NodeId,
         agents: &BTreeMap<NodeId, Agent>,
@@ -293,8 +301,10 @@ impl Checker {
                         || agents[m].state != AgentState::Running)
             })
             .collect();
-        if unsure.len() > 6 {
-            // Too many nodes in doubt to enumerate: no verdict.
+        if unsure.len() > MAX_IN_DOUBT {
+            // Too many nodes in doubt to enumerate: no verdict (counted:
+            // the blind spot is reported with the totals).
+            self.unjudged += 1;
             return None;
         }
         let all: BTreeSet<NodeId> = spec.nodes.keys().copied().filter(eligible).collect();

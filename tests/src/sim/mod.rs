@@ -231,6 +231,9 @@ pub struct Report {
     pub alive_after_off_alerts: u32,
     /// Second processes that spoke as a node (duplicate identities).
     pub duplicate_identities: u32,
+    /// Fences the availability rule could not judge (too many nodes in
+    /// doubt): the checker's blind spot.
+    pub unjudged_fences: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -490,6 +493,7 @@ pub struct Totals {
     pub confirmed_but_alive: u64,
     pub alive_after_off_alerts: u64,
     pub duplicate_identities: u64,
+    pub unjudged_fences: u64,
 }
 
 impl Totals {
@@ -501,6 +505,7 @@ impl Totals {
         self.confirmed_but_alive += o.confirmed_but_alive;
         self.alive_after_off_alerts += o.alive_after_off_alerts;
         self.duplicate_identities += o.duplicate_identities;
+        self.unjudged_fences += o.unjudged_fences;
     }
 
     fn add(&mut self, r: &Report) {
@@ -510,6 +515,7 @@ impl Totals {
         self.confirmed_but_alive += u64::from(r.confirmed_but_alive);
         self.alive_after_off_alerts += u64::from(r.alive_after_off_alerts);
         self.duplicate_identities += u64::from(r.duplicate_identities);
+        self.unjudged_fences += u64::from(r.unjudged_fences);
     }
 }
 
@@ -763,6 +769,7 @@ impl Sim {
             )
             .map_err(|(rule, detail)| self.violation(rule, detail))?;
         self.report.final_epoch = self.store.epoch;
+        self.report.unjudged_fences = self.checker.unjudged;
         Ok(())
     }
 
