@@ -158,9 +158,6 @@ struct EdgeState {
     no_runs: [Option<(Duration, Duration)>; 2],
     /// Since when the raw edge has been up without a break.
     raw_up_since: Option<Duration>,
-    /// When it last came back from a break on its way (two reports or
-    /// more of one side) before the break settled.
-    bounced_at: Option<Duration>,
 }
 
 /// Settled reachability edges among alive nodes.
@@ -238,7 +235,6 @@ impl Edges {
                     down_since: None,
                     no_runs: [None, None],
                     raw_up_since: None,
-                    bounced_at: None,
                 });
                 if unproven && !e.up {
                     // A young session's silence is no evidence either way:
@@ -256,7 +252,6 @@ impl Edges {
                             .any(|&(first, last)| last > first)
                     {
                         e.up_again_at = Some(now);
-                        e.bounced_at = Some(now);
                     }
                     let since = *e.raw_up_since.get_or_insert(now);
                     e.down_since = None;
@@ -355,12 +350,11 @@ impl Edges {
         })
     }
 
-    /// Edges that came back from a break on its way at or after `since`
-    /// (flapping links).
-    pub fn bounced_since(&self, since: Duration) -> BTreeSet<(NodeId, NodeId)> {
+    /// Edges still counted up whose break began after `since`.
+    pub fn going_down_since(&self, since: Duration) -> BTreeSet<(NodeId, NodeId)> {
         self.edges
             .iter()
-            .filter(|(_, e)| e.bounced_at.is_some_and(|t| t >= since))
+            .filter(|(_, e)| e.up && e.down_since.is_some_and(|t| t > since))
             .map(|(&k, _)| k)
             .collect()
     }

@@ -132,8 +132,8 @@ pub enum Mutant {
     /// hold one.
     LeaseToAnotherProcessAtOnce,
     /// A spent hold counts an edge down that is going down on two reports
-    /// even when it came back from a break since the hold began: a link
-    /// flapping takes its node out.
+    /// even when its break began after the hold did (a link flapping, a
+    /// blip on the spent tick): a healthy node taken out.
     FlapLandsDown,
     /// The hold runs by the arbiter's clock alone: an unnoticed forward
     /// jump spends it before any report has seen it through.
@@ -146,15 +146,19 @@ pub enum Mutant {
 
 /// A verdict that drops a member held back while evidence still arrives
 /// (see `decide`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Hold {
+    /// When it began.
+    started: Duration,
     /// Since when it runs, moved on by every spell without quorum it
     /// paused for.
     since: Duration,
-    /// Its last step.
+    /// Its last step (moved on likewise).
     last: Duration,
     /// Since when it has been paused (no quorum).
     paused: Option<Duration>,
+    /// The members the verdict dropped when it began.
+    drops: BTreeSet<NodeId>,
 }
 
 /// A read-only snapshot for the admin API.
@@ -1158,9 +1162,31 @@ impl ArbiterCore {
                 v
             }
         };
+        let dropped = |verdict: &BTreeSet<NodeId>, nodes: &BTreeMap<NodeId, NodeView>| {
+            nodes
+                .iter()
+                .filter(|(id, v)| v.phase == Phase::Member && !verdict.contains(id))
+                .map(|(&id, _)| id)
+                .collect::<BTreeSet<NodeId>>()
+        };
         let verdict = match decided {
             Verdict::Survivors(s) => {
                 self.no_quorum_noticed = false;
+                // Quorum is back: a paused hold runs on, its time moved on
+                // by the pause (only time with quorum counts, and a long
+                // spell without it does not expire the hold) — if it still
+                // holds the same members out; otherwise this is another
+                // incident, with a hold of its own.
+                if let Some(h) = self.hold.as_mut()
+                    && let Some(paused) = h.paused.take()
+                {
+                    let d = now.saturating_sub(paused);
+                    h.since += d;
+                    h.last += d;
+                    if dropped(&s, &self.nodes) != h.drops {
+                        self.hold = None;
+                    }
+                }
                 s
             }
             Verdict::NoQuorum { best } => {
@@ -1170,10 +1196,9 @@ impl ArbiterCore {
                 }
                 self.verdict = None;
                 // A spell without quorum pauses the hold: it runs on once
-                // quorum is back (and a spell longer than the hold's bound
-                // ends it, below). Time without quorum is no evidence
-                // landing, and a hold spent meanwhile would decide at once
-                // on whatever arrives first when quorum is back.
+                // quorum is back (above). Time without quorum is no
+                // evidence landing, and a hold spent meanwhile would decide
+                // at once on whatever arrives first when quorum is back.
                 if self.mutant != Some(Mutant::HoldOutlivesNoQuorum)
                     && let Some(h) = self.hold.as_mut()
                 {
@@ -1197,13 +1222,12 @@ impl ArbiterCore {
         // - an edge counts up only on a young session's silence.
         let mut verdict = verdict;
         let drops = |verdict: &BTreeSet<NodeId>, nodes: &BTreeMap<NodeId, NodeView>| {
-            nodes
-                .iter()
-                .any(|(id, v)| v.phase == Phase::Member && !verdict.contains(id))
+            !dropped(verdict, nodes).is_empty()
         };
         let bound = t.settle + t.heartbeat_interval * 3;
         if self
             .hold
+            .as_ref()
             .is_some_and(|h| now.saturating_sub(h.last) > bound)
         {
             self.hold = None;
@@ -1222,16 +1246,15 @@ impl ArbiterCore {
                 if self.hold.is_none() {
                     self.hold_seqs.clear();
                 }
-                let h = self.hold.get_or_insert(Hold {
+                let h = self.hold.get_or_insert_with(|| Hold {
+                    started: now,
                     since: now,
                     last: now,
                     paused: None,
+                    drops: dropped(&verdict, &self.nodes),
                 });
-                if let Some(paused) = h.paused.take() {
-                    h.since += now.saturating_sub(paused);
-                }
                 h.last = now;
-                let since = h.since;
+                let (since, started) = (h.since, h.started);
                 let held = self.held(now, since, &alive);
                 if held < bound {
                     return None;
@@ -1242,7 +1265,7 @@ impl ArbiterCore {
                 // `settle` and interval (links that flap out of phase keep
                 // it unclear for ever): then on the graph as it stands.
                 if self.mutant != Some(Mutant::ExpiredHoldDecidesOnHalfWayGraph) {
-                    match self.landed_verdict(now, since) {
+                    match self.landed_verdict(now, started) {
                         Some(v) => verdict = v,
                         None if held < bound + t.settle + t.heartbeat_interval => return None,
                         None => {}
@@ -1311,22 +1334,27 @@ impl ArbiterCore {
     /// node): the verdict must come out the same either way, else `None`
     /// (wait: such an edge resolves within `settle`). `None` too without
     /// quorum: nobody is fenced.
-    fn landed_verdict(&self, now: Duration, since: Duration) -> Option<BTreeSet<NodeId>> {
+    fn landed_verdict(&self, now: Duration, started: Duration) -> Option<BTreeSet<NodeId>> {
         let ((candidates, edges, incumbents), _) = self.decision_cache.as_ref()?;
         let t = self.spec.timing;
-        let unsure = self.edges.half_up_within(now, t.settle);
-        // (An edge that came back from a break on its way since the hold
-        // began is a flapping link: it lands down only by settling.)
-        let breaking = if self.mutant == Some(Mutant::FlapLandsDown) {
-            self.edges.going_down_on_reports(t.heartbeat_interval / 2)
+        let mut unsure = self.edges.half_up_within(now, t.settle);
+        let breaking = self.edges.going_down_on_reports(t.heartbeat_interval / 2);
+        // A break that began after the hold did is no part of what it held
+        // for: a link flapping, or a blip on the spent tick, as likely as a
+        // break. Such an edge is unsure too (it settles or comes back
+        // within `settle`).
+        // (One lost report is no break either way: still counted up.)
+        let late: BTreeSet<(NodeId, NodeId)> = if self.mutant == Some(Mutant::FlapLandsDown) {
+            BTreeSet::new()
         } else {
-            let bounced = self.edges.bounced_since(since);
             self.edges
-                .going_down_on_reports(t.heartbeat_interval / 2)
-                .difference(&bounced)
+                .going_down_since(started)
+                .intersection(&breaking)
                 .copied()
                 .collect()
         };
+        let breaking: BTreeSet<(NodeId, NodeId)> = breaking.difference(&late).copied().collect();
+        unsure.extend(late);
         let down: BTreeSet<(NodeId, NodeId)> = edges
             .difference(&breaking)
             .filter(|e| !unsure.contains(e))

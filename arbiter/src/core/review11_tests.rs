@@ -78,7 +78,6 @@ fn bounce_then_dead(dead: u64, mutant: Option<Mutant>) -> H {
 /// since 1600) is fenced at 1720 instead of node 1; at 1800 (1–2 settled)
 /// the verdict becomes {1}: the isolated node keeps the leases.
 #[test]
-#[ignore = "finding B2: a bounced link that then breaks for good counts up at the spend: the spent hold decides on the half-way graph and fences a healthy node"]
 fn review11_b2_bounced_link_breaking_for_good_lands_on_the_half_way_graph() {
     let h = bounce_then_dead(1600, None);
     let fenced = fenced_nodes(&h);
@@ -106,14 +105,18 @@ fn review11_b2_control_flap_landing_down_fences_the_cut_node() {
 /// of review10 B1, not a regression from before da3efba. The current code
 /// also leaves node 1 — cut from every peer — the sole lease holder after
 /// 1800 (1–2 settled: {1} and {2} tie, lowest id; node 2 storm-held).
+/// Fixed since: a break that began after the hold did is unsure when the
+/// hold is spent, so the hold waits until 1–2 settles (1800) and fences
+/// node 1, cut from every peer, alone.
 #[test]
 fn review11_b2_pin_before_break_back_heal_and_aftermath() {
-    let old = fenced_nodes(&bounce_then_dead(1600, Some(Mutant::BreakComingBackIsNoHeal)));
+    let old = fenced_nodes(&bounce_then_dead(
+        1600,
+        Some(Mutant::BreakComingBackIsNoHeal),
+    ));
     assert_eq!(old, vec![(1250, 3)]);
     let h = bounce_then_dead(1600, None);
-    assert_eq!(fenced_nodes(&h), vec![(1720, 3)]);
-    assert!(h.grants(1).iter().any(|&t| t > ms(2500)));
-    assert!(!h.grants(2).iter().any(|&t| t > ms(1800)));
+    assert_eq!(fenced_nodes(&h), vec![(1800, 1)]);
 }
 
 // ---------------------------------------------------------------------------
@@ -138,6 +141,7 @@ fn review11_b2_pin_before_break_back_heal_and_aftermath() {
 /// - `blip`: link 1–2 lost on one pair of reports of each side (nodes 1
 ///   and 2 report each other lost at `blip` and `blip`+100), else fine:
 ///   down 200 ms at most, never settled, never bounced before.
+///
 /// If the spend falls in [`blip`+100, `blip`+200), 1–2 is going down on
 /// two reports and did not bounce since the hold began: the landed graph
 /// lacks 1–2, {1,3,4,6,7} wins (lowest id), node 2 is fenced (with 5).
@@ -183,7 +187,6 @@ fn b3_window(mutant: Option<Mutant>) -> Vec<(u64, Vec<(u128, NodeId)>)> {
 /// FAILS: for the blip that coincides with the spend, node 1 or 2 (healthy,
 /// one link lost for two reports) is fenced with node 5.
 #[test]
-#[ignore = "finding B3: a short first break of a healthy link on the spent hold's tick counts down: healthy node fenced"]
 fn review11_b3_first_short_break_on_the_spend_lands_down() {
     let hit = b3_window(None);
     assert!(hit.is_empty(), "healthy nodes fenced: {hit:?}");
@@ -195,7 +198,10 @@ fn review11_b3_first_short_break_on_the_spend_lands_down() {
 fn review11_b3_control_without_break_back_heal() {
     let hit = b3_window(Some(Mutant::BreakComingBackIsNoHeal));
     assert!(hit.is_empty(), "healthy nodes fenced: {hit:?}");
-    let f = fenced_nodes(&flap_blip_and_cut(2500, Some(Mutant::BreakComingBackIsNoHeal)));
+    let f = fenced_nodes(&flap_blip_and_cut(
+        2500,
+        Some(Mutant::BreakComingBackIsNoHeal),
+    ));
     assert!(f.iter().any(|&(_, n)| n == 5), "{f:?}");
 }
 
@@ -244,7 +250,6 @@ fn long_no_quorum_spells(mutant: Option<Mutant>) -> H {
 /// 12000; nodes 1 and 2 get no lease after 1200, even in their quorate
 /// spells.
 #[test]
-#[ignore = "finding L2: a spell without quorum longer than the bound drops the paused hold; quorate spells shorter than the bound never spend one: cut node never fenced, no leases for ever"]
 fn review11_l2_long_no_quorum_spells_drop_the_paused_hold_forever() {
     let h = long_no_quorum_spells(None);
     let fenced = fenced_nodes(&h);
@@ -260,15 +265,16 @@ fn review11_l2_long_no_quorum_spells_drop_the_paused_hold_forever() {
     );
 }
 
-
-/// Pins (passes): the same with the pause planted out
-/// (`HoldOutlivesNoQuorum`) or before da3efba (`BreakComingBackIsNoHeal`):
-/// node 3 is never fenced either. The expiry rule (last step older than the
-/// bound) predates the change; the pause fixes review10 L1 only for spells
-/// without quorum shorter than the bound.
+/// With the pause planted out (`HoldOutlivesNoQuorum`), node 3 is never
+/// fenced (the test above catches it). (Before the fix, the hold expired
+/// during a long pause: the expiry rule predates da3efba, so this was not a
+/// regression; a paused hold now expires on time with quorum only.)
 #[test]
 fn review11_l2_pin_not_a_regression() {
-    for m in [Mutant::HoldOutlivesNoQuorum, Mutant::BreakComingBackIsNoHeal] {
-        assert_eq!(fenced_nodes(&long_no_quorum_spells(Some(m))), vec![], "{m:?}");
-    }
+    let m = Mutant::HoldOutlivesNoQuorum;
+    assert_eq!(
+        fenced_nodes(&long_no_quorum_spells(Some(m))),
+        vec![],
+        "{m:?}"
+    );
 }
