@@ -1570,6 +1570,8 @@ mod review10_tests;
 #[cfg(test)]
 mod review11_tests;
 #[cfg(test)]
+mod review12_tests;
+#[cfg(test)]
 mod review2_tests;
 #[cfg(test)]
 mod review3_tests;
