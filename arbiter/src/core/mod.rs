@@ -135,6 +135,9 @@ pub enum Mutant {
     /// even when its break began after the hold did (a link flapping, a
     /// blip on the spent tick): a healthy node taken out.
     FlapLandsDown,
+    /// A hold outlives an incident that healed before it was spent: the
+    /// next incident inherits its age and decides on a half-way graph.
+    HoldOutlivesItsIncident,
     /// The hold runs by the arbiter's clock alone: an unnoticed forward
     /// jump spends it before any report has seen it through.
     HoldByClockOnly,
@@ -159,6 +162,10 @@ struct Hold {
     paused: Option<Duration>,
     /// The members the verdict dropped when it began.
     drops: BTreeSet<NodeId>,
+    /// The verdict dropped nobody at some step since the last one held.
+    idle: bool,
+    /// When the verdict last began to drop a member again after `idle`.
+    resumed: Duration,
 }
 
 /// A read-only snapshot for the admin API.
@@ -1252,8 +1259,22 @@ impl ArbiterCore {
                     last: now,
                     paused: None,
                     drops: dropped(&verdict, &self.nodes),
+                    idle: false,
+                    resumed: now,
                 });
                 h.last = now;
+                if h.idle {
+                    // Dropping a member again after a step that dropped
+                    // nobody (a heal, then perhaps another incident): only
+                    // breaks from now on are late, and the graph as it
+                    // stands may decide no sooner than it would for a hold
+                    // of its own (an old hold's age must not spend it at
+                    // once, on a half-way graph).
+                    h.idle = false;
+                    h.started = now;
+                    h.resumed = now;
+                }
+                let resumed = h.resumed;
                 let (since, started) = (h.since, h.started);
                 let held = self.held(now, since, &alive);
                 if held < bound {
@@ -1267,13 +1288,26 @@ impl ArbiterCore {
                 if self.mutant != Some(Mutant::ExpiredHoldDecidesOnHalfWayGraph) {
                     match self.landed_verdict(now, started) {
                         Some(v) => verdict = v,
-                        None if held < bound + t.settle + t.heartbeat_interval => return None,
+                        None if held < bound + t.settle + t.heartbeat_interval
+                            || now.saturating_sub(resumed) < t.settle + t.heartbeat_interval =>
+                        {
+                            return None;
+                        }
                         None => {}
                     }
                 }
                 // Decided: the next incident gets a hold of its own.
                 self.hold = None;
             }
+        } else if !drops(&verdict, &self.nodes)
+            && self.mutant != Some(Mutant::HoldOutlivesItsIncident)
+            && let Some(h) = self.hold.as_mut()
+        {
+            // The incident healed before its hold was spent. If the
+            // verdict drops a member again, the hold runs on (a link back
+            // for one report in four must not postpone a fence for ever),
+            // but what it lands on starts over (below).
+            h.idle = true;
         }
         self.verdict = Some(verdict.clone());
         let leaving: BTreeSet<NodeId> = self.backed.difference(&verdict).copied().collect();
