@@ -49,7 +49,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 22] = [
+    pub const ALL: [(&'static str, Mutant); 23] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -119,6 +119,10 @@ impl Mutant {
             Mutant::Core(CoreMutant::HoldByClockOnly),
         ),
         ("flap-lands-down", Mutant::Core(CoreMutant::FlapLandsDown)),
+        (
+            "hold-outlives-its-incident",
+            Mutant::Core(CoreMutant::HoldOutlivesItsIncident),
+        ),
         (
             "lease-to-another-process-at-once",
             Mutant::Core(CoreMutant::LeaseToAnotherProcessAtOnce),
