@@ -8,28 +8,6 @@ use super::test_support::*;
 #[allow(unused_imports)]
 use super::*;
 
-/// As `H::new` (a first start, every node connects at once), with one rule
-/// of the core broken on purpose (the behaviour before da3efba, for
-/// controls).
-fn h_with(spec: ClusterSpec, mutant: Option<Mutant>) -> H {
-    let ids: Vec<NodeId> = spec.nodes.keys().copied().collect();
-    let mut h = H {
-        core: ArbiterCore::with_mutant(spec.clone(), Persisted::default(), Duration::ZERO, mutant),
-        spec,
-        now: Duration::ZERO,
-        jump: Duration::ZERO,
-        seq: BTreeMap::new(),
-        session: BTreeMap::new(),
-        report_epoch: BTreeMap::new(),
-        store: Persisted::default(),
-        log: Vec::new(),
-    };
-    for id in ids {
-        h.connect(id, u64::from(id), u64::from(id));
-    }
-    h
-}
-
 // ---------------------------------------------------------------------------
 // L1 (liveness, change 2): a spell without quorum ends the hold. A link
 // that flaps slowly enough to settle down (no quorum) and back up (quorum)

@@ -8,28 +8,6 @@ use super::test_support::*;
 #[allow(unused_imports)]
 use super::*;
 
-/// As `H::new` (a first start, every node connects at once), with one rule
-/// of the core broken on purpose (for controls).
-#[allow(dead_code)]
-fn h_with(spec: ClusterSpec, mutant: Option<Mutant>) -> H {
-    let ids: Vec<NodeId> = spec.nodes.keys().copied().collect();
-    let mut h = H {
-        core: ArbiterCore::with_mutant(spec.clone(), Persisted::default(), Duration::ZERO, mutant),
-        spec,
-        now: Duration::ZERO,
-        jump: Duration::ZERO,
-        seq: BTreeMap::new(),
-        session: BTreeMap::new(),
-        report_epoch: BTreeMap::new(),
-        store: Persisted::default(),
-        log: Vec::new(),
-    };
-    for id in ids {
-        h.connect(id, u64::from(id), u64::from(id));
-    }
-    h
-}
-
 // ---------------------------------------------------------------------------
 // S1 (healthy node fenced): a hold that is neither spent nor decided — its
 // incident healed, the verdict drops nobody any more — is kept for `bound`

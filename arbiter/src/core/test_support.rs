@@ -30,6 +30,11 @@ pub(super) fn spec_levels(n: u32, mode: QuorumMode, levels: usize) -> ClusterSpe
     }
 }
 
+/// A first start with `mutant` planted (see `H::with`).
+pub(super) fn h_with(spec: ClusterSpec, mutant: Option<Mutant>) -> H {
+    H::with(spec, Persisted::default(), mutant)
+}
+
 /// Three nodes that all reach each other.
 pub(super) const ALL3: [(NodeId, &[NodeId]); 3] = [(1, &[2, 3]), (2, &[1, 3]), (3, &[1, 2])];
 
@@ -51,6 +56,10 @@ pub(super) struct H {
     pub(super) report_epoch: BTreeMap<NodeId, u64>,
     pub(super) store: Persisted,
     pub(super) log: Vec<(Duration, Action)>,
+    /// How much of `log` `take` has handed out.
+    taken: usize,
+    /// Heuristics score each node reports (default 0).
+    pub(super) heur: BTreeMap<NodeId, u32>,
 }
 
 impl H {
@@ -63,8 +72,36 @@ impl H {
     /// A core built at time 0 from `persisted`; the nodes in `connect`
     /// open session `id` with instance `id`.
     pub(super) fn boot(spec: ClusterSpec, persisted: Persisted, connect: &[NodeId]) -> Self {
-        let core = ArbiterCore::new(spec.clone(), persisted.clone(), Duration::ZERO);
-        let mut h = H {
+        let mut h = Self::bare(spec, persisted, None);
+        for &id in connect {
+            h.connect(id, u64::from(id), u64::from(id));
+        }
+        h
+    }
+
+    /// A core built at time 0 from `persisted`, with `mutant` planted;
+    /// every configured node opens session `id` with instance `id`,
+    /// reporting no epoch yet.
+    pub(super) fn with(spec: ClusterSpec, persisted: Persisted, mutant: Option<Mutant>) -> Self {
+        let mut h = Self::bare(spec, persisted, mutant);
+        let ids: Vec<NodeId> = h.spec.nodes.keys().copied().collect();
+        for id in ids {
+            h.session.insert(id, u64::from(id));
+            h.seq.insert(id, 0);
+            h.step(Event::Connected {
+                node: id,
+                session: u64::from(id),
+                known_epoch: 0,
+                instance: u64::from(id),
+            });
+        }
+        h
+    }
+
+    fn bare(spec: ClusterSpec, persisted: Persisted, mutant: Option<Mutant>) -> Self {
+        let core =
+            ArbiterCore::with_mutant(spec.clone(), persisted.clone(), Duration::ZERO, mutant);
+        H {
             spec,
             core,
             now: Duration::ZERO,
@@ -74,11 +111,19 @@ impl H {
             report_epoch: BTreeMap::new(),
             store: persisted,
             log: Vec::new(),
-        };
-        for &id in connect {
-            h.connect(id, u64::from(id), u64::from(id));
+            taken: 0,
+            heur: BTreeMap::new(),
         }
-        h
+    }
+
+    /// The actions logged since the last `take`.
+    pub(super) fn take(&mut self) -> Vec<Action> {
+        let new = self.log[self.taken..]
+            .iter()
+            .map(|(_, a)| a.clone())
+            .collect();
+        self.taken = self.log.len();
+        new
     }
 
     pub(super) fn step(&mut self, ev: Event) -> Vec<Action> {
@@ -109,7 +154,7 @@ impl H {
             seq,
             sent_at_us: self.now.as_micros() as u64,
             reachable: reach.to_vec(),
-            heuristics: 0,
+            heuristics: self.heur.get(&id).copied().unwrap_or(0),
             known_epoch: self.epoch_of(id),
         };
         self.step(ev)

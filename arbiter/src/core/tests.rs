@@ -7,79 +7,6 @@ fn spec(n: u32, mode: QuorumMode) -> ClusterSpec {
     spec_levels(n, mode, 2)
 }
 
-/// Drives a core with heartbeats every 100 ms from the nodes in `up`, each
-/// reporting the peers in its entry.
-struct Harness {
-    core: ArbiterCore,
-    now: Duration,
-    seq: BTreeMap<NodeId, u64>,
-    /// Heuristics score each node reports.
-    heur: BTreeMap<NodeId, u32>,
-    log: Vec<Action>,
-}
-
-impl Harness {
-    fn new(spec: ClusterSpec) -> Self {
-        Self::with(spec, Persisted::default(), None)
-    }
-
-    fn with(spec: ClusterSpec, persisted: Persisted, mutant: Option<Mutant>) -> Self {
-        let mut core = ArbiterCore::with_mutant(spec, persisted, Duration::ZERO, mutant);
-        let ids: Vec<NodeId> = core.spec().nodes.keys().copied().collect();
-        let mut log = Vec::new();
-        for id in ids {
-            log.extend(core.step(
-                Duration::ZERO,
-                Event::Connected {
-                    node: id,
-                    session: u64::from(id),
-                    known_epoch: 0,
-                    instance: u64::from(id),
-                },
-            ));
-        }
-        Harness {
-            core,
-            now: Duration::ZERO,
-            seq: BTreeMap::new(),
-            heur: BTreeMap::new(),
-            log,
-        }
-    }
-
-    /// Advance `dur` in 10 ms ticks; every 100 ms each node of `reach`
-    /// heartbeats with its reachability list.
-    fn run(&mut self, dur: Duration, reach: &[(NodeId, &[NodeId])]) {
-        let end = self.now + dur;
-        while self.now < end {
-            self.now += ms(10);
-            if self.now.as_millis().is_multiple_of(100) {
-                for &(id, r) in reach {
-                    let seq = self.seq.entry(id).or_default();
-                    *seq += 1;
-                    let ev = Event::Heartbeat {
-                        node: id,
-                        session: u64::from(id),
-                        seq: *seq,
-                        sent_at_us: self.now.as_micros() as u64,
-                        reachable: r.to_vec(),
-                        heuristics: self.heur.get(&id).copied().unwrap_or(0),
-                        known_epoch: self.core.epoch(),
-                    };
-                    let out = self.core.step(self.now, ev);
-                    self.log.extend(out);
-                }
-            }
-            let out = self.core.step(self.now, Event::Tick);
-            self.log.extend(out);
-        }
-    }
-
-    fn take(&mut self) -> Vec<Action> {
-        std::mem::take(&mut self.log)
-    }
-}
-
 fn fences(actions: &[Action]) -> Vec<(NodeId, usize)> {
     actions
         .iter()
@@ -116,7 +43,7 @@ fn leased(actions: &[Action], node: NodeId) -> bool {
 
 #[test]
 fn no_lease_during_start_up_grace_then_epoch_one_for_everyone() {
-    let mut h = Harness::new(spec(3, QuorumMode::LastManStanding));
+    let mut h = H::new(spec(3, QuorumMode::LastManStanding));
     h.run(ms(300), &ALL3);
     let early = h.take();
     assert!(
@@ -137,7 +64,7 @@ fn no_lease_during_start_up_grace_then_epoch_one_for_everyone() {
 
 #[test]
 fn a_silent_node_is_fenced_and_survivors_hear_only_after_confirmation() {
-    let mut h = Harness::new(spec(3, QuorumMode::LastManStanding));
+    let mut h = H::new(spec(3, QuorumMode::LastManStanding));
     h.run(ms(800), &ALL3);
     h.take();
     h.run(ms(600), &[(1, &[2]), (2, &[1])]);
@@ -194,7 +121,7 @@ fn a_silent_node_is_fenced_and_survivors_hear_only_after_confirmation() {
 
 #[test]
 fn failed_level_falls_through_and_a_failed_fence_is_never_success() {
-    let mut h = Harness::new(spec(3, QuorumMode::LastManStanding));
+    let mut h = H::new(spec(3, QuorumMode::LastManStanding));
     h.run(ms(800), &ALL3);
     h.run(ms(600), &[(1, &[2]), (2, &[1])]);
     let out = h.take();
@@ -253,7 +180,7 @@ fn failed_level_falls_through_and_a_failed_fence_is_never_success() {
 
 #[test]
 fn a_node_cut_off_from_peers_but_not_from_the_arbiter_is_fenced() {
-    let mut h = Harness::new(spec(3, QuorumMode::LastManStanding));
+    let mut h = H::new(spec(3, QuorumMode::LastManStanding));
     h.run(ms(800), &ALL3);
     h.take();
     // 3 still heartbeats but reaches nobody: after settle, {1,2} wins.
@@ -272,7 +199,7 @@ fn a_node_cut_off_from_peers_but_not_from_the_arbiter_is_fenced() {
 /// Node 2 cut from both its peers; its two links are seen to break one
 /// heartbeat apart (2–3 first). Which nodes are fenced?
 fn one_node_cut_links_breaking_apart(mutant: Option<Mutant>) -> Vec<(NodeId, usize)> {
-    let mut h = Harness::with(
+    let mut h = H::with(
         spec(3, QuorumMode::LastManStanding),
         Persisted::default(),
         mutant,
@@ -297,7 +224,7 @@ fn a_node_cut_from_its_peers_is_fenced_not_the_peer_whose_link_broke_first() {
 
 #[test]
 fn storm_limit_holds_instead_of_shooting_most_nodes() {
-    let mut h = Harness::new(spec(5, QuorumMode::LastManStanding));
+    let mut h = H::new(spec(5, QuorumMode::LastManStanding));
     let all: Vec<(NodeId, Vec<NodeId>)> = (1..=5)
         .map(|i| (i, (1..=5).filter(|&j| j != i).collect()))
         .collect();
@@ -314,7 +241,7 @@ fn storm_limit_holds_instead_of_shooting_most_nodes() {
 
 #[test]
 fn unknown_nodes_are_refused_without_state_change() {
-    let mut h = Harness::new(spec(3, QuorumMode::TieBreaker));
+    let mut h = H::new(spec(3, QuorumMode::TieBreaker));
     let before = h.core.status();
     let out = h.core.step(
         ms(1),
@@ -352,7 +279,7 @@ fn unknown_nodes_are_refused_without_state_change() {
 /// back below it for the nodes that remain.
 #[test]
 fn a_removed_node_still_running_keeps_the_epoch_from_going_back() {
-    let mut h = Harness::new(spec(3, QuorumMode::LastManStanding));
+    let mut h = H::new(spec(3, QuorumMode::LastManStanding));
     let out = h.core.step(
         ms(1),
         Event::Connected {
@@ -459,7 +386,7 @@ fn a_silent_heavyweight_never_outvotes_fresh_nodes_with_its_stale_report() {
     // the two live nodes.
     let mut s = spec(3, QuorumMode::LastManStanding);
     s.nodes.get_mut(&3).unwrap().votes = 3;
-    let mut h = Harness::new(s);
+    let mut h = H::new(s);
     h.run(ms(800), &ALL3);
     h.take();
     h.run(ms(1000), &[(1, &[2]), (2, &[1])]);
@@ -474,7 +401,7 @@ fn a_silent_heavyweight_never_outvotes_fresh_nodes_with_its_stale_report() {
 /// blip), the first node back used to be the verdict alone, and the other,
 /// healthy node was fenced.
 fn arbiter_blip(mutant: Option<Mutant>, stall: bool) -> Vec<Action> {
-    let mut h = Harness::with(
+    let mut h = H::with(
         spec(2, QuorumMode::LastManStanding),
         Persisted::default(),
         mutant,
@@ -524,7 +451,7 @@ fn an_arbiter_stall_is_no_evidence_against_anyone() {
 
 #[test]
 fn a_node_that_never_comes_back_is_fenced_after_the_reconnect_allowance() {
-    let mut h = Harness::new(spec(2, QuorumMode::LastManStanding));
+    let mut h = H::new(spec(2, QuorumMode::LastManStanding));
     let both: [(NodeId, &[NodeId]); 2] = [(1, &[2]), (2, &[1])];
     h.run(ms(800), &both);
     h.run(ms(2000), &[]);
@@ -541,7 +468,7 @@ fn a_node_that_never_comes_back_is_fenced_after_the_reconnect_allowance() {
 /// a recovering heuristic could flip the verdict and fence the other side
 /// too.
 fn slow_fence_then_heuristic(mutant: Option<Mutant>) -> Vec<Action> {
-    let mut h = Harness::with(
+    let mut h = H::with(
         spec(2, QuorumMode::LastManStanding),
         Persisted::default(),
         mutant,
@@ -582,7 +509,7 @@ fn nodes_removed_from_the_configuration_do_not_panic_and_their_intents_are_repor
         next_intent: 10,
         off: [].into(),
     };
-    let mut h = Harness::with(spec(3, QuorumMode::LastManStanding), persisted, None);
+    let mut h = H::with(spec(3, QuorumMode::LastManStanding), persisted, None);
     h.run(ms(1500), &ALL3);
     let out = h.take();
     assert!(
@@ -677,7 +604,7 @@ fn the_epoch_never_goes_back_even_with_the_store_lost() {
 /// Finding 6: a node confirmed off that speaks again.
 #[test]
 fn a_node_alive_after_its_confirmed_fence_raises_an_alert_and_gets_no_lease() {
-    let mut h = Harness::new(spec(3, QuorumMode::LastManStanding));
+    let mut h = H::new(spec(3, QuorumMode::LastManStanding));
     h.run(ms(800), &ALL3);
     h.take();
     // Node 3 loses its peers but not the arbiter: it is fenced.
@@ -734,7 +661,7 @@ fn a_node_alive_after_its_confirmed_fence_raises_an_alert_and_gets_no_lease() {
 
 #[test]
 fn a_rebooted_node_is_a_new_instance_and_rejoins_without_alert() {
-    let mut h = Harness::new(spec(3, QuorumMode::LastManStanding));
+    let mut h = H::new(spec(3, QuorumMode::LastManStanding));
     h.run(ms(800), &ALL3);
     h.run(ms(600), &[(1, &[2]), (2, &[1]), (3, &[])]);
     let (intent, attempt) = first_fence(&h.take());
@@ -808,7 +735,7 @@ fn the_largest_node_id_runs() {
     let n = s.nodes.remove(&1).unwrap();
     s.nodes.insert(NodeId::MAX, n.clone());
     s.nodes.insert(7, n);
-    let mut h = Harness::new(s);
+    let mut h = H::new(s);
     h.run(ms(800), &[(7, &[NodeId::MAX]), (NodeId::MAX, &[7])]);
     let out = h.take();
     assert!(leased(&out, 7) && leased(&out, NodeId::MAX));
@@ -818,7 +745,7 @@ fn the_largest_node_id_runs() {
 /// lives on, a cloned VM): when does the newcomer get its first lease, and
 /// the bound on the first instance's lease it must wait out?
 fn second_instance_first_lease(mutant: Option<Mutant>) -> (Duration, Duration) {
-    let mut h = Harness::with(
+    let mut h = H::with(
         spec(2, QuorumMode::LastManStanding),
         Persisted::default(),
         mutant,
@@ -894,7 +821,7 @@ fn stored(from: &Persisted, actions: &[Action]) -> Persisted {
 #[test]
 fn a_confirmed_off_survives_an_arbiter_restart_before_the_commit() {
     let s = spec(3, QuorumMode::LastManStanding);
-    let mut h = Harness::new(s.clone());
+    let mut h = H::new(s.clone());
     h.run(ms(800), &ALL3);
     h.run(ms(600), &[(1, &[2]), (2, &[1]), (3, &[])]);
     let mut log = h.take();
@@ -920,7 +847,7 @@ fn a_confirmed_off_survives_an_arbiter_restart_before_the_commit() {
     );
 
     // Restarted: node 3's same agent instance speaks again.
-    let mut h = Harness::with(s.clone(), store.clone(), None);
+    let mut h = H::with(s.clone(), store.clone(), None);
     h.run(ms(1500), &[(1, &[2]), (2, &[1]), (3, &[])]);
     let out = h.take();
     assert!(
@@ -948,7 +875,7 @@ fn a_confirmed_off_survives_an_arbiter_restart_before_the_commit() {
     assert!(cleared.contains(&Action::Persist(Delta::AlertCleared { node: 3 })));
     let store = stored(&store, &cleared);
     assert!(store.off.is_empty());
-    let mut h = Harness::with(s, store, None);
+    let mut h = H::with(s, store, None);
     h.run(ms(1500), &ALL3);
     assert!(
         !h.take()
@@ -962,7 +889,7 @@ fn a_confirmed_off_survives_an_arbiter_restart_before_the_commit() {
 /// refusing it would refuse a well-behaved agent.
 #[test]
 fn a_stale_session_naming_an_unknown_node_is_dropped_not_refused() {
-    let mut h = Harness::new(spec(3, QuorumMode::LastManStanding));
+    let mut h = H::new(spec(3, QuorumMode::LastManStanding));
     h.run(ms(800), &ALL3);
     let out = h.core.step(
         h.now,
