@@ -1606,6 +1606,8 @@ mod review11_tests;
 #[cfg(test)]
 mod review12_tests;
 #[cfg(test)]
+mod review13_tests;
+#[cfg(test)]
 mod review2_tests;
 #[cfg(test)]
 mod review3_tests;
