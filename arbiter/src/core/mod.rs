@@ -138,6 +138,9 @@ pub enum Mutant {
     /// A hold outlives an incident that healed before it was spent: the
     /// next incident inherits its age and decides on a half-way graph.
     HoldOutlivesItsIncident,
+    /// A hold that resumed lands a break begun just before it resumed
+    /// (a blip) down at once.
+    ResumedHoldLandsBlips,
     /// The hold runs by the arbiter's clock alone: an unnoticed forward
     /// jump spends it before any report has seen it through.
     HoldByClockOnly,
@@ -1285,11 +1288,21 @@ impl ArbiterCore {
                 // while that graph stays unclear for up to another
                 // `settle` and interval (links that flap out of phase keep
                 // it unclear for ever): then on the graph as it stands.
+                // A hold that resumed (its incident healed, then a member
+                // dropped again) is spent at once by its age: for `settle`
+                // and an interval after it resumed, every break on its way
+                // is unsure (a blip begun just before counts neither way),
+                // and an unclear landing waits — but not past twice the
+                // bound and the fallback, so a link flapping in step with
+                // the heartbeats cannot postpone a fence for ever.
+                let since_resumed = now.saturating_sub(resumed);
+                let resuming = since_resumed < t.settle + t.heartbeat_interval
+                    && self.mutant != Some(Mutant::ResumedHoldLandsBlips);
                 if self.mutant != Some(Mutant::ExpiredHoldDecidesOnHalfWayGraph) {
-                    match self.landed_verdict(now, started) {
+                    match self.landed_verdict(now, started, resuming) {
                         Some(v) => verdict = v,
                         None if held < bound + t.settle + t.heartbeat_interval
-                            || now.saturating_sub(resumed) < t.settle + t.heartbeat_interval =>
+                            || (resuming && held < bound * 2 + t.settle + t.heartbeat_interval) =>
                         {
                             return None;
                         }
@@ -1368,7 +1381,12 @@ impl ArbiterCore {
     /// node): the verdict must come out the same either way, else `None`
     /// (wait: such an edge resolves within `settle`). `None` too without
     /// quorum: nobody is fenced.
-    fn landed_verdict(&self, now: Duration, started: Duration) -> Option<BTreeSet<NodeId>> {
+    fn landed_verdict(
+        &self,
+        now: Duration,
+        started: Duration,
+        every_break_unsure: bool,
+    ) -> Option<BTreeSet<NodeId>> {
         let ((candidates, edges, incumbents), _) = self.decision_cache.as_ref()?;
         let t = self.spec.timing;
         let mut unsure = self.edges.half_up_within(now, t.settle);
@@ -1380,6 +1398,8 @@ impl ArbiterCore {
         // (One lost report is no break either way: still counted up.)
         let late: BTreeSet<(NodeId, NodeId)> = if self.mutant == Some(Mutant::FlapLandsDown) {
             BTreeSet::new()
+        } else if every_break_unsure {
+            breaking.clone()
         } else {
             self.edges
                 .going_down_since(started)

@@ -70,15 +70,18 @@ fn r1_window(a: bool, mutant: Option<Mutant>) -> Vec<(u64, Vec<(u128, NodeId)>)>
         .collect()
 }
 
-/// FAILS: with `blip` = 1600 node 2 (healthy; its link to 1 lost for two
-/// reports, never settled) is fenced at 1720 with node 5.
+/// FAILED on 8a99317 (fixed since): with `blip` = 1600 node 2 (healthy;
+/// its link to 1 lost for two reports, never settled) was fenced at 1720
+/// with node 5. The fix planted out (`ResumedHoldLandsBlips`) fences it.
 #[test]
-#[ignore = "finding R1: a resumed hold spent at once lands a pre-resume blip down (healthy node fenced)"]
 fn review13_r1_resumed_spent_hold_lands_a_blip_down() {
-    let h = resume_blip(true, Some(1600), 3500, None);
-    dump(&h, 1650, 1800);
     let hit = r1_window(true, None);
     assert!(hit.is_empty(), "healthy nodes fenced: {hit:?}");
+    let planted = r1_window(true, Some(Mutant::ResumedHoldLandsBlips));
+    assert!(
+        !planted.is_empty(),
+        "the planted bug fenced no healthy node"
+    );
 }
 
 /// Controls (pass): without incident A (B gets a hold of its own, spent
@@ -142,9 +145,8 @@ fn lossy_both_ways(until: u64, mutant: Option<Mutant>) -> H {
     h
 }
 
-/// FAILS: nobody fenced by 10 s (node 4 keeps its lease throughout).
+/// FAILED on 8a99317 (fixed since): nobody fenced by 10 s (node 4 keeps its lease throughout).
 #[test]
-#[ignore = "finding L1: a link down in spells shorter than settle + interval with a young one-sided report is never fenced"]
 fn review13_l1_resumed_reset_every_cycle_never_fences() {
     let h = lossy_both_ways(10_000, None);
     let fenced = fenced_nodes(&h);
@@ -164,7 +166,10 @@ fn review13_l1_resumed_reset_every_cycle_never_fences() {
 /// the landed verdict clear; see `review4_f2_*`.)
 #[test]
 fn review13_l1_control_pre_fix_code_fences() {
-    let f = fenced_nodes(&lossy_both_ways(10_000, Some(Mutant::HoldOutlivesItsIncident)));
+    let f = fenced_nodes(&lossy_both_ways(
+        10_000,
+        Some(Mutant::HoldOutlivesItsIncident),
+    ));
     eprintln!("pre-fix: {f:?}");
     assert_eq!(f.first().map(|&(_, n)| n), Some(4), "{f:?}");
 }
@@ -208,10 +213,22 @@ fn review13_l1_measure_random_loss() {
     let mut never_now = 0;
     for p in [300, 500, 700, 850, 950] {
         let per_seed: Vec<(Option<u128>, Option<u128>)> = (0..30)
-            .map(|s| (run(p, s, None), run(p, s, Some(Mutant::HoldOutlivesItsIncident))))
+            .map(|s| {
+                (
+                    run(p, s, None),
+                    run(p, s, Some(Mutant::HoldOutlivesItsIncident)),
+                )
+            })
             .collect();
-        let differ: Vec<_> = per_seed.iter().enumerate().filter(|(_, (a, b))| a != b).collect();
-        assert!(differ.is_empty(), "p={p}: current vs pre-fix differ: {differ:?}");
+        let differ: Vec<_> = per_seed
+            .iter()
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "p={p}: current vs pre-fix differ: {differ:?}"
+        );
         for mutant in [None, Some(Mutant::HoldOutlivesItsIncident)] {
             let mut times: Vec<Option<u128>> = per_seed
                 .iter()

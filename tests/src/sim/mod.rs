@@ -49,7 +49,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 23] = [
+    pub const ALL: [(&'static str, Mutant); 24] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -122,6 +122,10 @@ impl Mutant {
         (
             "hold-outlives-its-incident",
             Mutant::Core(CoreMutant::HoldOutlivesItsIncident),
+        ),
+        (
+            "resumed-hold-lands-blips",
+            Mutant::Core(CoreMutant::ResumedHoldLandsBlips),
         ),
         (
             "lease-to-another-process-at-once",
