@@ -160,6 +160,19 @@ struct EdgeState {
     raw_up_since: Option<Duration>,
 }
 
+impl EdgeState {
+    /// How long the longer of the two sides' runs of reports saying the
+    /// other is lost spans (zero: one report at most).
+    fn longest_no_run(&self) -> Duration {
+        self.no_runs
+            .iter()
+            .flatten()
+            .map(|&(first, last)| last.saturating_sub(first))
+            .max()
+            .unwrap_or_default()
+    }
+}
+
 /// Settled reachability edges among alive nodes.
 #[derive(Debug, Clone, Default)]
 pub struct Edges {
@@ -244,13 +257,7 @@ impl Edges {
                     // that comes back before it settled is a heal arriving
                     // too: the node's other edges may still be on their way
                     // back, one report at a time.
-                    if !self.break_back_is_no_heal
-                        && e.up
-                        && e.no_runs
-                            .iter()
-                            .flatten()
-                            .any(|&(first, last)| last > first)
-                    {
+                    if !self.break_back_is_no_heal && e.up && e.longest_no_run() > Duration::ZERO {
                         e.up_again_at = Some(now);
                     }
                     let since = *e.raw_up_since.get_or_insert(now);
@@ -319,13 +326,7 @@ impl Edges {
     pub fn going_down_on_reports(&self, span: Duration) -> BTreeSet<(NodeId, NodeId)> {
         self.edges
             .iter()
-            .filter(|(_, e)| {
-                e.up && e.down_since.is_some()
-                    && e.no_runs
-                        .iter()
-                        .flatten()
-                        .any(|&(first, last)| last.saturating_sub(first) >= span)
-            })
+            .filter(|(_, e)| e.up && e.down_since.is_some() && e.longest_no_run() >= span)
             .map(|(&k, _)| k)
             .collect()
     }

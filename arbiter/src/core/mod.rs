@@ -154,7 +154,8 @@ pub enum Mutant {
 /// (see `decide`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Hold {
-    /// When it began.
+    /// When it began, or last began to drop a member again after a step
+    /// that dropped nobody (`idle`): breaks begun later are late.
     started: Duration,
     /// Since when it runs, moved on by every spell without quorum it
     /// paused for.
@@ -167,8 +168,9 @@ struct Hold {
     drops: BTreeSet<NodeId>,
     /// The verdict dropped nobody at some step since the last one held.
     idle: bool,
-    /// When the verdict last began to drop a member again after `idle`.
-    resumed: Duration,
+    /// Each live node's session and heartbeat number when the hold began
+    /// (or when it was first seen live during it): see `held`.
+    seqs: BTreeMap<NodeId, (Option<u64>, u64)>,
 }
 
 /// A read-only snapshot for the admin API.
@@ -236,9 +238,6 @@ pub struct ArbiterCore {
     next_attempt: u64,
     /// The hold (see `decide`).
     hold: Option<Hold>,
-    /// Each live node's session and heartbeat number when the hold began
-    /// (or when it was first seen live during it).
-    hold_seqs: BTreeMap<NodeId, (Option<u64>, u64)>,
     /// Since when some live node has been suspect at every step.
     suspect_since: Option<Duration>,
     /// The last decision's inputs and result: the search runs only when
@@ -408,7 +407,6 @@ impl ArbiterCore {
             next_intent: persisted.next_intent.max(1),
             next_attempt,
             hold: None,
-            hold_seqs: BTreeMap::new(),
             suspect_since: None,
             decision_cache: None,
             mutant,
@@ -1172,12 +1170,19 @@ impl ArbiterCore {
                 v
             }
         };
+        // (The set is built only when a hold begins or resumes; every
+        // other step asks `drops`, on the heartbeat path, without one.)
         let dropped = |verdict: &BTreeSet<NodeId>, nodes: &BTreeMap<NodeId, NodeView>| {
             nodes
                 .iter()
                 .filter(|(id, v)| v.phase == Phase::Member && !verdict.contains(id))
                 .map(|(&id, _)| id)
                 .collect::<BTreeSet<NodeId>>()
+        };
+        let drops = |verdict: &BTreeSet<NodeId>, nodes: &BTreeMap<NodeId, NodeView>| {
+            nodes
+                .iter()
+                .any(|(id, v)| v.phase == Phase::Member && !verdict.contains(id))
         };
         let verdict = match decided {
             Verdict::Survivors(s) => {
@@ -1231,9 +1236,6 @@ impl ArbiterCore {
         //   leave out a node that is whole again a moment later;
         // - an edge counts up only on a young session's silence.
         let mut verdict = verdict;
-        let drops = |verdict: &BTreeSet<NodeId>, nodes: &BTreeMap<NodeId, NodeView>| {
-            !dropped(verdict, nodes).is_empty()
-        };
         let bound = t.settle + t.heartbeat_interval * 3;
         if self
             .hold
@@ -1253,9 +1255,6 @@ impl ArbiterCore {
                 // The hold runs from its first step and ends only after a
                 // whole bound without a reason, so neither a flapping link
                 // nor verdicts taking turns can postpone a fence for ever.
-                if self.hold.is_none() {
-                    self.hold_seqs.clear();
-                }
                 let h = self.hold.get_or_insert_with(|| Hold {
                     started: now,
                     since: now,
@@ -1263,7 +1262,7 @@ impl ArbiterCore {
                     paused: None,
                     drops: dropped(&verdict, &self.nodes),
                     idle: false,
-                    resumed: now,
+                    seqs: BTreeMap::new(),
                 });
                 h.last = now;
                 if h.idle {
@@ -1275,11 +1274,13 @@ impl ArbiterCore {
                     // once, on a half-way graph).
                     h.idle = false;
                     h.started = now;
-                    h.resumed = now;
                 }
-                let resumed = h.resumed;
                 let (since, started) = (h.since, h.started);
-                let held = self.held(now, since, &alive);
+                let held = if self.mutant == Some(Mutant::HoldByClockOnly) {
+                    now.saturating_sub(since)
+                } else {
+                    held(h, &self.nodes, &alive, now, t.heartbeat_interval)
+                };
                 if held < bound {
                     return None;
                 }
@@ -1295,8 +1296,8 @@ impl ArbiterCore {
                 // and an unclear landing waits — but not past twice the
                 // bound and the fallback, so a link flapping in step with
                 // the heartbeats cannot postpone a fence for ever.
-                let since_resumed = now.saturating_sub(resumed);
-                let resuming = since_resumed < t.settle + t.heartbeat_interval
+                // (A new hold is never spent that soon: only a resumed one.)
+                let resuming = now.saturating_sub(started) < t.settle + t.heartbeat_interval
                     && self.mutant != Some(Mutant::ResumedHoldLandsBlips);
                 if self.mutant != Some(Mutant::ExpiredHoldDecidesOnHalfWayGraph) {
                     match self.landed_verdict(now, started, resuming) {
@@ -1335,42 +1336,6 @@ impl ArbiterCore {
         }
         self.last_decision = Some(decision);
         Some(verdict)
-    }
-
-    /// How long the hold begun at `since` has run: by the arbiter's clock,
-    /// and no longer than the intervals the heartbeats some live node has
-    /// sent since prove (by their sequence numbers, so lost ones count). A clock that
-    /// jumped forward by less than a stall must not spend a hold that no
-    /// report has seen through. (Some node, not every node: one that keeps
-    /// opening new sessions must not keep a hold from ending.)
-    fn held(&mut self, now: Duration, since: Duration, alive: &BTreeSet<NodeId>) -> Duration {
-        let mut beats = 0;
-        for id in alive {
-            let v = &self.nodes[id];
-            if v.last_seq == 0 {
-                continue; // no heartbeat on this session yet
-            }
-            let start = self.hold_seqs.entry(*id).or_insert((v.session, v.last_seq));
-            if start.0 != v.session || start.1 > v.last_seq {
-                // A new session counts from its first heartbeat seen (the
-                // agent numbers on from its previous session).
-                *start = (v.session, v.last_seq);
-            }
-            beats = beats.max(v.last_seq - start.1);
-        }
-        // The heartbeat counted from may have been sent up to an interval
-        // before the hold began: `beats` heartbeats since prove `beats - 1`
-        // intervals.
-        let beats = beats.saturating_sub(1);
-        if self.mutant == Some(Mutant::HoldByClockOnly) {
-            return now.saturating_sub(since);
-        }
-        let by_reports = self
-            .spec
-            .timing
-            .heartbeat_interval
-            .saturating_mul(u32::try_from(beats).unwrap_or(u32::MAX));
-        now.saturating_sub(since).min(by_reports)
     }
 
     /// The verdict on the graph as it is landing, if it is clear: every
@@ -1598,6 +1563,40 @@ impl ArbiterCore {
             gone: off,
         });
     }
+}
+
+/// How long `hold` has run: by the arbiter's clock since `hold.since`, and
+/// no longer than the intervals the heartbeats some node of `alive` has
+/// sent since it began prove (by their sequence numbers, so lost ones
+/// count). A clock that jumped forward by less than a stall must not spend
+/// a hold that no report has seen through. (Some node, not every node: one
+/// that keeps opening new sessions must not keep a hold from ending.)
+fn held(
+    hold: &mut Hold,
+    nodes: &BTreeMap<NodeId, NodeView>,
+    alive: &BTreeSet<NodeId>,
+    now: Duration,
+    interval: Duration,
+) -> Duration {
+    let mut beats = 0;
+    for id in alive {
+        let v = &nodes[id];
+        if v.last_seq == 0 {
+            continue; // no heartbeat on this session yet
+        }
+        let start = hold.seqs.entry(*id).or_insert((v.session, v.last_seq));
+        if start.0 != v.session || start.1 > v.last_seq {
+            // A new session counts from its first heartbeat seen (the
+            // agent numbers on from its previous session).
+            *start = (v.session, v.last_seq);
+        }
+        beats = beats.max(v.last_seq - start.1);
+    }
+    // The heartbeat counted from may have been sent up to an interval
+    // before the hold began: `beats` heartbeats since prove `beats - 1`.
+    let proven =
+        interval.saturating_mul(u32::try_from(beats.saturating_sub(1)).unwrap_or(u32::MAX));
+    now.saturating_sub(hold.since).min(proven)
 }
 
 fn job_step(node: NodeId, intent: u64, step: JobStep, detail: String, out: &mut Vec<Action>) {

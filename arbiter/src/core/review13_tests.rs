@@ -63,11 +63,9 @@ fn resume_blip(a: bool, blip: Option<u64>, until: u64, mutant: Option<Mutant>) -
 
 /// Blip starts (ms) for which a node other than 5 is fenced.
 fn r1_window(a: bool, mutant: Option<Mutant>) -> Vec<(u64, Vec<(u128, NodeId)>)> {
-    (14..=22)
-        .map(|k| k * 100)
-        .map(|b| (b, fenced_nodes(&resume_blip(a, Some(b), 3500, mutant))))
-        .filter(|(_, f)| f.iter().any(|&(_, n)| n != 5))
-        .collect()
+    others_fenced((14..=22).map(|k| k * 100), 5, |b| {
+        resume_blip(a, Some(b), 3500, mutant)
+    })
 }
 
 /// FAILED on 8a99317 (fixed since): with `blip` = 1600 node 2 (healthy;

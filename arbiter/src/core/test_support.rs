@@ -301,6 +301,20 @@ pub(super) fn fenced_nodes(h: &H) -> Vec<(u128, NodeId)> {
         .collect()
 }
 
+/// For each start time (ms) in `starts`, the scenario `run` builds; those
+/// whose fences hit a node other than `cut`, with the fences (a window
+/// of timings in which a healthy node is fenced).
+pub(super) fn others_fenced(
+    starts: impl Iterator<Item = u64>,
+    cut: NodeId,
+    run: impl Fn(u64) -> H,
+) -> Vec<(u64, Vec<(u128, NodeId)>)> {
+    starts
+        .map(|t| (t, fenced_nodes(&run(t))))
+        .filter(|(_, f)| f.iter().any(|&(_, n)| n != cut))
+        .collect()
+}
+
 /// Print the actions (acks left out) between `from` and `to` ms: a failing
 /// scenario's trace.
 pub(super) fn dump(h: &H, from: u64, to: u64) {
