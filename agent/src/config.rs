@@ -53,7 +53,19 @@ pub struct AgentConfig {
     /// Checks whose passing weights are reported to the arbiter.
     #[serde(default, rename = "heuristic")]
     pub heuristics: Vec<HeuristicConfig>,
+    /// A file holding this machine's boot id (a UUID), sent in every Hello:
+    /// an agent restarted in the boot its fence was confirmed in proves the
+    /// machine was never switched off. Default
+    /// `/proc/sys/kernel/random/boot_id` (if unreadable, none is sent).
+    /// Set `""` to send none, where a fence restarts a container or a
+    /// process rather than the kernel; the arbiter then tells a restart by
+    /// the agent's process instance alone.
+    #[serde(default)]
+    pub boot_id_file: Option<std::path::PathBuf>,
 }
+
+/// Where the kernel keeps the current boot's id.
+pub const KERNEL_BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
 /// One heuristic: a command run every `interval`; exit 0 = pass.
 ///
@@ -170,6 +182,8 @@ pub struct AgentPlan {
     pub heuristics: Vec<Heuristic>,
     /// `None`: plain TCP (`insecure_plaintext`).
     pub tls: Option<TlsPem>,
+    /// This machine's boot id, as read at start (empty: none sent).
+    pub boot_id: String,
 }
 
 impl AgentConfig {
@@ -344,6 +358,30 @@ impl AgentConfig {
                 timeout,
             });
         }
+        let boot_id = match &self.boot_id_file {
+            None => std::fs::read_to_string(KERNEL_BOOT_ID)
+                .map(|t| t.trim().to_string())
+                .ok()
+                .filter(|t| proto::boot_id_digest(t).is_ok())
+                .unwrap_or_default(),
+            Some(p) if p.as_os_str().is_empty() => String::new(),
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(t) => {
+                    let t = t.trim().to_string();
+                    if let Err(err) = proto::boot_id_digest(&t) {
+                        e("boot_id_file", format!("{}: {err}", p.display()));
+                    }
+                    t
+                }
+                Err(err) => {
+                    e(
+                        "boot_id_file",
+                        format!("cannot read {}: {err}", p.display()),
+                    );
+                    String::new()
+                }
+            },
+        };
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -378,6 +416,7 @@ impl AgentConfig {
             fault_injection: self.fault_injection.enabled,
             fingerprint,
             heuristics,
+            boot_id,
             tls,
         })
     }
@@ -407,6 +446,32 @@ mod tests {
         );
         assert_eq!(p.heuristics[0].weight, 1);
         assert_ne!(plain.fingerprint, p.fingerprint);
+    }
+
+    #[test]
+    fn the_boot_id_is_read_checked_and_can_be_turned_off() {
+        let d = tempfile::tempdir().unwrap();
+        let good = d.path().join("boot");
+        std::fs::write(&good, "e4fa9fa9-97fb-40c3-80e9-f676163b4ee8\n").unwrap();
+        let p = parse(&format!("boot_id_file = {:?}\n", good)).unwrap();
+        assert_eq!(p.boot_id, "e4fa9fa9-97fb-40c3-80e9-f676163b4ee8");
+        // Where it lives does not change the configuration's fingerprint.
+        assert_eq!(p.fingerprint, parse("").unwrap().fingerprint);
+        assert_eq!(parse("boot_id_file = \"\"\n").unwrap().boot_id, "");
+        let kernel = std::fs::read_to_string(KERNEL_BOOT_ID).unwrap_or_default();
+        assert_eq!(parse("").unwrap().boot_id, kernel.trim());
+        let bad = d.path().join("bad");
+        std::fs::write(&bad, "not a boot id").unwrap();
+        for (file, want) in [
+            (&bad, "not a UUID"),
+            (&d.path().join("none"), "cannot read"),
+        ] {
+            let e = parse(&format!("boot_id_file = {file:?}\n")).unwrap_err();
+            assert!(
+                e[0].starts_with("boot_id_file") && e[0].contains(want),
+                "{e:?}"
+            );
+        }
     }
 
     #[test]

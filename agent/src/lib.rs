@@ -141,7 +141,7 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
         });
     }
     info!(node.id = plan.node, cluster = %plan.cluster, arbiter = %plan.arbiter, listen = %plan.listen,
-          instance = format_args!("{:016x}", instance()), "fence-agent started");
+          instance = format_args!("{:016x}", instance()), boot_id = %plan.boot_id, "fence-agent started");
     let session = session::Session::new(plan, probes, faults, heuristics, token.child_token());
     let mut session = tracker.spawn(session.run());
 

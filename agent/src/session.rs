@@ -331,6 +331,7 @@ impl Session {
             config_fingerprint: self.plan.fingerprint.clone(),
             known_epoch: self.keeper.epoch(),
             instance: crate::instance(),
+            boot_id: self.plan.boot_id.clone(),
         };
         tx.try_send(pb::AgentMessage {
             body: Some(pb::agent_message::Body::Hello(hello)),

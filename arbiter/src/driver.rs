@@ -33,6 +33,8 @@ pub enum ToDriver {
         session: u64,
         known_epoch: u64,
         instance: u64,
+        /// A digest of the agent machine's boot id (0: not told).
+        boot: u64,
         fingerprint: String,
         out: AgentTx,
     },
@@ -255,6 +257,7 @@ impl ClusterDriver {
                 session,
                 known_epoch,
                 instance,
+                boot,
                 fingerprint,
                 out,
             } => {
@@ -266,6 +269,7 @@ impl ClusterDriver {
                     session,
                     known_epoch,
                     instance,
+                    boot,
                 })?;
                 if !refused {
                     let t = self.plan.spec.timing;

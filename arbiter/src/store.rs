@@ -311,6 +311,7 @@ mod tests {
                 intent: 1,
                 node: 3,
                 instance: 7,
+                boot: 0,
             },
             12,
         )
@@ -357,6 +358,7 @@ mod tests {
                 intent,
                 node,
                 instance: 0,
+                boot: 0,
             },
             intent * 10 + 1,
         )

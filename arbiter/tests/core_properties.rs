@@ -205,6 +205,7 @@ fn run(n: u32, lms: bool, events: Vec<Ev>) -> Result<Rules, TestCaseError> {
                 session: 1,
                 known_epoch: 0,
                 instance: 1,
+                boot: 0,
             },
         )?;
     }
@@ -292,6 +293,7 @@ fn run(n: u32, lms: bool, events: Vec<Ev>) -> Result<Rules, TestCaseError> {
                         session: s,
                         known_epoch: 0,
                         instance: s,
+                        boot: 0,
                     },
                 )?;
             }

@@ -303,8 +303,9 @@ impl LocalCluster {
                 ports[i as usize]
             );
             let agent = format!(
-                "cluster = \"demo\"\nnode = {i}\narbiter = \"{url}\"\nlisten = \"127.0.0.1:{}\"\nlog_format = \"json\"\n{}\n[fault_injection]\nenabled = {}\n{}\n",
+                "cluster = \"demo\"\nnode = {i}\narbiter = \"{url}\"\nlisten = \"127.0.0.1:{}\"\nlog_format = \"json\"\nboot_id_file = \"{}\"\n{}\n[fault_injection]\nenabled = {}\n{}\n",
                 ports[i as usize],
+                d.join(format!("boot{i}")).display(),
                 if opts.tls {
                     let c = certs.display();
                     format!(
@@ -385,8 +386,21 @@ impl LocalCluster {
         }
     }
 
-    /// Start node `i`'s agent and plug it into both devices.
+    /// Boot node `i`: a new boot id (every node of the cluster runs on
+    /// this one machine, so each has a boot id file of its own), then its
+    /// agent, plugged into both devices.
     pub fn start_agent(&mut self, i: u32) -> Result<u32, CliError> {
+        let d = self.dir.path();
+        // The kernel hands out a fresh random UUID on every read.
+        let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+            .map_err(|e| err(format!("cannot draw a boot id: {e}")))?;
+        write(&d.join(format!("boot{i}")), uuid.trim())?;
+        self.restart_agent(i)
+    }
+
+    /// Start node `i`'s agent again in the same boot (the agent process
+    /// restarted; the machine never went down), plugged into both devices.
+    pub fn restart_agent(&mut self, i: u32) -> Result<u32, CliError> {
         let d = self.dir.path();
         let child = spawn(
             &self.bin.join("fence-agent"),

@@ -16,3 +16,50 @@ pub use v1::*;
 pub mod driver {
     tonic::include_proto!("fence.driver.v1");
 }
+
+/// The 64-bit digest of a kernel boot id (`Hello.boot_id`: a UUID, with or
+/// without dashes) that the arbiter compares: its two halves xored, never 0.
+/// An empty boot id (an agent that does not send one) is 0: not told.
+pub fn boot_id_digest(boot_id: &str) -> Result<u64, String> {
+    if boot_id.is_empty() {
+        return Ok(0);
+    }
+    let hex: String = boot_id.chars().filter(|&c| c != '-').collect();
+    let bits = (hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| u128::from_str_radix(&hex, 16).ok())
+        .flatten()
+        .ok_or_else(|| format!("boot id {boot_id:?} is not a UUID (32 hex digits)"))?;
+    Ok(((bits >> 64) as u64 ^ bits as u64).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::boot_id_digest;
+
+    #[test]
+    fn boot_ids_digest_to_64_bits_and_bad_ones_are_named() {
+        let a = boot_id_digest("e4fa9fa9-97fb-40c3-80e9-f676163b4ee8").unwrap();
+        assert_eq!(
+            a,
+            boot_id_digest("e4fa9fa997fb40c380e9f676163b4ee8").unwrap()
+        );
+        assert_ne!(
+            a,
+            boot_id_digest("e4fa9fa9-97fb-40c3-80e9-f676163b4ee9").unwrap()
+        );
+        assert_eq!(boot_id_digest("").unwrap(), 0);
+        assert_eq!(
+            boot_id_digest("00000000-0000-0000-0000-000000000000").unwrap(),
+            1
+        );
+        for bad in [
+            "x",
+            "e4fa9fa9-97fb-40c3-80e9-f676163b4ee",
+            "g4fa9fa9-97fb-40c3-80e9-f676163b4ee8",
+            "+4fa9fa997fb40c380e9f676163b4ee8",
+        ] {
+            let e = boot_id_digest(bad).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+}

@@ -311,6 +311,7 @@ async fn unknown_cluster_unknown_node_and_bad_reports_are_refused_without_state_
             config_fingerprint: String::new(),
             known_epoch: 0,
             instance: 1,
+            boot_id: String::new(),
         })),
     };
     assert_eq!(before.len(), 3);
@@ -332,6 +333,23 @@ async fn unknown_cluster_unknown_node_and_bad_reports_are_refused_without_state_
         .session(tokio_stream::iter(vec![hello("demo", 1, "127.0.0.1:1")]))
         .await;
     assert_eq!(r.unwrap_err().code(), tonic::Code::FailedPrecondition);
+    // A boot id that is not one, from the right address.
+    let agent1 = std::fs::read_to_string(c.dir().join("agent1.toml")).unwrap();
+    let listen = agent1
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = "))
+        .unwrap()
+        .trim_matches('"');
+    let mut bad_boot = hello("demo", 1, listen);
+    if let Some(pb::agent_message::Body::Hello(h)) = &mut bad_boot.body {
+        h.boot_id = "not-a-boot-id".into();
+    }
+    let e = client
+        .session(tokio_stream::iter(vec![bad_boot]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("Hello.boot_id"), "{}", e.message());
     // A heartbeat first, without Hello.
     let hb = pb::AgentMessage {
         body: Some(pb::agent_message::Body::Heartbeat(pb::Heartbeat::default())),
@@ -596,6 +614,7 @@ async fn mutual_tls_cluster_fences_and_refuses_impostors() {
             config_fingerprint: String::new(),
             known_epoch: 0,
             instance: 1,
+            boot_id: String::new(),
         })),
     };
     let e = client
@@ -855,6 +874,46 @@ async fn a_node_alive_after_its_confirmed_fence_is_an_alert_until_cleared() {
     assert_eq!(e, epoch + 1);
     let status = fetch_status(&c.url, "demo").await.unwrap();
     assert!(status.clusters[0].alerts.is_empty(), "{status:?}");
+}
+
+/// The agent of a node whose fence a lying device "confirmed" restarts on
+/// the machine that never went down: a new process, the same kernel boot
+/// id. It is alive after off (an alert, no lease), not a reboot. A real
+/// power-on (a new boot id, as `start_agent` gives) rejoins, as the other
+/// tests show.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_restarted_on_a_machine_recorded_off_is_caught_by_its_boot_id() {
+    let _g = serial();
+    let (mut c, mut w, epoch) = cluster(ClusterOptions::default()).await;
+    std::fs::write(c.device.dir().join("lie-node2"), "").unwrap();
+    c.freeze(2).unwrap();
+    // Survivors are told node 2 is gone (the device said so); it is not.
+    let told = w
+        .wait_for(Duration::from_secs(10), |e| {
+            e.kind == "survivors_notified" && !e.nodes.contains(&2)
+        })
+        .await;
+    assert!(told.is_some(), "{:?}", w.seen);
+    // Its agent is killed and started again in the same boot: a new
+    // process instance, which alone would look like a reboot.
+    // (systemd restarts it after `RestartSec`; a Hello within a heartbeat
+    // interval of the confirmation could have been in flight.)
+    c.kill_agent(2).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.restart_agent(2).unwrap();
+    let alert = w
+        .wait_for(Duration::from_secs(10), |e| {
+            e.kind == "alert" && e.node == 2 && e.detail.contains("same boot")
+        })
+        .await;
+    assert!(alert.is_some(), "no alert: {:?}", w.seen);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let nodes = fetch_nodes(&c.url, "demo").await.unwrap();
+    let n2 = nodes.iter().find(|n| n.node == 2).unwrap();
+    assert!(n2.alert.is_some() && !n2.lease, "{n2:?}");
+    let status = fetch_status(&c.url, "demo").await.unwrap();
+    assert_eq!(status.clusters[0].epoch, epoch + 1, "{status:?}");
+    assert!(!status.healthy);
 }
 
 /// Finding 3 of issue 8: a node removed from the configuration while it is

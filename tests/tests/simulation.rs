@@ -349,6 +349,40 @@ fn checker_catches_the_same_agent_taken_for_a_reboot() {
     );
 }
 
+/// An agent restarted in the boot its fence was confirmed in (the
+/// machine never went down) taken for a reboot: the node that never went
+/// off gets a lease again with no alert.
+#[test]
+fn checker_catches_a_restart_in_the_same_boot_taken_for_a_reboot() {
+    assert_caught(
+        Mutant::Core(CoreMutant::IgnoreBootId),
+        Some(Focus::WrongOutlets),
+        300,
+        30,
+        "a node alive after off stays out",
+        &[],
+    );
+}
+
+/// Seed 390685: a node recorded off (a wrong outlet) yet running; a second
+/// process speaking as it (a duplicate identity) was taken for the node
+/// back after a reboot, which dropped the off record; the original agent
+/// then got a lease back with no alert. The core keeps every agent it
+/// confirmed off until an operator clears them.
+#[test]
+fn a_duplicate_taken_for_a_reboot_does_not_let_the_node_that_never_went_off_back_in() {
+    let o = Options::new(390685);
+    let r = sim::run(&o).unwrap_or_else(|v| panic!("{v}"));
+    assert!(
+        r.duplicate_identities > 0 && r.confirmed_but_alive > 0,
+        "{r:?}"
+    );
+    let mut o = Options::new(390685);
+    o.mutant = Some(Mutant::Core(CoreMutant::ForgetFencedAgents));
+    let v = sim::run(&o).expect_err("the mutant is caught");
+    assert_eq!(v.rule, "a node alive after off stays out", "{v}");
+}
+
 /// Finding 6 of issue 8: a node recorded off that spoke again was let
 /// back in silently.
 #[test]

@@ -23,12 +23,14 @@ pub enum Delta {
         detail: String,
     },
     /// The fence is confirmed: the node is off. `instance` is the agent
-    /// instance that ran on it then (0: unknown): if that instance speaks
-    /// again, even after an arbiter restart, the device lied.
+    /// instance that ran on it then and `boot` its machine's boot (0:
+    /// unknown): if either speaks again, even after an arbiter restart, the
+    /// device lied.
     FenceConfirmed {
         intent: u64,
         node: NodeId,
         instance: u64,
+        boot: u64,
     },
     /// The epoch alone is raised (above one an agent reported), the backed
     /// set unchanged.

@@ -25,6 +25,10 @@ pub enum Event {
         /// instance that ran when a fence was confirmed must never speak
         /// again; a new one is the node back after a reboot.
         instance: u64,
+        /// A digest of the agent machine's kernel boot id (0: not told). A
+        /// new instance in the boot that was confirmed off is an agent
+        /// restarted on a machine that was never switched off.
+        boot: u64,
     },
     /// The session's stream ended.
     Disconnected { node: NodeId, session: u64 },

@@ -63,6 +63,7 @@ proptest! {
                         session: next_session,
                         known_epoch,
                         instance: instance[p],
+                        boot: 0,
                     });
                     (p, out)
                 }

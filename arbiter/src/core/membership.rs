@@ -68,14 +68,47 @@ impl Phase {
     }
 }
 
-/// The agent that ran on a node when its fence was confirmed. A session or
-/// instance of it speaking later proves the node was never switched off.
+/// The agent that ran on a node when its fence was confirmed. Its session,
+/// its process instance or its machine's boot speaking later proves the
+/// node was never switched off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffRecord {
     pub session: Option<u64>,
     pub instance: Option<u64>,
+    /// The kernel boot the agent ran in (a digest of its boot id): an agent
+    /// restarted without a reboot is a new instance in the same boot.
+    pub boot: Option<u64>,
     pub at: Duration,
 }
+
+impl OffRecord {
+    pub fn new(session: Option<u64>, instance: u64, boot: u64, at: Duration) -> Self {
+        OffRecord {
+            session,
+            instance: (instance != 0).then_some(instance),
+            boot: (boot != 0).then_some(boot),
+            at,
+        }
+    }
+
+    /// Is a message with these (any unknown: `None`) from the agent, the
+    /// process or the boot that was confirmed off?
+    pub fn same_agent(
+        &self,
+        session: Option<u64>,
+        instance: Option<u64>,
+        boot: Option<u64>,
+    ) -> bool {
+        let is = |mine: Option<u64>, theirs: Option<u64>| {
+            mine.is_some() && theirs.is_some_and(|t| t != 0) && mine == theirs
+        };
+        is(self.session, session) || is(self.instance, instance) || is(self.boot, boot)
+    }
+}
+
+/// At most this many agents confirmed off are remembered per node (the
+/// oldest is forgotten first).
+pub const FENCED_AGENTS_KEPT: usize = 4;
 
 /// The arbiter's record of one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +119,9 @@ pub struct NodeView {
     pub session: Option<u64>,
     /// The agent process instance of that session (0: not told).
     pub instance: u64,
+    /// The boot of that agent's machine (a digest of its kernel boot id;
+    /// 0: not told).
+    pub boot: u64,
     /// When that session opened, or the node spoke again after a silence
     /// longer than `fresh_within` (a freeze).
     pub session_since: Duration,
@@ -111,8 +147,14 @@ pub struct NodeView {
     pub no_lease_before: Option<Duration>,
     /// Was the node alive at the last tick (for notices)?
     pub alive: bool,
-    /// Set when a fence of this node is confirmed.
+    /// Set when a fence of this node is confirmed; cleared when the node
+    /// comes back (a new agent in a new boot).
     pub off: Option<OffRecord>,
+    /// Every agent confirmed off on this node (the last
+    /// [`FENCED_AGENTS_KEPT`]), kept after the node came back: a duplicate
+    /// identity taken for the reboot must not wash out the record of the
+    /// one that was never switched off. Cleared by an operator.
+    pub fenced: Vec<OffRecord>,
 }
 
 impl Default for NodeView {
@@ -121,6 +163,7 @@ impl Default for NodeView {
             phase: Phase::Joining,
             session: None,
             instance: 0,
+            boot: 0,
             session_since: Duration::ZERO,
             probing_since: Duration::ZERO,
             connected: false,
@@ -133,6 +176,7 @@ impl Default for NodeView {
             no_lease_before: None,
             alive: false,
             off: None,
+            fenced: Vec::new(),
         }
     }
 }

@@ -63,7 +63,7 @@ pub use event::{Event, LevelOutcome};
 pub use fence_plan::{FenceJob, JobState, JobStep};
 pub use membership::{Edges, NodeView, OffRecord, Phase};
 pub use quorum::{Quorum, QuorumMode};
-pub use spec::{ClusterSpec, NodeSpec, Persisted, Timing};
+pub use spec::{ClusterSpec, FencedAgent, NodeSpec, Persisted, Timing};
 
 /// Node identifier, unique within a cluster.
 pub type NodeId = u32;
@@ -103,6 +103,13 @@ pub enum Mutant {
     /// Any agent instance reconnecting is taken for a rebooted node (the
     /// off record dropped, the node joining again).
     AnyInstanceIsAReboot,
+    /// A new agent instance in the boot that was confirmed off is taken
+    /// for a rebooted node (the boot id is not compared).
+    IgnoreBootId,
+    /// Only the last fence's agent is remembered, and only until the node
+    /// comes back: a duplicate identity taken for the reboot washes out the
+    /// record of the agent that was never switched off.
+    ForgetFencedAgents,
     /// A verdict is taken while edges are still going down, on a graph
     /// half-way through one node's isolation.
     DecideOnHalfSettledEdges,
@@ -355,6 +362,20 @@ impl ArbiterCore {
         } else {
             &persisted.off
         };
+        let forgotten_agents = BTreeMap::new();
+        let fenced_agents = if mutant == Some(Mutant::ForgetOffRecords) {
+            &forgotten_agents
+        } else {
+            &persisted.fenced
+        };
+        for (node, agents) in fenced_agents {
+            if let Some(v) = nodes.get_mut(node) {
+                v.fenced = agents
+                    .iter()
+                    .map(|a| OffRecord::new(None, a.instance, a.boot, now))
+                    .collect();
+            }
+        }
         for (&node, &instance) in off_records {
             let Some(v) = nodes.get_mut(&node) else {
                 continue;
@@ -363,11 +384,14 @@ impl ArbiterCore {
                 if v.phase == Phase::Member {
                     v.phase = Phase::Off;
                 }
-                v.off = Some(OffRecord {
-                    session: None,
-                    instance: (instance != 0).then_some(instance),
-                    at: now,
-                });
+                let boot = v
+                    .fenced
+                    .iter()
+                    .rev()
+                    .find(|f| f.instance == (instance != 0).then_some(instance))
+                    .and_then(|f| f.boot)
+                    .unwrap_or(0);
+                v.off = Some(OffRecord::new(None, instance, boot, now));
             }
         }
         // Until the first decision, the last backed set stands (its members
@@ -498,7 +522,8 @@ impl ArbiterCore {
                 session,
                 known_epoch,
                 instance,
-            } => self.connected(now, node, session, known_epoch, instance, &mut out),
+                boot,
+            } => self.connected(now, node, session, known_epoch, (instance, boot), &mut out),
             Event::Disconnected { node, session } => {
                 if let Some(v) = self.nodes.get_mut(&node)
                     && v.session == Some(session)
@@ -596,25 +621,38 @@ impl ArbiterCore {
         }
     }
 
-    /// Is this a message from the agent that ran when the node's fence was
-    /// confirmed, arriving later than a message in flight could?
+    /// Is this a message from an agent (its session, its process or its
+    /// boot) that ran when one of the node's fences was confirmed, arriving
+    /// later than a message in flight could?
     fn speaks_after_off(
         &self,
         now: Duration,
         v: &NodeView,
         session: Option<u64>,
         instance: Option<u64>,
+        boot: Option<u64>,
     ) -> bool {
         // A message sent before the node went off may still be in flight
         // (or queued): only one arriving later than a heartbeat interval
-        // after the confirmation counts.
-        let Some(off) = &v.off else { return false };
-        // Messages queued while the arbiter stalled arrive at once when it
-        // resumes: only later ones count.
-        let late = now > off.at.max(self.resumed_at) + self.spec.timing.heartbeat_interval;
-        let same = (session.is_some() && session == off.session)
-            || (instance.is_some_and(|i| i != 0) && instance == off.instance);
-        late && same
+        // after the confirmation counts. Messages queued while the arbiter
+        // stalled arrive at once when it resumes: only later ones count.
+        let boot = if self.mutant == Some(Mutant::IgnoreBootId) {
+            None
+        } else {
+            boot
+        };
+        let fenced: &[OffRecord] = if matches!(
+            self.mutant,
+            Some(Mutant::ForgetFencedAgents | Mutant::AnyInstanceIsAReboot)
+        ) {
+            &[]
+        } else {
+            &v.fenced
+        };
+        v.off.iter().chain(fenced).any(|off| {
+            now > off.at.max(self.resumed_at) + self.spec.timing.heartbeat_interval
+                && off.same_agent(session, instance, boot)
+        })
     }
 
     fn alive_after_off(&mut self, node: NodeId, detail: String, out: &mut Vec<Action>) {
@@ -634,7 +672,7 @@ impl ArbiterCore {
         node: NodeId,
         session: u64,
         known_epoch: u64,
-        instance: u64,
+        (instance, boot): (u64, u64),
         out: &mut Vec<Action>,
     ) {
         if self.refused(node, session, known_epoch, out) {
@@ -642,16 +680,27 @@ impl ArbiterCore {
         }
         let v = &self.nodes[&node];
         let any_is_reboot = self.mutant == Some(Mutant::AnyInstanceIsAReboot);
-        if !any_is_reboot && self.speaks_after_off(now, v, None, Some(instance)) {
+        let (instance_is, boot_is) = (
+            (instance != 0).then_some(instance),
+            (boot != 0).then_some(boot),
+        );
+        if !any_is_reboot && self.speaks_after_off(now, v, None, instance_is, None) {
             self.alive_after_off(
                 node,
                 format!("its fence was confirmed, yet the same agent (instance {instance:#x}) opened a new session: wrong outlet or lying device"),
                 out,
             );
+        } else if !any_is_reboot && self.speaks_after_off(now, v, None, None, boot_is) {
+            self.alive_after_off(
+                node,
+                format!("its fence was confirmed, yet its agent restarted in the same boot (boot id digest {boot:#x}): the machine was never switched off; wrong outlet or lying device"),
+                out,
+            );
         } else if any_is_reboot
-            || v.off
-                .as_ref()
-                .is_none_or(|o| instance == 0 || o.instance != Some(instance))
+            || v.off.as_ref().is_none_or(|o| {
+                !o.same_agent(None, instance_is, boot_is)
+                    || self.mutant == Some(Mutant::IgnoreBootId) && o.instance != instance_is
+            })
         {
             // A new agent instance (or one never seen fenced): the node was
             // off and came back. It joins at once, even when its fence was
@@ -692,6 +741,7 @@ impl ArbiterCore {
         }
         v.session = Some(session);
         v.instance = instance;
+        v.boot = boot;
         v.connected = true;
         v.last_seq = 0;
         v.known_epoch = v.known_epoch.max(known_epoch);
@@ -742,7 +792,7 @@ impl ArbiterCore {
         }
         let v = &self.nodes[&node];
         if v.session != Some(session) {
-            if self.speaks_after_off(now, v, Some(session), None) {
+            if self.speaks_after_off(now, v, Some(session), None, None) {
                 self.alive_after_off(
                     node,
                     "its fence was confirmed, yet it still heartbeats on the session it had: wrong outlet or lying device".into(),
@@ -767,7 +817,7 @@ impl ArbiterCore {
             });
             return;
         }
-        if self.speaks_after_off(now, v, None, Some(v.instance)) {
+        if self.speaks_after_off(now, v, None, Some(v.instance), Some(v.boot)) {
             self.alive_after_off(
                 node,
                 "its fence was confirmed, yet the same agent heartbeats on a new session: wrong outlet or lying device".into(),
@@ -864,14 +914,18 @@ impl ArbiterCore {
                     intent,
                     node,
                     instance: v.instance,
+                    boot: v.boot,
                 }));
                 // The node is off: forget its session; it rejoins with a
                 // new one (a new agent instance) once it is back.
-                v.off = Some(OffRecord {
-                    session: v.session,
-                    instance: (v.instance != 0).then_some(v.instance),
-                    at: now,
-                });
+                let off = OffRecord::new(v.session, v.instance, v.boot, now);
+                v.fenced.push(off.clone());
+                let extra = v
+                    .fenced
+                    .len()
+                    .saturating_sub(membership::FENCED_AGENTS_KEPT);
+                v.fenced.drain(..extra);
+                v.off = Some(off);
                 v.phase = Phase::Off;
                 v.session = None;
                 v.connected = false;
@@ -909,6 +963,7 @@ impl ArbiterCore {
             return;
         }
         v.off = None;
+        v.fenced.clear();
         out.push(Action::Persist(Delta::AlertCleared { node }));
         v.phase = if self.backed.contains(&node) {
             Phase::Member
@@ -1618,6 +1673,8 @@ fn job_step(node: NodeId, intent: u64, step: JobStep, detail: String, out: &mut 
 
 #[cfg(test)]
 mod identity_tests;
+#[cfg(test)]
+mod off_record_tests;
 #[cfg(test)]
 mod review10_tests;
 #[cfg(test)]

@@ -174,6 +174,7 @@ fn f2_an_epoch_raise_before_the_commit_loses_the_off_record() {
         open_intents: [(3, 17)].into(),
         next_intent: 18,
         off: [].into(),
+        ..Default::default()
     };
     let mut h = H::boot(s, persisted, &[]);
     for id in [1, 2, 3] {

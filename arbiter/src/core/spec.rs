@@ -115,6 +115,21 @@ pub struct Persisted {
     /// in between) is here and still in `backed`.
     #[serde(default)]
     pub off: BTreeMap<NodeId, u64>,
+    /// Per node, the agents confirmed off (the last
+    /// [`FENCED_AGENTS_KEPT`](super::membership::FENCED_AGENTS_KEPT)), kept
+    /// after the node came back and until an operator clears its alert: if
+    /// one speaks again, the device lied.
+    #[serde(default)]
+    pub fenced: BTreeMap<NodeId, Vec<FencedAgent>>,
+}
+
+/// An agent confirmed off: its process instance and its machine's boot (a
+/// digest of the kernel's boot id); 0 where unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FencedAgent {
+    pub instance: u64,
+    #[serde(default)]
+    pub boot: u64,
 }
 
 impl Persisted {
@@ -131,14 +146,25 @@ impl Persisted {
                 intent,
                 node,
                 instance,
+                boot,
             } => {
                 if self.open_intents.get(node) == Some(intent) {
                     self.open_intents.remove(node);
                     self.off.insert(*node, *instance);
+                    let fenced = self.fenced.entry(*node).or_default();
+                    fenced.push(FencedAgent {
+                        instance: *instance,
+                        boot: *boot,
+                    });
+                    let extra = fenced
+                        .len()
+                        .saturating_sub(super::membership::FENCED_AGENTS_KEPT);
+                    fenced.drain(..extra);
                 }
             }
             Delta::AlertCleared { node } => {
                 self.off.remove(node);
+                self.fenced.remove(node);
             }
             Delta::EpochRaised { epoch } => self.epoch = *epoch,
             Delta::Backed {

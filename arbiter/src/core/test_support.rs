@@ -60,6 +60,9 @@ pub(super) struct H {
     taken: usize,
     /// Heuristics score each node reports (default 0).
     pub(super) heur: BTreeMap<NodeId, u32>,
+    /// The boot each node's agent reports in its Hello (default 0: not
+    /// told, so a new instance is a reboot).
+    pub(super) boot: BTreeMap<NodeId, u64>,
 }
 
 impl H {
@@ -93,6 +96,7 @@ impl H {
                 session: u64::from(id),
                 known_epoch: 0,
                 instance: u64::from(id),
+                boot: 0,
             });
         }
         h
@@ -113,6 +117,7 @@ impl H {
             log: Vec::new(),
             taken: 0,
             heur: BTreeMap::new(),
+            boot: BTreeMap::new(),
         }
     }
 
@@ -169,6 +174,7 @@ impl H {
             session,
             known_epoch,
             instance,
+            boot: self.boot.get(&id).copied().unwrap_or(0),
         })
     }
 

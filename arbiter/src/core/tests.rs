@@ -102,7 +102,8 @@ fn a_silent_node_is_fenced_and_survivors_hear_only_after_confirmation() {
             Action::Persist(Delta::FenceConfirmed {
                 intent,
                 node: 3,
-                instance: 3
+                instance: 3,
+                boot: 0
             }),
             Action::Persist(Delta::Backed {
                 epoch: 2,
@@ -287,6 +288,7 @@ fn a_removed_node_still_running_keeps_the_epoch_from_going_back() {
             session: 4,
             known_epoch: 2,
             instance: 4,
+            boot: 0,
         },
     );
     assert!(
@@ -332,6 +334,7 @@ fn restart_resumes_open_intents_and_waits_out_old_leases() {
         open_intents: [(3, 17)].into(),
         next_intent: 18,
         off: [].into(),
+        ..Default::default()
     };
     let start = Duration::from_secs(100);
     let mut core = ArbiterCore::new(s, persisted, start);
@@ -352,6 +355,7 @@ fn restart_resumes_open_intents_and_waits_out_old_leases() {
             session: 5,
             known_epoch: 4,
             instance: 5,
+            boot: 0,
         },
     );
     let out = core.step(
@@ -508,6 +512,7 @@ fn nodes_removed_from_the_configuration_do_not_panic_and_their_intents_are_repor
         open_intents: [(4, 9), (2, 8)].into(),
         next_intent: 10,
         off: [].into(),
+        ..Default::default()
     };
     let mut h = H::with(spec(3, QuorumMode::LastManStanding), persisted, None);
     h.run(ms(1500), &ALL3);
@@ -539,6 +544,7 @@ fn store_lost(mutant: Option<Mutant>) -> Vec<Action> {
                 session: 1,
                 known_epoch: 7,
                 instance: 1,
+                boot: 0,
             },
         ));
     }
@@ -637,6 +643,7 @@ fn a_node_alive_after_its_confirmed_fence_raises_an_alert_and_gets_no_lease() {
             session: 33,
             known_epoch: 2,
             instance: 3,
+            boot: 0,
         },
     );
     let ack = h.core.step(
@@ -683,6 +690,7 @@ fn a_rebooted_node_is_a_new_instance_and_rejoins_without_alert() {
             session: 33,
             known_epoch: 0,
             instance: 99,
+            boot: 0,
         },
     );
     h.seq.insert(3, 0);
@@ -760,6 +768,7 @@ fn second_instance_first_lease(mutant: Option<Mutant>) -> (Duration, Duration) {
             session: 22,
             known_epoch: 1,
             instance: 77,
+            boot: 0,
         },
     );
     let hb = |seq, at: Duration, core: &mut ArbiterCore| {

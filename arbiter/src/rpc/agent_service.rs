@@ -59,6 +59,8 @@ pub fn check_hello<'a>(
             hello.node_id, hello.cluster
         )));
     };
+    proto::boot_id_digest(&hello.boot_id)
+        .map_err(|e| Status::invalid_argument(format!("Hello.boot_id: {e}")))?;
     if *addr != hello.probe_address {
         return Err(Status::failed_precondition(format!(
             "node {} says it serves probes on {:?} but the arbiter's config has {:?} (cluster.{}.node.address)",
@@ -121,6 +123,8 @@ impl pb::agent_session_server::AgentSession for AgentSessionService {
                 session,
                 known_epoch: hello.known_epoch,
                 instance: hello.instance,
+                boot: proto::boot_id_digest(&hello.boot_id)
+                    .map_err(|e| Status::invalid_argument(format!("Hello.boot_id: {e}")))?,
                 fingerprint: hello.config_fingerprint.clone(),
                 out: tx,
             })

@@ -26,8 +26,9 @@
 //! - **no lease to a node being fenced**: from its first `Fence` until
 //!   that node starts again;
 //! - **a node alive after off stays out**: when a device wired to the wrong
-//!   outlet confirms a node off that still runs, that agent instance gets no
-//!   lease until an operator clears the alert; survivors may be told it is
+//!   outlet confirms a node off that still runs, no agent in that boot (the
+//!   same process, or one restarted without a reboot) gets a lease until an
+//!   operator clears the alert; survivors may be told it is
 //!   gone only once it holds no lease (the lease, not the power, is what
 //!   keeps them apart then);
 //! - **start-up grace**: a (re)started arbiter grants no lease before every
@@ -70,7 +71,7 @@ pub struct Checker {
     /// alert. Kept until the node is switched off or gets a lease again.
     /// (`None`: an instance the arbiter never heard, restarted just
     /// before the confirmation; it cannot tell it from a reboot.)
-    off_but_alive: BTreeMap<NodeId, (Option<u32>, bool)>,
+    off_but_alive: BTreeMap<NodeId, (Option<u64>, bool)>,
     /// Fences the availability rule could not judge (more than
     /// `MAX_IN_DOUBT` nodes in doubt): its blind spot, counted.
     pub unjudged: u32,
@@ -151,10 +152,11 @@ impl Checker {
         Ok(())
     }
 
-    /// The arbiter recorded `node` off while its agent instance `inc` runs.
-    pub fn off_but_alive(&mut self, node: NodeId, inc: Option<u32>) {
-        self.off_but_alive.insert(node, (inc, false));
-        if inc.is_none() {
+    /// The arbiter recorded `node` off while it runs in boot `boot` (`None`:
+    /// the arbiter cannot know that boot).
+    pub fn off_but_alive(&mut self, node: NodeId, boot: Option<u64>) {
+        self.off_but_alive.insert(node, (boot, false));
+        if boot.is_none() {
             // Its fence is over, and nothing can tell it never went off.
             self.fencing.remove(&node);
         }
@@ -190,8 +192,8 @@ impl Checker {
         self.confirmed.clear();
         self.generation += 1;
         // Its off records went with it: nothing can tell those nodes ran.
-        for (inc, _) in self.off_but_alive.values_mut() {
-            *inc = None;
+        for (boot, _) in self.off_but_alive.values_mut() {
+            *boot = None;
         }
     }
 
@@ -476,7 +478,7 @@ impl Checker {
         // (A grant to a second process speaking as the node, a duplicate
         // identity, is checked against the node's own agent in
         // `after_event`; the node's alert, if any, is not about it.)
-        if !to_clone && self.off_but_alive.get(&node) == Some(&(Some(agents[&node].inc), false)) {
+        if !to_clone && self.off_but_alive.get(&node) == Some(&(Some(agents[&node].boot), false)) {
             return Err((
                 "a node alive after off stays out",
                 format!(
@@ -484,7 +486,7 @@ impl Checker {
                 ),
             ));
         }
-        // Cleared, or a new instance (a reboot looks the same): it is back.
+        // Cleared, or a new boot: it is back.
         if !to_clone {
             self.off_but_alive.remove(&node);
         }

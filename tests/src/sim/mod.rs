@@ -49,7 +49,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 24] = [
+    pub const ALL: [(&'static str, Mutant); 26] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -88,6 +88,11 @@ impl Mutant {
         (
             "any-instance-is-a-reboot",
             Mutant::Core(CoreMutant::AnyInstanceIsAReboot),
+        ),
+        ("ignore-boot-id", Mutant::Core(CoreMutant::IgnoreBootId)),
+        (
+            "forget-fenced-agents",
+            Mutant::Core(CoreMutant::ForgetFencedAgents),
         ),
         (
             "decide-on-half-settled-edges",
@@ -251,6 +256,7 @@ enum Msg {
         session: u64,
         known_epoch: u64,
         instance: u64,
+        boot: u64,
     },
     Heartbeat {
         node: NodeId,
@@ -366,6 +372,9 @@ pub enum AgentState {
 pub struct Agent {
     pub(crate) state: AgentState,
     inc: u32,
+    /// Its machine's boot (new at every power-on, kept by an agent
+    /// restart), as the kernel's boot id would be.
+    pub(crate) boot: u64,
     pub(crate) keeper: LeaseKeeper,
     session: Option<u64>,
     welcomed: bool,
@@ -388,10 +397,17 @@ pub struct Agent {
 }
 
 impl Agent {
-    fn new(node: NodeId, inc: u32, offset_us: u64, rate_ppm: u64, peers: BTreeSet<NodeId>) -> Self {
+    fn new(
+        node: NodeId,
+        (inc, boot): (u32, u64),
+        offset_us: u64,
+        rate_ppm: u64,
+        peers: BTreeSet<NodeId>,
+    ) -> Self {
         Agent {
             state: AgentState::Running,
             inc,
+            boot,
             keeper: LeaseKeeper::new(node),
             session: None,
             welcomed: false,
@@ -482,6 +498,13 @@ pub struct Sim {
 const TICK_US: u64 = 10_000;
 /// The agent instance of a second process speaking as a node.
 const CLONE_INC: u32 = 1_000;
+/// The boot of a second process speaking as a node (another machine).
+const CLONE_BOOT: u64 = 0xc10e << 48;
+
+/// A node's first boot; later ones count up from it.
+fn first_boot(node: NodeId) -> u64 {
+    u64::from(node) << 32 | 1
+}
 /// Node ids a configuration fault may add beyond the initial ones.
 const SPARE_NODES: u32 = 2;
 
@@ -644,7 +667,7 @@ impl Sim {
                 let offset = rng.random_range(0..1_000_000_000);
                 let rate = rng.random_range(990_000..=1_010_000);
                 let peers = spec.nodes.keys().copied().collect();
-                (id, Agent::new(id, 1, offset, rate, peers))
+                (id, Agent::new(id, (1, first_boot(id)), offset, rate, peers))
             })
             .collect();
         let core_mutant = match opts.mutant {
@@ -942,8 +965,16 @@ impl Sim {
                     let offset = self.rng_dup.random_range(0..1_000_000_000);
                     let rate = self.rng_dup.random_range(990_000..=1_010_000);
                     let peers = self.spec.nodes.keys().copied().collect();
-                    self.clones
-                        .insert(node, Agent::new(node, CLONE_INC, offset, rate, peers));
+                    self.clones.insert(
+                        node,
+                        Agent::new(
+                            node,
+                            (CLONE_INC, CLONE_BOOT | u64::from(node)),
+                            offset,
+                            rate,
+                            peers,
+                        ),
+                    );
                     self.checker.node_fault(self.now_us, node);
                     self.report.duplicate_identities += 1;
                     let ep = self.net.clone_of(node);
@@ -1008,11 +1039,11 @@ impl Sim {
                     // record it off (if it takes this result) and may tell
                     // survivors at once.
                     let a = &self.agents[&node];
-                    let a_inc = a.inc;
+                    let a_boot = a.boot;
                     let alive = miswired && reported_ok && a.state != AgentState::Off;
                     let earlier = self.checker.is_off_but_alive(node);
                     if alive {
-                        self.checker.off_but_alive(node, Some(a_inc));
+                        self.checker.off_but_alive(node, Some(a_boot));
                     }
                     self.arbiter_step(Event::FenceFinished {
                         node,
@@ -1032,11 +1063,23 @@ impl Sim {
                     if alive && recorded_off {
                         self.trace(|| format!("node {node} recorded off, yet it runs"));
                         self.report.confirmed_but_alive += 1;
-                        // The arbiter knows the agent instance that last
-                        // spoke to it; one restarted just before the
-                        // confirmation is new to it and looks like a reboot
-                        // (its lease still keeps it apart).
-                        if recorded != Some(u64::from(a_inc)) {
+                        // The arbiter records the boot of the agent that
+                        // last spoke to it; if it heard none since it
+                        // restarted, nothing tells the node never went off.
+                        let boot_recorded = self
+                            .store
+                            .fenced
+                            .get(&node)
+                            .and_then(|f| f.last())
+                            .is_some_and(|f| f.boot == a_boot)
+                            || self
+                                .arbiter
+                                .core
+                                .as_ref()
+                                .and_then(|c| c.node(node))
+                                .and_then(|v| v.off.as_ref())
+                                .is_some_and(|o| o.boot == Some(a_boot));
+                        if !boot_recorded {
                             self.checker.off_but_alive(node, None);
                         }
                     } else if alive && !earlier {
@@ -1058,14 +1101,14 @@ impl Sim {
                 let a = &self.agents[&node];
                 if a.state == AgentState::Off && !self.removed.contains(&node) {
                     self.trace(|| format!("node {node} powered on"));
-                    self.start_agent(node);
+                    self.start_agent(node, true);
                 }
             }
             Ev::AgentRestart { node } => {
                 if self.agents[&node].state == AgentState::Crashed {
                     self.trace(|| format!("node {node} agent restarted"));
                     self.observe();
-                    self.start_agent(node);
+                    self.start_agent(node, false);
                 }
             }
             Ev::Unfreeze { node } => {
@@ -1108,8 +1151,10 @@ impl Sim {
                             let offset = self.rng_config.random_range(0..1_000_000_000);
                             let rate = self.rng_config.random_range(990_000..=1_010_000);
                             let peers = self.spec.nodes.keys().copied().collect();
-                            self.agents
-                                .insert(id, Agent::new(id, 1, offset, rate, peers));
+                            self.agents.insert(
+                                id,
+                                Agent::new(id, (1, first_boot(id)), offset, rate, peers),
+                            );
                             self.report.nodes = self.report.nodes.max(id);
                             self.schedule(0, Ev::AgentTick { node: id, inc: 1 });
                         }
@@ -1467,13 +1512,17 @@ impl Sim {
         self.schedule(down, Ev::ArbiterRestart);
     }
 
-    fn start_agent(&mut self, node: NodeId) {
+    /// `node`'s agent starts again: after a power-on (`reboot`, a new
+    /// boot) or a crash of the agent alone (the same boot).
+    fn start_agent(&mut self, node: NodeId, reboot: bool) {
         let offset = self.rng.random_range(0..1_000_000_000);
         let rate = self.rng.random_range(990_000..=1_010_000);
-        let inc = self.agents[&node].inc + 1;
+        let before = &self.agents[&node];
+        let inc = before.inc + 1;
+        let boot = before.boot + u64::from(reboot);
         let peers = self.spec.nodes.keys().copied().collect();
         self.agents
-            .insert(node, Agent::new(node, inc, offset, rate, peers));
+            .insert(node, Agent::new(node, (inc, boot), offset, rate, peers));
         self.checker.started(node);
         self.checker.node_fault(self.now_us, node);
         self.schedule(0, Ev::AgentTick { node, inc });
@@ -1724,12 +1773,14 @@ impl Sim {
                     session,
                     known_epoch,
                     instance,
+                    boot,
                 } => {
                     self.arbiter_step(Event::Connected {
                         node,
                         session,
                         known_epoch,
                         instance,
+                        boot,
                     })?;
                     // A node the configuration does not have is refused
                     // (the core said so); the others are welcomed with the
@@ -1890,6 +1941,7 @@ impl Sim {
                     session,
                     known_epoch: a.keeper.epoch(),
                     instance: u64::from(a.inc),
+                    boot: a.boot,
                 },
             ));
         }
