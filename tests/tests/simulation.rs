@@ -194,11 +194,16 @@ fn regression_seeds_of_the_peer_graph() {
 /// 46156, 48587: a hold begun before a spell without quorum was spent by
 ///       the time quorum came back, and decided mid-heal;
 /// 132713: a forward jump of the arbiter's clock, too small to count as a
-///       stall, spent the hold at once.
+///       stall, spent the hold at once;
+/// 210311, 256557, 379448, 530785, 798280, 952501 (the 1,000,000-seed
+///       soak): the edges took in no report during the start-up grace; the
+///       graph started from scratch when it ended, and a heal arriving then
+///       was taken for breaks.
 #[test]
 fn regression_seeds_of_the_soaks() {
     for seed in [
-        46156, 48587, 94032, 95731, 97322, 98503, 117179, 132713, 144191, 177578, 182377,
+        46156, 48587, 94032, 95731, 97322, 98503, 117179, 132713, 144191, 177578, 182377, 210311,
+        256557, 379448, 530785, 798280, 952501,
     ] {
         let mut o = Options::new(seed);
         o.duplicates = false;
@@ -216,6 +221,18 @@ fn checker_catches_a_break_coming_back_taken_for_no_heal() {
             (117179, None, true),
             (177578, None, true),
             (98503, None, true),
+        ],
+    );
+}
+
+#[test]
+fn checker_catches_edges_that_ignore_the_start_up_grace() {
+    assert_caught_on(
+        CoreMutant::NoEdgesInGrace,
+        &[
+            (952501, None, true),
+            (530785, None, true),
+            (210311, None, true),
         ],
     );
 }

@@ -94,6 +94,9 @@ pub enum Mutant {
     NoRegraceAfterIsolation,
     /// Epochs agents report are ignored (finding 5).
     IgnoreReportedEpochs,
+    /// The edges take in no report during the start-up grace: the graph
+    /// starts from scratch when it ends.
+    NoEdgesInGrace,
     /// A node recorded off that spoke again (alive after off) still gets
     /// leases (finding 6).
     LeaseToAliveAfterOff,
@@ -1100,13 +1103,12 @@ impl ArbiterCore {
             }
         }
         self.update_contact(now, out);
-        if !self.ready {
-            if now < self.ready_at {
-                return;
-            }
+        if !self.ready && now >= self.ready_at {
             self.ready = true;
             out.push(Action::Notice(Notice::GraceOver));
         }
+        // (In the grace too: the edges take in the reports; nothing is
+        // decided before it ends.)
         self.evaluate(now, out);
     }
 
@@ -1122,7 +1124,9 @@ impl ArbiterCore {
 
     /// The verdict, if one may be taken now; `None` holds the last one.
     fn decide(&mut self, now: Duration, out: &mut Vec<Action>) -> Option<BTreeSet<NodeId>> {
-        if !self.ready || self.contact_since.is_none() {
+        if self.contact_since.is_none()
+            || (!self.ready && self.mutant == Some(Mutant::NoEdgesInGrace))
+        {
             return None;
         }
         let t = self.spec.timing;
@@ -1190,7 +1194,10 @@ impl ArbiterCore {
             self.suspect_since = None;
             false
         };
-        if blocked || !self.pending(now).is_empty() {
+        // (The start-up grace, too, comes after the edges: what the nodes
+        // report meanwhile is evidence, and a graph started from scratch
+        // when the grace ends would take a heal arriving then for breaks.)
+        if !self.ready || blocked || !self.pending(now).is_empty() {
             return None;
         }
         // A cluster forming (no member yet) waits for its edges to settle

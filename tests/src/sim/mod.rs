@@ -49,7 +49,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 26] = [
+    pub const ALL: [(&'static str, Mutant); 27] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -135,6 +135,10 @@ impl Mutant {
         (
             "lease-to-another-process-at-once",
             Mutant::Core(CoreMutant::LeaseToAnotherProcessAtOnce),
+        ),
+        (
+            "no-edges-in-grace",
+            Mutant::Core(CoreMutant::NoEdgesInGrace),
         ),
     ];
 
