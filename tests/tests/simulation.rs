@@ -198,12 +198,14 @@ fn regression_seeds_of_the_peer_graph() {
 /// 210311, 256557, 379448, 530785, 798280, 952501 (the 1,000,000-seed
 ///       soak): the edges took in no report during the start-up grace; the
 ///       graph started from scratch when it ended, and a heal arriving then
-///       was taken for breaks.
+///       was taken for breaks;
+/// 279403: an edge proven down before the arbiter's own outage counted
+///       down after it, while the heal that came meanwhile was on its way.
 #[test]
 fn regression_seeds_of_the_soaks() {
     for seed in [
         46156, 48587, 94032, 95731, 97322, 98503, 117179, 132713, 144191, 177578, 182377, 210311,
-        256557, 379448, 530785, 798280, 952501,
+        256557, 379448, 530785, 798280, 952501, 279403,
     ] {
         let mut o = Options::new(seed);
         o.duplicates = false;
@@ -234,6 +236,14 @@ fn checker_catches_edges_that_ignore_the_start_up_grace() {
             (530785, None, true),
             (210311, None, true),
         ],
+    );
+}
+
+#[test]
+fn checker_catches_edges_proven_before_an_outage_counted_after_it() {
+    assert_caught_on(
+        CoreMutant::DownEdgesOutliveTheOutage,
+        &[(279403, None, true)],
     );
 }
 

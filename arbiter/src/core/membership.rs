@@ -202,6 +202,10 @@ struct EdgeState {
     no_runs: [Option<(Duration, Duration)>; 2],
     /// Since when the raw edge has been up without a break.
     raw_up_since: Option<Duration>,
+    /// A down edge whose proof came before the arbiter's own outage: since
+    /// when it is being proven again, and per side the first report after
+    /// that saying the other is lost. Two from one side prove it again.
+    reprove: Option<(Duration, [Option<Duration>; 2])>,
 }
 
 impl EdgeState {
@@ -292,6 +296,7 @@ impl Edges {
                     down_since: None,
                     no_runs: [None, None],
                     raw_up_since: None,
+                    reprove: None,
                 });
                 if unproven && !e.up {
                     // A young session's silence is no evidence either way:
@@ -307,12 +312,26 @@ impl Edges {
                     let since = *e.raw_up_since.get_or_insert(now);
                     e.down_since = None;
                     e.no_runs = [None, None];
+                    e.reprove = None;
                     if !e.up && (members || now.saturating_sub(since) >= settle) {
                         e.up = true;
                         e.up_again_at = Some(now);
                     }
                 } else {
                     e.raw_up_since = None;
+                    if let Some((since, mut firsts)) = e.reprove {
+                        let mut proven = false;
+                        for (i, (x, y)) in [(a, b), (b, a)].into_iter().enumerate() {
+                            let heard = nodes[&x].last_heard.filter(|&h| h > since);
+                            match (says(x, y), heard, firsts[i]) {
+                                (true, _, _) => firsts[i] = None,
+                                (false, Some(h), None) => firsts[i] = Some(h),
+                                (false, Some(h), Some(f)) if h > f => proven = true,
+                                _ => {}
+                            }
+                        }
+                        e.reprove = (!proven).then_some((since, firsts));
+                    }
                     if e.up {
                         let since = *e.down_since.get_or_insert(now);
                         // Down for `settle` by the reports, not by the
@@ -357,11 +376,26 @@ impl Edges {
     /// Forget when each edge going down started to (the arbiter lost
     /// contact in between: what was reported before does not add up with
     /// what is reported after). Edges already down stay down.
-    pub fn restart_going_down(&mut self) {
+    pub fn restart_going_down(&mut self, now: Duration) {
         for e in self.edges.values_mut() {
             e.down_since = None;
             e.no_runs = [None, None];
+            // Down before the outage, and perhaps healed during it: unsure
+            // until its reports prove it down again.
+            if !e.up {
+                e.reprove = Some((now, [None, None]));
+            }
         }
+    }
+
+    /// Edges counted down on a proof from before the arbiter's own outage,
+    /// not proven again yet (a heal may have come meanwhile).
+    pub fn reproving(&self) -> BTreeSet<(NodeId, NodeId)> {
+        self.edges
+            .iter()
+            .filter(|(_, e)| !e.up && e.reprove.is_some())
+            .map(|(&k, _)| k)
+            .collect()
     }
 
     /// Edges going down on consecutive reports of one side spanning at
@@ -551,6 +585,45 @@ mod tests {
         );
         assert!(e.unproven());
         assert!(e.half_up().is_empty(), "{:?}", e.half_up());
+    }
+
+    /// Seed 279403: an edge proven down before the arbiter's own outage
+    /// counted down after it, while the heal that came during the outage
+    /// was still on its way (both ends' first reports after it stale), and
+    /// a healthy node was fenced on it. It is unsure until two reports of
+    /// one side after the outage prove it again, or it comes back up.
+    #[test]
+    fn an_edge_down_before_the_arbiters_outage_is_proven_again() {
+        let ms = Duration::from_millis;
+        let (settle, none) = (ms(200), BTreeSet::new());
+        let alive: BTreeSet<NodeId> = [1, 2].into();
+        let mut nodes: BTreeMap<NodeId, NodeView> = [(1, view(&[])), (2, view(&[]))].into();
+        let mut e = Edges::default();
+        for t in (0..=300).step_by(100) {
+            report(&mut nodes, 1, ms(t), &[]);
+            report(&mut nodes, 2, ms(t), &[]);
+            e.update(ms(t), settle, false, &none, &alive, &alive, &nodes);
+        }
+        assert!(e.going_down().is_empty() && e.reproving().is_empty());
+        // The arbiter's outage ends at 1000 ms.
+        e.restart_going_down(ms(1000));
+        assert_eq!(e.reproving(), [(1, 2)].into());
+        // One report of each side, stale: no proof yet.
+        report(&mut nodes, 1, ms(1010), &[]);
+        report(&mut nodes, 2, ms(1020), &[]);
+        e.update(ms(1020), settle, false, &none, &alive, &alive, &nodes);
+        assert_eq!(e.reproving(), [(1, 2)].into());
+        // A second one from node 1: proven down again.
+        let mut again = e.clone();
+        report(&mut nodes, 1, ms(1110), &[]);
+        again.update(ms(1110), settle, false, &none, &alive, &alive, &nodes);
+        assert!(again.reproving().is_empty());
+        // Or the heal arrives: the edge comes back.
+        report(&mut nodes, 1, ms(1110), &[2]);
+        report(&mut nodes, 2, ms(1120), &[1]);
+        let up = e.update(ms(1120), settle, false, &none, &alive, &alive, &nodes);
+        assert!(up.contains(&(1, 2)) && e.reproving().is_empty());
+        assert!(e.came_up_within(ms(1120), settle));
     }
 
     #[test]

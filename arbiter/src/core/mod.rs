@@ -94,6 +94,9 @@ pub enum Mutant {
     NoRegraceAfterIsolation,
     /// Epochs agents report are ignored (finding 5).
     IgnoreReportedEpochs,
+    /// Edges down before the arbiter's own outage count down after it as
+    /// proven: a heal during the outage is taken for breaks.
+    DownEdgesOutliveTheOutage,
     /// The edges take in no report during the start-up grace: the graph
     /// starts from scratch when it ends.
     NoEdgesInGrace,
@@ -1008,7 +1011,7 @@ impl ArbiterCore {
                 // Reports from before the arbiter's own outage do not add
                 // up with reports after it: an edge going down starts over,
                 // and so does a hold.
-                self.edges.restart_going_down();
+                self.edges.restart_going_down(now);
                 self.hold = None;
                 let pending = self.pending(now);
                 out.push(Action::Notice(Notice::ContactRegained { pending }));
@@ -1436,6 +1439,7 @@ impl ArbiterCore {
         };
         let breaking: BTreeSet<(NodeId, NodeId)> = breaking.difference(&late).copied().collect();
         unsure.extend(late);
+        unsure.extend(self.reproving());
         let down: BTreeSet<(NodeId, NodeId)> = edges
             .difference(&breaking)
             .filter(|e| !unsure.contains(e))
@@ -1456,6 +1460,16 @@ impl ArbiterCore {
         (unsure.is_empty() || verdict(&up)? == either).then_some(either)
     }
 
+    /// Edges down on a proof from before the arbiter's own outage, not
+    /// proven again since: a heal during the outage reaches the arbiter one
+    /// report at a time, so they count as on their way either way.
+    fn reproving(&self) -> BTreeSet<(NodeId, NodeId)> {
+        if self.mutant == Some(Mutant::DownEdgesOutliveTheOutage) {
+            return BTreeSet::new();
+        }
+        self.edges.reproving()
+    }
+
     /// Would a member this verdict drops be kept once the changes in
     /// flight have landed: every edge going down settled down, and every
     /// edge only one side reports up either up (a heal arriving) or down
@@ -1465,11 +1479,12 @@ impl ArbiterCore {
         let Some(((candidates, edges, incumbents), _)) = &self.decision_cache else {
             return false;
         };
-        let half_up = if self.mutant == Some(Mutant::DecideOnHalfHealedEdges) {
+        let mut half_up = if self.mutant == Some(Mutant::DecideOnHalfHealedEdges) {
             BTreeSet::new()
         } else {
             self.edges.half_up()
         };
+        half_up.extend(self.reproving());
         if going.is_empty() && half_up.is_empty() {
             return false;
         }

@@ -49,7 +49,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 27] = [
+    pub const ALL: [(&'static str, Mutant); 28] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -139,6 +139,10 @@ impl Mutant {
         (
             "no-edges-in-grace",
             Mutant::Core(CoreMutant::NoEdgesInGrace),
+        ),
+        (
+            "down-edges-outlive-the-outage",
+            Mutant::Core(CoreMutant::DownEdgesOutliveTheOutage),
         ),
     ];
 
