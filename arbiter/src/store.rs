@@ -209,7 +209,10 @@ impl Store for RedbStore {
                     }
                 }
                 // Kept in the state (`Persisted::off`); no fence record changes.
-                Delta::AlertCleared { .. } | Delta::EpochRaised { .. } => {}
+                Delta::AlertCleared { .. }
+                | Delta::AliveAfterOff { .. }
+                | Delta::AgentSeen { .. }
+                | Delta::EpochRaised { .. } => {}
                 Delta::Backed { epoch, gone, .. } => {
                     // Stamp the epoch on confirmed fences not yet announced
                     // whose node is gone: only those records are read.

@@ -106,7 +106,10 @@ impl Rules {
                         Delta::Backed { epoch, .. } | Delta::EpochRaised { epoch } => {
                             prop_assert!(*epoch > self.store.epoch, "epochs only grow")
                         }
-                        Delta::FenceAttemptFailed { .. } | Delta::AlertCleared { .. } => {}
+                        Delta::FenceAttemptFailed { .. }
+                        | Delta::AlertCleared { .. }
+                        | Delta::AliveAfterOff { .. }
+                        | Delta::AgentSeen { .. } => {}
                     }
                     self.store.apply(&d);
                 }

@@ -38,6 +38,16 @@ pub enum Delta {
     /// An operator cleared the "alive after off" alert of a node: its off
     /// record is dropped.
     AlertCleared { node: NodeId },
+    /// A node recorded off spoke again: the alert stands, across restarts,
+    /// until an operator clears it.
+    AliveAfterOff { node: NodeId, detail: String },
+    /// A node's agent is a new one (a new process, or a new boot): the
+    /// agent a fence of it would switch off, kept across restarts.
+    AgentSeen {
+        node: NodeId,
+        instance: u64,
+        boot: u64,
+    },
     /// A new survivor set is backed under a new epoch.
     Backed {
         epoch: u64,

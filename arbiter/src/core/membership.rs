@@ -122,6 +122,9 @@ pub struct NodeView {
     /// The boot of that agent's machine (a digest of its kernel boot id;
     /// 0: not told).
     pub boot: u64,
+    /// The agent last heard on this node, in this life of the arbiter or
+    /// an earlier one (persisted): the one a fence confirmed off.
+    pub seen: Option<super::FencedAgent>,
     /// When that session opened, or the node spoke again after a silence
     /// longer than `fresh_within` (a freeze).
     pub session_since: Duration,
@@ -164,6 +167,7 @@ impl Default for NodeView {
             session: None,
             instance: 0,
             boot: 0,
+            seen: None,
             session_since: Duration::ZERO,
             probing_since: Duration::ZERO,
             connected: false,

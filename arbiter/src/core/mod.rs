@@ -97,6 +97,14 @@ pub enum Mutant {
     /// Edges down before the arbiter's own outage count down after it as
     /// proven: a heal during the outage is taken for breaks.
     DownEdgesOutliveTheOutage,
+    /// The agent last heard on a node is not persisted: a fence confirmed
+    /// after a restart, before the node spoke again, records no agent.
+    ForgetAgentsAcrossRestarts,
+    /// The "alive after off" alert is not persisted: a restart ends it.
+    ForgetAlertsAcrossRestarts,
+    /// A spent hold decides on a member it was not for (another incident's
+    /// hold, mid-way through a heal).
+    HoldSpentOnAnotherMember,
     /// The edges take in no report during the start-up grace: the graph
     /// starts from scratch when it ends.
     NoEdgesInGrace,
@@ -179,6 +187,10 @@ struct Hold {
     paused: Option<Duration>,
     /// The members the verdict dropped when it began.
     drops: BTreeSet<NodeId>,
+    /// Members earlier holds of this one's chain were for: a verdict that
+    /// drops a member neither they nor this one were for starts a hold of
+    /// its own, once per member (so the chain is bounded).
+    renewed: BTreeSet<NodeId>,
     /// The verdict dropped nobody at some step since the last one held.
     idle: bool,
     /// Each live node's session and heartbeat number when the hold began
@@ -382,6 +394,11 @@ impl ArbiterCore {
                     .collect();
             }
         }
+        for (node, &agent) in &persisted.agents {
+            if let Some(v) = nodes.get_mut(node) {
+                v.seen = Some(agent);
+            }
+        }
         for (&node, &instance) in off_records {
             let Some(v) = nodes.get_mut(&node) else {
                 continue;
@@ -397,7 +414,33 @@ impl ArbiterCore {
                     .find(|f| f.instance == (instance != 0).then_some(instance))
                     .and_then(|f| f.boot)
                     .unwrap_or(0);
-                v.off = Some(OffRecord::new(None, instance, boot, now));
+                let off = OffRecord::new(None, instance, boot, now);
+                // (A store written before the fenced agents were kept.)
+                if v.fenced.is_empty() {
+                    v.fenced.push(off.clone());
+                }
+                v.off = Some(off);
+            }
+        }
+        // An "alive after off" alert stands until an operator clears it,
+        // across restarts too (said again at start).
+        let forgotten_alerts = BTreeMap::new();
+        let alerts = if mutant == Some(Mutant::ForgetAlertsAcrossRestarts) {
+            &forgotten_alerts
+        } else {
+            &persisted.alerts
+        };
+        for (&node, detail) in alerts {
+            if let Some(v) = nodes.get_mut(&node)
+                && !matches!(v.phase, Phase::Leaving(_))
+            {
+                v.phase = Phase::AliveAfterOff {
+                    detail: detail.clone(),
+                };
+                start_notices.push(Notice::AliveAfterOff {
+                    node,
+                    detail: detail.clone(),
+                });
             }
         }
         // Until the first decision, the last backed set stands (its members
@@ -669,6 +712,12 @@ impl ArbiterCore {
         v.phase = Phase::AliveAfterOff {
             detail: detail.clone(),
         };
+        if self.mutant != Some(Mutant::ForgetAlertsAcrossRestarts) {
+            out.push(Action::Persist(Delta::AliveAfterOff {
+                node,
+                detail: detail.clone(),
+            }));
+        }
         out.push(Action::Notice(Notice::AliveAfterOff { node, detail }));
     }
 
@@ -749,6 +798,17 @@ impl ArbiterCore {
         v.instance = instance;
         v.boot = boot;
         v.connected = true;
+        let agent = FencedAgent { instance, boot };
+        if v.seen != Some(agent) {
+            v.seen = Some(agent);
+            if self.mutant != Some(Mutant::ForgetAgentsAcrossRestarts) {
+                out.push(Action::Persist(Delta::AgentSeen {
+                    node,
+                    instance,
+                    boot,
+                }));
+            }
+        }
         v.last_seq = 0;
         v.known_epoch = v.known_epoch.max(known_epoch);
         self.note_reported_epoch(node, known_epoch, out);
@@ -916,15 +976,19 @@ impl ArbiterCore {
         }
         match outcome {
             LevelOutcome::ConfirmedOff => {
+                // The agent that ran: the one last heard, in this life of
+                // the arbiter or an earlier one (a node being fenced is
+                // often cut off and never speaks to a restarted arbiter).
+                let agent = v.seen.unwrap_or_default();
                 out.push(Action::Persist(Delta::FenceConfirmed {
                     intent,
                     node,
-                    instance: v.instance,
-                    boot: v.boot,
+                    instance: agent.instance,
+                    boot: agent.boot,
                 }));
                 // The node is off: forget its session; it rejoins with a
                 // new one (a new agent instance) once it is back.
-                let off = OffRecord::new(v.session, v.instance, v.boot, now);
+                let off = OffRecord::new(v.session, agent.instance, agent.boot, now);
                 v.fenced.push(off.clone());
                 let extra = v
                     .fenced
@@ -1320,7 +1384,7 @@ impl ArbiterCore {
                 // The hold runs from its first step and ends only after a
                 // whole bound without a reason, so neither a flapping link
                 // nor verdicts taking turns can postpone a fence for ever.
-                let h = self.hold.get_or_insert_with(|| Hold {
+                let fresh = |renewed: BTreeSet<NodeId>| Hold {
                     started: now,
                     since: now,
                     last: now,
@@ -1328,7 +1392,26 @@ impl ArbiterCore {
                     drops: dropped(&verdict, &self.nodes),
                     idle: false,
                     seqs: BTreeMap::new(),
-                });
+                    renewed,
+                };
+                // A member this hold was not for (nor any before it in its
+                // chain): the evidence against it is arriving now, and a
+                // hold spent on another member's incident must not decide
+                // on it mid-way (a heal landing on a spent hold fenced a
+                // healthy node).
+                if let Some(h) = self.hold.as_ref()
+                    && self.mutant != Some(Mutant::HoldSpentOnAnotherMember)
+                    && self.nodes.iter().any(|(id, v)| {
+                        v.phase == Phase::Member
+                            && !verdict.contains(id)
+                            && !h.drops.contains(id)
+                            && !h.renewed.contains(id)
+                    })
+                {
+                    let renewed = h.renewed.union(&h.drops).copied().collect();
+                    self.hold = Some(fresh(renewed));
+                }
+                let h = self.hold.get_or_insert_with(|| fresh(BTreeSet::new()));
                 h.last = now;
                 if h.idle {
                     // Dropping a member again after a step that dropped
@@ -1705,6 +1788,8 @@ mod review11_tests;
 mod review12_tests;
 #[cfg(test)]
 mod review13_tests;
+#[cfg(test)]
+mod review14_tests;
 #[cfg(test)]
 mod review2_tests;
 #[cfg(test)]

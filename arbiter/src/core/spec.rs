@@ -121,6 +121,13 @@ pub struct Persisted {
     /// one speaks again, the device lied.
     #[serde(default)]
     pub fenced: BTreeMap<NodeId, Vec<FencedAgent>>,
+    /// Per node, the agent last heard (a fence confirmed before the node
+    /// speaks to a restarted arbiter records this one).
+    #[serde(default)]
+    pub agents: BTreeMap<NodeId, FencedAgent>,
+    /// Per node, the "alive after off" alert raised and not cleared yet.
+    #[serde(default)]
+    pub alerts: BTreeMap<NodeId, String>,
 }
 
 /// An agent confirmed off: its process instance and its machine's boot (a
@@ -165,6 +172,23 @@ impl Persisted {
             Delta::AlertCleared { node } => {
                 self.off.remove(node);
                 self.fenced.remove(node);
+                self.alerts.remove(node);
+            }
+            Delta::AliveAfterOff { node, detail } => {
+                self.alerts.insert(*node, detail.clone());
+            }
+            Delta::AgentSeen {
+                node,
+                instance,
+                boot,
+            } => {
+                self.agents.insert(
+                    *node,
+                    FencedAgent {
+                        instance: *instance,
+                        boot: *boot,
+                    },
+                );
             }
             Delta::EpochRaised { epoch } => self.epoch = *epoch,
             Delta::Backed {

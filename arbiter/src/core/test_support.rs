@@ -63,6 +63,8 @@ pub(super) struct H {
     /// The boot each node's agent reports in its Hello (default 0: not
     /// told, so a new instance is a reboot).
     pub(super) boot: BTreeMap<NodeId, u64>,
+    /// The planted bug, kept across `restart`.
+    mutant: Option<Mutant>,
 }
 
 impl H {
@@ -118,6 +120,7 @@ impl H {
             taken: 0,
             heur: BTreeMap::new(),
             boot: BTreeMap::new(),
+            mutant,
         }
     }
 
@@ -181,7 +184,8 @@ impl H {
     /// The arbiter process restarts from what its store holds; the nodes in
     /// `connect` reconnect at once (new session, same agent instance).
     pub(super) fn restart(&mut self, connect: &[NodeId]) {
-        self.core = ArbiterCore::new(self.spec.clone(), self.store.clone(), self.now);
+        self.core =
+            ArbiterCore::with_mutant(self.spec.clone(), self.store.clone(), self.now, self.mutant);
         for &id in connect {
             let s = self.session[&id] + 1000;
             self.connect(id, s, u64::from(id));

@@ -49,7 +49,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 28] = [
+    pub const ALL: [(&'static str, Mutant); 30] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -143,6 +143,14 @@ impl Mutant {
         (
             "down-edges-outlive-the-outage",
             Mutant::Core(CoreMutant::DownEdgesOutliveTheOutage),
+        ),
+        (
+            "forget-agents-across-restarts",
+            Mutant::Core(CoreMutant::ForgetAgentsAcrossRestarts),
+        ),
+        (
+            "hold-spent-on-another-member",
+            Mutant::Core(CoreMutant::HoldSpentOnAnotherMember),
         ),
     ];
 
@@ -485,6 +493,10 @@ pub struct Sim {
     /// Second processes speaking as a node, by the node they claim (at
     /// endpoint `net.clone_of(node)`).
     clones: BTreeMap<NodeId, Agent>,
+    /// Per node, the boot of the last agent whose Hello the arbiter took in
+    /// whole (its batch ran to the end), in any of its lives since the
+    /// store was last lost: the agent a fence confirmed now must record.
+    boot_heard: BTreeMap<NodeId, u64>,
     /// The endpoint that opened each session: the arbiter answers on the
     /// session's connection, whoever claims to be at the other end.
     sessions: BTreeMap<u64, Endpoint>,
@@ -722,6 +734,7 @@ impl Sim {
             rng_peers: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x9e37_79b9_7f4a_7c15),
             rng_dup: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5851_f42d_4c95_7f2d),
             clones: BTreeMap::new(),
+            boot_heard: BTreeMap::new(),
             sessions: BTreeMap::new(),
             links_seen: Vec::new(),
             links_scratch: Vec::new(),
@@ -1071,23 +1084,12 @@ impl Sim {
                     if alive && recorded_off {
                         self.trace(|| format!("node {node} recorded off, yet it runs"));
                         self.report.confirmed_but_alive += 1;
-                        // The arbiter records the boot of the agent that
-                        // last spoke to it; if it heard none since it
-                        // restarted, nothing tells the node never went off.
-                        let boot_recorded = self
-                            .store
-                            .fenced
-                            .get(&node)
-                            .and_then(|f| f.last())
-                            .is_some_and(|f| f.boot == a_boot)
-                            || self
-                                .arbiter
-                                .core
-                                .as_ref()
-                                .and_then(|c| c.node(node))
-                                .and_then(|v| v.off.as_ref())
-                                .is_some_and(|o| o.boot == Some(a_boot));
-                        if !boot_recorded {
+                        // The arbiter records the boot of the agent it
+                        // last heard on the node, in any life since its
+                        // store was lost; if that was another (a second
+                        // process speaking as the node) or none, nothing
+                        // tells the node never went off.
+                        if self.boot_heard.get(&node) != Some(&a_boot) {
                             self.checker.off_but_alive(node, None);
                         }
                     } else if alive && !earlier {
@@ -1142,6 +1144,7 @@ impl Sim {
                     if std::mem::take(&mut self.arbiter.lose_store) {
                         self.trace(|| "the arbiter's store is lost".into());
                         self.store = Persisted::default();
+                        self.boot_heard.clear();
                         self.checker.store_lost();
                     }
                     let core_mutant = match self.opts.mutant {
@@ -1790,6 +1793,9 @@ impl Sim {
                         instance,
                         boot,
                     })?;
+                    if self.arbiter.core.is_some() {
+                        self.boot_heard.insert(node, boot);
+                    }
                     // A node the configuration does not have is refused
                     // (the core said so); the others are welcomed with the
                     // peers they are to probe.
