@@ -200,12 +200,15 @@ fn regression_seeds_of_the_peer_graph() {
 ///       graph started from scratch when it ended, and a heal arriving then
 ///       was taken for breaks;
 /// 279403: an edge proven down before the arbiter's own outage counted
-///       down after it, while the heal that came meanwhile was on its way.
+///       down after it, while the heal that came meanwhile was on its way;
+/// 186947, 236040, 607998, 873721: an edge down on both ends' last reports,
+///       from before a heal reached their probes, counted down while the
+///       heal was arriving elsewhere.
 #[test]
 fn regression_seeds_of_the_soaks() {
     for seed in [
         46156, 48587, 94032, 95731, 97322, 98503, 117179, 132713, 144191, 177578, 182377, 210311,
-        256557, 379448, 530785, 798280, 952501, 279403,
+        256557, 379448, 530785, 798280, 952501, 279403, 186947, 236040, 607998, 873721,
     ] {
         let mut o = Options::new(seed);
         o.duplicates = false;
@@ -228,7 +231,7 @@ fn checker_catches_edges_that_ignore_the_start_up_grace() {
     assert_caught_on(
         CoreMutant::NoEdgesInGrace,
         &[
-            (952501, None, true),
+            (256557, None, true),
             (530785, None, true),
             (210311, None, true),
         ],
@@ -243,6 +246,18 @@ fn checker_catches_a_hold_spent_on_a_member_it_was_not_for() {
     assert_caught_on(
         CoreMutant::HoldSpentOnAnotherMember,
         &[(2899, Some(Focus::PeerCuts), true)],
+    );
+}
+
+#[test]
+fn checker_catches_edges_not_proven_again_when_a_heal_arrives() {
+    assert_caught_on(
+        CoreMutant::NoReproveOnHeal,
+        &[
+            (186947, None, true),
+            (607998, None, true),
+            (873721, None, true),
+        ],
     );
 }
 
@@ -306,9 +321,9 @@ fn checker_catches_a_verdict_on_a_heal_half_arrived() {
         CoreMutant::DecideOnHalfHealedEdges,
         &[
             (533, p, true),
-            (552, p, true),
             (626, p, true),
-            (998, p, true),
+            (991, p, true),
+            (1714, p, true),
         ],
     );
 }

@@ -239,14 +239,20 @@ pub struct Edges {
     /// A planted bug for the tests: a break on its way that comes back
     /// before it settled is no heal.
     break_back_is_no_heal: bool,
+    /// A planted bug for the tests: down edges are not proven again when a
+    /// heal begins to arrive.
+    no_reprove_on_heal: bool,
+    /// Was a heal arriving at the last update?
+    was_healing: bool,
 }
 
 impl Edges {
     /// No edges yet. (`break_back_is_no_heal` plants a bug for the tests:
     /// a break on its way that comes back before it settled is no heal.)
-    pub fn new(break_back_is_no_heal: bool) -> Self {
+    pub fn new(break_back_is_no_heal: bool, no_reprove_on_heal: bool) -> Self {
         Edges {
             break_back_is_no_heal,
+            no_reprove_on_heal,
             ..Edges::default()
         }
     }
@@ -359,6 +365,16 @@ impl Edges {
                         }
                         if evidence.saturating_sub(since) >= settle {
                             e.up = false;
+                            // Settled while a heal arrives: on reports
+                            // that may predate it (see below).
+                            // (Not when the heal in flight was this very edge,
+                            // one side reporting it up: a lossy link.)
+                            if self.was_healing
+                                && !self.no_reprove_on_heal
+                                && before.keys().any(|&k| k != (a, b))
+                            {
+                                e.reprove = Some((now, [None, None]));
+                            }
                         }
                     }
                 }
@@ -367,6 +383,31 @@ impl Edges {
                 }
             }
         }
+        // A heal begins to arrive (an edge one side reports up, or one back
+        // up, where there was none): every edge down is proven again, as
+        // after the arbiter's own outage. Both ends' last reports may come
+        // from before the heal reached their probes; a node cut from its
+        // peers while the heal arrives has its edges proven down again
+        // within two reports.
+        let back: BTreeSet<(NodeId, NodeId)> = self
+            .edges
+            .iter()
+            .filter(|(_, e)| e.up_again_at == Some(now))
+            .map(|(&k, _)| k)
+            .collect();
+        let healing = !self.half_up.is_empty() || !back.is_empty();
+        if healing && !self.was_healing && !self.no_reprove_on_heal {
+            // (Edges down elsewhere: one side reporting an edge up is no
+            // news about that edge — a lossy link.)
+            let heals: BTreeSet<(NodeId, NodeId)> =
+                self.half_up.keys().copied().chain(back).collect();
+            for (k, e) in self.edges.iter_mut() {
+                if !e.up && e.reprove.is_none() && heals.iter().any(|h| h != k) {
+                    e.reprove = Some((now, [None, None]));
+                }
+            }
+        }
+        self.was_healing = healing;
         settled
     }
 

@@ -102,6 +102,10 @@ pub enum Mutant {
     ForgetAgentsAcrossRestarts,
     /// The "alive after off" alert is not persisted: a restart ends it.
     ForgetAlertsAcrossRestarts,
+    /// Edges down are not proven again when a heal begins to arrive: both
+    /// ends' last reports, from before the heal reached their probes,
+    /// count.
+    NoReproveOnHeal,
     /// A spent hold decides on a member it was not for (another incident's
     /// hold, mid-way through a heal).
     HoldSpentOnAnotherMember,
@@ -459,7 +463,19 @@ impl ArbiterCore {
             grace,
             ready: false,
             nodes,
-            edges: Edges::new(mutant == Some(Mutant::BreakComingBackIsNoHeal)),
+            edges: Edges::new(
+                mutant == Some(Mutant::BreakComingBackIsNoHeal),
+                // (The two planted bugs before it take its later, second
+                // defence out with them, so that what they break shows.)
+                matches!(
+                    mutant,
+                    Some(
+                        Mutant::NoReproveOnHeal
+                            | Mutant::BreakComingBackIsNoHeal
+                            | Mutant::ResumedHoldLandsBlips
+                    )
+                ),
+            ),
             epoch: persisted.epoch,
             backed,
             gone,

@@ -97,7 +97,9 @@ fn review13_r1_control_fresh_hold_and_pre_fix_code() {
         "pre-fix code"
     );
     let f = fenced_nodes(&resume_blip(true, None, 3500, None));
-    assert_eq!(f, vec![(1720, 5)]);
+    // (1900 since B's edges, settled while A's heal was arriving, are
+    // proven again first.)
+    assert_eq!(f, vec![(1900, 5)]);
     let f = fenced_nodes(&resume_blip(false, None, 3500, None));
     assert!(f.iter().all(|&(_, n)| n == 5) && !f.is_empty(), "{f:?}");
 }
@@ -218,15 +220,16 @@ fn review13_l1_measure_random_loss() {
                 )
             })
             .collect();
-        let differ: Vec<_> = per_seed
-            .iter()
-            .enumerate()
-            .filter(|(_, (a, b))| a != b)
-            .collect();
-        assert!(
-            differ.is_empty(),
-            "p={p}: current vs pre-fix differ: {differ:?}"
-        );
+        // Neither the idle hold nor proving edges down again when a heal
+        // begins elsewhere changes anything here (a lossy link's own
+        // reports are no heal of another edge).
+        for (i, &(a, b)) in per_seed.iter().enumerate() {
+            let no_reprove = run(p, i as u64, Some(Mutant::NoReproveOnHeal));
+            assert!(
+                a == b && a == no_reprove,
+                "p={p} seed {i}: current {a:?}, pre-fix {b:?}, without reproving {no_reprove:?}"
+            );
+        }
         for mutant in [None, Some(Mutant::HoldOutlivesItsIncident)] {
             let mut times: Vec<Option<u128>> = per_seed
                 .iter()

@@ -49,7 +49,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 30] = [
+    pub const ALL: [(&'static str, Mutant); 31] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -151,6 +151,10 @@ impl Mutant {
         (
             "hold-spent-on-another-member",
             Mutant::Core(CoreMutant::HoldSpentOnAnotherMember),
+        ),
+        (
+            "no-reprove-on-heal",
+            Mutant::Core(CoreMutant::NoReproveOnHeal),
         ),
     ];
 
