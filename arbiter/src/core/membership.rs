@@ -244,15 +244,23 @@ pub struct Edges {
     no_reprove_on_heal: bool,
     /// Was a heal arriving at the last update?
     was_healing: bool,
+    /// How far apart two reports of one side must be to prove an edge down
+    /// again.
+    proof_span: Duration,
 }
 
 impl Edges {
     /// No edges yet. (`break_back_is_no_heal` plants a bug for the tests:
     /// a break on its way that comes back before it settled is no heal.)
-    pub fn new(break_back_is_no_heal: bool, no_reprove_on_heal: bool) -> Self {
+    pub fn new(
+        break_back_is_no_heal: bool,
+        no_reprove_on_heal: bool,
+        proof_span: Duration,
+    ) -> Self {
         Edges {
             break_back_is_no_heal,
             no_reprove_on_heal,
+            proof_span,
             ..Edges::default()
         }
     }
@@ -336,7 +344,9 @@ impl Edges {
                             match (says(x, y), heard, firsts[i]) {
                                 (true, _, _) => firsts[i] = None,
                                 (false, Some(h), None) => firsts[i] = Some(h),
-                                (false, Some(h), Some(f)) if h > f => proven = true,
+                                (false, Some(h), Some(f)) if h >= f + self.proof_span && h > f => {
+                                    proven = true
+                                }
                                 _ => {}
                             }
                         }

@@ -193,8 +193,11 @@ struct Hold {
     drops: BTreeSet<NodeId>,
     /// Members earlier holds of this one's chain were for: a verdict that
     /// drops a member neither they nor this one were for starts a hold of
-    /// its own, once per member (so the chain is bounded).
+    /// its own, once per member, and only while the chain is younger than
+    /// twice the bound plus `settle` and an interval (so it is bounded).
     renewed: BTreeSet<NodeId>,
+    /// When the first hold of this chain began.
+    chain_started: Duration,
     /// The verdict dropped nobody at some step since the last one held.
     idle: bool,
     /// Each live node's session and heartbeat number when the hold began
@@ -434,10 +437,11 @@ impl ArbiterCore {
         } else {
             &persisted.alerts
         };
+        // (Over a fence that was running too, as when the alert is raised:
+        // its node spoke after off, so no fence of it is taken at its word
+        // until an operator has cleared the alert.)
         for (&node, detail) in alerts {
-            if let Some(v) = nodes.get_mut(&node)
-                && !matches!(v.phase, Phase::Leaving(_))
-            {
+            if let Some(v) = nodes.get_mut(&node) {
                 v.phase = Phase::AliveAfterOff {
                     detail: detail.clone(),
                 };
@@ -475,6 +479,9 @@ impl ArbiterCore {
                             | Mutant::ResumedHoldLandsBlips
                     )
                 ),
+                // Two reports proving an edge down again must be at least
+                // half an interval apart (a burst of queued ones is not).
+                spec.timing.heartbeat_interval / 2,
             ),
             epoch: persisted.epoch,
             backed,
@@ -1400,7 +1407,7 @@ impl ArbiterCore {
                 // The hold runs from its first step and ends only after a
                 // whole bound without a reason, so neither a flapping link
                 // nor verdicts taking turns can postpone a fence for ever.
-                let fresh = |renewed: BTreeSet<NodeId>| Hold {
+                let fresh = |renewed: BTreeSet<NodeId>, chain_started: Duration| Hold {
                     started: now,
                     since: now,
                     last: now,
@@ -1409,7 +1416,9 @@ impl ArbiterCore {
                     idle: false,
                     seqs: BTreeMap::new(),
                     renewed,
+                    chain_started,
                 };
+                let chain_cap = bound * 2 + t.settle + t.heartbeat_interval;
                 // A member this hold was not for (nor any before it in its
                 // chain): the evidence against it is arriving now, and a
                 // hold spent on another member's incident must not decide
@@ -1417,6 +1426,7 @@ impl ArbiterCore {
                 // healthy node).
                 if let Some(h) = self.hold.as_ref()
                     && self.mutant != Some(Mutant::HoldSpentOnAnotherMember)
+                    && now.saturating_sub(h.chain_started) < chain_cap
                     && self.nodes.iter().any(|(id, v)| {
                         v.phase == Phase::Member
                             && !verdict.contains(id)
@@ -1425,9 +1435,9 @@ impl ArbiterCore {
                     })
                 {
                     let renewed = h.renewed.union(&h.drops).copied().collect();
-                    self.hold = Some(fresh(renewed));
+                    self.hold = Some(fresh(renewed, h.chain_started));
                 }
-                let h = self.hold.get_or_insert_with(|| fresh(BTreeSet::new()));
+                let h = self.hold.get_or_insert_with(|| fresh(BTreeSet::new(), now));
                 h.last = now;
                 if h.idle {
                     // Dropping a member again after a step that dropped
@@ -1806,6 +1816,8 @@ mod review12_tests;
 mod review13_tests;
 #[cfg(test)]
 mod review14_tests;
+#[cfg(test)]
+mod review15_tests;
 #[cfg(test)]
 mod review2_tests;
 #[cfg(test)]

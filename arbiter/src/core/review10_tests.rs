@@ -217,6 +217,7 @@ fn held_after_jump(reconnect: bool, agent_keeps_numbering: bool) -> Duration {
         idle: false,
         seqs: BTreeMap::new(),
         renewed: BTreeSet::new(),
+        chain_started: since,
     };
     let hb = h.spec.timing.heartbeat_interval;
     assert_eq!(
