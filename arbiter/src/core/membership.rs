@@ -242,8 +242,8 @@ pub struct Edges {
     /// A planted bug for the tests: down edges are not proven again when a
     /// heal begins to arrive.
     no_reprove_on_heal: bool,
-    /// Was a heal arriving at the last update?
-    was_healing: bool,
+    /// The last instant a heal began to arrive, and the edges healing then.
+    heal_at: Option<(Duration, BTreeSet<(NodeId, NodeId)>)>,
     /// How far apart two reports of one side must be to prove an edge down
     /// again.
     proof_span: Duration,
@@ -287,6 +287,7 @@ impl Edges {
             .retain(|(a, b), _| alive.contains(a) && alive.contains(b));
         let mut settled = BTreeSet::new();
         let before = std::mem::take(&mut self.half_up);
+        let mut healed_now: BTreeSet<(NodeId, NodeId)> = BTreeSet::new();
         self.unproven = false;
         for &a in alive {
             for &b in alive.range((Bound::Excluded(a), Bound::Unbounded)) {
@@ -334,6 +335,7 @@ impl Edges {
                     if !e.up && (members || now.saturating_sub(since) >= settle) {
                         e.up = true;
                         e.up_again_at = Some(now);
+                        healed_now.insert((a, b));
                     }
                 } else {
                     e.raw_up_since = None;
@@ -375,13 +377,13 @@ impl Edges {
                         }
                         if evidence.saturating_sub(since) >= settle {
                             e.up = false;
-                            // Settled while a heal arrives: on reports
-                            // that may predate it (see below).
-                            // (Not when the heal in flight was this very edge,
-                            // one side reporting it up: a lossy link.)
-                            if self.was_healing
-                                && !self.no_reprove_on_heal
-                                && before.keys().any(|&k| k != (a, b))
+                            // Settled within `settle` of a heal beginning on
+                            // another edge: on reports that may predate it
+                            // (see below).
+                            if !self.no_reprove_on_heal
+                                && self.heal_at.as_ref().is_some_and(|(t, healing)| {
+                                    now.saturating_sub(*t) < settle && !healing.contains(&(a, b))
+                                })
                             {
                                 e.reprove = Some((now, [None, None]));
                             }
@@ -393,31 +395,30 @@ impl Edges {
                 }
             }
         }
-        // A heal begins to arrive (an edge one side reports up, or one back
-        // up, where there was none): every edge down is proven again, as
-        // after the arbiter's own outage. Both ends' last reports may come
-        // from before the heal reached their probes; a node cut from its
-        // peers while the heal arrives has its edges proven down again
-        // within two reports.
-        let back: BTreeSet<(NodeId, NodeId)> = self
-            .edges
-            .iter()
-            .filter(|(_, e)| e.up_again_at == Some(now))
-            .map(|(&k, _)| k)
+        // A heal begins to arrive: an edge counted down that one side now
+        // reports up (and did not at the last update), or one back up.
+        // Every other edge down is proven again from now on, as after the
+        // arbiter's own outage: both ends' last reports may come from
+        // before the heal reached their probes. A node cut from its peers
+        // while a heal arrives elsewhere has its edges proven down again
+        // within two reports. (Per edge: a link cut one way, half-up for
+        // good, hides no later heal; one side reporting an edge up again
+        // is no news about that same edge — a lossy link.)
+        let began: BTreeSet<(NodeId, NodeId)> = self
+            .half_up
+            .keys()
+            .filter(|k| !before.contains_key(k) && self.edges.get(k).is_some_and(|e| !e.up))
+            .copied()
+            .chain(healed_now)
             .collect();
-        let healing = !self.half_up.is_empty() || !back.is_empty();
-        if healing && !self.was_healing && !self.no_reprove_on_heal {
-            // (Edges down elsewhere: one side reporting an edge up is no
-            // news about that edge — a lossy link.)
-            let heals: BTreeSet<(NodeId, NodeId)> =
-                self.half_up.keys().copied().chain(back).collect();
+        if !began.is_empty() && !self.no_reprove_on_heal {
             for (k, e) in self.edges.iter_mut() {
-                if !e.up && e.reprove.is_none() && heals.iter().any(|h| h != k) {
+                if !e.up && !began.contains(k) {
                     e.reprove = Some((now, [None, None]));
                 }
             }
+            self.heal_at = Some((now, began));
         }
-        self.was_healing = healing;
         settled
     }
 

@@ -1819,6 +1819,8 @@ mod review14_tests;
 #[cfg(test)]
 mod review15_tests;
 #[cfg(test)]
+mod review16_tests;
+#[cfg(test)]
 mod review2_tests;
 #[cfg(test)]
 mod review3_tests;

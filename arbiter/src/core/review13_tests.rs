@@ -97,9 +97,7 @@ fn review13_r1_control_fresh_hold_and_pre_fix_code() {
         "pre-fix code"
     );
     let f = fenced_nodes(&resume_blip(true, None, 3500, None));
-    // (1900 since B's edges, settled while A's heal was arriving, are
-    // proven again first.)
-    assert_eq!(f, vec![(1900, 5)]);
+    assert_eq!(f, vec![(1720, 5)]);
     let f = fenced_nodes(&resume_blip(false, None, 3500, None));
     assert!(f.iter().all(|&(_, n)| n == 5) && !f.is_empty(), "{f:?}");
 }

@@ -89,9 +89,7 @@ fn review9_b1_control_no_prior_hold() {
 #[test]
 fn review9_b1_control_after_the_hold_ended() {
     let fenced = fenced_nodes(&isolation_after_spent_hold(true, 100));
-    // (Node 1 at 2890, not 2850, since its edges, settled while another
-    // edge's heal was arriving, are proven again first.)
-    assert_eq!(fenced, vec![(2250, 3), (2890, 1)]);
+    assert_eq!(fenced, vec![(2250, 3), (2850, 1)]);
 }
 
 /// The window: before the hold was reset once it decided, the critical
