@@ -5,34 +5,17 @@
 use super::test_support::*;
 use super::*;
 
-const TWO: [(NodeId, &[NodeId]); 2] = [(1, &[2]), (2, &[1])];
-
 /// Three nodes on machines with boots 0xb1, 0xb2, 0xb3; node 3 goes silent
 /// and its fence is "confirmed" by a device that switched another outlet:
 /// node 3's machine runs on, its agent silent (hung, or restarting).
 fn node3_recorded_off(mutant: Option<Mutant>) -> H {
-    let mut h = H::with(
-        spec_levels(3, QuorumMode::LastManStanding, 1),
-        Persisted::default(),
-        mutant,
-    );
-    for id in 1..=3 {
-        h.boot.insert(id, 0xb0 + u64::from(id));
-        h.connect(id, u64::from(id), u64::from(id));
-    }
-    h.run(ms(800), &ALL3);
+    let mut h = three_with_boots(mutant);
     h.run(ms(900), &TWO);
     h.confirm_off(3);
     h.run(ms(300), &TWO);
     assert!(h.announces_gone(3).len() == 1, "the fence completed");
     h.take();
     h
-}
-
-fn alerted(h: &H) -> bool {
-    h.notices()
-        .iter()
-        .any(|n| matches!(n, Notice::AliveAfterOff { node: 3, .. }))
 }
 
 /// Node 3's agent restarts (a new process instance) in the boot that was
@@ -50,7 +33,7 @@ fn an_agent_restarted_in_the_boot_confirmed_off_is_alive_after_off() {
         h.connect(3, 300, 30);
         h.run(ms(1500), &ALL3);
         let leased = h.grants(3).iter().any(|&t| t > h.now - ms(1500));
-        assert_eq!(alerted(&h), alert, "boot {boot:#x} {mutant:?}");
+        assert_eq!(alerted(&h, 3), alert, "boot {boot:#x} {mutant:?}");
         assert_eq!(leased, !alert, "boot {boot:#x} {mutant:?}");
         assert_eq!(h.core.status().alerts.contains_key(&3), alert);
     }
@@ -69,7 +52,7 @@ fn a_duplicate_taken_for_the_reboot_does_not_wash_out_the_off_record() {
         h.connect(3, 300, 1000);
         h.run(ms(1500), &ALL3);
         assert!(
-            !alerted(&h),
+            !alerted(&h, 3),
             "{mutant:?}: the duplicate looks like a reboot"
         );
         // The duplicate stops; the original agent reconnects as it was.
@@ -77,7 +60,7 @@ fn a_duplicate_taken_for_the_reboot_does_not_wash_out_the_off_record() {
         h.boot.insert(3, 0xb3);
         h.connect(3, 301, 3);
         h.run(ms(600), &ALL3);
-        assert_eq!(alerted(&h), alert, "{mutant:?}");
+        assert_eq!(alerted(&h, 3), alert, "{mutant:?}");
         if alert {
             let late = h.now - ms(500);
             assert!(!h.grants(3).iter().any(|&t| t > late));
@@ -104,7 +87,7 @@ fn fenced_agents_outlive_a_restart_until_an_operator_clears_them() {
     h.boot.insert(3, 0xb34);
     h.connect(3, 300, 30);
     h.run(ms(1500), &ALL3);
-    assert!(!alerted(&h));
+    assert!(!alerted(&h, 3));
     assert!(h.store.off.is_empty() && h.store.fenced.contains_key(&3));
     h.restart(&[1, 2]);
     h.boot.insert(3, 0xb34);
@@ -115,7 +98,7 @@ fn fenced_agents_outlive_a_restart_until_an_operator_clears_them() {
     h.boot.insert(3, 0xb3);
     h.connect(3, 3001, 31);
     h.run(ms(300), &ALL3);
-    assert!(alerted(&h));
+    assert!(alerted(&h, 3));
     h.step(Event::Clear { node: 3 });
     assert!(!h.store.fenced.contains_key(&3));
     assert!(h.core.node(3).is_some_and(|v| v.fenced.is_empty()));

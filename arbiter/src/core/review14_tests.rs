@@ -8,45 +8,6 @@ use super::test_support::*;
 #[allow(unused_imports)]
 use super::*;
 
-const TWO: [(NodeId, &[NodeId]); 2] = [(1, &[2]), (2, &[1])];
-
-/// Three nodes, LMS, one fence level; machines with boots 0xb1, 0xb2,
-/// 0xb3; agent instance = node id.
-fn three_with_boots() -> H {
-    three_with_boots_and(None)
-}
-
-fn three_with_boots_and(mutant: Option<Mutant>) -> H {
-    let mut h = H::with(
-        spec_levels(3, QuorumMode::LastManStanding, 1),
-        Persisted::default(),
-        mutant,
-    );
-    for id in 1..=3 {
-        h.boot.insert(id, 0xb0 + u64::from(id));
-        h.connect(id, u64::from(id), u64::from(id));
-    }
-    h.run(ms(800), &ALL3);
-    h
-}
-
-/// Run with nodes 1, 2 only until node 3's fence starts.
-fn until_fence_of_3(h: &mut H) {
-    for _ in 0..800 {
-        if h.fence_of(3).is_some() {
-            return;
-        }
-        h.run(ms(10), &TWO);
-    }
-    panic!("node 3 was never fenced");
-}
-
-fn alerted(h: &H, node: NodeId) -> bool {
-    h.notices()
-        .iter()
-        .any(|n| matches!(n, Notice::AliveAfterOff { node: m, .. } if *m == node))
-}
-
 fn leased_since(h: &H, node: NodeId, since: Duration) -> bool {
     h.grants(node).iter().any(|&t| t >= since)
 }
@@ -76,7 +37,7 @@ fn leased_since(h: &H, node: NodeId, since: Duration) -> bool {
 /// must be alive after off, with no lease.
 #[test]
 fn r1_a_fence_resumed_after_a_restart_forgets_the_agent_it_switched_off() {
-    let mut h = three_with_boots();
+    let mut h = three_with_boots(None);
     until_fence_of_3(&mut h);
     h.run(ms(50), &TWO);
     h.restart(&[1, 2]);
@@ -113,7 +74,7 @@ fn r1b_is_caught_with_the_agents_forgotten_across_restarts() {
 }
 
 fn r1b(mutant: Option<Mutant>) {
-    let mut h = three_with_boots_and(mutant);
+    let mut h = three_with_boots(mutant);
     h.run(ms(200), &TWO);
     h.restart(&[1, 2]);
     until_fence_of_3(&mut h);
@@ -165,7 +126,7 @@ fn r2_is_caught_with_the_alerts_forgotten_across_restarts() {
 }
 
 fn r2(mutant: Option<Mutant>) {
-    let mut h = three_with_boots_and(mutant);
+    let mut h = three_with_boots(mutant);
     h.run(ms(900), &TWO);
     h.confirm_off(3);
     h.run(ms(300), &TWO);
@@ -205,7 +166,7 @@ fn r2(mutant: Option<Mutant>) {
 /// is caught.
 #[test]
 fn ok_a_node_fenced_twice_and_rebooted_each_time_rejoins() {
-    let mut h = three_with_boots();
+    let mut h = three_with_boots(None);
     for (round, (boot, instance)) in [(0xb31u64, 31u64), (0xb32, 32)].into_iter().enumerate() {
         h.run(ms(900), &TWO);
         h.confirm_off(3);
@@ -239,7 +200,7 @@ fn ok_a_node_fenced_twice_and_rebooted_each_time_rejoins() {
 /// Hello does not make the reboot look alive after off.
 #[test]
 fn ok_an_in_flight_hello_then_a_real_reboot_is_no_alert() {
-    let mut h = three_with_boots();
+    let mut h = three_with_boots(None);
     h.run(ms(900), &TWO);
     h.confirm_off(3);
     h.run(ms(20), &TWO);
@@ -263,7 +224,7 @@ fn ok_an_in_flight_hello_then_a_real_reboot_is_no_alert() {
 /// checked: the alert comes. (Fine through the shell; noted in the report.)
 #[test]
 fn ok_a_fenced_agent_superseded_right_after_a_restart_is_caught_when_it_reconnects() {
-    let mut h = three_with_boots();
+    let mut h = three_with_boots(None);
     h.run(ms(900), &TWO);
     h.confirm_off(3);
     h.run(ms(300), &TWO);
@@ -310,7 +271,7 @@ fn ok_boot_zero_falls_back_to_the_instance() {
         (0, 0, 3, true),
         (0xb3, 0, 3, true),
     ] {
-        let mut h = three_with_boots();
+        let mut h = three_with_boots(None);
         h.boot.insert(3, boot_then);
         h.connect(3, 33, 3);
         h.run(ms(200), &ALL3);

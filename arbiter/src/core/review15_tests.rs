@@ -63,21 +63,6 @@ fn drive_links(
     drive(h, ms(until), phase, &reach);
 }
 
-/// A small deterministic generator for the explorations.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A random scenario: `k` nodes, LMS; `flappers` nodes each cut from every
 /// peer in random spells; random phases and per-pair probe lags. Returns
 /// the fences of nodes never cut, and the run.
@@ -253,41 +238,13 @@ fn review15_a1_control_one_flap_alone_is_fine() {
 // restart (`build` skips nodes with an open intent).
 // ---------------------------------------------------------------------------
 
-const TWO: [(NodeId, &[NodeId]); 2] = [(1, &[2]), (2, &[1])];
-
-fn alerted(h: &H, node: NodeId) -> bool {
-    h.notices()
-        .iter()
-        .any(|n| matches!(n, Notice::AliveAfterOff { node: m, .. } if *m == node))
-}
-
-/// Run nodes 1, 2 only until node 3's fence starts.
-fn until_fence_of_3(h: &mut H) {
-    for _ in 0..800 {
-        if h.fence_of(3).is_some() {
-            return;
-        }
-        h.run(ms(10), &TWO);
-    }
-    panic!("node 3 was never fenced");
-}
-
 /// Node 3 (boot 0xb3, agent 3) is fenced and recorded off by a device that
 /// lied; agent 30 (boot 0xb30) is taken for the reboot and becomes a
 /// member; node 3 is cut off and fenced again; while that fence runs,
 /// agent 3 (never switched off) speaks: alive after off, alert persisted.
 /// Returns the harness just after the alert.
 fn alert_during_a_fence(mutant: Option<Mutant>) -> H {
-    let mut h = H::with(
-        spec_levels(3, QuorumMode::LastManStanding, 1),
-        Persisted::default(),
-        mutant,
-    );
-    for id in 1..=3 {
-        h.boot.insert(id, 0xb0 + u64::from(id));
-        h.connect(id, u64::from(id), u64::from(id));
-    }
-    h.run(ms(800), &ALL3);
+    let mut h = three_with_boots(mutant);
     until_fence_of_3(&mut h);
     h.confirm_off(3);
     h.run(ms(300), &TWO);

@@ -107,39 +107,9 @@ impl Sc {
             t += 10;
             self.to(t);
             if t >= from {
-                let c = &self.h.core;
-                eprintln!(
-                    "{t}: reproving {:?} half_up {:?} going {:?} hold {:?} verdict {:?} fences {:?}",
-                    c.edges.reproving(),
-                    c.edges.half_up(),
-                    c.edges.going_down(),
-                    c.hold.as_ref().map(|h| (
-                        h.since.as_millis(),
-                        h.started.as_millis(),
-                        h.drops.clone(),
-                        h.renewed.clone(),
-                        h.idle
-                    )),
-                    c.verdict,
-                    fenced_nodes(&self.h)
-                );
+                eprintln!("{t}: {}", state(&self.h));
             }
         }
-    }
-}
-
-/// A small deterministic generator for the explorations.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
@@ -441,7 +411,6 @@ fn lossy_pair_to(h: &mut H, pattern: u32, len: u32, p: [u64; 3], cut: u64, until
 }
 
 /// One line of the edges' and the hold's state (for traces).
-#[allow(dead_code)]
 fn state(h: &H) -> String {
     let c = &h.core;
     format!(

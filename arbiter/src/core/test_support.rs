@@ -35,6 +35,58 @@ pub(super) fn h_with(spec: ClusterSpec, mutant: Option<Mutant>) -> H {
     H::with(spec, Persisted::default(), mutant)
 }
 
+/// A small deterministic generator for the explorations.
+pub(super) struct Lcg(pub(super) u64);
+impl Lcg {
+    pub(super) fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    pub(super) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Three nodes, LMS, one fence level, on machines with boots 0xb1, 0xb2,
+/// 0xb3 (agent instance = node id), all reaching each other for 800 ms.
+pub(super) fn three_with_boots(mutant: Option<Mutant>) -> H {
+    let mut h = H::with(
+        spec_levels(3, QuorumMode::LastManStanding, 1),
+        Persisted::default(),
+        mutant,
+    );
+    for id in 1..=3 {
+        h.boot.insert(id, 0xb0 + u64::from(id));
+        h.connect(id, u64::from(id), u64::from(id));
+    }
+    h.run(ms(800), &ALL3);
+    h
+}
+
+/// Nodes 1 and 2 reaching each other (node 3 silent).
+pub(super) const TWO: [(NodeId, &[NodeId]); 2] = [(1, &[2]), (2, &[1])];
+
+/// Run nodes 1, 2 only until node 3's fence starts.
+pub(super) fn until_fence_of_3(h: &mut H) {
+    for _ in 0..800 {
+        if h.fence_of(3).is_some() {
+            return;
+        }
+        h.run(ms(10), &TWO);
+    }
+    panic!("node 3 was never fenced");
+}
+
+/// Did the core raise the alive-after-off alert for `node`?
+pub(super) fn alerted(h: &H, node: NodeId) -> bool {
+    h.notices()
+        .iter()
+        .any(|n| matches!(n, Notice::AliveAfterOff { node: m, .. } if *m == node))
+}
+
 /// Three nodes that all reach each other.
 pub(super) const ALL3: [(NodeId, &[NodeId]); 3] = [(1, &[2, 3]), (2, &[1, 3]), (3, &[1, 2])];
 

@@ -41,11 +41,12 @@ impl AgentSessionService {
     }
 }
 
-/// Checks a Hello against the configuration. Changes no state.
+/// Checks a Hello against the configuration. Changes no state. Returns the
+/// cluster and the digest of the agent's boot id (0: not told).
 pub fn check_hello<'a>(
     clusters: &'a BTreeMap<String, ClusterHandle>,
     hello: &pb::Hello,
-) -> Result<&'a ClusterHandle, Status> {
+) -> Result<(&'a ClusterHandle, u64), Status> {
     let cluster = clusters.get(&hello.cluster).ok_or_else(|| {
         Status::not_found(format!(
             "cluster {:?} does not exist on this arbiter (it serves: {})",
@@ -59,7 +60,7 @@ pub fn check_hello<'a>(
             hello.node_id, hello.cluster
         )));
     };
-    proto::boot_id_digest(&hello.boot_id)
+    let boot = proto::boot_id_digest(&hello.boot_id)
         .map_err(|e| Status::invalid_argument(format!("Hello.boot_id: {e}")))?;
     if *addr != hello.probe_address {
         return Err(Status::failed_precondition(format!(
@@ -67,7 +68,7 @@ pub fn check_hello<'a>(
             hello.node_id, hello.probe_address, addr, hello.cluster
         )));
     }
-    Ok(cluster)
+    Ok((cluster, boot))
 }
 
 #[tonic::async_trait]
@@ -92,7 +93,7 @@ impl pb::agent_session_server::AgentSession for AgentSessionService {
                 ));
             }
         };
-        let cluster = check_hello(&self.clusters, &hello).inspect_err(|e| {
+        let (cluster, boot) = check_hello(&self.clusters, &hello).inspect_err(|e| {
             warn!(peer = ?peer, cluster = %hello.cluster, node.id = hello.node_id, error = %e.message(), "session refused");
         })?;
         if let Some(ids) = &identities {
@@ -123,8 +124,7 @@ impl pb::agent_session_server::AgentSession for AgentSessionService {
                 session,
                 known_epoch: hello.known_epoch,
                 instance: hello.instance,
-                boot: proto::boot_id_digest(&hello.boot_id)
-                    .map_err(|e| Status::invalid_argument(format!("Hello.boot_id: {e}")))?,
+                boot,
                 fingerprint: hello.config_fingerprint.clone(),
                 out: tx,
             })
