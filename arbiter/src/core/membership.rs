@@ -242,6 +242,13 @@ pub struct Edges {
     /// A planted bug for the tests: down edges are not proven again when a
     /// heal begins to arrive.
     no_reprove_on_heal: bool,
+    /// A planted bug for the tests: a new session reporting a peer reached
+    /// that does not report it back is no heal arriving.
+    no_young_heals: bool,
+    /// A planted bug for the tests: one side reporting an edge going down
+    /// back up (the other side still reporting it lost) is no heal
+    /// arriving.
+    no_one_sided_heals: bool,
     /// The last instant a heal began to arrive, and the edges healing then.
     heal_at: Option<(Duration, BTreeSet<(NodeId, NodeId)>)>,
     /// How far apart two reports of one side must be to prove an edge down
@@ -263,6 +270,19 @@ impl Edges {
             proof_span,
             ..Edges::default()
         }
+    }
+
+    /// Plants the bug [`Mutant::NoYoungHeals`](super::Mutant) for the tests.
+    pub fn with_no_young_heals(mut self, on: bool) -> Self {
+        self.no_young_heals = on;
+        self
+    }
+
+    /// Plants the bug [`Mutant::NoOneSidedHeals`](super::Mutant) for the
+    /// tests.
+    pub fn with_no_one_sided_heals(mut self, on: bool) -> Self {
+        self.no_one_sided_heals = on;
+        self
     }
 
     /// Fold in the raw graph of `alive` nodes at `now` and return the
@@ -288,6 +308,7 @@ impl Edges {
         let mut settled = BTreeSet::new();
         let before = std::mem::take(&mut self.half_up);
         let mut healed_now: BTreeSet<(NodeId, NodeId)> = BTreeSet::new();
+        let mut back_on_one_side: BTreeSet<(NodeId, NodeId)> = BTreeSet::new();
         self.unproven = false;
         for &a in alive {
             for &b in alive.range((Bound::Excluded(a), Bound::Unbounded)) {
@@ -369,6 +390,18 @@ impl Edges {
                         let evidence = if settle_by_clock { now } else { evidence };
                         for (i, (x, y)) in [(a, b), (b, a)].into_iter().enumerate() {
                             if says(x, y) {
+                                // One side reporting the other back after a
+                                // run of reports saying it lost (a break
+                                // seen from that side, not one lost probe),
+                                // the other side still saying lost: a heal
+                                // arriving on an edge that had not settled
+                                // down yet.
+                                if e.no_runs[i].is_some_and(|(first, last)| {
+                                    last.saturating_sub(first) >= self.proof_span
+                                }) && !self.no_one_sided_heals
+                                {
+                                    back_on_one_side.insert((a, b));
+                                }
                                 e.no_runs[i] = None;
                             } else {
                                 let heard = nodes[&x].last_heard.unwrap_or(now);
@@ -404,12 +437,29 @@ impl Edges {
         // within two reports. (Per edge: a link cut one way, half-up for
         // good, hides no later heal; one side reporting an edge up again
         // is no news about that same edge — a lossy link.)
+        // A new session reporting a peer reached that does not report it
+        // back (a node back from a crash, a freeze or a cut, its peers'
+        // probes not there yet) is a heal arriving too, though the edge,
+        // started afresh with the session, counts up: the peers' other
+        // reports may predate it as well.
+        let young_yes = |&(a, b): &(NodeId, NodeId)| {
+            let yes = |x: NodeId, y: NodeId| nodes[&x].reach.contains(&y);
+            (young.contains(&a) && !young.contains(&b) && yes(a, b) && !yes(b, a))
+                || (young.contains(&b) && !young.contains(&a) && yes(b, a) && !yes(a, b))
+        };
         let began: BTreeSet<(NodeId, NodeId)> = self
             .half_up
             .keys()
-            .filter(|k| !before.contains_key(k) && self.edges.get(k).is_some_and(|e| !e.up))
+            .filter(|k| {
+                !before.contains_key(k)
+                    && self
+                        .edges
+                        .get(k)
+                        .is_some_and(|e| !e.up || (!self.no_young_heals && young_yes(k)))
+            })
             .copied()
             .chain(healed_now)
+            .chain(back_on_one_side)
             .collect();
         if !began.is_empty() && !self.no_reprove_on_heal {
             for (k, e) in self.edges.iter_mut() {

@@ -106,6 +106,18 @@ pub enum Mutant {
     /// ends' last reports, from before the heal reached their probes,
     /// count.
     NoReproveOnHeal,
+    /// A new session reporting a peer reached that does not report it back
+    /// is no heal arriving (the edge started afresh counts up): the peers'
+    /// other reports, from before the heal reached their probes, count.
+    NoYoungHeals,
+    /// A gap in which the arbiter heard nobody, though two nodes or more
+    /// were heartbeating just before, is no loss of contact: a node whose
+    /// silence spans it, reconnecting, is fenced.
+    NoDeafGaps,
+    /// One side reporting an edge going down back up, the other still
+    /// reporting it lost, is no heal arriving: an edge settled down
+    /// elsewhere on reports from before the heal counts.
+    NoOneSidedHeals,
     /// A spent hold decides on a member it was not for (another incident's
     /// hold, mid-way through a heal).
     HoldSpentOnAnotherMember,
@@ -250,6 +262,8 @@ pub struct ArbiterCore {
     storm_noticed: Option<BTreeSet<NodeId>>,
     /// Since when the arbiter has heard from a quorate set without a break.
     contact_since: Option<Duration>,
+    /// When the arbiter last heard a heartbeat from any node.
+    last_any_heard: Option<Duration>,
     /// The last instant a storm was held: like a loss of contact, what
     /// happened before it is no evidence against anyone.
     storm_held_at: Option<Duration>,
@@ -482,7 +496,9 @@ impl ArbiterCore {
                 // Two reports proving an edge down again must be at least
                 // half an interval apart (a burst of queued ones is not).
                 spec.timing.heartbeat_interval / 2,
-            ),
+            )
+            .with_no_young_heals(mutant == Some(Mutant::NoYoungHeals))
+            .with_no_one_sided_heals(mutant == Some(Mutant::NoOneSidedHeals)),
             epoch: persisted.epoch,
             backed,
             gone,
@@ -491,6 +507,7 @@ impl ArbiterCore {
             no_quorum_noticed: false,
             storm_noticed: None,
             contact_since: None,
+            last_any_heard: None,
             storm_held_at: None,
             contact_noticed: false,
             // A first step long after construction is a stall like any.
@@ -913,6 +930,12 @@ impl ArbiterCore {
                 out,
             );
         }
+        // The first report after a deaf gap ends it: contact was lost (the
+        // contact check below regains it once a quorate set is heard).
+        if self.deaf(now) {
+            self.lose_contact(out);
+        }
+        self.last_any_heard = Some(now);
         let fresh = self.spec.timing.fresh_within();
         let v = self.nodes.get_mut(&node).expect("checked above");
         if v.last_heard.is_some_and(|h| now.saturating_sub(h) > fresh) {
@@ -1091,7 +1114,7 @@ impl ArbiterCore {
             })
             .map(|(id, _)| u64::from(self.spec.nodes[id].votes))
             .sum();
-        let heard = votes > 0 && self.quorum.is_quorate(votes, true);
+        let heard = votes > 0 && self.quorum.is_quorate(votes, true) && !self.deaf(now);
         match (heard, self.contact_since) {
             (true, None) => {
                 self.contact_since = Some(now);
@@ -1106,6 +1129,33 @@ impl ArbiterCore {
             (false, Some(_)) => self.lose_contact(out),
             _ => {}
         }
+    }
+
+    /// Is the arbiter deaf: no heartbeat from any node for an interval and
+    /// a half, when two nodes or more were heartbeating just before? Their
+    /// silences began together: the arbiter's own network (or its host)
+    /// is the likelier cause, and such a gap counts like a loss of contact
+    /// (a node that lost its session meanwhile gets its reconnect
+    /// allowance), even when a few reports slip through between two gaps.
+    fn deaf(&self, now: Duration) -> bool {
+        if self.mutant == Some(Mutant::NoDeafGaps) {
+            return false;
+        }
+        let hb = self.spec.timing.heartbeat_interval;
+        let deaf_after = hb + hb / 2;
+        let Some(last) = self.last_any_heard else {
+            return false;
+        };
+        now.saturating_sub(last) > deaf_after
+            && self
+                .nodes
+                .values()
+                .filter(|v| {
+                    v.last_heard
+                        .is_some_and(|h| last.saturating_sub(h) <= deaf_after)
+                })
+                .count()
+                >= 2
     }
 
     /// Members not alive whose silence does not count yet: not heard since
@@ -1802,6 +1852,8 @@ fn job_step(node: NodeId, intent: u64, step: JobStep, detail: String, out: &mut 
     }
 }
 
+#[cfg(test)]
+mod heal_arrival_tests;
 #[cfg(test)]
 mod identity_tests;
 #[cfg(test)]

@@ -32,6 +32,10 @@ struct Args {
     /// A narrower mix of faults: flip-during-slow-fence | arbiter-outages | wrong-outlets | peer-cuts.
     #[arg(long)]
     focus: Option<String>,
+    /// No second process speaking as a node (as the tests that plant bugs
+    /// run their seeds).
+    #[arg(long)]
+    no_duplicates: bool,
 }
 
 fn main() -> ExitCode {
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         o.verbose = args.verbose;
         o.mutant = mutant;
         o.focus = focus;
+        o.duplicates = !args.no_duplicates;
         return match sim::run(&o) {
             Ok(r) => {
                 println!("seed {seed}: ok {r:?}");
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
     let mut template = Options::new(args.start);
     template.mutant = mutant;
     template.focus = focus;
+    template.duplicates = !args.no_duplicates;
     let progress = |v: &sim::Violation| eprintln!("{v}");
     let mut totals = sim::Totals::default();
     let mut failures = Vec::new();

@@ -49,7 +49,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 31] = [
+    pub const ALL: [(&'static str, Mutant); 34] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -155,6 +155,12 @@ impl Mutant {
         (
             "no-reprove-on-heal",
             Mutant::Core(CoreMutant::NoReproveOnHeal),
+        ),
+        ("no-young-heals", Mutant::Core(CoreMutant::NoYoungHeals)),
+        ("no-deaf-gaps", Mutant::Core(CoreMutant::NoDeafGaps)),
+        (
+            "no-one-sided-heals",
+            Mutant::Core(CoreMutant::NoOneSidedHeals),
         ),
     ];
 
@@ -504,6 +510,10 @@ pub struct Sim {
     /// The endpoint that opened each session: the arbiter answers on the
     /// session's connection, whoever claims to be at the other end.
     sessions: BTreeMap<u64, Endpoint>,
+    /// (prober, peer): a probe between them or its reply was lost and no
+    /// reply has reached the prober since (the link carried no probe: the
+    /// agent's view of it is that of a link down).
+    probe_silent: BTreeSet<(NodeId, NodeId)>,
     /// The links between nodes last seen down (see `observe_links`).
     links_seen: Vec<(NodeId, NodeId)>,
     links_scratch: Vec<(NodeId, NodeId)>,
@@ -740,6 +750,7 @@ impl Sim {
             clones: BTreeMap::new(),
             boot_heard: BTreeMap::new(),
             sessions: BTreeMap::new(),
+            probe_silent: BTreeSet::new(),
             links_seen: Vec::new(),
             links_scratch: Vec::new(),
             pending_spec: None,
@@ -840,7 +851,23 @@ impl Sim {
 
     fn send(&mut self, from: Endpoint, to: Endpoint, msg: Msg) {
         match self.net.send(&mut self.rng, from, to) {
-            Delivery::Dropped => self.lossy(from, to),
+            Delivery::Dropped => {
+                // A probe or its reply lost: the prober hears nothing from
+                // that peer until a reply gets through.
+                let silent = match msg {
+                    Msg::Probe { .. } => Some((from, to)),
+                    Msg::ProbeReply { .. } => Some((to, from)),
+                    _ => None,
+                };
+                if let Some(pair) = silent
+                    && self.agents.contains_key(&pair.0)
+                    && self.agents.contains_key(&pair.1)
+                    && self.probe_silent.insert(pair)
+                {
+                    self.observe_links();
+                }
+                self.lossy(from, to)
+            }
             Delivery::After(delays) => {
                 for d in delays {
                     self.schedule(
@@ -895,9 +922,35 @@ impl Sim {
         let mut broken = std::mem::take(&mut self.links_scratch);
         broken.clear();
         let stopped = |n: &Agent| n.state != AgentState::Running;
+        // Links whose probes were lost until the prober dropped the peer
+        // from its reports (nothing heard for three intervals): to that
+        // agent, and so to the arbiter, the link is down; a lost probe or
+        // two is not.
+        let hb = self.spec.timing.heartbeat_interval;
+        let silent: Vec<(NodeId, NodeId)> = self
+            .probe_silent
+            .iter()
+            .copied()
+            .filter(|(x, y)| {
+                self.agents.get(x).is_some_and(|a| {
+                    let local = a.local(self.now_us);
+                    a.state == AgentState::Running
+                        && a.peers.contains(y)
+                        && a.probe_ok
+                            .get(y)
+                            .is_none_or(|&t| local.saturating_sub(t) > hb * 3)
+                })
+            })
+            .collect();
         for (&a, na) in &self.agents {
             for (&b, nb) in self.agents.range(a + 1..) {
-                if stopped(na) || stopped(nb) || !self.net.is_up(a, b) || !self.net.is_up(b, a) {
+                if stopped(na)
+                    || stopped(nb)
+                    || !self.net.is_up(a, b)
+                    || !self.net.is_up(b, a)
+                    || silent.contains(&(a, b))
+                    || silent.contains(&(b, a))
+                {
                     broken.push((a, b));
                 }
             }
@@ -1916,6 +1969,9 @@ impl Sim {
                 // counts for nothing.)
                 if a.peers.contains(&from) {
                     a.probe_ok.insert(from, local);
+                }
+                if self.probe_silent.remove(&(to, from)) {
+                    self.observe_links();
                 }
                 return Ok(());
             }
