@@ -60,6 +60,15 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_tracing(plan.json_logs);
+    // A file size limit (systemd's LimitFSIZE, a quota) must be a store
+    // write error, which stops the arbiter cleanly before it acts, not
+    // SIGXFSZ's core dump in the middle of a commit. (tokio keeps the
+    // handler for the life of the process.)
+    let _ = rt.block_on(async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(
+            nix::sys::signal::Signal::SIGXFSZ as i32,
+        ))
+    });
     match rt.block_on(arbiter::run(plan, shutdown_signal(), |_| {})) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -99,6 +99,8 @@ pub struct LocalCluster {
     pub backup: Option<SimPowerDevice>,
     arbiter: Option<Child>,
     agents: Vec<(u32, Child)>,
+    /// Second processes speaking as a node (`start_duplicate_agent`).
+    duplicates: Vec<(u32, Child)>,
     arbiter_starts: u32,
 }
 
@@ -336,6 +338,7 @@ impl LocalCluster {
             backup,
             arbiter: None,
             agents: Vec::new(),
+            duplicates: Vec::new(),
             arbiter_starts: 0,
         };
         c.start_arbiter().await?;
@@ -379,6 +382,13 @@ impl LocalCluster {
         )))
     }
 
+    /// The arbiter's exit status, once it has exited on its own.
+    pub fn arbiter_exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.arbiter
+            .as_mut()
+            .and_then(|a| a.try_wait().ok().flatten())
+    }
+
     /// Stop the arbiter gracefully (SIGTERM).
     pub fn stop_arbiter(&mut self) {
         if let Some(mut a) = self.arbiter.take() {
@@ -418,6 +428,58 @@ impl LocalCluster {
         self.agents.retain(|(n, _)| *n != i);
         self.agents.push((i, child));
         Ok(pid)
+    }
+
+    /// A second machine configured as node `i` (a duplicate identity: a
+    /// copied configuration, a cloned VM): node `i`'s agent configuration
+    /// with a listening port and a boot id of its own, logging to
+    /// `agent<i>-dup.log`. Not plugged into any power device: switching
+    /// node `i` off does not stop it. Stopped with the cluster, or by
+    /// `kill_duplicate_agent`.
+    pub fn start_duplicate_agent(&mut self, i: u32) -> Result<u32, CliError> {
+        let d = self.dir.path();
+        let original = std::fs::read_to_string(d.join(format!("agent{i}.toml")))
+            .map_err(|e| err(format!("node {i} has no agent configuration: {e}")))?;
+        let port = free_ports(1)?[0];
+        let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+            .map_err(|e| err(format!("cannot draw a boot id: {e}")))?;
+        let boot = d.join(format!("boot{i}-dup"));
+        write(&boot, uuid.trim())?;
+        let config: String = original
+            .lines()
+            .map(|l| {
+                if l.starts_with("listen = ") {
+                    format!("listen = \"127.0.0.1:{port}\"")
+                } else if l.starts_with("boot_id_file = ") {
+                    format!("boot_id_file = \"{}\"", boot.display())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = d.join(format!("agent{i}-dup.toml"));
+        write(&path, &config)?;
+        let child = spawn(
+            &self.bin.join("fence-agent"),
+            &path,
+            &d.join(format!("agent{i}-dup.log")),
+        )?;
+        let pid = child.id();
+        self.duplicates.push((i, child));
+        Ok(pid)
+    }
+
+    /// Kill node `i`'s duplicate (`start_duplicate_agent`).
+    pub fn kill_duplicate_agent(&mut self, i: u32) -> Result<(), CliError> {
+        let Some(at) = self.duplicates.iter().position(|(n, _)| *n == i) else {
+            return Err(err(format!("node {i} has no duplicate agent")));
+        };
+        let (_, mut c) = self.duplicates.remove(at);
+        let pid = Pid::from_raw(c.id() as i32);
+        kill(pid, Signal::SIGKILL).map_err(|e| err(format!("SIGKILL to pid {pid}: {e}")))?;
+        let _ = c.wait();
+        Ok(())
     }
 
     pub fn agent_pid(&self, i: u32) -> Option<u32> {
@@ -521,10 +583,11 @@ impl LocalCluster {
 
     /// Stop everything, agents first.
     pub fn stop(&mut self) {
-        for (_, c) in &mut self.agents {
+        for (_, c) in self.agents.iter_mut().chain(self.duplicates.iter_mut()) {
             stop_child(c);
         }
         self.agents.clear();
+        self.duplicates.clear();
         self.stop_arbiter();
     }
 

@@ -1129,3 +1129,125 @@ async fn a_device_that_errs_after_switching_off_is_not_taken_at_its_word() {
         .count();
     assert_eq!(told, 1, "{:?}", w.seen);
 }
+
+/// The lease intervals `(from, to)` in unix µs that an agent's JSON log
+/// shows (a lease still held at the end runs to `end`).
+fn lease_intervals(log: &str, end: u64) -> Vec<(u64, u64)> {
+    let mut held: Option<u64> = None;
+    let mut out = Vec::new();
+    for (t, msg, _) in json_log(log) {
+        if msg.starts_with("lease acquired") {
+            held.get_or_insert(t);
+        } else if msg.starts_with("lease lost")
+            && let Some(from) = held.take()
+        {
+            out.push((from, t));
+        }
+    }
+    out.extend(held.map(|from| (from, end)));
+    out
+}
+
+/// A duplicate identity: a second machine configured as node 2 (a copied
+/// configuration, a cloned VM), with its own address and boot, starts
+/// beside node 2 and keeps trying for 3 s. The arbiter refuses it, naming
+/// the address it gave and the one configured: node 2's session and lease
+/// run on unbroken, nobody is fenced, the duplicate never holds a lease.
+/// (One on node 2's very address, which loopback cannot host twice, is
+/// covered by the simulation's duplicate identities and the core's
+/// `a_second_instance_of_a_node_waits_out_the_first_ones_lease`: the newer
+/// session replaces the older, and gets no lease while the older may
+/// still hold one.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_identity_from_another_address_is_refused_and_fences_nobody() {
+    let _g = serial();
+    let (mut c, mut w, epoch) = cluster(ClusterOptions::default()).await;
+    let started = unix_us();
+    c.start_duplicate_agent(2).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.kill_duplicate_agent(2).unwrap();
+    let end = unix_us();
+    assert_eq!(c.wait_all_leased_among(&[1, 2, 3]).await, epoch);
+    let fenced = w
+        .wait_for(Duration::from_millis(300), |e| e.kind == "fence_intent")
+        .await;
+    assert!(fenced.is_none(), "{fenced:?}");
+    let refused = json_log(&c.log("arbiter")).into_iter().any(|(t, m, f)| {
+        t >= started
+            && m == "session refused"
+            && f["node.id"] == 2
+            && f["error"].as_str().is_some_and(|e| {
+                e.contains("node 2 says it serves probes on")
+                    && e.contains("cluster.demo.node.address")
+            })
+    });
+    assert!(
+        refused,
+        "the duplicate was not refused: {}",
+        c.log("arbiter")
+    );
+    let dup = c.log("agent2-dup");
+    assert!(dup.contains("the arbiter refused this agent"), "{dup}");
+    assert!(
+        lease_intervals(&dup, end).is_empty(),
+        "the duplicate held a lease: {dup}"
+    );
+    // Node 2's own agent held one lease from before the duplicate until
+    // after it: never lost.
+    let own = lease_intervals(&c.log("agent2"), unix_us());
+    assert!(
+        own.iter().any(|&(from, to)| from < started && to >= end),
+        "node 2's lease broke while the duplicate ran: {own:?}"
+    );
+}
+
+/// Store write errors: the running arbiter's state file may no longer be
+/// written past its first 4 KiB (its file size limit lowered with
+/// `prlimit`, as a full disk or a quota would refuse the write). Node 3
+/// freezes; the arbiter's first write after that (the fence intent) fails:
+/// it says so and stops with exit status 70 before acting on it — no
+/// fence without its intent stored, no announcement. Restarted with room,
+/// it waits out its grace, fences node 3 and tells the survivors.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_write_error_stops_the_arbiter_before_it_acts() {
+    let _g = serial();
+    let (mut c, mut w, epoch) = cluster(ClusterOptions::default()).await;
+    let pid = c.arbiter_pid().expect("arbiter runs");
+    let out = Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg("--fsize=4096:4096")
+        .output()
+        .expect("prlimit (util-linux) runs");
+    assert!(out.status.success(), "{out:?}");
+    let t = unix_us();
+    c.freeze(3).unwrap();
+    let mut status = None;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(st) = c.arbiter_exit_status() {
+            status = Some(st);
+            break;
+        }
+    }
+    let log = c.log("arbiter");
+    assert_eq!(status.and_then(|s| s.code()), Some(70), "{log}");
+    assert!(
+        log.contains("cannot persist; stopping the arbiter"),
+        "{log}"
+    );
+    assert!(
+        !c.device.events().unwrap().iter().any(|e| e.action == "off"),
+        "a fence ran though its intent was not stored"
+    );
+    assert!(
+        !w.seen.iter().any(|e| e.kind == "survivors_notified"),
+        "{:?}",
+        w.seen
+    );
+    // Room again: the restarted arbiter fences node 3 (announced after the
+    // device confirmed it off).
+    c.start_arbiter().await.unwrap();
+    let mut w = Watcher::start(&c.url).await;
+    let after = assert_fenced_then_told(&c, &mut w, 3, t).await;
+    assert!(after > epoch, "epoch {after} after, {epoch} before");
+}
