@@ -1211,7 +1211,7 @@ async fn a_duplicate_identity_from_another_address_is_refused_and_fences_nobody(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_store_write_error_stops_the_arbiter_before_it_acts() {
     let _g = serial();
-    let (mut c, mut w, epoch) = cluster(ClusterOptions::default()).await;
+    let (mut c, w, epoch) = cluster(ClusterOptions::default()).await;
     let pid = c.arbiter_pid().expect("arbiter runs");
     let out = Command::new("prlimit")
         .arg(format!("--pid={pid}"))
