@@ -219,13 +219,19 @@ fn regression_seeds_of_the_peer_graph() {
 ///       arbiter heard nobody, a few reports slipping through between them;
 ///       a node whose session lapsed meanwhile was fenced while it
 ///       reconnected. A gap in which the arbiter hears no node, two or more
-///       having been heartbeating just before, is now a loss of contact.
+///       having been heartbeating just before, is now a loss of contact;
+/// 1045630: node 3 cut from every peer as node 2's cut healed and node 5
+///       restarted: node 3 was left out by every graph the arbiter could
+///       have seen for 250 ms, but no one graph lasted half of `settle`
+///       (the checker now asks for the node left out for that long, the
+///       graph free to change meanwhile, as the arbiter settles each edge on
+///       its own).
 #[test]
 fn regression_seeds_of_the_soaks() {
     for (seed, focus) in [
         46156, 48587, 94032, 95731, 97322, 98503, 117179, 132713, 144191, 177578, 182377, 210311,
         256557, 379448, 530785, 798280, 952501, 279403, 236040, 186947, 607998, 873721, 515503,
-        282852,
+        282852, 1045630,
     ]
     .map(|s| (s, None))
     .into_iter()
@@ -380,7 +386,9 @@ fn checker_catches_a_spent_hold_deciding_on_the_half_way_graph() {
 fn checker_catches_unproven_edges_deciding() {
     assert_caught_on(
         CoreMutant::DecideOnUnprovenEdges,
-        &[(9927, None, true), (15294, None, true), (16066, None, true)],
+        // (15294 no longer: its verdict fell in a gap the arbiter heard
+        // nobody in, now held until the gap is confirmed or ruled out.)
+        &[(9927, None, true), (16066, None, true)],
     );
 }
 

@@ -239,8 +239,19 @@ pub struct CoreStatus {
     pub arbiter_votes: u64,
 }
 
+/// A gap in which the arbiter heard no node (see
+/// `ArbiterCore::note_deaf_gap`): when it ended, the nodes heard just
+/// before it, and those of them heard again since.
+#[derive(Debug, Clone)]
+struct DeafGap {
+    ended: Duration,
+    before: BTreeSet<NodeId>,
+    back: BTreeSet<NodeId>,
+}
+
 /// The core of one cluster.
 #[derive(Debug, Clone)]
+
 pub struct ArbiterCore {
     spec: ClusterSpec,
     quorum: Quorum,
@@ -264,6 +275,8 @@ pub struct ArbiterCore {
     contact_since: Option<Duration>,
     /// When the arbiter last heard a heartbeat from any node.
     last_any_heard: Option<Duration>,
+    /// A gap in which the arbiter heard nobody, over but not confirmed yet.
+    deaf_gap: Option<DeafGap>,
     /// The last instant a storm was held: like a loss of contact, what
     /// happened before it is no evidence against anyone.
     storm_held_at: Option<Duration>,
@@ -508,6 +521,7 @@ impl ArbiterCore {
             storm_noticed: None,
             contact_since: None,
             last_any_heard: None,
+            deaf_gap: None,
             storm_held_at: None,
             contact_noticed: false,
             // A first step long after construction is a stall like any.
@@ -930,11 +944,9 @@ impl ArbiterCore {
                 out,
             );
         }
-        // The first report after a deaf gap ends it: contact was lost (the
-        // contact check below regains it once a quorate set is heard).
-        if self.deaf(now) {
-            self.lose_contact(out);
-        }
+        // (A confirmed deaf gap loses contact; the contact check below
+        // regains it once a quorate set is heard.)
+        self.note_deaf_gap(now, node, out);
         self.last_any_heard = Some(now);
         let fresh = self.spec.timing.fresh_within();
         let v = self.nodes.get_mut(&node).expect("checked above");
@@ -1114,7 +1126,7 @@ impl ArbiterCore {
             })
             .map(|(id, _)| u64::from(self.spec.nodes[id].votes))
             .sum();
-        let heard = votes > 0 && self.quorum.is_quorate(votes, true) && !self.deaf(now);
+        let heard = votes > 0 && self.quorum.is_quorate(votes, true);
         match (heard, self.contact_since) {
             (true, None) => {
                 self.contact_since = Some(now);
@@ -1131,31 +1143,87 @@ impl ArbiterCore {
         }
     }
 
-    /// Is the arbiter deaf: no heartbeat from any node for an interval and
-    /// a half, when two nodes or more were heartbeating just before? Their
-    /// silences began together: the arbiter's own network (or its host)
-    /// is the likelier cause, and such a gap counts like a loss of contact
-    /// (a node that lost its session meanwhile gets its reconnect
-    /// allowance), even when a few reports slip through between two gaps.
-    fn deaf(&self, now: Duration) -> bool {
+    /// A gap of an interval and a half in which the arbiter heard no node
+    /// at all, two or more having been heartbeating just before it: their
+    /// silences began together, and the arbiter's own network (or host) is
+    /// the likelier cause. How long the arbiter may go without hearing
+    /// anyone before it asks.
+    fn deaf_after(&self) -> Duration {
+        let hb = self.spec.timing.heartbeat_interval;
+        hb + hb / 2
+    }
+
+    /// The nodes heard within `deaf_after` before `last`.
+    fn heard_before(&self, last: Duration) -> BTreeSet<NodeId> {
+        let deaf_after = self.deaf_after();
+        self.nodes
+            .iter()
+            .filter(|(_, v)| {
+                v.last_heard
+                    .is_some_and(|h| h <= last && last.saturating_sub(h) <= deaf_after)
+            })
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Is a deaf gap in doubt: under way (nobody heard for `deaf_after`,
+    /// two or more heard just before), or over but not yet confirmed or
+    /// ruled out? No verdict is taken meanwhile (at most an interval and a
+    /// half after the gap).
+    fn deaf_in_doubt(&self, now: Duration) -> bool {
         if self.mutant == Some(Mutant::NoDeafGaps) {
             return false;
         }
-        let hb = self.spec.timing.heartbeat_interval;
-        let deaf_after = hb + hb / 2;
-        let Some(last) = self.last_any_heard else {
-            return false;
-        };
-        now.saturating_sub(last) > deaf_after
-            && self
-                .nodes
-                .values()
-                .filter(|v| {
-                    v.last_heard
-                        .is_some_and(|h| last.saturating_sub(h) <= deaf_after)
-                })
-                .count()
-                >= 2
+        let under_way = self.last_any_heard.is_some_and(|last| {
+            now.saturating_sub(last) > self.deaf_after() && self.heard_before(last).len() >= 2
+        });
+        under_way
+            || self
+                .deaf_gap
+                .as_ref()
+                .is_some_and(|g| now.saturating_sub(g.ended) <= self.deaf_after())
+    }
+
+    /// A heartbeat from `node` at `now`, before it is recorded: does it end
+    /// a gap in which the arbiter heard nobody, or confirm one? A gap is
+    /// confirmed — a loss of contact, so a node whose session lapsed in it
+    /// gets its reconnect allowance — once two of the nodes heard just
+    /// before it are heard again after it (a node that died just before
+    /// the survivor's one report went missing is never heard again: no
+    /// gap), within `deaf_after` of its end.
+    fn note_deaf_gap(&mut self, now: Duration, node: NodeId, out: &mut Vec<Action>) {
+        if self.mutant == Some(Mutant::NoDeafGaps) {
+            return;
+        }
+        let deaf_after = self.deaf_after();
+        if self
+            .deaf_gap
+            .as_ref()
+            .is_some_and(|g| now.saturating_sub(g.ended) > deaf_after)
+        {
+            self.deaf_gap = None;
+        }
+        if let Some(last) = self.last_any_heard
+            && now.saturating_sub(last) > deaf_after
+        {
+            let before = self.heard_before(last);
+            if before.len() >= 2 {
+                self.deaf_gap = Some(DeafGap {
+                    ended: now,
+                    before,
+                    back: BTreeSet::new(),
+                });
+            }
+        }
+        if let Some(g) = self.deaf_gap.as_mut()
+            && g.before.contains(&node)
+        {
+            g.back.insert(node);
+            if g.back.len() >= 2 {
+                self.deaf_gap = None;
+                self.lose_contact(out);
+            }
+        }
     }
 
     /// Members not alive whose silence does not count yet: not heard since
@@ -1337,7 +1405,7 @@ impl ArbiterCore {
         // (The start-up grace, too, comes after the edges: what the nodes
         // report meanwhile is evidence, and a graph started from scratch
         // when the grace ends would take a heal arriving then for breaks.)
-        if !self.ready || blocked || !self.pending(now).is_empty() {
+        if !self.ready || blocked || self.deaf_in_doubt(now) || !self.pending(now).is_empty() {
             return None;
         }
         // A cluster forming (no member yet) waits for its edges to settle
@@ -1872,6 +1940,8 @@ mod review14_tests;
 mod review15_tests;
 #[cfg(test)]
 mod review16_tests;
+#[cfg(test)]
+mod review17_tests;
 #[cfg(test)]
 mod review2_tests;
 #[cfg(test)]

@@ -315,7 +315,6 @@ impl Checker {
             .copied()
             .filter(|m| *m == node || backed.contains(m))
             .collect();
-        let states = self.peers.steady_states(from, now_us);
         for base in [&incumbents, &all] {
             for mask in 0u32..1 << unsure.len() {
                 let nodes: Vec<(NodeId, u64)> = base
@@ -329,14 +328,14 @@ impl Checker {
                     })
                     .map(|m| (m, u64::from(spec.nodes[&m].votes)))
                     .collect();
-                if states
-                    .iter()
-                    .any(|broken| peer_graph::can_leave_out(&nodes, broken, node))
-                {
+                if self.peers.left_out_steadily(from, now_us, &|broken| {
+                    peer_graph::can_leave_out(&nodes, broken, node)
+                }) {
                     return None;
                 }
             }
         }
+        let states = self.peers.steady_states(from, now_us);
         Some(format!(
             "no fault of its own within {} ms when its fence started (last own fault {:?}us), and it is in every clique with the most votes of each graph of the links as they stood: {states:?} (being fenced: {:?}, in doubt: {unsure:?})",
             self.window_us / 1000,

@@ -852,14 +852,18 @@ impl Sim {
     fn send(&mut self, from: Endpoint, to: Endpoint, msg: Msg) {
         match self.net.send(&mut self.rng, from, to) {
             Delivery::Dropped => {
-                // A probe or its reply lost: the prober hears nothing from
-                // that peer until a reply gets through.
+                // A probe or its reply lost on a link up (seeded loss):
+                // the prober hears nothing from that peer until a reply
+                // gets through.
                 let silent = match msg {
                     Msg::Probe { .. } => Some((from, to)),
                     Msg::ProbeReply { .. } => Some((to, from)),
                     _ => None,
                 };
+                // (Only a message lost on a link up: a link down is in the
+                // checker's history already, with its lags.)
                 if let Some(pair) = silent
+                    && self.net.is_up(from, to)
                     && self.agents.contains_key(&pair.0)
                     && self.agents.contains_key(&pair.1)
                     && self.probe_silent.insert(pair)
@@ -927,6 +931,17 @@ impl Sim {
         // agent, and so to the arbiter, the link is down; a lost probe or
         // two is not.
         let hb = self.spec.timing.heartbeat_interval;
+        // A node stopped (frozen, crashed, off) has its links counted down
+        // while it is; what its probes missed before or meanwhile is its
+        // own fault's, not a link's: once it runs again, its stale view
+        // counts only through new losses.
+        let agents = &self.agents;
+        let running = |n: &NodeId| {
+            agents
+                .get(n)
+                .is_some_and(|a| a.state == AgentState::Running)
+        };
+        self.probe_silent.retain(|(x, y)| running(x) && running(y));
         let silent: Vec<(NodeId, NodeId)> = self
             .probe_silent
             .iter()

@@ -64,6 +64,47 @@ impl PeerGraph {
     /// at least `steady`.
     pub fn steady_states(&self, from_us: u64, now_us: u64) -> Vec<Broken> {
         let mut states = Vec::new();
+        for runs in self.runs(now_us) {
+            for (i, (start, seen)) in runs.iter().enumerate() {
+                let end = runs.get(i + 1).map_or(now_us, |(t, _)| *t);
+                if end >= from_us && end - start >= self.steady_us && !states.contains(seen) {
+                    states.push(seen.clone());
+                }
+            }
+        }
+        states
+    }
+
+    /// Did the graphs the arbiter could have seen leave a node out (as
+    /// `leaves_out` tells) for at least `steady` without a break, ending
+    /// within `[from, now]`? The graph may change meanwhile — one node's
+    /// links land a probe apart, another link heals — as long as every
+    /// state of the run leaves the node out: the arbiter settles each edge
+    /// on its own, not the whole graph at once.
+    pub fn left_out_steadily(
+        &self,
+        from_us: u64,
+        now_us: u64,
+        leaves_out: &dyn Fn(&Broken) -> bool,
+    ) -> bool {
+        self.runs(now_us).iter().any(|runs| {
+            let mut since: Option<u64> = None;
+            runs.iter().enumerate().any(|(i, (start, seen))| {
+                let end = runs.get(i + 1).map_or(now_us, |(t, _)| *t);
+                if !leaves_out(seen) {
+                    since = None;
+                    return false;
+                }
+                let s = *since.get_or_insert(*start);
+                end >= from_us && end - s >= self.steady_us
+            })
+        })
+    }
+
+    /// For each lag (and each gap a link up may have carried no probe in),
+    /// the graph seen from each instant on, runs of the same merged.
+    fn runs(&self, now_us: u64) -> Vec<Vec<(u64, Broken)>> {
+        let mut all = Vec::new();
         for &lag in &self.lags_us {
             let mut cuts: Vec<u64> = self
                 .history
@@ -82,15 +123,10 @@ impl PeerGraph {
                         runs.push((start, seen));
                     }
                 }
-                for (i, (start, seen)) in runs.iter().enumerate() {
-                    let end = runs.get(i + 1).map_or(now_us, |(t, _)| *t);
-                    if end >= from_us && end - start >= self.steady_us && !states.contains(seen) {
-                        states.push(seen.clone());
-                    }
-                }
+                all.push(runs);
             }
         }
-        states
+        all
     }
 
     /// The links down at every time in `[from, at]`, counting a link up
