@@ -1271,7 +1271,8 @@ fn review16_a2_cuts_longer_than_detection_are_fenced_in_their_first_cycle() {
             let (f, _) = flapping_node(seed, 4, down, period, true, None, 4000);
             assert!(
                 f.iter().all(|&(_, n)| n == 1)
-                    && f.first().is_some_and(|&(t, _)| t < u128::from(1000 + period)),
+                    && f.first()
+                        .is_some_and(|&(t, _)| t < u128::from(1000 + period)),
                 "cut {down} ms of {period}, timing {seed}: fences {f:?}"
             );
         }
