@@ -476,6 +476,14 @@ impl ArbiterCore {
                     node,
                     detail: detail.clone(),
                 });
+            } else {
+                // Kept (the node may be configured again, with the same
+                // wrong outlet), and said at every start.
+                start_notices.push(Notice::ConfigChanged {
+                    detail: format!(
+                        "node {node}, no longer configured, has an alive-after-off alert standing ({detail}); it is kept and stands again if the node is configured again"
+                    ),
+                });
             }
         }
         // Until the first decision, the last backed set stands (its members

@@ -512,6 +512,7 @@ fn nodes_removed_from_the_configuration_do_not_panic_and_their_intents_are_repor
         open_intents: [(4, 9), (2, 8)].into(),
         next_intent: 10,
         off: [].into(),
+        alerts: [(4, "wrong outlet".to_string())].into(),
         ..Default::default()
     };
     let mut h = H::with(spec(3, QuorumMode::LastManStanding), persisted, None);
@@ -521,6 +522,11 @@ fn nodes_removed_from_the_configuration_do_not_panic_and_their_intents_are_repor
         out.iter()
             .any(|a| matches!(a, Action::Notice(Notice::ConfigChanged { .. })))
     );
+    // An alert standing for a removed node is said, not silently kept.
+    assert!(out.iter().any(
+        |a| matches!(a, Action::Notice(Notice::ConfigChanged { detail })
+        if detail.contains("node 4") && detail.contains("alive-after-off alert"))
+    ));
     assert!(out.contains(&Action::Notice(Notice::OrphanIntent { node: 4, intent: 9 })));
     assert_eq!(h.core.status().orphan_intents, [(4, 9)].into());
     // Node 2's intent is resumed as before.
