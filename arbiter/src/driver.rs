@@ -599,6 +599,15 @@ impl ClusterDriver {
                     String::new(),
                 )
             }
+            Notice::DeafGap { gap, excused } => {
+                warn!(cluster = %c, gap = ?gap, excused = ?excused, "the arbiter heard no node for a while, then several again (its own network, likely): nodes silent since get lost_after + reconnect_allowance");
+                (
+                    "deaf_gap",
+                    0,
+                    excused.into_iter().collect(),
+                    format!("{gap:?}"),
+                )
+            }
             Notice::Stalled { gap } => {
                 warn!(cluster = %c, gap = ?gap, "the arbiter did not run for a while (stall or clock jump): no silence in that gap counts");
                 ("stalled", 0, vec![], format!("{gap:?}"))

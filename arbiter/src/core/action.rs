@@ -94,6 +94,14 @@ pub enum Notice {
     ContactRegained {
         pending: BTreeSet<NodeId>,
     },
+    /// The arbiter heard no node for `gap`, though two or more were
+    /// heartbeating just before and came back after it (its own network or
+    /// host, likely): these members, not heard since, get `lost_after` plus
+    /// the reconnect allowance before their silence counts.
+    DeafGap {
+        gap: Duration,
+        excused: BTreeSet<NodeId>,
+    },
     /// The arbiter itself did not run for `gap` (stall, suspended process,
     /// clock jump).
     Stalled {

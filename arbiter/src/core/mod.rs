@@ -244,6 +244,7 @@ pub struct CoreStatus {
 /// before it, and those of them heard again since.
 #[derive(Debug, Clone)]
 struct DeafGap {
+    started: Duration,
     ended: Duration,
     before: BTreeSet<NodeId>,
     back: BTreeSet<NodeId>,
@@ -277,6 +278,8 @@ pub struct ArbiterCore {
     last_any_heard: Option<Duration>,
     /// A gap in which the arbiter heard nobody, over but not confirmed yet.
     deaf_gap: Option<DeafGap>,
+    /// Members whose silence a confirmed deaf gap excuses, until when.
+    excused: BTreeMap<NodeId, Duration>,
     /// The last instant a storm was held: like a loss of contact, what
     /// happened before it is no evidence against anyone.
     storm_held_at: Option<Duration>,
@@ -530,6 +533,7 @@ impl ArbiterCore {
             contact_since: None,
             last_any_heard: None,
             deaf_gap: None,
+            excused: BTreeMap::new(),
             storm_held_at: None,
             contact_noticed: false,
             // A first step long after construction is a stall like any.
@@ -1151,14 +1155,15 @@ impl ArbiterCore {
         }
     }
 
-    /// A gap of an interval and a half in which the arbiter heard no node
-    /// at all, two or more having been heartbeating just before it: their
+    /// A gap of an interval and a quarter in which the arbiter heard no
+    /// node at all, two or more having been heartbeating just before it
+    /// (so one lost report of one of two is none): their
     /// silences began together, and the arbiter's own network (or host) is
     /// the likelier cause. How long the arbiter may go without hearing
     /// anyone before it asks.
     fn deaf_after(&self) -> Duration {
         let hb = self.spec.timing.heartbeat_interval;
-        hb + hb / 2
+        hb + hb / 4
     }
 
     /// The nodes heard within `deaf_after` before `last`.
@@ -1175,9 +1180,9 @@ impl ArbiterCore {
     }
 
     /// Is a deaf gap in doubt: under way (nobody heard for `deaf_after`,
-    /// two or more heard just before), or over but not yet confirmed or
-    /// ruled out? No verdict is taken meanwhile (at most an interval and a
-    /// half after the gap).
+    /// two or more heard just before), or over but neither confirmed nor
+    /// ruled out yet? No verdict is taken meanwhile (at most `lost_after`
+    /// from the last report of a node heard before it).
     fn deaf_in_doubt(&self, now: Duration) -> bool {
         if self.mutant == Some(Mutant::NoDeafGaps) {
             return false;
@@ -1189,49 +1194,89 @@ impl ArbiterCore {
             || self
                 .deaf_gap
                 .as_ref()
-                .is_some_and(|g| now.saturating_sub(g.ended) <= self.deaf_after())
+                .is_some_and(|g| !self.ruled_out(g, now))
+    }
+
+    /// A gap is ruled out once every node heard before it and not since
+    /// has been silent for `lost_after`: it died (or was cut) just before
+    /// another's report went missing; there was no gap.
+    fn ruled_out(&self, g: &DeafGap, now: Duration) -> bool {
+        let lost_after = self.spec.timing.lost_after;
+        g.before.difference(&g.back).all(|n| {
+            self.nodes
+                .get(n)
+                .and_then(|v| v.last_heard)
+                .is_none_or(|h| now.saturating_sub(h) > lost_after)
+        })
     }
 
     /// A heartbeat from `node` at `now`, before it is recorded: does it end
     /// a gap in which the arbiter heard nobody, or confirm one? A gap is
-    /// confirmed — a loss of contact, so a node whose session lapsed in it
-    /// gets its reconnect allowance — once two of the nodes heard just
-    /// before it are heard again after it (a node that died just before
-    /// the survivor's one report went missing is never heard again: no
-    /// gap), within `deaf_after` of its end.
+    /// confirmed once two of the nodes heard just before it are heard
+    /// again after it (a node that died just before the survivor's one
+    /// report went missing is never heard again: no gap). Then each member
+    /// heard just before it and not since is excused: `lost_after` plus the
+    /// reconnect allowance from now before its silence counts (its session
+    /// may have lapsed in the gap). A node silent for longer is not: a dead
+    /// node's fence is put off only when it died within `deaf_after` of a
+    /// gap. What the reports said across the gap does not
+    /// add up either: edges going down start over, and so does a hold.
     fn note_deaf_gap(&mut self, now: Duration, node: NodeId, out: &mut Vec<Action>) {
         if self.mutant == Some(Mutant::NoDeafGaps) {
             return;
         }
-        let deaf_after = self.deaf_after();
         if self
             .deaf_gap
             .as_ref()
-            .is_some_and(|g| now.saturating_sub(g.ended) > deaf_after)
+            .is_some_and(|g| self.ruled_out(g, now))
         {
             self.deaf_gap = None;
         }
-        if let Some(last) = self.last_any_heard
-            && now.saturating_sub(last) > deaf_after
+        if self.deaf_gap.is_none()
+            && let Some(last) = self.last_any_heard
+            && now.saturating_sub(last) > self.deaf_after()
         {
             let before = self.heard_before(last);
             if before.len() >= 2 {
                 self.deaf_gap = Some(DeafGap {
+                    started: last,
                     ended: now,
                     before,
                     back: BTreeSet::new(),
                 });
             }
         }
-        if let Some(g) = self.deaf_gap.as_mut()
-            && g.before.contains(&node)
-        {
+        let Some(g) = self.deaf_gap.as_mut() else {
+            return;
+        };
+        if g.before.contains(&node) {
             g.back.insert(node);
-            if g.back.len() >= 2 {
-                self.deaf_gap = None;
-                self.lose_contact(out);
-            }
         }
+        if g.back.len() < 2 {
+            return;
+        }
+        let g = self.deaf_gap.take().expect("checked above");
+        let t = self.spec.timing;
+        let until = now + t.lost_after + t.reconnect_allowance;
+        let excused: BTreeSet<NodeId> = g
+            .before
+            .difference(&g.back)
+            .copied()
+            .filter(|id| {
+                self.nodes.get(id).is_some_and(|v| {
+                    v.phase == Phase::Member && v.last_heard.is_some_and(|h| h < g.ended)
+                })
+            })
+            .collect();
+        for &n in &excused {
+            self.excused.insert(n, until);
+        }
+        self.edges.restart_going_down(now);
+        self.hold = None;
+        out.push(Action::Notice(Notice::DeafGap {
+            gap: g.ended.saturating_sub(g.started),
+            excused,
+        }));
     }
 
     /// Members not alive whose silence does not count yet: not heard since
@@ -1257,7 +1302,9 @@ impl ArbiterCore {
                 (v.phase == Phase::Member || (no_history && v.phase == Phase::Joining))
                     && !v.is_alive(now, t.lost_after)
             })
-            .filter(|(_, v)| match since {
+            .filter(|(id, v)| match since {
+                // Excused by a deaf gap (see `note_deaf_gap`).
+                _ if self.excused.get(id).is_some_and(|&until| now < until) => true,
                 None => true,
                 Some(since) => {
                     let reconnecting =
@@ -1950,6 +1997,8 @@ mod review15_tests;
 mod review16_tests;
 #[cfg(test)]
 mod review17_tests;
+#[cfg(test)]
+mod review18_tests;
 #[cfg(test)]
 mod review2_tests;
 #[cfg(test)]
