@@ -48,6 +48,9 @@ pub struct ClusterOptions {
     /// together heartbeat in step, and after a common outage reconnect in
     /// step; real nodes booted at different times do not.
     pub agent_start_gap: Duration,
+    /// Extra environment for the arbiter process (a test's `LD_PRELOAD`
+    /// shim, say), kept across its restarts.
+    pub arbiter_env: Vec<(String, String)>,
 }
 
 /// One node's outlet on a PDU, over SNMPv3 authPriv.
@@ -84,6 +87,7 @@ impl Default for ClusterOptions {
             pdu_outlets: Default::default(),
             plugin: None,
             agent_start_gap: Duration::ZERO,
+            arbiter_env: Vec::new(),
         }
     }
 }
@@ -101,6 +105,7 @@ pub struct LocalCluster {
     agents: Vec<(u32, Child)>,
     /// Second processes speaking as a node (`start_duplicate_agent`).
     duplicates: Vec<(u32, Child)>,
+    arbiter_env: Vec<(String, String)>,
     arbiter_starts: u32,
 }
 
@@ -162,12 +167,22 @@ fn write(path: &Path, text: &str) -> Result<(), CliError> {
 }
 
 fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Child, CliError> {
+    spawn_with(bin, config, log, &[])
+}
+
+fn spawn_with(
+    bin: &Path,
+    config: &Path,
+    log: &Path,
+    env: &[(String, String)],
+) -> Result<Child, CliError> {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .map_err(|e| err(format!("{}: {e}", log.display())))?;
     Command::new(bin)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--config")
         .arg(config)
         .stdin(Stdio::null())
@@ -339,6 +354,7 @@ impl LocalCluster {
             arbiter: None,
             agents: Vec::new(),
             duplicates: Vec::new(),
+            arbiter_env: opts.arbiter_env.clone(),
             arbiter_starts: 0,
         };
         c.start_arbiter().await?;
@@ -358,10 +374,11 @@ impl LocalCluster {
     /// Start (or restart) the arbiter and wait for its admin API.
     pub async fn start_arbiter(&mut self) -> Result<(), CliError> {
         let d = self.dir.path();
-        self.arbiter = Some(spawn(
+        self.arbiter = Some(spawn_with(
             &self.bin.join("fence-arbiter"),
             &d.join("arbiter.toml"),
             &d.join("arbiter.log"),
+            &self.arbiter_env,
         )?);
         self.arbiter_starts += 1;
         for _ in 0..200 {

@@ -364,3 +364,25 @@ impl Drop for Sshd {
             .output();
     }
 }
+
+/// Build the slow-fsync shim (`tests/peers/slow_fsync.c`, an `LD_PRELOAD`
+/// library: `fsync`/`fdatasync` sleep `SLOW_FSYNC_MS` while the file
+/// `SLOW_FSYNC_FILE` exists) into `dir` with the system C compiler (the
+/// one Rust links with); returns its path.
+pub fn slow_fsync_shim(dir: &Path) -> Result<PathBuf, String> {
+    let out = dir.join("slow_fsync.so");
+    let st = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&out)
+        .arg(script("slow_fsync.c"))
+        .arg("-ldl")
+        .output()
+        .map_err(|e| format!("cannot run cc: {e}"))?;
+    if !st.status.success() {
+        return Err(format!(
+            "cc failed: {}",
+            String::from_utf8_lossy(&st.stderr)
+        ));
+    }
+    Ok(out)
+}

@@ -1251,3 +1251,64 @@ async fn a_store_write_error_stops_the_arbiter_before_it_acts() {
     let after = assert_fenced_then_told(&c, &mut w, 3, t).await;
     assert!(after > epoch, "epoch {after} after, {epoch} before");
 }
+
+/// Slow fsyncs: the arbiter's store flushes take 2 s each (an `LD_PRELOAD`
+/// shim on the real `fence-arbiter`, switched on by a file), and a store
+/// write comes due (node 2's agent restarts: a new agent is recorded).
+/// The cluster task waits on the flush, so the arbiter runs nothing for
+/// 2 s: a stall. What it did not hear meanwhile is no evidence: nobody is
+/// fenced, and once flushes are fast again the cluster is whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_fsyncs_stall_the_arbiter_and_fence_nobody() {
+    let _g = serial();
+    let shim_dir = tempfile::tempdir().unwrap();
+    let Some(shim) = tests::peers::required(
+        "C compiler (slow-fsync shim)",
+        tests::peers::slow_fsync_shim(shim_dir.path()),
+    ) else {
+        return;
+    };
+    let flag = shim_dir.path().join("slow");
+    let opts = ClusterOptions {
+        arbiter_env: vec![
+            ("LD_PRELOAD".into(), shim.display().to_string()),
+            ("SLOW_FSYNC_FILE".into(), flag.display().to_string()),
+            ("SLOW_FSYNC_MS".into(), "2000".into()),
+        ],
+        ..ClusterOptions::default()
+    };
+    let (mut c, mut w, epoch) = cluster(opts).await;
+    std::fs::write(&flag, "").unwrap();
+    c.kill_agent(2).unwrap();
+    c.restart_agent(2).unwrap();
+    // The write of the new agent waits 2 s on its flush.
+    let stalled = w
+        .wait_for(Duration::from_secs(8), |e| e.kind == "stalled")
+        .await;
+    let gap = stalled
+        .as_ref()
+        .and_then(|e| e.detail.strip_suffix('s'))
+        .filter(|d| !d.ends_with('m') && !d.ends_with('µ'))
+        .and_then(|d| d.parse::<f64>().ok());
+    assert!(
+        gap.is_some_and(|g| g >= 1.5),
+        "no 2 s stall seen ({stalled:?}): {:?}",
+        w.seen
+    );
+    std::fs::remove_file(&flag).unwrap();
+    let fast = tokio::time::Instant::now();
+    assert_eq!(c.wait_all_leased_among(&[1, 2, 3]).await, epoch);
+    let whole = fast.elapsed();
+    let fenced = w
+        .wait_for(Duration::from_millis(500), |e| e.kind == "fence_intent")
+        .await;
+    assert!(fenced.is_none(), "{fenced:?}");
+    assert!(
+        !c.device.events().unwrap().iter().any(|e| e.action == "off"),
+        "a node was switched off"
+    );
+    assert!(
+        whole < Duration::from_secs(5),
+        "whole again only after {whole:?}"
+    );
+}
