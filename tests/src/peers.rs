@@ -370,11 +370,22 @@ impl Drop for Sshd {
 /// `SLOW_FSYNC_FILE` exists) into `dir` with the system C compiler (the
 /// one Rust links with); returns its path.
 pub fn slow_fsync_shim(dir: &Path) -> Result<PathBuf, String> {
-    let out = dir.join("slow_fsync.so");
+    shim(dir, "slow_fsync")
+}
+
+/// Build the clock-step shim (`tests/peers/clock_step.c`, an `LD_PRELOAD`
+/// library: the process's monotonic clocks jump forward by the
+/// milliseconds written in the file `CLOCK_STEP_FILE`) into `dir`.
+pub fn clock_step_shim(dir: &Path) -> Result<PathBuf, String> {
+    shim(dir, "clock_step")
+}
+
+fn shim(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let out = dir.join(format!("{name}.so"));
     let st = Command::new("cc")
         .args(["-shared", "-fPIC", "-O2", "-o"])
         .arg(&out)
-        .arg(script("slow_fsync.c"))
+        .arg(script(&format!("{name}.c")))
         .arg("-ldl")
         .output()
         .map_err(|e| format!("cannot run cc: {e}"))?;

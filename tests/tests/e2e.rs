@@ -1312,3 +1312,47 @@ async fn slow_fsyncs_stall_the_arbiter_and_fence_nobody() {
         "whole again only after {whole:?}"
     );
 }
+
+/// A forward step of the arbiter's own monotonic clock (a suspend and
+/// resume, a paused virtual machine; an `LD_PRELOAD` shim on the real
+/// `fence-arbiter`): 1.5 s more on its clock, none in real time. Every
+/// silence looks 1.5 s longer than it was; the arbiter takes the jump for
+/// a stall, counts nothing in it, fences nobody, and the cluster stays
+/// whole under the same epoch.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forward_step_of_the_arbiters_clock_fences_nobody() {
+    let _g = serial();
+    let shim_dir = tempfile::tempdir().unwrap();
+    let Some(shim) = tests::peers::required(
+        "C compiler (clock-step shim)",
+        tests::peers::clock_step_shim(shim_dir.path()),
+    ) else {
+        return;
+    };
+    let step = shim_dir.path().join("step");
+    std::fs::write(&step, "0").unwrap();
+    let opts = ClusterOptions {
+        arbiter_env: vec![
+            ("LD_PRELOAD".into(), shim.display().to_string()),
+            ("CLOCK_STEP_FILE".into(), step.display().to_string()),
+        ],
+        ..ClusterOptions::default()
+    };
+    let (c, mut w, epoch) = cluster(opts).await;
+    std::fs::write(&step, "1500").unwrap();
+    let stalled = w
+        .wait_for(Duration::from_secs(5), |e| e.kind == "stalled")
+        .await;
+    assert!(stalled.is_some(), "the jump was not noticed: {:?}", w.seen);
+    let seen = tokio::time::Instant::now();
+    assert_eq!(c.wait_all_leased_among(&[1, 2, 3]).await, epoch);
+    let whole = seen.elapsed();
+    let fenced = w
+        .wait_for(Duration::from_millis(1000), |e| e.kind == "fence_intent")
+        .await;
+    assert!(fenced.is_none(), "{fenced:?}");
+    assert!(
+        whole < Duration::from_secs(5),
+        "whole again only after {whole:?}"
+    );
+}
