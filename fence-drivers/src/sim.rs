@@ -17,13 +17,15 @@
 //! file `lie-<port>` makes the device lie, as a miswired outlet would:
 //! `off` switches nothing and `status` reports off; a file
 //! `fail-after-off-<port>` makes `off` switch the port off and then report
-//! a failure (a device that answers "error" although it acted).
+//! a failure (a device that answers "error" although it acted); a file
+//! `slow-off-<port>` holding a number of milliseconds makes `off` take that
+//! long, and switch the port off even when its caller has given up.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use nix::fcntl::{Flock, FlockArg};
@@ -253,6 +255,58 @@ impl SimPowerDevice {
         self.dir.join(format!("lie-{port}")).exists()
     }
 
+    /// Fault injection: a device slow to switch (`slow-off-<port>` holds
+    /// the milliseconds `off` takes).
+    fn slow_off(&self, port: &str) -> Result<Option<Duration>, FenceError> {
+        let path = self.dir.join(format!("slow-off-{port}"));
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| self.err(format!("{}: {e}", path.display())))?;
+        let ms: u64 = text.trim().parse().map_err(|_| {
+            self.err(format!(
+                "{}: {:?} is not a number of milliseconds",
+                path.display(),
+                text.trim()
+            ))
+        })?;
+        Ok(Some(Duration::from_millis(ms)))
+    }
+
+    /// Switch `port` off: kill the process registered on it, record it.
+    fn switch_off(&self, port: &str) -> Result<(), FenceError> {
+        let _guard = self.lock()?;
+        let mut s = self.load()?;
+        let mut p = self.port_state(&s, port)?;
+        let mut detail = String::from("no process registered");
+        if let Some(pid) = p.pid {
+            if process_alive(pid, p.pid_start) {
+                let pid_i =
+                    i32::try_from(pid).map_err(|_| self.err(format!("pid {pid} out of range")))?;
+                // SIGKILL also ends a SIGSTOPped process.
+                kill(Pid::from_raw(pid_i), Signal::SIGKILL)
+                    .map_err(|e| self.err(format!("SIGKILL pid {pid}: {e}")))?;
+                detail = format!("SIGKILL sent to pid {pid}");
+            } else {
+                detail = format!("pid {pid} already gone");
+            }
+        }
+        p.power = false;
+        s.ports.insert(port.into(), p);
+        self.save(&s)?;
+        self.record(port, "off", "", detail)?;
+        if self.dir.join(format!("fail-after-off-{port}")).exists() {
+            return Err(FenceError::Refused {
+                device: self.name.clone(),
+                reason: format!(
+                    "injected failure after switching off (fail-after-off-{port} exists)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     fn port_state(&self, s: &DeviceState, port: &str) -> Result<PortState, FenceError> {
         s.ports
             .get(port)
@@ -327,35 +381,22 @@ impl FenceDriver for SimPowerDevice {
                 format!("lied (lie-{port} exists): nothing switched"),
             );
         }
-        let _guard = self.lock()?;
-        let mut s = self.load()?;
-        let mut p = self.port_state(&s, port)?;
-        let mut detail = String::from("no process registered");
-        if let Some(pid) = p.pid {
-            if process_alive(pid, p.pid_start) {
-                let pid_i =
-                    i32::try_from(pid).map_err(|_| self.err(format!("pid {pid} out of range")))?;
-                // SIGKILL also ends a SIGSTOPped process.
-                kill(Pid::from_raw(pid_i), Signal::SIGKILL)
-                    .map_err(|e| self.err(format!("SIGKILL pid {pid}: {e}")))?;
-                detail = format!("SIGKILL sent to pid {pid}");
-            } else {
-                detail = format!("pid {pid} already gone");
-            }
-        }
-        p.power = false;
-        s.ports.insert(port.into(), p);
-        self.save(&s)?;
-        self.record(port, "off", "", detail)?;
-        if self.dir.join(format!("fail-after-off-{port}")).exists() {
-            return Err(FenceError::Refused {
-                device: self.name.clone(),
-                reason: format!(
-                    "injected failure after switching off (fail-after-off-{port} exists)"
-                ),
+        if let Some(delay) = self.slow_off(port)? {
+            // A slow device goes on with the action after its caller gave
+            // up (timed out): the switching happens on the device's own
+            // time, in a thread of its own, like the hardware it stands
+            // for; the caller may or may not still be waiting.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let (me, port) = (self.clone(), port.to_string());
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                let _ = tx.send(me.switch_off(&port));
             });
+            return rx
+                .await
+                .map_err(|_| self.err("the slow switching thread ended without a result"))?;
         }
-        Ok(())
+        self.switch_off(port)
     }
 
     async fn list(&self) -> Result<Vec<Port>, FenceError> {

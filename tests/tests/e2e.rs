@@ -1356,3 +1356,58 @@ async fn a_forward_step_of_the_arbiters_clock_fences_nobody() {
         "whole again only after {whole:?}"
     );
 }
+
+/// A device slower than `fence_timeout` (its `off` takes 1.5 s; the level
+/// gives up after 600 ms) switches the node off after the arbiter gave up
+/// on that attempt. The attempt counts as failed: nobody is told anything
+/// on it. The retry finds the node off, confirms it by status, and the
+/// survivors are told once, after the device's own record of the off.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_that_switches_off_after_the_arbiter_gave_up_is_confirmed_on_retry() {
+    let _g = serial();
+    let opts = ClusterOptions {
+        cluster_extra: "fence_timeout = \"600ms\"\n".into(),
+        ..ClusterOptions::default()
+    };
+    let (c, mut w, epoch) = cluster(opts).await;
+    let slow = c.device.dir().join("slow-off-node3");
+    std::fs::write(&slow, "1500").unwrap();
+    let t = unix_us();
+    c.freeze(3).unwrap();
+    let failed = w
+        .wait_for(Duration::from_secs(5), |e| {
+            e.kind == "fence_failed" && e.node == 3
+        })
+        .await;
+    assert!(
+        failed.is_some(),
+        "the slow attempt did not fail: {:?}",
+        w.seen
+    );
+    assert!(
+        !w.seen.iter().any(|e| e.kind == "survivors_notified"),
+        "survivors told on a timed-out attempt: {:?}",
+        w.seen
+    );
+    // The device finishes on its own time; the next attempt is fast.
+    let mut switched = false;
+    for _ in 0..60 {
+        if c.device.events().unwrap().iter().any(|e| e.action == "off") {
+            switched = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(switched, "the slow device never switched node 3 off");
+    std::fs::remove_file(&slow).unwrap();
+    let e = assert_fenced_then_told(&c, &mut w, 3, t).await;
+    assert_eq!(e, epoch + 1);
+    let told = w
+        .seen
+        .iter()
+        .filter(|e| e.kind == "survivors_notified")
+        .count();
+    assert_eq!(told, 1, "{:?}", w.seen);
+    let intents = w.seen.iter().filter(|e| e.kind == "fence_intent").count();
+    assert_eq!(intents, 1, "{:?}", w.seen);
+}
