@@ -166,6 +166,14 @@ fn write(path: &Path, text: &str) -> Result<(), CliError> {
     std::fs::write(path, text).map_err(|e| err(format!("cannot write {}: {e}", path.display())))
 }
 
+/// Write a fresh boot id to `path` (the kernel hands out a new random
+/// UUID on every read).
+fn draw_boot_id(path: &Path) -> Result<(), CliError> {
+    let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map_err(|e| err(format!("cannot draw a boot id: {e}")))?;
+    write(path, uuid.trim())
+}
+
 fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Child, CliError> {
     spawn_with(bin, config, log, &[])
 }
@@ -417,11 +425,7 @@ impl LocalCluster {
     /// this one machine, so each has a boot id file of its own), then its
     /// agent, plugged into both devices.
     pub fn start_agent(&mut self, i: u32) -> Result<u32, CliError> {
-        let d = self.dir.path();
-        // The kernel hands out a fresh random UUID on every read.
-        let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
-            .map_err(|e| err(format!("cannot draw a boot id: {e}")))?;
-        write(&d.join(format!("boot{i}")), uuid.trim())?;
+        draw_boot_id(&self.dir.path().join(format!("boot{i}")))?;
         self.restart_agent(i)
     }
 
@@ -458,10 +462,8 @@ impl LocalCluster {
         let original = std::fs::read_to_string(d.join(format!("agent{i}.toml")))
             .map_err(|e| err(format!("node {i} has no agent configuration: {e}")))?;
         let port = free_ports(1)?[0];
-        let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")
-            .map_err(|e| err(format!("cannot draw a boot id: {e}")))?;
         let boot = d.join(format!("boot{i}-dup"));
-        write(&boot, uuid.trim())?;
+        draw_boot_id(&boot)?;
         let config: String = original
             .lines()
             .map(|l| {

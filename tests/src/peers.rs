@@ -365,22 +365,12 @@ impl Drop for Sshd {
     }
 }
 
-/// Build the slow-fsync shim (`tests/peers/slow_fsync.c`, an `LD_PRELOAD`
-/// library: `fsync`/`fdatasync` sleep `SLOW_FSYNC_MS` while the file
-/// `SLOW_FSYNC_FILE` exists) into `dir` with the system C compiler (the
-/// one Rust links with); returns its path.
-pub fn slow_fsync_shim(dir: &Path) -> Result<PathBuf, String> {
-    shim(dir, "slow_fsync")
-}
-
-/// Build the clock-step shim (`tests/peers/clock_step.c`, an `LD_PRELOAD`
-/// library: the process's monotonic clocks jump forward by the
-/// milliseconds written in the file `CLOCK_STEP_FILE`) into `dir`.
-pub fn clock_step_shim(dir: &Path) -> Result<PathBuf, String> {
-    shim(dir, "clock_step")
-}
-
-fn shim(dir: &Path, name: &str) -> Result<PathBuf, String> {
+/// Build the `LD_PRELOAD` shim `tests/peers/<name>.c` into `dir` with the
+/// system C compiler (the one Rust links with); returns its path.
+/// `slow_fsync`: `fsync`/`fdatasync` sleep `SLOW_FSYNC_MS` while the file
+/// `SLOW_FSYNC_FILE` exists. `clock_step`: the process's monotonic clocks
+/// jump forward by the milliseconds written in the file `CLOCK_STEP_FILE`.
+pub fn shim(dir: &Path, name: &str) -> Result<PathBuf, String> {
     let out = dir.join(format!("{name}.so"));
     let st = Command::new("cc")
         .args(["-shared", "-fPIC", "-O2", "-o"])

@@ -1252,6 +1252,29 @@ async fn a_store_write_error_stops_the_arbiter_before_it_acts() {
     assert!(after > epoch, "epoch {after} after, {epoch} before");
 }
 
+/// A default cluster whose arbiter runs with the `LD_PRELOAD` shim
+/// `tests/peers/<name>.c`, built into `dir`, and `env`; `None` (the test
+/// skips; under CI it fails) without a C compiler.
+async fn cluster_with_shim(
+    dir: &std::path::Path,
+    name: &str,
+    env: &[(&str, String)],
+) -> Option<(LocalCluster, Watcher, u64)> {
+    let shim = tests::peers::required(
+        &format!("C compiler ({name} shim)"),
+        tests::peers::shim(dir, name),
+    )?;
+    let mut arbiter_env = vec![("LD_PRELOAD".to_string(), shim.display().to_string())];
+    arbiter_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    Some(
+        cluster(ClusterOptions {
+            arbiter_env,
+            ..ClusterOptions::default()
+        })
+        .await,
+    )
+}
+
 /// Slow fsyncs: the arbiter's store flushes take 2 s each (an `LD_PRELOAD`
 /// shim on the real `fence-arbiter`, switched on by a file), and a store
 /// write comes due (node 2's agent restarts: a new agent is recorded).
@@ -1262,22 +1285,19 @@ async fn a_store_write_error_stops_the_arbiter_before_it_acts() {
 async fn slow_fsyncs_stall_the_arbiter_and_fence_nobody() {
     let _g = serial();
     let shim_dir = tempfile::tempdir().unwrap();
-    let Some(shim) = tests::peers::required(
-        "C compiler (slow-fsync shim)",
-        tests::peers::slow_fsync_shim(shim_dir.path()),
-    ) else {
+    let flag = shim_dir.path().join("slow");
+    let Some((mut c, mut w, epoch)) = cluster_with_shim(
+        shim_dir.path(),
+        "slow_fsync",
+        &[
+            ("SLOW_FSYNC_FILE", flag.display().to_string()),
+            ("SLOW_FSYNC_MS", "2000".into()),
+        ],
+    )
+    .await
+    else {
         return;
     };
-    let flag = shim_dir.path().join("slow");
-    let opts = ClusterOptions {
-        arbiter_env: vec![
-            ("LD_PRELOAD".into(), shim.display().to_string()),
-            ("SLOW_FSYNC_FILE".into(), flag.display().to_string()),
-            ("SLOW_FSYNC_MS".into(), "2000".into()),
-        ],
-        ..ClusterOptions::default()
-    };
-    let (mut c, mut w, epoch) = cluster(opts).await;
     std::fs::write(&flag, "").unwrap();
     c.kill_agent(2).unwrap();
     c.restart_agent(2).unwrap();
@@ -1323,22 +1343,17 @@ async fn slow_fsyncs_stall_the_arbiter_and_fence_nobody() {
 async fn a_forward_step_of_the_arbiters_clock_fences_nobody() {
     let _g = serial();
     let shim_dir = tempfile::tempdir().unwrap();
-    let Some(shim) = tests::peers::required(
-        "C compiler (clock-step shim)",
-        tests::peers::clock_step_shim(shim_dir.path()),
-    ) else {
-        return;
-    };
     let step = shim_dir.path().join("step");
     std::fs::write(&step, "0").unwrap();
-    let opts = ClusterOptions {
-        arbiter_env: vec![
-            ("LD_PRELOAD".into(), shim.display().to_string()),
-            ("CLOCK_STEP_FILE".into(), step.display().to_string()),
-        ],
-        ..ClusterOptions::default()
+    let Some((c, mut w, epoch)) = cluster_with_shim(
+        shim_dir.path(),
+        "clock_step",
+        &[("CLOCK_STEP_FILE", step.display().to_string())],
+    )
+    .await
+    else {
+        return;
     };
-    let (c, mut w, epoch) = cluster(opts).await;
     std::fs::write(&step, "1500").unwrap();
     let stalled = w
         .wait_for(Duration::from_secs(5), |e| e.kind == "stalled")

@@ -956,8 +956,8 @@ impl ArbiterCore {
                 out,
             );
         }
-        // (A confirmed deaf gap loses contact; the contact check below
-        // regains it once a quorate set is heard.)
+        // (Before `last_any_heard` moves: this report may end or confirm a
+        // gap in which the arbiter heard nobody.)
         self.note_deaf_gap(now, node, out);
         self.last_any_heard = Some(now);
         let fresh = self.spec.timing.fresh_within();
