@@ -206,7 +206,10 @@ fn death_stats(
     burst: Option<NodeId>,
     seeds: u64,
 ) {
-    for (name, m) in [("043db42", None), ("NoDeafGaps", Some(Mutant::NoDeafGaps))] {
+    for (name, m) in [
+        ("this build", None),
+        ("NoDeafGaps", Some(Mutant::NoDeafGaps)),
+    ] {
         let mut d = vec![];
         let (mut healthy, mut cl, mut late) = (0, 0, 0);
         for s in 0..seeds {
@@ -328,7 +331,10 @@ fn review18_sweep_lossy_arbiter_fences_healthy_nodes() {
 fn review18_sweep_dead_node_two_survivors_long() {
     let seeds: u64 = 200;
     for p in [20u64, 50, 100, 150, 200] {
-        for (name, m) in [("043db42", None), ("NoDeafGaps", Some(Mutant::NoDeafGaps))] {
+        for (name, m) in [
+            ("this build", None),
+            ("NoDeafGaps", Some(Mutant::NoDeafGaps)),
+        ] {
             let mut d = vec![];
             let mut never = 0;
             for s in 0..seeds {
