@@ -3,9 +3,11 @@
 //! session ([`session`]).
 
 pub mod config;
+pub mod groups;
 pub mod heuristics;
 pub mod lease;
 pub mod peer_probe;
+pub mod resource_runner;
 pub mod session;
 
 use std::future::Future;
@@ -142,7 +144,9 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
     }
     info!(node.id = plan.node, cluster = %plan.cluster, arbiter = %plan.arbiter, listen = %plan.listen,
           instance = format_args!("{:016x}", instance()), boot_id = %plan.boot_id, "fence-agent started");
-    let session = session::Session::new(plan, probes, faults, heuristics, token.child_token());
+    let runner = resource_runner::spawn(plan.node, &tracker, token.child_token());
+    let session = session::Session::new(plan, probes, faults, heuristics, token.child_token())
+        .with_runner(runner);
     let mut session = tracker.spawn(session.run());
 
     let result = tokio::select! {
@@ -158,7 +162,9 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
     };
     token.cancel();
     tracker.close();
-    if tokio::time::timeout(Duration::from_secs(3), tracker.wait())
+    // (Resource groups still running are stopped first: their stops have
+    // timeouts of their own.)
+    if tokio::time::timeout(Duration::from_secs(60), tracker.wait())
         .await
         .is_err()
     {

@@ -28,9 +28,11 @@ use tracing::{debug, error, info, warn};
 
 use crate::AgentError;
 use crate::config::AgentPlan;
+use crate::groups::GroupRun;
 use crate::heuristics::Heuristics;
 use crate::lease::{Input, LeaseKeeper, Output};
 use crate::peer_probe::{Faults, SharedProbes, reachable};
+use crate::resource_runner::RunnerHandle;
 
 /// How often a new attempt to reach the arbiter starts.
 pub const RETRY: Duration = Duration::from_millis(100);
@@ -60,6 +62,8 @@ pub struct Session {
     streak: Streak,
     /// Lease and epoch events for an observer (tests, resource hooks).
     events: Option<mpsc::UnboundedSender<Output>>,
+    /// Runs the resource groups the arbiter places here.
+    runner: Option<RunnerHandle>,
 }
 
 enum Ended {
@@ -152,7 +156,14 @@ impl Session {
             interval_hint: DEFAULT_INTERVAL,
             streak: Streak::default(),
             events: None,
+            runner: None,
         }
+    }
+
+    /// Run the resource groups the arbiter places on this node.
+    pub fn with_runner(mut self, runner: RunnerHandle) -> Self {
+        self.runner = Some(runner);
+        self
     }
 
     /// Every output of the lease core but heartbeats (lease acquired and
@@ -391,6 +402,9 @@ impl Session {
             },
         );
         self.apply(outs, Some(&tx));
+        if let Some(r) = &self.runner {
+            r.define(w.node_name.clone(), w.groups.clone());
+        }
         // No answer at all for three intervals: the session is dead.
         let silence = interval * 3;
         let mut last_heard = Instant::now();
@@ -414,6 +428,7 @@ impl Session {
                 _ = tokio::time::sleep_until(wake) => None,
                 m = inbound.message() => Some(m),
             };
+            let mut grants = None;
             let input = match msg {
                 None => {
                     if last_heard.elapsed() >= silence {
@@ -427,7 +442,13 @@ impl Session {
                     last_heard = Instant::now();
                     match m.body {
                         Some(pb::arbiter_message::Body::Ack(a)) => Input::Ack {
-                            seq: a.seq,
+                            seq: {
+                                grants = Some((
+                                    a.seq,
+                                    a.groups.iter().map(|g| (g.group.clone(), g.start)).collect::<Vec<_>>(),
+                                ));
+                                a.seq
+                            },
                             // Never longer than the lease the Welcome announced.
                             lease: (a.lease_ms > 0)
                                 .then(|| Duration::from_millis(a.lease_ms).min(max_lease)),
@@ -446,6 +467,18 @@ impl Session {
             };
             let outs = self.keeper.step(self.now(), input);
             self.apply(outs, Some(&tx));
+            // The placements of this Ack, under the lease as it stands now
+            // (an Ack the lease core refused grants no start).
+            if let (Some(r), Some((seq, grants))) = (&self.runner, grants) {
+                let now = self.now();
+                let lease = self.keeper.lease(now);
+                r.ack(
+                    seq,
+                    lease.is_some(),
+                    lease.map_or(self.keeper.epoch(), |l| l.epoch),
+                    grants,
+                );
+            }
             if let Some(epoch) = self.keeper.fenced() {
                 return Ok(Ended::Fenced(epoch));
             }
@@ -467,12 +500,22 @@ impl Session {
                     known_epoch,
                 } => {
                     let Some(tx) = tx else { continue };
+                    let report = self.runner.as_ref().map(|r| r.report()).unwrap_or_default();
                     let hb = pb::Heartbeat {
                         seq,
                         sent_at_us: sent_at.as_micros() as u64,
                         reachable: reachable(&self.probes, Instant::now()),
                         heuristics: self.heuristics.score(),
                         known_epoch,
+                        applied_seq: report.applied_seq,
+                        groups: report
+                            .states
+                            .into_iter()
+                            .map(|(group, run)| pb::GroupState {
+                                group,
+                                state: group_run(run) as i32,
+                            })
+                            .collect(),
                     };
                     if tx
                         .try_send(pb::AgentMessage {
@@ -491,6 +534,9 @@ impl Session {
                 }
                 Output::LeaseLost { reason } => {
                     warn!(node.id = node, reason = ?reason, "lease lost: resources must stop now");
+                    if let Some(r) = &self.runner {
+                        r.lease_lost();
+                    }
                 }
                 Output::Fenced { epoch } => {
                     error!(
@@ -515,6 +561,17 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+fn group_run(r: GroupRun) -> pb::GroupRunState {
+    match r {
+        GroupRun::Stopped => pb::GroupRunState::Stopped,
+        GroupRun::Starting => pb::GroupRunState::Starting,
+        GroupRun::Running => pb::GroupRunState::Running,
+        GroupRun::Stopping => pb::GroupRunState::Stopping,
+        GroupRun::Failed => pb::GroupRunState::Failed,
+        GroupRun::StopFailed => pb::GroupRunState::StopFailed,
     }
 }
 
@@ -605,6 +662,7 @@ mod tests {
                     lease_ms: LEASE.as_millis() as u64,
                     peers: vec![],
                     epoch: 1,
+                    ..Default::default()
                 };
                 let msg = |b| Ok(pb::ArbiterMessage { body: Some(b) });
                 if tx
@@ -660,6 +718,7 @@ mod tests {
                         backed: vec![1],
                         gone: vec![],
                         reason: String::new(),
+                        groups: vec![],
                     };
                     if tx
                         .send(msg(pb::arbiter_message::Body::Ack(ack)))

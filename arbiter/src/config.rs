@@ -34,7 +34,7 @@ use std::time::Duration;
 use fence_drivers::params::Params;
 use serde::Deserialize;
 
-use crate::core::{self, ClusterSpec, NodeId, NodeSpec, QuorumMode, TieBreaker, Timing};
+use crate::core::{self, ClusterSpec, GroupSpec, NodeId, NodeSpec, QuorumMode, TieBreaker, Timing};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,6 +184,44 @@ pub struct ClusterConfig {
     pub nodes: Vec<NodeConfig>,
     #[serde(default, rename = "device")]
     pub devices: Vec<DeviceConfig>,
+    /// Resource groups, each placed on one survivor.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupConfig>,
+}
+
+/// One resource group (`[[cluster.group]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub name: String,
+    /// Node names (or ids) it may run on, most preferred first.
+    pub nodes: Vec<toml::Value>,
+    /// Move back to a more preferred node when it is available again.
+    /// Default false: stay where it runs.
+    #[serde(default)]
+    pub failback: bool,
+    /// How often each resource's monitor runs. Default 2 s.
+    #[serde(default, with = "humantime_serde")]
+    pub monitor_interval: Option<Duration>,
+    /// Monitor failures restarted in place within `restart_window` before
+    /// the group is stopped and moved. Default 3.
+    #[serde(default)]
+    pub max_restarts: Option<u32>,
+    /// Default 60 s.
+    #[serde(default, with = "humantime_serde")]
+    pub restart_window: Option<Duration>,
+    /// Started in this order, stopped in reverse.
+    pub resources: Vec<resources::ResourceSpec>,
+}
+
+/// A validated group: what agents are sent.
+#[derive(Debug, Clone)]
+pub struct GroupPlan {
+    pub name: String,
+    pub resources: Vec<resources::ResourceSpec>,
+    pub monitor_interval: Duration,
+    pub max_restarts: u32,
+    pub restart_window: Duration,
 }
 
 fn default_quorum() -> String {
@@ -258,6 +296,8 @@ pub struct ClusterPlan {
     pub devices: BTreeMap<String, DeviceConfig>,
     /// `None`: devices are not monitored.
     pub monitor_interval: Option<Duration>,
+    /// The resource groups, in configuration order.
+    pub groups: Vec<GroupPlan>,
 }
 
 /// A validated configuration.
@@ -765,6 +805,7 @@ fn validate_cluster(
     if storm_limit == 0 {
         errs.push(err(format!("{at}.storm_limit"), "must be at least 1"));
     }
+    let (group_specs, groups) = validate_groups(c, at, &names, errs);
     if errs.len() > before {
         return None;
     }
@@ -776,7 +817,9 @@ fn validate_cluster(
             tie_breaker,
             timing,
             storm_limit,
+            groups: group_specs,
         },
+        groups,
         names,
         addresses,
         levels,
@@ -787,6 +830,87 @@ fn validate_cluster(
             Some(d) => Some(d),
         },
     })
+}
+
+/// The `[[cluster.group]]` tables: unique names, known nodes, every
+/// resource checked (`resources::ResourceSpec::validate`).
+fn validate_groups(
+    c: &ClusterConfig,
+    at: &str,
+    names: &BTreeMap<NodeId, String>,
+    errs: &mut Vec<ConfigError>,
+) -> (Vec<GroupSpec>, Vec<GroupPlan>) {
+    let mut specs = Vec::new();
+    let mut plans = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, g) in c.groups.iter().enumerate() {
+        let gat = format!("{at}.group[{i}]");
+        if g.name.is_empty()
+            || !g
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        {
+            errs.push(err(
+                format!("{gat}.name"),
+                format!("{:?}: use letters, digits, '-', '_' or '.'", g.name),
+            ));
+        }
+        if !seen.insert(g.name.clone()) {
+            errs.push(err(
+                format!("{gat}.name"),
+                format!("group {:?} is defined twice", g.name),
+            ));
+        }
+        let mut nodes = Vec::new();
+        for (k, v) in g.nodes.iter().enumerate() {
+            let found = match v {
+                toml::Value::String(n) => names.iter().find(|(_, name)| *name == n).map(|(&id, _)| id),
+                toml::Value::Integer(id) => u32::try_from(*id).ok().filter(|id| names.contains_key(id)),
+                _ => None,
+            };
+            match found {
+                Some(id) if nodes.contains(&id) => errs.push(err(
+                    format!("{gat}.nodes[{k}]"),
+                    format!("{v} is listed twice"),
+                )),
+                Some(id) => nodes.push(id),
+                None => errs.push(err(
+                    format!("{gat}.nodes[{k}]"),
+                    format!("{v}: not a node name or id of this cluster"),
+                )),
+            }
+        }
+        if g.nodes.is_empty() {
+            errs.push(err(format!("{gat}.nodes"), "name at least one node"));
+        }
+        if g.resources.is_empty() {
+            errs.push(err(format!("{gat}.resources"), "name at least one resource"));
+        }
+        for (k, r) in g.resources.iter().enumerate() {
+            for problem in r.validate() {
+                errs.push(err(format!("{gat}.resources[{k}]"), problem));
+            }
+        }
+        let monitor_interval = g.monitor_interval.unwrap_or(Duration::from_secs(2));
+        if monitor_interval < Duration::from_millis(100) {
+            errs.push(err(format!("{gat}.monitor_interval"), "must be at least 100ms"));
+        }
+        let restart_window = g.restart_window.unwrap_or(Duration::from_secs(60));
+        specs.push(GroupSpec {
+            name: g.name.clone(),
+            nodes,
+            failback: g.failback,
+        });
+        plans.push(GroupPlan {
+            name: g.name.clone(),
+            resources: g.resources.clone(),
+            monitor_interval,
+            max_restarts: g.max_restarts.unwrap_or(3),
+            restart_window,
+        });
+    }
+    (specs, plans)
 }
 
 #[cfg(test)]

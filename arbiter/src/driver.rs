@@ -20,7 +20,9 @@ use tonic::Status;
 use tracing::{error, info, warn};
 
 use crate::config::ClusterPlan;
-use crate::core::{Action, ArbiterCore, CoreStatus, Event, LevelOutcome, NodeId, NodeView, Notice};
+use crate::core::{
+    Action, ArbiterCore, CoreStatus, Event, LevelOutcome, NodeId, NodeView, Notice, RunState,
+};
 use crate::fence_orchestrator::{Progress, run_level};
 use crate::store::{Store, StoreError};
 
@@ -59,6 +61,24 @@ pub enum ToDriver {
     Clear {
         node: NodeId,
     },
+    /// An operator moves a resource group; the reply says why not.
+    Move {
+        group: String,
+        node: NodeId,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// A group state as an agent reported it.
+fn run_state(s: pb::GroupRunState) -> RunState {
+    match s {
+        pb::GroupRunState::Stopped => RunState::Stopped,
+        pb::GroupRunState::Starting => RunState::Starting,
+        pb::GroupRunState::Running => RunState::Running,
+        pb::GroupRunState::Stopping => RunState::Stopping,
+        pb::GroupRunState::Failed => RunState::Failed,
+        pb::GroupRunState::StopFailed => RunState::StopFailed,
+    }
 }
 
 /// What the admin API reads.
@@ -187,6 +207,8 @@ pub struct ClusterDriver {
     origin: Instant,
     tracker: TaskTracker,
     token: CancellationToken,
+    /// Every group as agents are told it in their Welcome.
+    group_definitions: Vec<pb::GroupDefinition>,
 }
 
 impl ClusterDriver {
@@ -202,7 +224,20 @@ impl ClusterDriver {
         info!(cluster = %plan.spec.name, lease.epoch = persisted.epoch, backed = ?persisted.backed,
               open_intents = ?persisted.open_intents, "cluster state loaded; start-up grace begins");
         let core = ArbiterCore::new(plan.spec.clone(), persisted, Duration::ZERO);
+        let group_definitions = plan
+            .groups
+            .iter()
+            .map(|g| pb::GroupDefinition {
+                name: g.name.clone(),
+                resources_json: serde_json::to_string(&g.resources)
+                    .expect("resource specs serialize"),
+                monitor_interval_ms: g.monitor_interval.as_millis() as u64,
+                max_restarts: g.max_restarts,
+                restart_window_ms: g.restart_window.as_millis() as u64,
+            })
+            .collect();
         Ok(ClusterDriver {
+            group_definitions,
             plan,
             core,
             store,
@@ -288,6 +323,8 @@ impl ClusterDriver {
                             })
                             .collect(),
                         epoch: self.core.epoch(),
+                        groups: self.group_definitions.clone(),
+                        node_name: self.plan.names.get(&node).cloned().unwrap_or_default(),
                     };
                     self.send_to(node, session, pb::arbiter_message::Body::Welcome(welcome));
                 }
@@ -308,6 +345,12 @@ impl ClusterDriver {
                     reachable: hb.reachable,
                     heuristics: hb.heuristics,
                     known_epoch: hb.known_epoch,
+                    applied_seq: hb.applied_seq,
+                    groups: hb
+                        .groups
+                        .iter()
+                        .map(|g| (g.group.clone(), run_state(g.state())))
+                        .collect(),
                 })?;
             }
             ToDriver::FenceDone {
@@ -327,6 +370,14 @@ impl ClusterDriver {
             }
             ToDriver::Clear { node } => {
                 self.step(Event::Clear { node })?;
+            }
+            ToDriver::Move { group, node, reply } => {
+                let checked = self.core.check_move(&group, node);
+                if checked.is_ok() {
+                    info!(cluster = %self.name(), group = %group, node.id = node, "operator moves a resource group");
+                    self.step(Event::Move { group, node })?;
+                }
+                let _ = reply.send(checked);
             }
             ToDriver::Snapshot(reply) => {
                 let nodes = self
@@ -401,6 +452,19 @@ impl ClusterDriver {
                         format!("intent {intent}: {reason}"),
                     );
                 }
+                if let crate::core::Delta::Group { group, record } = &delta {
+                    info!(cluster = %cluster, group = %group, holder = ?record.holder, possible = ?record.possible,
+                          "resource group placement persisted");
+                    publish(
+                        &self.events,
+                        &cluster,
+                        "placement",
+                        record.holder.unwrap_or(0),
+                        epoch,
+                        record.possible.iter().copied().collect(),
+                        format!("{group}: placed on {:?}, may run on {:?}", record.holder, record.possible),
+                    );
+                }
                 if let crate::core::Delta::FenceConfirmed { intent, node, .. } = &delta {
                     info!(cluster = %cluster, node.id = node, fence.intent = intent, "fence confirmed and persisted");
                     publish(
@@ -424,8 +488,16 @@ impl ClusterDriver {
                 backed,
                 gone,
                 reason,
+                grants,
             } => {
                 let ack = pb::Ack {
+                    groups: grants
+                        .into_iter()
+                        .map(|g| pb::GroupGrant {
+                            group: g.group,
+                            start: g.start,
+                        })
+                        .collect(),
                     seq,
                     sent_at_us,
                     lease_ms: lease.map_or(0, |d| d.as_millis() as u64),
@@ -634,6 +706,10 @@ impl ClusterDriver {
                     vec![],
                     format!("store behind: agent epoch {reported}, stored {stored}"),
                 )
+            }
+            Notice::GroupState { group, node, state } => {
+                info!(cluster = %c, group = %group, node.id = node, state = state.as_str(), "resource group state");
+                ("group", node, vec![], format!("{group}: {}", state.as_str()))
             }
             Notice::ConfigChanged { detail } => {
                 warn!(cluster = %c, detail = %detail, "configuration changed since the state was stored");

@@ -212,6 +212,7 @@ impl Store for RedbStore {
                 Delta::AlertCleared { .. }
                 | Delta::AliveAfterOff { .. }
                 | Delta::AgentSeen { .. }
+                | Delta::Group { .. }
                 | Delta::EpochRaised { .. } => {}
                 Delta::Backed { epoch, gone, .. } => {
                     // Stamp the epoch on confirmed fences not yet announced

@@ -66,6 +66,7 @@ fn spec(n: u32, lms: bool) -> ClusterSpec {
         tie_breaker: TieBreaker::LowestNodeId,
         timing: Timing::default(),
         storm_limit: n as usize,
+        groups: Vec::new(),
     }
 }
 
@@ -109,7 +110,8 @@ impl Rules {
                         Delta::FenceAttemptFailed { .. }
                         | Delta::AlertCleared { .. }
                         | Delta::AliveAfterOff { .. }
-                        | Delta::AgentSeen { .. } => {}
+                        | Delta::AgentSeen { .. }
+                        | Delta::Group { .. } => {}
                     }
                     self.store.apply(&d);
                 }
@@ -236,7 +238,7 @@ fn run(n: u32, lms: bool, events: Vec<Ev>) -> Result<Rules, TestCaseError> {
                                 sent_at_us: 0,
                                 reachable: reach,
                                 heuristics: 0,
-                                known_epoch: 0,
+                                known_epoch: 0, applied_seq: 0, groups: Vec::new(),
                             };
                             step(&mut core, &mut rules, now, hb)?;
                         }
@@ -308,7 +310,7 @@ fn run(n: u32, lms: bool, events: Vec<Ev>) -> Result<Rules, TestCaseError> {
                     sent_at_us: 0,
                     reachable: r,
                     heuristics: 0,
-                    known_epoch: 0,
+                    known_epoch: 0, applied_seq: 0, groups: Vec::new(),
                 };
                 step(&mut core, &mut rules, now, hb)?;
             }

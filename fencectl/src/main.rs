@@ -75,6 +75,22 @@ enum Cmd {
         #[arg(long)]
         yes: bool,
     },
+    /// Every resource group: its holder, state and since when.
+    Resources {
+        #[arg(long, default_value = "")]
+        cluster: String,
+    },
+    /// Move a resource group to another node (admin): its holder stops it
+    /// and acknowledges, then NODE starts it. It stays there (also with
+    /// failback) until moved again or NODE leaves.
+    Move {
+        /// The group's name.
+        group: String,
+        /// The node: its id or its name.
+        node: String,
+        #[arg(long)]
+        cluster: String,
+    },
     /// Stream cluster events until Ctrl-C.
     Watch {
         #[arg(long, default_value = "")]
@@ -213,6 +229,17 @@ fn main() -> ExitCode {
             }
             Cmd::Clear { node, cluster, yes } => {
                 commands::status::clear(&cli.arbiter, &cluster, node, yes, cli.output).await
+            }
+            Cmd::Resources { cluster } => {
+                commands::resources::resources(&cli.arbiter, &cluster, cli.output).await
+            }
+            Cmd::Move {
+                group,
+                node,
+                cluster,
+            } => {
+                commands::resources::move_group(&cli.arbiter, &cluster, &group, &node, cli.output)
+                    .await
             }
             Cmd::Watch { cluster } => {
                 commands::watch::watch(&cli.arbiter, &cluster, cli.output).await

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::NodeId;
+use super::placement::{GroupRecord, Grant, RunState};
 
 /// A change to durable state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,12 @@ pub enum Delta {
         node: NodeId,
         instance: u64,
         boot: u64,
+    },
+    /// A resource group's holder, or the nodes that may be running it,
+    /// changed.
+    Group {
+        group: String,
+        record: GroupRecord,
     },
     /// A new survivor set is backed under a new epoch.
     Backed {
@@ -122,6 +129,12 @@ pub enum Notice {
         reported: u64,
         stored: u64,
     },
+    /// A resource group's state on a node changed (as its agent reported).
+    GroupState {
+        group: String,
+        node: NodeId,
+        state: RunState,
+    },
     /// Stored state names nodes the configuration no longer has.
     ConfigChanged {
         detail: String,
@@ -152,6 +165,8 @@ pub enum Action {
         backed: BTreeSet<NodeId>,
         gone: BTreeSet<NodeId>,
         reason: &'static str,
+        /// The resource groups placed on this node.
+        grants: Vec<Grant>,
     },
     /// Run every device of this fence level (off, then confirm by status)
     /// and report back with `Event::FenceFinished`.

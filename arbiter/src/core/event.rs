@@ -1,6 +1,7 @@
 //! Inputs of the core.
 
 use super::NodeId;
+use super::placement::RunState;
 
 /// The result of one fence level as the shell saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +41,16 @@ pub enum Event {
         reachable: Vec<NodeId>,
         heuristics: u32,
         known_epoch: u64,
+        /// The agent has applied the acknowledgement of its heartbeat
+        /// `applied_seq` (0: none yet)...
+        applied_seq: u64,
+        /// ...and its resource groups are in these states (a group not
+        /// listed is stopped).
+        groups: Vec<(String, RunState)>,
     },
+    /// An operator moves a resource group (checked with
+    /// [`ArbiterCore::check_move`](super::ArbiterCore::check_move) first).
+    Move { group: String, node: NodeId },
     /// An operator cleared a node's alive-after-off alert (after fixing
     /// the fence device's wiring).
     Clear { node: NodeId },

@@ -78,7 +78,7 @@ proptest! {
                         sent_at_us: h.now.as_micros() as u64,
                         reachable,
                         heuristics: 0,
-                        known_epoch: h.core.epoch(),
+                        known_epoch: h.core.epoch(), applied_seq: 0, groups: Vec::new(),
                     });
                     (p, out)
                 }

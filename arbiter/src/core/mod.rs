@@ -51,6 +51,7 @@ pub mod decide;
 pub mod event;
 pub mod fence_plan;
 pub mod membership;
+pub mod placement;
 pub mod quorum;
 pub mod spec;
 
@@ -62,6 +63,7 @@ pub use decide::{Candidate, TieBreaker, Verdict};
 pub use event::{Event, LevelOutcome};
 pub use fence_plan::{FenceJob, JobState, JobStep};
 pub use membership::{Edges, NodeView, OffRecord, Phase};
+pub use placement::{Grant, GroupRecord, GroupSpec, GroupStatus, Placement, RunState};
 pub use quorum::{Quorum, QuorumMode};
 pub use spec::{ClusterSpec, FencedAgent, NodeSpec, Persisted, Timing};
 
@@ -185,6 +187,9 @@ pub enum Mutant {
     /// arbiter's own clock (caught by a core test; the simulation has not
     /// reached it in 8,000 seeds).
     NoClockJumpInLeaseBound,
+    /// A group's new holder may start it at once, without waiting for the
+    /// previous holder to acknowledge its stop or be confirmed off.
+    StartBeforeStopped,
 }
 
 /// A verdict that drops a member held back while evidence still arrives
@@ -237,6 +242,8 @@ pub struct CoreStatus {
     pub orphan_intents: BTreeMap<NodeId, u64>,
     pub total_votes: u64,
     pub arbiter_votes: u64,
+    /// Every resource group: holder, state, since when.
+    pub groups: Vec<GroupStatus>,
 }
 
 /// A gap in which the arbiter heard no node (see
@@ -305,6 +312,8 @@ pub struct ArbiterCore {
     /// The last decision's inputs and result: the search runs only when
     /// the live nodes, their settled edges or the incumbents change.
     decision_cache: Option<(DecisionInput, Verdict)>,
+    /// Where each resource group runs.
+    placement: Placement,
     mutant: Option<Mutant>,
 }
 
@@ -499,6 +508,10 @@ impl ArbiterCore {
                 .copied()
                 .collect()
         });
+        let mut placement = Placement::new(spec.groups.clone(), &persisted.groups, now);
+        if mutant == Some(Mutant::StartBeforeStopped) {
+            placement.set_ignore_possible();
+        }
         ArbiterCore {
             quorum,
             ready_at: now + grace,
@@ -548,6 +561,7 @@ impl ArbiterCore {
             hold: None,
             suspect_since: None,
             decision_cache: None,
+            placement,
             mutant,
             spec,
         }
@@ -593,6 +607,7 @@ impl ArbiterCore {
             orphan_intents: self.orphan_intents.clone(),
             total_votes: self.quorum.total(),
             arbiter_votes: self.quorum.arbiter_votes,
+            groups: self.placement.status(),
         }
     }
 
@@ -654,17 +669,25 @@ impl ArbiterCore {
                 reachable,
                 heuristics,
                 known_epoch,
+                applied_seq,
+                groups,
             } => self.heartbeat(
                 now,
                 node,
                 session,
-                seq,
-                sent_at_us,
+                (seq, sent_at_us),
                 reachable,
                 heuristics,
                 known_epoch,
+                (applied_seq, groups),
                 &mut out,
             ),
+            Event::Move { group, node } => {
+                if self.check_move(&group, node).is_ok() {
+                    let deltas = self.placement.move_group(now, &group, node);
+                    out.extend(deltas.into_iter().map(Action::Persist));
+                }
+            }
             Event::FenceFinished {
                 node,
                 intent,
@@ -855,6 +878,9 @@ impl ArbiterCore {
             // same process reconnecting kept probing (and its peers kept
             // probing it), so its edges stand: a node cut off from its
             // peers does not clear its broken edges by reconnecting.
+            if other {
+                self.placement.new_instance(node);
+            }
             if other || self.mutant == Some(Mutant::ForgetEdgesOnReconnect) {
                 self.edges.forget(node);
                 v.probing_since = now;
@@ -895,6 +921,9 @@ impl ArbiterCore {
             Phase::AliveAfterOff { .. } => Some(
                 "recorded off by its fence device, yet alive: wrong outlet or lying device; an operator must clear it",
             ),
+            _ if self.placement.untrusted(node) => {
+                Some("a resource of this node failed to stop; it is fenced")
+            }
             _ if v.no_lease_before.is_some_and(|t| now < t) => {
                 Some("another agent instance of this node may still hold a lease")
             }
@@ -912,11 +941,11 @@ impl ArbiterCore {
         now: Duration,
         node: NodeId,
         session: u64,
-        seq: u64,
-        sent_at_us: u64,
+        (seq, sent_at_us): (u64, u64),
         reachable: Vec<NodeId>,
         heuristics: u32,
         known_epoch: u64,
+        (applied_seq, groups): (u64, Vec<(String, RunState)>),
         out: &mut Vec<Action>,
     ) {
         if self.refused(node, session, known_epoch, out) {
@@ -989,6 +1018,11 @@ impl ArbiterCore {
             }
         }
         self.note_reported_epoch(node, known_epoch, out);
+        let (deltas, changed) = self.placement.report(node, session, applied_seq, &groups);
+        out.extend(deltas.into_iter().map(Action::Persist));
+        out.extend(changed.into_iter().map(|(group, state)| {
+            Action::Notice(Notice::GroupState { group, node, state })
+        }));
         // This heartbeat is itself fresh contact: a lease it renews must not
         // wait for the next tick to see the arbiter hears a quorate set.
         self.update_contact(now, out);
@@ -1013,6 +1047,13 @@ impl ArbiterCore {
         if self.mutant == Some(Mutant::GoneInAckBeforeConfirm) {
             gone.extend(self.status().fencing);
         }
+        // Placements: chosen on what this heartbeat changed, and a start
+        // persisted before the acknowledgement that allows it leaves.
+        self.place(now, out);
+        let (grants, deltas) = self
+            .placement
+            .grants(node, session, seq, lease.is_some());
+        out.extend(deltas.into_iter().map(Action::Persist));
         out.push(Action::Ack {
             node,
             session,
@@ -1023,6 +1064,7 @@ impl ArbiterCore {
             backed: self.backed.clone(),
             gone,
             reason: reason.unwrap_or(""),
+            grants,
         });
     }
 
@@ -1071,6 +1113,7 @@ impl ArbiterCore {
                 v.connected = false;
                 v.last_heard = None;
                 v.reach.clear();
+                self.placement.confirmed_off(node);
                 // Complete the transition now rather than at the next tick.
                 self.evaluate(now, out);
             }
@@ -1373,6 +1416,50 @@ impl ArbiterCore {
         // (In the grace too: the edges take in the reports; nothing is
         // decided before it ends.)
         self.evaluate(now, out);
+        self.place(now, out);
+    }
+
+    /// The members a resource group may be placed on: in the verdict and
+    /// the backed set, members, given a lease now.
+    fn group_candidates(&self, now: Duration) -> BTreeSet<NodeId> {
+        let Some(verdict) = &self.verdict else {
+            return BTreeSet::new();
+        };
+        verdict
+            .iter()
+            .filter(|n| self.backed.contains(n))
+            .filter(|n| self.nodes[n].phase == Phase::Member)
+            .filter(|&&n| self.lease_refusal(now, n).is_none())
+            .copied()
+            .collect()
+    }
+
+    /// Place the resource groups (only while a verdict stands: without
+    /// one, nobody's placement changes).
+    fn place(&mut self, now: Duration, out: &mut Vec<Action>) {
+        if self.placement.is_empty() || self.verdict.is_none() {
+            return;
+        }
+        let candidates = self.group_candidates(now);
+        // A node confirmed off leaves `possible` once every lease it held
+        // has ended too (belt and braces: a lying device cannot make two
+        // runners).
+        let nodes = &self.nodes;
+        let cleared = |n: NodeId| {
+            nodes.get(&n).is_some_and(|v| {
+                matches!(v.phase, Phase::Off | Phase::Gone)
+                    && v.lease_bound.is_none_or(|b| b <= now)
+            })
+        };
+        let deltas = self.placement.place(now, &candidates, cleared);
+        out.extend(deltas.into_iter().map(Action::Persist));
+    }
+
+    /// Check an operator's move of `group` to `node`.
+    pub fn check_move(&self, group: &str, node: NodeId) -> Result<(), String> {
+        let now = self.last_step.unwrap_or_default();
+        self.placement
+            .check_move(group, node, &self.group_candidates(now))
     }
 
     /// Decide, start the fences the verdict needs, commit what is done.
@@ -1405,6 +1492,9 @@ impl ArbiterCore {
             .nodes
             .iter()
             .filter(|(_, v)| candidate(&v.phase) && v.is_alive(now, t.lost_after))
+            // A node that reported a failed stop cannot be trusted: it
+            // leaves the verdict and is fenced.
+            .filter(|(id, _)| !self.placement.untrusted(**id))
             .filter(|(_, v)| {
                 v.phase != Phase::Joining || now.saturating_sub(v.probing_since) >= probe_window
             })

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::NodeId;
 use super::action::Delta;
 use super::decide::TieBreaker;
+use super::placement::{GroupRecord, GroupSpec};
 use super::quorum::QuorumMode;
 
 /// Cluster timings. Defaults are DESIGN.md's.
@@ -87,6 +88,8 @@ pub struct ClusterSpec {
     /// Most nodes that may be fenced in one transition; more than that at
     /// once is a storm: the arbiter holds, alerts and fences nobody.
     pub storm_limit: usize,
+    /// Resource groups, each placed on one survivor.
+    pub groups: Vec<GroupSpec>,
 }
 
 impl ClusterSpec {
@@ -128,6 +131,9 @@ pub struct Persisted {
     /// Per node, the "alive after off" alert raised and not cleared yet.
     #[serde(default)]
     pub alerts: BTreeMap<NodeId, String>,
+    /// Per resource group, its holder and the nodes that may be running it.
+    #[serde(default)]
+    pub groups: BTreeMap<String, GroupRecord>,
 }
 
 /// An agent confirmed off: its process instance and its machine's boot (a
@@ -191,6 +197,9 @@ impl Persisted {
                 );
             }
             Delta::EpochRaised { epoch } => self.epoch = *epoch,
+            Delta::Group { group, record } => {
+                self.groups.insert(group.clone(), record.clone());
+            }
             Delta::Backed {
                 epoch,
                 survivors,

@@ -27,6 +27,7 @@ pub(super) fn spec_levels(n: u32, mode: QuorumMode, levels: usize) -> ClusterSpe
         tie_breaker: TieBreaker::LowestNodeId,
         timing: Timing::default(),
         storm_limit: ClusterSpec::default_storm_limit(n as usize),
+        groups: Vec::new(),
     }
 }
 
@@ -215,7 +216,7 @@ impl H {
             sent_at_us: self.now.as_micros() as u64,
             reachable: reach.to_vec(),
             heuristics: self.heur.get(&id).copied().unwrap_or(0),
-            known_epoch: self.epoch_of(id),
+            known_epoch: self.epoch_of(id), applied_seq: 0, groups: Vec::new(),
         };
         self.step(ev)
     }

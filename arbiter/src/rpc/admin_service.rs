@@ -153,6 +153,68 @@ impl pb::admin_server::Admin for AdminService {
         Ok(Response::new(pb::NodesReply { nodes }))
     }
 
+    async fn resources(
+        &self,
+        req: Request<pb::ResourcesRequest>,
+    ) -> Result<Response<pb::ResourcesReply>, Status> {
+        identity::require(&req, self.tls, READERS, "resources")?;
+        let mut groups = Vec::new();
+        for c in self.select(&req.get_ref().cluster)? {
+            let s = c.snapshot().await?;
+            for g in &s.status.groups {
+                let plan = c.plan.groups.iter().find(|p| p.name == g.name);
+                groups.push(pb::GroupInfo {
+                    cluster: c.plan.spec.name.clone(),
+                    name: g.name.clone(),
+                    holder: g.holder.unwrap_or(0),
+                    holder_name: g
+                        .holder
+                        .and_then(|h| c.plan.names.get(&h).cloned())
+                        .unwrap_or_default(),
+                    state: g.state.into(),
+                    since_ms: s.now.saturating_sub(g.since).as_millis() as u64,
+                    waiting_for: g.waiting_for.iter().copied().collect(),
+                    resources: plan
+                        .map(|p| p.resources.iter().map(|r| r.label()).collect())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        Ok(Response::new(pb::ResourcesReply { groups }))
+    }
+
+    async fn r#move(
+        &self,
+        r: Request<pb::MoveRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        identity::require(&r, self.tls, ADMINS, "move")?;
+        let req = r.get_ref();
+        if req.cluster.is_empty() {
+            return Err(Status::invalid_argument("name the cluster (--cluster)"));
+        }
+        let c = self.select(&req.cluster)?[0];
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        c.tx.send(ToDriver::Move {
+            group: req.group.clone(),
+            node: req.node_id,
+            reply: tx,
+        })
+        .await
+        .map_err(|_| Status::unavailable("arbiter is shutting down"))?;
+        let checked = rx
+            .await
+            .map_err(|_| Status::unavailable("arbiter is shutting down"))?;
+        match checked {
+            Ok(()) => Ok(Response::new(pb::CommandReply {
+                message: format!(
+                    "group {:?} moves to node {}: its holder stops it and acknowledges, then node {} starts it (watch with `fencectl resources`)",
+                    req.group, req.node_id, req.node_id
+                ),
+            })),
+            Err(why) => Err(Status::failed_precondition(why)),
+        }
+    }
+
     async fn history(
         &self,
         req: Request<pb::HistoryRequest>,

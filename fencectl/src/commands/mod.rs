@@ -2,5 +2,6 @@
 
 pub mod driver;
 pub mod history;
+pub mod resources;
 pub mod status;
 pub mod watch;

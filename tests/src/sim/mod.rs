@@ -677,6 +677,7 @@ impl Sim {
             tie_breaker,
             timing,
             storm_limit,
+            groups: Vec::new(),
         };
         // Room for nodes added by configuration faults.
         let mut net = Network::new(n + SPARE_NODES);
@@ -1909,6 +1910,8 @@ impl Sim {
                         reachable: reach,
                         heuristics,
                         known_epoch,
+                        applied_seq: 0,
+                        groups: Vec::new(),
                     })?;
                 }
                 _ => {}

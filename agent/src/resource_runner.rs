@@ -1,0 +1,344 @@
+//! The imperative shell of [`crate::groups`]: runs the starts, stops and
+//! monitors of the resource groups the arbiter defines, in tasks of one
+//! owner, and keeps the report every heartbeat carries.
+//!
+//! The session feeds it (Welcome, every Ack, the lease's end); the report
+//! (the acknowledgement applied last and each group's state) is updated in
+//! the same step as the keeper, so a heartbeat never says "applied" before
+//! the stop that acknowledgement asked for has begun.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use proto::v1 as pb;
+use resources::{Group, ResourceSpec, RunEnv};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::groups::{GroupInput, GroupKeeper, GroupOutput, GroupRun};
+
+/// What heartbeats report.
+#[derive(Debug, Clone, Default)]
+pub struct GroupReport {
+    pub applied_seq: u64,
+    pub states: Vec<(String, GroupRun)>,
+}
+
+enum Msg {
+    Define {
+        node_name: String,
+        groups: Vec<pb::GroupDefinition>,
+    },
+    Ack {
+        seq: u64,
+        leased: bool,
+        epoch: u64,
+        grants: Vec<(String, bool)>,
+    },
+    LeaseLost,
+    Done(GroupInput),
+}
+
+/// The session's handle on the runner.
+#[derive(Clone)]
+pub struct RunnerHandle {
+    tx: mpsc::UnboundedSender<Msg>,
+    report: Arc<Mutex<GroupReport>>,
+}
+
+impl RunnerHandle {
+    pub fn define(&self, node_name: String, groups: Vec<pb::GroupDefinition>) {
+        let _ = self.tx.send(Msg::Define { node_name, groups });
+    }
+
+    pub fn ack(&self, seq: u64, leased: bool, epoch: u64, grants: Vec<(String, bool)>) {
+        let _ = self.tx.send(Msg::Ack {
+            seq,
+            leased,
+            epoch,
+            grants,
+        });
+    }
+
+    pub fn lease_lost(&self) {
+        let _ = self.tx.send(Msg::LeaseLost);
+    }
+
+    pub fn report(&self) -> GroupReport {
+        self.report.lock().expect("group report lock").clone()
+    }
+}
+
+/// One group's runtime: its resources and its restart policy.
+struct Running {
+    group: Option<Arc<tokio::sync::Mutex<Group>>>,
+    monitor_interval: Duration,
+    max_restarts: u32,
+    restart_window: Duration,
+    /// Cancels its monitor while it runs.
+    monitor: Option<CancellationToken>,
+}
+
+/// Start the runner; it ends when `token` is cancelled, after stopping
+/// every group it runs.
+pub fn spawn(node_id: u32, tracker: &TaskTracker, token: CancellationToken) -> RunnerHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let report = Arc::new(Mutex::new(GroupReport::default()));
+    let handle = RunnerHandle {
+        tx: tx.clone(),
+        report: report.clone(),
+    };
+    let runner = Runner {
+        node_id,
+        node_name: format!("node{node_id}"),
+        keeper: GroupKeeper::new(),
+        groups: BTreeMap::new(),
+        epoch: 0,
+        tx,
+        report,
+        tracker: tracker.clone(),
+        token: token.clone(),
+    };
+    tracker.spawn(runner.run(rx));
+    handle
+}
+
+struct Runner {
+    node_id: u32,
+    node_name: String,
+    keeper: GroupKeeper,
+    groups: BTreeMap<String, Running>,
+    epoch: u64,
+    tx: mpsc::UnboundedSender<Msg>,
+    report: Arc<Mutex<GroupReport>>,
+    tracker: TaskTracker,
+    token: CancellationToken,
+}
+
+impl Runner {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        loop {
+            let msg = tokio::select! {
+                _ = self.token.cancelled() => break,
+                m = rx.recv() => match m { Some(m) => m, None => break },
+            };
+            self.handle(msg);
+        }
+        self.shut_down(rx).await;
+    }
+
+    /// The agent stops: every group it runs is stopped (gracefully: the
+    /// agent gives its lease up) before it exits.
+    async fn shut_down(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let outs = self.keeper.step(GroupInput::Ack {
+            seq: u64::MAX,
+            leased: true,
+            grants: vec![],
+        });
+        for o in outs {
+            self.execute(o, false);
+        }
+        self.publish();
+        // (Starts under way finish first; their stop follows.)
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.keeper.busy() {
+            let Ok(Some(msg)) = tokio::time::timeout_at(deadline, rx.recv()).await else {
+                warn!(node.id = self.node_id, "shutting down before every group stopped");
+                return;
+            };
+            if let Msg::Done(input) = msg {
+                for o in self.keeper.step(input) {
+                    self.execute(o, false);
+                }
+                self.publish();
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        let input = match msg {
+            Msg::Define { node_name, groups } => {
+                if !node_name.is_empty() {
+                    self.node_name = node_name;
+                }
+                let names = groups.iter().map(|g| g.name.clone()).collect();
+                for d in groups {
+                    if self.groups.contains_key(&d.name) {
+                        continue;
+                    }
+                    let group = match serde_json::from_str::<Vec<ResourceSpec>>(&d.resources_json)
+                        .map_err(|e| e.to_string())
+                        .and_then(|specs| Group::new(d.name.clone(), specs).map_err(|e| e.to_string()))
+                    {
+                        Ok(g) => Some(Arc::new(tokio::sync::Mutex::new(g))),
+                        Err(e) => {
+                            error!(node.id = self.node_id, group = %d.name, error = %e,
+                                   "the arbiter sent resources this agent cannot read; the group cannot run here");
+                            None
+                        }
+                    };
+                    self.groups.insert(
+                        d.name.clone(),
+                        Running {
+                            group,
+                            monitor_interval: Duration::from_millis(d.monitor_interval_ms.max(100)),
+                            max_restarts: d.max_restarts,
+                            restart_window: Duration::from_millis(d.restart_window_ms),
+                            monitor: None,
+                        },
+                    );
+                }
+                GroupInput::Defined { groups: names }
+            }
+            Msg::Ack {
+                seq,
+                leased,
+                epoch,
+                grants,
+            } => {
+                self.epoch = self.epoch.max(epoch);
+                GroupInput::Ack {
+                    seq,
+                    leased,
+                    grants,
+                }
+            }
+            Msg::LeaseLost => GroupInput::LeaseLost,
+            Msg::Done(input) => input,
+        };
+        if let GroupInput::StartDone { group, ok: true } = &input {
+            self.watch(group);
+        }
+        let outs = self.keeper.step(input);
+        for o in outs {
+            let urgent = matches!(o, GroupOutput::Stop { urgent: true, .. });
+            self.execute(o, urgent);
+        }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let (applied_seq, states) = self.keeper.report();
+        *self.report.lock().expect("group report lock") = GroupReport {
+            applied_seq,
+            states,
+        };
+    }
+
+    fn env(&self, group: &str) -> RunEnv {
+        RunEnv {
+            epoch: self.epoch,
+            group: group.to_string(),
+            node: self.node_name.clone(),
+            node_id: self.node_id,
+        }
+    }
+
+    fn execute(&mut self, o: GroupOutput, urgent: bool) {
+        let (name, start) = match &o {
+            GroupOutput::Start { group } => (group.clone(), true),
+            GroupOutput::Stop { group, .. } => (group.clone(), false),
+        };
+        let env = self.env(&name);
+        let tx = self.tx.clone();
+        let Some(r) = self.groups.get_mut(&name) else {
+            return;
+        };
+        if !start && let Some(m) = r.monitor.take() {
+            m.cancel();
+        }
+        let Some(group) = r.group.clone() else {
+            // Unreadable: it never started, so it is stopped; a start fails.
+            let _ = tx.send(Msg::Done(if start {
+                GroupInput::StartDone { group: name, ok: false }
+            } else {
+                GroupInput::StopDone { group: name, ok: true }
+            }));
+            return;
+        };
+        let node = self.node_id;
+        self.tracker.spawn(async move {
+            let mut g = group.lock().await;
+            let done = if start {
+                info!(node.id = node, group = %name, lease.epoch = env.epoch, "starting resource group");
+                let t = Instant::now();
+                let r = g.start(&env).await;
+                match &r {
+                    Ok(()) => info!(node.id = node, group = %name, took_ms = t.elapsed().as_millis() as u64, "resource group started"),
+                    Err(e) => error!(node.id = node, group = %name, error = %e, "resource group did not start"),
+                }
+                GroupInput::StartDone { group: name, ok: r.is_ok() }
+            } else {
+                info!(node.id = node, group = %name, urgent, "stopping resource group");
+                let t = Instant::now();
+                let r = g.stop(&env, urgent).await;
+                match &r {
+                    Ok(()) => info!(node.id = node, group = %name, took_ms = t.elapsed().as_millis() as u64, "resource group stopped"),
+                    Err(e) => error!(node.id = node, group = %name, error = %e,
+                                     "resource group did not stop: this node cannot be trusted and will be fenced"),
+                }
+                GroupInput::StopDone { group: name, ok: r.is_ok() }
+            };
+            let _ = tx.send(Msg::Done(done));
+        });
+    }
+
+    /// Monitor a group that started: a failure restarts it in place (stop,
+    /// start) up to `max_restarts` times within `restart_window`; beyond
+    /// that, or when the restart fails, it gives up (the group moves).
+    fn watch(&mut self, name: &str) {
+        let env = self.env(name);
+        let tx = self.tx.clone();
+        let node = self.node_id;
+        let Some(r) = self.groups.get_mut(name) else {
+            return;
+        };
+        let Some(group) = r.group.clone() else {
+            return;
+        };
+        let stop = self.token.child_token();
+        if let Some(old) = r.monitor.replace(stop.clone()) {
+            old.cancel();
+        }
+        let (every, max, window) = (r.monitor_interval, r.max_restarts, r.restart_window);
+        let name = name.to_string();
+        self.tracker.spawn(async move {
+            let mut restarts: Vec<Instant> = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let mut g = group.lock().await;
+                if stop.is_cancelled() {
+                    return;
+                }
+                let Err(e) = g.monitor(&env).await else {
+                    continue;
+                };
+                restarts.retain(|t| t.elapsed() < window);
+                if restarts.len() as u32 >= max {
+                    error!(node.id = node, group = %name, error = %e, restarts = restarts.len(),
+                           "resource group failed beyond its restart limit: it moves");
+                    let _ = tx.send(Msg::Done(GroupInput::MonitorGaveUp { group: name }));
+                    return;
+                }
+                restarts.push(Instant::now());
+                warn!(node.id = node, group = %name, error = %e, "resource group failed its monitor: restarting it in place");
+                let restarted = match g.stop(&env, false).await {
+                    Ok(()) => g.start(&env).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = restarted {
+                    error!(node.id = node, group = %name, error = %e, "restart in place failed: it moves");
+                    let _ = tx.send(Msg::Done(GroupInput::MonitorGaveUp { group: name }));
+                    return;
+                }
+            }
+        });
+    }
+}

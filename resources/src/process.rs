@@ -1,0 +1,335 @@
+//! A service the agent runs itself, in its own process group (and cgroup,
+//! on cgroup v2).
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::time::Instant;
+
+use crate::cmd::describe_status;
+use crate::env::RunEnv;
+use crate::error::ResourceError;
+use crate::resource::Health;
+
+/// The cgroup v2 mount.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+/// The directory under [`CGROUP_ROOT`] that holds one cgroup per process resource.
+pub const CGROUP_PARENT: &str = "fence-agent";
+/// A command that exits this soon after it was spawned failed to start.
+pub const START_SETTLE: Duration = Duration::from_millis(100);
+/// How long a SIGKILLed process may take to be reaped before stop gives up.
+const REAP_AFTER_KILL: Duration = Duration::from_secs(5);
+
+/// Whether `root` is a cgroup v2 hierarchy (it has `cgroup.controllers`).
+pub fn cgroup_v2_available(root: &Path) -> bool {
+    root.join("cgroup.controllers").exists()
+}
+
+#[derive(Debug)]
+pub(crate) struct Process {
+    resource: String,
+    instance: String,
+    command: Vec<String>,
+    stop_timeout: Duration,
+    cgroup_root: PathBuf,
+    running: Option<Running>,
+}
+
+#[derive(Debug)]
+struct Running {
+    child: tokio::process::Child,
+    pid: Pid,
+    cgroup: Option<PathBuf>,
+    /// Set once the leader has exited (and been reaped).
+    exited: Option<ExitStatus>,
+    last_stderr: Arc<Mutex<String>>,
+}
+
+impl Process {
+    pub fn new(
+        resource: String,
+        instance: String,
+        command: Vec<String>,
+        stop_timeout: Duration,
+    ) -> Self {
+        Self {
+            resource,
+            instance,
+            command,
+            stop_timeout,
+            cgroup_root: PathBuf::from(CGROUP_ROOT),
+            running: None,
+        }
+    }
+
+    pub fn set_cgroup_root(&mut self, root: PathBuf) {
+        self.cgroup_root = root;
+    }
+
+    /// The pid (= process group id) of the running process, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.running
+            .as_ref()
+            .filter(|r| r.exited.is_none())
+            .and_then(|r| u32::try_from(r.pid.as_raw()).ok())
+    }
+
+    fn failed(&self, action: &'static str, reason: impl Into<String>) -> ResourceError {
+        ResourceError::Failed {
+            resource: self.resource.clone(),
+            action,
+            reason: reason.into(),
+        }
+    }
+
+    /// Make `<cgroup root>/fence-agent/<instance>` where cgroup v2 is there
+    /// and writable; `None` (process group only) otherwise.
+    fn prepare_cgroup(&self) -> Option<PathBuf> {
+        if !cgroup_v2_available(&self.cgroup_root) {
+            tracing::debug!(resource = %self.resource, root = %self.cgroup_root.display(), "no cgroup v2: process group only");
+            return None;
+        }
+        let dir = self.cgroup_root.join(CGROUP_PARENT).join(&self.instance);
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) if dir.join("cgroup.procs").exists() => Some(dir),
+            Ok(()) => {
+                tracing::warn!(resource = %self.resource, cgroup = %dir.display(), "created, but it has no cgroup.procs: process group only");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(resource = %self.resource, cgroup = %dir.display(), error = %e, "cannot create the cgroup: process group only");
+                None
+            }
+        }
+    }
+
+    pub async fn start(&mut self, env: &RunEnv) -> Result<(), ResourceError> {
+        if let Some(r) = &mut self.running {
+            if r.exited.is_none() && matches!(r.child.try_wait(), Ok(None)) {
+                tracing::debug!(resource = %self.resource, pid = r.pid.as_raw(), "already running");
+                return Ok(());
+            }
+            // A leftover of an exited run: clean it up first.
+            self.stop(env, true).await?;
+        }
+        let Some((program, args)) = self.command.split_first() else {
+            return Err(self.failed("start", "the command is empty"));
+        };
+        let cgroup = self.prepare_cgroup();
+        let mut cmd = match &cgroup {
+            // The shell moves itself into the cgroup, then execs the
+            // command: nothing it starts can escape the cgroup.
+            Some(dir) => {
+                let mut c = tokio::process::Command::new("/bin/sh");
+                c.arg("-c")
+                    .arg("echo $$ > \"$0\" && exec \"$@\"")
+                    .arg(dir.join("cgroup.procs"))
+                    .arg(program)
+                    .args(args);
+                c
+            }
+            None => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(args);
+                c
+            }
+        };
+        cmd.envs(env.vars())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(|source| ResourceError::Spawn {
+            resource: self.resource.clone(),
+            action: "start",
+            program: program.clone(),
+            source,
+        })?;
+        let Some(pid) = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw)
+        else {
+            return Err(self.failed("start", "the process exited before its pid could be read"));
+        };
+        let last_stderr = Arc::new(Mutex::new(String::new()));
+        log_lines(child.stdout.take(), &self.resource, "stdout", None);
+        log_lines(
+            child.stderr.take(),
+            &self.resource,
+            "stderr",
+            Some(Arc::clone(&last_stderr)),
+        );
+        tracing::info!(resource = %self.resource, pid = pid.as_raw(), cgroup = ?cgroup, "process started");
+        self.running = Some(Running {
+            child,
+            pid,
+            cgroup,
+            exited: None,
+            last_stderr,
+        });
+        tokio::time::sleep(START_SETTLE).await;
+        if let Health::Failed(why) = self.monitor(env).await? {
+            let _ = self.stop(env, true).await;
+            return Err(self.failed("start", why));
+        }
+        Ok(())
+    }
+
+    pub async fn monitor(&mut self, _env: &RunEnv) -> Result<Health, ResourceError> {
+        let Some(r) = &mut self.running else {
+            return Ok(Health::Stopped);
+        };
+        if r.exited.is_none() {
+            match r.child.try_wait() {
+                Ok(None) => return Ok(Health::Running),
+                Ok(Some(status)) => {
+                    tracing::warn!(resource = %self.resource, pid = r.pid.as_raw(), status = %describe_status(status), "process exited");
+                    r.exited = Some(status);
+                }
+                Err(e) => {
+                    return Err(ResourceError::Failed {
+                        resource: self.resource.clone(),
+                        action: "monitor",
+                        reason: format!("cannot check process {}: {e}", r.pid),
+                    });
+                }
+            }
+        }
+        let status = r.exited.map(describe_status).unwrap_or_default();
+        let last = r
+            .last_stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Ok(Health::Failed(if last.is_empty() {
+            format!("process {} exited with {status}", r.pid)
+        } else {
+            format!(
+                "process {} exited with {status}; last stderr line: {last}",
+                r.pid
+            )
+        }))
+    }
+
+    pub async fn stop(&mut self, _env: &RunEnv, urgent: bool) -> Result<(), ResourceError> {
+        let Some(mut r) = self.running.take() else {
+            return Ok(());
+        };
+        let pg = r.pid;
+        if r.exited.is_none()
+            && let Ok(Some(status)) = r.child.try_wait()
+        {
+            r.exited = Some(status);
+        }
+        let deadline = Instant::now() + self.stop_timeout;
+        if r.exited.is_none() && !urgent {
+            tracing::info!(resource = %self.resource, pid = pg.as_raw(), timeout = %humantime::format_duration(self.stop_timeout), "stopping: SIGTERM to the process group");
+            if killpg(pg, Signal::SIGTERM) == Err(Errno::ESRCH) {
+                // It left its process group: at least the process itself.
+                let _ = kill(pg, Signal::SIGTERM);
+            }
+            match tokio::time::timeout_at(deadline, r.child.wait()).await {
+                Ok(Ok(status)) => r.exited = Some(status),
+                Ok(Err(e)) => {
+                    tracing::warn!(resource = %self.resource, pid = pg.as_raw(), error = %e, "waiting for the process");
+                }
+                Err(_) => {
+                    tracing::warn!(resource = %self.resource, pid = pg.as_raw(), "still running after the stop timeout: SIGKILL to the process group");
+                }
+            }
+        }
+        if r.exited.is_some() && !urgent {
+            // The leader is gone; give what is left of its group the rest
+            // of the stop timeout.
+            while killpg(pg, None).is_ok() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        if urgent {
+            tracing::info!(resource = %self.resource, pid = pg.as_raw(), "urgent stop: SIGKILL to the process group");
+        }
+        let _ = killpg(pg, Signal::SIGKILL);
+        if r.exited.is_none() {
+            let _ = r.child.start_kill();
+        }
+        if let Some(dir) = &r.cgroup
+            && let Err(e) = std::fs::write(dir.join("cgroup.kill"), "1")
+        {
+            tracing::warn!(resource = %self.resource, cgroup = %dir.display(), error = %e, "cgroup.kill");
+        }
+        if r.exited.is_none() {
+            match tokio::time::timeout(REAP_AFTER_KILL, r.child.wait()).await {
+                Ok(Ok(status)) => r.exited = Some(status),
+                Ok(Err(e)) => {
+                    let reason = format!("cannot reap process {pg}: {e}");
+                    self.running = Some(r);
+                    return Err(self.failed("stop", reason));
+                }
+                Err(_) => {
+                    let reason = format!(
+                        "process {pg} is still there {} after SIGKILL (uninterruptible sleep?)",
+                        humantime::format_duration(REAP_AFTER_KILL)
+                    );
+                    self.running = Some(r);
+                    return Err(self.failed("stop", reason));
+                }
+            }
+        }
+        if let Some(dir) = &r.cgroup {
+            remove_cgroup(&self.resource, dir).await;
+        }
+        tracing::info!(resource = %self.resource, pid = pg.as_raw(), status = %r.exited.map(describe_status).unwrap_or_default(), "process stopped");
+        Ok(())
+    }
+}
+
+/// Remove the (now empty) cgroup; it may take a moment for killed
+/// processes to leave it.
+async fn remove_cgroup(resource: &str, dir: &Path) {
+    for _ in 0..50 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            // Busy: killed processes are still leaving it.
+            Err(e) if e.raw_os_error() == Some(Errno::EBUSY as i32) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                tracing::warn!(resource, cgroup = %dir.display(), error = %e, "cannot remove the cgroup");
+                return;
+            }
+        }
+    }
+    tracing::warn!(resource, cgroup = %dir.display(), "cannot remove the cgroup: still busy after 1 s");
+}
+
+/// Log each line of a child's output; keep the last one in `last`.
+fn log_lines<R>(
+    pipe: Option<R>,
+    resource: &str,
+    stream: &'static str,
+    last: Option<Arc<Mutex<String>>>,
+) where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let Some(pipe) = pipe else { return };
+    let resource = resource.to_owned();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::info!(resource = %resource, stream, "{line}");
+            if let Some(last) = &last
+                && !line.trim().is_empty()
+            {
+                *last.lock().unwrap_or_else(|e| e.into_inner()) = line;
+            }
+        }
+    });
+}

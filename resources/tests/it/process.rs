@@ -1,0 +1,220 @@
+use std::time::Duration;
+
+use resources::{Health, Resource, ResourceError, ResourceSpec};
+use tokio::time::Instant;
+
+use crate::common::{alive, env, gone_within, read_pid, sh};
+
+fn process(command: Vec<String>, stop_timeout: Option<Duration>) -> Resource {
+    Resource::new(
+        ResourceSpec::Process {
+            command,
+            stop_timeout,
+        },
+        "g",
+        0,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn sleep_starts_runs_and_stops() {
+    let mut r = process(vec!["sleep".into(), "1000".into()], None);
+    let e = env(1);
+    assert_eq!(r.monitor(&e).await.unwrap(), Health::Stopped);
+    r.start(&e).await.unwrap();
+    let pid = r.pid().expect("a running process has a pid") as i32;
+    assert!(alive(pid));
+    assert_eq!(r.monitor(&e).await.unwrap(), Health::Running);
+    // Starting a running process is a no-op.
+    r.start(&e).await.unwrap();
+    assert_eq!(r.pid(), Some(pid as u32));
+    let t = Instant::now();
+    r.stop(&e, false).await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "sleep dies of SIGTERM at once: {:?}",
+        t.elapsed()
+    );
+    assert!(!alive(pid), "{pid} survived stop");
+    assert_eq!(r.monitor(&e).await.unwrap(), Health::Stopped);
+    assert_eq!(r.pid(), None);
+    r.stop(&e, false).await.unwrap();
+}
+
+/// A shell that ignores SIGTERM, with a child that inherits that.
+fn stubborn(pidfile: &std::path::Path) -> Vec<String> {
+    sh(&format!(
+        "trap '' TERM; sleep 1000 & echo $! > {}; wait",
+        pidfile.display()
+    ))
+}
+
+#[tokio::test]
+async fn a_process_ignoring_sigterm_is_killed_with_its_group_after_stop_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("child.pid");
+    let mut r = process(stubborn(&pidfile), Some(Duration::from_millis(500)));
+    let e = env(1);
+    r.start(&e).await.unwrap();
+    let leader = r.pid().unwrap() as i32;
+    let child = read_pid(&pidfile).await;
+    let t = Instant::now();
+    r.stop(&e, false).await.unwrap();
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(450),
+        "SIGKILL came before stop_timeout: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(!alive(leader), "the leader {leader} survived");
+    assert!(
+        gone_within(child, Duration::from_secs(2)).await,
+        "the child {child} survived"
+    );
+}
+
+#[tokio::test]
+async fn an_urgent_stop_kills_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("child.pid");
+    let mut r = process(stubborn(&pidfile), Some(Duration::from_secs(20)));
+    let e = env(1);
+    r.start(&e).await.unwrap();
+    let leader = r.pid().unwrap() as i32;
+    let child = read_pid(&pidfile).await;
+    let t = Instant::now();
+    r.stop(&e, true).await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(!alive(leader));
+    assert!(
+        gone_within(child, Duration::from_secs(1)).await,
+        "the child {child} survived"
+    );
+}
+
+#[tokio::test]
+async fn monitor_detects_the_exit() {
+    let mut r = process(sh("sleep 0.3; echo 'out of cheese' >&2; exit 3"), None);
+    let e = env(1);
+    r.start(&e).await.unwrap();
+    assert_eq!(r.monitor(&e).await.unwrap(), Health::Running);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let Health::Failed(why) = r.monitor(&e).await.unwrap() else {
+        panic!("an exited process is not failed");
+    };
+    assert!(why.contains("exit code 3"), "{why}");
+    assert!(why.contains("out of cheese"), "{why}");
+    // Still failed until it is stopped.
+    assert!(matches!(r.monitor(&e).await.unwrap(), Health::Failed(_)));
+    r.stop(&e, false).await.unwrap();
+    assert_eq!(r.monitor(&e).await.unwrap(), Health::Stopped);
+}
+
+#[tokio::test]
+async fn a_command_that_exits_at_once_or_is_missing_does_not_start() {
+    let e = env(1);
+    let mut r = process(sh("echo 'bad flag' >&2; exit 2"), None);
+    let err = r.start(&e).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ResourceError::Failed {
+                action: "start",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("exit code 2") && msg.contains("bad flag"),
+        "{msg}"
+    );
+    assert_eq!(r.monitor(&e).await.unwrap(), Health::Stopped);
+
+    let mut r = process(vec!["/nonexistent/daemon".into()], None);
+    let err = r.start(&e).await.unwrap_err();
+    assert!(matches!(err, ResourceError::Spawn { .. }), "{err:?}");
+    assert!(err.to_string().contains("/nonexistent/daemon"), "{err}");
+}
+
+#[tokio::test]
+async fn the_process_sees_the_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("epoch");
+    let mut r = process(
+        sh(&format!(
+            "echo $FENCE_EPOCH $FENCE_NODE > {}; exec sleep 1000",
+            out.display()
+        )),
+        None,
+    );
+    let e = env(99);
+    r.start(&e).await.unwrap();
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = std::fs::read_to_string(&out).unwrap_or_default();
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen.trim(), "99 n1");
+    r.stop(&e, true).await.unwrap();
+}
+
+/// The cgroup v2 path, against a stand-in hierarchy: the host here may have
+/// cgroup v1 only. A stand-in cannot kill anything, so this checks that the
+/// command is moved into its cgroup before it runs, with its arguments
+/// intact, and that stop still works through the process group.
+#[tokio::test]
+async fn on_cgroup_v2_the_process_runs_in_its_own_cgroup() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("cgroup.controllers"), "").unwrap();
+    let cgroup = root.path().join("fence-agent/g-0");
+    std::fs::create_dir_all(&cgroup).unwrap();
+    std::fs::write(cgroup.join("cgroup.procs"), "").unwrap();
+    let out = root.path().join("args");
+    let mut r = Resource::new(
+        ResourceSpec::Process {
+            command: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("echo \"$1|$2\" > {}; exec sleep 1000", out.display()),
+                "sh".into(),
+                "two words".into(),
+                "$HOME".into(),
+            ],
+            stop_timeout: None,
+        },
+        "g",
+        0,
+    )
+    .unwrap()
+    .with_cgroup_root(root.path());
+    let e = env(1);
+    r.start(&e).await.unwrap();
+    let pid = r.pid().unwrap();
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
+    assert_eq!(
+        procs.trim(),
+        pid.to_string(),
+        "the process did not join its cgroup"
+    );
+    let mut args = String::new();
+    for _ in 0..100 {
+        args = std::fs::read_to_string(&out).unwrap_or_default();
+        if !args.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(args.trim(), "two words|$HOME");
+    r.stop(&e, false).await.unwrap();
+    assert!(!alive(pid as i32));
+    assert_eq!(
+        std::fs::read_to_string(cgroup.join("cgroup.kill")).unwrap(),
+        "1"
+    );
+}
