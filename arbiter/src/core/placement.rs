@@ -236,6 +236,9 @@ impl Placement {
         for g in &self.specs {
             let rec = self.records.get_mut(&g.name).expect("one record per spec");
             if rec.holder == Some(node) && !self.untrusted.contains(&node) {
+                // Placed here again: an earlier withdrawal is void (a
+                // report acknowledging it could predate this placement).
+                self.withdrawn.remove(&(g.name.clone(), node));
                 let alone = self.ignore_possible || rec.possible.iter().all(|&p| p == node);
                 let start = leased && alone;
                 if start && rec.possible.insert(node) {
