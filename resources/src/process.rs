@@ -229,27 +229,32 @@ impl Process {
             r.exited = Some(status);
         }
         let deadline = Instant::now() + self.stop_timeout;
-        if r.exited.is_none() && !urgent {
+        if !urgent {
             tracing::info!(resource = %self.resource, pid = pg.as_raw(), timeout = %humantime::format_duration(self.stop_timeout), "stopping: SIGTERM to the process group");
-            if killpg(pg, Signal::SIGTERM) == Err(Errno::ESRCH) {
+            // To what is left of the group even if the leader is gone (its
+            // pgid cannot be reused while members are left; once none are,
+            // only a wrap of the whole pid space in between could reuse it).
+            if killpg(pg, Signal::SIGTERM) == Err(Errno::ESRCH) && r.exited.is_none() {
                 // It left its process group: at least the process itself.
                 let _ = kill(pg, Signal::SIGTERM);
             }
-            match tokio::time::timeout_at(deadline, r.child.wait()).await {
-                Ok(Ok(status)) => r.exited = Some(status),
-                Ok(Err(e)) => {
-                    tracing::warn!(resource = %self.resource, pid = pg.as_raw(), error = %e, "waiting for the process");
-                }
-                Err(_) => {
-                    tracing::warn!(resource = %self.resource, pid = pg.as_raw(), "still running after the stop timeout: SIGKILL to the process group");
+            if r.exited.is_none() {
+                match tokio::time::timeout_at(deadline, r.child.wait()).await {
+                    Ok(Ok(status)) => r.exited = Some(status),
+                    Ok(Err(e)) => {
+                        tracing::warn!(resource = %self.resource, pid = pg.as_raw(), error = %e, "waiting for the process");
+                    }
+                    Err(_) => {
+                        tracing::warn!(resource = %self.resource, pid = pg.as_raw(), "still running after the stop timeout: SIGKILL to the process group");
+                    }
                 }
             }
-        }
-        if r.exited.is_some() && !urgent {
-            // The leader is gone; give what is left of its group the rest
-            // of the stop timeout.
-            while killpg(pg, None).is_ok() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            if r.exited.is_some() {
+                // The leader is gone; what is left of its group gets the
+                // rest of the stop timeout.
+                while killpg(pg, None).is_ok() && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
         }
         if urgent {

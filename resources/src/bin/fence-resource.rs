@@ -58,17 +58,16 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let specs: Vec<ResourceSpec> = match serde_json::from_str(&cli.resources) {
+    let specs = match parse_specs(&cli.resources) {
         Ok(specs) => specs,
         Err(e) => {
-            eprintln!(
-                "fence-resource: the resources argument is not a JSON array of resource specs: {e}"
-            );
+            eprintln!("fence-resource: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -137,4 +136,15 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The JSON array of specs; an error names the element that is wrong.
+fn parse_specs(json: &str) -> Result<Vec<ResourceSpec>, String> {
+    let items: Vec<serde_json::Value> = serde_json::from_str(json)
+        .map_err(|e| format!("the resources argument is not a JSON array: {e}"))?;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| serde_json::from_value(item).map_err(|e| format!("resources[{i}]: {e}")))
+        .collect()
 }

@@ -75,6 +75,33 @@ async fn a_process_ignoring_sigterm_is_killed_with_its_group_after_stop_timeout(
 }
 
 #[tokio::test]
+async fn what_the_leader_leaves_behind_is_killed_after_stop_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("child.pid");
+    // The shell dies of SIGTERM; its child ignores it.
+    let mut r = process(
+        sh(&format!(
+            "(trap '' TERM; exec sleep 1000) & echo $! > {}; wait",
+            pidfile.display()
+        )),
+        Some(Duration::from_millis(500)),
+    );
+    let e = env(1);
+    r.start(&e).await.unwrap();
+    let leader = r.pid().unwrap() as i32;
+    let child = read_pid(&pidfile).await;
+    let t = Instant::now();
+    r.stop(&e, false).await.unwrap();
+    let took = t.elapsed();
+    assert!(!alive(leader));
+    assert!(took >= Duration::from_millis(450), "{took:?}");
+    assert!(
+        gone_within(child, Duration::from_secs(2)).await,
+        "the child {child} survived its leader's stop"
+    );
+}
+
+#[tokio::test]
 async fn an_urgent_stop_kills_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("child.pid");
