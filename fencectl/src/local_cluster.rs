@@ -51,6 +51,9 @@ pub struct ClusterOptions {
     /// Extra environment for the arbiter process (a test's `LD_PRELOAD`
     /// shim, say), kept across its restarts.
     pub arbiter_env: Vec<(String, String)>,
+    /// `[[cluster.group]]` tables (resource groups), appended to the
+    /// arbiter's config.
+    pub groups: String,
 }
 
 /// One node's outlet on a PDU, over SNMPv3 authPriv.
@@ -88,6 +91,7 @@ impl Default for ClusterOptions {
             plugin: None,
             agent_start_gap: Duration::ZERO,
             arbiter_env: Vec::new(),
+            groups: String::new(),
         }
     }
 }
@@ -344,6 +348,7 @@ impl LocalCluster {
             );
             write(&d.join(format!("agent{i}.toml")), &agent)?;
         }
+        toml += &opts.groups;
         write(&d.join("arbiter.toml"), &toml)?;
         let device =
             SimPowerDevice::new("power", d.join("power")).map_err(|e| err(e.to_string()))?;
