@@ -83,7 +83,7 @@ impl World {
             },
         ];
         let mut w = World {
-            placement: Placement::new(specs, &BTreeMap::new(), Duration::ZERO),
+            placement: Placement::new(specs, &BTreeMap::new(), true, Duration::ZERO),
             nodes: BTreeMap::new(),
             truth: BTreeMap::new(),
             candidates: (1..=NODES).collect(),

@@ -508,7 +508,10 @@ impl ArbiterCore {
                 .copied()
                 .collect()
         });
-        let mut placement = Placement::new(spec.groups.clone(), &persisted.groups, now);
+        // A store with no history (first start, or lost): groups without a
+        // record may run anywhere they are allowed.
+        let fresh = persisted.epoch == 0 && persisted.backed.is_empty() && persisted.groups.is_empty();
+        let mut placement = Placement::new(spec.groups.clone(), &persisted.groups, fresh, now);
         if mutant == Some(Mutant::StartBeforeStopped) {
             placement.set_ignore_possible();
         }
@@ -2071,6 +2074,8 @@ mod heal_arrival_tests;
 mod identity_tests;
 #[cfg(test)]
 mod off_record_tests;
+#[cfg(test)]
+mod placement_tests;
 #[cfg(test)]
 mod review10_tests;
 #[cfg(test)]

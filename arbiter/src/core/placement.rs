@@ -15,9 +15,13 @@
 //! - A holder may start the group only while it holds a lease and
 //!   `possible` holds no other node.
 //!
-//! A group the store has no record of (a new group, or a store lost) may be
-//! running on any of its allowed nodes: every one of them must acknowledge
-//! the stop, or be confirmed off, before it starts anywhere.
+//! A group the store has no record of runs nowhere if the store has a
+//! history (a group added to the configuration: no agent was ever told to
+//! start it). With a store that has none (the very first start, or a store
+//! lost), it may be running on any of its allowed nodes: every one of them
+//! must acknowledge the stop, or be confirmed off, before it starts
+//! anywhere — so a node down at the very first start holds its groups back
+//! until it reports.
 //!
 //! Acknowledgements on one session arrive in order and the agent applies
 //! them in order, so "applied an acknowledgement sent after the withdrawal"
@@ -125,10 +129,12 @@ pub struct Placement {
 
 impl Placement {
     /// The placement recovered from the store. A group without a record
-    /// may be running on any of its allowed nodes.
+    /// may be running on any of its allowed nodes when the store has no
+    /// history (`fresh`), and on none otherwise.
     pub fn new(
         specs: Vec<GroupSpec>,
         stored: &BTreeMap<String, GroupRecord>,
+        fresh: bool,
         now: Duration,
     ) -> Self {
         let records = specs
@@ -136,7 +142,11 @@ impl Placement {
             .map(|g| {
                 let r = stored.get(&g.name).cloned().unwrap_or_else(|| GroupRecord {
                     holder: None,
-                    possible: g.nodes.iter().copied().collect(),
+                    possible: if fresh {
+                        g.nodes.iter().copied().collect()
+                    } else {
+                        BTreeSet::new()
+                    },
                     moved_to: None,
                 });
                 (g.name.clone(), r)

@@ -118,6 +118,9 @@ pub(super) struct H {
     pub(super) boot: BTreeMap<NodeId, u64>,
     /// The planted bug, kept across `restart`.
     mutant: Option<Mutant>,
+    /// The resource group states each node reports (default: none running);
+    /// every heartbeat also reports the ack of the one before applied.
+    pub(super) group_states: BTreeMap<NodeId, Vec<(String, RunState)>>,
 }
 
 impl H {
@@ -174,6 +177,7 @@ impl H {
             heur: BTreeMap::new(),
             boot: BTreeMap::new(),
             mutant,
+            group_states: BTreeMap::new(),
         }
     }
 
@@ -216,7 +220,9 @@ impl H {
             sent_at_us: self.now.as_micros() as u64,
             reachable: reach.to_vec(),
             heuristics: self.heur.get(&id).copied().unwrap_or(0),
-            known_epoch: self.epoch_of(id), applied_seq: 0, groups: Vec::new(),
+            known_epoch: self.epoch_of(id),
+            applied_seq: seq - 1,
+            groups: self.group_states.get(&id).cloned().unwrap_or_default(),
         };
         self.step(ev)
     }
