@@ -48,6 +48,9 @@ pub enum GroupInput {
     /// The lease ended (expired or denied).
     LeaseLost,
     StartDone { group: String, ok: bool },
+    /// A start failed and undoing it failed too (a resource it had started
+    /// did not stop): as a failed stop.
+    StartUndoFailed { group: String },
     StopDone { group: String, ok: bool },
     /// The group's monitor failed more often than its restart limit.
     MonitorGaveUp { group: String },
@@ -163,6 +166,15 @@ impl GroupKeeper {
                         // The shell stopped what had started; it must move.
                         GroupRun::Failed
                     };
+                }
+                urgent = !self.leased;
+            }
+            GroupInput::StartUndoFailed { group } => {
+                if let Some(l) = self.groups.get_mut(&group)
+                    && l.run == GroupRun::Starting
+                {
+                    l.run = GroupRun::StopFailed;
+                    self.untrusted = true;
                 }
                 urgent = !self.leased;
             }
@@ -324,6 +336,18 @@ mod tests {
             }),
             vec![stop("a", true)]
         );
+    }
+
+    #[test]
+    fn a_start_whose_undo_failed_is_a_failed_stop() {
+        let mut k = GroupKeeper::new();
+        defined(&mut k, &["a"]);
+        k.step(ack(1, true, &[("a", true)]));
+        k.step(GroupInput::StartUndoFailed { group: "a".into() });
+        assert_eq!(k.report().1, vec![("a".into(), GroupRun::StopFailed)]);
+        // Moved away: still StopFailed (never reported stopped).
+        k.step(ack(2, true, &[]));
+        assert_eq!(k.report().1, vec![("a".into(), GroupRun::StopFailed)]);
     }
 
     #[test]

@@ -271,7 +271,12 @@ impl Runner {
                     Ok(()) => info!(node.id = node, group = %name, took_ms = t.elapsed().as_millis() as u64, "resource group started"),
                     Err(e) => error!(node.id = node, group = %name, error = %e, "resource group did not start"),
                 }
-                GroupInput::StartDone { group: name, ok: r.is_ok() }
+                match r {
+                    Err(resources::GroupError::StopFailed { .. }) => {
+                        GroupInput::StartUndoFailed { group: name }
+                    }
+                    r => GroupInput::StartDone { group: name, ok: r.is_ok() },
+                }
             } else {
                 info!(node.id = node, group = %name, urgent, "stopping resource group");
                 let t = Instant::now();

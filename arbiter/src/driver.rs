@@ -462,7 +462,11 @@ impl ClusterDriver {
                         record.holder.unwrap_or(0),
                         epoch,
                         record.possible.iter().copied().collect(),
-                        format!("{group}: placed on {:?}, may run on {:?}", record.holder, record.possible),
+                        format!(
+                            "{group}: placed on {}; may run on {:?}",
+                            record.holder.map_or("no node".to_string(), |h| format!("node {h}")),
+                            record.possible
+                        ),
                     );
                 }
                 if let crate::core::Delta::FenceConfirmed { intent, node, .. } = &delta {

@@ -1,5 +1,7 @@
 //! `fencectl demo`: a whole cluster on loopback, one node frozen or cut off,
-//! fenced through the simulated power device, with a timeline.
+//! fenced through the simulated power device, with a timeline; its service
+//! (a resource group, `web`, of start/stop/monitor scripts) moves to a
+//! survivor once the fence is confirmed.
 //!
 //! Real child processes of the real binaries talk real gRPC on 127.0.0.1
 //! with ephemeral ports and a temporary state directory; everything the demo
@@ -12,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::client::CliError;
+use crate::commands::resources::{fetch_groups, render_groups};
 use crate::commands::status::{fetch_status, render_status};
 use crate::commands::watch::{EventView, subscribe};
 use crate::local_cluster::{ClusterOptions, LocalCluster, locate_binaries};
@@ -52,7 +55,34 @@ pub struct DemoReport {
     pub freeze_to_detected_ms: f64,
     pub freeze_to_confirmed_ms: f64,
     pub freeze_to_notified_ms: f64,
+    /// The service running again, on a survivor.
+    pub freeze_to_service_ms: Option<f64>,
     pub epoch: u64,
+}
+
+/// The demo's service: scripts that mark where it runs, in `dir`.
+fn service_scripts(dir: &std::path::Path) -> Result<String, CliError> {
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    let d = dir.display();
+    let mut paths = Vec::new();
+    for (name, body) in [
+        ("start", format!("echo \"$FENCE_NODE epoch $FENCE_EPOCH\" > {d}/owner; touch {d}/running.$FENCE_NODE")),
+        ("stop", format!("rm -f {d}/running.$FENCE_NODE")),
+        ("monitor", format!("[ -e {d}/running.$FENCE_NODE ] || exit 7")),
+    ] {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n"))
+            .map_err(|e| err(format!("{}: {e}", p.display())))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| err(format!("{}: {e}", p.display())))?;
+        paths.push(p.display().to_string());
+    }
+    Ok(format!(
+        "\n[[cluster.group]]\nname = \"web\"\nnodes = [\"node3\", \"node1\", \"node2\"]\nmonitor_interval = \"500ms\"\n\
+         resources = [ {{ kind = \"exec\", start = [\"{}\"], stop = [\"{}\"], monitor = [\"{}\"] }} ]\n",
+        paths[0], paths[1], paths[2]
+    ))
 }
 
 fn unix_us() -> u64 {
@@ -72,11 +102,35 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
         }
     };
     let bin = locate_binaries(opts.bin_dir.as_deref(), &say)?;
+    let service = std::env::temp_dir().join(format!(
+        "fence-demo-service-{}-{}",
+        std::process::id(),
+        unix_us()
+    ));
     let cluster_opts = ClusterOptions {
         cluster_extra: opts.cluster_extra.clone(),
+        groups: service_scripts(&service)?,
         ..ClusterOptions::default()
     };
-    let mut cluster = LocalCluster::start(&bin, &cluster_opts).await?;
+    let started = LocalCluster::start(&bin, &cluster_opts).await;
+    let mut cluster = match started {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&service);
+            return Err(e);
+        }
+    };
+    // (A guard removes the service's directory whatever happens, unless
+    // kept.)
+    struct Remove(PathBuf, bool);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            if !self.1 {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+    let service_dir = Remove(service.clone(), opts.keep);
     let url = cluster.url.clone();
     say(&format!(
         "demo cluster in {} (arbiter {url}, nodes 1-3 on loopback)",
@@ -100,6 +154,19 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
         }
     };
     say(&format!("all 3 nodes hold a lease (epoch {epoch0})"));
+    // The service starts on node 3, its preferred node.
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !service.join("running.node3").exists() {
+        if tokio::time::Instant::now() > until {
+            collector.abort();
+            return Err(err(format!(
+                "the demo's service never started on node 3; logs in {}",
+                cluster.dir().display()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    say("service web runs on node 3 (resource group: start/stop/monitor scripts)");
     // Let a few heartbeats pass so the timeline starts from steady state.
     tokio::time::sleep(Duration::from_millis(300)).await;
     while ev_rx.try_recv().is_ok() {}
@@ -129,14 +196,15 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
     let mut confirmed = None;
     let mut notified = None;
     let mut epoch = 0;
+    let mut service_at = None;
     let mut acked: BTreeMap<u32, f64> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         // After the notification, wait briefly for the survivors' acknowledgements.
         let left = match notified {
-            Some(_) if acked.len() >= 2 => break,
-            Some(_) => left.min(Duration::from_millis(400)),
+            Some(_) if acked.len() >= 2 && service_at.is_some() => break,
+            Some(_) => left.min(Duration::from_millis(1500)),
             None => left,
         };
         let Ok(Some(e)) = tokio::time::timeout(left, ev_rx.recv()).await else {
@@ -166,6 +234,24 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
                     "survivors {:?} notified: node 3 gone, epoch {}",
                     e.nodes, e.epoch
                 )
+            }
+            "placement" if e.detail.starts_with("web:") => {
+                let others: Vec<u32> = e.nodes.iter().copied().filter(|&n| n != e.node).collect();
+                match (e.node, others.is_empty(), e.nodes.contains(&e.node)) {
+                    (0, _, _) => "service web placed on no node".to_string(),
+                    (h, false, _) => format!(
+                        "service web placed on node {h}; waits until node(s) {others:?} are off or stopped"
+                    ),
+                    (h, true, true) => format!("service web may start on node {h} (persisted first)"),
+                    (h, true, false) => format!("service web placed on node {h}; nothing else may run it"),
+                }
+            }
+            "group" if e.detail == "web: running" && e.node != 3 => {
+                service_at.get_or_insert(at);
+                format!("service web running on node {} (epoch {})", e.node, e.epoch)
+            }
+            "group" if e.detail.starts_with("web:") => {
+                format!("service web on node {}: {}", e.node, &e.detail[5..])
             }
             "epoch_acknowledged" if notified.is_some() => {
                 acked.insert(e.node, at);
@@ -207,10 +293,16 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
         }
         println!("\n$ fencectl status");
         print!("{}", render_status(&fetch_status(&url, "").await?));
+        println!("\n$ fencectl resources");
+        print!("{}", render_groups(&fetch_groups(&url, "").await?));
     }
     if opts.keep {
         let kept = cluster.keep();
-        say(&format!("\nkept {}", kept.display()));
+        say(&format!(
+            "\nkept {} (and the service's scripts in {})",
+            kept.display(),
+            service_dir.0.display()
+        ));
     } else {
         cluster.stop();
         say("\nstopped everything the demo started.");
@@ -221,6 +313,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
         freeze_to_detected_ms: detected,
         freeze_to_confirmed_ms: confirmed,
         freeze_to_notified_ms: notified,
+        freeze_to_service_ms: service_at,
         epoch,
     })
 }

@@ -159,10 +159,6 @@ impl World {
         });
     }
 
-    fn cleared(&self) -> impl Fn(u32) -> bool + '_ {
-        |n| self.nodes[&n].off
-    }
-
     fn arbiter_hears(&mut self, n: u32) {
         let Some(hb) = self.nodes.get_mut(&n).unwrap().to_arbiter.pop_front() else {
             return;
@@ -170,7 +166,7 @@ impl World {
         if hb.session != self.nodes[&n].session {
             return; // a stale session: the core drops it
         }
-        self.placement.report(n, hb.session, hb.applied, &hb.states);
+        self.placement.report(n, hb.session, hb.applied, &hb.states, true);
         self.place();
         let leased = self.candidates.contains(&n);
         let (grants, _) = self.placement.grants(n, hb.session, hb.seq, leased);
@@ -244,7 +240,7 @@ impl World {
             return;
         }
         self.nodes.get_mut(&n).unwrap().off = false;
-        self.placement.new_instance(n);
+        self.placement.new_instance(n, true);
         self.connect(n);
     }
 
@@ -257,7 +253,7 @@ impl World {
         node.keeper = GroupKeeper::new();
         // Starts under way complete (they run on); their results go nowhere.
         node.pending.clear();
-        self.placement.new_instance(n);
+        self.placement.new_instance(n, true);
         self.connect(n);
     }
 
@@ -352,7 +348,7 @@ impl World {
         }
         self.candidates = (1..=NODES).collect();
         for n in 1..=NODES {
-            self.placement.new_instance(n); // an operator's cleanup of bans
+            self.placement.new_instance(n, true); // an operator's cleanup of bans
         }
         for _ in 0..40 {
             for n in 1..=NODES {

@@ -665,3 +665,35 @@ fn the_arbiters_own_outages_fence_nobody() {
         "a node was fenced although only the arbiter failed"
     );
 }
+
+/// Resource groups, found by the first runs with groups: 843, 892 and 1723
+/// (a device that switched the wrong outlet: the node recorded off runs
+/// its group on — the device's fault, alerted, not the placement's);
+/// 2440 (a node whose agent crashed while it ran a group, then removed from
+/// the configuration while it still ran: it must stay among the group's
+/// possible runners, its refused agent learns no group to stop); 56, 649
+/// and 666 (a node whose clean-up stop failed at its agent's start, never a
+/// member: fenced now, as a member is).
+#[test]
+fn regression_seeds_of_resource_groups() {
+    for seed in [56, 649, 666, 843, 892, 1723, 2440] {
+        if let Err(v) = sim::run(&Options::new(seed)) {
+            panic!("{v}");
+        }
+    }
+}
+
+/// Resource groups: a new holder that starts a group without waiting for
+/// the previous one to acknowledge its stop or be confirmed off runs it
+/// twice. Caught by the ground truth of what runs where.
+#[test]
+fn checker_catches_a_group_started_before_its_previous_holder_stopped() {
+    assert_caught(
+        Mutant::Core(CoreMutant::StartBeforeStopped),
+        None,
+        200,
+        10,
+        "one runner per group",
+        &[],
+    );
+}

@@ -314,6 +314,8 @@ pub struct ArbiterCore {
     decision_cache: Option<(DecisionInput, Verdict)>,
     /// Where each resource group runs.
     placement: Placement,
+    /// Nodes no longer configured that the store recorded off.
+    removed_off: BTreeSet<NodeId>,
     mutant: Option<Mutant>,
 }
 
@@ -373,6 +375,11 @@ impl ArbiterCore {
                 .collect()
         };
         let (gone_removed, backed_removed) = (removed(&persisted.gone), removed(&persisted.backed));
+        let removed_off: BTreeSet<NodeId> = gone_removed
+            .iter()
+            .copied()
+            .chain(persisted.off.keys().copied().filter(|n| !spec.nodes.contains_key(n)))
+            .collect();
         if !backed_removed.is_empty() || !gone_removed.is_empty() {
             start_notices.push(Notice::ConfigChanged {
                 detail: format!(
@@ -565,6 +572,7 @@ impl ArbiterCore {
             suspect_since: None,
             decision_cache: None,
             placement,
+            removed_off,
             mutant,
             spec,
         }
@@ -882,7 +890,8 @@ impl ArbiterCore {
             // probing it), so its edges stand: a node cut off from its
             // peers does not clear its broken edges by reconnecting.
             if other {
-                self.placement.new_instance(node);
+                self.placement
+                    .new_instance(node, boot != 0 && boot == v.boot);
             }
             if other || self.mutant == Some(Mutant::ForgetEdgesOnReconnect) {
                 self.edges.forget(node);
@@ -1021,7 +1030,15 @@ impl ArbiterCore {
             }
         }
         self.note_reported_epoch(node, known_epoch, out);
-        let (deltas, changed) = self.placement.report(node, session, applied_seq, &groups);
+        // Another process of this node (restarted, or a duplicate) may still
+        // hold a lease: its groups run until that lease ends, whatever
+        // this one says of its own.
+        let may_acknowledge = self.nodes[&node]
+            .no_lease_before
+            .is_none_or(|t| now >= t);
+        let (deltas, changed) =
+            self.placement
+                .report(node, session, applied_seq, &groups, may_acknowledge);
         out.extend(deltas.into_iter().map(Action::Persist));
         out.extend(changed.into_iter().map(|(group, state)| {
             Action::Notice(Notice::GroupState { group, node, state })
@@ -1415,6 +1432,25 @@ impl ArbiterCore {
         if !self.ready && now >= self.ready_at {
             self.ready = true;
             out.push(Action::Notice(Notice::GraceOver));
+            let configured: BTreeSet<NodeId> = self.spec.nodes.keys().copied().collect();
+            let (deltas, dropped, kept) = self
+                .placement
+                .forget_unconfigured(&configured, &self.removed_off);
+            out.extend(deltas.into_iter().map(Action::Persist));
+            if !dropped.is_empty() {
+                out.push(Action::Notice(Notice::ConfigChanged {
+                    detail: format!(
+                        "nodes {dropped:?}, no longer configured and recorded off, run no resource group"
+                    ),
+                }));
+            }
+            if !kept.is_empty() {
+                out.push(Action::Notice(Notice::ConfigChanged {
+                    detail: format!(
+                        "nodes {kept:?}, no longer configured, may still run resource groups (their agents learn none to stop): those groups wait; configure the nodes again, or power them off and fence them, to release them"
+                    ),
+                }));
+            }
         }
         // (In the grace too: the edges take in the reports; nothing is
         // decided before it ends.)
@@ -1896,12 +1932,21 @@ impl ArbiterCore {
         out: &mut Vec<Action>,
     ) -> bool {
         let leaving: BTreeSet<NodeId> = self.backed.difference(verdict).copied().collect();
-        let to_start: Vec<NodeId> = leaving
+        let mut to_start: Vec<NodeId> = leaving
             .iter()
             .filter(|n| self.nodes[n].phase == Phase::Member)
             .copied()
             .collect();
-        if to_start.is_empty() {
+        // A node not in the survivor set whose resource failed to stop (a
+        // clean-up at its agent's start, say) cannot be trusted either:
+        // it is fenced too — a fault it reported itself, not a storm.
+        let untrusted: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(id, v)| v.phase == Phase::Joining && self.placement.untrusted(**id))
+            .map(|(&id, _)| id)
+            .collect();
+        if to_start.is_empty() && untrusted.is_empty() {
             return true;
         }
         // Every node leaving in this transition counts, fenced or not: a
@@ -1915,14 +1960,23 @@ impl ArbiterCore {
             return false;
         }
         let t = self.spec.timing;
-        for node in to_start {
+        let members = to_start.len();
+        to_start.extend(untrusted);
+        for (k, node) in to_start.into_iter().enumerate() {
             let intent = self.next_intent;
             self.next_intent += 1;
             self.next_attempt += 1;
+            let reason = if k < members && !self.placement.untrusted(node) {
+                format!("left the survivor set; verdict {verdict:?}")
+            } else if k < members {
+                format!("a resource failed to stop on it; verdict {verdict:?}")
+            } else {
+                "a resource failed to stop on it (not a member)".to_string()
+            };
             let persist = Action::Persist(Delta::FenceIntent {
                 intent,
                 node,
-                reason: format!("left the survivor set; verdict {verdict:?}"),
+                reason,
             });
             let fence = Action::Fence {
                 node,
@@ -2094,6 +2148,8 @@ mod review16_tests;
 mod review17_tests;
 #[cfg(test)]
 mod review18_tests;
+#[cfg(test)]
+mod review19_tests;
 #[cfg(test)]
 mod review2_tests;
 #[cfg(test)]

@@ -276,14 +276,17 @@ impl Placement {
 
     /// A report from `node` on `session`: it has applied the
     /// acknowledgement of heartbeat `applied_seq`, and its groups are in
-    /// these states (a group not listed is stopped). Returns the records to
-    /// persist and the groups whose state on `node` changed.
+    /// these states (a group not listed is stopped). `may_acknowledge`:
+    /// no earlier process of this node may still hold a lease (a stop this
+    /// process reports is not that one's). Returns the records to persist
+    /// and the groups whose state on `node` changed.
     pub fn report(
         &mut self,
         node: NodeId,
         session: u64,
         applied_seq: u64,
         states: &[(String, RunState)],
+        may_acknowledge: bool,
     ) -> (Vec<Delta>, Vec<(String, RunState)>) {
         let mut out = Vec::new();
         let before: BTreeMap<String, RunState> = self
@@ -294,8 +297,23 @@ impl Placement {
             .collect();
         self.reported.retain(|(_, n), _| *n != node);
         for (group, state) in states {
-            if self.records.contains_key(group) {
-                self.reported.insert((group.clone(), node), *state);
+            let Some(rec) = self.records.get_mut(group) else {
+                continue;
+            };
+            self.reported.insert((group.clone(), node), *state);
+            // A node saying it runs (or may run) a group the store does
+            // not expect there — a store behind the agents, a group new to
+            // the store but started by hand, a clean-up under way — may run
+            // it: the agents correct the store, as their epochs do.
+            if matches!(
+                state,
+                RunState::Starting | RunState::Running | RunState::Stopping | RunState::StopFailed
+            ) && rec.possible.insert(node)
+            {
+                out.push(Delta::Group {
+                    group: group.clone(),
+                    record: rec.clone(),
+                });
             }
             match state {
                 RunState::StopFailed => {
@@ -321,7 +339,7 @@ impl Placement {
                 .withdrawn
                 .get(&(g.name.clone(), node))
                 .is_some_and(|&(s, q)| s == session && applied_seq >= q);
-            if told && matches!(state, RunState::Stopped | RunState::Failed) {
+            if told && may_acknowledge && matches!(state, RunState::Stopped | RunState::Failed) {
                 rec.possible.remove(&node);
                 self.withdrawn.remove(&(g.name.clone(), node));
                 out.push(Delta::Group {
@@ -345,10 +363,56 @@ impl Placement {
 
     /// A new agent instance on `node` (a restart or a reboot): what the old
     /// one reported and failed no longer counts against placing groups
-    /// there. (A failed stop does: only a fence clears it.)
-    pub fn new_instance(&mut self, node: NodeId) {
+    /// there. A failed stop neither, when the new instance runs on the same
+    /// machine (`same_boot`): it stops every group first, and the node
+    /// stays in `possible` until it reports that stop done (or is fenced).
+    /// Another boot cannot undo a failed stop it may not see (a second
+    /// machine speaking as the node): only the fence does.
+    pub fn new_instance(&mut self, node: NodeId, same_boot: bool) {
         self.reported.retain(|(_, n), _| *n != node);
         self.banned.retain(|(_, n)| *n != node);
+        if same_boot {
+            self.untrusted.remove(&node);
+        }
+    }
+
+    /// Nodes the configuration no longer has that were recorded off (their
+    /// fence confirmed, not back since) run no group: they leave
+    /// `possible`. Another removed node may still run one (an agent that
+    /// crashed leaves its resources running, and a refused agent learns no
+    /// group to clean up): it stays, and is returned so that the operator
+    /// hears of it. Returns the records to persist, the nodes dropped and
+    /// the nodes kept.
+    pub fn forget_unconfigured(
+        &mut self,
+        configured: &BTreeSet<NodeId>,
+        off: &BTreeSet<NodeId>,
+    ) -> (Vec<Delta>, BTreeSet<NodeId>, BTreeSet<NodeId>) {
+        let mut out = Vec::new();
+        let mut dropped = BTreeSet::new();
+        let mut kept = BTreeSet::new();
+        for (name, rec) in self.records.iter_mut() {
+            let before = rec.possible.len();
+            rec.possible.retain(|n| {
+                if configured.contains(n) {
+                    return true;
+                }
+                if off.contains(n) {
+                    dropped.insert(*n);
+                    false
+                } else {
+                    kept.insert(*n);
+                    true
+                }
+            });
+            if rec.possible.len() != before {
+                out.push(Delta::Group {
+                    group: name.clone(),
+                    record: rec.clone(),
+                });
+            }
+        }
+        (out, dropped, kept)
     }
 
     /// `node` is confirmed off: its reports and its failed stop are over.

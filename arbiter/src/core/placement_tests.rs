@@ -214,3 +214,36 @@ fn failback_moves_a_group_home_and_without_it_the_group_stays() {
         }
     }
 }
+
+#[test]
+fn a_removed_node_recorded_off_runs_no_group_and_one_that_may_still_run_holds_it() {
+    for recorded_off in [true, false] {
+        let mut h = web_on_3(None);
+        let mut store = h.store.clone();
+        if recorded_off {
+            store.gone.insert(3);
+        }
+        let mut spec = h.spec.clone();
+        spec.nodes.remove(&3);
+        spec.groups[0].nodes = vec![1, 2];
+        h = H::with(spec, store, None);
+        h.run(ms(1500), &TWO);
+        let notices: Vec<String> = h
+            .notices()
+            .iter()
+            .filter_map(|n| match n {
+                Notice::ConfigChanged { detail } => Some(detail.clone()),
+                _ => None,
+            })
+            .collect();
+        if recorded_off {
+            assert_eq!(grant(&h, 1), Some(true), "{notices:?}");
+        } else {
+            assert_eq!(grant(&h, 1), Some(false), "node 3 may still run web");
+            assert!(
+                notices.iter().any(|d| d.contains("may still run resource groups")),
+                "{notices:?}"
+            );
+        }
+    }
+}

@@ -33,6 +33,13 @@
 //!   keeps them apart then);
 //! - **start-up grace**: a (re)started arbiter grants no lease before every
 //!   lease of its earlier life has expired;
+//! - **one runner per group** (checked by the simulation itself, `Sim::group_step`,
+//!   on its ground truth of what runs where): a resource group runs on a
+//!   node from the moment its start begins until a stop of it succeeds or
+//!   the machine is switched off (an agent crash or freeze stops nothing);
+//!   no group starts on a node while it runs on another, unless that other
+//!   is a node recorded off that still runs (a device that lied: the
+//!   alert, and the rule above, cover it);
 //! - **durability**: epochs only grow across restarts; every fence intent is
 //!   eventually confirmed (none lost across a restart);
 //! - **liveness** (at the end, after a fault-free phase): every node runs,

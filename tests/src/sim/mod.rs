@@ -25,11 +25,13 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
 
+use agent::groups::{GroupInput, GroupKeeper, GroupOutput, GroupRun};
 use agent::lease::{Input, LeaseKeeper, Output};
 use arbiter::core::{
-    Action, ArbiterCore, ClusterSpec, Event, LevelOutcome, Mutant as CoreMutant, NodeId, NodeSpec,
-    Notice, Persisted, Quorum, QuorumMode, TieBreaker, Timing,
+    Action, ArbiterCore, ClusterSpec, Event, GroupSpec, LevelOutcome, Mutant as CoreMutant, NodeId,
+    NodeSpec, Notice, Persisted, Quorum, QuorumMode, RunState, TieBreaker, Timing,
 };
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -49,7 +51,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 34] = [
+    pub const ALL: [(&'static str, Mutant); 35] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -161,6 +163,10 @@ impl Mutant {
         (
             "no-one-sided-heals",
             Mutant::Core(CoreMutant::NoOneSidedHeals),
+        ),
+        (
+            "start-before-stopped",
+            Mutant::Core(CoreMutant::StartBeforeStopped),
         ),
     ];
 
@@ -292,6 +298,8 @@ enum Msg {
         reach: Vec<NodeId>,
         heuristics: u32,
         known_epoch: u64,
+        applied_seq: u64,
+        groups: Vec<(String, RunState)>,
     },
     Welcome {
         session: u64,
@@ -305,6 +313,7 @@ enum Msg {
         epoch: u64,
         survivors: BTreeSet<NodeId>,
         gone: BTreeSet<NodeId>,
+        grants: Vec<(String, bool)>,
     },
     Announce {
         epoch: u64,
@@ -364,6 +373,14 @@ enum Ev {
     AgentRestart {
         node: NodeId,
     },
+    /// A resource group's start or stop finished on `node` (agent `inc`).
+    GroupDone {
+        node: NodeId,
+        inc: u32,
+        group: String,
+        start: bool,
+        ok: bool,
+    },
     Unfreeze {
         node: NodeId,
     },
@@ -420,6 +437,8 @@ pub struct Agent {
     /// The peers the arbiter named in its last welcome: the agent probes
     /// these and reports only these.
     peers: BTreeSet<NodeId>,
+    /// The agent's resource groups (the real core).
+    pub(crate) groups: GroupKeeper,
 }
 
 impl Agent {
@@ -435,6 +454,7 @@ impl Agent {
             inc,
             boot,
             keeper: LeaseKeeper::new(node),
+            groups: GroupKeeper::new(),
             session: None,
             welcomed: false,
             next_session: 1,
@@ -496,6 +516,12 @@ pub struct Sim {
     report: Report,
     /// The stream the configuration faults draw from.
     rng_config: ChaCha8Rng,
+    /// Resource groups: their spec and start/stop timings.
+    rng_groups: ChaCha8Rng,
+    /// Ground truth: the nodes each resource group really runs on (from
+    /// the moment its start begins until a stop of it succeeded or the
+    /// machine is off; an agent crash stops nothing).
+    group_truth: BTreeMap<String, BTreeSet<NodeId>>,
     /// The stream of the peer cuts (see `Options::peer_cuts`).
     rng_peers: ChaCha8Rng,
     /// The stream of the duplicate identities (see `Options::duplicates`).
@@ -679,6 +705,21 @@ impl Sim {
             storm_limit,
             groups: Vec::new(),
         };
+        // Resource groups (a stream of their own: the other faults of a
+        // seed stay as they were).
+        let mut rng_groups = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x2545_f491_4f6c_dd1d);
+        let mut spec = spec;
+        for g in 0..rng_groups.random_range(1..=3u32) {
+            let mut nodes: Vec<NodeId> = spec.nodes.keys().copied().collect();
+            nodes.shuffle(&mut rng_groups);
+            nodes.truncate(rng_groups.random_range(1..=nodes.len()));
+            spec.groups.push(GroupSpec {
+                name: format!("g{g}"),
+                nodes,
+                failback: rng_groups.random_bool(0.5),
+            });
+        }
+        let spec = spec;
         // Room for nodes added by configuration faults.
         let mut net = Network::new(n + SPARE_NODES);
         net.loss = [0.0, 0.0, 0.01, 0.05][rng.random_range(0..4)];
@@ -746,6 +787,8 @@ impl Sim {
                 ..Report::default()
             },
             rng_config: ChaCha8Rng::seed_from_u64(opts.seed ^ 0xc0f1_9c4a_11e5_0b5e),
+            rng_groups,
+            group_truth: BTreeMap::new(),
             rng_peers: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x9e37_79b9_7f4a_7c15),
             rng_dup: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5851_f42d_4c95_7f2d),
             clones: BTreeMap::new(),
@@ -1194,6 +1237,51 @@ impl Sim {
                     self.start_agent(node, false);
                 }
             }
+            Ev::GroupDone {
+                node,
+                inc,
+                group,
+                start,
+                ok,
+            } => {
+                let a = self.agents.get_mut(&node).expect("node");
+                if a.inc != inc || a.state == AgentState::Off {
+                    // Its agent is gone: a stop under way never reported
+                    // (the truth keeps the group: a crash stops nothing).
+                    return Ok(());
+                }
+                if a.state == AgentState::Frozen {
+                    // The action ran on; the frozen agent hears of it later.
+                    self.schedule(
+                        10_000,
+                        Ev::GroupDone {
+                            node,
+                            inc,
+                            group,
+                            start,
+                            ok,
+                        },
+                    );
+                    return Ok(());
+                }
+                if !start && ok {
+                    if let Some(on) = self.group_truth.get_mut(&group) {
+                        on.remove(&node);
+                    }
+                }
+                if !ok {
+                    self.checker.node_fault(self.now_us, node);
+                    self.trace(|| format!("node {node}: stop of group {group} FAILED"));
+                }
+                let input = if start {
+                    GroupInput::StartDone { group, ok }
+                } else {
+                    GroupInput::StopDone { group, ok }
+                };
+                if self.agents[&node].state == AgentState::Running {
+                    self.group_step(node, input)?;
+                }
+            }
             Ev::Unfreeze { node } => {
                 let a = self.agents.get_mut(&node).expect("node");
                 if a.state == AgentState::Frozen {
@@ -1575,6 +1663,9 @@ impl Sim {
                 if self.rng_config.random_bool(0.5) {
                     a.state = AgentState::Off;
                     a.keeper = LeaseKeeper::new(node);
+                    for on in self.group_truth.values_mut() {
+                        on.remove(&node);
+                    }
                     format!("node {node} powered off by the operator and removed")
                 } else {
                     format!("node {node} removed while it still runs")
@@ -1619,6 +1710,9 @@ impl Sim {
             .map_err(|(rule, detail)| self.violation(rule, detail))?;
         let a = self.agents.get_mut(&node).expect("node");
         if a.state != AgentState::Off {
+            for on in self.group_truth.values_mut() {
+                on.remove(&node);
+            }
             self.checker.powered_off(self.now_us, node);
             let a = self.agents.get_mut(&node).expect("node");
             a.state = AgentState::Off;
@@ -1700,6 +1794,7 @@ impl Sim {
                 epoch,
                 backed: survivors,
                 gone,
+                grants,
                 ..
             } => {
                 check(self.checker.sends_epoch(epoch, &self.store), self)?;
@@ -1729,6 +1824,7 @@ impl Sim {
                         epoch,
                         survivors,
                         gone,
+                        grants: grants.into_iter().map(|g| (g.group, g.start)).collect(),
                     },
                 );
             }
@@ -1900,8 +1996,10 @@ impl Sim {
                     reach,
                     heuristics,
                     known_epoch,
+                    applied_seq,
+                    groups,
                 } => {
-                    self.trace(|| format!("arbiter hears node {node} seq {seq} reach {reach:?}"));
+                    self.trace(|| format!("arbiter hears node {node} seq {seq} reach {reach:?} groups {groups:?} applied {applied_seq}"));
                     self.arbiter_step(Event::Heartbeat {
                         node,
                         session,
@@ -1910,8 +2008,8 @@ impl Sim {
                         reachable: reach,
                         heuristics,
                         known_epoch,
-                        applied_seq: 0,
-                        groups: Vec::new(),
+                        applied_seq,
+                        groups,
                     })?;
                 }
                 _ => {}
@@ -1921,6 +2019,7 @@ impl Sim {
         let now_us = self.now_us;
         let hb = self.spec.timing.heartbeat_interval;
         let me = self.net.speaks_as(to);
+        let group_names: Vec<String> = self.spec.groups.iter().map(|g| g.name.clone()).collect();
         let Some(a) = self.agent_mut(to) else {
             return Ok(()); // a spare address nobody uses yet
         };
@@ -1928,6 +2027,7 @@ impl Sim {
             return Ok(());
         }
         let local = a.local(now_us);
+        let mut group_input = None;
         let input = match msg {
             Msg::Welcome {
                 session,
@@ -1942,6 +2042,9 @@ impl Sim {
                 let keep = &a.peers;
                 a.probe_ok.retain(|p, _| keep.contains(p));
                 a.last_from_arbiter = local;
+                group_input = Some(GroupInput::Defined {
+                    groups: group_names,
+                });
                 Input::Welcome {
                     heartbeat_interval: hb,
                     epoch,
@@ -1954,11 +2057,17 @@ impl Sim {
                 epoch,
                 survivors,
                 gone,
+                grants,
             } => {
                 if a.session != Some(session) || !a.welcomed {
                     return Ok(());
                 }
                 a.last_from_arbiter = local;
+                group_input = Some(GroupInput::Ack {
+                    seq,
+                    leased: false, // (set below, once the lease core took the ack)
+                    grants,
+                });
                 Input::Ack {
                     seq,
                     lease,
@@ -1997,7 +2106,81 @@ impl Sim {
         };
         let _ = from;
         let outs = a.keeper.step(local, input);
-        self.agent_outputs(to, outs);
+        let leased = a.keeper.lease(local).is_some();
+        if self.agent_outputs(to, outs) {
+            self.group_step(me, GroupInput::LeaseLost)?;
+        }
+        if let Some(mut gi) = group_input
+            && to == me
+        {
+            // (A second process speaking as the node runs no groups.)
+            if let GroupInput::Ack { leased: l, .. } = &mut gi {
+                *l = leased;
+            }
+            self.group_step(me, gi)?;
+        }
+        self.group_check()
+    }
+
+    /// Feed node `node`'s group keeper; run what it asks.
+    fn group_step(&mut self, node: NodeId, input: GroupInput) -> Result<(), Violation> {
+        let Some(a) = self.agents.get_mut(&node) else {
+            return Ok(());
+        };
+        let inc = a.inc;
+        let outs = a.groups.step(input);
+        for o in outs {
+            let (group, start, urgent) = match o {
+                GroupOutput::Start { group } => (group, true, false),
+                GroupOutput::Stop { group, urgent } => (group, false, urgent),
+            };
+            if start {
+                let on = self.group_truth.entry(group.clone()).or_default();
+                // (A node recorded off that runs on — a device that lied,
+                // or switched the wrong outlet — is the device's fault: an
+                // alert, and the rule of one holder per node, cover it.)
+                if let Some(&other) = on
+                    .iter()
+                    .find(|&&n| n != node && !self.checker.is_off_but_alive(n))
+                {
+                    return Err(self.violation(
+                        "one runner per group",
+                        format!("node {node} starts group {group} while node {other} runs it"),
+                    ));
+                }
+                on.insert(node);
+                self.trace(|| format!("node {node} starts group {group}"));
+            } else {
+                self.trace(|| format!("node {node} stops group {group} (urgent {urgent})"));
+            }
+            let d = if urgent {
+                self.rng_groups.random_range(1_000..20_000)
+            } else {
+                self.rng_groups.random_range(5_000..80_000)
+            };
+            // A stop fails now and then: the node cannot be trusted.
+            // (Not where only the arbiter fails: a node whose stop failed
+            // is rightly fenced.)
+            let ok = start
+                || !self.chaos
+                || self.opts.focus == Some(Focus::ArbiterOutages)
+                || !self.rng_groups.random_bool(0.002);
+            self.schedule(
+                d,
+                Ev::GroupDone {
+                    node,
+                    inc,
+                    group,
+                    start,
+                    ok,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Nothing to check between starts (the truth only grows at a start).
+    fn group_check(&mut self) -> Result<(), Violation> {
         Ok(())
     }
 
@@ -2059,7 +2242,25 @@ impl Sim {
             }
             self.send(node, to, msg);
         }
-        self.agent_outputs(node, outs);
+        if self.agent_outputs(node, outs) && node == me {
+            self.group_step(me, GroupInput::LeaseLost)?;
+        }
+        // A stop that failed is a fault of this node while it lasts. Once
+        // the faults are over, a node still in that state (not fenced: it
+        // never was a member) gets its agent restarted by an operator, who
+        // fixed the resource; the new agent stops everything first.
+        let a = self.agent(node).expect("agent");
+        if node == me && a.groups.report().1.iter().any(|(_, r)| *r == GroupRun::StopFailed) {
+            self.checker.node_fault(now_us, me);
+            if !self.chaos {
+                let a = self.agents.get_mut(&me).expect("node");
+                a.state = AgentState::Crashed;
+                a.keeper = LeaseKeeper::new(me);
+                self.trace(|| format!("operator restarts node {me}'s agent (a stop had failed)"));
+                self.schedule(1_000, Ev::AgentRestart { node: me });
+                return Ok(());
+            }
+        }
         // Wake for the next heartbeat, probe or lease end; at least every
         // 10 ms for session upkeep.
         let a = self.agent(node).expect("agent");
@@ -2093,10 +2294,12 @@ impl Sim {
         }
     }
 
-    /// What the agent at endpoint `node` does (see `agent`).
-    fn agent_outputs(&mut self, node: Endpoint, outs: Vec<Output>) {
+    /// What the agent at endpoint `node` does (see `agent`); true if its
+    /// node's own agent lost its lease (its groups must stop).
+    fn agent_outputs(&mut self, node: Endpoint, outs: Vec<Output>) -> bool {
         let hb = self.spec.timing.heartbeat_interval;
         let me = self.net.speaks_as(node);
+        let mut lost = false;
         for o in outs {
             match o {
                 Output::SendHeartbeat {
@@ -2115,6 +2318,15 @@ impl Sim {
                         .filter(|(_, t)| local.saturating_sub(**t) <= hb * 3)
                         .map(|(&p, _)| p)
                         .collect();
+                    let (applied_seq, groups) = if node == me {
+                        let (applied, states) = a.groups.report();
+                        (
+                            applied,
+                            states.into_iter().map(|(g, r)| (g, run_state(r))).collect(),
+                        )
+                    } else {
+                        (0, Vec::new())
+                    };
                     let msg = Msg::Heartbeat {
                         node: me,
                         session,
@@ -2123,6 +2335,8 @@ impl Sim {
                         reach,
                         heuristics: a.heuristics,
                         known_epoch,
+                        applied_seq,
+                        groups,
                     };
                     self.send(node, ARBITER, msg);
                 }
@@ -2141,8 +2355,24 @@ impl Sim {
                         self.schedule(500_000, Ev::AgentRestart { node });
                     }
                 }
+                Output::LeaseLost { reason } if node == me => {
+                    self.trace(|| format!("node {node}: lease lost ({reason:?})"));
+                    lost = true;
+                }
                 other => self.trace(|| format!("node {node}: {other:?}")),
             }
         }
+        lost
+    }
+}
+
+fn run_state(r: GroupRun) -> RunState {
+    match r {
+        GroupRun::Stopped => RunState::Stopped,
+        GroupRun::Starting => RunState::Starting,
+        GroupRun::Running => RunState::Running,
+        GroupRun::Stopping => RunState::Stopping,
+        GroupRun::Failed => RunState::Failed,
+        GroupRun::StopFailed => RunState::StopFailed,
     }
 }
