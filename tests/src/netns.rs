@@ -154,6 +154,9 @@ pub struct NetCluster {
     watch: Option<Child>,
     pub seen: Arc<Mutex<Watch>>,
     pub url: String,
+    /// The same topology run by keepalived (VRRP) instead, for comparison:
+    /// no arbiter, no fencing; one floating address.
+    keepalived: bool,
 }
 
 fn fence_script(prefix: &str, log: &Path) -> String {
@@ -250,6 +253,7 @@ impl NetCluster {
             watch: None,
             seen: Arc::new(Mutex::new(Watch::default())),
             url: format!("http://{ARBITER}:7400"),
+            keepalived: false,
         };
         let log = std::fs::File::create(c.dir.join("arbiter.log")).map_err(|e| e.to_string())?;
         let arbiter = c
@@ -269,8 +273,79 @@ impl NetCluster {
         Ok(c)
     }
 
+    /// keepalived 2.2.7 (Debian) in the same namespaces: node 1 priority
+    /// 150, node 2 100, node 3 50, advert_int 1 s (its default), preempt
+    /// (its default); the address `VIP` only.
+    pub fn start_keepalived(prefix: &str, dir: &Path) -> Result<NetCluster, String> {
+        let net = Net::create(prefix)?;
+        let mut c = NetCluster {
+            net,
+            dir: dir.to_path_buf(),
+            bin: crate::e2e::binaries(),
+            arbiter: None,
+            agents: BTreeMap::new(),
+            watch: None,
+            seen: Arc::new(Mutex::new(Watch::default())),
+            url: String::new(),
+            keepalived: true,
+        };
+        for i in 1..=3u32 {
+            std::fs::write(
+                c.dir.join(format!("ka{i}.conf")),
+                format!(
+                    "global_defs {{\n  router_id n{i}\n}}\nvrrp_instance VI {{\n  state BACKUP\n  interface eth0\n  \
+                     virtual_router_id 77\n  priority {}\n  advert_int 1\n  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n",
+                    200 - 50 * i
+                ),
+            )
+            .map_err(|e| e.to_string())?;
+            c.start_agent(i)?;
+        }
+        c.start_watch()?;
+        Ok(c)
+    }
+
+    /// The keepalived processes of node `i` (parent, VRRP child).
+    fn keepalived_pids(&self, i: u32) -> Vec<i32> {
+        let mut pids: Vec<i32> = self.agent_pid(i).map(|p| p as i32).into_iter().collect();
+        if let Ok(t) = std::fs::read_to_string(self.dir.join(format!("ka{i}-vrrp.pid")))
+            && let Ok(p) = t.trim().parse()
+        {
+            pids.push(p);
+        }
+        pids
+    }
+
     /// Start node `i`'s agent in a new boot (its machine just powered on).
     pub fn start_agent(&mut self, i: u32) -> Result<(), String> {
+        if self.keepalived {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(format!("ka{i}.log")))
+                .map_err(|e| e.to_string())?;
+            // (The killed instance's pid files would make it refuse to start.)
+            for f in [format!("ka{i}.pid"), format!("ka{i}-vrrp.pid")] {
+                let _ = std::fs::remove_file(self.dir.join(f));
+            }
+            let d = &self.dir;
+            let child = self
+                .net
+                .cmd(&format!("n{i}"), Path::new("keepalived"))
+                .args(["-n", "-P", "-l", "-G", "-D"])
+                .arg(format!("--pid={}", d.join(format!("ka{i}.pid")).display()))
+                .arg(format!("--vrrp_pid={}", d.join(format!("ka{i}-vrrp.pid")).display()))
+                .arg(format!("--use-file={}", d.join(format!("ka{i}.conf")).display()))
+                .stdout(log.try_clone().map_err(|e| e.to_string())?)
+                .stderr(log)
+                .spawn()
+                .map_err(|e| format!("keepalived: {e}"))?;
+            if let Some(mut old) = self.agents.insert(i, child) {
+                let _ = old.kill();
+                let _ = old.wait();
+            }
+            return Ok(());
+        }
         let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").map_err(|e| e.to_string())?;
         std::fs::write(self.dir.join(format!("boot{i}")), uuid.trim()).map_err(|e| e.to_string())?;
         let log = std::fs::OpenOptions::new()
@@ -298,7 +373,8 @@ impl NetCluster {
         let mut child = self
             .net
             .cmd("cl", &self.bin.join("arp_watch"))
-            .args(["--iface", "eth0", "--src", CLIENT, "--target", VIP, "--target", VIP2])
+            .args(["--iface", "eth0", "--src", CLIENT, "--target", VIP])
+            .args(if self.keepalived { vec![] } else { vec!["--target", VIP2] })
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -407,6 +483,28 @@ impl NetCluster {
         self.start_agent(i)
     }
 
+    /// On node `i`'s agent log: from the first "lease lost" after `t0_us`
+    /// to its next "resource group stopped" of group `group`, in ms.
+    pub fn lapse_to_stopped(&self, i: u32, group: &str, t0_us: u64) -> Option<f64> {
+        let log = self.log(&format!("agent{i}"));
+        let mut lost = None;
+        for (at, msg, f) in crate::e2e::json_log(&log) {
+            if at < t0_us {
+                continue;
+            }
+            if lost.is_none() && msg.starts_with("lease lost") {
+                lost = Some(at);
+            }
+            if let Some(l) = lost
+                && msg == "resource group stopped"
+                && f["group"] == group
+            {
+                return Some((at - l) as f64 / 1000.0);
+            }
+        }
+        None
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
     }
@@ -414,6 +512,16 @@ impl NetCluster {
 
 impl Drop for NetCluster {
     fn drop(&mut self) {
+        if self.keepalived {
+            // (Its VRRP child outlives a killed parent.)
+            for i in 1..=3 {
+                for pid in self.keepalived_pids(i) {
+                    let p = nix::unistd::Pid::from_raw(pid);
+                    let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGCONT);
+                    let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
         for c in self
             .agents
             .values_mut()
@@ -482,14 +590,21 @@ impl NetCluster {
         let ns = self.net.ns(&format!("n{node}"));
         match fault {
             Fault::Kill | Fault::Freeze => {
-                let pid = self.agent_pid(node).ok_or("no agent")?;
                 let sig = if fault == Fault::Kill {
                     nix::sys::signal::Signal::SIGKILL
                 } else {
                     nix::sys::signal::Signal::SIGSTOP
                 };
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig)
-                    .map_err(|e| e.to_string())
+                let pids = if self.keepalived {
+                    self.keepalived_pids(node)
+                } else {
+                    vec![self.agent_pid(node).ok_or("no agent")? as i32]
+                };
+                for pid in pids {
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
             }
             Fault::Cut => ip(&["-n", &self.net.ns("sw"), "link", "set", &format!("s{node}"), "down"]),
             Fault::LinkDown => ip(&["-n", &ns, "link", "set", "eth0", "down"]),
@@ -500,10 +615,17 @@ impl NetCluster {
                     .chain([ARBITER.to_string()])
                     .collect();
                 let set = peers.join(", ");
-                let rules = format!(
+                let rules = if self.keepalived {
+                    // keepalived's cluster traffic: its VRRP adverts.
+                    "table inet cut {\n  chain o {\n    type filter hook output priority 0;\n    ip protocol vrrp drop\n  }\n  \
+                     chain i {\n    type filter hook input priority 0;\n    ip protocol vrrp drop\n  }\n}\n"
+                        .to_string()
+                } else {
+                    format!(
                     "table inet cut {{\n  chain o {{\n    type filter hook output priority 0;\n    ip daddr {{ {set} }} drop\n  }}\n  \
                      chain i {{\n    type filter hook input priority 0;\n    ip saddr {{ {set} }} drop\n  }}\n}}\n"
-                );
+                    )
+                };
                 let file = self.dir.join(format!("cut-n{node}.nft"));
                 std::fs::write(&file, rules).map_err(|e| e.to_string())?;
                 let out = Command::new("ip")
@@ -546,18 +668,47 @@ impl NetCluster {
     /// steadily, measure; then power the old holder on again and wait for
     /// the cluster to be whole.
     pub fn fault_holder(&mut self, fault: Fault) -> Result<Outcome, String> {
+        self.fault_holder_for(fault, None)
+    }
+
+    /// As [`NetCluster::fault_holder`]; with `window`, the dual answers are
+    /// counted from the fault for that long (the old holder is restored
+    /// only after it), as the benchmark compares with keepalived.
+    pub fn fault_holder_for(
+        &mut self,
+        fault: Fault,
+        window: Option<Duration>,
+    ) -> Result<Outcome, String> {
         let old = self
             .wait_answered(VIP, Duration::from_secs(20))
             .ok_or("nobody answers for the address")?;
-        if self.wait_answered(VIP2, Duration::from_secs(20)).is_none() {
+        if !self.keepalived && self.wait_answered(VIP2, Duration::from_secs(20)).is_none() {
             return Err("nobody answers for the IPaddr2 address".into());
         }
         let t0 = crate::e2e::unix_us();
         self.apply(fault, old)?;
         let end = Instant::now() + Duration::from_secs(20);
+        let old_mac = self.mac(old);
         let new = loop {
             if Instant::now() > end {
                 return Err(format!("{}: nobody else answers within 20 s", fault.name()));
+            }
+            if self.keepalived {
+                // (The old master may answer on: the first other MAC.)
+                let other = {
+                    let w = self.seen.lock().expect("watch");
+                    w.answers
+                        .iter()
+                        .find(|a| a.target == VIP && a.at_us > t0 && a.mac != old_mac)
+                        .map(|a| a.mac.clone())
+                };
+                if let Some(m) = other
+                    && let Some(n) = (1..=3).find(|&i| self.mac(i) == m)
+                {
+                    break n;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
             }
             match self.wait_answered(VIP, Duration::from_millis(200)) {
                 Some(n) if n != old => break n,
@@ -565,9 +716,22 @@ impl NetCluster {
             }
         };
         // Both addresses back before the next round.
-        match self.wait_answered(VIP2, Duration::from_secs(20)) {
-            Some(n) if n != old => {}
-            other => return Err(format!("{}: the IPaddr2 address is answered by {other:?}", fault.name())),
+        if !self.keepalived {
+            match self.wait_answered(VIP2, Duration::from_secs(20)) {
+                Some(n) if n != old => {}
+                other => {
+                    return Err(format!(
+                        "{}: the IPaddr2 address is answered by {other:?}",
+                        fault.name()
+                    ));
+                }
+            }
+        }
+        if let Some(w) = window {
+            let until = t0 + w.as_micros() as u64;
+            while crate::e2e::unix_us() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         let new_mac = self.mac(new);
         let (first_new_us, dual_rounds) = {
@@ -578,7 +742,16 @@ impl NetCluster {
                 .find(|a| a.target == VIP && a.mac == new_mac && a.at_us > t0)
                 .map(|a| a.at_us)
                 .ok_or("no answer from the new holder")?;
-            (first, dual_rounds(&w, t0.saturating_sub(1_000_000)))
+            let since = if window.is_some() {
+                t0
+            } else {
+                t0.saturating_sub(1_000_000)
+            };
+            let mut dual = dual_rounds(&w, since);
+            if let Some(win) = window {
+                dual = dual_rounds_between(&w, t0, t0 + win.as_micros() as u64);
+            }
+            (first, dual)
         };
         let off_us = self.offs(old).into_iter().find(|&t| t >= t0);
         let outcome = Outcome {
@@ -590,6 +763,23 @@ impl NetCluster {
             off_us,
             first_new_us,
         };
+        if self.keepalived {
+            // No fence: an operator reboots the old master.
+            for pid in self.keepalived_pids(old) {
+                let p = nix::unistd::Pid::from_raw(pid);
+                let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGCONT);
+                let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
+            }
+            self.net
+                .reboot(&format!("n{old}"), &format!("s{old}"), &node_ip(old))?;
+            self.start_agent(old)?;
+            // One master again, steadily.
+            std::thread::sleep(Duration::from_secs(4));
+            if self.wait_answered(VIP, Duration::from_secs(20)).is_none() {
+                return Err(format!("{}: keepalived never settled again", fault.name()));
+            }
+            return Ok(outcome);
+        }
         // Power the old holder on again once it was switched off.
         let end = Instant::now() + Duration::from_secs(20);
         while self.offs(old).into_iter().all(|t| t < t0) {
@@ -606,6 +796,26 @@ impl NetCluster {
     }
 }
 
+/// As [`dual_rounds`], between two instants.
+pub fn dual_rounds_between(w: &Watch, from_us: u64, to_us: u64) -> usize {
+    let mut per: BTreeMap<(u64, String), std::collections::BTreeSet<String>> = BTreeMap::new();
+    for a in w
+        .answers
+        .iter()
+        .filter(|a| a.at_us >= from_us && a.at_us < to_us)
+    {
+        let round = match w.rounds.binary_search(&a.at_us) {
+            Ok(i) => i,
+            Err(0) => continue,
+            Err(i) => i - 1,
+        };
+        per.entry((w.rounds[round], a.target.clone()))
+            .or_default()
+            .insert(a.mac.clone());
+    }
+    per.values().filter(|m| m.len() > 1).count()
+}
+
 /// Rounds since `since_us` in which two different MACs answered for the
 /// same address (an answer belongs to the last round sent before it).
 pub fn dual_rounds(w: &Watch, since_us: u64) -> usize {
@@ -619,9 +829,6 @@ pub fn dual_rounds(w: &Watch, since_us: u64) -> usize {
         per.entry((w.rounds[round], a.target.clone()))
             .or_default()
             .insert(a.mac.clone());
-    }
-    for ((round, target), macs) in per.iter().filter(|(_, m)| m.len() > 1) {
-        eprintln!("dual answer: round {round} {target} {macs:?}");
     }
     per.values().filter(|m| m.len() > 1).count()
 }

@@ -4,6 +4,7 @@
 //!     cargo run --release -p tests --bin bench -- decide
 //!     cargo run --release -p tests --bin bench -- failover --runs 20 [--scenario freeze|partition]
 //!     cargo run --release -p tests --bin bench -- drivers --runs 20 [ipmi snmp redfish]
+//!     cargo run --release -p tests --bin bench -- floating-address --runs 20   # as root: ours, then keepalived
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
@@ -38,6 +39,20 @@ enum Cmd {
         /// (heartbeat 30 ms, lease 90 ms, lost_after 150 ms, settle 60 ms).
         #[arg(long, default_value = "default")]
         timings: String,
+    },
+    /// A floating address in network namespaces (root): per fault of its
+    /// holder, fault to the first answer from the new holder and the time
+    /// two MACs answered, for resource groups and for keepalived 2.2.7 in
+    /// the same topology, in the same run.
+    FloatingAddress {
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Dual answers are counted this long after each fault (ms).
+        #[arg(long, default_value_t = 6000)]
+        window_ms: u64,
+        /// Only ours (no keepalived).
+        #[arg(long)]
+        no_keepalived: bool,
     },
     /// Native drivers against the reference tools on the simulated devices
     /// (ipmi_sim, the APC PDU, sushy-emulator), started by the bench itself.
@@ -112,6 +127,11 @@ fn main() {
                 }
             }
         }
+        Cmd::FloatingAddress {
+            runs,
+            window_ms,
+            no_keepalived,
+        } => floating_address(runs, Duration::from_millis(window_ms), !no_keepalived),
         Cmd::Decide { iterations } => {
             println!("| nodes | graph | median | p99 | max |\n|---|---|---|---|---|");
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -190,4 +210,89 @@ fn main() {
             }
         }
     }
+}
+
+fn floating_address(runs: usize, window: Duration, keepalived: bool) {
+    use tests::netns::{Fault, NetCluster, Outcome};
+    let mut results: Vec<(&str, Vec<Outcome>, Vec<f64>)> = Vec::new();
+    for ours in [true, false] {
+        if !ours && !keepalived {
+            continue;
+        }
+        let dir = tempfile::tempdir().expect("tempdir").keep();
+        let prefix = format!("fb{}{}", std::process::id() % 10_000, u8::from(ours));
+        let mut c = if ours {
+            let c = NetCluster::start(&tests::e2e::binaries(), &prefix, &dir).expect("cluster");
+            assert!(c.all_leased(Duration::from_secs(30)), "cluster never formed");
+            c
+        } else {
+            let c = NetCluster::start_keepalived(&prefix, &dir).expect("keepalived");
+            std::thread::sleep(Duration::from_secs(4));
+            c
+        };
+        let mut all = Vec::new();
+        let mut lapses = Vec::new();
+        for fault in Fault::ALL {
+            for run in 0..runs {
+                let t0 = tests::e2e::unix_us();
+                let o = c
+                    .fault_holder_for(fault, Some(window))
+                    .unwrap_or_else(|e| panic!("{} run {run}: {e}; logs in {}", fault.name(), dir.display()));
+                if ours && fault == Fault::ClusterTraffic {
+                    lapses.extend(c.lapse_to_stopped(o.old, "vip", t0));
+                }
+                eprintln!(
+                    "{} {} run {run}: node {} -> {}, takeover {:.1} ms, dual rounds {}",
+                    if ours { "groups" } else { "keepalived" },
+                    fault.name(),
+                    o.old,
+                    o.new,
+                    o.takeover_ms,
+                    o.dual_rounds
+                );
+                all.push(o);
+            }
+        }
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+        results.push((if ours { "resource groups" } else { "keepalived 2.2.7" }, all, lapses));
+    }
+    println!(
+        "| fault ({runs} runs each) | groups: takeover median | p99 | groups: dual answers (max) | keepalived: takeover median | p99 | keepalived: dual answers median (max) | takeover ratio (keepalived / groups) |\n|---|---|---|---|---|---|---|---|"
+    );
+    let pick = |who: usize, f: Fault| -> Option<(Vec<f64>, Vec<f64>)> {
+        let (_, all, _) = results.get(who)?;
+        let o: Vec<&Outcome> = all.iter().filter(|o| o.fault == f).collect();
+        Some((
+            o.iter().map(|o| o.takeover_ms).collect(),
+            o.iter().map(|o| o.dual_rounds as f64 * 5.0).collect(),
+        ))
+    };
+    for f in Fault::ALL {
+        let (gt, gd) = pick(0, f).expect("ours");
+        let (gm, gp, _) = stats(gt);
+        let (_, _, gdmax) = stats(gd);
+        match pick(1, f) {
+            Some((kt, kd)) => {
+                let (km, kp, _) = stats(kt);
+                let (kdm, _, kdmax) = stats(kd);
+                println!(
+                    "| {} | {gm:.0} ms | {gp:.0} ms | {gdmax:.0} ms | {km:.0} ms | {kp:.0} ms | {kdm:.0} ms ({kdmax:.0} ms) | {:.1}x |",
+                    f.name(),
+                    km / gm
+                );
+            }
+            None => println!("| {} | {gm:.0} ms | {gp:.0} ms | {gdmax:.0} ms | - | - | - | - |", f.name()),
+        }
+    }
+    if let Some((_, _, lapses)) = results.first()
+        && !lapses.is_empty()
+    {
+        let n = lapses.len();
+        let (m, p99, max) = stats(lapses.clone());
+        println!(
+            "\nLease lapse to address removed (cluster traffic only dropped, old holder's agent log, {n} runs): median {m:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+        );
+    }
+    println!("\n(dual answers: 5 ms rounds in which two MACs answered for the address, within {} ms of the fault)", window.as_millis());
 }
