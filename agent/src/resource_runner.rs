@@ -41,6 +41,9 @@ enum Msg {
     },
     LeaseLost,
     Done(GroupInput),
+    /// A group whose resources cannot run here (a missing OCF agent or
+    /// program, an unknown parameter, no such interface): starts fail.
+    Unusable { group: String },
 }
 
 /// The session's handle on the runner.
@@ -81,6 +84,8 @@ struct Running {
     restart_window: Duration,
     /// Cancels its monitor while it runs.
     monitor: Option<CancellationToken>,
+    /// False once the local check found a problem: it never starts here.
+    usable: bool,
 }
 
 /// Start the runner; it ends when `token` is cancelled, after stopping
@@ -174,7 +179,28 @@ impl Runner {
                         .map_err(|e| e.to_string())
                         .and_then(|specs| Group::new(d.name.clone(), specs).map_err(|e| e.to_string()))
                     {
-                        Ok(g) => Some(Arc::new(tokio::sync::Mutex::new(g))),
+                        Ok(g) => {
+                            // Checked here, as the arbiter checks its fence
+                            // agents: OCF meta-data and parameters,
+                            // programs, interfaces.
+                            let specs: Vec<ResourceSpec> =
+                                g.resources.iter().map(|r| r.spec().clone()).collect();
+                            let (tx, name, node) = (self.tx.clone(), d.name.clone(), self.node_id);
+                            self.tracker.spawn(async move {
+                                let mut problems = Vec::new();
+                                for (k, r) in specs.iter().enumerate() {
+                                    for p in r.check_installed().await {
+                                        problems.push(format!("resources[{k}] ({}): {p}", r.label()));
+                                    }
+                                }
+                                if !problems.is_empty() {
+                                    error!(node.id = node, group = %name, problems = ?problems,
+                                           "this group cannot run on this node: it will fail here and move");
+                                    let _ = tx.send(Msg::Unusable { group: name });
+                                }
+                            });
+                            Some(Arc::new(tokio::sync::Mutex::new(g)))
+                        }
                         Err(e) => {
                             error!(node.id = self.node_id, group = %d.name, error = %e,
                                    "the arbiter sent resources this agent cannot read; the group cannot run here");
@@ -189,6 +215,7 @@ impl Runner {
                             max_restarts: d.max_restarts,
                             restart_window: Duration::from_millis(d.restart_window_ms),
                             monitor: None,
+                            usable: true,
                         },
                     );
                 }
@@ -209,6 +236,12 @@ impl Runner {
             }
             Msg::LeaseLost => GroupInput::LeaseLost,
             Msg::Done(input) => input,
+            Msg::Unusable { group } => {
+                if let Some(r) = self.groups.get_mut(&group) {
+                    r.usable = false;
+                }
+                return;
+            }
         };
         if let GroupInput::StartDone { group, ok: true } = &input {
             self.watch(group);
@@ -251,12 +284,20 @@ impl Runner {
         if !start && let Some(m) = r.monitor.take() {
             m.cancel();
         }
+        if start && !r.usable {
+            let _ = tx.send(Msg::Done(GroupInput::StartDone {
+                group: name,
+                ok: false,
+            }));
+            return;
+        }
         let Some(group) = r.group.clone() else {
-            // Unreadable: it never started, so it is stopped; a start fails.
+            // Unreadable: a start fails; a stop cannot be done either (what
+            // an earlier agent ran may still run): as a failed stop.
             let _ = tx.send(Msg::Done(if start {
                 GroupInput::StartDone { group: name, ok: false }
             } else {
-                GroupInput::StopDone { group: name, ok: true }
+                GroupInput::StopDone { group: name, ok: false }
             }));
             return;
         };
@@ -345,5 +386,99 @@ impl Runner {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(name: &str, resources: &str) -> pb::GroupDefinition {
+        pb::GroupDefinition {
+            name: name.into(),
+            resources_json: resources.into(),
+            monitor_interval_ms: 100,
+            max_restarts: 1,
+            restart_window_ms: 60_000,
+        }
+    }
+
+    async fn state_of(h: &RunnerHandle, group: &str, want: GroupRun) -> bool {
+        for _ in 0..200 {
+            let r = h.report();
+            let s = r
+                .states
+                .iter()
+                .find(|(g, _)| g == group)
+                .map_or(GroupRun::Stopped, |(_, s)| *s);
+            if s == want {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn a_group_that_cannot_run_here_fails_and_an_unreadable_one_cannot_be_stopped() {
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        let h = spawn(1, &tracker, token.clone());
+        let dir = std::env::temp_dir().join(format!("runner-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let marker = dir.join("ran");
+        let ok = format!(
+            r#"[{{"kind":"exec","start":["/bin/sh","-c","touch {m}"],"stop":["/bin/rm","-f","{m}"]}}]"#,
+            m = marker.display()
+        );
+        h.define(
+            "node1".into(),
+            vec![
+                def("good", &ok),
+                def(
+                    "missing",
+                    r#"[{"kind":"exec","start":["/no/such/program"],"stop":["/bin/true"]}]"#,
+                ),
+                def("garbled", r#"[{"kind":"teleport"}]"#),
+            ],
+        );
+        // The clean-up stop of an unreadable group cannot be done.
+        assert!(state_of(&h, "garbled", GroupRun::StopFailed).await);
+        // (A failed stop stops every start: use a fresh runner for the rest.)
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        let h = spawn(1, &tracker, token.clone());
+        h.define(
+            "node1".into(),
+            vec![
+                def("good", &ok),
+                def(
+                    "missing",
+                    r#"[{"kind":"exec","start":["/no/such/program"],"stop":["/bin/true"]}]"#,
+                ),
+            ],
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        h.ack(1, true, 7, vec![("good".into(), true), ("missing".into(), true)]);
+        assert!(state_of(&h, "good", GroupRun::Running).await);
+        assert!(marker.exists(), "the good group ran its start");
+        assert!(
+            state_of(&h, "missing", GroupRun::Failed).await,
+            "{:?}",
+            h.report()
+        );
+        // Moved away: stopped, and the report says which ack was applied.
+        h.ack(2, true, 7, vec![]);
+        assert!(state_of(&h, "good", GroupRun::Stopped).await);
+        assert!(!marker.exists(), "the good group ran its stop");
+        assert_eq!(h.report().applied_seq, 2);
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
