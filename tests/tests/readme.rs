@@ -39,7 +39,21 @@ fn readme_configuration_examples_pass_check_config() {
         t.replace("/etc/fence/pki", &format!("{d}/pki"))
             .replace("/var/lib/", &format!("{d}/"))
     };
-    for (i, (daemon, block)) in [("fence-arbiter", blocks[0]), ("fence-agent", blocks[1])]
+    // The arbiter's example, with the resource groups' example added to its
+    // cluster; the agent's example.
+    let groups: String = blocks
+        .iter()
+        .filter(|b| b.contains("[[cluster.group]]"))
+        .copied()
+        .collect();
+    assert!(!groups.is_empty(), "README lost its resource group example");
+    let arbiter = format!("{}\n{groups}", blocks[0]);
+    let agent = blocks
+        .iter()
+        .skip(1)
+        .find(|b| !b.contains("[[cluster"))
+        .expect("the agent's example");
+    for (i, (daemon, block)) in [("fence-arbiter", arbiter.as_str()), ("fence-agent", agent)]
         .into_iter()
         .enumerate()
     {
