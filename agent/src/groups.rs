@@ -37,7 +37,9 @@ pub enum GroupRun {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupInput {
     /// The groups the arbiter defines (every Welcome).
-    Defined { groups: Vec<String> },
+    Defined {
+        groups: Vec<String>,
+    },
     /// An acknowledgement: `seq`, whether it grants a lease, and the groups
     /// placed here (`true`: may start).
     Ack {
@@ -47,20 +49,35 @@ pub enum GroupInput {
     },
     /// The lease ended (expired or denied).
     LeaseLost,
-    StartDone { group: String, ok: bool },
+    StartDone {
+        group: String,
+        ok: bool,
+    },
     /// A start failed and undoing it failed too (a resource it had started
     /// did not stop): as a failed stop.
-    StartUndoFailed { group: String },
-    StopDone { group: String, ok: bool },
+    StartUndoFailed {
+        group: String,
+    },
+    StopDone {
+        group: String,
+        ok: bool,
+    },
     /// The group's monitor failed more often than its restart limit.
-    MonitorGaveUp { group: String },
+    MonitorGaveUp {
+        group: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupOutput {
-    Start { group: String },
+    Start {
+        group: String,
+    },
     /// `urgent`: the lease ended; kill rather than ask.
-    Stop { group: String, urgent: bool },
+    Stop {
+        group: String,
+        urgent: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -215,9 +232,7 @@ impl GroupKeeper {
         for (g, l) in self.groups.iter_mut() {
             let placed = self.grants.get(g).copied();
             match l.run {
-                GroupRun::Stopped
-                    if self.leased && placed == Some(true) && !self.untrusted =>
-                {
+                GroupRun::Stopped if self.leased && placed == Some(true) && !self.untrusted => {
                     l.run = GroupRun::Starting;
                     out.push(GroupOutput::Start { group: g.clone() });
                 }
@@ -263,7 +278,11 @@ mod tests {
         let out = k.step(GroupInput::Defined {
             groups: groups.iter().map(|g| g.to_string()).collect(),
         });
-        assert_eq!(out.len(), groups.len(), "every new group is cleaned up first");
+        assert_eq!(
+            out.len(),
+            groups.len(),
+            "every new group is cleaned up first"
+        );
         for g in groups {
             assert!(out.contains(&stop(g, false)));
             k.step(GroupInput::StopDone {

@@ -43,7 +43,9 @@ enum Msg {
     Done(GroupInput),
     /// A group whose resources cannot run here (a missing OCF agent or
     /// program, an unknown parameter, no such interface): starts fail.
-    Unusable { group: String },
+    Unusable {
+        group: String,
+    },
 }
 
 /// The session's handle on the runner.
@@ -152,7 +154,10 @@ impl Runner {
         let deadline = Instant::now() + Duration::from_secs(120);
         while self.keeper.busy() {
             let Ok(Some(msg)) = tokio::time::timeout_at(deadline, rx.recv()).await else {
-                warn!(node.id = self.node_id, "shutting down before every group stopped");
+                warn!(
+                    node.id = self.node_id,
+                    "shutting down before every group stopped"
+                );
                 return;
             };
             if let Msg::Done(input) = msg {
@@ -177,8 +182,9 @@ impl Runner {
                     }
                     let group = match serde_json::from_str::<Vec<ResourceSpec>>(&d.resources_json)
                         .map_err(|e| e.to_string())
-                        .and_then(|specs| Group::new(d.name.clone(), specs).map_err(|e| e.to_string()))
-                    {
+                        .and_then(|specs| {
+                            Group::new(d.name.clone(), specs).map_err(|e| e.to_string())
+                        }) {
                         Ok(g) => {
                             // Checked here, as the arbiter checks its fence
                             // agents: OCF meta-data and parameters,
@@ -295,9 +301,15 @@ impl Runner {
             // Unreadable: a start fails; a stop cannot be done either (what
             // an earlier agent ran may still run): as a failed stop.
             let _ = tx.send(Msg::Done(if start {
-                GroupInput::StartDone { group: name, ok: false }
+                GroupInput::StartDone {
+                    group: name,
+                    ok: false,
+                }
             } else {
-                GroupInput::StopDone { group: name, ok: false }
+                GroupInput::StopDone {
+                    group: name,
+                    ok: false,
+                }
             }));
             return;
         };
@@ -463,7 +475,12 @@ mod tests {
             ],
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
-        h.ack(1, true, 7, vec![("good".into(), true), ("missing".into(), true)]);
+        h.ack(
+            1,
+            true,
+            7,
+            vec![("good".into(), true), ("missing".into(), true)],
+        );
         assert!(state_of(&h, "good", GroupRun::Running).await);
         assert!(marker.exists(), "the good group ran its start");
         assert!(

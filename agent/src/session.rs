@@ -445,7 +445,10 @@ impl Session {
                             seq: {
                                 grants = Some((
                                     a.seq,
-                                    a.groups.iter().map(|g| (g.group.clone(), g.start)).collect::<Vec<_>>(),
+                                    a.groups
+                                        .iter()
+                                        .map(|g| (g.group.clone(), g.start))
+                                        .collect::<Vec<_>>(),
                                 ));
                                 a.seq
                             },

@@ -865,8 +865,12 @@ fn validate_groups(
         let mut nodes = Vec::new();
         for (k, v) in g.nodes.iter().enumerate() {
             let found = match v {
-                toml::Value::String(n) => names.iter().find(|(_, name)| *name == n).map(|(&id, _)| id),
-                toml::Value::Integer(id) => u32::try_from(*id).ok().filter(|id| names.contains_key(id)),
+                toml::Value::String(n) => {
+                    names.iter().find(|(_, name)| *name == n).map(|(&id, _)| id)
+                }
+                toml::Value::Integer(id) => {
+                    u32::try_from(*id).ok().filter(|id| names.contains_key(id))
+                }
                 _ => None,
             };
             match found {
@@ -885,7 +889,10 @@ fn validate_groups(
             errs.push(err(format!("{gat}.nodes"), "name at least one node"));
         }
         if g.resources.is_empty() {
-            errs.push(err(format!("{gat}.resources"), "name at least one resource"));
+            errs.push(err(
+                format!("{gat}.resources"),
+                "name at least one resource",
+            ));
         }
         for (k, r) in g.resources.iter().enumerate() {
             for problem in r.validate() {
@@ -894,7 +901,10 @@ fn validate_groups(
         }
         let monitor_interval = g.monitor_interval.unwrap_or(Duration::from_secs(2));
         if monitor_interval < Duration::from_millis(100) {
-            errs.push(err(format!("{gat}.monitor_interval"), "must be at least 100ms"));
+            errs.push(err(
+                format!("{gat}.monitor_interval"),
+                "must be at least 100ms",
+            ));
         }
         let restart_window = g.restart_window.unwrap_or(Duration::from_secs(60));
         specs.push(GroupSpec {

@@ -464,7 +464,9 @@ impl ClusterDriver {
                         record.possible.iter().copied().collect(),
                         format!(
                             "{group}: placed on {}; may run on {:?}",
-                            record.holder.map_or("no node".to_string(), |h| format!("node {h}")),
+                            record
+                                .holder
+                                .map_or("no node".to_string(), |h| format!("node {h}")),
                             record.possible
                         ),
                     );
@@ -713,7 +715,12 @@ impl ClusterDriver {
             }
             Notice::GroupState { group, node, state } => {
                 info!(cluster = %c, group = %group, node.id = node, state = state.as_str(), "resource group state");
-                ("group", node, vec![], format!("{group}: {}", state.as_str()))
+                (
+                    "group",
+                    node,
+                    vec![],
+                    format!("{group}: {}", state.as_str()),
+                )
             }
             Notice::ConfigChanged { detail } => {
                 warn!(cluster = %c, detail = %detail, "configuration changed since the state was stored");

@@ -238,7 +238,9 @@ fn run(n: u32, lms: bool, events: Vec<Ev>) -> Result<Rules, TestCaseError> {
                                 sent_at_us: 0,
                                 reachable: reach,
                                 heuristics: 0,
-                                known_epoch: 0, applied_seq: 0, groups: Vec::new(),
+                                known_epoch: 0,
+                                applied_seq: 0,
+                                groups: Vec::new(),
                             };
                             step(&mut core, &mut rules, now, hb)?;
                         }
@@ -310,7 +312,9 @@ fn run(n: u32, lms: bool, events: Vec<Ev>) -> Result<Rules, TestCaseError> {
                     sent_at_us: 0,
                     reachable: r,
                     heuristics: 0,
-                    known_epoch: 0, applied_seq: 0, groups: Vec::new(),
+                    known_epoch: 0,
+                    applied_seq: 0,
+                    groups: Vec::new(),
                 };
                 step(&mut core, &mut rules, now, hb)?;
             }

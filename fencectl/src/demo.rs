@@ -66,9 +66,17 @@ fn service_scripts(dir: &std::path::Path) -> Result<String, CliError> {
     let d = dir.display();
     let mut paths = Vec::new();
     for (name, body) in [
-        ("start", format!("echo \"$FENCE_NODE epoch $FENCE_EPOCH\" > {d}/owner; touch {d}/running.$FENCE_NODE")),
+        (
+            "start",
+            format!(
+                "echo \"$FENCE_NODE epoch $FENCE_EPOCH\" > {d}/owner; touch {d}/running.$FENCE_NODE"
+            ),
+        ),
         ("stop", format!("rm -f {d}/running.$FENCE_NODE")),
-        ("monitor", format!("[ -e {d}/running.$FENCE_NODE ] || exit 7")),
+        (
+            "monitor",
+            format!("[ -e {d}/running.$FENCE_NODE ] || exit 7"),
+        ),
     ] {
         let p = dir.join(name);
         std::fs::write(&p, format!("#!/bin/sh\n{body}\n"))
@@ -242,8 +250,12 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
                     (h, false, _) => format!(
                         "service web placed on node {h}; waits until node(s) {others:?} are off or stopped"
                     ),
-                    (h, true, true) => format!("service web may start on node {h} (persisted first)"),
-                    (h, true, false) => format!("service web placed on node {h}; nothing else may run it"),
+                    (h, true, true) => {
+                        format!("service web may start on node {h} (persisted first)")
+                    }
+                    (h, true, false) => {
+                        format!("service web placed on node {h}; nothing else may run it")
+                    }
                 }
             }
             "group" if e.detail == "web: running" && e.node != 3 => {

@@ -107,7 +107,15 @@ impl Net {
             "-n", &sw, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
         ])?;
         ip(&["-n", &sw, "link", "set", port, "master", "br0", "up"])?;
-        ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ])?;
         ip(&["-n", &ns, "link", "set", "eth0", "up"])
     }
 
@@ -334,8 +342,14 @@ impl NetCluster {
                 .cmd(&format!("n{i}"), Path::new("keepalived"))
                 .args(["-n", "-P", "-l", "-G", "-D"])
                 .arg(format!("--pid={}", d.join(format!("ka{i}.pid")).display()))
-                .arg(format!("--vrrp_pid={}", d.join(format!("ka{i}-vrrp.pid")).display()))
-                .arg(format!("--use-file={}", d.join(format!("ka{i}.conf")).display()))
+                .arg(format!(
+                    "--vrrp_pid={}",
+                    d.join(format!("ka{i}-vrrp.pid")).display()
+                ))
+                .arg(format!(
+                    "--use-file={}",
+                    d.join(format!("ka{i}.conf")).display()
+                ))
                 .stdout(log.try_clone().map_err(|e| e.to_string())?)
                 .stderr(log)
                 .spawn()
@@ -346,8 +360,10 @@ impl NetCluster {
             }
             return Ok(());
         }
-        let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").map_err(|e| e.to_string())?;
-        std::fs::write(self.dir.join(format!("boot{i}")), uuid.trim()).map_err(|e| e.to_string())?;
+        let uuid =
+            std::fs::read_to_string("/proc/sys/kernel/random/uuid").map_err(|e| e.to_string())?;
+        std::fs::write(self.dir.join(format!("boot{i}")), uuid.trim())
+            .map_err(|e| e.to_string())?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -374,7 +390,11 @@ impl NetCluster {
             .net
             .cmd("cl", &self.bin.join("arp_watch"))
             .args(["--iface", "eth0", "--src", CLIENT, "--target", VIP])
-            .args(if self.keepalived { vec![] } else { vec!["--target", VIP2] })
+            .args(if self.keepalived {
+                vec![]
+            } else {
+                vec!["--target", VIP2]
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -412,7 +432,14 @@ impl NetCluster {
     /// The MAC of node `i`'s interface.
     pub fn mac(&self, i: u32) -> String {
         let out = Command::new("ip")
-            .args(["-n", &self.net.ns(&format!("n{i}")), "-o", "link", "show", "eth0"])
+            .args([
+                "-n",
+                &self.net.ns(&format!("n{i}")),
+                "-o",
+                "link",
+                "show",
+                "eth0",
+            ])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
             .unwrap_or_default();
@@ -606,7 +633,14 @@ impl NetCluster {
                 }
                 Ok(())
             }
-            Fault::Cut => ip(&["-n", &self.net.ns("sw"), "link", "set", &format!("s{node}"), "down"]),
+            Fault::Cut => ip(&[
+                "-n",
+                &self.net.ns("sw"),
+                "link",
+                "set",
+                &format!("s{node}"),
+                "down",
+            ]),
             Fault::LinkDown => ip(&["-n", &ns, "link", "set", "eth0", "down"]),
             Fault::ClusterTraffic => {
                 let peers: Vec<String> = (1..=3)
@@ -622,7 +656,7 @@ impl NetCluster {
                         .to_string()
                 } else {
                     format!(
-                    "table inet cut {{\n  chain o {{\n    type filter hook output priority 0;\n    ip daddr {{ {set} }} drop\n  }}\n  \
+                        "table inet cut {{\n  chain o {{\n    type filter hook output priority 0;\n    ip daddr {{ {set} }} drop\n  }}\n  \
                      chain i {{\n    type filter hook input priority 0;\n    ip saddr {{ {set} }} drop\n  }}\n}}\n"
                     )
                 };
@@ -655,7 +689,8 @@ impl NetCluster {
                 && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o.stdout)
                 && let Some(a) = v.as_array()
                 && a.len() == 3
-                && a.iter().all(|n| n["lease"] == true && n["state"] == "member")
+                && a.iter()
+                    .all(|n| n["lease"] == true && n["state"] == "member")
             {
                 return true;
             }
@@ -742,15 +777,12 @@ impl NetCluster {
                 .find(|a| a.target == VIP && a.mac == new_mac && a.at_us > t0)
                 .map(|a| a.at_us)
                 .ok_or("no answer from the new holder")?;
-            let since = if window.is_some() {
-                t0
-            } else {
-                t0.saturating_sub(1_000_000)
+            // (Without a window: from a second before the fault on, so that
+            // a stale answer from the last round's recovery counts too.)
+            let dual = match window {
+                Some(win) => dual_rounds_between(&w, t0, t0 + win.as_micros() as u64),
+                None => dual_rounds(&w, t0.saturating_sub(1_000_000)),
             };
-            let mut dual = dual_rounds(&w, since);
-            if let Some(win) = window {
-                dual = dual_rounds_between(&w, t0, t0 + win.as_micros() as u64);
-            }
             (first, dual)
         };
         let off_us = self.offs(old).into_iter().find(|&t| t >= t0);
@@ -790,7 +822,10 @@ impl NetCluster {
         }
         self.power_on(old)?;
         if !self.all_leased(Duration::from_secs(30)) {
-            return Err(format!("{}: the cluster is not whole again after 30 s", fault.name()));
+            return Err(format!(
+                "{}: the cluster is not whole again after 30 s",
+                fault.name()
+            ));
         }
         Ok(outcome)
     }
@@ -819,16 +854,5 @@ pub fn dual_rounds_between(w: &Watch, from_us: u64, to_us: u64) -> usize {
 /// Rounds since `since_us` in which two different MACs answered for the
 /// same address (an answer belongs to the last round sent before it).
 pub fn dual_rounds(w: &Watch, since_us: u64) -> usize {
-    let mut per: BTreeMap<(u64, String), std::collections::BTreeSet<String>> = BTreeMap::new();
-    for a in w.answers.iter().filter(|a| a.at_us >= since_us) {
-        let round = match w.rounds.binary_search(&a.at_us) {
-            Ok(i) => i,
-            Err(0) => continue,
-            Err(i) => i - 1,
-        };
-        per.entry((w.rounds[round], a.target.clone()))
-            .or_default()
-            .insert(a.mac.clone());
-    }
-    per.values().filter(|m| m.len() > 1).count()
+    dual_rounds_between(w, since_us, u64::MAX)
 }

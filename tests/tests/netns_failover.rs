@@ -29,13 +29,20 @@ fn a_floating_address_moves_after_the_fence_and_never_answers_twice() {
         Some("not root")
     } else if !std::path::Path::new("/usr/lib/ocf/resource.d/heartbeat/IPaddr2").exists() {
         Some("resource-agents (IPaddr2) not installed")
-    } else if std::process::Command::new("nft").arg("--version").output().is_err() {
+    } else if std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         Some("nft not installed")
     } else {
         None
     };
     if let Some(why) = missing {
-        assert!(!in_ci(), "the network-namespace failover test must run under CI: {why}");
+        assert!(
+            !in_ci(),
+            "the network-namespace failover test must run under CI: {why}"
+        );
         eprintln!("SKIP: {why}");
         return;
     }
@@ -55,7 +62,8 @@ fn a_floating_address_moves_after_the_fence_and_never_answers_twice() {
                 panic!("{} run {run}: {e}; logs in {}", fault.name(), dir.display())
             });
             assert_eq!(
-                o.dual_rounds, 0,
+                o.dual_rounds,
+                0,
                 "{} run {run}: two MACs answered for the address ({o:?})",
                 fault.name()
             );

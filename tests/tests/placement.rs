@@ -17,20 +17,10 @@ use std::time::Duration;
 use agent::groups::{GroupInput, GroupKeeper, GroupOutput, GroupRun};
 use arbiter::core::{GroupSpec, Placement, RunState};
 use proptest::prelude::*;
+use tests::sim::run_state;
 
 const NODES: u32 = 3;
 const GROUPS: [&str; 2] = ["web", "db"];
-
-fn run_state(r: GroupRun) -> RunState {
-    match r {
-        GroupRun::Stopped => RunState::Stopped,
-        GroupRun::Starting => RunState::Starting,
-        GroupRun::Running => RunState::Running,
-        GroupRun::Stopping => RunState::Stopping,
-        GroupRun::Failed => RunState::Failed,
-        GroupRun::StopFailed => RunState::StopFailed,
-    }
-}
 
 struct Hb {
     session: u64,
@@ -134,10 +124,18 @@ impl World {
             match o {
                 GroupOutput::Start { group } => {
                     self.truth.get_mut(&n).unwrap().insert(group.clone());
-                    self.nodes.get_mut(&n).unwrap().pending.push((group, true, true));
+                    self.nodes
+                        .get_mut(&n)
+                        .unwrap()
+                        .pending
+                        .push((group, true, true));
                 }
                 GroupOutput::Stop { group, .. } => {
-                    self.nodes.get_mut(&n).unwrap().pending.push((group, false, true));
+                    self.nodes
+                        .get_mut(&n)
+                        .unwrap()
+                        .pending
+                        .push((group, false, true));
                 }
             }
         }
@@ -166,7 +164,8 @@ impl World {
         if hb.session != self.nodes[&n].session {
             return; // a stale session: the core drops it
         }
-        self.placement.report(n, hb.session, hb.applied, &hb.states, true);
+        self.placement
+            .report(n, hb.session, hb.applied, &hb.states, true);
         self.place();
         let leased = self.candidates.contains(&n);
         let (grants, _) = self.placement.grants(n, hb.session, hb.seq, leased);
@@ -179,9 +178,15 @@ impl World {
     }
 
     fn place(&mut self) {
-        let off: BTreeSet<u32> = self.nodes.iter().filter(|(_, n)| n.off).map(|(&i, _)| i).collect();
+        let off: BTreeSet<u32> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.off)
+            .map(|(&i, _)| i)
+            .collect();
         let candidates = self.candidates.clone();
-        self.placement.place(self.now, &candidates, |n| off.contains(&n));
+        self.placement
+            .place(self.now, &candidates, |n| off.contains(&n));
     }
 
     fn agent_hears(&mut self, n: u32) {
@@ -283,7 +288,12 @@ impl World {
             12 => {
                 // The lease ends on the agent (cut off, or denied).
                 if !self.nodes[&n].off {
-                    let outs = self.nodes.get_mut(&n).unwrap().keeper.step(GroupInput::LeaseLost);
+                    let outs = self
+                        .nodes
+                        .get_mut(&n)
+                        .unwrap()
+                        .keeper
+                        .step(GroupInput::LeaseLost);
                     self.run(n, outs);
                 }
             }
@@ -454,6 +464,7 @@ fn the_same_runs_without_the_bug_pass() {
             w.step(r as u8, (r >> 8) as u8, (r >> 16) as u8)
                 .unwrap_or_else(|e| panic!("seed {seed} step {i}: {e}"));
         }
-        w.settle().unwrap_or_else(|e| panic!("seed {seed} settle: {e}"));
+        w.settle()
+            .unwrap_or_else(|e| panic!("seed {seed} settle: {e}"));
     }
 }

@@ -77,7 +77,10 @@ async fn a_start_whose_rollback_stop_fails_is_never_reported_stopped() {
         !matches!(s, GroupRun::Starting | GroupRun::Stopped)
     })
     .await;
-    assert!(marker.exists(), "resource 0 started and could not be stopped");
+    assert!(
+        marker.exists(),
+        "resource 0 started and could not be stopped"
+    );
     // The arbiter, seeing `failed`, moves the group away (ack 2 no longer
     // places it here).
     runner.ack(2, true, 1, vec![]);

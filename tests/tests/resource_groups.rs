@@ -143,7 +143,10 @@ async fn a_group_moves_only_after_its_holder_is_confirmed_off_and_moves_graceful
     assert_eq!(shown.holder, Some(3));
     assert_eq!(shown.holder_name, "node3");
     if dummy {
-        assert!(d.join("dummy.state").exists(), "the OCF Dummy agent started");
+        assert!(
+            d.join("dummy.state").exists(),
+            "the OCF Dummy agent started"
+        );
     }
 
     // node3 freezes: it cannot stop anything. The group starts on node1
@@ -166,7 +169,10 @@ async fn a_group_moves_only_after_its_holder_is_confirmed_off_and_moves_graceful
     let seen_off = record
         .iter()
         .find(|e| {
-            e.port == "node3" && e.action == "status" && e.result == "off" && e.unix_us >= off.unix_us
+            e.port == "node3"
+                && e.action == "status"
+                && e.result == "off"
+                && e.unix_us >= off.unix_us
         })
         .expect("node3 seen off");
     assert!(
@@ -175,14 +181,21 @@ async fn a_group_moves_only_after_its_holder_is_confirmed_off_and_moves_graceful
         started.at_us,
         seen_off.unix_us
     );
-    assert!(started.epoch > epoch, "the new holder runs under the new epoch");
     assert!(
-        !lines(&log).iter().any(|l| l.node == "node3" && l.what == "stop"),
+        started.epoch > epoch,
+        "the new holder runs under the new epoch"
+    );
+    assert!(
+        !lines(&log)
+            .iter()
+            .any(|l| l.node == "node3" && l.what == "stop"),
         "a frozen node stops nothing"
     );
     // The timeline says so too: the fence confirmed, then web running on node1.
     let confirmed = w
-        .wait_for(Duration::from_secs(5), |e| e.kind == "fence_confirmed" && e.node == 3)
+        .wait_for(Duration::from_secs(5), |e| {
+            e.kind == "fence_confirmed" && e.node == 3
+        })
         .await
         .expect("fence_confirmed in the timeline");
     let running = w
@@ -195,7 +208,15 @@ async fn a_group_moves_only_after_its_holder_is_confirmed_off_and_moves_graceful
 
     // A graceful move: node1 stops and acknowledges, then node2 starts.
     let out = Command::new(binaries().join("fencectl"))
-        .args(["--arbiter", &c.url, "move", "web", "node2", "--cluster", "demo"])
+        .args([
+            "--arbiter",
+            &c.url,
+            "move",
+            "web",
+            "node2",
+            "--cluster",
+            "demo",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -217,7 +238,15 @@ async fn a_group_moves_only_after_its_holder_is_confirmed_off_and_moves_graceful
     assert!(stopped.at_us <= moved.at_us, "{:?}", lines(&log));
     // A move to a node the group may not run on is refused, naming why.
     let bad = Command::new(binaries().join("fencectl"))
-        .args(["--arbiter", &c.url, "move", "nosuch", "node2", "--cluster", "demo"])
+        .args([
+            "--arbiter",
+            &c.url,
+            "move",
+            "nosuch",
+            "node2",
+            "--cluster",
+            "demo",
+        ])
         .output()
         .unwrap();
     assert!(!bad.status.success());

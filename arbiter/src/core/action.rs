@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::NodeId;
-use super::placement::{GroupRecord, Grant, RunState};
+use super::placement::{Grant, GroupRecord, RunState};
 
 /// A change to durable state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,10 +51,7 @@ pub enum Delta {
     },
     /// A resource group's holder, or the nodes that may be running it,
     /// changed.
-    Group {
-        group: String,
-        record: GroupRecord,
-    },
+    Group { group: String, record: GroupRecord },
     /// A new survivor set is backed under a new epoch.
     Backed {
         epoch: u64,

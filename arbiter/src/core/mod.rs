@@ -378,7 +378,13 @@ impl ArbiterCore {
         let removed_off: BTreeSet<NodeId> = gone_removed
             .iter()
             .copied()
-            .chain(persisted.off.keys().copied().filter(|n| !spec.nodes.contains_key(n)))
+            .chain(
+                persisted
+                    .off
+                    .keys()
+                    .copied()
+                    .filter(|n| !spec.nodes.contains_key(n)),
+            )
             .collect();
         if !backed_removed.is_empty() || !gone_removed.is_empty() {
             start_notices.push(Notice::ConfigChanged {
@@ -517,7 +523,8 @@ impl ArbiterCore {
         });
         // A store with no history (first start, or lost): groups without a
         // record may run anywhere they are allowed.
-        let fresh = persisted.epoch == 0 && persisted.backed.is_empty() && persisted.groups.is_empty();
+        let fresh =
+            persisted.epoch == 0 && persisted.backed.is_empty() && persisted.groups.is_empty();
         let mut placement = Placement::new(spec.groups.clone(), &persisted.groups, fresh, now);
         if mutant == Some(Mutant::StartBeforeStopped) {
             placement.set_ignore_possible();
@@ -1033,16 +1040,16 @@ impl ArbiterCore {
         // Another process of this node (restarted, or a duplicate) may still
         // hold a lease: its groups run until that lease ends, whatever
         // this one says of its own.
-        let may_acknowledge = self.nodes[&node]
-            .no_lease_before
-            .is_none_or(|t| now >= t);
+        let may_acknowledge = self.nodes[&node].no_lease_before.is_none_or(|t| now >= t);
         let (deltas, changed) =
             self.placement
                 .report(node, session, applied_seq, &groups, may_acknowledge);
         out.extend(deltas.into_iter().map(Action::Persist));
-        out.extend(changed.into_iter().map(|(group, state)| {
-            Action::Notice(Notice::GroupState { group, node, state })
-        }));
+        out.extend(
+            changed
+                .into_iter()
+                .map(|(group, state)| Action::Notice(Notice::GroupState { group, node, state })),
+        );
         // This heartbeat is itself fresh contact: a lease it renews must not
         // wait for the next tick to see the arbiter hears a quorate set.
         self.update_contact(now, out);
@@ -1070,9 +1077,7 @@ impl ArbiterCore {
         // Placements: chosen on what this heartbeat changed, and a start
         // persisted before the acknowledgement that allows it leaves.
         self.place(now, out);
-        let (grants, deltas) = self
-            .placement
-            .grants(node, session, seq, lease.is_some());
+        let (grants, deltas) = self.placement.grants(node, session, seq, lease.is_some());
         out.extend(deltas.into_iter().map(Action::Persist));
         out.push(Action::Ack {
             node,

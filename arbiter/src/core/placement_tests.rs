@@ -20,9 +20,9 @@ fn with_web(failback: bool, persisted: Persisted, mutant: Option<Mutant>) -> H {
 /// `Some(start)` placed.
 fn grant(h: &H, node: NodeId) -> Option<bool> {
     h.log.iter().rev().find_map(|(_, a)| match a {
-        Action::Ack { node: n, grants, .. } if *n == node => {
-            Some(grants.iter().find(|g| g.group == "web").map(|g| g.start))
-        }
+        Action::Ack {
+            node: n, grants, ..
+        } if *n == node => Some(grants.iter().find(|g| g.group == "web").map(|g| g.start)),
         _ => None,
     })?
 }
@@ -187,7 +187,11 @@ fn a_group_added_to_a_cluster_with_history_starts_at_once() {
     let spec = h.spec.clone();
     h = H::with(spec, store, None);
     h.run(ms(1500), &[(3, &[1]), (1, &[3])]);
-    assert_eq!(grant(&h, 3), Some(true), "no agent was ever told to start it");
+    assert_eq!(
+        grant(&h, 3),
+        Some(true),
+        "no agent was ever told to start it"
+    );
 }
 
 #[test]
@@ -241,7 +245,9 @@ fn a_removed_node_recorded_off_runs_no_group_and_one_that_may_still_run_holds_it
         } else {
             assert_eq!(grant(&h, 1), Some(false), "node 3 may still run web");
             assert!(
-                notices.iter().any(|d| d.contains("may still run resource groups")),
+                notices
+                    .iter()
+                    .any(|d| d.contains("may still run resource groups")),
                 "{notices:?}"
             );
         }

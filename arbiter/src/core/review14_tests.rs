@@ -247,7 +247,9 @@ fn ok_a_fenced_agent_superseded_right_after_a_restart_is_caught_when_it_reconnec
             sent_at_us: h.now.as_micros() as u64,
             reachable: vec![1, 2],
             heuristics: 0,
-            known_epoch: h.core.epoch(), applied_seq: 0, groups: Vec::new(),
+            known_epoch: h.core.epoch(),
+            applied_seq: 0,
+            groups: Vec::new(),
         });
     }
     assert!(!alerted(&h, 3), "the core alone does not see it");

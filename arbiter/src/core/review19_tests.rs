@@ -21,9 +21,9 @@ fn spec_web(n: u32, nodes: Vec<NodeId>) -> ClusterSpec {
 /// `Some(start)` placed.
 fn grant(h: &H, node: NodeId) -> Option<bool> {
     h.log.iter().rev().find_map(|(_, a)| match a {
-        Action::Ack { node: n, grants, .. } if *n == node => {
-            Some(grants.iter().find(|g| g.group == "web").map(|g| g.start))
-        }
+        Action::Ack {
+            node: n, grants, ..
+        } if *n == node => Some(grants.iter().find(|g| g.group == "web").map(|g| g.start)),
         _ => None,
     })?
 }
@@ -33,9 +33,9 @@ fn starts(h: &H, node: NodeId) -> Vec<u128> {
     h.log
         .iter()
         .filter_map(|(t, a)| match a {
-            Action::Ack { node: n, grants, .. }
-                if *n == node && grants.iter().any(|g| g.group == "web" && g.start) =>
-            {
+            Action::Ack {
+                node: n, grants, ..
+            } if *n == node && grants.iter().any(|g| g.group == "web" && g.start) => {
                 Some(t.as_millis())
             }
             _ => None,
@@ -253,7 +253,8 @@ fn a_duplicate_process_does_not_acknowledge_the_stop_of_the_one_running_the_grou
     let t0 = h.now;
     // The last lease process A was granted, and how long it may run (in
     // the arbiter's clock, from the grant).
-    let a_lease_until = h.grants(3).last().copied().expect("A held a lease") + h.spec.timing.lease_max();
+    let a_lease_until =
+        h.grants(3).last().copied().expect("A held a lease") + h.spec.timing.lease_max();
     // Process B, on another machine.
     h.boot.insert(3, 0x99);
     h.group_states.remove(&3);
@@ -268,7 +269,10 @@ fn a_duplicate_process_does_not_acknowledge_the_stop_of_the_one_running_the_grou
         "node 1 was let start web at {early:?} ms, while process A (lease until {} ms) could still run it",
         a_lease_until.as_millis()
     );
-    assert!(!early.is_empty(), "web starts on node 1 once A's lease is over");
+    assert!(
+        !early.is_empty(),
+        "web starts on node 1 once A's lease is over"
+    );
 }
 
 // ---------------------------------------------------------------------
@@ -310,4 +314,3 @@ fn a_move_survives_an_arbiter_restart() {
     assert_eq!(grant(&h, 1), Some(true));
     assert!(h.fences().is_empty());
 }
-

@@ -253,7 +253,9 @@ fn unknown_nodes_are_refused_without_state_change() {
             sent_at_us: 0,
             reachable: vec![],
             heuristics: 0,
-            known_epoch: 0, applied_seq: 0, groups: Vec::new(),
+            known_epoch: 0,
+            applied_seq: 0,
+            groups: Vec::new(),
         },
     );
     assert!(matches!(out.as_slice(), [Action::Refuse { node: 9, .. }]));
@@ -266,7 +268,9 @@ fn unknown_nodes_are_refused_without_state_change() {
             sent_at_us: 0,
             reachable: vec![2, 42],
             heuristics: 0,
-            known_epoch: 0, applied_seq: 0, groups: Vec::new(),
+            known_epoch: 0,
+            applied_seq: 0,
+            groups: Vec::new(),
         },
     );
     assert!(matches!(out.as_slice(), [Action::Refuse { node: 1, .. }]));
@@ -367,7 +371,9 @@ fn restart_resumes_open_intents_and_waits_out_old_leases() {
             sent_at_us: 0,
             reachable: vec![2],
             heuristics: 0,
-            known_epoch: 4, applied_seq: 0, groups: Vec::new(),
+            known_epoch: 4,
+            applied_seq: 0,
+            groups: Vec::new(),
         },
     );
     assert!(matches!(
@@ -567,7 +573,9 @@ fn store_lost(mutant: Option<Mutant>) -> Vec<Action> {
                     sent_at_us: 0,
                     reachable: vec![peer],
                     heuristics: 0,
-                    known_epoch: 7, applied_seq: 0, groups: Vec::new(),
+                    known_epoch: 7,
+                    applied_seq: 0,
+                    groups: Vec::new(),
                 },
             ));
         }
@@ -661,7 +669,9 @@ fn a_node_alive_after_its_confirmed_fence_raises_an_alert_and_gets_no_lease() {
             sent_at_us: 0,
             reachable: vec![],
             heuristics: 0,
-            known_epoch: 2, applied_seq: 0, groups: Vec::new(),
+            known_epoch: 2,
+            applied_seq: 0,
+            groups: Vec::new(),
         },
     );
     assert!(!leased(&ack, 3));
@@ -714,7 +724,9 @@ fn a_rebooted_node_is_a_new_instance_and_rejoins_without_alert() {
                 sent_at_us: 0,
                 reachable: vec![1, 2],
                 heuristics: 0,
-                known_epoch: 0, applied_seq: 0, groups: Vec::new(),
+                known_epoch: 0,
+                applied_seq: 0,
+                groups: Vec::new(),
             },
         ));
         for n in [1u32, 2] {
@@ -728,7 +740,9 @@ fn a_rebooted_node_is_a_new_instance_and_rejoins_without_alert() {
                     sent_at_us: 0,
                     reachable: peers,
                     heuristics: 0,
-                    known_epoch: 0, applied_seq: 0, groups: Vec::new(),
+                    known_epoch: 0,
+                    applied_seq: 0,
+                    groups: Vec::new(),
                 },
             ));
         }
@@ -787,7 +801,9 @@ fn second_instance_first_lease(mutant: Option<Mutant>) -> (Duration, Duration) {
                 sent_at_us: 0,
                 reachable: vec![1],
                 heuristics: 0,
-                known_epoch: 1, applied_seq: 0, groups: Vec::new(),
+                known_epoch: 1,
+                applied_seq: 0,
+                groups: Vec::new(),
             },
         )
     };
@@ -915,7 +931,9 @@ fn a_stale_session_naming_an_unknown_node_is_dropped_not_refused() {
             sent_at_us: 0,
             reachable: vec![1, 3, 4],
             heuristics: 0,
-            known_epoch: 0, applied_seq: 0, groups: Vec::new(),
+            known_epoch: 0,
+            applied_seq: 0,
+            groups: Vec::new(),
         },
     );
     assert!(

@@ -1,10 +1,10 @@
-//! `arp-watch`: a client that asks "who has ADDRESS?" every few
+//! `arp_watch`: a client that asks "who has ADDRESS?" every few
 //! milliseconds and prints every answer with the MAC that gave it — which
 //! machine answers for a floating address, and whether two ever do at once.
 //! Runs in a network namespace the failover test (or benchmark) creates.
 //!
 //! ```text
-//! arp-watch --iface eth0 --src 10.77.0.100 --target 10.77.0.50 [--target ...] [--interval-ms 5]
+//! arp_watch --iface IFACE --src CLIENT_IP --target ADDRESS [--target ...] [--interval-ms 5]
 //! ```
 //!
 //! Output, one line each, until killed: `S <unix_us>` for each round of
@@ -104,7 +104,10 @@ fn main() -> anyhow::Result<()> {
             }
             {
                 let mut o = o2.lock().expect("stdout");
-                if writeln!(o, "S {}", unix_us()).and_then(|_| o.flush()).is_err() {
+                if writeln!(o, "S {}", unix_us())
+                    .and_then(|_| o.flush())
+                    .is_err()
+                {
                     std::process::exit(0); // the reader is gone
                 }
             }

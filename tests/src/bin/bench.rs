@@ -223,7 +223,10 @@ fn floating_address(runs: usize, window: Duration, keepalived: bool) {
         let prefix = format!("fb{}{}", std::process::id() % 10_000, u8::from(ours));
         let mut c = if ours {
             let c = NetCluster::start(&tests::e2e::binaries(), &prefix, &dir).expect("cluster");
-            assert!(c.all_leased(Duration::from_secs(30)), "cluster never formed");
+            assert!(
+                c.all_leased(Duration::from_secs(30)),
+                "cluster never formed"
+            );
             c
         } else {
             let c = NetCluster::start_keepalived(&prefix, &dir).expect("keepalived");
@@ -235,9 +238,9 @@ fn floating_address(runs: usize, window: Duration, keepalived: bool) {
         for fault in Fault::ALL {
             for run in 0..runs {
                 let t0 = tests::e2e::unix_us();
-                let o = c
-                    .fault_holder_for(fault, Some(window))
-                    .unwrap_or_else(|e| panic!("{} run {run}: {e}; logs in {}", fault.name(), dir.display()));
+                let o = c.fault_holder_for(fault, Some(window)).unwrap_or_else(|e| {
+                    panic!("{} run {run}: {e}; logs in {}", fault.name(), dir.display())
+                });
                 if ours && fault == Fault::ClusterTraffic {
                     lapses.extend(c.lapse_to_stopped(o.old, "vip", t0));
                 }
@@ -255,7 +258,15 @@ fn floating_address(runs: usize, window: Duration, keepalived: bool) {
         }
         drop(c);
         let _ = std::fs::remove_dir_all(&dir);
-        results.push((if ours { "resource groups" } else { "keepalived 2.2.7" }, all, lapses));
+        results.push((
+            if ours {
+                "resource groups"
+            } else {
+                "keepalived 2.2.7"
+            },
+            all,
+            lapses,
+        ));
     }
     println!(
         "| fault ({runs} runs each) | groups: takeover median | p99 | groups: dual answers (max) | keepalived: takeover median | p99 | keepalived: dual answers median (max) | takeover ratio (keepalived / groups) |\n|---|---|---|---|---|---|---|---|"
@@ -282,7 +293,10 @@ fn floating_address(runs: usize, window: Duration, keepalived: bool) {
                     km / gm
                 );
             }
-            None => println!("| {} | {gm:.0} ms | {gp:.0} ms | {gdmax:.0} ms | - | - | - | - |", f.name()),
+            None => println!(
+                "| {} | {gm:.0} ms | {gp:.0} ms | {gdmax:.0} ms | - | - | - | - |",
+                f.name()
+            ),
         }
     }
     if let Some((_, _, lapses)) = results.first()
@@ -294,5 +308,8 @@ fn floating_address(runs: usize, window: Duration, keepalived: bool) {
             "\nLease lapse to address removed (cluster traffic only dropped, old holder's agent log, {n} runs): median {m:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
         );
     }
-    println!("\n(dual answers: 5 ms rounds in which two MACs answered for the address, within {} ms of the fault)", window.as_millis());
+    println!(
+        "\n(dual answers: 5 ms rounds in which two MACs answered for the address, within {} ms of the fault)",
+        window.as_millis()
+    );
 }

@@ -2119,7 +2119,7 @@ impl Sim {
             }
             self.group_step(me, gi)?;
         }
-        self.group_check()
+        Ok(())
     }
 
     /// Feed node `node`'s group keeper; run what it asks.
@@ -2176,11 +2176,6 @@ impl Sim {
                 },
             );
         }
-        Ok(())
-    }
-
-    /// Nothing to check between starts (the truth only grows at a start).
-    fn group_check(&mut self) -> Result<(), Violation> {
         Ok(())
     }
 
@@ -2250,7 +2245,13 @@ impl Sim {
         // never was a member) gets its agent restarted by an operator, who
         // fixed the resource; the new agent stops everything first.
         let a = self.agent(node).expect("agent");
-        if node == me && a.groups.report().1.iter().any(|(_, r)| *r == GroupRun::StopFailed) {
+        if node == me
+            && a.groups
+                .report()
+                .1
+                .iter()
+                .any(|(_, r)| *r == GroupRun::StopFailed)
+        {
             self.checker.node_fault(now_us, me);
             if !self.chaos {
                 let a = self.agents.get_mut(&me).expect("node");
@@ -2366,7 +2367,9 @@ impl Sim {
     }
 }
 
-fn run_state(r: GroupRun) -> RunState {
+/// An agent's group state as the arbiter's core reads it (the shells
+/// convert the wire form the same way).
+pub fn run_state(r: GroupRun) -> RunState {
     match r {
         GroupRun::Stopped => RunState::Stopped,
         GroupRun::Starting => RunState::Starting,
