@@ -62,6 +62,36 @@ pub struct AgentConfig {
     /// the agent's process instance alone.
     #[serde(default)]
     pub boot_id_file: Option<std::path::PathBuf>,
+    /// An optional hardware watchdog (none by default). See
+    /// [`WatchdogConfig`].
+    #[serde(default)]
+    pub watchdog: Option<WatchdogConfig>,
+}
+
+/// The hardware watchdog the agent holds and feeds.
+///
+/// ```toml
+/// [watchdog]
+/// device = "/dev/watchdog"   # required
+/// timeout = "5s"             # default 5s; whole seconds on hardware
+/// ```
+///
+/// The agent arms it once every resource group it was given has stopped
+/// (its first cleanup), and feeds it only while it holds a lease or every
+/// group is stopped: a node whose stop hangs, whose agent is frozen or
+/// killed, is reset `timeout` after its lease ended. A clean stop of the
+/// agent disarms it (magic close) once every group is stopped. The
+/// arbiter's `watchdog` fence level counts on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogConfig {
+    pub device: std::path::PathBuf,
+    #[serde(default = "default_watchdog_timeout", with = "humantime_serde")]
+    pub timeout: std::time::Duration,
+}
+
+fn default_watchdog_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(5)
 }
 
 /// Where the kernel keeps the current boot's id.
@@ -184,6 +214,8 @@ pub struct AgentPlan {
     pub tls: Option<TlsPem>,
     /// This machine's boot id, as read at start (empty: none sent).
     pub boot_id: String,
+    /// The watchdog to hold (`None`: none).
+    pub watchdog: Option<WatchdogConfig>,
 }
 
 impl AgentConfig {
@@ -313,6 +345,34 @@ impl AgentConfig {
                 ),
             );
         }
+        if let Some(w) = &self.watchdog {
+            use std::os::unix::fs::FileTypeExt;
+            match std::fs::metadata(&w.device) {
+                Ok(m) if m.file_type().is_char_device() || m.file_type().is_socket() => {}
+                Ok(_) => e(
+                    "watchdog.device",
+                    format!(
+                        "{} is neither a watchdog device nor a stand-in's socket",
+                        w.device.display()
+                    ),
+                ),
+                Err(err) => e(
+                    "watchdog.device",
+                    format!(
+                        "{}: {err} (is a watchdog driver loaded? e.g. modprobe softdog)",
+                        w.device.display()
+                    ),
+                ),
+            }
+            if w.timeout < std::time::Duration::from_millis(100)
+                || w.timeout > std::time::Duration::from_secs(600)
+            {
+                e(
+                    "watchdog.timeout",
+                    format!("{:?} must be between 100ms and 600s", w.timeout),
+                );
+            }
+        }
         let mut heuristics = Vec::new();
         let mut names = std::collections::BTreeSet::new();
         for (i, h) in self.heuristics.iter().enumerate() {
@@ -418,6 +478,7 @@ impl AgentConfig {
             heuristics,
             boot_id,
             tls,
+            watchdog: self.watchdog.clone(),
         })
     }
 }

@@ -95,6 +95,8 @@ pub struct GroupKeeper {
     applied_seq: u64,
     /// A stop failed: nothing starts again.
     untrusted: bool,
+    /// The arbiter defined the groups at least once.
+    defined: bool,
 }
 
 impl GroupKeeper {
@@ -117,6 +119,18 @@ impl GroupKeeper {
         self.groups.get(group).map(|l| l.run)
     }
 
+    /// At rest: the groups are known (the arbiter defined them) and every
+    /// one is stopped (or stopped after failing), none failed to stop.
+    /// What the watchdog may be fed on without a lease.
+    pub fn at_rest(&self) -> bool {
+        self.defined
+            && !self.untrusted
+            && self
+                .groups
+                .values()
+                .all(|l| matches!(l.run, GroupRun::Stopped | GroupRun::Failed))
+    }
+
     /// Some group is starting, running or stopping (for shutdown).
     pub fn busy(&self) -> bool {
         self.groups.values().any(|l| {
@@ -132,6 +146,7 @@ impl GroupKeeper {
         let mut urgent = false;
         match input {
             GroupInput::Defined { groups } => {
+                self.defined = true;
                 for g in groups {
                     if !self.groups.contains_key(&g) {
                         // Whatever a crashed process left behind is stopped

@@ -9,6 +9,8 @@ pub mod lease;
 pub mod peer_probe;
 pub mod resource_runner;
 pub mod session;
+pub mod watchdog;
+pub mod watchdog_device;
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -145,8 +147,20 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
     info!(node.id = plan.node, cluster = %plan.cluster, arbiter = %plan.arbiter, listen = %plan.listen,
           instance = format_args!("{:016x}", instance()), boot_id = %plan.boot_id, "fence-agent started");
     let runner = resource_runner::spawn(plan.node, &tracker, token.child_token());
+    let shared = Arc::new(watchdog::Shared::default());
+    if let Some(cfg) = plan.watchdog.clone() {
+        tracker.spawn(watchdog::run(
+            cfg,
+            plan.node,
+            shared.clone(),
+            runner.clone(),
+            token.child_token(),
+            runner.finished(),
+        ));
+    }
     let session = session::Session::new(plan, probes, faults, heuristics, token.child_token())
-        .with_runner(runner);
+        .with_runner(runner)
+        .with_watchdog(shared);
     let mut session = tracker.spawn(session.run());
 
     let result = tokio::select! {

@@ -26,6 +26,8 @@ use crate::groups::{GroupInput, GroupKeeper, GroupOutput, GroupRun};
 pub struct GroupReport {
     pub applied_seq: u64,
     pub states: Vec<(String, GroupRun)>,
+    /// Every group known and stopped ([`GroupKeeper::at_rest`]).
+    pub at_rest: bool,
 }
 
 enum Msg {
@@ -53,6 +55,8 @@ enum Msg {
 pub struct RunnerHandle {
     tx: mpsc::UnboundedSender<Msg>,
     report: Arc<Mutex<GroupReport>>,
+    /// Cancelled once the runner stopped every group and ended.
+    finished: CancellationToken,
 }
 
 impl RunnerHandle {
@@ -71,6 +75,11 @@ impl RunnerHandle {
 
     pub fn lease_lost(&self) {
         let _ = self.tx.send(Msg::LeaseLost);
+    }
+
+    /// Resolves once the runner has ended (after its shutdown's stops).
+    pub fn finished(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.finished.clone().cancelled_owned()
     }
 
     pub fn report(&self) -> GroupReport {
@@ -95,9 +104,11 @@ struct Running {
 pub fn spawn(node_id: u32, tracker: &TaskTracker, token: CancellationToken) -> RunnerHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let report = Arc::new(Mutex::new(GroupReport::default()));
+    let finished = CancellationToken::new();
     let handle = RunnerHandle {
         tx: tx.clone(),
         report: report.clone(),
+        finished: finished.clone(),
     };
     let runner = Runner {
         node_id,
@@ -110,7 +121,10 @@ pub fn spawn(node_id: u32, tracker: &TaskTracker, token: CancellationToken) -> R
         tracker: tracker.clone(),
         token: token.clone(),
     };
-    tracker.spawn(runner.run(rx));
+    tracker.spawn(async move {
+        runner.run(rx).await;
+        finished.cancel();
+    });
     handle
 }
 
@@ -253,11 +267,13 @@ impl Runner {
             self.watch(group);
         }
         let outs = self.keeper.step(input);
+        // Published before anything runs: the watchdog is never fed "at
+        // rest" while a start is under way.
+        self.publish();
         for o in outs {
             let urgent = matches!(o, GroupOutput::Stop { urgent: true, .. });
             self.execute(o, urgent);
         }
-        self.publish();
     }
 
     fn publish(&self) {
@@ -265,6 +281,7 @@ impl Runner {
         *self.report.lock().expect("group report lock") = GroupReport {
             applied_seq,
             states,
+            at_rest: self.keeper.at_rest(),
         };
     }
 

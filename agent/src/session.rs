@@ -64,6 +64,8 @@ pub struct Session {
     events: Option<mpsc::UnboundedSender<Output>>,
     /// Runs the resource groups the arbiter places here.
     runner: Option<RunnerHandle>,
+    /// The watchdog task's view of the lease, and the watchdog it armed.
+    watchdog: Option<Arc<crate::watchdog::Shared>>,
 }
 
 enum Ended {
@@ -157,7 +159,18 @@ impl Session {
             streak: Streak::default(),
             events: None,
             runner: None,
+            watchdog: None,
         }
+    }
+
+    /// Share the lease with the watchdog task, and report its watchdog.
+    pub fn with_watchdog(mut self, shared: Arc<crate::watchdog::Shared>) -> Self {
+        self.watchdog = Some(shared);
+        self
+    }
+
+    fn watchdog_ms(&self) -> u32 {
+        self.watchdog.as_ref().map_or(0, |w| w.armed_ms())
     }
 
     /// Run the resource groups the arbiter places on this node.
@@ -343,6 +356,7 @@ impl Session {
             known_epoch: self.keeper.epoch(),
             instance: crate::instance(),
             boot_id: self.plan.boot_id.clone(),
+            watchdog_timeout_ms: self.watchdog_ms(),
         };
         tx.try_send(pb::AgentMessage {
             body: Some(pb::agent_message::Body::Hello(hello)),
@@ -490,6 +504,9 @@ impl Session {
 
     fn apply(&mut self, outs: Vec<Output>, tx: Option<&mpsc::Sender<pb::AgentMessage>>) {
         let node = self.plan.node;
+        if let Some(w) = &self.watchdog {
+            w.set_lease_until(self.keeper.lease(self.now()).map(|l| self.origin + l.until));
+        }
         for o in outs {
             if let Some(events) = &self.events
                 && !matches!(o, Output::SendHeartbeat { .. })
@@ -511,6 +528,7 @@ impl Session {
                         heuristics: self.heuristics.score(),
                         known_epoch,
                         applied_seq: report.applied_seq,
+                        watchdog_timeout_ms: self.watchdog_ms(),
                         groups: report
                             .states
                             .into_iter()
@@ -540,6 +558,13 @@ impl Session {
                     if let Some(r) = &self.runner {
                         r.lease_lost();
                     }
+                }
+                Output::Fenced { epoch } if self.watchdog_ms() > 0 => {
+                    warn!(
+                        node.id = node,
+                        lease.epoch = epoch,
+                        "the arbiter counted this node fenced by its watchdog rule (it stood with every group stopped and no lease, or should have been reset); restarting the agent"
+                    );
                 }
                 Output::Fenced { epoch } => {
                     error!(

@@ -245,7 +245,10 @@ pub struct NodeConfig {
     pub priority: u32,
     /// Fence topology: levels tried in order; a level is a list of
     /// `device[:port]` that must all confirm off. The port defaults to the
-    /// node's name.
+    /// node's name. A level `["watchdog"]` is the watchdog rule instead of
+    /// a device: the node counts as fenced once its last lease ended and
+    /// the timeout of the watchdog its agent reported armed, plus a
+    /// margin, passed (it fails at once for a node without one).
     #[serde(default)]
     pub fence: Vec<Vec<String>>,
 }
@@ -277,6 +280,9 @@ fn err(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
         reason: reason.into(),
     }
 }
+
+/// The fence level that is the watchdog rule (a reserved device name).
+pub const WATCHDOG_LEVEL: &str = "watchdog";
 
 /// A fence step of one node: a device and the port on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -665,6 +671,12 @@ fn validate_cluster(
                 "must be non-empty and hold no ':'",
             ));
         }
+        if dev.name == WATCHDOG_LEVEL {
+            errs.push(err(
+                format!("{dat}.name"),
+                "\"watchdog\" is reserved for the watchdog fence level; name the device otherwise",
+            ));
+        }
         if devices.insert(dev.name.clone(), dev.clone()).is_some() {
             errs.push(err(
                 format!("{dat}.name"),
@@ -733,12 +745,30 @@ fn validate_cluster(
             ));
         }
         let mut node_levels = Vec::new();
+        let mut watchdog_level = None;
         for (li, level) in n.fence.iter().enumerate() {
             if level.is_empty() {
                 errs.push(err(
                     format!("{nat}.fence[{li}]"),
                     "a level needs at least one device",
                 ));
+            }
+            if level.iter().any(|e| e == WATCHDOG_LEVEL) {
+                if level.len() != 1 {
+                    errs.push(err(
+                        format!("{nat}.fence[{li}]"),
+                        "\"watchdog\" is a level of its own: write [\"watchdog\"] with no device beside it",
+                    ));
+                } else if watchdog_level.is_some() {
+                    errs.push(err(
+                        format!("{nat}.fence[{li}]"),
+                        "\"watchdog\" may be only one level of a node's topology",
+                    ));
+                } else {
+                    watchdog_level = Some(li);
+                }
+                node_levels.push(Vec::new());
+                continue;
             }
             let mut targets = Vec::new();
             for entry in level {
@@ -777,6 +807,7 @@ fn validate_cluster(
                 votes: n.votes,
                 priority: n.priority,
                 fence_levels: n.fence.len().max(1),
+                watchdog_level,
             },
         );
         names.insert(n.id, name);
@@ -971,6 +1002,43 @@ dir = "/tmp/sim"
             }
         );
         assert_eq!(c.levels[&2][0][0].port, "two");
+    }
+
+    #[test]
+    fn a_watchdog_level_is_a_level_of_its_own() {
+        let plan = Config::from_toml(
+            &GOOD.replace("fence = [[\"sim\"]]", "fence = [[\"sim\"], [\"watchdog\"]]"),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        let c = &plan.clusters["c"];
+        assert_eq!(c.spec.nodes[&1].watchdog_level, Some(1));
+        assert_eq!(c.spec.nodes[&1].fence_levels, 2);
+        assert_eq!(c.spec.nodes[&2].watchdog_level, None);
+        let e = errors(&GOOD.replace("fence = [[\"sim\"]]", "fence = [[\"sim\", \"watchdog\"]]"));
+        assert!(
+            e.iter()
+                .any(|e| e
+                    .starts_with("cluster.c.node[0].fence[0]: \"watchdog\" is a level of its own")),
+            "{e:?}"
+        );
+        let e = errors(&GOOD.replace(
+            "fence = [[\"sim\"]]",
+            "fence = [[\"watchdog\"], [\"watchdog\"]]",
+        ));
+        assert!(
+            e.iter()
+                .any(|e| e
+                    .starts_with("cluster.c.node[0].fence[1]: \"watchdog\" may be only one level")),
+            "{e:?}"
+        );
+        let e = errors(&GOOD.replace("name = \"sim\"\n", "name = \"watchdog\"\n"));
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("cluster.c.device[0].name: \"watchdog\" is reserved")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum ToDriver {
         /// A digest of the agent machine's boot id (0: not told).
         boot: u64,
         fingerprint: String,
+        /// The watchdog its Hello said is armed (ms; 0: none).
+        watchdog_ms: u32,
         out: AgentTx,
     },
     Disconnected {
@@ -201,6 +203,9 @@ pub struct ClusterDriver {
     store: Arc<dyn Store>,
     devices: Arc<BTreeMap<String, Arc<dyn FenceDriver>>>,
     sessions: BTreeMap<NodeId, (u64, AgentTx)>,
+    /// Per node, the watchdog its session last reported (session, ms), so
+    /// the core hears of changes only.
+    watchdogs: BTreeMap<NodeId, (u64, u32)>,
     fingerprints: BTreeMap<NodeId, String>,
     self_tx: mpsc::Sender<ToDriver>,
     events: broadcast::Sender<pb::ClusterEvent>,
@@ -243,6 +248,7 @@ impl ClusterDriver {
             store,
             devices: Arc::new(devices),
             sessions: BTreeMap::new(),
+            watchdogs: BTreeMap::new(),
             fingerprints: BTreeMap::new(),
             self_tx: handle.tx.clone(),
             events: handle.events.clone(),
@@ -294,6 +300,7 @@ impl ClusterDriver {
                 instance,
                 boot,
                 fingerprint,
+                watchdog_ms,
                 out,
             } => {
                 info!(cluster = %self.name(), node.id = node, session, "agent connected");
@@ -307,6 +314,7 @@ impl ClusterDriver {
                     boot,
                 })?;
                 if !refused {
+                    self.watchdog(node, session, watchdog_ms)?;
                     let t = self.plan.spec.timing;
                     let welcome = pb::Welcome {
                         heartbeat_interval_ms: t.heartbeat_interval.as_millis() as u64,
@@ -337,6 +345,9 @@ impl ClusterDriver {
                 self.step(Event::Disconnected { node, session })?;
             }
             ToDriver::Heartbeat { node, session, hb } => {
+                if self.watchdogs.get(&node) != Some(&(session, hb.watchdog_timeout_ms)) {
+                    self.watchdog(node, session, hb.watchdog_timeout_ms)?;
+                }
                 self.step(Event::Heartbeat {
                     node,
                     session,
@@ -411,6 +422,17 @@ impl ClusterDriver {
 
     /// Step the core and execute its actions in order. Returns whether the
     /// event's session was refused.
+    /// Tell the core which watchdog the agent of `session` holds armed.
+    fn watchdog(&mut self, node: NodeId, session: u64, ms: u32) -> Result<(), StoreError> {
+        self.watchdogs.insert(node, (session, ms));
+        self.step(Event::Watchdog {
+            node,
+            session,
+            timeout: (ms > 0).then(|| Duration::from_millis(u64::from(ms))),
+        })?;
+        Ok(())
+    }
+
     fn step(&mut self, event: Event) -> Result<bool, StoreError> {
         let now = self.now();
         let actions = self.core.step(now, event);
@@ -720,6 +742,63 @@ impl ClusterDriver {
                     node,
                     vec![],
                     format!("{group}: {}", state.as_str()),
+                )
+            }
+            Notice::Watchdog { node, timeout } => {
+                match timeout {
+                    Some(t) => {
+                        info!(cluster = %c, node.id = node, watchdog.timeout = ?t, "agent holds its watchdog armed")
+                    }
+                    None => warn!(cluster = %c, node.id = node, "agent holds no watchdog armed"),
+                }
+                (
+                    "watchdog",
+                    node,
+                    vec![],
+                    timeout.map_or_else(
+                        || "none armed".to_string(),
+                        |t| format!("armed, timeout {t:?}"),
+                    ),
+                )
+            }
+            Notice::WatchdogWait {
+                node,
+                intent,
+                until,
+                detail,
+            } => match until {
+                Some(until) => {
+                    let wait = until.saturating_sub(self.now());
+                    info!(cluster = %c, node.id = node, fence.intent = intent, wait = ?wait,
+                          "fence level watchdog: the node counts as fenced once its lease, its watchdog's timeout and the margin have passed");
+                    (
+                        "fence_level_started",
+                        node,
+                        vec![],
+                        format!(
+                            "watchdog: counted fenced in {wait:?} (lease + watchdog timeout + margin)"
+                        ),
+                    )
+                }
+                None => {
+                    warn!(cluster = %c, node.id = node, fence.intent = intent, reason = %detail,
+                          "fence level watchdog cannot apply");
+                    (
+                        "fence_level_started",
+                        node,
+                        vec![],
+                        format!("watchdog cannot apply: {detail}"),
+                    )
+                }
+            },
+            Notice::WatchdogFenced { node, intent } => {
+                warn!(cluster = %c, node.id = node, fence.intent = intent,
+                      "node counted fenced by its watchdog: reset, or standing with every group stopped and no lease");
+                (
+                    "watchdog_fenced",
+                    node,
+                    vec![],
+                    "by the watchdog rule: reset, or at rest with no lease".to_string(),
                 )
             }
             Notice::ConfigChanged { detail } => {

@@ -212,6 +212,7 @@ impl Store for RedbStore {
                 Delta::AlertCleared { .. }
                 | Delta::AliveAfterOff { .. }
                 | Delta::AgentSeen { .. }
+                | Delta::Watchdog { .. }
                 | Delta::Group { .. }
                 | Delta::EpochRaised { .. } => {}
                 Delta::Backed { epoch, gone, .. } => {

@@ -54,6 +54,7 @@ fn spec(n: u32, lms: bool) -> ClusterSpec {
                         votes: 1,
                         priority: 0,
                         fence_levels: 2,
+                        watchdog_level: None,
                     },
                 )
             })

@@ -49,6 +49,14 @@ pub enum Delta {
         instance: u64,
         boot: u64,
     },
+    /// A node's agent reported its hardware watchdog armed with this
+    /// timeout (0: none armed any more).
+    Watchdog {
+        node: NodeId,
+        instance: u64,
+        boot: u64,
+        timeout_ms: u64,
+    },
     /// A resource group's holder, or the nodes that may be running it,
     /// changed.
     Group { group: String, record: GroupRecord },
@@ -131,6 +139,28 @@ pub enum Notice {
         group: String,
         node: NodeId,
         state: RunState,
+    },
+    /// A node's agent armed its watchdog (`timeout`), or has none armed
+    /// any more (`None`).
+    Watchdog {
+        node: NodeId,
+        timeout: Option<Duration>,
+    },
+    /// A fence reached a `watchdog` level: the node counts as fenced at
+    /// `until` (`None`: the rule cannot apply, `detail` says why, and the
+    /// level fails).
+    WatchdogWait {
+        node: NodeId,
+        intent: u64,
+        until: Option<Duration>,
+        detail: String,
+    },
+    /// The watchdog rule counted a node fenced: every lease it held ended,
+    /// then its watchdog's timeout and margin passed. It was reset, or its
+    /// agent stood with every group stopped.
+    WatchdogFenced {
+        node: NodeId,
+        intent: u64,
     },
     /// Stored state names nodes the configuration no longer has.
     ConfigChanged {

@@ -31,6 +31,14 @@ pub enum Event {
         /// restarted on a machine that was never switched off.
         boot: u64,
     },
+    /// The hardware watchdog the agent of `session` holds armed, as its
+    /// Hello or a heartbeat said (`None`: none). The shell sends it after
+    /// `Connected` and whenever a heartbeat reports a change.
+    Watchdog {
+        node: NodeId,
+        session: u64,
+        timeout: Option<std::time::Duration>,
+    },
     /// The session's stream ended.
     Disconnected { node: NodeId, session: u64 },
     Heartbeat {

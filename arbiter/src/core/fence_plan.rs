@@ -70,6 +70,14 @@ impl FenceJob {
         }
     }
 
+    /// The running level has no deadline: the core settles it (the
+    /// watchdog rule, which may need longer than a device).
+    pub fn without_deadline(&mut self) {
+        if let JobState::Running { deadline, .. } = &mut self.state {
+            *deadline = Duration::MAX;
+        }
+    }
+
     /// Is `attempt` the level currently running?
     pub fn is_current(&self, attempt: u64) -> bool {
         matches!(self.state, JobState::Running { attempt: a, .. } if a == attempt)

@@ -158,6 +158,14 @@ pub struct NodeView {
     /// identity taken for the reboot must not wash out the record of the
     /// one that was never switched off. Cleared by an operator.
     pub fenced: Vec<OffRecord>,
+    /// The watchdog the current agent instance reported armed: its timeout
+    /// and since when the arbiter knows (cleared when another instance
+    /// claims the node).
+    pub watchdog: Option<(Duration, Duration)>,
+    /// The boots of every agent instance heard on this node since it was
+    /// last confirmed off (in this life of the arbiter): a watchdog vouches
+    /// only for the machine it resets.
+    pub boots_heard: BTreeSet<u64>,
 }
 
 impl Default for NodeView {
@@ -181,6 +189,8 @@ impl Default for NodeView {
             alive: false,
             off: None,
             fenced: Vec::new(),
+            watchdog: None,
+            boots_heard: BTreeSet::new(),
         }
     }
 }

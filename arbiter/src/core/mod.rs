@@ -190,6 +190,13 @@ pub enum Mutant {
     /// A group's new holder may start it at once, without waiting for the
     /// previous holder to acknowledge its stop or be confirmed off.
     StartBeforeStopped,
+    /// The watchdog rule counts a node fenced as soon as its leases ended,
+    /// without waiting out its watchdog's timeout.
+    WatchdogWithoutTimeout,
+    /// The watchdog rule takes the word of any agent heard on the node,
+    /// from any machine (a duplicate identity's watchdog vouches for the
+    /// real node).
+    WatchdogOfAnyBoot,
 }
 
 /// A verdict that drops a member held back while evidence still arrives
@@ -267,6 +274,9 @@ pub struct ArbiterCore {
     ready_at: Duration,
     grace: Duration,
     ready: bool,
+    /// Every lease granted in an earlier life of the arbiter has ended by
+    /// this instant (the first grace's end; moved by clock jumps).
+    earlier_leases_end: Duration,
     nodes: BTreeMap<NodeId, NodeView>,
     edges: Edges,
     epoch: u64,
@@ -456,6 +466,14 @@ impl ArbiterCore {
         for (node, &agent) in &persisted.agents {
             if let Some(v) = nodes.get_mut(node) {
                 v.seen = Some(agent);
+                v.boots_heard.insert(agent.boot);
+                // The watchdog that agent reported armed, known since now.
+                if let Some(w) = persisted.watchdogs.get(node)
+                    && w.instance == agent.instance
+                    && w.boot == agent.boot
+                {
+                    v.watchdog = Some((Duration::from_millis(w.timeout_ms), now));
+                }
             }
         }
         for (&node, &instance) in off_records {
@@ -534,6 +552,7 @@ impl ArbiterCore {
             ready_at: now + grace,
             grace,
             ready: false,
+            earlier_leases_end: now + grace,
             nodes,
             edges: Edges::new(
                 mutant == Some(Mutant::BreakComingBackIsNoHeal),
@@ -660,6 +679,9 @@ impl ArbiterCore {
                         }
                     }
                 }
+                if self.earlier_leases_end > last {
+                    self.earlier_leases_end += gap;
+                }
             }
         }
         self.last_step = Some(now);
@@ -672,6 +694,11 @@ impl ArbiterCore {
                 instance,
                 boot,
             } => self.connected(now, node, session, known_epoch, (instance, boot), &mut out),
+            Event::Watchdog {
+                node,
+                session,
+                timeout,
+            } => self.watchdog_reported(now, node, session, timeout, &mut out),
             Event::Disconnected { node, session } => {
                 if let Some(v) = self.nodes.get_mut(&node)
                     && v.session == Some(session)
@@ -715,6 +742,9 @@ impl ArbiterCore {
             } => self.fence_finished(now, node, intent, attempt, outcome, &mut out),
             Event::Clear { node } => self.clear(now, node, &mut out),
         }
+        // Fence levels that are the watchdog rule run here, not in the
+        // shell: route them, and settle those whose outcome is known.
+        while self.route_watchdog_levels(now, &mut out) {}
         out
     }
 
@@ -899,6 +929,8 @@ impl ArbiterCore {
             if other {
                 self.placement
                     .new_instance(node, boot != 0 && boot == v.boot);
+                // Its watchdog, if any, is told right after (Hello).
+                v.watchdog = None;
             }
             if other || self.mutant == Some(Mutant::ForgetEdgesOnReconnect) {
                 self.edges.forget(node);
@@ -908,6 +940,7 @@ impl ArbiterCore {
         v.session = Some(session);
         v.instance = instance;
         v.boot = boot;
+        v.boots_heard.insert(boot);
         v.connected = true;
         let agent = FencedAgent { instance, boot };
         if v.seen != Some(agent) {
@@ -1112,36 +1145,7 @@ impl ArbiterCore {
             return; // a late result of a level already given up on
         }
         match outcome {
-            LevelOutcome::ConfirmedOff => {
-                // The agent that ran: the one last heard, in this life of
-                // the arbiter or an earlier one (a node being fenced is
-                // often cut off and never speaks to a restarted arbiter).
-                let agent = v.seen.unwrap_or_default();
-                out.push(Action::Persist(Delta::FenceConfirmed {
-                    intent,
-                    node,
-                    instance: agent.instance,
-                    boot: agent.boot,
-                }));
-                // The node is off: forget its session; it rejoins with a
-                // new one (a new agent instance) once it is back.
-                let off = OffRecord::new(v.session, agent.instance, agent.boot, now);
-                v.fenced.push(off.clone());
-                let extra = v
-                    .fenced
-                    .len()
-                    .saturating_sub(membership::FENCED_AGENTS_KEPT);
-                v.fenced.drain(..extra);
-                v.off = Some(off);
-                v.phase = Phase::Off;
-                v.session = None;
-                v.connected = false;
-                v.last_heard = None;
-                v.reach.clear();
-                self.placement.confirmed_off(node);
-                // Complete the transition now rather than at the next tick.
-                self.evaluate(now, out);
-            }
+            LevelOutcome::ConfirmedOff => self.confirmed_off(now, node, intent, false, out),
             LevelOutcome::Failed(detail) => {
                 let level = match job.state {
                     JobState::Running { level, .. } => level,
@@ -1157,6 +1161,206 @@ impl ArbiterCore {
                 let step = job.level_failed(now, self.next_attempt, &self.spec.timing);
                 job_step(node, intent, step, detail, out);
             }
+        }
+    }
+
+    /// A fence of `node` is confirmed: by its devices, or by the watchdog
+    /// rule (`by_watchdog`: the node was reset, or its agent stands with
+    /// every group stopped and no lease; either way it may still be heard,
+    /// so no agent of it is recorded as one that must never speak again).
+    fn confirmed_off(
+        &mut self,
+        now: Duration,
+        node: NodeId,
+        intent: u64,
+        by_watchdog: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(v) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        // The agent that ran: the one last heard, in this life of the
+        // arbiter or an earlier one (a node being fenced is often cut off
+        // and never speaks to a restarted arbiter). None by the watchdog.
+        let agent = if by_watchdog {
+            out.push(Action::Notice(Notice::WatchdogFenced { node, intent }));
+            FencedAgent::default()
+        } else {
+            v.seen.unwrap_or_default()
+        };
+        out.push(Action::Persist(Delta::FenceConfirmed {
+            intent,
+            node,
+            instance: agent.instance,
+            boot: agent.boot,
+        }));
+        // The node is off: forget its session; it rejoins with a new one (a
+        // new agent instance) once it is back.
+        let session = if by_watchdog { None } else { v.session };
+        let off = OffRecord::new(session, agent.instance, agent.boot, now);
+        if !by_watchdog {
+            v.fenced.push(off.clone());
+            let extra = v
+                .fenced
+                .len()
+                .saturating_sub(membership::FENCED_AGENTS_KEPT);
+            v.fenced.drain(..extra);
+        }
+        v.off = Some(off);
+        v.phase = Phase::Off;
+        v.session = None;
+        v.connected = false;
+        v.last_heard = None;
+        v.reach.clear();
+        // Every process of it is off (or, by the watchdog, at rest).
+        v.boots_heard.clear();
+        self.placement.confirmed_off(node);
+        // Complete the transition now rather than at the next tick.
+        self.evaluate(now, out);
+    }
+
+    /// The agent of `session` says which watchdog it holds armed.
+    fn watchdog_reported(
+        &mut self,
+        now: Duration,
+        node: NodeId,
+        session: u64,
+        timeout: Option<Duration>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(v) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        if v.session != Some(session) || v.watchdog.map(|w| w.0) == timeout {
+            return;
+        }
+        v.watchdog = timeout.map(|t| (t, now));
+        out.push(Action::Persist(Delta::Watchdog {
+            node,
+            instance: v.instance,
+            boot: v.boot,
+            timeout_ms: timeout.map_or(0, |t| t.as_millis() as u64),
+        }));
+        out.push(Action::Notice(Notice::Watchdog { node, timeout }));
+    }
+
+    /// When the watchdog rule counts `node` fenced, or why it cannot.
+    fn watchdog_until(&self, node: NodeId) -> Result<Duration, String> {
+        let v = &self.nodes[&node];
+        let Some((timeout, known_since)) = v.watchdog else {
+            return Err(format!(
+                "node {node}'s agent reported no armed watchdog (or another agent instance claimed the node since)"
+            ));
+        };
+        // The agent last heard, in this life or (stored) an earlier one.
+        let boot = v.seen.map_or(0, |a| a.boot);
+        if boot == 0
+            || (v.boots_heard.iter().any(|&b| b != boot)
+                && self.mutant != Some(Mutant::WatchdogOfAnyBoot))
+        {
+            return Err(format!(
+                "agents of node {node} from another boot (or machine) were heard since it was last off; its watchdog vouches only for the machine it resets"
+            ));
+        }
+        let mutant_short = self.mutant == Some(Mutant::WatchdogWithoutTimeout);
+        // From when no lease of it can be running: its own, one of another
+        // instance of it, and one of an earlier life of the arbiter.
+        let leases_end = [v.lease_bound, v.no_lease_before]
+            .into_iter()
+            .flatten()
+            .chain([known_since, self.earlier_leases_end])
+            .max()
+            .unwrap_or_default();
+        if mutant_short {
+            return Ok(leases_end);
+        }
+        Ok(leases_end + timeout + self.spec.timing.watchdog_margin(timeout))
+    }
+
+    /// Take fence levels that are the watchdog rule out of `out` (the shell
+    /// has no device to run for them) and settle every job waiting at one.
+    /// True if that changed `out` in a way that needs another pass.
+    fn route_watchdog_levels(&mut self, now: Duration, out: &mut Vec<Action>) -> bool {
+        let mut routed = Vec::new();
+        out.retain(|a| match a {
+            Action::Fence {
+                node,
+                intent,
+                level,
+                ..
+            } if self.spec.nodes.get(node).and_then(|n| n.watchdog_level) == Some(*level) => {
+                routed.push((*node, *intent));
+                false
+            }
+            _ => true,
+        });
+        for &(node, intent) in &routed {
+            if let Some(v) = self.nodes.get_mut(&node)
+                && let Phase::Leaving(job) = &mut v.phase
+            {
+                // Settled below, however long the rule needs.
+                job.without_deadline();
+            }
+            let (until, detail) = match self.watchdog_until(node) {
+                Ok(t) => (Some(t), String::new()),
+                Err(e) => (None, e),
+            };
+            out.push(Action::Notice(Notice::WatchdogWait {
+                node,
+                intent,
+                until,
+                detail,
+            }));
+        }
+        let waiting: Vec<(NodeId, u64, u64)> = self
+            .nodes
+            .iter()
+            .filter_map(|(&node, v)| match &v.phase {
+                Phase::Leaving(job) => match job.state {
+                    JobState::Running { level, attempt, .. }
+                        if self.spec.nodes[&node].watchdog_level == Some(level) =>
+                    {
+                        Some((node, job.intent, attempt))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let before = out.len();
+        for (node, intent, attempt) in waiting {
+            match self.watchdog_until(node) {
+                Ok(until) if now >= until => {
+                    self.fence_finished_by_watchdog(now, node, intent, attempt, out);
+                }
+                Ok(_) => {}
+                Err(detail) => {
+                    self.fence_finished(
+                        now,
+                        node,
+                        intent,
+                        attempt,
+                        LevelOutcome::Failed(detail),
+                        out,
+                    );
+                }
+            }
+        }
+        out.len() != before
+    }
+
+    fn fence_finished_by_watchdog(
+        &mut self,
+        now: Duration,
+        node: NodeId,
+        intent: u64,
+        attempt: u64,
+        out: &mut Vec<Action>,
+    ) {
+        let current = matches!(&self.nodes[&node].phase,
+            Phase::Leaving(job) if job.intent == intent && job.is_current(attempt));
+        if current {
+            self.confirmed_off(now, node, intent, true, out);
         }
     }
 
@@ -2177,3 +2381,5 @@ mod review_tests;
 mod test_support;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod watchdog_tests;

@@ -66,6 +66,14 @@ impl Timing {
     pub fn stall_after(&self) -> Duration {
         self.heartbeat_interval * 2
     }
+
+    /// What the watchdog rule adds to a watchdog's `timeout` beyond the
+    /// end of the node's last lease: a tenth of the timeout for the
+    /// watchdog's own clock, `stall_after` for an unnoticed forward jump of
+    /// the arbiter's, and a heartbeat interval for the agent's loop.
+    pub fn watchdog_margin(&self, timeout: Duration) -> Duration {
+        timeout / 10 + self.stall_after() + self.heartbeat_interval
+    }
 }
 
 /// One node as the core sees it.
@@ -75,6 +83,11 @@ pub struct NodeSpec {
     pub priority: u32,
     /// Number of fence levels in this node's topology (at least 1).
     pub fence_levels: usize,
+    /// The level that is the `watchdog` rule rather than devices: the node
+    /// counts as fenced once every lease it may hold has ended and its
+    /// armed watchdog's timeout, plus a margin, has passed since
+    /// ([`Timing::watchdog_margin`]).
+    pub watchdog_level: Option<usize>,
 }
 
 /// One cluster as the core sees it.
@@ -134,6 +147,19 @@ pub struct Persisted {
     /// Per resource group, its holder and the nodes that may be running it.
     #[serde(default)]
     pub groups: BTreeMap<String, GroupRecord>,
+    /// Per node, the watchdog its last agent reported armed (that agent's
+    /// instance and the timeout): what the `watchdog` fence level of a
+    /// node not heard since a restart counts on.
+    #[serde(default)]
+    pub watchdogs: BTreeMap<NodeId, ArmedWatchdog>,
+}
+
+/// A watchdog an agent reported armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArmedWatchdog {
+    pub instance: u64,
+    pub boot: u64,
+    pub timeout_ms: u64,
 }
 
 /// An agent confirmed off: its process instance and its machine's boot (a
@@ -164,15 +190,19 @@ impl Persisted {
                 if self.open_intents.get(node) == Some(intent) {
                     self.open_intents.remove(node);
                     self.off.insert(*node, *instance);
-                    let fenced = self.fenced.entry(*node).or_default();
-                    fenced.push(FencedAgent {
-                        instance: *instance,
-                        boot: *boot,
-                    });
-                    let extra = fenced
-                        .len()
-                        .saturating_sub(super::membership::FENCED_AGENTS_KEPT);
-                    fenced.drain(..extra);
+                    // (An unknown agent, or a fence by the watchdog rule,
+                    // names none that must never speak again.)
+                    if *instance != 0 || *boot != 0 {
+                        let fenced = self.fenced.entry(*node).or_default();
+                        fenced.push(FencedAgent {
+                            instance: *instance,
+                            boot: *boot,
+                        });
+                        let extra = fenced
+                            .len()
+                            .saturating_sub(super::membership::FENCED_AGENTS_KEPT);
+                        fenced.drain(..extra);
+                    }
                 }
             }
             Delta::AlertCleared { node } => {
@@ -195,6 +225,25 @@ impl Persisted {
                         boot: *boot,
                     },
                 );
+            }
+            Delta::Watchdog {
+                node,
+                instance,
+                boot,
+                timeout_ms,
+            } => {
+                if *timeout_ms == 0 {
+                    self.watchdogs.remove(node);
+                } else {
+                    self.watchdogs.insert(
+                        *node,
+                        ArmedWatchdog {
+                            instance: *instance,
+                            boot: *boot,
+                            timeout_ms: *timeout_ms,
+                        },
+                    );
+                }
             }
             Delta::EpochRaised { epoch } => self.epoch = *epoch,
             Delta::Group { group, record } => {

@@ -19,6 +19,7 @@ pub(super) fn spec_levels(n: u32, mode: QuorumMode, levels: usize) -> ClusterSpe
                         votes: 1,
                         priority: 0,
                         fence_levels: levels,
+                        watchdog_level: None,
                     },
                 )
             })
@@ -158,6 +159,16 @@ impl H {
             });
         }
         h
+    }
+
+    /// A core built at time 0 from `persisted`, with `mutant` planted;
+    /// no node connected yet.
+    pub(super) fn with_mutant(
+        spec: ClusterSpec,
+        persisted: Persisted,
+        mutant: Option<Mutant>,
+    ) -> Self {
+        Self::bare(spec, persisted, mutant)
     }
 
     fn bare(spec: ClusterSpec, persisted: Persisted, mutant: Option<Mutant>) -> Self {

@@ -126,6 +126,7 @@ impl pb::agent_session_server::AgentSession for AgentSessionService {
                 instance: hello.instance,
                 boot,
                 fingerprint: hello.config_fingerprint.clone(),
+                watchdog_ms: hello.watchdog_timeout_ms,
                 out: tx,
             })
             .await

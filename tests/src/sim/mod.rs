@@ -51,7 +51,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 35] = [
+    pub const ALL: [(&'static str, Mutant); 37] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -167,6 +167,14 @@ impl Mutant {
         (
             "start-before-stopped",
             Mutant::Core(CoreMutant::StartBeforeStopped),
+        ),
+        (
+            "watchdog-without-timeout",
+            Mutant::Core(CoreMutant::WatchdogWithoutTimeout),
+        ),
+        (
+            "watchdog-of-any-boot",
+            Mutant::Core(CoreMutant::WatchdogOfAnyBoot),
         ),
     ];
 
@@ -676,6 +684,7 @@ impl Sim {
                         votes,
                         priority,
                         fence_levels: levels,
+                        watchdog_level: None,
                     },
                 )
             })
@@ -1647,6 +1656,7 @@ impl Sim {
                         votes: 1,
                         priority: 0,
                         fence_levels: levels,
+                        watchdog_level: None,
                     },
                 );
                 self.to_add.push(id);

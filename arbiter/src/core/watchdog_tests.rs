@@ -1,0 +1,282 @@
+//! The `watchdog` fence level: a node counts as fenced once every lease it
+//! may hold has ended and the timeout of the watchdog its agent reported
+//! armed, plus a margin, has passed; never for a node without one, and
+//! never on the word of an agent of another machine.
+
+use super::test_support::*;
+use super::*;
+
+const BOOT3: u64 = 0xb3;
+
+/// Three nodes; node 3's topology: a device (level 0), then the watchdog
+/// (level 1). Every agent tells its boot.
+fn cluster(mutant: Option<Mutant>) -> H {
+    let mut spec = spec_levels(3, QuorumMode::LastManStanding, 2);
+    spec.nodes.get_mut(&3).expect("node 3").watchdog_level = Some(1);
+    let mut h = H::with_mutant(spec, Persisted::default(), mutant);
+    for id in 1..=3 {
+        h.boot.insert(id, 0xb0 + u64::from(id));
+        h.connect(id, u64::from(id), u64::from(id));
+    }
+    h
+}
+
+fn arm(h: &mut H, node: NodeId, timeout: Option<Duration>) {
+    let session = h.session[&node];
+    h.step(Event::Watchdog {
+        node,
+        session,
+        timeout,
+    });
+}
+
+/// Node 3 falls silent; its device fails: the fence reaches the watchdog
+/// level. Returns the arbiter time the level began.
+fn to_the_watchdog_level(h: &mut H) -> Duration {
+    until_fence_of_3(h);
+    let (intent, attempt) = h.fence_of(3).expect("fence of 3");
+    h.step(Event::FenceFinished {
+        node: 3,
+        intent,
+        level: 0,
+        attempt,
+        outcome: LevelOutcome::Failed("BMC unreachable".into()),
+    });
+    h.now
+}
+
+fn waits(h: &H) -> Vec<(Option<Duration>, String)> {
+    h.notices()
+        .into_iter()
+        .filter_map(|n| match n {
+            Notice::WatchdogWait {
+                node: 3,
+                until,
+                detail,
+                ..
+            } => Some((*until, detail.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn confirmed(h: &H) -> Option<Duration> {
+    h.log.iter().find_map(|(t, a)| match a {
+        Action::Persist(Delta::FenceConfirmed { node: 3, .. }) => Some(*t),
+        _ => None,
+    })
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+#[test]
+fn an_armed_node_counts_as_fenced_after_its_lease_the_timeout_and_the_margin() {
+    let mut h = cluster(None);
+    arm(&mut h, 3, Some(SECOND));
+    h.run(ms(800), &ALL3);
+    let last_lease_bound = h.core.nodes[&3].lease_bound.expect("3 held a lease");
+    let began = to_the_watchdog_level(&mut h);
+    // No device runs for the watchdog level.
+    assert!(
+        !h.log.iter().any(|(_, a)| matches!(
+            a,
+            Action::Fence {
+                node: 3,
+                level: 1,
+                ..
+            }
+        )),
+        "the shell is never asked to run the watchdog level"
+    );
+    let (until, _) = waits(&h)[0].clone();
+    let until = until.expect("the rule applies");
+    let t = h.spec.timing;
+    assert_eq!(
+        until,
+        last_lease_bound + SECOND + t.watchdog_margin(SECOND),
+        "lease, then the watchdog's timeout, then the margin"
+    );
+    assert!(until > began);
+    // Not one tick early, past the level's ordinary deadline too.
+    h.run(until - h.now - ms(10), &TWO);
+    assert_eq!(confirmed(&h), None, "not before lease + timeout + margin");
+    assert_eq!(h.core.nodes[&3].phase.name(), "fencing");
+    h.run(ms(20), &TWO);
+    assert!(confirmed(&h).is_some_and(|c| c >= until));
+    assert!(
+        h.notices()
+            .iter()
+            .any(|n| matches!(n, Notice::WatchdogFenced { node: 3, .. }))
+    );
+    h.run(ms(500), &TWO);
+    assert!(!h.announces_gone(3).is_empty(), "survivors are told");
+}
+
+#[test]
+fn the_planted_rule_without_the_timeout_is_caught() {
+    let mut h = cluster(Some(Mutant::WatchdogWithoutTimeout));
+    arm(&mut h, 3, Some(SECOND));
+    h.run(ms(800), &ALL3);
+    let bound = h.core.nodes[&3].lease_bound.expect("lease");
+    to_the_watchdog_level(&mut h);
+    h.run(ms(50), &TWO);
+    let c = confirmed(&h).expect("the mutant confirms at once");
+    assert!(
+        c < bound + SECOND,
+        "the test above fails on this mutant: confirmed at {c:?}"
+    );
+}
+
+#[test]
+fn without_an_armed_watchdog_the_level_fails_and_the_rounds_go_on() {
+    let mut h = cluster(None);
+    h.run(ms(800), &ALL3);
+    to_the_watchdog_level(&mut h);
+    h.run(ms(3000), &TWO);
+    assert_eq!(confirmed(&h), None);
+    assert!(
+        waits(&h)
+            .iter()
+            .any(|(u, d)| u.is_none() && d.contains("no armed watchdog")),
+        "{:?}",
+        waits(&h)
+    );
+    assert!(
+        h.store.open_intents.contains_key(&3),
+        "the intent stays open"
+    );
+    assert!(
+        h.log.iter().any(|(_, a)| matches!(
+            a,
+            Action::Persist(Delta::FenceAttemptFailed { node: 3, .. })
+        )),
+        "the round failed at every level"
+    );
+    assert!(h.fences().len() >= 2, "and retries from the device's level");
+}
+
+#[test]
+fn a_watchdog_disarmed_while_waiting_fails_the_level() {
+    let mut h = cluster(None);
+    arm(&mut h, 3, Some(SECOND));
+    h.run(ms(800), &ALL3);
+    to_the_watchdog_level(&mut h);
+    // (Its session still stands: the report is taken.)
+    arm(&mut h, 3, None);
+    h.run(ms(3000), &TWO);
+    assert_eq!(confirmed(&h), None);
+}
+
+/// A second process claims node 3 from another machine (a cloned VM, a
+/// copied certificate) and reports a watchdog armed there: it cannot
+/// vouch for the real node 3, which may still run.
+fn clone_with_watchdog(mutant: Option<Mutant>) -> H {
+    let mut h = cluster(mutant);
+    h.run(ms(800), &ALL3);
+    h.boot.insert(3, 0xc10e);
+    h.connect(3, 33, 333);
+    arm(&mut h, 3, Some(SECOND));
+    to_the_watchdog_level(&mut h);
+    h.run(ms(4000), &TWO);
+    h
+}
+
+#[test]
+fn a_watchdog_on_another_machine_vouches_for_nothing() {
+    let h = clone_with_watchdog(None);
+    assert_eq!(confirmed(&h), None);
+    assert!(
+        waits(&h)
+            .iter()
+            .any(|(u, d)| u.is_none() && d.contains("another boot")),
+        "{:?}",
+        waits(&h)
+    );
+    // The planted bug takes its word.
+    let h = clone_with_watchdog(Some(Mutant::WatchdogOfAnyBoot));
+    assert!(confirmed(&h).is_some(), "the mutant is caught by the above");
+}
+
+#[test]
+fn another_instance_must_report_its_own_watchdog() {
+    let mut h = cluster(None);
+    arm(&mut h, 3, Some(SECOND));
+    h.run(ms(800), &ALL3);
+    // The agent restarts in the same boot and has not armed yet.
+    h.connect(3, 34, 334);
+    to_the_watchdog_level(&mut h);
+    h.run(ms(3000), &TWO);
+    assert_eq!(confirmed(&h), None, "the old instance's report is void");
+}
+
+#[test]
+fn a_restarted_arbiter_counts_on_the_stored_watchdog_after_its_grace() {
+    let mut h = cluster(None);
+    arm(&mut h, 3, Some(SECOND));
+    h.run(ms(800), &ALL3);
+    assert_eq!(h.store.watchdogs[&3].timeout_ms, 1000);
+    assert_eq!(h.store.watchdogs[&3].boot, BOOT3);
+    // The arbiter restarts; node 3 never speaks to it again.
+    h.restart(&[1, 2]);
+    let restarted = h.now;
+    to_the_watchdog_level(&mut h);
+    let (until, _) = waits(&h)[0].clone();
+    let until = until.expect("the stored watchdog applies");
+    let t = h.spec.timing;
+    assert!(
+        until >= restarted + t.lease_max() + SECOND + t.watchdog_margin(SECOND),
+        "every lease of the earlier life ends first: {until:?}"
+    );
+    h.run(until.saturating_sub(h.now) + ms(20), &TWO);
+    assert!(confirmed(&h).is_some());
+}
+
+#[test]
+fn a_node_counted_fenced_by_its_watchdog_may_speak_again_and_rejoin() {
+    let mut h = cluster(None);
+    arm(&mut h, 3, Some(SECOND));
+    h.run(ms(800), &ALL3);
+    to_the_watchdog_level(&mut h);
+    h.run(ms(3000), &TWO);
+    assert!(confirmed(&h).is_some());
+    // It stood at rest (every group stopped, no lease): the same agent
+    // reconnects. No alert: the watchdog rule never claimed it was reset.
+    h.connect(3, 35, 3);
+    h.run(ms(1500), &ALL3);
+    assert!(!alerted(&h, 3));
+    assert_eq!(h.core.nodes[&3].phase.name(), "member");
+    assert!(h.grants(3).last().is_some_and(|&t| t > h.now - ms(200)));
+}
+
+#[test]
+fn the_configured_level_is_the_only_one_the_rule_applies_to() {
+    // Node 2 has no watchdog level: a watchdog it reports changes nothing.
+    let mut h = cluster(None);
+    arm(&mut h, 2, Some(SECOND));
+    h.run(ms(800), &ALL3);
+    for _ in 0..800 {
+        if h.fence_of(2).is_some() {
+            break;
+        }
+        h.run(ms(10), &[(1, &[3]), (3, &[1])]);
+    }
+    let (intent, attempt) = h.fence_of(2).expect("fence of 2");
+    h.step(Event::FenceFinished {
+        node: 2,
+        intent,
+        level: 0,
+        attempt,
+        outcome: LevelOutcome::Failed("x".into()),
+    });
+    assert!(
+        h.log.iter().any(|(_, a)| matches!(
+            a,
+            Action::Fence {
+                node: 2,
+                level: 1,
+                ..
+            }
+        )),
+        "level 1 of node 2 is a device level"
+    );
+}
