@@ -112,6 +112,7 @@ impl Rules {
                         | Delta::AlertCleared { .. }
                         | Delta::AliveAfterOff { .. }
                         | Delta::AgentSeen { .. }
+                        | Delta::Watchdog { .. }
                         | Delta::Group { .. } => {}
                     }
                     self.store.apply(&d);

@@ -312,6 +312,7 @@ async fn unknown_cluster_unknown_node_and_bad_reports_are_refused_without_state_
             known_epoch: 0,
             instance: 1,
             boot_id: String::new(),
+            watchdog_timeout_ms: 0,
         })),
     };
     assert_eq!(before.len(), 3);
@@ -615,6 +616,7 @@ async fn mutual_tls_cluster_fences_and_refuses_impostors() {
             known_epoch: 0,
             instance: 1,
             boot_id: String::new(),
+            watchdog_timeout_ms: 0,
         })),
     };
     let e = client
