@@ -54,6 +54,12 @@ pub struct ClusterOptions {
     /// `[[cluster.group]]` tables (resource groups), appended to the
     /// arbiter's config.
     pub groups: String,
+    /// Per node, its fence topology as TOML (e.g. `[["power:node3"],
+    /// ["watchdog"]]`), instead of the one the options above make.
+    pub topology: std::collections::BTreeMap<u32, String>,
+    /// Start every agent in a session of its own (`setsid`): the processes
+    /// of that session are "its machine" (what a watchdog stand-in resets).
+    pub own_sessions: bool,
 }
 
 /// One node's outlet on a PDU, over SNMPv3 authPriv.
@@ -92,6 +98,8 @@ impl Default for ClusterOptions {
             agent_start_gap: Duration::ZERO,
             arbiter_env: Vec::new(),
             groups: String::new(),
+            topology: Default::default(),
+            own_sessions: false,
         }
     }
 }
@@ -111,6 +119,7 @@ pub struct LocalCluster {
     duplicates: Vec<(u32, Child)>,
     arbiter_env: Vec<(String, String)>,
     arbiter_starts: u32,
+    own_sessions: bool,
 }
 
 /// Find the daemons next to this executable or in `bin_dir`, building them
@@ -178,8 +187,8 @@ fn draw_boot_id(path: &Path) -> Result<(), CliError> {
     write(path, uuid.trim())
 }
 
-fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Child, CliError> {
-    spawn_with(bin, config, log, &[])
+fn spawn(bin: &Path, config: &Path, log: &Path, own_session: bool) -> Result<Child, CliError> {
+    spawn_in(bin, config, log, &[], own_session)
 }
 
 fn spawn_with(
@@ -188,13 +197,31 @@ fn spawn_with(
     log: &Path,
     env: &[(String, String)],
 ) -> Result<Child, CliError> {
+    spawn_in(bin, config, log, env, false)
+}
+
+fn spawn_in(
+    bin: &Path,
+    config: &Path,
+    log: &Path,
+    env: &[(String, String)],
+    own_session: bool,
+) -> Result<Child, CliError> {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .map_err(|e| err(format!("{}: {e}", log.display())))?;
-    Command::new(bin)
-        .envs(env.iter().map(|(k, v)| (k, v)))
+    // In a session of its own: through util-linux `setsid`, which execs
+    // in place (the child is no process group leader), keeping the pid.
+    let mut cmd = if own_session {
+        let mut c = Command::new("setsid");
+        c.arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    cmd.envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--config")
         .arg(config)
         .stdin(Stdio::null())
@@ -314,7 +341,9 @@ impl LocalCluster {
             );
         }
         for i in 1..=n {
-            let levels = if opts.plugin.is_some() {
+            let levels = if let Some(t) = opts.topology.get(&i) {
+                t.clone()
+            } else if opts.plugin.is_some() {
                 format!("[[\"ext:node{i}\"], [\"power:node{i}\"]]")
             } else if let Some(o) = opts.pdu_outlets.get(&i) {
                 format!("[[\"pdu{i}:{}\"], [\"power:node{i}\"]]", o.outlet)
@@ -369,6 +398,7 @@ impl LocalCluster {
             duplicates: Vec::new(),
             arbiter_env: opts.arbiter_env.clone(),
             arbiter_starts: 0,
+            own_sessions: opts.own_sessions,
         };
         c.start_arbiter().await?;
         for i in 1..=n {
@@ -442,6 +472,7 @@ impl LocalCluster {
             &self.bin.join("fence-agent"),
             &d.join(format!("agent{i}.toml")),
             &d.join(format!("agent{i}.log")),
+            self.own_sessions,
         )?;
         let pid = child.id();
         self.device
@@ -488,6 +519,7 @@ impl LocalCluster {
             &self.bin.join("fence-agent"),
             &path,
             &d.join(format!("agent{i}-dup.log")),
+            false,
         )?;
         let pid = child.id();
         self.duplicates.push((i, child));

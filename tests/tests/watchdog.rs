@@ -1,0 +1,249 @@
+//! The watchdog end to end: real binaries on loopback, and the stand-in
+//! watchdog (`watchdog_standin`) where the machine has no /dev/watchdog. A
+//! node's "machine" is its agent's session: the stand-in resets it by
+//! killing every process of that session.
+//!
+//! Node 3 runs group `web`; its power device is dead (the BMC lost with
+//! it) and its second fence level is the watchdog rule. Node 3 is cut off
+//! and the stop of its resource hangs: its lease ends, its watchdog is no
+//! longer fed, the stand-in resets it; the arbiter counts it fenced only
+//! after its lease, the watchdog's timeout and the margin; `web` starts on
+//! node 1 after the reset, never while node 3's resource still runs. Node 2
+//! holds a watchdog too, and its clean stop disarms it (magic close).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use fencectl::local_cluster::{ClusterOptions, LocalCluster};
+use tests::e2e::{Watcher, binaries, unix_us};
+use tests::peers::serial;
+
+struct StandIn {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl StandIn {
+    fn start(dir: &Path, name: &str) -> StandIn {
+        let socket = dir.join(format!("{name}.sock"));
+        let log = dir.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_watchdog_standin"))
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--log")
+            .arg(&log)
+            .spawn()
+            .expect("stand-in starts");
+        for _ in 0..200 {
+            if socket.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(socket.exists(), "stand-in socket {}", socket.display());
+        StandIn { child, socket, log }
+    }
+
+    fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn event(&self, kind: &str) -> Option<serde_json::Value> {
+        self.events().into_iter().find(|e| e["event"] == kind)
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+fn script(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    Command::new("chmod").arg("755").arg(&p).status().unwrap();
+    p.display().to_string()
+}
+
+async fn wait_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is gone: its state is Z.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+        .is_some_and(|r| !r.starts_with('Z'))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_whose_stop_hangs_is_reset_by_its_watchdog_and_counted_fenced_after_lease_timeout_and_margin()
+ {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let wd2 = StandIn::start(d, "wd2");
+    let wd3 = StandIn::start(d, "wd3");
+    let log = d.join("web.log");
+    let stamp = "$(date +%s%6N)";
+    // The resource: a process in the node's session; its stop hangs on
+    // node 3 once `hang` exists.
+    let start = script(
+        d,
+        "start",
+        &format!(
+            "sleep 100000 >/dev/null 2>&1 &\necho $! > {dir}/pid.$FENCE_NODE\necho \"start $FENCE_NODE {stamp}\" >> {log}",
+            dir = d.display(),
+            log = log.display()
+        ),
+    );
+    let stop = script(
+        d,
+        "stop",
+        &format!(
+            "[ \"$FENCE_NODE\" = node3 ] && [ -e {dir}/hang ] && sleep 100000\n[ -e {dir}/pid.$FENCE_NODE ] && kill $(cat {dir}/pid.$FENCE_NODE)\nrm -f {dir}/pid.$FENCE_NODE; exit 0",
+            dir = d.display()
+        ),
+    );
+    let monitor = script(
+        d,
+        "monitor",
+        &format!(
+            "[ -e {dir}/pid.$FENCE_NODE ] && kill -0 $(cat {dir}/pid.$FENCE_NODE) 2>/dev/null || exit 7",
+            dir = d.display()
+        ),
+    );
+    let watchdog = |s: &StandIn| {
+        format!(
+            "\n[watchdog]\ndevice = \"{}\"\ntimeout = \"1s\"\n",
+            s.socket.display()
+        )
+    };
+    let opts = ClusterOptions {
+        groups: format!(
+            "\n[[cluster.group]]\nname = \"web\"\nnodes = [\"node3\", \"node1\", \"node2\"]\nmonitor_interval = \"500ms\"\n\
+             resources = [ {{ kind = \"exec\", start = [\"{start}\"], stop = [\"{stop}\"], monitor = [\"{monitor}\"], timeout = \"60s\" }} ]\n"
+        ),
+        agent_extra: [(2, watchdog(&wd2)), (3, watchdog(&wd3))].into(),
+        topology: [(3, "[[\"power:node3\"], [\"watchdog\"]]".to_string())].into(),
+        own_sessions: true,
+        ..ClusterOptions::default()
+    };
+    let mut c = LocalCluster::start(&binaries(), &opts)
+        .await
+        .expect("cluster starts");
+    c.wait_all_leased(Duration::from_secs(10))
+        .await
+        .expect("all leased");
+    let mut w = Watcher::start(&c.url).await;
+    let pid_file = d.join("pid.node3");
+    wait_until(Duration::from_secs(10), || pid_file.exists().then_some(()))
+        .await
+        .unwrap_or_else(|| panic!("web never started on node3; logs in {}", c.dir().display()));
+    let pid3: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Both watchdogs armed (after the agents' first cleanup), and the
+    // arbiter heard of node 3's.
+    for s in [&wd2, &wd3] {
+        wait_until(Duration::from_secs(5), || s.event("armed"))
+            .await
+            .unwrap_or_else(|| panic!("watchdog never armed: {:?}", s.events()));
+    }
+    wait_until(Duration::from_secs(5), || {
+        c.log("arbiter")
+            .lines()
+            .any(|l| l.contains("agent holds its watchdog armed") && l.contains("\"node.id\":3"))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the arbiter never heard of node 3's watchdog: {}",
+            c.log("arbiter")
+        )
+    });
+
+    // Node 3's BMC dies with it; its resource's stop will hang; it is cut
+    // off from the arbiter and its peers.
+    std::fs::write(c.dir().join("power").join("fail-node3"), "").unwrap();
+    std::fs::write(d.join("hang"), "").unwrap();
+    let cut = unix_us();
+    c.isolate(3).unwrap();
+
+    let reset = wait_until(Duration::from_secs(10), || wd3.event("reset"))
+        .await
+        .unwrap_or_else(|| panic!("node 3 never reset: {:?}", wd3.events()));
+    let reset_us = reset["at_ms"].as_u64().unwrap() * 1000;
+    assert!(!alive(pid3), "the reset killed node 3's resource");
+    // Starved from the end of its lease: not before a timeout had passed.
+    assert!(
+        reset_us > cut + 1_000_000,
+        "reset {}ms after the cut",
+        (reset_us - cut) / 1000
+    );
+    let counted = w
+        .wait_for(Duration::from_secs(10), |e| {
+            e.kind == "watchdog_fenced" && e.node == 3
+        })
+        .await
+        .unwrap_or_else(|| panic!("node 3 never counted fenced; logs in {}", c.dir().display()));
+    // Lease (300 ms) + timeout (1 s) + margin (100 + 200 + 100 ms) after
+    // node 3 was last heard.
+    assert!(
+        counted.unix_us > cut + 1_600_000,
+        "counted fenced {}ms after the cut",
+        (counted.unix_us - cut) / 1000
+    );
+    assert!(
+        counted.unix_us > reset_us,
+        "counted fenced before the reset"
+    );
+    let started = wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).ok().and_then(|t| {
+            t.lines()
+                .filter(|l| l.starts_with("start node1"))
+                .find_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        })
+    })
+    .await
+    .unwrap_or_else(|| panic!("web never started on node1; logs in {}", c.dir().display()));
+    assert!(
+        started > reset_us,
+        "web started on node1 before node 3 was reset"
+    );
+    assert!(
+        wd3.event("disarmed").is_none(),
+        "node 3 never disarmed its watchdog"
+    );
+
+    // Node 2 stops cleanly with nothing running: it disarms (magic close).
+    assert!(wd2.event("reset").is_none());
+    c.stop();
+    let disarmed = wait_until(Duration::from_secs(10), || wd2.event("disarmed")).await;
+    assert!(disarmed.is_some(), "node 2 disarmed: {:?}", wd2.events());
+    assert!(wd2.event("reset").is_none(), "{:?}", wd2.events());
+}
