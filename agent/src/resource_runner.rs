@@ -28,6 +28,9 @@ pub struct GroupReport {
     pub states: Vec<(String, GroupRun)>,
     /// Every group known and stopped ([`GroupKeeper::at_rest`]).
     pub at_rest: bool,
+    /// The longest a group's urgent stop may take (the sum of its
+    /// resources' bounds), and that group.
+    pub stop_bound: (Duration, String),
 }
 
 enum Msg {
@@ -111,6 +114,7 @@ pub fn spawn(node_id: u32, tracker: &TaskTracker, token: CancellationToken) -> R
         finished: finished.clone(),
     };
     let runner = Runner {
+        stop_bound: (Duration::ZERO, String::new()),
         node_id,
         node_name: format!("node{node_id}"),
         keeper: GroupKeeper::new(),
@@ -129,6 +133,8 @@ pub fn spawn(node_id: u32, tracker: &TaskTracker, token: CancellationToken) -> R
 }
 
 struct Runner {
+    /// See [`GroupReport::stop_bound`].
+    stop_bound: (Duration, String),
     node_id: u32,
     node_name: String,
     keeper: GroupKeeper,
@@ -205,6 +211,10 @@ impl Runner {
                             // programs, interfaces.
                             let specs: Vec<ResourceSpec> =
                                 g.resources.iter().map(|r| r.spec().clone()).collect();
+                            let bound: Duration = specs.iter().map(|r| r.urgent_stop_bound()).sum();
+                            if bound > self.stop_bound.0 {
+                                self.stop_bound = (bound, d.name.clone());
+                            }
                             let (tx, name, node) = (self.tx.clone(), d.name.clone(), self.node_id);
                             self.tracker.spawn(async move {
                                 let mut problems = Vec::new();
@@ -282,6 +292,7 @@ impl Runner {
             applied_seq,
             states,
             at_rest: self.keeper.at_rest(),
+            stop_bound: self.stop_bound.clone(),
         };
     }
 

@@ -169,6 +169,11 @@ impl Session {
         self
     }
 
+    /// Every group known and stopped (see [`crate::groups::GroupKeeper::at_rest`]).
+    fn at_rest(&self) -> bool {
+        self.runner.as_ref().is_some_and(|r| r.report().at_rest)
+    }
+
     fn watchdog_ms(&self) -> u32 {
         self.watchdog.as_ref().map_or(0, |w| w.armed_ms())
     }
@@ -240,6 +245,16 @@ impl Session {
                         );
                     }
                     return Ok(());
+                }
+                // Counted fenced by the watchdog rule while at rest (its
+                // watchdog had nothing to reset): a node that may rejoin.
+                Ended::Fenced(epoch) if self.watchdog_ms() > 0 && self.at_rest() => {
+                    warn!(
+                        node.id = self.plan.node,
+                        lease.epoch = epoch,
+                        "the arbiter counted this node fenced by the watchdog rule while every group stood stopped: rejoining as a new member"
+                    );
+                    self.keeper = LeaseKeeper::new(self.plan.node);
                 }
                 Ended::Fenced(epoch) => return Err(AgentError::Fenced { epoch }),
             }
@@ -559,13 +574,7 @@ impl Session {
                         r.lease_lost();
                     }
                 }
-                Output::Fenced { epoch } if self.watchdog_ms() > 0 => {
-                    warn!(
-                        node.id = node,
-                        lease.epoch = epoch,
-                        "the arbiter counted this node fenced by its watchdog rule (it stood with every group stopped and no lease, or should have been reset); restarting the agent"
-                    );
-                }
+                Output::Fenced { .. } if self.watchdog_ms() > 0 && self.at_rest() => {}
                 Output::Fenced { epoch } => {
                     error!(
                         node.id = node,

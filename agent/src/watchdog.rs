@@ -30,6 +30,14 @@ use crate::config::WatchdogConfig;
 use crate::resource_runner::RunnerHandle;
 use crate::watchdog_device::WatchdogDevice;
 
+/// What a watchdog's timeout must exceed beyond the slowest urgent stop.
+pub const STOP_MARGIN: Duration = Duration::from_secs(1);
+
+/// Does a watchdog of `timeout` outlast urgent stops taking up to `bound`?
+pub fn outlasts(timeout: Duration, bound: Duration) -> bool {
+    timeout > bound + STOP_MARGIN
+}
+
 /// What the rule decides at one look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
@@ -118,6 +126,7 @@ pub async fn run(
     let mut device: Option<WatchdogDevice> = None;
     let mut starving = false;
     let mut open_failed = false;
+    let mut too_short_said = false;
     // Often enough that a feed never comes late: a quarter of the timeout.
     let period = (cfg.timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
     let mut groups_done = std::pin::pin!(groups_done);
@@ -128,8 +137,26 @@ pub async fn run(
             _ = token.cancelled(), if !stopping => { stopping = true; }
             _ = &mut groups_done, if stopping => break,
         }
-        let at_rest = runner.report().at_rest;
+        let report = runner.report();
+        let at_rest = report.at_rest;
         let lease_held = shared.lease_held();
+        // A lease that ends stops every group at once; the watchdog must
+        // outlast the slowest such stop, or a healthy node is reset when
+        // the arbiter restarts.
+        let (bound, group) = &report.stop_bound;
+        if !rule.armed() && at_rest && !outlasts(cfg.timeout, *bound) {
+            if !too_short_said {
+                error!(node.id = node, watchdog.timeout = ?cfg.timeout, group = %group, stop_bound = ?bound,
+                       "watchdog NOT armed: when a lease ends this group's stop may take longer than the watchdog's timeout less {STOP_MARGIN:?}; raise [watchdog] timeout or lower its resources' stop timeouts");
+                too_short_said = true;
+            }
+            continue;
+        }
+        if rule.armed() && !outlasts(cfg.timeout, *bound) && !too_short_said {
+            error!(node.id = node, watchdog.timeout = ?cfg.timeout, group = %group, stop_bound = ?bound,
+                   "a group defined since the watchdog was armed may stop slower than its timeout: a lapsed lease may reset this node (the watchdog stays armed)");
+            too_short_said = true;
+        }
         match rule.step(lease_held, at_rest) {
             Step::Wait => {}
             Step::Arm => match WatchdogDevice::open(&cfg.device, cfg.timeout) {
@@ -206,6 +233,14 @@ mod tests {
         assert_eq!(r.step(false, false), Step::Starve);
         assert!(!r.may_disarm(false));
         assert!(r.may_disarm(true));
+    }
+
+    #[test]
+    fn a_watchdog_must_outlast_the_slowest_urgent_stop_by_a_second() {
+        let s = Duration::from_secs;
+        assert!(outlasts(s(5), s(3)));
+        assert!(!outlasts(s(5), s(4)), "a margin of a second");
+        assert!(!outlasts(s(5), s(20)), "the default OCF stop timeout");
     }
 
     proptest! {

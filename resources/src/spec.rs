@@ -188,6 +188,17 @@ impl ResourceSpec {
         }
     }
 
+    /// How long an urgent stop (the lease ended) may take before it counts
+    /// as failed: the OCF stop timeout, the exec timeout, a second for an
+    /// address or a process (killed, not asked).
+    pub fn urgent_stop_bound(&self) -> Duration {
+        match self {
+            Self::Address { .. } | Self::Process { .. } => Duration::from_secs(1),
+            Self::Ocf { .. } => self.ocf_timeouts().stop,
+            Self::Exec { timeout, .. } => timeout.unwrap_or(DEFAULT_ACTION_TIMEOUT),
+        }
+    }
+
     /// A process's `stop_timeout` with its default.
     pub fn process_stop_timeout(&self) -> Duration {
         match self {

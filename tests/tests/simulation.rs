@@ -52,12 +52,43 @@ fn ten_thousand_seeds_keep_every_invariant() {
         totals.unjudged_fences
     );
     // The configuration, wrong-outlet and duplicate-identity faults
-    // happen too.
+    // happen too, and watchdogs reset machines and count nodes fenced.
     assert!(
         totals.config_changes > seeds / 20
             && totals.confirmed_but_alive > seeds / 200
-            && totals.duplicate_identities > seeds / 25,
+            && totals.duplicate_identities > seeds / 25
+            && totals.watchdog_resets > seeds / 20
+            && totals.watchdog_fences > seeds / 100,
         "{totals:?}"
+    );
+}
+
+/// The watchdog rule without its timeout: survivors are told a node is
+/// gone while its stop still hangs (its watchdog has not reset it yet).
+#[test]
+fn checker_catches_the_watchdog_rule_without_its_timeout() {
+    assert_caught(
+        Mutant::Core(CoreMutant::WatchdogWithoutTimeout),
+        None,
+        2000,
+        5,
+        "gone only after a confirmed fence",
+        &["one runner per group"],
+    );
+}
+
+/// An agent that feeds its watchdog only while it holds a lease (no "at
+/// rest"): an arbiter outage resets healthy nodes.
+#[test]
+fn checker_catches_a_watchdog_fed_only_with_a_lease() {
+    assert_caught(
+        Mutant::WatchdogFedOnlyWithLease,
+        None,
+        300,
+        20,
+        "fence only what must be fenced",
+        // (Nodes reset over and over may also never settle.)
+        &["liveness"],
     );
 }
 

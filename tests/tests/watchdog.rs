@@ -136,14 +136,14 @@ async fn a_node_whose_stop_hangs_is_reset_by_its_watchdog_and_counted_fenced_aft
     );
     let watchdog = |s: &StandIn| {
         format!(
-            "\n[watchdog]\ndevice = \"{}\"\ntimeout = \"1s\"\n",
+            "\n[watchdog]\ndevice = \"{}\"\ntimeout = \"2s\"\n",
             s.socket.display()
         )
     };
     let opts = ClusterOptions {
         groups: format!(
             "\n[[cluster.group]]\nname = \"web\"\nnodes = [\"node3\", \"node1\", \"node2\"]\nmonitor_interval = \"500ms\"\n\
-             resources = [ {{ kind = \"exec\", start = [\"{start}\"], stop = [\"{stop}\"], monitor = [\"{monitor}\"], timeout = \"60s\" }} ]\n"
+             resources = [ {{ kind = \"exec\", start = [\"{start}\"], stop = [\"{stop}\"], monitor = [\"{monitor}\"], timeout = \"500ms\" }} ]\n"
         ),
         agent_extra: [(2, watchdog(&wd2)), (3, watchdog(&wd3))].into(),
         topology: [(3, "[[\"power:node3\"], [\"watchdog\"]]".to_string())].into(),
@@ -199,9 +199,10 @@ async fn a_node_whose_stop_hangs_is_reset_by_its_watchdog_and_counted_fenced_aft
         .unwrap_or_else(|| panic!("node 3 never reset: {:?}", wd3.events()));
     let reset_us = reset["at_ms"].as_u64().unwrap() * 1000;
     assert!(!alive(pid3), "the reset killed node 3's resource");
-    // Starved from the end of its lease: not before a timeout had passed.
+    // Starved from the end of its lease (fed every quarter of the
+    // timeout until then): not before three quarters of a timeout.
     assert!(
-        reset_us > cut + 1_000_000,
+        reset_us > cut + 1_500_000,
         "reset {}ms after the cut",
         (reset_us - cut) / 1000
     );
@@ -211,10 +212,10 @@ async fn a_node_whose_stop_hangs_is_reset_by_its_watchdog_and_counted_fenced_aft
         })
         .await
         .unwrap_or_else(|| panic!("node 3 never counted fenced; logs in {}", c.dir().display()));
-    // Lease (300 ms) + timeout (1 s) + margin (100 + 200 + 100 ms) after
+    // Lease (300 ms) + timeout (2 s) + margin (200 + 200 + 100 ms) after
     // node 3 was last heard.
     assert!(
-        counted.unix_us > cut + 1_600_000,
+        counted.unix_us > cut + 2_500_000,
         "counted fenced {}ms after the cut",
         (counted.unix_us - cut) / 1000
     );

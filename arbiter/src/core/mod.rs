@@ -193,6 +193,9 @@ pub enum Mutant {
     /// The watchdog rule counts a node fenced as soon as its leases ended,
     /// without waiting out its watchdog's timeout.
     WatchdogWithoutTimeout,
+    /// The watchdog rule confirms a node that still speaks and reports a
+    /// group not stopped past its watchdog's timeout.
+    WatchdogBelievedOverReports,
     /// The watchdog rule takes the word of any agent heard on the node,
     /// from any machine (a duplicate identity's watchdog vouches for the
     /// real node).
@@ -1078,6 +1081,13 @@ impl ArbiterCore {
             self.placement
                 .report(node, session, applied_seq, &groups, may_acknowledge);
         out.extend(deltas.into_iter().map(Action::Persist));
+        // No group may run on this node: agents of its other boots (a
+        // reboot, or a clone) run nothing the watchdog must vouch for.
+        if self.placement.may_run(node).is_none() {
+            let v = self.nodes.get_mut(&node).expect("checked above");
+            let boot = v.boot;
+            v.boots_heard.retain(|&b| b == boot);
+        }
         out.extend(
             changed
                 .into_iter()
@@ -1331,6 +1341,29 @@ impl ArbiterCore {
         for (node, intent, attempt) in waiting {
             match self.watchdog_until(node) {
                 Ok(until) if now >= until => {
+                    // Still talking, and still running a group, past its
+                    // watchdog's timeout: its watchdog did not reset it.
+                    let v = &self.nodes[&node];
+                    let talking = v.session.is_some()
+                        && v.last_heard.is_some_and(|h| {
+                            now.saturating_sub(h) <= self.spec.timing.fresh_within()
+                        });
+                    if let Some(group) = self.placement.may_run(node).filter(|_| talking)
+                        && self.mutant != Some(Mutant::WatchdogBelievedOverReports)
+                    {
+                        let detail = format!(
+                            "node {node} still speaks and may still run group {group:?} past its watchdog's timeout: its watchdog did not reset it (check the watchdog's action: reset, not none)"
+                        );
+                        self.fence_finished(
+                            now,
+                            node,
+                            intent,
+                            attempt,
+                            LevelOutcome::Failed(detail),
+                            out,
+                        );
+                        continue;
+                    }
                     self.fence_finished_by_watchdog(now, node, intent, attempt, out);
                 }
                 Ok(_) => {}

@@ -178,6 +178,14 @@ impl Placement {
         self.records.get(group)
     }
 
+    /// A group `node` may be running (it is in the group's `possible`).
+    pub fn may_run(&self, node: NodeId) -> Option<&str> {
+        self.records
+            .iter()
+            .find(|(_, r)| r.possible.contains(&node))
+            .map(|(g, _)| g.as_str())
+    }
+
     /// A node that reported a failed stop: it must be fenced.
     pub fn untrusted(&self, node: NodeId) -> bool {
         self.untrusted.contains(&node)

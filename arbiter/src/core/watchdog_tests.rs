@@ -280,3 +280,80 @@ fn the_configured_level_is_the_only_one_the_rule_applies_to() {
         "level 1 of node 2 is a device level"
     );
 }
+
+/// Node 3 runs `web`, is cut off from its peers but still speaks to the
+/// arbiter, reporting `web` stopping for ever (its stop hangs), and its
+/// watchdog does not reset it (a watchdog whose action is "none").
+fn hung_and_not_reset(mutant: Option<Mutant>) -> H {
+    let mut spec = spec_levels(3, QuorumMode::LastManStanding, 2);
+    spec.nodes.get_mut(&3).expect("node 3").watchdog_level = Some(1);
+    spec.groups = vec![GroupSpec {
+        name: "web".into(),
+        nodes: vec![3, 1, 2],
+        failback: false,
+    }];
+    let mut h = H::with_mutant(spec, Persisted::default(), mutant);
+    for id in 1..=3 {
+        h.boot.insert(id, 0xb0 + u64::from(id));
+        h.connect(id, u64::from(id), u64::from(id));
+    }
+    arm(&mut h, 3, Some(SECOND));
+    h.run(ms(1000), &ALL3);
+    h.group_states
+        .insert(3, vec![("web".into(), RunState::Running)]);
+    h.run(ms(300), &ALL3);
+    // Cut off from its peers only.
+    let cut: [(NodeId, &[NodeId]); 3] = [(1, &[2]), (2, &[1]), (3, &[])];
+    for _ in 0..300 {
+        if h.fence_of(3).is_some() {
+            break;
+        }
+        h.run(ms(10), &cut);
+    }
+    let (intent, attempt) = h.fence_of(3).expect("fence of 3");
+    h.step(Event::FenceFinished {
+        node: 3,
+        intent,
+        level: 0,
+        attempt,
+        outcome: LevelOutcome::Failed("BMC unreachable".into()),
+    });
+    h.group_states
+        .insert(3, vec![("web".into(), RunState::Stopping)]);
+    h.run(ms(4000), &cut);
+    h
+}
+
+#[test]
+fn a_node_still_reporting_a_group_past_its_watchdog_is_not_counted_fenced() {
+    let h = hung_and_not_reset(None);
+    assert_eq!(
+        confirmed(&h),
+        None,
+        "it speaks: its watchdog did not reset it"
+    );
+    assert!(
+        h.notices().iter().any(|n| matches!(n,
+            Notice::FenceFailed { node: 3, detail, .. } if detail.contains("did not reset it"))),
+        "the failure says why"
+    );
+    assert_eq!(h.store.groups["web"].possible.contains(&3), true);
+    // The planted bug believes the rule over the node's own reports.
+    let h = hung_and_not_reset(Some(Mutant::WatchdogBelievedOverReports));
+    assert!(confirmed(&h).is_some(), "the mutant is caught by the above");
+}
+
+#[test]
+fn a_node_rebooted_without_a_fence_keeps_its_watchdog_level() {
+    let mut h = cluster(None);
+    h.run(ms(800), &ALL3);
+    // A routine reboot: a new boot and agent; it arms and reports at rest.
+    h.boot.insert(3, 0xb33);
+    h.connect(3, 36, 336);
+    arm(&mut h, 3, Some(SECOND));
+    h.run(ms(1000), &ALL3);
+    assert_eq!(h.core.nodes[&3].boots_heard, BTreeSet::from([0xb33]));
+    to_the_watchdog_level(&mut h);
+    h.run(ms(3000), &TWO);
+    assert!(confirmed(&h).is_some(), "the old boot ran nothing: pruned");
+}

@@ -107,7 +107,7 @@ fn main() -> ExitCode {
     }
     let secs = started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
     println!(
-        "{} seeds from {} in {:.1}s: {} failed, {} fences confirmed ({} configuration changes, {} fences confirmed while the node ran on, {} alive-after-off alerts, {} duplicate identities, {} fences too tangled to judge)",
+        "{} seeds from {} in {:.1}s: {} failed, {} fences confirmed ({} configuration changes, {} fences confirmed while the node ran on, {} alive-after-off alerts, {} duplicate identities, {} fences too tangled to judge, {} watchdog resets, {} nodes counted fenced by the watchdog rule)",
         args.seeds,
         args.start,
         secs,
@@ -118,6 +118,8 @@ fn main() -> ExitCode {
         totals.alive_after_off_alerts,
         totals.duplicate_identities,
         totals.unjudged_fences,
+        totals.watchdog_resets,
+        totals.watchdog_fences,
     );
     if failures.is_empty() {
         ExitCode::SUCCESS

@@ -5,7 +5,11 @@
 //!   grant (no node runs on a lease from before it was declared gone);
 //! - **gone only after a confirmed fence**: when survivors are told a node is
 //!   gone (in an announcement or in any ack), the power device has that node
-//!   off;
+//!   off; or, counted fenced by the watchdog rule, its watchdog reset it or
+//!   it stands at rest: running no group, holding no lease;
+//! - **a watchdog resets only a faulty node**: a machine's watchdog runs
+//!   out only where a fault of the node's own (agent frozen or dead, a stop
+//!   hung or failed) was active within its timeout;
 //! - **fence only what must be fenced** (from the simulation's ground
 //!   truth, judged when the arbiter decides): a running node may be
 //!   switched off only when a fault of its own explains it, within `window`:
@@ -82,6 +86,9 @@ pub struct Checker {
     /// Fences the availability rule could not judge (more than
     /// `MAX_IN_DOUBT` nodes in doubt): its blind spot, counted.
     pub unjudged: u32,
+    /// Nodes the arbiter counted fenced by the watchdog rule (cleared when
+    /// switched off or reset).
+    by_watchdog: BTreeSet<NodeId>,
 }
 
 /// Nodes with faults of their own the availability rule counts both in and
@@ -117,6 +124,7 @@ impl Checker {
             confirmed: BTreeSet::new(),
             off_but_alive: BTreeMap::new(),
             unjudged: 0,
+            by_watchdog: BTreeSet::new(),
         }
     }
 
@@ -386,8 +394,30 @@ impl Checker {
         now_us: u64,
         gone: &BTreeSet<NodeId>,
         agents: &BTreeMap<NodeId, Agent>,
+        runners: &BTreeSet<NodeId>,
     ) -> Check {
         for n in gone {
+            // Counted fenced by the watchdog rule and not reset: it must
+            // stand at rest, running no group and holding no lease.
+            if self.by_watchdog.contains(n) {
+                let a = &agents[n];
+                let holds = matches!(a.state, AgentState::Running | AgentState::Frozen)
+                    && a.keeper.lease(a.local(now_us)).is_some();
+                if holds || runners.contains(n) {
+                    return Err((
+                        "gone only after a confirmed fence",
+                        format!(
+                            "survivors told node {n} is gone (watchdog rule) while it {}",
+                            if holds {
+                                "holds a lease"
+                            } else {
+                                "still runs a resource group"
+                            }
+                        ),
+                    ));
+                }
+                continue;
+            }
             if self.off_but_alive.contains_key(n) {
                 let a = &agents[n];
                 let holds = matches!(a.state, AgentState::Running | AgentState::Frozen)
@@ -417,10 +447,37 @@ impl Checker {
         Ok(())
     }
 
-    /// The device switched `node` off.
+    /// The device switched `node` off, or its watchdog reset it.
     pub fn powered_off(&mut self, now_us: u64, node: NodeId) {
         self.last_off.insert(node, now_us);
         self.off_but_alive.remove(&node);
+        self.by_watchdog.remove(&node);
+    }
+
+    /// The arbiter counted `node` fenced by the watchdog rule.
+    /// Its fence is over: a node at rest that was not reset may rejoin
+    /// (and get a lease) at the next epoch.
+    pub fn counted_by_watchdog(&mut self, node: NodeId) {
+        self.by_watchdog.insert(node);
+        self.fencing.remove(&node);
+    }
+
+    /// `node`'s watchdog resets it: only a node with a fault of its own
+    /// (its agent frozen or dead, a stop that hangs or failed) within the
+    /// watchdog's timeout is ever reset. A reset of a node at rest or
+    /// holding its lease shoots a healthy node.
+    pub fn reset(&mut self, now_us: u64, node: NodeId, timeout: std::time::Duration) -> Check {
+        let within = timeout.as_micros() as u64 + self.window_us;
+        match self.node_fault.get(&node) {
+            Some(&t) if now_us.saturating_sub(t) <= within => Ok(()),
+            last => Err((
+                "fence only what must be fenced",
+                format!(
+                    "healthy node {node} reset by its watchdog (its last fault of its own: {:?}us ago)",
+                    last.map(|t| now_us - t)
+                ),
+            )),
+        }
     }
 
     /// A delta is about to be persisted. A fence intent is judged here, when
@@ -481,6 +538,7 @@ impl Checker {
         to_clone: bool,
     ) -> Check {
         self.last_grant.insert(node, now_us);
+        self.by_watchdog.remove(&node);
         // (A grant to a second process speaking as the node, a duplicate
         // identity, is checked against the node's own agent in
         // `after_event`; the node's alert, if any, is not about it.)

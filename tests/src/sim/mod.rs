@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use agent::groups::{GroupInput, GroupKeeper, GroupOutput, GroupRun};
 use agent::lease::{Input, LeaseKeeper, Output};
+use agent::watchdog::{Rule as WatchdogRule, Step as WatchdogStep};
 use arbiter::core::{
     Action, ArbiterCore, ClusterSpec, Event, GroupSpec, LevelOutcome, Mutant as CoreMutant, NodeId,
     NodeSpec, Notice, Persisted, Quorum, QuorumMode, RunState, TieBreaker, Timing,
@@ -45,13 +46,16 @@ pub enum Mutant {
     AnnounceAtFenceStart,
     /// The power device reports "off" without switching anything off.
     LyingDevice,
+    /// The agent feeds its watchdog only while it holds a lease (sbd's
+    /// rule without "at rest"): an arbiter outage resets healthy nodes.
+    WatchdogFedOnlyWithLease,
     /// A rule of the arbiter's core broken (see `arbiter::core::Mutant`).
     Core(CoreMutant),
 }
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 37] = [
+    pub const ALL: [(&'static str, Mutant); 38] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -176,6 +180,10 @@ impl Mutant {
             "watchdog-of-any-boot",
             Mutant::Core(CoreMutant::WatchdogOfAnyBoot),
         ),
+        (
+            "watchdog-fed-only-with-lease",
+            Mutant::WatchdogFedOnlyWithLease,
+        ),
     ];
 
     pub fn by_name(name: &str) -> Option<Mutant> {
@@ -225,6 +233,11 @@ pub struct Options {
     /// host that every link reaches. Its own random stream too, added after
     /// the peer cuts; never with a `focus`.
     pub duplicates: bool,
+    /// Hardware watchdogs on some nodes, a `watchdog` fence level after
+    /// their devices, devices that fail more, and stops that hang on those
+    /// nodes after a lease ends. Its own random stream, added after the
+    /// duplicates.
+    pub watchdogs: bool,
 }
 
 impl Options {
@@ -239,6 +252,7 @@ impl Options {
             config_faults: true,
             peer_cuts: true,
             duplicates: true,
+            watchdogs: true,
         }
     }
 }
@@ -287,6 +301,29 @@ pub struct Report {
     /// Fences the availability rule could not judge (too many nodes in
     /// doubt): the checker's blind spot.
     pub unjudged_fences: u32,
+    /// Machines reset by their watchdog.
+    pub watchdog_resets: u32,
+    /// Nodes the arbiter counted fenced by the watchdog rule.
+    pub watchdog_fences: u32,
+}
+
+/// A machine's hardware watchdog.
+#[derive(Debug, Clone)]
+struct MachineWatchdog {
+    timeout: Duration,
+    /// Its timer runs this much slower than real time (ppm, at least 1e6).
+    rate_ppm: u64,
+    /// Last fed (or armed), real time; `None`: not counting.
+    fed_us: Option<u64>,
+    /// A `WatchdogCheck` is scheduled.
+    check_pending: bool,
+}
+
+impl MachineWatchdog {
+    fn fires_at(&self) -> Option<u64> {
+        let t = u128::from(self.timeout.as_micros() as u64) * u128::from(self.rate_ppm) / 1_000_000;
+        self.fed_us.map(|f| f + t as u64)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -297,6 +334,7 @@ enum Msg {
         known_epoch: u64,
         instance: u64,
         boot: u64,
+        watchdog_ms: u64,
     },
     Heartbeat {
         node: NodeId,
@@ -308,6 +346,7 @@ enum Msg {
         known_epoch: u64,
         applied_seq: u64,
         groups: Vec<(String, RunState)>,
+        watchdog_ms: u64,
     },
     Welcome {
         session: u64,
@@ -392,6 +431,10 @@ enum Ev {
     Unfreeze {
         node: NodeId,
     },
+    /// A machine's watchdog may have run out.
+    WatchdogCheck {
+        node: NodeId,
+    },
     ArbiterRestart,
     /// End an isolation of the arbiter from every node.
     HealArbiter,
@@ -447,6 +490,11 @@ pub struct Agent {
     peers: BTreeSet<NodeId>,
     /// The agent's resource groups (the real core).
     pub(crate) groups: GroupKeeper,
+    /// Its watchdog's timeout and the agent's rule (the real one), where
+    /// the machine has one.
+    watchdog: Option<(Duration, WatchdogRule)>,
+    /// A stop of a group hangs (never finishes).
+    hung: bool,
 }
 
 impl Agent {
@@ -463,6 +511,8 @@ impl Agent {
             boot,
             keeper: LeaseKeeper::new(node),
             groups: GroupKeeper::new(),
+            watchdog: None,
+            hung: false,
             session: None,
             welcomed: false,
             next_session: 1,
@@ -561,6 +611,14 @@ pub struct Sim {
     miswired: BTreeSet<NodeId>,
     /// Nodes with a standing "alive after off" alert.
     alerted: BTreeSet<NodeId>,
+    /// The machines with a hardware watchdog.
+    watchdogs: BTreeMap<NodeId, MachineWatchdog>,
+    /// Probability that an urgent stop hangs on a machine with a watchdog.
+    hang_stop: f64,
+    /// Per node, the watchdog its session last reported to the arbiter.
+    wd_reported: BTreeMap<NodeId, (u64, u64)>,
+    /// The stream of the watchdogs and hung stops.
+    rng_wd: ChaCha8Rng,
 }
 
 const TICK_US: u64 = 10_000;
@@ -593,6 +651,8 @@ pub struct Totals {
     pub alive_after_off_alerts: u64,
     pub duplicate_identities: u64,
     pub unjudged_fences: u64,
+    pub watchdog_resets: u64,
+    pub watchdog_fences: u64,
 }
 
 impl Totals {
@@ -605,6 +665,8 @@ impl Totals {
         self.alive_after_off_alerts += o.alive_after_off_alerts;
         self.duplicate_identities += o.duplicate_identities;
         self.unjudged_fences += o.unjudged_fences;
+        self.watchdog_resets += o.watchdog_resets;
+        self.watchdog_fences += o.watchdog_fences;
     }
 
     fn add(&mut self, r: &Report) {
@@ -615,6 +677,8 @@ impl Totals {
         self.alive_after_off_alerts += u64::from(r.alive_after_off_alerts);
         self.duplicate_identities += u64::from(r.duplicate_identities);
         self.unjudged_fences += u64::from(r.unjudged_fences);
+        self.watchdog_resets += u64::from(r.watchdog_resets);
+        self.watchdog_fences += u64::from(r.watchdog_fences);
     }
 }
 
@@ -815,9 +879,14 @@ impl Sim {
                 BTreeSet::new()
             },
             alerted: BTreeSet::new(),
+            watchdogs: BTreeMap::new(),
+            hang_stop: 0.0,
+            wd_reported: BTreeMap::new(),
+            rng_wd: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x3c6e_f372_fe94_f82b),
             spec,
             opts,
         };
+        sim.add_watchdogs();
         sim.schedule(0, Ev::ArbiterTick { inc: 1 });
         for id in 1..=n {
             let start = sim.rng.random_range(0..50_000);
@@ -837,6 +906,139 @@ impl Sim {
             sim.schedule(stop, Ev::CloneStop { node });
         }
         sim
+    }
+
+    /// Hardware watchdogs on some machines (see `Options::watchdogs`).
+    fn add_watchdogs(&mut self) {
+        if !self.opts.watchdogs || !self.rng_wd.random_bool(0.35) {
+            return;
+        }
+        let ids: Vec<NodeId> = self.spec.nodes.keys().copied().collect();
+        for id in ids {
+            if !self.rng_wd.random_bool(0.7) {
+                continue;
+            }
+            let timeout = Duration::from_millis([500, 1000, 2000][self.rng_wd.random_range(0..3)]);
+            let rate_ppm = self.rng_wd.random_range(1_000_000..=1_050_000);
+            let s = self.spec.nodes.get_mut(&id).expect("node");
+            s.watchdog_level = Some(s.fence_levels);
+            s.fence_levels += 1;
+            self.watchdogs.insert(
+                id,
+                MachineWatchdog {
+                    timeout,
+                    rate_ppm,
+                    fed_us: None,
+                    check_pending: false,
+                },
+            );
+            self.agents.get_mut(&id).expect("node").watchdog =
+                Some((timeout, WatchdogRule::default()));
+        }
+        if self.watchdogs.is_empty() {
+            return;
+        }
+        // Devices that fail more often, so that the watchdog level runs.
+        for f in &mut self.level_fail {
+            if self.rng_wd.random_bool(0.6) {
+                *f = self.rng_wd.random_range(0.3..0.9);
+            }
+        }
+        self.hang_stop = if self.rng_wd.random_bool(0.5) {
+            0.1
+        } else {
+            0.0
+        };
+        let core_mutant = match self.opts.mutant {
+            Some(Mutant::Core(m)) => Some(m),
+            _ => None,
+        };
+        self.arbiter.core = Some(ArbiterCore::with_mutant(
+            self.spec.clone(),
+            Persisted::default(),
+            Duration::ZERO,
+            core_mutant,
+        ));
+        self.checker = Checker::new(&self.spec);
+    }
+
+    /// `node`'s agent looks at its watchdog: the real rule decides.
+    fn feed_watchdog(&mut self, node: NodeId) {
+        let now_us = self.now_us;
+        let only_with_lease = self.opts.mutant == Some(Mutant::WatchdogFedOnlyWithLease);
+        let Some(a) = self.agents.get_mut(&node) else {
+            return;
+        };
+        let local = a.local(now_us);
+        let lease = a.keeper.lease(local).is_some();
+        let rest = a.groups.at_rest();
+        let Some((_, rule)) = a.watchdog.as_mut() else {
+            return;
+        };
+        let mut step = rule.step(lease, rest);
+        if only_with_lease && step == WatchdogStep::Feed && !lease {
+            step = WatchdogStep::Starve;
+        }
+        if !matches!(step, WatchdogStep::Arm | WatchdogStep::Feed) {
+            return;
+        }
+        let w = self.watchdogs.get_mut(&node).expect("machine watchdog");
+        w.fed_us = Some(now_us);
+        if !w.check_pending {
+            w.check_pending = true;
+            let at = w.fires_at().expect("fed");
+            self.schedule(at - now_us, Ev::WatchdogCheck { node });
+        }
+    }
+
+    /// The watchdog ran out: the machine resets (off, then on again).
+    fn watchdog_reset(&mut self, node: NodeId) -> Result<(), Violation> {
+        self.watchdogs.get_mut(&node).expect("watchdog").fed_us = None;
+        // (A machine switched off runs no watchdog.)
+        if self.agents[&node].state == AgentState::Off {
+            return Ok(());
+        }
+        self.observe();
+        let timeout = self.watchdogs[&node].timeout;
+        self.checker
+            .reset(self.now_us, node, timeout)
+            .map_err(|(rule, detail)| self.violation(rule, detail))?;
+        for on in self.group_truth.values_mut() {
+            on.remove(&node);
+        }
+        self.checker.powered_off(self.now_us, node);
+        let a = self.agents.get_mut(&node).expect("node");
+        a.state = AgentState::Off;
+        a.keeper = LeaseKeeper::new(node);
+        self.report.watchdog_resets += 1;
+        let d = if self.chaos {
+            self.rng_wd.random_range(300_000..2_000_000)
+        } else {
+            self.rng_wd.random_range(100_000..800_000)
+        };
+        self.trace(|| {
+            format!(
+                "node {node} reset by its watchdog; back on in {}ms",
+                d / 1000
+            )
+        });
+        self.schedule(d, Ev::PowerOn { node });
+        Ok(())
+    }
+
+    /// The nodes a resource group runs on (ground truth).
+    fn runners(&self) -> BTreeSet<NodeId> {
+        self.group_truth.values().flatten().copied().collect()
+    }
+
+    /// Tell the arbiter which watchdog the agent of `session` holds armed.
+    fn report_watchdog(&mut self, node: NodeId, session: u64, ms: u64) -> Result<(), Violation> {
+        self.wd_reported.insert(node, (session, ms));
+        self.arbiter_step(Event::Watchdog {
+            node,
+            session,
+            timeout: (ms > 0).then(|| Duration::from_millis(ms)),
+        })
     }
 
     fn schedule(&mut self, delay_us: u64, ev: Ev) {
@@ -1111,16 +1313,22 @@ impl Sim {
                     let offset = self.rng_dup.random_range(0..1_000_000_000);
                     let rate = self.rng_dup.random_range(990_000..=1_010_000);
                     let peers = self.spec.nodes.keys().copied().collect();
-                    self.clones.insert(
+                    let mut clone = Agent::new(
                         node,
-                        Agent::new(
-                            node,
-                            (CLONE_INC, CLONE_BOOT | u64::from(node)),
-                            offset,
-                            rate,
-                            peers,
-                        ),
+                        (CLONE_INC, CLONE_BOOT | u64::from(node)),
+                        offset,
+                        rate,
+                        peers,
                     );
+                    // Where the node counts on a watchdog, the other
+                    // machine may hold one armed (it runs no group: at
+                    // rest, fed): it vouches for that machine only.
+                    if self.watchdogs.contains_key(&node) && self.rng_wd.random_bool(0.5) {
+                        let mut rule = WatchdogRule::default();
+                        rule.step(false, true);
+                        clone.watchdog = Some((Duration::from_secs(1), rule));
+                    }
+                    self.clones.insert(node, clone);
                     self.checker.node_fault(self.now_us, node);
                     self.report.duplicate_identities += 1;
                     let ep = self.net.clone_of(node);
@@ -1291,6 +1499,21 @@ impl Sim {
                     self.group_step(node, input)?;
                 }
             }
+            Ev::WatchdogCheck { node } => {
+                let Some(w) = self.watchdogs.get_mut(&node) else {
+                    return Ok(());
+                };
+                w.check_pending = false;
+                let Some(at) = w.fires_at() else {
+                    return Ok(());
+                };
+                if self.now_us >= at {
+                    self.watchdog_reset(node)?;
+                } else {
+                    w.check_pending = true;
+                    self.schedule(at - self.now_us, Ev::WatchdogCheck { node });
+                }
+            }
             Ev::Unfreeze { node } => {
                 let a = self.agents.get_mut(&node).expect("node");
                 if a.state == AgentState::Frozen {
@@ -1306,6 +1529,7 @@ impl Sim {
             Ev::ArbiterRestart => {
                 if self.arbiter.core.is_none() {
                     self.observe();
+                    self.wd_reported.clear();
                     self.arbiter.inc += 1;
                     self.arbiter.started_us = self.now_us;
                     self.arbiter.rate_ppm = self.rng.random_range(990_000..=1_010_000);
@@ -1644,19 +1868,23 @@ impl Sim {
             }
             1 => {
                 let s = spec.nodes.get_mut(&node).expect("configured");
-                s.fence_levels = if s.fence_levels == 1 { 2 } else { 1 };
+                let wd = usize::from(s.watchdog_level.is_some());
+                let devices = if s.fence_levels - wd == 1 { 2 } else { 1 };
+                s.fence_levels = devices + wd;
+                s.watchdog_level = s.watchdog_level.map(|_| devices);
                 format!("node {node} now has {} fence levels", s.fence_levels)
             }
             2 if self.report.nodes < self.net.capacity() => {
                 let id = self.report.nodes + 1;
                 let levels = spec.nodes[&node].fence_levels;
+                let watchdog_level = spec.nodes[&node].watchdog_level;
                 spec.nodes.insert(
                     id,
                     NodeSpec {
                         votes: 1,
                         priority: 0,
                         fence_levels: levels,
-                        watchdog_level: None,
+                        watchdog_level,
                     },
                 );
                 self.to_add.push(id);
@@ -1706,8 +1934,14 @@ impl Sim {
         let inc = before.inc + 1;
         let boot = before.boot + u64::from(reboot);
         let peers = self.spec.nodes.keys().copied().collect();
-        self.agents
-            .insert(node, Agent::new(node, (inc, boot), offset, rate, peers));
+        let mut agent = Agent::new(node, (inc, boot), offset, rate, peers);
+        if let Some(w) = self.watchdogs.get_mut(&node) {
+            agent.watchdog = Some((w.timeout, WatchdogRule::default()));
+            if reboot {
+                w.fed_us = None;
+            }
+        }
+        self.agents.insert(node, agent);
         self.checker.started(node);
         self.checker.node_fault(self.now_us, node);
         self.schedule(0, Ev::AgentTick { node, inc });
@@ -1724,6 +1958,9 @@ impl Sim {
                 on.remove(&node);
             }
             self.checker.powered_off(self.now_us, node);
+            if let Some(w) = self.watchdogs.get_mut(&node) {
+                w.fed_us = None;
+            }
             let a = self.agents.get_mut(&node).expect("node");
             a.state = AgentState::Off;
             a.keeper = LeaseKeeper::new(node);
@@ -1809,7 +2046,8 @@ impl Sim {
             } => {
                 check(self.checker.sends_epoch(epoch, &self.store), self)?;
                 check(
-                    self.checker.announced(self.now_us, &gone, &self.agents),
+                    self.checker
+                        .announced(self.now_us, &gone, &self.agents, &self.runners()),
                     self,
                 )?;
                 let to = self.sessions.get(&session).copied().unwrap_or(node);
@@ -1890,7 +2128,9 @@ impl Sim {
                         .filter(|&n| n != node)
                         .collect();
                     let gone: BTreeSet<NodeId> = [node].into();
-                    let r = self.checker.announced(self.now_us, &gone, &self.agents);
+                    let r =
+                        self.checker
+                            .announced(self.now_us, &gone, &self.agents, &self.runners());
                     check(r, self)?;
                     for &to in &survivors {
                         self.send(
@@ -1915,7 +2155,9 @@ impl Sim {
                     format!("announce epoch {epoch} survivors {survivors:?} gone {gone:?}")
                 });
                 check(self.checker.sends_epoch(epoch, &self.store), self)?;
-                let r = self.checker.announced(self.now_us, &gone, &self.agents);
+                let r = self
+                    .checker
+                    .announced(self.now_us, &gone, &self.agents, &self.runners());
                 check(r, self)?;
                 for n in to {
                     self.send(
@@ -1947,6 +2189,13 @@ impl Sim {
                     self.schedule(200_000, Ev::OperatorClear { node });
                 }
             }
+            Action::Notice(Notice::WatchdogFenced { node, intent }) => {
+                self.trace(|| {
+                    format!("node {node} counted fenced by the watchdog rule (intent {intent})")
+                });
+                self.report.watchdog_fences += 1;
+                self.checker.counted_by_watchdog(node);
+            }
             Action::Notice(n) => self.trace(|| format!("notice {n:?}")),
         }
         Ok(())
@@ -1964,6 +2213,7 @@ impl Sim {
                     known_epoch,
                     instance,
                     boot,
+                    watchdog_ms,
                 } => {
                     self.arbiter_step(Event::Connected {
                         node,
@@ -1972,6 +2222,7 @@ impl Sim {
                         instance,
                         boot,
                     })?;
+                    self.report_watchdog(node, session, watchdog_ms)?;
                     if self.arbiter.core.is_some() {
                         self.boot_heard.insert(node, boot);
                     }
@@ -2008,8 +2259,12 @@ impl Sim {
                     known_epoch,
                     applied_seq,
                     groups,
+                    watchdog_ms,
                 } => {
                     self.trace(|| format!("arbiter hears node {node} seq {seq} reach {reach:?} groups {groups:?} applied {applied_seq}"));
+                    if self.wd_reported.get(&node) != Some(&(session, watchdog_ms)) {
+                        self.report_watchdog(node, session, watchdog_ms)?;
+                    }
                     self.arbiter_step(Event::Heartbeat {
                         node,
                         session,
@@ -2163,11 +2418,25 @@ impl Sim {
             } else {
                 self.trace(|| format!("node {node} stops group {group} (urgent {urgent})"));
             }
-            let d = if urgent {
+            let mut d = if urgent {
                 self.rng_groups.random_range(1_000..20_000)
             } else {
                 self.rng_groups.random_range(5_000..80_000)
             };
+            // On a machine with a watchdog, an urgent stop may hang (a
+            // fault of the node: its watchdog must reset it).
+            if urgent
+                && self.hang_stop > 0.0
+                && self.chaos
+                && self.opts.focus != Some(Focus::ArbiterOutages)
+                && self.watchdogs.contains_key(&node)
+                && self.rng_wd.random_bool(self.hang_stop)
+            {
+                d = 60_000_000;
+                self.agents.get_mut(&node).expect("node").hung = true;
+                self.checker.node_fault(self.now_us, node);
+                self.trace(|| format!("node {node}: stop of group {group} hangs"));
+            }
             // A stop fails now and then: the node cannot be trusted.
             // (Not where only the arbiter fails: a node whose stop failed
             // is rightly fenced.)
@@ -2222,6 +2491,7 @@ impl Sim {
                     known_epoch: a.keeper.epoch(),
                     instance: u64::from(a.inc),
                     boot: a.boot,
+                    watchdog_ms: armed_ms(a),
                 },
             ));
         }
@@ -2271,6 +2541,12 @@ impl Sim {
                 self.schedule(1_000, Ev::AgentRestart { node: me });
                 return Ok(());
             }
+        }
+        if node == me {
+            if self.agents[&me].hung {
+                self.checker.node_fault(now_us, me);
+            }
+            self.feed_watchdog(me);
         }
         // Wake for the next heartbeat, probe or lease end; at least every
         // 10 ms for session upkeep.
@@ -2348,6 +2624,7 @@ impl Sim {
                         known_epoch,
                         applied_seq,
                         groups,
+                        watchdog_ms: armed_ms(a),
                     };
                     self.send(node, ARBITER, msg);
                 }
@@ -2357,6 +2634,20 @@ impl Sim {
                         format!("node {node} learns it was fenced in epoch {epoch}: stops")
                     });
                     let a = self.agent_mut(node).expect("agent");
+                    // Counted fenced by the watchdog rule while at rest:
+                    // it rejoins (as the real agent does).
+                    if node == me
+                        && a.groups.at_rest()
+                        && a.watchdog.as_ref().is_some_and(|(_, r)| r.armed())
+                    {
+                        a.keeper = LeaseKeeper::new(me);
+                        a.session = None;
+                        a.welcomed = false;
+                        self.trace(|| {
+                            format!("node {node} at rest with its watchdog armed: rejoins")
+                        });
+                        continue;
+                    }
                     a.state = AgentState::Crashed;
                     a.keeper = LeaseKeeper::new(me);
                     // It stays down (exit status 3) until an operator
@@ -2375,6 +2666,14 @@ impl Sim {
         }
         lost
     }
+}
+
+/// The watchdog an agent reports armed (ms; 0: none).
+fn armed_ms(a: &Agent) -> u64 {
+    a.watchdog
+        .as_ref()
+        .filter(|(_, r)| r.armed())
+        .map_or(0, |(t, _)| t.as_millis() as u64)
 }
 
 /// An agent's group state as the arbiter's core reads it (the shells
