@@ -146,7 +146,11 @@ async fn a_node_whose_stop_hangs_is_reset_by_its_watchdog_and_counted_fenced_aft
              resources = [ {{ kind = \"exec\", start = [\"{start}\"], stop = [\"{stop}\"], monitor = [\"{monitor}\"], timeout = \"500ms\" }} ]\n"
         ),
         agent_extra: [(2, watchdog(&wd2)), (3, watchdog(&wd3))].into(),
-        topology: [(3, "[[\"power:node3\"], [\"watchdog\"]]".to_string())].into(),
+        topology: [
+            (2, "[[\"power:node2\"], [\"watchdog\"]]".to_string()),
+            (3, "[[\"power:node3\"], [\"watchdog\"]]".to_string()),
+        ]
+        .into(),
         own_sessions: true,
         ..ClusterOptions::default()
     };
@@ -239,6 +243,42 @@ async fn a_node_whose_stop_hangs_is_reset_by_its_watchdog_and_counted_fenced_aft
     assert!(
         wd3.event("disarmed").is_none(),
         "node 3 never disarmed its watchdog"
+    );
+
+    // Node 2, healthy and running no group, is cut off from node 1 (it
+    // still reaches the arbiter) while its BMC is dead: it leaves the
+    // survivor set, is counted fenced by the watchdog rule, and is NOT
+    // reset (at rest, its watchdog is fed); once the cut heals, the same
+    // agent process rejoins and holds a lease again.
+    let pid2 = c.agent_pid(2).expect("node 2's agent");
+    std::fs::write(c.dir().join("power").join("fail-node2"), "").unwrap();
+    c.cut_from_peers(2).unwrap();
+    w.wait_for(Duration::from_secs(15), |e| {
+        e.kind == "watchdog_fenced" && e.node == 2
+    })
+    .await
+    .unwrap_or_else(|| panic!("node 2 never counted fenced; logs in {}", c.dir().display()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        wd2.event("reset").is_none(),
+        "a node at rest is never reset: {:?}",
+        wd2.events()
+    );
+    assert!(
+        alive(pid2 as i32),
+        "node 2's agent did not exit: it rejoins"
+    );
+    c.cut_from_peers(2).unwrap();
+    let epoch = c.wait_all_leased_among(&[1, 2]).await;
+    assert!(
+        epoch > 0,
+        "node 2 holds a lease again; logs in {}",
+        c.dir().display()
+    );
+    assert_eq!(c.agent_pid(2), Some(pid2), "the same agent process");
+    assert!(
+        !c.log("arbiter").contains("CRITICAL"),
+        "no alive-after-off alert for a node counted fenced at rest"
     );
 
     // Node 2 stops cleanly with nothing running: it disarms (magic close).
