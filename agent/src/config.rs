@@ -66,6 +66,19 @@ pub struct AgentConfig {
     /// [`WatchdogConfig`].
     #[serde(default)]
     pub watchdog: Option<WatchdogConfig>,
+    /// Where the pids of `process` resources are recorded (under
+    /// `node<id>/`), so that an agent restarted after being killed stops
+    /// what the killed one left running. Default `/run/fence-agent` (a
+    /// tmpfs: a reboot clears it, as it clears the processes).
+    #[serde(default = "default_run_dir")]
+    pub run_dir: std::path::PathBuf,
+}
+
+/// Default `run_dir`.
+pub const DEFAULT_RUN_DIR: &str = "/run/fence-agent";
+
+fn default_run_dir() -> std::path::PathBuf {
+    DEFAULT_RUN_DIR.into()
 }
 
 /// The hardware watchdog the agent holds and feeds.
@@ -216,6 +229,8 @@ pub struct AgentPlan {
     pub boot_id: String,
     /// The watchdog to hold (`None`: none).
     pub watchdog: Option<WatchdogConfig>,
+    /// See [`AgentConfig::run_dir`].
+    pub run_dir: std::path::PathBuf,
 }
 
 impl AgentConfig {
@@ -479,6 +494,7 @@ impl AgentConfig {
             boot_id,
             tls,
             watchdog: self.watchdog.clone(),
+            run_dir: self.run_dir.clone(),
         })
     }
 }

@@ -129,6 +129,18 @@ impl LeaseKeeper {
         }
     }
 
+    /// Start over as a node rejoining (counted fenced by the watchdog rule
+    /// while at rest): no lease, not fenced, never held one; the epoch and
+    /// the heartbeat numbering go on (an acknowledgement numbered below
+    /// one already applied would be ignored).
+    pub fn rejoin(&mut self) {
+        self.interval = None;
+        self.in_flight.clear();
+        self.lease = None;
+        self.first_held = None;
+        self.fenced = None;
+    }
+
     /// The epoch in which the arbiter recorded this running node as fenced.
     pub fn fenced(&self) -> Option<u64> {
         self.fenced
@@ -320,6 +332,28 @@ impl LeaseKeeper {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod rejoin_tests {
+    use super::*;
+
+    #[test]
+    fn a_rejoining_keeper_numbers_on_and_is_not_fenced() {
+        let mut k = LeaseKeeper::new(3);
+        k.next_seq = 500;
+        k.epoch = 7;
+        k.first_held = Some(5);
+        k.fenced = Some(7);
+        k.rejoin();
+        assert_eq!(k.fenced(), None);
+        assert_eq!(k.epoch(), 7);
+        assert_eq!(k.next_seq, 500, "heartbeats number on");
+        assert_eq!(
+            k.first_held, None,
+            "a gone set naming it fences nothing until it holds a lease again"
+        );
     }
 }
 

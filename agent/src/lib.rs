@@ -146,7 +146,17 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
     }
     info!(node.id = plan.node, cluster = %plan.cluster, arbiter = %plan.arbiter, listen = %plan.listen,
           instance = format_args!("{:016x}", instance()), boot_id = %plan.boot_id, "fence-agent started");
-    let runner = resource_runner::spawn(plan.node, &tracker, token.child_token());
+    // (Where the pids of `process` resources are kept; without it, an
+    // agent restarted after a kill cannot stop what the killed one left.)
+    let run_dir = match std::fs::create_dir_all(&plan.run_dir) {
+        Ok(()) => Some(plan.run_dir.clone()),
+        Err(e) => {
+            warn!(run_dir = %plan.run_dir.display(), error = %e,
+                  "cannot create run_dir: pids of process resources are not recorded; an agent restarted after a kill cannot stop what the killed one left running");
+            None
+        }
+    };
+    let runner = resource_runner::spawn(plan.node, run_dir, &tracker, token.child_token());
     let shared = Arc::new(watchdog::Shared::default());
     if let Some(cfg) = plan.watchdog.clone() {
         tracker.spawn(watchdog::run(

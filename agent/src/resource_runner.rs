@@ -28,8 +28,9 @@ pub struct GroupReport {
     pub states: Vec<(String, GroupRun)>,
     /// Every group known and stopped ([`GroupKeeper::at_rest`]).
     pub at_rest: bool,
-    /// The longest a group's urgent stop may take (the sum of its
-    /// resources' bounds), and that group.
+    /// The longest a group may take to stop once the lease ends (what
+    /// holds it then, and its urgent stop: `ResourceSpec::group_lapse_bound`),
+    /// and that group.
     pub stop_bound: (Duration, String),
 }
 
@@ -104,7 +105,14 @@ struct Running {
 
 /// Start the runner; it ends when `token` is cancelled, after stopping
 /// every group it runs.
-pub fn spawn(node_id: u32, tracker: &TaskTracker, token: CancellationToken) -> RunnerHandle {
+/// `run_dir`: where `process` resources record their pids (`None`: not
+/// recorded).
+pub fn spawn(
+    node_id: u32,
+    run_dir: Option<std::path::PathBuf>,
+    tracker: &TaskTracker,
+    token: CancellationToken,
+) -> RunnerHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let report = Arc::new(Mutex::new(GroupReport::default()));
     let finished = CancellationToken::new();
@@ -115,6 +123,7 @@ pub fn spawn(node_id: u32, tracker: &TaskTracker, token: CancellationToken) -> R
     };
     let runner = Runner {
         stop_bound: (Duration::ZERO, String::new()),
+        run_dir,
         node_id,
         node_name: format!("node{node_id}"),
         keeper: GroupKeeper::new(),
@@ -135,6 +144,7 @@ pub fn spawn(node_id: u32, tracker: &TaskTracker, token: CancellationToken) -> R
 struct Runner {
     /// See [`GroupReport::stop_bound`].
     stop_bound: (Duration, String),
+    run_dir: Option<std::path::PathBuf>,
     node_id: u32,
     node_name: String,
     keeper: GroupKeeper,
@@ -203,7 +213,12 @@ impl Runner {
                     let group = match serde_json::from_str::<Vec<ResourceSpec>>(&d.resources_json)
                         .map_err(|e| e.to_string())
                         .and_then(|specs| {
-                            Group::new(d.name.clone(), specs).map_err(|e| e.to_string())
+                            Group::new(d.name.clone(), specs)
+                                .map(|g| match &self.run_dir {
+                                    Some(dir) => g.with_state_root(dir.clone()),
+                                    None => g,
+                                })
+                                .map_err(|e| e.to_string())
                         }) {
                         Ok(g) => {
                             // Checked here, as the arbiter checks its fence
@@ -211,7 +226,7 @@ impl Runner {
                             // programs, interfaces.
                             let specs: Vec<ResourceSpec> =
                                 g.resources.iter().map(|r| r.spec().clone()).collect();
-                            let bound: Duration = specs.iter().map(|r| r.urgent_stop_bound()).sum();
+                            let bound = ResourceSpec::group_lapse_bound(&specs);
                             if bound > self.stop_bound.0 {
                                 self.stop_bound = (bound, d.name.clone());
                             }
@@ -463,7 +478,7 @@ mod tests {
     async fn a_group_that_cannot_run_here_fails_and_an_unreadable_one_cannot_be_stopped() {
         let tracker = TaskTracker::new();
         let token = CancellationToken::new();
-        let h = spawn(1, &tracker, token.clone());
+        let h = spawn(1, None, &tracker, token.clone());
         let dir = std::env::temp_dir().join(format!("runner-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let marker = dir.join("ran");
@@ -491,7 +506,7 @@ mod tests {
 
         let tracker = TaskTracker::new();
         let token = CancellationToken::new();
-        let h = spawn(1, &tracker, token.clone());
+        let h = spawn(1, None, &tracker, token.clone());
         h.define(
             "node1".into(),
             vec![

@@ -254,7 +254,7 @@ impl Session {
                         lease.epoch = epoch,
                         "the arbiter counted this node fenced by the watchdog rule while every group stood stopped: rejoining as a new member"
                     );
-                    self.keeper = LeaseKeeper::new(self.plan.node);
+                    self.keeper.rejoin();
                 }
                 Ended::Fenced(epoch) => return Err(AgentError::Fenced { epoch }),
             }

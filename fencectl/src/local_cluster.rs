@@ -361,9 +361,10 @@ impl LocalCluster {
                 ports[i as usize]
             );
             let agent = format!(
-                "cluster = \"demo\"\nnode = {i}\narbiter = \"{url}\"\nlisten = \"127.0.0.1:{}\"\nlog_format = \"json\"\nboot_id_file = \"{}\"\n{}\n[fault_injection]\nenabled = {}\n{}\n",
+                "cluster = \"demo\"\nnode = {i}\narbiter = \"{url}\"\nlisten = \"127.0.0.1:{}\"\nlog_format = \"json\"\nboot_id_file = \"{}\"\nrun_dir = \"{}\"\n{}\n[fault_injection]\nenabled = {}\n{}\n",
                 ports[i as usize],
                 d.join(format!("boot{i}")).display(),
+                d.join("run").display(),
                 if opts.tls {
                     let c = certs.display();
                     format!(
@@ -507,6 +508,9 @@ impl LocalCluster {
                     format!("listen = \"127.0.0.1:{port}\"")
                 } else if l.starts_with("boot_id_file = ") {
                     format!("boot_id_file = \"{}\"", boot.display())
+                } else if l.starts_with("run_dir = ") {
+                    // (Another machine: its own /run.)
+                    format!("run_dir = \"{}\"", d.join(format!("run{i}-dup")).display())
                 } else {
                     l.to_string()
                 }

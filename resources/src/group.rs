@@ -32,6 +32,19 @@ impl Group {
         Ok(Self { name, resources })
     }
 
+    /// Record the pids of `process` resources under `root` (per node), so
+    /// that a later agent process's stop kills what a killed one left
+    /// running (see [`Resource::with_state_root`]).
+    pub fn with_state_root(mut self, root: impl Into<std::path::PathBuf>) -> Self {
+        let root = root.into();
+        self.resources = self
+            .resources
+            .into_iter()
+            .map(|r| r.with_state_root(root.clone()))
+            .collect();
+        self
+    }
+
     /// Start every resource in order. If resource k fails, resources
     /// 0..k are stopped again in reverse order and the error names k
     /// ([`GroupError::StartFailed`]); if one of those stops fails too, the

@@ -38,6 +38,10 @@ pub(crate) struct Process {
     command: Vec<String>,
     stop_timeout: Duration,
     cgroup_root: PathBuf,
+    /// Where the pid of each process started is recorded (per node), so
+    /// that the stop of a later agent process kills what a killed one left
+    /// running; `None`: not recorded, nothing left over is looked for.
+    state_root: Option<PathBuf>,
     running: Option<Running>,
 }
 
@@ -64,12 +68,116 @@ impl Process {
             command,
             stop_timeout,
             cgroup_root: PathBuf::from(CGROUP_ROOT),
+            state_root: None,
             running: None,
         }
     }
 
     pub fn set_cgroup_root(&mut self, root: PathBuf) {
         self.cgroup_root = root;
+    }
+
+    pub fn set_state_root(&mut self, root: PathBuf) {
+        self.state_root = Some(root);
+    }
+
+    /// `<state root>/node<id>/<instance>.pid`.
+    fn pid_file(&self, env: &RunEnv) -> Option<PathBuf> {
+        self.state_root.as_ref().map(|r| {
+            r.join(format!("node{}", env.node_id))
+                .join(format!("{}.pid", self.instance))
+        })
+    }
+
+    /// Record the pid and its start time (so a reused pid is not taken
+    /// for it).
+    fn record_pid(&self, env: &RunEnv, pid: Pid) {
+        let Some(path) = self.pid_file(env) else {
+            return;
+        };
+        let Some(start) = start_time(pid) else {
+            return;
+        };
+        let write = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, format!("{} {start}\n", pid.as_raw())));
+        if let Err(e) = write {
+            tracing::warn!(resource = %self.resource, file = %path.display(), error = %e,
+                           "cannot record the pid: a later agent process could not stop it if this one is killed");
+        }
+    }
+
+    /// What an earlier agent process (killed, so it could not stop it) left
+    /// running: its recorded process group and its cgroup are killed.
+    async fn stop_leftover(&self, env: &RunEnv) -> Result<(), ResourceError> {
+        let Some(path) = self.pid_file(env) else {
+            return Ok(());
+        };
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let mut f = text.split_whitespace();
+            let pid = f
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+                .map(Pid::from_raw);
+            let start = f.next().and_then(|s| s.parse::<u64>().ok());
+            if let (Some(pid), Some(start)) = (pid, start)
+                && start_time(pid) == Some(start)
+            {
+                tracing::warn!(resource = %self.resource, pid = pid.as_raw(),
+                               "a process an earlier agent left running: SIGKILL to its process group");
+                let _ = killpg(pid, Signal::SIGKILL);
+                let _ = kill(pid, Signal::SIGKILL);
+                let deadline = Instant::now() + REAP_AFTER_KILL;
+                // (Its group's other members got the SIGKILL too; a zombie
+                // leader is gone.)
+                while start_time(pid) == Some(start) {
+                    if Instant::now() >= deadline {
+                        return Err(self.failed(
+                            "stop",
+                            format!("process {pid} left by an earlier agent is still there after SIGKILL"),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        let dir = self.cgroup_dir(env);
+        if dir.join("cgroup.procs").exists() {
+            let busy = |d: &Path| {
+                std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+            };
+            if busy(&dir) {
+                tracing::warn!(resource = %self.resource, cgroup = %dir.display(),
+                               "processes an earlier agent left running: cgroup.kill");
+                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+                let deadline = Instant::now() + REAP_AFTER_KILL;
+                while busy(&dir) {
+                    if Instant::now() >= deadline {
+                        return Err(self.failed(
+                            "stop",
+                            format!(
+                                "cgroup {} still has processes after cgroup.kill",
+                                dir.display()
+                            ),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            remove_cgroup(&self.resource, &dir).await;
+        }
+        Ok(())
+    }
+
+    /// `<cgroup root>/fence-agent/node<id>/<instance>`: one per node, as
+    /// several agents may share a machine (tests, demos).
+    fn cgroup_dir(&self, env: &RunEnv) -> PathBuf {
+        self.cgroup_root
+            .join(CGROUP_PARENT)
+            .join(format!("node{}", env.node_id))
+            .join(&self.instance)
     }
 
     /// The pid (= process group id) of the running process, if any.
@@ -90,12 +198,12 @@ impl Process {
 
     /// Make `<cgroup root>/fence-agent/<instance>` where cgroup v2 is there
     /// and writable; `None` (process group only) otherwise.
-    fn prepare_cgroup(&self) -> Option<PathBuf> {
+    fn prepare_cgroup(&self, env: &RunEnv) -> Option<PathBuf> {
         if !cgroup_v2_available(&self.cgroup_root) {
             tracing::debug!(resource = %self.resource, root = %self.cgroup_root.display(), "no cgroup v2: process group only");
             return None;
         }
-        let dir = self.cgroup_root.join(CGROUP_PARENT).join(&self.instance);
+        let dir = self.cgroup_dir(env);
         match std::fs::create_dir_all(&dir) {
             Ok(()) if dir.join("cgroup.procs").exists() => Some(dir),
             Ok(()) => {
@@ -121,7 +229,7 @@ impl Process {
         let Some((program, args)) = self.command.split_first() else {
             return Err(self.failed("start", "the command is empty"));
         };
-        let cgroup = self.prepare_cgroup();
+        let cgroup = self.prepare_cgroup(env);
         let mut cmd = match &cgroup {
             // The shell moves itself into the cgroup, then execs the
             // command: nothing it starts can escape the cgroup.
@@ -167,6 +275,7 @@ impl Process {
             Some(Arc::clone(&last_stderr)),
         );
         tracing::info!(resource = %self.resource, pid = pid.as_raw(), cgroup = ?cgroup, "process started");
+        self.record_pid(env, pid);
         self.running = Some(Running {
             child,
             pid,
@@ -218,9 +327,9 @@ impl Process {
         }))
     }
 
-    pub async fn stop(&mut self, _env: &RunEnv, urgent: bool) -> Result<(), ResourceError> {
+    pub async fn stop(&mut self, env: &RunEnv, urgent: bool) -> Result<(), ResourceError> {
         let Some(mut r) = self.running.take() else {
-            return Ok(());
+            return self.stop_leftover(env).await;
         };
         let pg = r.pid;
         if r.exited.is_none()
@@ -290,9 +399,25 @@ impl Process {
         if let Some(dir) = &r.cgroup {
             remove_cgroup(&self.resource, dir).await;
         }
+        if let Some(path) = self.pid_file(env) {
+            let _ = std::fs::remove_file(path);
+        }
         tracing::info!(resource = %self.resource, pid = pg.as_raw(), status = %r.exited.map(describe_status).unwrap_or_default(), "process stopped");
         Ok(())
     }
+}
+
+/// A process's start time (field 22 of `/proc/<pid>/stat`, in clock
+/// ticks since boot); `None` if it is gone (or a zombie).
+fn start_time(pid: Pid) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw())).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace();
+    if f.next()? == "Z" {
+        return None;
+    }
+    // After the state (field 3) comes field 4; the start time is field 22.
+    f.nth(18)?.parse().ok()
 }
 
 /// Remove the (now empty) cgroup; it may take a moment for killed

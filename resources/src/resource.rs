@@ -140,6 +140,18 @@ impl Resource {
         self
     }
 
+    /// Record the pid of a `process` resource under `root`
+    /// (`<root>/node<id>/<instance>.pid`), and let its stop, in a process
+    /// that did not start it, kill what the recorded pid's group and its
+    /// cgroup still hold (what an agent killed with SIGKILL left). No
+    /// effect on other kinds.
+    pub fn with_state_root(mut self, root: impl Into<PathBuf>) -> Self {
+        if let Kind::Process(p) = &mut self.kind {
+            p.set_state_root(root.into());
+        }
+        self
+    }
+
     pub fn spec(&self) -> &ResourceSpec {
         &self.spec
     }

@@ -199,6 +199,40 @@ impl ResourceSpec {
         }
     }
 
+    /// How long a start, a graceful stop or a monitor may take, each
+    /// (`(start, stop, monitor)`): the OCF timeouts, the exec timeout, a
+    /// process's `stop_timeout`, a second otherwise.
+    pub fn action_bounds(&self) -> (Duration, Duration, Duration) {
+        let second = Duration::from_secs(1);
+        match self {
+            Self::Address { .. } => (second, second, second),
+            Self::Ocf { .. } => {
+                let t = self.ocf_timeouts();
+                (t.start, t.stop, t.monitor)
+            }
+            Self::Process { .. } => (second, self.process_stop_timeout(), second),
+            Self::Exec { timeout, .. } => {
+                let t = timeout.unwrap_or(DEFAULT_ACTION_TIMEOUT);
+                (t, t, t)
+            }
+        }
+    }
+
+    /// How long the urgent stop of a group of `specs` may take once the
+    /// lease ends: what may hold the group then (its start, a graceful
+    /// stop or a monitor, whichever is longest) and then its urgent stop.
+    pub fn group_lapse_bound(specs: &[ResourceSpec]) -> Duration {
+        let (mut start, mut stop, mut monitor) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        for r in specs {
+            let (a, b, c) = r.action_bounds();
+            start += a;
+            stop += b;
+            monitor = monitor.max(c);
+        }
+        let urgent: Duration = specs.iter().map(|r| r.urgent_stop_bound()).sum();
+        start.max(stop).max(monitor) + urgent
+    }
+
     /// A process's `stop_timeout` with its default.
     pub fn process_stop_timeout(&self) -> Duration {
         match self {

@@ -66,7 +66,7 @@ fn web(marker: &Path) -> GroupDefinition {
 async fn a_start_whose_rollback_stop_fails_is_never_reported_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("r0-running");
-    let runner = resource_runner::spawn(1, &Default::default(), Default::default());
+    let runner = resource_runner::spawn(1, None, &Default::default(), Default::default());
     runner.define("node1".into(), vec![web(&marker)]);
     // The cleanup stop of a group first defined succeeds (nothing runs).
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -109,7 +109,7 @@ async fn a_stop_that_fails_is_reported_stop_failed() {
     def.resources_json = format!(
         r#"[{{"kind":"exec","start":["sh","-c","touch {m}"],"stop":["sh","-c","test ! -e {m}"]}}]"#
     );
-    let runner = resource_runner::spawn(1, &Default::default(), Default::default());
+    let runner = resource_runner::spawn(1, None, &Default::default(), Default::default());
     runner.define("node1".into(), vec![def]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     runner.ack(1, true, 1, vec![("web".into(), true)]);

@@ -143,7 +143,7 @@ async fn a_node_whose_stop_hangs_is_reset_by_its_watchdog_and_counted_fenced_aft
     let opts = ClusterOptions {
         groups: format!(
             "\n[[cluster.group]]\nname = \"web\"\nnodes = [\"node3\", \"node1\", \"node2\"]\nmonitor_interval = \"500ms\"\n\
-             resources = [ {{ kind = \"exec\", start = [\"{start}\"], stop = [\"{stop}\"], monitor = [\"{monitor}\"], timeout = \"500ms\" }} ]\n"
+             resources = [ {{ kind = \"exec\", start = [\"{start}\"], stop = [\"{stop}\"], monitor = [\"{monitor}\"], timeout = \"400ms\" }} ]\n"
         ),
         agent_extra: [(2, watchdog(&wd2)), (3, watchdog(&wd3))].into(),
         topology: [
@@ -280,6 +280,37 @@ async fn a_node_whose_stop_hangs_is_reset_by_its_watchdog_and_counted_fenced_aft
         !c.log("arbiter").contains("CRITICAL"),
         "no alive-after-off alert for a node counted fenced at rest"
     );
+    // And it takes groups again: web moved to it starts there (its agent
+    // numbers its heartbeats on, so it applies the placements it gets).
+    let out = Command::new(binaries().join("fencectl"))
+        .args([
+            "--arbiter",
+            &c.url,
+            "move",
+            "web",
+            "node2",
+            "--cluster",
+            "demo",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.lines().any(|l| l.starts_with("start node2")))
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "web never started on the rejoined node2; logs in {}",
+            c.dir().display()
+        )
+    });
 
     // Node 2 stops cleanly with nothing running: it disarms (magic close).
     assert!(wd2.event("reset").is_none());

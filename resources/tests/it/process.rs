@@ -199,7 +199,7 @@ async fn the_process_sees_the_epoch() {
 async fn on_cgroup_v2_the_process_runs_in_its_own_cgroup() {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("cgroup.controllers"), "").unwrap();
-    let cgroup = root.path().join("fence-agent/g-0");
+    let cgroup = root.path().join("fence-agent/node3/g-0");
     std::fs::create_dir_all(&cgroup).unwrap();
     std::fs::write(cgroup.join("cgroup.procs"), "").unwrap();
     let out = root.path().join("args");
@@ -244,4 +244,69 @@ async fn on_cgroup_v2_the_process_runs_in_its_own_cgroup() {
         std::fs::read_to_string(cgroup.join("cgroup.kill")).unwrap(),
         "1"
     );
+}
+
+/// An agent killed with SIGKILL stops nothing: the process it started runs
+/// on. With a state root, the next agent process's stop (its cleanup of a
+/// group it did not start) kills it and what it spawned, by the recorded
+/// pid (checked against its start time), and leaves an unrelated process
+/// that reused nothing alone.
+#[tokio::test]
+async fn a_later_agent_process_stops_what_a_killed_one_left_running() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("child.pid");
+    let e = env(1);
+    let spec = ResourceSpec::Process {
+        command: sh(&format!(
+            "sleep 1000 & echo $! > {}; wait",
+            pidfile.display()
+        )),
+        stop_timeout: None,
+    };
+    let mut first = Resource::new(spec.clone(), "g", 0)
+        .unwrap()
+        .with_state_root(state.path());
+    first.start(&e).await.unwrap();
+    let leader = first.pid().unwrap() as i32;
+    let child = read_pid(&pidfile).await;
+    let record = state.path().join("node3").join("g-0.pid");
+    assert!(record.exists(), "the pid is recorded");
+    // The agent dies: nothing is stopped (the process is not its child any
+    // more once it is gone; dropping it here kills nothing).
+    std::mem::forget(first);
+    assert!(alive(leader) && alive(child));
+    // Without a state root, a new agent's stop finds nothing to stop.
+    let mut blind = Resource::new(spec.clone(), "g", 0).unwrap();
+    blind.stop(&e, true).await.unwrap();
+    assert!(alive(leader), "nothing recorded, nothing stopped");
+    // The next agent process, with the state root: its cleanup stop kills
+    // the group.
+    let mut next = Resource::new(spec, "g", 0)
+        .unwrap()
+        .with_state_root(state.path());
+    next.stop(&e, true).await.unwrap();
+    assert!(
+        gone_within(leader, Duration::from_secs(2)).await,
+        "leader {leader} survived"
+    );
+    assert!(
+        gone_within(child, Duration::from_secs(2)).await,
+        "child {child} survived"
+    );
+    assert!(!record.exists(), "the record is gone with it");
+    // A record of a pid that is not the recorded process any more (its
+    // start time differs) kills nothing.
+    let mut other = tokio::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let other_pid = other.id().unwrap();
+    std::fs::write(&record, format!("{other_pid} 1\n")).unwrap();
+    next.stop(&e, true).await.unwrap();
+    assert!(
+        alive(other_pid as i32),
+        "a pid whose start time differs is left alone"
+    );
+    other.kill().await.unwrap();
 }

@@ -287,3 +287,28 @@ async fn check_installed_finds_missing_programs_and_interfaces() {
     );
     assert_eq!(r[4].check_installed().await, Vec::<String>::new());
 }
+
+#[test]
+fn a_group_stops_within_what_holds_it_plus_its_urgent_stop() {
+    use std::time::Duration;
+    let s = Duration::from_secs;
+    let ocf = ResourceSpec::Ocf {
+        agent: "heartbeat:Dummy".into(),
+        params: Default::default(),
+        start_timeout: Some(s(30)),
+        stop_timeout: None,
+        monitor_timeout: Some(s(5)),
+    };
+    let process = ResourceSpec::Process {
+        command: vec!["sleep".into(), "1".into()],
+        stop_timeout: Some(s(8)),
+    };
+    // A start in flight (30 + 1 s), then the urgent stop (20 + 1 s).
+    assert_eq!(
+        ResourceSpec::group_lapse_bound(&[ocf.clone(), process.clone()]),
+        s(31) + s(21)
+    );
+    // A graceful stop in flight (8 s) is the longest for a process alone.
+    assert_eq!(ResourceSpec::group_lapse_bound(&[process]), s(8) + s(1));
+    assert_eq!(ResourceSpec::group_lapse_bound(&[]), Duration::ZERO);
+}

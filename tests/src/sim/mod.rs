@@ -2640,7 +2640,7 @@ impl Sim {
                         && a.groups.at_rest()
                         && a.watchdog.as_ref().is_some_and(|(_, r)| r.armed())
                     {
-                        a.keeper = LeaseKeeper::new(me);
+                        a.keeper.rejoin();
                         a.session = None;
                         a.welcomed = false;
                         self.trace(|| {
