@@ -66,6 +66,9 @@ pub struct Session {
     runner: Option<RunnerHandle>,
     /// The watchdog task's view of the lease, and the watchdog it armed.
     watchdog: Option<Arc<crate::watchdog::Shared>>,
+    /// The last acknowledgement or announcement naming this node gone
+    /// said the watchdog rule counted it (not a device).
+    gone_by_watchdog: bool,
 }
 
 enum Ended {
@@ -160,6 +163,7 @@ impl Session {
             events: None,
             runner: None,
             watchdog: None,
+            gone_by_watchdog: false,
         }
     }
 
@@ -167,6 +171,18 @@ impl Session {
     pub fn with_watchdog(mut self, shared: Arc<crate::watchdog::Shared>) -> Self {
         self.watchdog = Some(shared);
         self
+    }
+
+    /// Told it is gone, may this agent rejoin rather than stop? Only when
+    /// the watchdog rule (not a device) counted it, its watchdog is armed
+    /// and never ran out while this process lived, and it is at rest.
+    fn may_rejoin(&self) -> bool {
+        self.gone_by_watchdog
+            && self
+                .watchdog
+                .as_ref()
+                .is_some_and(|w| w.armed_ms() > 0 && !w.ran_out())
+            && self.at_rest()
     }
 
     /// Every group known and stopped (see [`crate::groups::GroupKeeper::at_rest`]).
@@ -248,7 +264,7 @@ impl Session {
                 }
                 // Counted fenced by the watchdog rule while at rest (its
                 // watchdog had nothing to reset): a node that may rejoin.
-                Ended::Fenced(epoch) if self.watchdog_ms() > 0 && self.at_rest() => {
+                Ended::Fenced(epoch) if self.may_rejoin() => {
                     warn!(
                         node.id = self.plan.node,
                         lease.epoch = epoch,
@@ -470,29 +486,41 @@ impl Session {
                 Some(Ok(Some(m))) => {
                     last_heard = Instant::now();
                     match m.body {
-                        Some(pb::arbiter_message::Body::Ack(a)) => Input::Ack {
-                            seq: {
-                                grants = Some((
-                                    a.seq,
-                                    a.groups
-                                        .iter()
-                                        .map(|g| (g.group.clone(), g.start))
-                                        .collect::<Vec<_>>(),
-                                ));
-                                a.seq
-                            },
-                            // Never longer than the lease the Welcome announced.
-                            lease: (a.lease_ms > 0)
-                                .then(|| Duration::from_millis(a.lease_ms).min(max_lease)),
-                            epoch: a.epoch,
-                            survivors: a.backed.into_iter().collect(),
-                            gone: a.gone.into_iter().collect(),
-                        },
-                        Some(pb::arbiter_message::Body::Announcement(a)) => Input::Announcement {
-                            epoch: a.epoch,
-                            survivors: a.survivors.into_iter().collect(),
-                            gone: a.gone.into_iter().collect(),
-                        },
+                        Some(pb::arbiter_message::Body::Ack(a)) => {
+                            if a.gone.contains(&self.plan.node) {
+                                self.gone_by_watchdog =
+                                    a.gone_by_watchdog.contains(&self.plan.node);
+                            }
+                            Input::Ack {
+                                seq: {
+                                    grants = Some((
+                                        a.seq,
+                                        a.groups
+                                            .iter()
+                                            .map(|g| (g.group.clone(), g.start))
+                                            .collect::<Vec<_>>(),
+                                    ));
+                                    a.seq
+                                },
+                                // Never longer than the lease the Welcome announced.
+                                lease: (a.lease_ms > 0)
+                                    .then(|| Duration::from_millis(a.lease_ms).min(max_lease)),
+                                epoch: a.epoch,
+                                survivors: a.backed.into_iter().collect(),
+                                gone: a.gone.into_iter().collect(),
+                            }
+                        }
+                        Some(pb::arbiter_message::Body::Announcement(a)) => {
+                            if a.gone.contains(&self.plan.node) {
+                                self.gone_by_watchdog =
+                                    a.gone_by_watchdog.contains(&self.plan.node);
+                            }
+                            Input::Announcement {
+                                epoch: a.epoch,
+                                survivors: a.survivors.into_iter().collect(),
+                                gone: a.gone.into_iter().collect(),
+                            }
+                        }
                         _ => Input::Tick,
                     }
                 }
@@ -574,7 +602,7 @@ impl Session {
                         r.lease_lost();
                     }
                 }
-                Output::Fenced { .. } if self.watchdog_ms() > 0 && self.at_rest() => {}
+                Output::Fenced { .. } if self.may_rejoin() => {}
                 Output::Fenced { epoch } => {
                     error!(
                         node.id = node,
@@ -741,6 +769,7 @@ mod tests {
                             epoch,
                             survivors: vec![2],
                             gone: vec![1],
+                            gone_by_watchdog: vec![],
                         };
                         let _ = tx
                             .send(msg(pb::arbiter_message::Body::Announcement(a)))
@@ -756,6 +785,7 @@ mod tests {
                         gone: vec![],
                         reason: String::new(),
                         groups: vec![],
+                        gone_by_watchdog: vec![],
                     };
                     if tx
                         .send(msg(pb::arbiter_message::Body::Ack(ack)))

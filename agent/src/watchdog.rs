@@ -92,6 +92,9 @@ pub struct Shared {
     /// The armed watchdog's timeout in ms (0: none), for Hello and
     /// heartbeats.
     armed_ms: AtomicU32,
+    /// The watchdog went unfed longer than its timeout, yet this process
+    /// lives: it does not reset the machine.
+    ran_out: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -110,6 +113,11 @@ impl Shared {
     pub fn armed_ms(&self) -> u32 {
         self.armed_ms.load(Ordering::Relaxed)
     }
+
+    /// Did the watchdog go unfed past its timeout without resetting?
+    pub fn ran_out(&self) -> bool {
+        self.ran_out.load(Ordering::Relaxed)
+    }
 }
 
 /// Hold the watchdog until `token` is cancelled and `groups_done` fires
@@ -124,7 +132,7 @@ pub async fn run(
 ) {
     let mut rule = Rule::default();
     let mut device: Option<WatchdogDevice> = None;
-    let mut starving = false;
+    let mut starving: Option<Instant> = None;
     let mut open_failed = false;
     let mut too_short_said = false;
     // Often enough that a feed never comes late: a quarter of the timeout.
@@ -177,9 +185,8 @@ pub async fn run(
                 }
             },
             Step::Feed => {
-                if starving {
+                if starving.take().is_some() {
                     info!(node.id = node, "watchdog fed again");
-                    starving = false;
                 }
                 if let Some(d) = device.as_mut()
                     && let Err(e) = d.keepalive()
@@ -187,13 +194,21 @@ pub async fn run(
                     error!(node.id = node, error = %e, "cannot feed the watchdog");
                 }
             }
-            Step::Starve => {
-                if !starving {
+            Step::Starve => match starving {
+                None => {
                     error!(node.id = node, watchdog.timeout = ?cfg.timeout,
                            "lease ended with a resource group not stopped: the watchdog is no longer fed; the machine resets unless every group stops in time");
-                    starving = true;
+                    starving = Some(Instant::now());
                 }
-            }
+                Some(since)
+                    if since.elapsed() > cfg.timeout + cfg.timeout / 10 && !shared.ran_out() =>
+                {
+                    error!(node.id = node, watchdog.timeout = ?cfg.timeout,
+                           "CRITICAL: the watchdog went unfed past its timeout and did not reset this machine (check its action: reset, not none); this node will not rejoin on the watchdog's word");
+                    shared.ran_out.store(true, Ordering::Relaxed);
+                }
+                Some(_) => {}
+            },
         }
     }
     let at_rest = runner.report().at_rest;

@@ -532,6 +532,7 @@ impl ClusterDriver {
                     epoch,
                     backed: backed.into_iter().collect(),
                     gone: gone.into_iter().collect(),
+                    gone_by_watchdog: self.core.gone_by_watchdog().iter().copied().collect(),
                     reason: reason.to_string(),
                 };
                 self.send_to(node, session, pb::arbiter_message::Body::Ack(ack));
@@ -597,6 +598,7 @@ impl ClusterDriver {
                     epoch,
                     survivors: survivors.iter().copied().collect(),
                     gone: gone.iter().copied().collect(),
+                    gone_by_watchdog: self.core.gone_by_watchdog().iter().copied().collect(),
                 };
                 for n in &to {
                     if let Some(&(s, _)) = self.sessions.get(n) {

@@ -213,6 +213,7 @@ impl Store for RedbStore {
                 | Delta::AliveAfterOff { .. }
                 | Delta::AgentSeen { .. }
                 | Delta::Watchdog { .. }
+                | Delta::WatchdogFenced { .. }
                 | Delta::Group { .. }
                 | Delta::EpochRaised { .. } => {}
                 Delta::Backed { epoch, gone, .. } => {

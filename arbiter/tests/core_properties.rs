@@ -113,6 +113,7 @@ impl Rules {
                         | Delta::AliveAfterOff { .. }
                         | Delta::AgentSeen { .. }
                         | Delta::Watchdog { .. }
+                        | Delta::WatchdogFenced { .. }
                         | Delta::Group { .. } => {}
                     }
                     self.store.apply(&d);

@@ -49,6 +49,10 @@ pub enum Delta {
         instance: u64,
         boot: u64,
     },
+    /// `node` is counted fenced by the watchdog rule (written with, after,
+    /// its `FenceConfirmed`): survivors and the node itself are told so,
+    /// and the node, alive at rest, may rejoin.
+    WatchdogFenced { node: NodeId, intent: u64 },
     /// A node's agent reported its hardware watchdog armed with this
     /// timeout (0: none armed any more).
     Watchdog {

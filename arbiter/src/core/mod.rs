@@ -280,6 +280,8 @@ pub struct ArbiterCore {
     /// Every lease granted in an earlier life of the arbiter has ended by
     /// this instant (the first grace's end; moved by clock jumps).
     earlier_leases_end: Duration,
+    /// Nodes off or gone that the watchdog rule counted fenced (durable).
+    by_watchdog: BTreeSet<NodeId>,
     nodes: BTreeMap<NodeId, NodeView>,
     edges: Edges,
     epoch: u64,
@@ -556,6 +558,7 @@ impl ArbiterCore {
             grace,
             ready: false,
             earlier_leases_end: now + grace,
+            by_watchdog: persisted.by_watchdog.clone(),
             nodes,
             edges: Edges::new(
                 mutant == Some(Mutant::BreakComingBackIsNoHeal),
@@ -1204,6 +1207,10 @@ impl ArbiterCore {
             instance: agent.instance,
             boot: agent.boot,
         }));
+        if by_watchdog {
+            out.push(Action::Persist(Delta::WatchdogFenced { node, intent }));
+            self.by_watchdog.insert(node);
+        }
         // The node is off: forget its session; it rejoins with a new one (a
         // new agent instance) once it is back.
         let session = if by_watchdog { None } else { v.session };
@@ -1227,6 +1234,13 @@ impl ArbiterCore {
         self.placement.confirmed_off(node);
         // Complete the transition now rather than at the next tick.
         self.evaluate(now, out);
+    }
+
+    /// The nodes in `gone` (or off) that the watchdog rule counted fenced:
+    /// acknowledgements and announcements say so, so that such a node,
+    /// alive at rest, rejoins rather than stops.
+    pub fn gone_by_watchdog(&self) -> &BTreeSet<NodeId> {
+        &self.by_watchdog
     }
 
     /// The agent of `session` says which watchdog it holds armed.
@@ -2220,6 +2234,7 @@ impl ArbiterCore {
                 node,
                 reason,
             });
+            self.by_watchdog.remove(&node);
             let fence = Action::Fence {
                 node,
                 intent,
@@ -2288,6 +2303,7 @@ impl ArbiterCore {
         self.epoch = self.epoch.max(self.epoch_floor) + 1;
         let mut gone: BTreeSet<NodeId> = self.gone.union(&off).copied().collect();
         gone.retain(|n| !verdict.contains(n));
+        self.by_watchdog.retain(|n| gone.contains(n));
         self.gone = gone;
         self.backed = verdict.clone();
         for (id, v) in self.nodes.iter_mut() {

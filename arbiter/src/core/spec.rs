@@ -152,6 +152,10 @@ pub struct Persisted {
     /// node not heard since a restart counts on.
     #[serde(default)]
     pub watchdogs: BTreeMap<NodeId, ArmedWatchdog>,
+    /// Nodes gone (or off) that the watchdog rule counted fenced, not a
+    /// device.
+    #[serde(default)]
+    pub by_watchdog: BTreeSet<NodeId>,
 }
 
 /// A watchdog an agent reported armed.
@@ -176,7 +180,11 @@ impl Persisted {
     /// through this, so what a restarted core sees is what was written.
     pub fn apply(&mut self, delta: &Delta) {
         match delta {
+            Delta::WatchdogFenced { node, .. } => {
+                self.by_watchdog.insert(*node);
+            }
             Delta::FenceIntent { intent, node, .. } => {
+                self.by_watchdog.remove(node);
                 self.open_intents.insert(*node, *intent);
                 self.next_intent = self.next_intent.max(intent + 1);
             }
@@ -260,6 +268,7 @@ impl Persisted {
                 // A node back in the survivor set (or rejoining) is no
                 // longer off.
                 self.off.retain(|n, _| gone.contains(n));
+                self.by_watchdog.retain(|n| gone.contains(n));
             }
         }
     }

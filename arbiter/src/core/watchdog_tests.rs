@@ -110,6 +110,28 @@ fn an_armed_node_counts_as_fenced_after_its_lease_the_timeout_and_the_margin() {
     );
     h.run(ms(500), &TWO);
     assert!(!h.announces_gone(3).is_empty(), "survivors are told");
+    // ...that the watchdog rule, not a device, counted it (the node, alive
+    // at rest, may rejoin); stored across restarts.
+    assert!(h.core.gone_by_watchdog().contains(&3));
+    assert!(h.store.by_watchdog.contains(&3));
+    h.restart(&[1, 2]);
+    assert!(h.core.gone_by_watchdog().contains(&3));
+}
+
+#[test]
+fn a_fence_confirmed_by_a_device_is_not_the_watchdogs() {
+    let mut h = cluster(None);
+    arm(&mut h, 3, Some(SECOND));
+    h.run(ms(800), &ALL3);
+    until_fence_of_3(&mut h);
+    h.confirm_off(3);
+    h.run(ms(500), &TWO);
+    assert!(!h.announces_gone(3).is_empty());
+    assert!(
+        !h.core.gone_by_watchdog().contains(&3),
+        "a device switched it off"
+    );
+    assert!(!h.store.by_watchdog.contains(&3));
 }
 
 #[test]

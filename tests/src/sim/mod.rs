@@ -361,11 +361,14 @@ enum Msg {
         survivors: BTreeSet<NodeId>,
         gone: BTreeSet<NodeId>,
         grants: Vec<(String, bool)>,
+        /// The nodes of `gone` the watchdog rule counted fenced.
+        by_watchdog: BTreeSet<NodeId>,
     },
     Announce {
         epoch: u64,
         survivors: BTreeSet<NodeId>,
         gone: BTreeSet<NodeId>,
+        by_watchdog: BTreeSet<NodeId>,
     },
     Probe {
         from: NodeId,
@@ -495,6 +498,9 @@ pub struct Agent {
     watchdog: Option<(Duration, WatchdogRule)>,
     /// A stop of a group hangs (never finishes).
     hung: bool,
+    /// The last ack or announcement naming it gone said the watchdog rule
+    /// counted it.
+    gone_by_watchdog: bool,
 }
 
 impl Agent {
@@ -513,6 +519,7 @@ impl Agent {
             groups: GroupKeeper::new(),
             watchdog: None,
             hung: false,
+            gone_by_watchdog: false,
             session: None,
             welcomed: false,
             next_session: 1,
@@ -1024,6 +1031,15 @@ impl Sim {
         });
         self.schedule(d, Ev::PowerOn { node });
         Ok(())
+    }
+
+    /// The nodes gone that the arbiter's watchdog rule counted fenced.
+    fn by_watchdog(&self) -> BTreeSet<NodeId> {
+        self.arbiter
+            .core
+            .as_ref()
+            .map(|c| c.gone_by_watchdog().clone())
+            .unwrap_or_default()
     }
 
     /// The nodes a resource group runs on (ground truth).
@@ -1953,6 +1969,12 @@ impl Sim {
             .fenced(node, intent, generation, &self.agents)
             .map_err(|(rule, detail)| self.violation(rule, detail))?;
         let a = self.agents.get_mut(&node).expect("node");
+        if a.state == AgentState::Off {
+            // Already off (its watchdog reset it): the device finds it off
+            // now, whatever the arbiter granted meanwhile from heartbeats
+            // queued while it stalled.
+            self.checker.powered_off(self.now_us, node);
+        }
         if a.state != AgentState::Off {
             for on in self.group_truth.values_mut() {
                 on.remove(&node);
@@ -2073,6 +2095,7 @@ impl Sim {
                         survivors,
                         gone,
                         grants: grants.into_iter().map(|g| (g.group, g.start)).collect(),
+                        by_watchdog: self.by_watchdog(),
                     },
                 );
             }
@@ -2140,6 +2163,7 @@ impl Sim {
                                 epoch,
                                 survivors: survivors.clone(),
                                 gone: gone.clone(),
+                                by_watchdog: BTreeSet::new(),
                             },
                         );
                     }
@@ -2167,6 +2191,7 @@ impl Sim {
                             epoch,
                             survivors: survivors.clone(),
                             gone: gone.clone(),
+                            by_watchdog: self.by_watchdog(),
                         },
                     );
                 }
@@ -2323,9 +2348,13 @@ impl Sim {
                 survivors,
                 gone,
                 grants,
+                by_watchdog,
             } => {
                 if a.session != Some(session) || !a.welcomed {
                     return Ok(());
+                }
+                if gone.contains(&me) {
+                    a.gone_by_watchdog = by_watchdog.contains(&me);
                 }
                 a.last_from_arbiter = local;
                 group_input = Some(GroupInput::Ack {
@@ -2345,11 +2374,17 @@ impl Sim {
                 epoch,
                 survivors,
                 gone,
-            } => Input::Announcement {
-                epoch,
-                survivors,
-                gone,
-            },
+                by_watchdog,
+            } => {
+                if gone.contains(&me) {
+                    a.gone_by_watchdog = by_watchdog.contains(&me);
+                }
+                Input::Announcement {
+                    epoch,
+                    survivors,
+                    gone,
+                }
+            }
             Msg::Probe { from, seq } => {
                 let _ = from;
                 let _ = seq;
@@ -2637,6 +2672,7 @@ impl Sim {
                     // Counted fenced by the watchdog rule while at rest:
                     // it rejoins (as the real agent does).
                     if node == me
+                        && a.gone_by_watchdog
                         && a.groups.at_rest()
                         && a.watchdog.as_ref().is_some_and(|(_, r)| r.armed())
                     {
