@@ -47,6 +47,11 @@ pub enum AgentError {
     Fenced { epoch: u64 },
     #[error("the arbiter session task failed: {0}")]
     Session(String),
+    /// `run_dir` cannot be made, or what an earlier agent left running
+    /// there cannot be stopped: the agent does not start (it could not
+    /// clean up after itself either).
+    #[error("run_dir {dir}: {reason}")]
+    RunDir { dir: String, reason: String },
 }
 
 /// This process's instance: a random number drawn once when the process
@@ -146,17 +151,43 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
     }
     info!(node.id = plan.node, cluster = %plan.cluster, arbiter = %plan.arbiter, listen = %plan.listen,
           instance = format_args!("{:016x}", instance()), boot_id = %plan.boot_id, "fence-agent started");
-    // (Where the pids of `process` resources are kept; without it, an
-    // agent restarted after a kill cannot stop what the killed one left.)
-    let run_dir = match std::fs::create_dir_all(&plan.run_dir) {
-        Ok(()) => Some(plan.run_dir.clone()),
-        Err(e) => {
-            warn!(run_dir = %plan.run_dir.display(), error = %e,
-                  "cannot create run_dir: pids of process resources are not recorded; an agent restarted after a kill cannot stop what the killed one left running");
-            None
-        }
+    // Where the pids of `process` resources are kept (per cluster, per
+    // node): what an earlier agent process left running is killed before
+    // anything else, whatever group it belonged to.
+    let state_root = plan.run_dir.join(&plan.cluster);
+    let run_dir_error = |reason: String| AgentError::RunDir {
+        dir: state_root.display().to_string(),
+        reason,
     };
-    let runner = resource_runner::spawn(plan.node, run_dir, &tracker, token.child_token());
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&state_root)
+            .map_err(|e| {
+                run_dir_error(format!(
+                    "{e} (set run_dir to a directory this user may write, on a tmpfs)"
+                ))
+            })?;
+    }
+    let swept = resources::process::sweep_leftovers(
+        &state_root,
+        std::path::Path::new(resources::process::CGROUP_ROOT),
+        &plan.cluster,
+        plan.node,
+    )
+    .await
+    .map_err(run_dir_error)?;
+    if !swept.is_empty() {
+        warn!(node.id = plan.node, stopped = ?swept, "stopped what an earlier agent process left running");
+    }
+    let runner = resource_runner::spawn(
+        plan.node,
+        Some((state_root.clone(), plan.cluster.clone())),
+        &tracker,
+        token.child_token(),
+    );
     let shared = Arc::new(watchdog::Shared::default());
     if let Some(cfg) = plan.watchdog.clone() {
         tracker.spawn(watchdog::run(

@@ -105,11 +105,11 @@ struct Running {
 
 /// Start the runner; it ends when `token` is cancelled, after stopping
 /// every group it runs.
-/// `run_dir`: where `process` resources record their pids (`None`: not
-/// recorded).
+/// `state`: where `process` resources record their pids, and the cluster
+/// (their cgroups' scope); `None`: not recorded.
 pub fn spawn(
     node_id: u32,
-    run_dir: Option<std::path::PathBuf>,
+    state: Option<(std::path::PathBuf, String)>,
     tracker: &TaskTracker,
     token: CancellationToken,
 ) -> RunnerHandle {
@@ -123,7 +123,7 @@ pub fn spawn(
     };
     let runner = Runner {
         stop_bound: (Duration::ZERO, String::new()),
-        run_dir,
+        state,
         node_id,
         node_name: format!("node{node_id}"),
         keeper: GroupKeeper::new(),
@@ -144,7 +144,7 @@ pub fn spawn(
 struct Runner {
     /// See [`GroupReport::stop_bound`].
     stop_bound: (Duration, String),
-    run_dir: Option<std::path::PathBuf>,
+    state: Option<(std::path::PathBuf, String)>,
     node_id: u32,
     node_name: String,
     keeper: GroupKeeper,
@@ -214,8 +214,8 @@ impl Runner {
                         .map_err(|e| e.to_string())
                         .and_then(|specs| {
                             Group::new(d.name.clone(), specs)
-                                .map(|g| match &self.run_dir {
-                                    Some(dir) => g.with_state_root(dir.clone()),
+                                .map(|g| match &self.state {
+                                    Some((dir, scope)) => g.with_state(dir.clone(), scope),
                                     None => g,
                                 })
                                 .map_err(|e| e.to_string())

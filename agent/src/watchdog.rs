@@ -133,6 +133,9 @@ pub async fn run(
     let mut rule = Rule::default();
     let mut device: Option<WatchdogDevice> = None;
     let mut starving: Option<Instant> = None;
+    // When it was last fed (armed): alive longer than its timeout after
+    // that, this process saw a watchdog that does not reset the machine.
+    let mut last_fed: Option<Instant> = None;
     let mut open_failed = false;
     let mut too_short_said = false;
     // Often enough that a feed never comes late: a quarter of the timeout.
@@ -144,6 +147,14 @@ pub async fn run(
             _ = tokio::time::sleep(period) => {}
             _ = token.cancelled(), if !stopping => { stopping = true; }
             _ = &mut groups_done, if stopping => break,
+        }
+        if let (Some(t), Some(d)) = (last_fed, device.as_ref())
+            && t.elapsed() > d.timeout() + d.timeout() / 10
+            && !shared.ran_out()
+        {
+            error!(node.id = node, watchdog.timeout = ?d.timeout(), unfed_for = ?t.elapsed(),
+                   "CRITICAL: the watchdog went unfed past its timeout and did not reset this machine (check its action: reset, not none); this node will not rejoin on the watchdog's word");
+            shared.ran_out.store(true, Ordering::Relaxed);
         }
         let report = runner.report();
         let at_rest = report.at_rest;
@@ -175,6 +186,7 @@ pub async fn run(
                           "watchdog armed: fed while this node holds a lease or runs no group");
                     shared.armed_ms.store(ms, Ordering::Relaxed);
                     device = Some(d);
+                    last_fed = Some(Instant::now());
                 }
                 Err(e) => {
                     if !open_failed {
@@ -188,27 +200,20 @@ pub async fn run(
                 if starving.take().is_some() {
                     info!(node.id = node, "watchdog fed again");
                 }
-                if let Some(d) = device.as_mut()
-                    && let Err(e) = d.keepalive()
-                {
-                    error!(node.id = node, error = %e, "cannot feed the watchdog");
+                if let Some(d) = device.as_mut() {
+                    match d.keepalive() {
+                        Ok(()) => last_fed = Some(Instant::now()),
+                        Err(e) => error!(node.id = node, error = %e, "cannot feed the watchdog"),
+                    }
                 }
             }
-            Step::Starve => match starving {
-                None => {
+            Step::Starve => {
+                if starving.is_none() {
                     error!(node.id = node, watchdog.timeout = ?cfg.timeout,
                            "lease ended with a resource group not stopped: the watchdog is no longer fed; the machine resets unless every group stops in time");
                     starving = Some(Instant::now());
                 }
-                Some(since)
-                    if since.elapsed() > cfg.timeout + cfg.timeout / 10 && !shared.ran_out() =>
-                {
-                    error!(node.id = node, watchdog.timeout = ?cfg.timeout,
-                           "CRITICAL: the watchdog went unfed past its timeout and did not reset this machine (check its action: reset, not none); this node will not rejoin on the watchdog's word");
-                    shared.ran_out.store(true, Ordering::Relaxed);
-                }
-                Some(_) => {}
-            },
+            }
         }
     }
     let at_rest = runner.report().at_rest;

@@ -531,8 +531,13 @@ impl ClusterDriver {
                     lease_ms: lease.map_or(0, |d| d.as_millis() as u64),
                     epoch,
                     backed: backed.into_iter().collect(),
+                    gone_by_watchdog: self
+                        .core
+                        .gone_by_watchdog()
+                        .intersection(&gone)
+                        .copied()
+                        .collect(),
                     gone: gone.into_iter().collect(),
-                    gone_by_watchdog: self.core.gone_by_watchdog().iter().copied().collect(),
                     reason: reason.to_string(),
                 };
                 self.send_to(node, session, pb::arbiter_message::Body::Ack(ack));
@@ -598,7 +603,12 @@ impl ClusterDriver {
                     epoch,
                     survivors: survivors.iter().copied().collect(),
                     gone: gone.iter().copied().collect(),
-                    gone_by_watchdog: self.core.gone_by_watchdog().iter().copied().collect(),
+                    gone_by_watchdog: self
+                        .core
+                        .gone_by_watchdog()
+                        .intersection(&gone)
+                        .copied()
+                        .collect(),
                 };
                 for n in &to {
                     if let Some(&(s, _)) = self.sessions.get(n) {

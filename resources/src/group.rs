@@ -34,13 +34,13 @@ impl Group {
 
     /// Record the pids of `process` resources under `root` (per node), so
     /// that a later agent process's stop kills what a killed one left
-    /// running (see [`Resource::with_state_root`]).
-    pub fn with_state_root(mut self, root: impl Into<std::path::PathBuf>) -> Self {
+    /// running (see [`Resource::with_state`]).
+    pub fn with_state(mut self, root: impl Into<std::path::PathBuf>, scope: &str) -> Self {
         let root = root.into();
         self.resources = self
             .resources
             .into_iter()
-            .map(|r| r.with_state_root(root.clone()))
+            .map(|r| r.with_state(root.clone(), scope))
             .collect();
         self
     }

@@ -42,6 +42,8 @@ pub(crate) struct Process {
     /// that the stop of a later agent process kills what a killed one left
     /// running; `None`: not recorded, nothing left over is looked for.
     state_root: Option<PathBuf>,
+    /// The cluster, in the cgroup path (with a state root).
+    scope: String,
     running: Option<Running>,
 }
 
@@ -69,6 +71,7 @@ impl Process {
             stop_timeout,
             cgroup_root: PathBuf::from(CGROUP_ROOT),
             state_root: None,
+            scope: String::new(),
             running: None,
         }
     }
@@ -77,8 +80,11 @@ impl Process {
         self.cgroup_root = root;
     }
 
-    pub fn set_state_root(&mut self, root: PathBuf) {
+    /// Record pids under `root` (`node<id>/<instance>.pid`) and put the
+    /// cgroups under `fence-agent/<scope>/node<id>/`.
+    pub fn set_state(&mut self, root: PathBuf, scope: &str) {
         self.state_root = Some(root);
+        self.scope = scope.to_owned();
     }
 
     /// `<state root>/node<id>/<instance>.pid`.
@@ -114,70 +120,18 @@ impl Process {
         let Some(path) = self.pid_file(env) else {
             return Ok(());
         };
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let mut f = text.split_whitespace();
-            let pid = f
-                .next()
-                .and_then(|p| p.parse::<i32>().ok())
-                .map(Pid::from_raw);
-            let start = f.next().and_then(|s| s.parse::<u64>().ok());
-            if let (Some(pid), Some(start)) = (pid, start)
-                && start_time(pid) == Some(start)
-            {
-                tracing::warn!(resource = %self.resource, pid = pid.as_raw(),
-                               "a process an earlier agent left running: SIGKILL to its process group");
-                let _ = killpg(pid, Signal::SIGKILL);
-                let _ = kill(pid, Signal::SIGKILL);
-                let deadline = Instant::now() + REAP_AFTER_KILL;
-                // (Its group's other members got the SIGKILL too; a zombie
-                // leader is gone.)
-                while start_time(pid) == Some(start) {
-                    if Instant::now() >= deadline {
-                        return Err(self.failed(
-                            "stop",
-                            format!("process {pid} left by an earlier agent is still there after SIGKILL"),
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            let _ = std::fs::remove_file(&path);
-        }
-        let dir = self.cgroup_dir(env);
-        if dir.join("cgroup.procs").exists() {
-            let busy = |d: &Path| {
-                std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
-            };
-            if busy(&dir) {
-                tracing::warn!(resource = %self.resource, cgroup = %dir.display(),
-                               "processes an earlier agent left running: cgroup.kill");
-                let _ = std::fs::write(dir.join("cgroup.kill"), "1");
-                let deadline = Instant::now() + REAP_AFTER_KILL;
-                while busy(&dir) {
-                    if Instant::now() >= deadline {
-                        return Err(self.failed(
-                            "stop",
-                            format!(
-                                "cgroup {} still has processes after cgroup.kill",
-                                dir.display()
-                            ),
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-            remove_cgroup(&self.resource, &dir).await;
-        }
-        Ok(())
+        kill_recorded(&path, &self.resource)
+            .await
+            .map_err(|reason| self.failed("stop", reason))?;
+        kill_cgroup(&self.cgroup_dir(env), &self.resource)
+            .await
+            .map_err(|reason| self.failed("stop", reason))
     }
 
-    /// `<cgroup root>/fence-agent/node<id>/<instance>`: one per node, as
-    /// several agents may share a machine (tests, demos).
+    /// `<cgroup root>/fence-agent/[<scope>/]node<id>/<instance>`: one per
+    /// cluster and node, as several agents may share a machine.
     fn cgroup_dir(&self, env: &RunEnv) -> PathBuf {
-        self.cgroup_root
-            .join(CGROUP_PARENT)
-            .join(format!("node{}", env.node_id))
-            .join(&self.instance)
+        node_cgroups(&self.cgroup_root, &self.scope, env.node_id).join(&self.instance)
     }
 
     /// The pid (= process group id) of the running process, if any.
@@ -405,6 +359,141 @@ impl Process {
         tracing::info!(resource = %self.resource, pid = pg.as_raw(), status = %r.exited.map(describe_status).unwrap_or_default(), "process stopped");
         Ok(())
     }
+}
+
+/// `<cgroup root>/fence-agent/[<scope>/]node<id>`.
+fn node_cgroups(cgroup_root: &Path, scope: &str, node_id: u32) -> PathBuf {
+    let mut dir = cgroup_root.join(CGROUP_PARENT);
+    if !scope.is_empty() {
+        dir = dir.join(scope);
+    }
+    dir.join(format!("node{node_id}"))
+}
+
+/// Is a member of process group `pgid` alive (not a zombie)?
+fn group_alive(pgid: Pid) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return killpg(pgid, None).is_ok();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| {
+                    let rest = st.rsplit_once(')')?.1.to_owned();
+                    let mut f = rest.split_whitespace();
+                    let state = f.next()?.to_owned();
+                    // Fields 4 (ppid) and 5 (pgrp).
+                    let pgrp = f.nth(1)?.parse::<i32>().ok()?;
+                    Some(pgrp == pgid.as_raw() && state != "Z" && state != "X")
+                })
+                .unwrap_or(false)
+        })
+}
+
+/// Kill what the pid record at `path` names, if it is still that process
+/// (its start time), or if its leader is gone but members of its group
+/// live on (a process group id is not reused while members are left);
+/// then remove the record.
+async fn kill_recorded(path: &Path, label: &str) -> Result<(), String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let mut f = text.split_whitespace();
+    let pid = f
+        .next()
+        .and_then(|p| p.parse::<i32>().ok())
+        .map(Pid::from_raw);
+    let start = f.next().and_then(|s| s.parse::<u64>().ok());
+    if let (Some(pid), Some(start)) = (pid, start) {
+        let leader = start_time(pid);
+        let ours = leader == Some(start) || (leader.is_none() && group_alive(pid));
+        if ours {
+            tracing::warn!(
+                resource = label,
+                pid = pid.as_raw(),
+                "a process an earlier agent left running: SIGKILL to its process group"
+            );
+            let _ = killpg(pid, Signal::SIGKILL);
+            if leader.is_some() {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            let deadline = Instant::now() + REAP_AFTER_KILL;
+            while start_time(pid) == Some(start) || group_alive(pid) {
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "process group {pid} left by an earlier agent is still there after SIGKILL"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(path);
+    Ok(())
+}
+
+/// Kill what cgroup `dir` still holds (cgroup v2) and remove it.
+async fn kill_cgroup(dir: &Path, label: &str) -> Result<(), String> {
+    if !dir.join("cgroup.procs").exists() {
+        return Ok(());
+    }
+    let busy = |d: &Path| {
+        std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+    };
+    if busy(dir) {
+        tracing::warn!(resource = label, cgroup = %dir.display(),
+                       "processes an earlier agent left running: cgroup.kill");
+        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+        let deadline = Instant::now() + REAP_AFTER_KILL;
+        while busy(dir) {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "cgroup {} still has processes after cgroup.kill",
+                    dir.display()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    remove_cgroup(label, dir).await;
+    Ok(())
+}
+
+/// Everything an earlier agent process of node `node_id` recorded under
+/// `state_root` (`node<id>/*.pid`) and every cgroup it left under
+/// `fence-agent/<scope>/node<id>/`, whatever group it belonged to: killed,
+/// at the start of an agent that has started nothing yet. Returns what it
+/// killed or removed.
+pub async fn sweep_leftovers(
+    state_root: &Path,
+    cgroup_root: &Path,
+    scope: &str,
+    node_id: u32,
+) -> Result<Vec<String>, String> {
+    let mut done = Vec::new();
+    let records = state_root.join(format!("node{node_id}"));
+    if let Ok(dir) = std::fs::read_dir(&records) {
+        for e in dir.flatten() {
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "pid") {
+                kill_recorded(&path, &path.display().to_string()).await?;
+                done.push(path.display().to_string());
+            }
+        }
+    }
+    let cgroups = node_cgroups(cgroup_root, scope, node_id);
+    if let Ok(dir) = std::fs::read_dir(&cgroups) {
+        for e in dir.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                kill_cgroup(&path, &path.display().to_string()).await?;
+                done.push(path.display().to_string());
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// A process's start time (field 22 of `/proc/<pid>/stat`, in clock

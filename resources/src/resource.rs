@@ -143,11 +143,12 @@ impl Resource {
     /// Record the pid of a `process` resource under `root`
     /// (`<root>/node<id>/<instance>.pid`), and let its stop, in a process
     /// that did not start it, kill what the recorded pid's group and its
-    /// cgroup still hold (what an agent killed with SIGKILL left). No
+    /// cgroup (under `fence-agent/<scope>/node<id>/`, `scope` being the
+    /// cluster) still hold (what an agent killed with SIGKILL left). No
     /// effect on other kinds.
-    pub fn with_state_root(mut self, root: impl Into<PathBuf>) -> Self {
+    pub fn with_state(mut self, root: impl Into<PathBuf>, scope: &str) -> Self {
         if let Kind::Process(p) = &mut self.kind {
-            p.set_state_root(root.into());
+            p.set_state(root.into(), scope);
         }
         self
     }

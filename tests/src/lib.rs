@@ -9,3 +9,5 @@ pub mod e2e;
 pub mod netns;
 pub mod peers;
 pub mod sim;
+pub mod standin;
+pub mod watchdog_bench;

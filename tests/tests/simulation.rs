@@ -277,6 +277,21 @@ fn regression_seeds_of_the_soaks() {
     }
 }
 
+/// Seeds of the first soak with watchdogs: a node its watchdog had reset
+/// granted a lease from heartbeats queued while the arbiter stalled (3929,
+/// 104904: the grant reaches no process), a device's late result for a
+/// node the watchdog rule had counted (64279, 112379), a node reset after a
+/// failed stop and back in a new boot before the arbiter could fence it
+/// (79549: its watchdog reset it, so the failed stop is over).
+#[test]
+fn regression_seeds_of_the_watchdog_soak() {
+    for seed in [3929, 64279, 79549, 104904, 112379] {
+        if let Err(v) = sim::run(&Options::new(seed)) {
+            panic!("{v}");
+        }
+    }
+}
+
 #[test]
 fn checker_catches_a_break_coming_back_taken_for_no_heal() {
     assert_caught_on(

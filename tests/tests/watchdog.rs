@@ -11,70 +11,13 @@
 //! node 1 after the reset, never while node 3's resource still runs. Node 2
 //! holds a watchdog too, and its clean stop disarms it (magic close).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use fencectl::local_cluster::{ClusterOptions, LocalCluster};
 use tests::e2e::{Watcher, binaries, unix_us};
 use tests::peers::serial;
-
-struct StandIn {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl StandIn {
-    fn start(dir: &Path, name: &str) -> StandIn {
-        let socket = dir.join(format!("{name}.sock"));
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_watchdog_standin"))
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--log")
-            .arg(&log)
-            .spawn()
-            .expect("stand-in starts");
-        for _ in 0..200 {
-            if socket.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(socket.exists(), "stand-in socket {}", socket.display());
-        StandIn { child, socket, log }
-    }
-
-    fn events(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn event(&self, kind: &str) -> Option<serde_json::Value> {
-        self.events().into_iter().find(|e| e["event"] == kind)
-    }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-    }
-}
-
-fn script(dir: &Path, name: &str, body: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    Command::new("chmod").arg("755").arg(&p).status().unwrap();
-    p.display().to_string()
-}
+use tests::standin::StandIn;
 
 async fn wait_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = tokio::time::Instant::now() + within;
@@ -103,48 +46,13 @@ async fn a_node_whose_stop_hangs_is_reset_by_its_watchdog_and_counted_fenced_aft
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let wd2 = StandIn::start(d, "wd2");
-    let wd3 = StandIn::start(d, "wd3");
+    let standin = binaries().join("watchdog_standin");
+    let wd2 = StandIn::start(&standin, d, "wd2").expect("stand-in");
+    let wd3 = StandIn::start(&standin, d, "wd3").expect("stand-in");
     let log = d.join("web.log");
-    let stamp = "$(date +%s%6N)";
-    // The resource: a process in the node's session; its stop hangs on
-    // node 3 once `hang` exists.
-    let start = script(
-        d,
-        "start",
-        &format!(
-            "sleep 100000 >/dev/null 2>&1 &\necho $! > {dir}/pid.$FENCE_NODE\necho \"start $FENCE_NODE {stamp}\" >> {log}",
-            dir = d.display(),
-            log = log.display()
-        ),
-    );
-    let stop = script(
-        d,
-        "stop",
-        &format!(
-            "[ \"$FENCE_NODE\" = node3 ] && [ -e {dir}/hang ] && sleep 100000\n[ -e {dir}/pid.$FENCE_NODE ] && kill $(cat {dir}/pid.$FENCE_NODE)\nrm -f {dir}/pid.$FENCE_NODE; exit 0",
-            dir = d.display()
-        ),
-    );
-    let monitor = script(
-        d,
-        "monitor",
-        &format!(
-            "[ -e {dir}/pid.$FENCE_NODE ] && kill -0 $(cat {dir}/pid.$FENCE_NODE) 2>/dev/null || exit 7",
-            dir = d.display()
-        ),
-    );
-    let watchdog = |s: &StandIn| {
-        format!(
-            "\n[watchdog]\ndevice = \"{}\"\ntimeout = \"2s\"\n",
-            s.socket.display()
-        )
-    };
+    let watchdog = |s: &StandIn| s.agent_config(Duration::from_secs(2));
     let opts = ClusterOptions {
-        groups: format!(
-            "\n[[cluster.group]]\nname = \"web\"\nnodes = [\"node3\", \"node1\", \"node2\"]\nmonitor_interval = \"500ms\"\n\
-             resources = [ {{ kind = \"exec\", start = [\"{start}\"], stop = [\"{stop}\"], monitor = [\"{monitor}\"], timeout = \"400ms\" }} ]\n"
-        ),
+        groups: tests::watchdog_bench::web_group(d),
         agent_extra: [(2, watchdog(&wd2)), (3, watchdog(&wd3))].into(),
         topology: [
             (2, "[[\"power:node2\"], [\"watchdog\"]]".to_string()),

@@ -915,6 +915,13 @@ impl ArbiterCore {
         // (The same instance within a heartbeat interval of its fence: a
         // Hello that was in flight. The off record stays; if that session
         // heartbeats later, it is alive after off.)
+        // A node whose stop failed, where the watchdog rule is configured:
+        // once its armed watchdog's timeout and margin have passed since
+        // its last lease, its watchdog has reset it (it was not at rest),
+        // whatever machine speaks now: the failed stop is over.
+        let reset_by_watchdog = self.spec.nodes[&node].watchdog_level.is_some()
+            && self.placement.untrusted(node)
+            && self.watchdog_until(node).is_ok_and(|t| now >= t);
         let v = self.nodes.get_mut(&node).expect("known node");
         if v.session != Some(session) {
             v.session_since = now;
@@ -934,7 +941,7 @@ impl ArbiterCore {
             // peers does not clear its broken edges by reconnecting.
             if other {
                 self.placement
-                    .new_instance(node, boot != 0 && boot == v.boot);
+                    .new_instance(node, (boot != 0 && boot == v.boot) || reset_by_watchdog);
                 // Its watchdog, if any, is told right after (Hello).
                 v.watchdog = None;
             }

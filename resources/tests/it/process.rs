@@ -266,7 +266,7 @@ async fn a_later_agent_process_stops_what_a_killed_one_left_running() {
     };
     let mut first = Resource::new(spec.clone(), "g", 0)
         .unwrap()
-        .with_state_root(state.path());
+        .with_state(state.path(), "c");
     first.start(&e).await.unwrap();
     let leader = first.pid().unwrap() as i32;
     let child = read_pid(&pidfile).await;
@@ -284,7 +284,7 @@ async fn a_later_agent_process_stops_what_a_killed_one_left_running() {
     // the group.
     let mut next = Resource::new(spec, "g", 0)
         .unwrap()
-        .with_state_root(state.path());
+        .with_state(state.path(), "c");
     next.stop(&e, true).await.unwrap();
     assert!(
         gone_within(leader, Duration::from_secs(2)).await,
@@ -309,4 +309,36 @@ async fn a_later_agent_process_stops_what_a_killed_one_left_running() {
         "a pid whose start time differs is left alone"
     );
     other.kill().await.unwrap();
+}
+
+/// At its start, an agent kills everything an earlier process of its node
+/// recorded, whatever group it was (renamed or removed since).
+#[tokio::test]
+async fn a_sweep_at_start_stops_every_leftover_of_the_node() {
+    let state = tempfile::tempdir().unwrap();
+    let no_cgroups = tempfile::tempdir().unwrap();
+    let e = env(1);
+    let spec = ResourceSpec::Process {
+        command: vec!["sleep".into(), "1000".into()],
+        stop_timeout: None,
+    };
+    let mut r = Resource::new(spec, "old-name", 0)
+        .unwrap()
+        .with_state(state.path(), "c");
+    r.start(&e).await.unwrap();
+    let pid = r.pid().unwrap() as i32;
+    std::mem::forget(r);
+    // Another node's record is not this node's business.
+    let other = state.path().join("node9");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("x-0.pid"), format!("{} 1\n", std::process::id())).unwrap();
+    let swept = resources::process::sweep_leftovers(state.path(), no_cgroups.path(), "c", 3)
+        .await
+        .unwrap();
+    assert_eq!(swept.len(), 1, "{swept:?}");
+    assert!(
+        gone_within(pid, Duration::from_secs(2)).await,
+        "{pid} survived"
+    );
+    assert!(other.join("x-0.pid").exists());
 }

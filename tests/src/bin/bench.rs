@@ -5,6 +5,7 @@
 //!     cargo run --release -p tests --bin bench -- failover --runs 20 [--scenario freeze|partition]
 //!     cargo run --release -p tests --bin bench -- drivers --runs 20 [ipmi snmp redfish]
 //!     cargo run --release -p tests --bin bench -- floating-address --runs 20   # as root: ours, then keepalived
+//!     cargo run --release -p tests --bin bench -- watchdog --runs 10   # a hung node: by its BMC, then by the watchdog rule
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
@@ -54,6 +55,17 @@ enum Cmd {
         #[arg(long)]
         no_keepalived: bool,
     },
+    /// A node cut off while its resource's stop hangs: fenced by a working
+    /// device, then (its BMC dead) by the watchdog rule with the stand-in
+    /// watchdog: cut to reset, to counted fenced, to the group started on
+    /// a survivor.
+    Watchdog {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// The watchdog's timeout (ms).
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
     /// Native drivers against the reference tools on the simulated devices
     /// (ipmi_sim, the APC PDU, sushy-emulator), started by the bench itself.
     Drivers {
@@ -87,6 +99,52 @@ fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
     let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (p(0.5), p(0.99), v[v.len() - 1])
+}
+
+fn watchdog(runs: usize, timeout: Duration) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let bin = tests::e2e::binaries();
+    let mut medians = Vec::new();
+    for (device_works, label) in [
+        (true, "device (BMC works)"),
+        (false, "watchdog rule (BMC dead)"),
+    ] {
+        let (mut reset, mut fenced, mut started) = (Vec::new(), Vec::new(), Vec::new());
+        for k in 0..runs {
+            match rt.block_on(tests::watchdog_bench::run_once(&bin, timeout, device_works)) {
+                Ok(r) => {
+                    eprintln!("{label} run {k}: {r:?}");
+                    reset.extend(r.reset_ms);
+                    fenced.push(r.fenced_ms);
+                    started.push(r.started_ms);
+                }
+                Err(e) => {
+                    eprintln!("{label} run {k}: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        println!("#### {label}, watchdog timeout {timeout:?}, {runs} runs (ms from the cut)\n");
+        println!("| | median | p99 | max |\n|---|---|---|---|");
+        for (what, v) in [
+            ("reset by the watchdog", &reset),
+            ("fence confirmed", &fenced),
+            ("web started on node 1", &started),
+        ] {
+            if v.is_empty() {
+                println!("| {what} | - | - | - |");
+            } else {
+                let (m, p, x) = stats(v.clone());
+                println!("| {what} | {m:.0} | {p:.0} | {x:.0} |");
+            }
+        }
+        println!();
+        medians.push(stats(started.clone()).0);
+    }
+    println!(
+        "takeover by the watchdog rule / by a working device: {:.2}x (medians)",
+        medians[1] / medians[0]
+    );
 }
 
 fn main() {
@@ -132,6 +190,7 @@ fn main() {
             window_ms,
             no_keepalived,
         } => floating_address(runs, Duration::from_millis(window_ms), !no_keepalived),
+        Cmd::Watchdog { runs, timeout_ms } => watchdog(runs, Duration::from_millis(timeout_ms)),
         Cmd::Decide { iterations } => {
             println!("| nodes | graph | median | p99 | max |\n|---|---|---|---|---|");
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);

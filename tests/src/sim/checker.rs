@@ -170,6 +170,11 @@ impl Checker {
     /// The arbiter recorded `node` off while it runs in boot `boot` (`None`:
     /// the arbiter cannot know that boot).
     pub fn off_but_alive(&mut self, node: NodeId, boot: Option<u64>) {
+        // (The arbiter's record of this node is the watchdog rule's, not
+        // this device's: a late result of the device counts for nothing.)
+        if self.by_watchdog.contains(&node) {
+            return;
+        }
         self.off_but_alive.insert(node, (boot, false));
         if boot.is_none() {
             // Its fence is over, and nothing can tell it never went off.
@@ -537,8 +542,13 @@ impl Checker {
         agents: &BTreeMap<NodeId, Agent>,
         to_clone: bool,
     ) -> Check {
-        self.last_grant.insert(node, now_us);
-        self.by_watchdog.remove(&node);
+        // (A grant answering heartbeats queued while the arbiter stalled,
+        // sent to a machine already off — its watchdog reset it — reaches
+        // no process: nothing holds it.)
+        if to_clone || agents.get(&node).is_none_or(|a| a.state != AgentState::Off) {
+            self.last_grant.insert(node, now_us);
+            self.by_watchdog.remove(&node);
+        }
         // (A grant to a second process speaking as the node, a duplicate
         // identity, is checked against the node's own agent in
         // `after_event`; the node's alert, if any, is not about it.)
