@@ -171,6 +171,25 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
                 ))
             })?;
     }
+    // One agent per node on this machine: a second one (started by hand
+    // beside the service) would take the first one's processes for
+    // leftovers. Held until this process exits.
+    let lock_path = state_root.join(format!("node{}.lock", plan.node));
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| run_dir_error(format!("{}: {e}", lock_path.display())))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| {
+            run_dir_error(format!(
+                "{}: {e}: another agent for node {} of cluster {:?} runs on this machine",
+                lock_path.display(),
+                plan.node,
+                plan.cluster
+            ))
+        })?;
     let swept = resources::process::sweep_leftovers(
         &state_root,
         std::path::Path::new(resources::process::CGROUP_ROOT),
