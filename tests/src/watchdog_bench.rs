@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use fencectl::local_cluster::{ClusterOptions, LocalCluster};
 
-use crate::e2e::{Watcher, unix_us};
+use crate::e2e::{Watcher, unix_us, wait_until as until};
 use crate::standin::StandIn;
 
 /// `[[cluster.group]]` for `web`; its scripts are written into `dir` and
@@ -79,19 +79,6 @@ pub struct Run {
     pub fenced_ms: f64,
     /// `web` started on node 1.
     pub started_ms: f64,
-}
-
-async fn until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() > end {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// One run in `bin` (the built daemons and `watchdog_standin`): node 3,

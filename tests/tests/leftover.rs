@@ -7,15 +7,8 @@
 use std::time::Duration;
 
 use fencectl::local_cluster::{ClusterOptions, LocalCluster};
-use tests::e2e::binaries;
+use tests::e2e::{alive, binaries};
 use tests::peers::serial;
-
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
-        .is_some_and(|r| !r.starts_with('Z'))
-}
 
 /// The pid of node 3's `sleep` (the resource), from `pid.node3`.
 fn pid_of(dir: &std::path::Path) -> Option<i32> {

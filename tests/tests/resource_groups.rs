@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use fencectl::commands::resources::fetch_groups;
 use fencectl::local_cluster::{ClusterOptions, LocalCluster};
-use tests::e2e::{Watcher, binaries, unix_us};
+use tests::e2e::{Watcher, binaries, unix_us, wait_until};
 use tests::peers::{in_ci, serial};
 
 /// One line of the shared log: `start|stop <node> <epoch> <unix_us>`.
@@ -50,19 +50,6 @@ fn script(dir: &Path, name: &str, body: &str) -> String {
     std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
     Command::new("chmod").arg("755").arg(&p).status().unwrap();
     p.display().to_string()
-}
-
-async fn wait_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() > end {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,30 +15,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use fencectl::local_cluster::{ClusterOptions, LocalCluster};
-use tests::e2e::{Watcher, binaries, unix_us};
+use tests::e2e::{Watcher, alive, binaries, unix_us, wait_until};
 use tests::peers::serial;
 use tests::standin::StandIn;
-
-async fn wait_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let end = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() > end {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie is gone: its state is Z.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
-        .is_some_and(|r| !r.starts_with('Z'))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_whose_stop_hangs_is_reset_by_its_watchdog_and_counted_fenced_after_lease_timeout_and_margin()
