@@ -372,6 +372,8 @@ fn assert_caught_on(mutant: CoreMutant, seeds: &[(u64, Option<Focus>, bool)]) {
         o.focus = focus;
         o.peer_cuts = peer_cuts;
         o.duplicates = false;
+        // (Recorded before the machines had watchdogs.)
+        o.watchdogs = false;
         match sim::run(&o) {
             Err(v) => assert_eq!(v.rule, "fence only what must be fenced", "{mutant:?}: {v}"),
             Ok(r) => panic!("{mutant:?} not caught on seed {seed}: {r:?}"),
@@ -519,13 +521,16 @@ fn checker_catches_the_agent_forgotten_across_a_restart() {
 /// confirmed off until an operator clears them.
 #[test]
 fn a_duplicate_taken_for_a_reboot_does_not_let_the_node_that_never_went_off_back_in() {
-    let o = Options::new(390685);
+    // (Recorded before the machines had watchdogs.)
+    let mut o = Options::new(390685);
+    o.watchdogs = false;
     let r = sim::run(&o).unwrap_or_else(|v| panic!("{v}"));
     assert!(
         r.duplicate_identities > 0 && r.confirmed_but_alive > 0,
         "{r:?}"
     );
     let mut o = Options::new(390685);
+    o.watchdogs = false;
     o.mutant = Some(Mutant::Core(CoreMutant::ForgetFencedAgents));
     let v = sim::run(&o).expect_err("the mutant is caught");
     assert_eq!(v.rule, "a node alive after off stays out", "{v}");

@@ -36,6 +36,10 @@ struct Args {
     /// run their seeds).
     #[arg(long)]
     no_duplicates: bool,
+    /// No machine with a watchdog (as the tests run seeds recorded before
+    /// there were any).
+    #[arg(long)]
+    no_watchdogs: bool,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         o.mutant = mutant;
         o.focus = focus;
         o.duplicates = !args.no_duplicates;
+        o.watchdogs = !args.no_watchdogs;
         return match sim::run(&o) {
             Ok(r) => {
                 println!("seed {seed}: ok {r:?}");
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
     template.mutant = mutant;
     template.focus = focus;
     template.duplicates = !args.no_duplicates;
+    template.watchdogs = !args.no_watchdogs;
     let progress = |v: &sim::Violation| eprintln!("{v}");
     let mut totals = sim::Totals::default();
     let mut failures = Vec::new();
