@@ -285,7 +285,11 @@ fn regression_seeds_of_the_soaks() {
 /// (79549: its watchdog reset it, so the failed stop is over).
 #[test]
 fn regression_seeds_of_the_watchdog_soak() {
-    for seed in [3929, 64279, 79549, 104904, 112379] {
+    // (179461, 193573: the arbiter's clock stepped forward, noticed, while
+    // a fence waited at the watchdog level; the wait, computed from lease
+    // bounds already past, was cut short: node 2 was counted fenced while
+    // its hung stop still ran. The deadline now moves with the jump.)
+    for seed in [3929, 64279, 79549, 104904, 112379, 179461, 193573] {
         if let Err(v) = sim::run(&Options::new(seed)) {
             panic!("{v}");
         }

@@ -162,6 +162,10 @@ pub struct NodeView {
     /// and since when the arbiter knows (cleared when another instance
     /// claims the node).
     pub watchdog: Option<(Duration, Duration)>,
+    /// A fence waiting at the watchdog level counts the node fenced no
+    /// earlier than this (set when the level began; moved by a clock jump
+    /// the arbiter notices, as lease bounds are).
+    pub watchdog_deadline: Option<Duration>,
     /// The boots of every agent instance heard on this node since it was
     /// last confirmed off (in this life of the arbiter): a watchdog vouches
     /// only for the machine it resets.
@@ -190,6 +194,7 @@ impl Default for NodeView {
             off: None,
             fenced: Vec::new(),
             watchdog: None,
+            watchdog_deadline: None,
             boots_heard: BTreeSet::new(),
         }
     }

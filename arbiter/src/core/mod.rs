@@ -677,7 +677,11 @@ impl ArbiterCore {
                 // The gap may be a clock jump with no real time behind it:
                 // every lease bound still to be waited out moves with it.
                 for v in self.nodes.values_mut() {
-                    for t in [&mut v.lease_bound, &mut v.no_lease_before] {
+                    for t in [
+                        &mut v.lease_bound,
+                        &mut v.no_lease_before,
+                        &mut v.watchdog_deadline,
+                    ] {
                         if let Some(b) = t.as_mut()
                             && *b > last
                         {
@@ -1336,6 +1340,9 @@ impl ArbiterCore {
                 Ok(t) => (Some(t), String::new()),
                 Err(e) => (None, e),
             };
+            if let Some(v) = self.nodes.get_mut(&node) {
+                v.watchdog_deadline = until;
+            }
             out.push(Action::Notice(Notice::WatchdogWait {
                 node,
                 intent,
@@ -1360,7 +1367,14 @@ impl ArbiterCore {
             .collect();
         let before = out.len();
         for (node, intent, attempt) in waiting {
-            match self.watchdog_until(node) {
+            // Never before the deadline set when the level began (a clock
+            // jump since moved it; the bounds it was computed from may be
+            // past, and not moved).
+            let deadline = self.nodes[&node].watchdog_deadline;
+            let until = self
+                .watchdog_until(node)
+                .map(|t| deadline.map_or(t, |d| d.max(t)));
+            match until {
                 Ok(until) if now >= until => {
                     // Still talking, and still running a group, past its
                     // watchdog's timeout: its watchdog did not reset it.

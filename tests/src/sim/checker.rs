@@ -465,6 +465,9 @@ impl Checker {
     pub fn counted_by_watchdog(&mut self, node: NodeId) {
         self.by_watchdog.insert(node);
         self.fencing.remove(&node);
+        // (What a device said of it before counts for nothing: the
+        // arbiter's record is the watchdog rule's.)
+        self.off_but_alive.remove(&node);
     }
 
     /// `node`'s watchdog resets it: only a node with a fault of its own

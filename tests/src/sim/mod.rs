@@ -1014,8 +1014,11 @@ impl Sim {
             on.remove(&node);
         }
         self.checker.powered_off(self.now_us, node);
+        self.checker.node_fault(self.now_us, node);
         let a = self.agents.get_mut(&node).expect("node");
         a.state = AgentState::Off;
+        // (Down by a fault of its own until it is back: `observe`.)
+        a.hung = true;
         a.keeper = LeaseKeeper::new(node);
         self.report.watchdog_resets += 1;
         let d = if self.chaos {
@@ -1176,6 +1179,7 @@ impl Sim {
         for &node in &ids {
             let a = &self.agents[&node];
             let own = matches!(a.state, AgentState::Frozen | AgentState::Crashed)
+                || (a.state == AgentState::Off && a.hung)
                 || ((!self.net.is_up(ARBITER, node) || !self.net.is_up(node, ARBITER))
                     && self.quorate_without(&contact, node));
             if own {
