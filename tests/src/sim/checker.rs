@@ -308,7 +308,11 @@ impl Checker {
         let eligible = |m: &NodeId| {
             *m == node
                 || (spec.nodes.contains_key(m)
-                    && agents.get(m).is_some_and(|a| a.state != AgentState::Off)
+                    // (A machine its watchdog reset is down as a crashed
+                    // one is: the arbiter may not know yet.)
+                    && agents
+                        .get(m)
+                        .is_some_and(|a| a.state != AgentState::Off || a.hung)
                     && !self.fencing.contains(m))
         };
         let unsure: Vec<NodeId> = spec

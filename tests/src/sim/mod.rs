@@ -497,7 +497,7 @@ pub struct Agent {
     /// the machine has one.
     watchdog: Option<(Duration, WatchdogRule)>,
     /// A stop of a group hangs (never finishes).
-    hung: bool,
+    pub(crate) hung: bool,
     /// The last ack or announcement naming it gone said the watchdog rule
     /// counted it.
     gone_by_watchdog: bool,
@@ -1398,6 +1398,10 @@ impl Sim {
                 let miswired = self.miswired.contains(&node);
                 if miswired {
                     self.trace(|| format!("device switches the wrong outlet for node {node}"));
+                    // (A machine its watchdog reset is off all the same.)
+                    if ok && self.agents[&node].state == AgentState::Off {
+                        self.checker.powered_off(self.now_us, node);
+                    }
                 } else if ok && self.opts.mutant != Some(Mutant::LyingDevice) {
                     self.power_off(node, intent, generation)?;
                 }
