@@ -422,6 +422,15 @@ impl ClusterDriver {
 
     /// Step the core and execute its actions in order. Returns whether the
     /// event's session was refused.
+    /// The nodes of a message's `gone` that the watchdog rule counted.
+    fn gone_by_watchdog(&self, gone: &std::collections::BTreeSet<NodeId>) -> Vec<NodeId> {
+        self.core
+            .gone_by_watchdog()
+            .intersection(gone)
+            .copied()
+            .collect()
+    }
+
     /// Tell the core which watchdog the agent of `session` holds armed.
     fn watchdog(&mut self, node: NodeId, session: u64, ms: u32) -> Result<(), StoreError> {
         self.watchdogs.insert(node, (session, ms));
@@ -531,12 +540,7 @@ impl ClusterDriver {
                     lease_ms: lease.map_or(0, |d| d.as_millis() as u64),
                     epoch,
                     backed: backed.into_iter().collect(),
-                    gone_by_watchdog: self
-                        .core
-                        .gone_by_watchdog()
-                        .intersection(&gone)
-                        .copied()
-                        .collect(),
+                    gone_by_watchdog: self.gone_by_watchdog(&gone),
                     gone: gone.into_iter().collect(),
                     reason: reason.to_string(),
                 };
@@ -603,12 +607,7 @@ impl ClusterDriver {
                     epoch,
                     survivors: survivors.iter().copied().collect(),
                     gone: gone.iter().copied().collect(),
-                    gone_by_watchdog: self
-                        .core
-                        .gone_by_watchdog()
-                        .intersection(&gone)
-                        .copied()
-                        .collect(),
+                    gone_by_watchdog: self.gone_by_watchdog(&gone),
                 };
                 for n in &to {
                     if let Some(&(s, _)) = self.sessions.get(n) {
@@ -777,32 +776,19 @@ impl ClusterDriver {
                 node,
                 intent,
                 until,
-                detail,
-            } => match until {
-                Some(until) => {
-                    let wait = until.saturating_sub(self.now());
-                    info!(cluster = %c, node.id = node, fence.intent = intent, wait = ?wait,
-                          "fence level watchdog: the node counts as fenced once its lease, its watchdog's timeout and the margin have passed");
-                    (
-                        "fence_level_started",
-                        node,
-                        vec![],
-                        format!(
-                            "watchdog: counted fenced in {wait:?} (lease + watchdog timeout + margin)"
-                        ),
-                    )
-                }
-                None => {
-                    warn!(cluster = %c, node.id = node, fence.intent = intent, reason = %detail,
-                          "fence level watchdog cannot apply");
-                    (
-                        "fence_level_started",
-                        node,
-                        vec![],
-                        format!("watchdog cannot apply: {detail}"),
-                    )
-                }
-            },
+            } => {
+                let wait = until.saturating_sub(self.now());
+                info!(cluster = %c, node.id = node, fence.intent = intent, wait = ?wait,
+                      "fence level watchdog: the node counts as fenced once its lease, its watchdog's timeout and the margin have passed");
+                (
+                    "fence_level_started",
+                    node,
+                    vec![],
+                    format!(
+                        "watchdog: counted fenced in {wait:?} (lease + watchdog timeout + margin)"
+                    ),
+                )
+            }
             Notice::WatchdogFenced { node, intent } => {
                 warn!(cluster = %c, node.id = node, fence.intent = intent,
                       "node counted fenced by its watchdog: reset, or standing with every group stopped and no lease");

@@ -133,3 +133,32 @@ pub fn alive(pid: i32) -> bool {
         .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
         .is_some_and(|r| !r.starts_with('Z'))
 }
+
+/// `fencectl --arbiter <url> <args>` (the built binary): Ok(stdout) when it
+/// succeeds, Err(stderr) otherwise.
+pub fn fencectl(url: &str, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(binaries().join("fencectl"))
+        .arg("--arbiter")
+        .arg(url)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run fencectl: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Write an executable `#!/bin/sh` script `dir/name` running `body`;
+/// returns its path.
+pub fn script(dir: &std::path::Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&p)
+        .status()
+        .expect("chmod");
+    p.display().to_string()
+}

@@ -6,12 +6,11 @@
 //! watchdog rule.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use fencectl::local_cluster::{ClusterOptions, LocalCluster};
 
-use crate::e2e::{Watcher, unix_us, wait_until as until};
+use crate::e2e::{Watcher, script, unix_us, wait_until as until};
 use crate::standin::StandIn;
 
 /// `[[cluster.group]]` for `web`; its scripts are written into `dir` and
@@ -48,17 +47,6 @@ pub fn web_group(dir: &Path) -> String {
         "\n[[cluster.group]]\nname = \"web\"\nnodes = [\"node3\", \"node1\", \"node2\"]\nmonitor_interval = \"500ms\"\n\
          resources = [ {{ kind = \"exec\", start = [\"{start}\"], stop = [\"{stop}\"], monitor = [\"{monitor}\"], timeout = \"400ms\" }} ]\n"
     )
-}
-
-fn script(dir: &Path, name: &str, body: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    Command::new("chmod")
-        .arg("755")
-        .arg(&p)
-        .status()
-        .expect("chmod");
-    p.display().to_string()
 }
 
 /// When `web` first started on `node` (unix µs), from `dir/web.log`.

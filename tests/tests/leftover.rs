@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use fencectl::local_cluster::{ClusterOptions, LocalCluster};
-use tests::e2e::{alive, binaries};
+use tests::e2e::{alive, binaries, wait_until};
 use tests::peers::serial;
 
 /// The pid of node 3's `sleep` (the resource), from `pid.node3`.
@@ -39,30 +39,16 @@ async fn a_restarted_agent_stops_the_process_a_killed_one_left_running() {
     c.wait_all_leased(Duration::from_secs(10))
         .await
         .expect("all leased");
-    let mut pid = None;
-    for _ in 0..500 {
-        pid = pid_of(d).filter(|&p| alive(p));
-        if pid.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let pid =
-        pid.unwrap_or_else(|| panic!("svc never ran on node3; logs in {}", c.dir().display()));
+    let pid = wait_until(Duration::from_secs(10), || pid_of(d).filter(|&p| alive(p)))
+        .await
+        .unwrap_or_else(|| panic!("svc never ran on node3; logs in {}", c.dir().display()));
     c.kill_agent(3).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(alive(pid), "a killed agent stops nothing");
     c.restart_agent(3).unwrap();
-    let mut gone = false;
-    for _ in 0..250 {
-        if !alive(pid) {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let gone = wait_until(Duration::from_secs(5), || (!alive(pid)).then_some(())).await;
     assert!(
-        gone,
+        gone.is_some(),
         "the restarted agent left {pid} running; logs in {}",
         c.dir().display()
     );

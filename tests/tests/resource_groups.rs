@@ -12,12 +12,11 @@
 #![allow(clippy::await_holding_lock)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use fencectl::commands::resources::fetch_groups;
 use fencectl::local_cluster::{ClusterOptions, LocalCluster};
-use tests::e2e::{Watcher, binaries, unix_us, wait_until};
+use tests::e2e::{Watcher, binaries, fencectl, script, unix_us, wait_until};
 use tests::peers::{in_ci, serial};
 
 /// One line of the shared log: `start|stop <node> <epoch> <unix_us>`.
@@ -43,13 +42,6 @@ fn lines(path: &Path) -> Vec<Line> {
             })
         })
         .collect()
-}
-
-fn script(dir: &Path, name: &str, body: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-    Command::new("chmod").arg("755").arg(&p).status().unwrap();
-    p.display().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -194,23 +186,9 @@ async fn a_group_moves_only_after_its_holder_is_confirmed_off_and_moves_graceful
     assert!(running.unix_us > confirmed.unix_us);
 
     // A graceful move: node1 stops and acknowledges, then node2 starts.
-    let out = Command::new(binaries().join("fencectl"))
-        .args([
-            "--arbiter",
-            &c.url,
-            "move",
-            "web",
-            "node2",
-            "--cluster",
-            "demo",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "fencectl move: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = fencectl(&c.url, &["move", "web", "node2", "--cluster", "demo"]) {
+        panic!("fencectl move: {e}");
+    }
     let moved = wait_until(Duration::from_secs(10), || {
         lines(&log)
             .into_iter()
@@ -224,24 +202,9 @@ async fn a_group_moves_only_after_its_holder_is_confirmed_off_and_moves_graceful
         .expect("node1 stopped web");
     assert!(stopped.at_us <= moved.at_us, "{:?}", lines(&log));
     // A move to a node the group may not run on is refused, naming why.
-    let bad = Command::new(binaries().join("fencectl"))
-        .args([
-            "--arbiter",
-            &c.url,
-            "move",
-            "nosuch",
-            "node2",
-            "--cluster",
-            "demo",
-        ])
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("no group \"nosuch\""),
-        "{}",
-        String::from_utf8_lossy(&bad.stderr)
-    );
+    let bad = fencectl(&c.url, &["move", "nosuch", "node2", "--cluster", "demo"])
+        .expect_err("a move of no group fails");
+    assert!(bad.contains("no group \"nosuch\""), "{bad}");
     eprintln!(
         "freeze at {t}; node3 seen off at {}; web started on node1 at {} ({} ms after the freeze)",
         seen_off.unix_us,

@@ -11,11 +11,10 @@
 //! node 1 after the reset, never while node 3's resource still runs. Node 2
 //! holds a watchdog too, and its clean stop disarms it (magic close).
 
-use std::process::Command;
 use std::time::Duration;
 
 use fencectl::local_cluster::{ClusterOptions, LocalCluster};
-use tests::e2e::{Watcher, alive, binaries, unix_us, wait_until};
+use tests::e2e::{Watcher, alive, binaries, fencectl, unix_us, wait_until};
 use tests::peers::serial;
 use tests::standin::StandIn;
 
@@ -169,23 +168,9 @@ async fn a_node_whose_stop_hangs_is_reset_by_its_watchdog_and_counted_fenced_aft
     );
     // And it takes groups again: web moved to it starts there (its agent
     // numbers its heartbeats on, so it applies the placements it gets).
-    let out = Command::new(binaries().join("fencectl"))
-        .args([
-            "--arbiter",
-            &c.url,
-            "move",
-            "web",
-            "node2",
-            "--cluster",
-            "demo",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = fencectl(&c.url, &["move", "web", "node2", "--cluster", "demo"]) {
+        panic!("fencectl move: {e}");
+    }
     wait_until(Duration::from_secs(10), || {
         std::fs::read_to_string(&log)
             .ok()

@@ -151,13 +151,12 @@ pub enum Notice {
         timeout: Option<Duration>,
     },
     /// A fence reached a `watchdog` level: the node counts as fenced at
-    /// `until` (`None`: the rule cannot apply, `detail` says why, and the
-    /// level fails).
+    /// `until`. (Where the rule cannot apply, the level fails at once:
+    /// `FenceFailed` says why.)
     WatchdogWait {
         node: NodeId,
         intent: u64,
-        until: Option<Duration>,
-        detail: String,
+        until: Duration,
     },
     /// The watchdog rule counted a node fenced: every lease it held ended,
     /// then its watchdog's timeout and margin passed. It was reset, or its

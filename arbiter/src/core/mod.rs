@@ -1097,8 +1097,8 @@ impl ArbiterCore {
         out.extend(deltas.into_iter().map(Action::Persist));
         // No group may run on this node: agents of its other boots (a
         // reboot, or a clone) run nothing the watchdog must vouch for.
-        if self.placement.may_run(node).is_none() {
-            let v = self.nodes.get_mut(&node).expect("checked above");
+        let v = self.nodes.get_mut(&node).expect("checked above");
+        if v.boots_heard.len() > 1 && self.placement.may_run(node).is_none() {
             let boot = v.boot;
             v.boots_heard.retain(|&b| b == boot);
         }
@@ -1336,19 +1336,17 @@ impl ArbiterCore {
                 // Settled below, however long the rule needs.
                 job.without_deadline();
             }
-            let (until, detail) = match self.watchdog_until(node) {
-                Ok(t) => (Some(t), String::new()),
-                Err(e) => (None, e),
-            };
+            let until = self.watchdog_until(node).ok();
             if let Some(v) = self.nodes.get_mut(&node) {
                 v.watchdog_deadline = until;
             }
-            out.push(Action::Notice(Notice::WatchdogWait {
-                node,
-                intent,
-                until,
-                detail,
-            }));
+            if let Some(until) = until {
+                out.push(Action::Notice(Notice::WatchdogWait {
+                    node,
+                    intent,
+                    until,
+                }));
+            }
         }
         let waiting: Vec<(NodeId, u64, u64)> = self
             .nodes
@@ -1399,7 +1397,8 @@ impl ArbiterCore {
                         );
                         continue;
                     }
-                    self.fence_finished_by_watchdog(now, node, intent, attempt, out);
+                    // (`waiting` holds only the current attempt of each job.)
+                    self.confirmed_off(now, node, intent, true, out);
                 }
                 Ok(_) => {}
                 Err(detail) => {
@@ -1415,21 +1414,6 @@ impl ArbiterCore {
             }
         }
         out.len() != before
-    }
-
-    fn fence_finished_by_watchdog(
-        &mut self,
-        now: Duration,
-        node: NodeId,
-        intent: u64,
-        attempt: u64,
-        out: &mut Vec<Action>,
-    ) {
-        let current = matches!(&self.nodes[&node].phase,
-            Phase::Leaving(job) if job.intent == intent && job.is_current(attempt));
-        if current {
-            self.confirmed_off(now, node, intent, true, out);
-        }
     }
 
     /// An operator cleared the alert of a node that spoke after its fence

@@ -299,13 +299,19 @@ impl H {
     }
 
     pub(super) fn confirm_off(&mut self, node: NodeId) -> Vec<Action> {
+        self.level_done(node, LevelOutcome::ConfirmedOff)
+    }
+
+    /// The shell reports `outcome` for the last fence level ordered for
+    /// `node` (reported as level 0: the core goes by the attempt).
+    pub(super) fn level_done(&mut self, node: NodeId, outcome: LevelOutcome) -> Vec<Action> {
         let (intent, attempt) = self.fence_of(node).expect("a fence of the node");
         self.step(Event::FenceFinished {
             node,
             intent,
             level: 0,
             attempt,
-            outcome: LevelOutcome::ConfirmedOff,
+            outcome,
         })
     }
 

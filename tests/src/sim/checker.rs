@@ -312,7 +312,7 @@ impl Checker {
                     // one is: the arbiter may not know yet.)
                     && agents
                         .get(m)
-                        .is_some_and(|a| a.state != AgentState::Off || a.hung)
+                        .is_some_and(|a| a.state != AgentState::Off || a.own_fault)
                     && !self.fencing.contains(m))
         };
         let unsure: Vec<NodeId> = spec

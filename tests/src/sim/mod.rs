@@ -496,8 +496,9 @@ pub struct Agent {
     /// Its watchdog's timeout and the agent's rule (the real one), where
     /// the machine has one.
     watchdog: Option<(Duration, WatchdogRule)>,
-    /// A stop of a group hangs (never finishes).
-    pub(crate) hung: bool,
+    /// A fault of this machine's own lasts: a stop of a group hangs
+    /// (never finishes), or its watchdog reset it and it is not back yet.
+    pub(crate) own_fault: bool,
     /// The last ack or announcement naming it gone said the watchdog rule
     /// counted it.
     gone_by_watchdog: bool,
@@ -518,7 +519,7 @@ impl Agent {
             keeper: LeaseKeeper::new(node),
             groups: GroupKeeper::new(),
             watchdog: None,
-            hung: false,
+            own_fault: false,
             gone_by_watchdog: false,
             session: None,
             welcomed: false,
@@ -1018,7 +1019,7 @@ impl Sim {
         let a = self.agents.get_mut(&node).expect("node");
         a.state = AgentState::Off;
         // (Down by a fault of its own until it is back: `observe`.)
-        a.hung = true;
+        a.own_fault = true;
         a.keeper = LeaseKeeper::new(node);
         self.report.watchdog_resets += 1;
         let d = if self.chaos {
@@ -1179,7 +1180,7 @@ impl Sim {
         for &node in &ids {
             let a = &self.agents[&node];
             let own = matches!(a.state, AgentState::Frozen | AgentState::Crashed)
-                || (a.state == AgentState::Off && a.hung)
+                || (a.state == AgentState::Off && a.own_fault)
                 || ((!self.net.is_up(ARBITER, node) || !self.net.is_up(node, ARBITER))
                     && self.quorate_without(&contact, node));
             if own {
@@ -2476,7 +2477,7 @@ impl Sim {
                 && self.rng_wd.random_bool(self.hang_stop)
             {
                 d = 60_000_000;
-                self.agents.get_mut(&node).expect("node").hung = true;
+                self.agents.get_mut(&node).expect("node").own_fault = true;
                 self.checker.node_fault(self.now_us, node);
                 self.trace(|| format!("node {node}: stop of group {group} hangs"));
             }
@@ -2586,7 +2587,7 @@ impl Sim {
             }
         }
         if node == me {
-            if self.agents[&me].hung {
+            if self.agents[&me].own_fault {
                 self.checker.node_fault(now_us, me);
             }
             self.feed_watchdog(me);
