@@ -21,9 +21,10 @@ use tracing::{error, info, warn};
 
 use crate::config::ClusterPlan;
 use crate::core::{
-    Action, ArbiterCore, CoreStatus, Event, LevelOutcome, NodeId, NodeView, Notice, RunState,
+    Action, ArbiterCore, Control, CoreStatus, Event, LevelOutcome, NodeId, NodeView, Notice,
+    RunState,
 };
-use crate::fence_orchestrator::{Progress, run_level};
+use crate::fence_orchestrator::{Progress, power_on, run_level};
 use crate::store::{Store, StoreError};
 
 pub type AgentTx = mpsc::Sender<Result<pb::ArbiterMessage, Status>>;
@@ -62,11 +63,25 @@ pub enum ToDriver {
     /// An operator cleared a node's alive-after-off alert.
     Clear {
         node: NodeId,
+        by: String,
+    },
+    /// An operator's control; the reply says what was done, or why not.
+    /// (An unfence replies once its devices answered.)
+    Operator {
+        by: String,
+        control: Control,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// The devices answered an unfence of `node`.
+    PowerOnDone {
+        node: NodeId,
+        result: Result<Vec<String>, String>,
     },
     /// An operator moves a resource group; the reply says why not.
     Move {
         group: String,
         node: NodeId,
+        by: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
 }
@@ -87,6 +102,10 @@ fn run_state(s: pb::GroupRunState) -> RunState {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub status: CoreStatus,
+    /// Nodes in maintenance, and whether the whole cluster is.
+    pub maintenance: (std::collections::BTreeSet<NodeId>, bool),
+    /// Alerts raised per running fence (intent).
+    pub alerts_raised: BTreeMap<u64, u32>,
     pub nodes: BTreeMap<NodeId, NodeView>,
     pub fingerprints: BTreeMap<NodeId, String>,
     pub now: Duration,
@@ -214,6 +233,10 @@ pub struct ClusterDriver {
     token: CancellationToken,
     /// Every group as agents are told it in their Welcome.
     group_definitions: Vec<pb::GroupDefinition>,
+    /// Alerts raised per fence intent (level failures, failed rounds).
+    alerts_raised: BTreeMap<u64, u32>,
+    /// Operators waiting for an unfence's result, per node.
+    unfence_replies: BTreeMap<NodeId, Vec<oneshot::Sender<Result<String, String>>>>,
 }
 
 impl ClusterDriver {
@@ -255,6 +278,8 @@ impl ClusterDriver {
             origin: Instant::now(),
             tracker,
             token,
+            unfence_replies: BTreeMap::new(),
+            alerts_raised: BTreeMap::new(),
         })
     }
 
@@ -379,13 +404,84 @@ impl ClusterDriver {
                     outcome,
                 })?;
             }
-            ToDriver::Clear { node } => {
+            ToDriver::Clear { node, by } => {
+                self.execute(Action::Persist(crate::core::Delta::Operator {
+                    by,
+                    action: "clear",
+                    node: Some(node),
+                    detail: "alive-after-off alert cleared".into(),
+                }))?;
                 self.step(Event::Clear { node })?;
             }
-            ToDriver::Move { group, node, reply } => {
+            ToDriver::Operator { by, control, reply } => {
+                let checked = self.core.check_control(self.now(), &control);
+                match checked {
+                    Err(why) => {
+                        warn!(cluster = %self.name(), operator = %by, control = control.name(), node.id = ?control.node(), reason = %why, "operator control refused");
+                        let _ = reply.send(Err(why));
+                    }
+                    Ok(done) => {
+                        warn!(cluster = %self.name(), operator = %by, control = control.name(), node.id = ?control.node(), "operator control");
+                        let unfence = match control {
+                            Control::Unfence { node } => Some(node),
+                            _ => None,
+                        };
+                        self.step(Event::Operator { by, control })?;
+                        match unfence {
+                            Some(node) => self.unfence_replies.entry(node).or_default().push(reply),
+                            None => {
+                                let _ = reply.send(Ok(done));
+                            }
+                        }
+                    }
+                }
+            }
+            ToDriver::PowerOnDone { node, result } => {
+                let cluster = self.name().to_string();
+                let epoch = self.core.epoch();
+                let (kind, detail) = match &result {
+                    Ok(devices) => {
+                        warn!(cluster = %cluster, node.id = node, devices = ?devices, "node powered on (unfence); it rejoins once its agent runs");
+                        ("unfenced", format!("switched on: {}", devices.join(", ")))
+                    }
+                    Err(e) => {
+                        error!(cluster = %cluster, node.id = node, error = %e, "unfence failed");
+                        ("unfence_failed", e.clone())
+                    }
+                };
+                publish(
+                    &self.events,
+                    &cluster,
+                    kind,
+                    node,
+                    epoch,
+                    vec![],
+                    detail.clone(),
+                );
+                for reply in self.unfence_replies.remove(&node).unwrap_or_default() {
+                    let _ = reply.send(match &result {
+                        Ok(_) => Ok(format!(
+                            "node {node} powered on ({detail}); it rejoins once its agent runs"
+                        )),
+                        Err(e) => Err(format!("unfence of node {node} failed: {e}")),
+                    });
+                }
+            }
+            ToDriver::Move {
+                group,
+                node,
+                by,
+                reply,
+            } => {
                 let checked = self.core.check_move(&group, node);
                 if checked.is_ok() {
-                    info!(cluster = %self.name(), group = %group, node.id = node, "operator moves a resource group");
+                    info!(cluster = %self.name(), group = %group, node.id = node, operator = %by, "operator moves a resource group");
+                    self.execute(Action::Persist(crate::core::Delta::Operator {
+                        by,
+                        action: "move",
+                        node: Some(node),
+                        detail: format!("group {group:?} to node {node}"),
+                    }))?;
                     self.step(Event::Move { group, node })?;
                 }
                 let _ = reply.send(checked);
@@ -398,8 +494,11 @@ impl ClusterDriver {
                     .keys()
                     .filter_map(|&id| self.core.node(id).map(|v| (id, v.clone())))
                     .collect();
+                let (m, all) = self.core.maintenance();
                 let _ = reply.send(Snapshot {
                     status: self.core.status(),
+                    maintenance: (m.clone(), all),
+                    alerts_raised: self.alerts_raised.clone(),
                     nodes,
                     fingerprints: self.fingerprints.clone(),
                     now: self.now(),
@@ -624,6 +723,21 @@ impl ClusterDriver {
                     format!("gone: {:?}", gone),
                 );
             }
+            Action::PowerOn { node } => {
+                let levels = self.plan.levels.get(&node).cloned().unwrap_or_default();
+                let devices = self.devices.clone();
+                let tx = self.self_tx.clone();
+                let timeout = self.plan.spec.timing.fence_timeout;
+                let token = self.token.clone();
+                info!(cluster = %cluster, node.id = node, "powering on (unfence)");
+                self.tracker.spawn(async move {
+                    let result = tokio::select! {
+                        _ = token.cancelled() => return,
+                        r = power_on(&levels, &devices, timeout) => r,
+                    };
+                    let _ = tx.send(ToDriver::PowerOnDone { node, result }).await;
+                });
+            }
             Action::Refuse {
                 node,
                 session,
@@ -642,7 +756,7 @@ impl ClusterDriver {
         Ok(())
     }
 
-    fn notice(&self, n: Notice, epoch: u64) {
+    fn notice(&mut self, n: Notice, epoch: u64) {
         let c = self.name();
         let (kind, node, nodes, detail) = match n {
             Notice::NodeAlive { node } => {
@@ -687,6 +801,45 @@ impl ClusterDriver {
                     node,
                     vec![],
                     format!("level {level}: {detail}"),
+                )
+            }
+            Notice::FenceRoundFailed {
+                node,
+                intent,
+                rounds,
+                retry_in,
+                detail,
+            } => {
+                error!(cluster = %c, node.id = node, fence.intent = intent, fence.rounds = rounds, retry_in = ?retry_in, error = %detail,
+                       "fence failed at every level; retrying (the survivors wait: fix the device, or `fencectl confirm` a node known to be off)");
+                (
+                    "fence_round_failed",
+                    node,
+                    vec![],
+                    format!("round {rounds} failed, next in {retry_in:?}: {detail}"),
+                )
+            }
+            Notice::MaintenanceHold { nodes } => {
+                warn!(cluster = %c, nodes = ?nodes, "maintenance: nodes outside the verdict are not fenced; the survivors wait (end maintenance, or `fencectl confirm` them)");
+                (
+                    "maintenance_hold",
+                    0,
+                    nodes.into_iter().collect(),
+                    "would be fenced; in maintenance".into(),
+                )
+            }
+            Notice::Operator {
+                by,
+                action,
+                node,
+                detail,
+            } => {
+                warn!(cluster = %c, operator = %by, control = action, node.id = ?node, detail = %detail, "operator control applied");
+                (
+                    "operator",
+                    node.unwrap_or(0),
+                    vec![],
+                    format!("{action} by {by}: {detail}"),
                 )
             }
             Notice::EpochAcknowledged { node, epoch } => {

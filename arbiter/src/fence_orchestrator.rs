@@ -158,6 +158,64 @@ pub async fn run_level(
     }
 }
 
+/// Power a fenced node back on (an operator's unfence): every device of
+/// its topology, last level first (an outlet before the BMC behind it),
+/// one after the other, each within `timeout`. A device that cannot switch
+/// on (`Unsupported`: ssh, say) is skipped; `Ok` lists the devices that
+/// accepted `on`, and needs at least one, with no other error.
+pub async fn power_on(
+    levels: &[Vec<FenceTarget>],
+    devices: &BTreeMap<String, Arc<dyn FenceDriver>>,
+    timeout: Duration,
+) -> Result<Vec<String>, String> {
+    let mut done = Vec::new();
+    let mut skipped = Vec::new();
+    let mut failures = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for t in levels.iter().rev().flatten() {
+        if !seen.insert((t.device.clone(), t.port.clone())) {
+            continue;
+        }
+        let Some(dev) = devices.get(&t.device) else {
+            failures.push(format!("device {:?} is not configured", t.device));
+            continue;
+        };
+        match tokio::time::timeout(timeout, dev.on(&t.port)).await {
+            Ok(Ok(())) => done.push(format!("{}:{}", t.device, t.port)),
+            Ok(Err(FenceError::Unsupported { .. })) => {
+                skipped.push(format!("{}:{}", t.device, t.port));
+            }
+            Ok(Err(e)) => failures.push(e.to_string()),
+            Err(_) => failures.push(format!(
+                "{}:{}: no answer to `on` within {timeout:?}",
+                t.device, t.port
+            )),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(format!(
+            "{}{}",
+            failures.join("; "),
+            if done.is_empty() {
+                String::new()
+            } else {
+                format!(" (switched on: {})", done.join(", "))
+            }
+        ));
+    }
+    if done.is_empty() {
+        return Err(if skipped.is_empty() {
+            "the node has no fence device".to_string()
+        } else {
+            format!(
+                "no device of the node can switch it on ({} cannot); power it on by hand",
+                skipped.join(", ")
+            )
+        });
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,9 @@ const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("fence
 /// `Backed`, so an epoch change reads and rewrites only those records, never
 /// the whole history.
 const UNANNOUNCED: TableDefinition<(&str, u64), NodeId> = TableDefinition::new("fence_unannounced");
+/// The operators' controls: (cluster, sequence) -> `ControlRecord`, in
+/// the order they were written.
+const CONTROLS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("operator_controls");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -71,6 +74,21 @@ pub struct FenceRecord {
     pub epoch: u64,
     /// Failed rounds so far, last first.
     pub failures: Vec<String>,
+    /// Who confirmed it off by hand (`fencectl confirm`); `None`: its
+    /// devices (or the watchdog rule) did.
+    #[serde(default)]
+    pub confirmed_by: Option<String>,
+}
+
+/// One operator control as history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlRecord {
+    pub unix_ms: u64,
+    pub by: String,
+    /// fence | confirm | unfence | maintenance_on | maintenance_off | clear | move
+    pub action: String,
+    pub node: Option<NodeId>,
+    pub detail: String,
 }
 
 /// Durable state of every cluster. Backends: [`RedbStore`] (embedded);
@@ -81,6 +99,8 @@ pub trait Store: Send + Sync {
     fn apply(&self, cluster: &str, delta: &Delta, unix_ms: u64) -> Result<(), StoreError>;
     /// Newest first.
     fn history(&self, cluster: &str, limit: usize) -> Result<Vec<FenceRecord>, StoreError>;
+    /// The operators' controls, newest first.
+    fn controls(&self, cluster: &str, limit: usize) -> Result<Vec<ControlRecord>, StoreError>;
 }
 
 pub struct RedbStore {
@@ -97,6 +117,7 @@ impl RedbStore {
             let tx = db.begin_write()?;
             tx.open_table(STATE)?;
             tx.open_table(HISTORY)?;
+            tx.open_table(CONTROLS)?;
             tx.commit()?;
             Ok(db)
         };
@@ -189,6 +210,7 @@ impl Store for RedbStore {
                         outcome: "pending".into(),
                         epoch: 0,
                         failures: vec![],
+                        confirmed_by: None,
                     };
                     hist.insert((cluster, *intent), encode(&rec).as_slice())?;
                     index.remove((cluster, *intent))?;
@@ -199,10 +221,13 @@ impl Store for RedbStore {
                         rec.failures.truncate(20);
                     })?;
                 }
-                Delta::FenceConfirmed { intent, .. } => {
+                Delta::FenceConfirmed {
+                    intent, operator, ..
+                } => {
                     let rec = update_record(&mut hist, cluster, *intent, |rec| {
                         rec.outcome = "confirmed".into();
                         rec.finished_unix_ms = Some(unix_ms);
+                        rec.confirmed_by = operator.clone();
                     })?;
                     if let Some(rec) = rec.filter(unannounced) {
                         index.insert((cluster, *intent), rec.node)?;
@@ -215,7 +240,29 @@ impl Store for RedbStore {
                 | Delta::Watchdog { .. }
                 | Delta::WatchdogFenced { .. }
                 | Delta::Group { .. }
+                | Delta::Maintenance { .. }
                 | Delta::EpochRaised { .. } => {}
+                Delta::Operator {
+                    by,
+                    action,
+                    node,
+                    detail,
+                } => {
+                    let mut controls = tx.open_table(CONTROLS)?;
+                    let next = controls
+                        .range((cluster, 0)..=(cluster, u64::MAX))?
+                        .next_back()
+                        .transpose()?
+                        .map_or(1, |(k, _)| k.value().1 + 1);
+                    let rec = ControlRecord {
+                        unix_ms,
+                        by: by.clone(),
+                        action: action.to_string(),
+                        node: *node,
+                        detail: detail.clone(),
+                    };
+                    controls.insert((cluster, next), encode(&rec).as_slice())?;
+                }
                 Delta::Backed { epoch, gone, .. } => {
                     // Stamp the epoch on confirmed fences not yet announced
                     // whose node is gone: only those records are read.
@@ -245,15 +292,38 @@ impl Store for RedbStore {
     }
 
     fn history(&self, cluster: &str, limit: usize) -> Result<Vec<FenceRecord>, StoreError> {
+        self.read_newest(HISTORY, cluster, limit)
+    }
+
+    fn controls(&self, cluster: &str, limit: usize) -> Result<Vec<ControlRecord>, StoreError> {
+        self.read_newest(CONTROLS, cluster, limit)
+    }
+}
+
+impl RedbStore {
+    fn read_newest<T: for<'de> Deserialize<'de>>(
+        &self,
+        table: TableDefinition<(&str, u64), &[u8]>,
+        cluster: &str,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(HISTORY)?;
+        let t = match tx.open_table(table) {
+            Ok(t) => t,
+            // A store from before the table: nothing written yet.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
         let mut out = Vec::new();
         for row in t.range((cluster, 0)..=(cluster, u64::MAX))?.rev() {
-            let (_, v) = row?;
-            out.push(decode("history", v.value())?);
             if out.len() >= limit {
                 break;
             }
+            let (k, v) = row?;
+            out.push(decode(
+                &format!("{} {cluster}/{}", table.name(), k.value().1),
+                v.value(),
+            )?);
         }
         Ok(out)
     }
@@ -318,6 +388,7 @@ mod tests {
                 node: 3,
                 instance: 7,
                 boot: 0,
+                operator: None,
             },
             12,
         )
@@ -365,6 +436,7 @@ mod tests {
                 node,
                 instance: 0,
                 boot: 0,
+                operator: None,
             },
             intent * 10 + 1,
         )

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use arbiter::core::{
-    Action, ArbiterCore, ClusterSpec, Delta, Event, LevelOutcome, NodeId, NodeSpec, Persisted,
-    QuorumMode, TieBreaker, Timing,
+    Action, ArbiterCore, ClusterSpec, Control, Delta, Event, LevelOutcome, NodeId, NodeSpec,
+    Persisted, QuorumMode, TieBreaker, Timing,
 };
 use proptest::prelude::*;
 
@@ -28,6 +28,9 @@ enum Ev {
     /// Malformed or stale input.
     Garbage(NodeId, u64, u64, Vec<NodeId>),
     Bogus(NodeId, u64, u64),
+    /// An operator's control: 0 fence, 1 confirm, 2 unfence, 3 maintenance
+    /// of the node, 4 of the whole cluster; the flag switches it on or off.
+    Control(u8, NodeId, bool),
 }
 
 fn ev(n: u32) -> impl Strategy<Value = Ev> {
@@ -40,6 +43,7 @@ fn ev(n: u32) -> impl Strategy<Value = Ev> {
         1 => node.clone().prop_map(Ev::Reconnect),
         1 => (0..n + 3, 0u64..4, 0u64..50, proptest::collection::vec(0..n + 3, 0..5)).prop_map(|(a, s, q, r)| Ev::Garbage(a, s, q, r)),
         1 => (0..n + 3, 0u64..6, 0u64..12).prop_map(|(a, i, t)| Ev::Bogus(a, i, t)),
+        1 => (0u8..5, 0..n + 2, prop::bool::ANY).prop_map(|(k, a, on)| Ev::Control(k, a, on)),
     ]
 }
 
@@ -90,10 +94,23 @@ impl Rules {
             match a {
                 Action::Persist(d) => {
                     match &d {
-                        Delta::FenceIntent { intent, node, .. } => {
+                        Delta::FenceIntent {
+                            intent,
+                            node,
+                            reason,
+                        } => {
                             prop_assert!(
                                 self.intent_node.insert(*intent, *node).is_none(),
                                 "intent ids are unique"
+                            );
+                            prop_assert!(
+                                !(self.store.maintenance_all
+                                    || self.store.maintenance.contains(node))
+                                    || reason.contains("manual")
+                                    || reason.contains("operator"),
+                                "node {} fenced automatically in maintenance: {}",
+                                node,
+                                reason
                             );
                         }
                         Delta::FenceConfirmed { intent, node, .. } => {
@@ -114,6 +131,8 @@ impl Rules {
                         | Delta::AgentSeen { .. }
                         | Delta::Watchdog { .. }
                         | Delta::WatchdogFenced { .. }
+                        | Delta::Operator { .. }
+                        | Delta::Maintenance { .. }
                         | Delta::Group { .. } => {}
                     }
                     self.store.apply(&d);
@@ -320,6 +339,44 @@ fn run(n: u32, lms: bool, events: Vec<Ev>) -> Result<Rules, TestCaseError> {
                     groups: Vec::new(),
                 };
                 step(&mut core, &mut rules, now, hb)?;
+            }
+            Ev::Control(kind, a, on) => {
+                let control = match kind {
+                    0 => Control::Fence {
+                        node: a,
+                        reason: String::new(),
+                    },
+                    1 => Control::Confirm { node: a },
+                    2 => Control::Unfence { node: a },
+                    3 => Control::Maintenance { node: Some(a), on },
+                    _ => Control::Maintenance { node: None, on },
+                };
+                let before = core.status();
+                let checked = core.check_control(now, &control);
+                let actions = core.step(
+                    now,
+                    Event::Operator {
+                        by: "prop".into(),
+                        control,
+                    },
+                );
+                if checked.is_err() {
+                    prop_assert!(actions.is_empty(), "a refused control acts: {:?}", actions);
+                    prop_assert_eq!(core.status(), before, "a refused control changes state");
+                }
+                // The operator says true: a node confirmed off is silent.
+                if actions.iter().any(|a| {
+                    matches!(
+                        a,
+                        Action::Persist(Delta::FenceConfirmed {
+                            operator: Some(_),
+                            ..
+                        })
+                    )
+                }) {
+                    silent.insert(a);
+                }
+                rules.check(now, actions)?;
             }
             Ev::Bogus(a, i, t) => {
                 let ev = Event::FenceFinished {

@@ -75,6 +75,52 @@ enum Cmd {
         #[arg(long)]
         yes: bool,
     },
+    /// Fence NODE now through its fence devices (admin), whatever its
+    /// health; recorded as manual, with who asked and why.
+    Fence {
+        /// The node: its id or its name.
+        node: String,
+        #[arg(long)]
+        cluster: String,
+        /// Why (kept in the history).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Confirm: the node is switched off.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Swear NODE is off (admin): it was powered down by hand, or lost its
+    /// power with its BMC, so no device can confirm it. Any fence of it
+    /// ends; the survivors take over once its lease has ended. A node that
+    /// is in fact running then corrupts shared data: see the warning.
+    Confirm {
+        /// The node: its id or its name.
+        node: String,
+        #[arg(long)]
+        cluster: String,
+        /// Confirm: you have seen the node off.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Power a fenced NODE back on through the devices that can (admin);
+    /// it rejoins once its agent runs.
+    Unfence {
+        /// The node: its id or its name.
+        node: String,
+        #[arg(long)]
+        cluster: String,
+    },
+    /// Maintenance on or off (admin): no automatic fencing of a node (or of
+    /// the whole cluster); a node leaving is reported, not fenced.
+    Maintenance {
+        #[arg(value_enum)]
+        state: OnOff,
+        /// Only this node (its id or name); default: the whole cluster.
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long)]
+        cluster: String,
+    },
     /// Every resource group: its holder, state and since when.
     Resources {
         #[arg(long, default_value = "")]
@@ -123,6 +169,12 @@ enum Cmd {
         #[arg(long)]
         keep: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Subcommand)]
@@ -229,6 +281,35 @@ fn main() -> ExitCode {
             }
             Cmd::Clear { node, cluster, yes } => {
                 commands::status::clear(&cli.arbiter, &cluster, node, yes, cli.output).await
+            }
+            Cmd::Fence {
+                node,
+                cluster,
+                reason,
+                yes,
+            } => {
+                commands::control::fence(&cli.arbiter, &cluster, &node, &reason, yes, cli.output)
+                    .await
+            }
+            Cmd::Confirm { node, cluster, yes } => {
+                commands::control::confirm(&cli.arbiter, &cluster, &node, yes, cli.output).await
+            }
+            Cmd::Unfence { node, cluster } => {
+                commands::control::unfence(&cli.arbiter, &cluster, &node, cli.output).await
+            }
+            Cmd::Maintenance {
+                state,
+                node,
+                cluster,
+            } => {
+                commands::control::maintenance(
+                    &cli.arbiter,
+                    &cluster,
+                    node.as_deref(),
+                    matches!(state, OnOff::On),
+                    cli.output,
+                )
+                .await
             }
             Cmd::Resources { cluster } => {
                 commands::resources::resources(&cli.arbiter, &cluster, cli.output).await

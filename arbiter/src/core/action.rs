@@ -32,7 +32,20 @@ pub enum Delta {
         node: NodeId,
         instance: u64,
         boot: u64,
+        /// `Some(who)`: an operator swore the node off (`fencectl
+        /// confirm`); no device confirmed it.
+        operator: Option<String>,
     },
+    /// An operator's control, for the history (written before its
+    /// effects: what was asked is kept even if the arbiter stops midway).
+    Operator {
+        by: String,
+        action: &'static str,
+        node: Option<NodeId>,
+        detail: String,
+    },
+    /// Maintenance of `node` (every node: `None`) switched on or off.
+    Maintenance { node: Option<NodeId>, on: bool },
     /// The epoch alone is raised (above one an agent reported), the backed
     /// set unchanged.
     EpochRaised { epoch: u64 },
@@ -95,6 +108,28 @@ pub enum Notice {
         node: NodeId,
         intent: u64,
         level: usize,
+        detail: String,
+    },
+    /// A fence round failed at every level: `rounds` so far; the next
+    /// round starts in `retry_in`.
+    FenceRoundFailed {
+        node: NodeId,
+        intent: u64,
+        rounds: u32,
+        retry_in: Duration,
+        detail: String,
+    },
+    /// Members outside the verdict are in maintenance: reported, not
+    /// fenced; the transition waits (an operator confirms them off, or
+    /// ends maintenance).
+    MaintenanceHold {
+        nodes: BTreeSet<NodeId>,
+    },
+    /// An operator's control took effect.
+    Operator {
+        by: String,
+        action: &'static str,
+        node: Option<NodeId>,
         detail: String,
     },
     EpochAcknowledged {
@@ -212,6 +247,11 @@ pub enum Action {
         epoch: u64,
         survivors: BTreeSet<NodeId>,
         gone: BTreeSet<NodeId>,
+    },
+    /// Power a fenced node back on (an operator's unfence) through the
+    /// devices of its topology that can; the node rejoins by itself.
+    PowerOn {
+        node: NodeId,
     },
     /// Close a session with this error (bad input); no state changed.
     Refuse {

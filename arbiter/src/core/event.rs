@@ -12,6 +12,48 @@ pub enum LevelOutcome {
     Failed(String),
 }
 
+/// What an operator may ask of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Fence `node` through its topology now, whatever the verdict
+    /// (recorded as manual, with `reason`).
+    Fence { node: NodeId, reason: String },
+    /// The operator swears `node` is off (powered down by hand, its BMC
+    /// dead with it): any running fence of it ends and the transition
+    /// commits as after a confirmed fence. Also settles a node no longer
+    /// configured that holds an open intent or may still run a group.
+    Confirm { node: NodeId },
+    /// Power a fenced node back on through the devices that can; it
+    /// rejoins by itself once its agent runs again.
+    Unfence { node: NodeId },
+    /// No automatic fencing of `node` (of every node: `None`) while on: a
+    /// node leaving is reported, not shot, and the transition waits.
+    Maintenance { node: Option<NodeId>, on: bool },
+}
+
+impl Control {
+    /// The stable name of the control (history, watch, metrics).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Control::Fence { .. } => "fence",
+            Control::Confirm { .. } => "confirm",
+            Control::Unfence { .. } => "unfence",
+            Control::Maintenance { on: true, .. } => "maintenance_on",
+            Control::Maintenance { on: false, .. } => "maintenance_off",
+        }
+    }
+
+    /// The node it names, if one.
+    pub fn node(&self) -> Option<NodeId> {
+        match self {
+            Control::Fence { node, .. } | Control::Confirm { node } | Control::Unfence { node } => {
+                Some(*node)
+            }
+            Control::Maintenance { node, .. } => *node,
+        }
+    }
+}
+
 /// What happened, as seen by the shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -62,6 +104,10 @@ pub enum Event {
     /// An operator cleared a node's alive-after-off alert (after fixing
     /// the fence device's wiring).
     Clear { node: NodeId },
+    /// An operator's control (`fencectl`), checked with
+    /// [`ArbiterCore::check_control`](super::ArbiterCore::check_control)
+    /// first; `by` says who asked (certificate identity, user, address).
+    Operator { by: String, control: Control },
     FenceFinished {
         node: NodeId,
         intent: u64,

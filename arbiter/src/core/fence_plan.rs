@@ -34,6 +34,12 @@ pub struct FenceJob {
     /// Completed failed rounds (every level tried).
     pub rounds_failed: u32,
     pub state: JobState,
+    /// When the job began (for `fencectl status`: failing since when).
+    pub since: Duration,
+    /// The last error of each level (`None`: it has not failed yet), and
+    /// when the last level failure was.
+    pub errors: Vec<Option<String>>,
+    pub last_failure: Option<Duration>,
 }
 
 /// What the job wants next.
@@ -67,6 +73,9 @@ impl FenceJob {
                 attempt,
                 deadline: now + core_deadline(t),
             },
+            since: now,
+            errors: vec![None; levels.max(1)],
+            last_failure: None,
         }
     }
 
@@ -81,6 +90,24 @@ impl FenceJob {
     /// Is `attempt` the level currently running?
     pub fn is_current(&self, attempt: u64) -> bool {
         matches!(self.state, JobState::Running { attempt: a, .. } if a == attempt)
+    }
+
+    /// Record why the running level failed (before `level_failed`).
+    pub fn note_error(&mut self, now: Duration, detail: &str) {
+        if let JobState::Running { level, .. } = self.state
+            && let Some(e) = self.errors.get_mut(level)
+        {
+            *e = Some(detail.to_string());
+            self.last_failure = Some(now);
+        }
+    }
+
+    /// The level running now, if one is.
+    pub fn level(&self) -> Option<usize> {
+        match self.state {
+            JobState::Running { level, .. } => Some(level),
+            JobState::Backoff { .. } => None,
+        }
     }
 
     /// The current level failed (error, timeout, or unconfirmed status).
@@ -117,6 +144,7 @@ impl FenceJob {
     pub fn on_tick(&mut self, now: Duration, next_attempt: u64, t: &Timing) -> Option<JobStep> {
         match self.state {
             JobState::Running { deadline, .. } if now >= deadline => {
+                self.note_error(now, "no result within the level's deadline");
                 Some(self.level_failed(now, next_attempt, t))
             }
             JobState::Backoff { retry_at } if now >= retry_at => {

@@ -51,6 +51,7 @@ pub mod decide;
 pub mod event;
 pub mod fence_plan;
 pub mod membership;
+pub mod operator;
 pub mod placement;
 pub mod quorum;
 pub mod spec;
@@ -60,12 +61,23 @@ use std::time::Duration;
 
 pub use action::{Action, Delta, Notice};
 pub use decide::{Candidate, TieBreaker, Verdict};
-pub use event::{Event, LevelOutcome};
+pub use event::{Control, Event, LevelOutcome};
 pub use fence_plan::{FenceJob, JobState, JobStep};
 pub use membership::{Edges, NodeView, OffRecord, Phase};
 pub use placement::{Grant, GroupRecord, GroupSpec, GroupStatus, Placement, RunState};
 pub use quorum::{Quorum, QuorumMode};
 pub use spec::{ClusterSpec, FencedAgent, NodeSpec, Persisted, Timing};
+
+/// Who confirmed a node off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ConfirmedBy {
+    /// Every device of a level (`FenceFinished(ConfirmedOff)`).
+    Devices,
+    /// The watchdog rule (`route_watchdog_levels`).
+    Watchdog,
+    /// An operator's word (`fencectl confirm`), and who.
+    Operator(String),
+}
 
 /// Node identifier, unique within a cluster.
 pub type NodeId = u32;
@@ -294,6 +306,11 @@ pub struct ArbiterCore {
     last_decision: Option<(BTreeSet<NodeId>, BTreeSet<NodeId>)>,
     no_quorum_noticed: bool,
     storm_noticed: Option<BTreeSet<NodeId>>,
+    /// Nodes in maintenance, and whether the whole cluster is (durable):
+    /// no automatic fence of them; the members held out, as last told.
+    maintenance: BTreeSet<NodeId>,
+    maintenance_all: bool,
+    maintenance_noticed: Option<BTreeSet<NodeId>>,
     /// Since when the arbiter has heard from a quorate set without a break.
     contact_since: Option<Duration>,
     /// When the arbiter last heard a heartbeat from any node.
@@ -585,6 +602,14 @@ impl ArbiterCore {
             last_decision: None,
             no_quorum_noticed: false,
             storm_noticed: None,
+            maintenance: persisted
+                .maintenance
+                .iter()
+                .copied()
+                .filter(|n| spec.nodes.contains_key(n))
+                .collect(),
+            maintenance_all: persisted.maintenance_all,
+            maintenance_noticed: None,
             contact_since: None,
             last_any_heard: None,
             deaf_gap: None,
@@ -751,6 +776,7 @@ impl ArbiterCore {
                 outcome,
             } => self.fence_finished(now, node, intent, attempt, outcome, &mut out),
             Event::Clear { node } => self.clear(now, node, &mut out),
+            Event::Operator { by, control } => self.operator(now, by, control, &mut out),
         }
         // Fence levels that are the watchdog rule run here, not in the
         // shell: route them, and settle those whose outcome is known.
@@ -1169,7 +1195,9 @@ impl ArbiterCore {
             return; // a late result of a level already given up on
         }
         match outcome {
-            LevelOutcome::ConfirmedOff => self.confirmed_off(now, node, intent, false, out),
+            LevelOutcome::ConfirmedOff => {
+                self.confirmed_off(now, node, intent, ConfirmedBy::Devices, out)
+            }
             LevelOutcome::Failed(detail) => {
                 let level = match job.state {
                     JobState::Running { level, .. } => level,
@@ -1181,9 +1209,10 @@ impl ArbiterCore {
                     level,
                     detail: detail.clone(),
                 }));
+                job.note_error(now, &detail);
                 self.next_attempt += 1;
                 let step = job.level_failed(now, self.next_attempt, &self.spec.timing);
-                job_step(node, intent, step, detail, out);
+                job_step(now, job, step, detail, out);
             }
         }
     }
@@ -1197,11 +1226,16 @@ impl ArbiterCore {
         now: Duration,
         node: NodeId,
         intent: u64,
-        by_watchdog: bool,
+        by: ConfirmedBy,
         out: &mut Vec<Action>,
     ) {
         let Some(v) = self.nodes.get_mut(&node) else {
             return;
+        };
+        let by_watchdog = by == ConfirmedBy::Watchdog;
+        let operator = match by {
+            ConfirmedBy::Operator(who) => Some(who),
+            _ => None,
         };
         // The agent that ran: the one last heard, in this life of the
         // arbiter or an earlier one (a node being fenced is often cut off
@@ -1217,6 +1251,7 @@ impl ArbiterCore {
             node,
             instance: agent.instance,
             boot: agent.boot,
+            operator,
         }));
         if by_watchdog {
             out.push(Action::Persist(Delta::WatchdogFenced { node, intent }));
@@ -1398,7 +1433,7 @@ impl ArbiterCore {
                         continue;
                     }
                     // (`waiting` holds only the current attempt of each job.)
-                    self.confirmed_off(now, node, intent, true, out);
+                    self.confirmed_off(now, node, intent, ConfirmedBy::Watchdog, out);
                 }
                 Ok(_) => {}
                 Err(detail) => {
@@ -1674,7 +1709,7 @@ impl ArbiterCore {
                         detail: "no result within the fence timeout".into(),
                     }));
                 }
-                job_step(node, intent, step, "fence level timed out".into(), out);
+                job_step(now, job, step, "fence level timed out".into(), out);
             }
         }
         // Liveness notices.
@@ -1708,7 +1743,7 @@ impl ArbiterCore {
             if !kept.is_empty() {
                 out.push(Action::Notice(Notice::ConfigChanged {
                     detail: format!(
-                        "nodes {kept:?}, no longer configured, may still run resource groups (their agents learn none to stop): those groups wait; configure the nodes again, or power them off and fence them, to release them"
+                        "nodes {kept:?}, no longer configured, may still run resource groups (their agents learn none to stop): those groups wait; configure the nodes again, or power them off and `fencectl confirm` them, to release them"
                     ),
                 }));
             }
@@ -2201,14 +2236,34 @@ impl ArbiterCore {
         // A node not in the survivor set whose resource failed to stop (a
         // clean-up at its agent's start, say) cannot be trusted either:
         // it is fenced too — a fault it reported itself, not a storm.
-        let untrusted: Vec<NodeId> = self
+        let mut untrusted: Vec<NodeId> = self
             .nodes
             .iter()
             .filter(|(id, v)| v.phase == Phase::Joining && self.placement.untrusted(**id))
             .map(|(&id, _)| id)
             .collect();
+        // Maintenance: a node that would be fenced is reported, not shot,
+        // and the transition waits (nothing commits without its fence).
+        let held: BTreeSet<NodeId> = to_start
+            .iter()
+            .chain(&untrusted)
+            .filter(|n| self.in_maintenance(**n))
+            .copied()
+            .collect();
+        if !held.is_empty() {
+            to_start.retain(|n| !held.contains(n));
+            untrusted.retain(|n| !held.contains(n));
+            if self.maintenance_noticed.as_ref() != Some(&held) {
+                self.maintenance_noticed = Some(held.clone());
+                out.push(Action::Notice(Notice::MaintenanceHold {
+                    nodes: held.clone(),
+                }));
+            }
+        } else {
+            self.maintenance_noticed = None;
+        }
         if to_start.is_empty() && untrusted.is_empty() {
-            return true;
+            return held.is_empty();
         }
         // Every node leaving in this transition counts, fenced or not: a
         // storm arriving one node at a time is still a storm.
@@ -2368,7 +2423,8 @@ fn held(
     now.saturating_sub(hold.since).min(proven)
 }
 
-fn job_step(node: NodeId, intent: u64, step: JobStep, detail: String, out: &mut Vec<Action>) {
+fn job_step(now: Duration, job: &FenceJob, step: JobStep, detail: String, out: &mut Vec<Action>) {
+    let (node, intent) = (job.node, job.intent);
     match step {
         JobStep::RunLevel { level, attempt } => out.push(Action::Fence {
             node,
@@ -2376,11 +2432,21 @@ fn job_step(node: NodeId, intent: u64, step: JobStep, detail: String, out: &mut 
             level,
             attempt,
         }),
-        JobStep::RoundFailed { .. } => out.push(Action::Persist(Delta::FenceAttemptFailed {
-            intent,
-            node,
-            detail: format!("every fence level failed; last: {detail}"),
-        })),
+        JobStep::RoundFailed { retry_at } => {
+            let detail = format!("every fence level failed; last: {detail}");
+            out.push(Action::Persist(Delta::FenceAttemptFailed {
+                intent,
+                node,
+                detail: detail.clone(),
+            }));
+            out.push(Action::Notice(Notice::FenceRoundFailed {
+                node,
+                intent,
+                rounds: job.rounds_failed,
+                retry_in: retry_at.saturating_sub(now),
+                detail,
+            }));
+        }
         JobStep::Wait => {}
     }
 }
@@ -2391,6 +2457,8 @@ mod heal_arrival_tests;
 mod identity_tests;
 #[cfg(test)]
 mod off_record_tests;
+#[cfg(test)]
+mod operator_tests;
 #[cfg(test)]
 mod placement_tests;
 #[cfg(test)]

@@ -119,6 +119,7 @@ fn the_record_of_fenced_agents_is_bounded() {
             node: 3,
             instance: i,
             boot: 0xb00 + i,
+            operator: None,
         });
     }
     let kept: Vec<u64> = p.fenced[&3].iter().map(|f| f.instance).collect();

@@ -177,45 +177,9 @@ fn a_node_rebooted_by_hand_after_a_failed_stop_is_let_back() {
 // group's `possible` holds the group back for ever.
 // ---------------------------------------------------------------------
 
-const ALL4: [(NodeId, &[NodeId]); 4] = [
-    (1, &[2, 3, 4]),
-    (2, &[1, 3, 4]),
-    (3, &[1, 2, 4]),
-    (4, &[1, 2, 3]),
-];
-
-/// `web` runs on node 4. Node 4 is decommissioned: the operator shuts it
-/// down, removes it from the cluster and from web's nodes, and restarts
-/// the arbiter. Nodes no longer configured leave the stored survivor and
-/// gone sets (`ConfigChanged`), but not web's `possible`: web waits for
-/// node 4 for ever (it cannot report, and cannot be fenced), and there is
-/// no operator command to release it.
-///
-/// Open (see the closing note of issue 9): a node removed while it may run
-/// a group (not recorded off) is kept in `possible`, with a notice — its
-/// agent, refused, learns no group to clean up, and one that crashed left
-/// its resources running (simulation seed 2440 with the node dropped).
-/// Releasing it needs an operator's word (`fencectl confirm`, issue 10).
-#[test]
-#[ignore = "finding 4 (open): a removed node not recorded off holds its groups until an operator acts"]
-fn a_node_removed_from_the_configuration_does_not_hold_a_group_for_ever() {
-    let mut h = H::with(spec_web(4, vec![4, 1, 2]), Persisted::default(), None);
-    h.run(ms(1000), &ALL4);
-    assert_eq!(grant(&h, 4), Some(true));
-    report(&mut h, 4, RunState::Running);
-    h.run(ms(300), &ALL4);
-    let mut spec = spec_web(3, vec![1, 2]);
-    spec.name = h.spec.name.clone();
-    let store = h.store.clone();
-    let mut h = H::with(spec, store, None);
-    h.run(ms(8000), &ALL3);
-    assert_eq!(
-        grant(&h, 1),
-        Some(true),
-        "web never starts: {:?}",
-        h.core.status().groups
-    );
-}
+// Finding 4 (a node removed from the configuration while it may run a
+// group holds that group until an operator acts) is settled by `fencectl
+// confirm`: `operator_tests::confirm_releases_the_groups_of_a_node_no_longer_configured`.
 
 // ---------------------------------------------------------------------
 // Finding 5: another process speaking as the holder (a duplicate

@@ -156,6 +156,12 @@ pub struct Persisted {
     /// device.
     #[serde(default)]
     pub by_watchdog: BTreeSet<NodeId>,
+    /// Nodes in maintenance (no automatic fence), and whether the whole
+    /// cluster is.
+    #[serde(default)]
+    pub maintenance: BTreeSet<NodeId>,
+    #[serde(default)]
+    pub maintenance_all: bool,
 }
 
 /// A watchdog an agent reported armed.
@@ -188,12 +194,27 @@ impl Persisted {
                 self.open_intents.insert(*node, *intent);
                 self.next_intent = self.next_intent.max(intent + 1);
             }
-            Delta::FenceAttemptFailed { .. } => {}
+            Delta::FenceAttemptFailed { .. } | Delta::Operator { .. } => {}
+            Delta::Maintenance { node, on } => match node {
+                Some(n) if *on => {
+                    self.maintenance.insert(*n);
+                }
+                Some(n) => {
+                    self.maintenance.remove(n);
+                }
+                None => {
+                    self.maintenance_all = *on;
+                    if !*on {
+                        self.maintenance.clear();
+                    }
+                }
+            },
             Delta::FenceConfirmed {
                 intent,
                 node,
                 instance,
                 boot,
+                ..
             } => {
                 if self.open_intents.get(node) == Some(intent) {
                     self.open_intents.remove(node);

@@ -103,7 +103,8 @@ fn a_silent_node_is_fenced_and_survivors_hear_only_after_confirmation() {
                 intent,
                 node: 3,
                 instance: 3,
-                boot: 0
+                boot: 0,
+                operator: None,
             }),
             Action::Persist(Delta::Backed {
                 epoch: 2,

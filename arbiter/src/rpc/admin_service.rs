@@ -1,5 +1,6 @@
-//! The admin API used by fencectl: status, nodes, history, watch. Fence,
-//! unfence, confirm and maintenance are reserved and answer UNIMPLEMENTED.
+//! The admin API used by fencectl: status, nodes, history, watch, and the
+//! operator's controls (fence, confirm, unfence, maintenance, clear, move),
+//! which the cluster's core checks and applies (`core/operator.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use super::identity;
-use crate::core::Phase;
+use crate::core::{Control, JobState, Phase};
 use crate::driver::{ClusterHandle, Snapshot, ToDriver};
 use crate::store::Store;
 
@@ -31,6 +32,34 @@ const READERS: &[&str] = &["admin", "reader"];
 const ADMINS: &[&str] = &["admin"];
 
 impl AdminService {
+    /// Send one control to its cluster's task; its core checks it.
+    async fn control(
+        &self,
+        cluster: &str,
+        by: String,
+        control: Control,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        if cluster.is_empty() && self.clusters.len() != 1 {
+            return Err(Status::invalid_argument("name the cluster (--cluster)"));
+        }
+        let c = self.select(cluster)?[0];
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        c.tx.send(ToDriver::Operator {
+            by,
+            control,
+            reply: tx,
+        })
+        .await
+        .map_err(|_| Status::unavailable("arbiter is shutting down"))?;
+        match rx
+            .await
+            .map_err(|_| Status::unavailable("arbiter is shutting down"))?
+        {
+            Ok(message) => Ok(Response::new(pb::CommandReply { message })),
+            Err(why) => Err(Status::failed_precondition(why)),
+        }
+    }
+
     pub fn new(
         clusters: Arc<BTreeMap<String, ClusterHandle>>,
         store: Arc<dyn Store>,
@@ -57,6 +86,120 @@ impl AdminService {
             Status::not_found(format!("cluster {name:?} does not exist on this arbiter"))
         })
     }
+}
+
+/// A running fence of the node, for `fencectl status` and `nodes`.
+fn fence_progress(s: &Snapshot, v: &crate::core::NodeView) -> Option<pb::FenceProgress> {
+    let Phase::Leaving(job) = &v.phase else {
+        return None;
+    };
+    let ms = |d: std::time::Duration| d.as_millis() as i64;
+    let (level, next_retry_ms) = match job.state {
+        JobState::Running { level, .. } => (level as i32, -1),
+        JobState::Backoff { retry_at } => (-1, ms(retry_at.saturating_sub(s.now))),
+    };
+    Some(pb::FenceProgress {
+        intent_id: job.intent,
+        running_ms: s.now.saturating_sub(job.since).as_millis() as u64,
+        rounds_failed: job.rounds_failed,
+        level,
+        levels: job.levels as u32,
+        next_retry_ms,
+        level_errors: job
+            .errors
+            .iter()
+            .map(|e| e.clone().unwrap_or_default())
+            .collect(),
+        last_failure_ms: job.last_failure.map_or(-1, |t| ms(s.now.saturating_sub(t))),
+        alerts_raised: s.alerts_raised.get(&job.intent).copied().unwrap_or(0),
+        node_id: job.node,
+    })
+}
+
+/// The state a watch starts from: one `snapshot` event for the cluster
+/// (epoch, survivors, a summary) and one per node (its state).
+fn snapshot_events(c: &ClusterHandle, s: &Snapshot) -> Vec<pb::ClusterEvent> {
+    let us = crate::driver::unix_us();
+    let name = c.plan.spec.name.clone();
+    let ev = |node_id: u32, nodes: Vec<u32>, detail: String| pb::ClusterEvent {
+        cluster: name.clone(),
+        unix_ms: us / 1000,
+        kind: "snapshot".into(),
+        node_id,
+        epoch: s.status.epoch,
+        nodes,
+        detail,
+        unix_us: us,
+    };
+    let mut summary = vec![format!(
+        "epoch {}, survivors {:?}, {}",
+        s.status.epoch,
+        s.status.backed,
+        if s.status.verdict.is_some() {
+            "quorate"
+        } else {
+            "no quorum"
+        }
+    )];
+    if s.status.in_grace {
+        summary.push("in start-up grace".into());
+    }
+    if !s.status.fencing.is_empty() {
+        summary.push(format!("fencing {:?}", s.status.fencing));
+    }
+    if s.maintenance.1 {
+        summary.push("maintenance: whole cluster".into());
+    } else if !s.maintenance.0.is_empty() {
+        summary.push(format!("maintenance: nodes {:?}", s.maintenance.0));
+    }
+    summary.extend(
+        s.status
+            .alerts
+            .iter()
+            .map(|(n, d)| format!("alert: node {n} alive after off: {d}")),
+    );
+    let mut out = vec![ev(
+        0,
+        s.status.backed.iter().copied().collect(),
+        summary.join("; "),
+    )];
+    for (&id, v) in &s.nodes {
+        let mut detail = node_state(s, id).to_string();
+        if let Some(f) = fence_progress(s, v) {
+            detail.push_str(&format!(
+                " (intent {}, {} rounds failed, running {} ms)",
+                f.intent_id, f.rounds_failed, f.running_ms
+            ));
+        }
+        if s.maintenance.1 || s.maintenance.0.contains(&id) {
+            detail.push_str(", maintenance");
+        }
+        out.push(ev(id, vec![], detail));
+    }
+    out
+}
+
+/// Who asks for a control: the certificate's identity, the user fencectl
+/// says it runs as, and the caller's address.
+fn who<T>(req: &Request<T>, tls: bool, user: &str) -> Result<String, Status> {
+    let id = match identity::caller(req, tls)? {
+        None => "no certificate (insecure_plaintext)".to_string(),
+        Some(ids) => ids
+            .iter()
+            .find(|i| ADMINS.contains(&i.as_str()))
+            .cloned()
+            .unwrap_or_else(|| ids.join(",")),
+    };
+    let user: String = user.chars().filter(|c| !c.is_control()).take(64).collect();
+    let user = if user.is_empty() {
+        "unknown user".to_string()
+    } else {
+        user
+    };
+    Ok(match req.remote_addr() {
+        Some(a) => format!("{user} ({id}, from {a})"),
+        None => format!("{user} ({id})"),
+    })
 }
 
 fn node_state(s: &Snapshot, id: u32) -> &'static str {
@@ -110,6 +253,13 @@ impl pb::admin_server::Admin for AdminService {
                     .collect(),
                 total_votes: s.status.total_votes as u32,
                 arbiter_votes: s.status.arbiter_votes as u32,
+                maintenance: s.maintenance.1,
+                maintenance_nodes: s.maintenance.0.iter().copied().collect(),
+                fences: s
+                    .nodes
+                    .values()
+                    .filter_map(|v| fence_progress(&s, v))
+                    .collect(),
             });
         }
         Ok(Response::new(pb::StatusReply {
@@ -147,6 +297,8 @@ impl pb::admin_server::Admin for AdminService {
                     config_fingerprint: s.fingerprints.get(&id).cloned().unwrap_or_default(),
                     known_epoch: v.known_epoch,
                     alert: s.status.alerts.get(&id).cloned().unwrap_or_default(),
+                    maintenance: s.maintenance.1 || s.maintenance.0.contains(&id),
+                    fence: fence_progress(&s, v),
                 });
             }
         }
@@ -194,9 +346,11 @@ impl pb::admin_server::Admin for AdminService {
         }
         let c = self.select(&req.cluster)?[0];
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let by = who(&r, self.tls, &req.operator)?;
         c.tx.send(ToDriver::Move {
             group: req.group.clone(),
             node: req.node_id,
+            by,
             reply: tx,
         })
         .await
@@ -223,6 +377,7 @@ impl pb::admin_server::Admin for AdminService {
         let r = req.get_ref();
         let limit = if r.limit == 0 { 100 } else { r.limit as usize };
         let mut fences = Vec::new();
+        let mut controls = Vec::new();
         for c in self.select(&r.cluster)? {
             let name = c.plan.spec.name.clone();
             let recs = self
@@ -239,9 +394,22 @@ impl pb::admin_server::Admin for AdminService {
                 outcome: h.outcome,
                 epoch: h.epoch,
                 detail: h.failures.join("; "),
+                confirmed_by: h.confirmed_by.unwrap_or_default(),
+            }));
+            let recs = self
+                .store
+                .controls(&name, limit)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            controls.extend(recs.into_iter().map(|h| pb::ControlRecord {
+                cluster: name.clone(),
+                unix_ms: h.unix_ms,
+                by: h.by,
+                action: h.action,
+                node_id: h.node.unwrap_or(0),
+                detail: h.detail,
             }));
         }
-        Ok(Response::new(pb::HistoryReply { fences }))
+        Ok(Response::new(pb::HistoryReply { fences, controls }))
     }
 
     type WatchStream = ReceiverStream<Result<pb::ClusterEvent, Status>>;
@@ -251,14 +419,21 @@ impl pb::admin_server::Admin for AdminService {
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         identity::require(&req, self.tls, READERS, "watch")?;
-        let mut subs: Vec<_> = self
-            .select(&req.get_ref().cluster)?
-            .iter()
-            .map(|c| c.events.subscribe())
-            .collect();
+        let clusters = self.select(&req.get_ref().cluster)?;
+        // Subscribe first, then take the snapshot: nothing falls between.
+        let mut subs: Vec<_> = clusters.iter().map(|c| c.events.subscribe()).collect();
+        let mut first = Vec::new();
+        for c in &clusters {
+            first.extend(snapshot_events(c, &c.snapshot().await?));
+        }
         let (tx, rx) = mpsc::channel(256);
         let token = self.token.clone();
         self.tracker.spawn(async move {
+            for ev in first {
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
             // One forwarding loop per subscribed cluster, joined here.
             let mut set = tokio::task::JoinSet::new();
             for mut sub in subs.drain(..) {
@@ -297,36 +472,70 @@ impl pb::admin_server::Admin for AdminService {
         r: Request<pb::FenceRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
         identity::require(&r, self.tls, ADMINS, "fence")?;
-        Err(Status::unimplemented(
-            "manual fencing is not available in this release",
-        ))
+        let q = r.get_ref();
+        let by = who(&r, self.tls, &q.operator)?;
+        let reason: String = q
+            .reason
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        self.control(
+            &q.cluster,
+            by,
+            Control::Fence {
+                node: q.node_id,
+                reason,
+            },
+        )
+        .await
     }
     async fn unfence(
         &self,
         r: Request<pb::UnfenceRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
         identity::require(&r, self.tls, ADMINS, "unfence")?;
-        Err(Status::unimplemented(
-            "unfence is not available in this release; a fenced node rejoins by itself when it comes back",
-        ))
+        let q = r.get_ref();
+        let by = who(&r, self.tls, &q.operator)?;
+        self.control(&q.cluster, by, Control::Unfence { node: q.node_id })
+            .await
     }
     async fn confirm(
         &self,
         r: Request<pb::ConfirmRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
         identity::require(&r, self.tls, ADMINS, "confirm")?;
-        Err(Status::unimplemented(
-            "manual confirm is not available in this release",
-        ))
+        let q = r.get_ref();
+        let by = who(&r, self.tls, &q.operator)?;
+        self.control(&q.cluster, by, Control::Confirm { node: q.node_id })
+            .await
     }
     async fn set_maintenance(
         &self,
         r: Request<pb::MaintenanceRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
         identity::require(&r, self.tls, ADMINS, "maintenance")?;
-        Err(Status::unimplemented(
-            "maintenance mode is not available in this release",
-        ))
+        let q = r.get_ref();
+        let by = who(&r, self.tls, &q.operator)?;
+        let node = match (q.whole_cluster, q.node_id) {
+            (true, 0) => None,
+            (false, 0) => {
+                return Err(Status::invalid_argument(
+                    "name a node (node_id), or the whole cluster (whole_cluster)",
+                ));
+            }
+            (true, _) => {
+                return Err(Status::invalid_argument(
+                    "a node (node_id) or the whole cluster (whole_cluster), not both",
+                ));
+            }
+            (false, n) => Some(n),
+        };
+        let control = Control::Maintenance {
+            node,
+            on: q.enabled,
+        };
+        self.control(&q.cluster, by, control).await
     }
 
     async fn clear(
@@ -353,7 +562,8 @@ impl pb::admin_server::Admin for AdminService {
                 req.cluster
             )));
         };
-        c.tx.send(ToDriver::Clear { node })
+        let by = who(&r, self.tls, &req.operator)?;
+        c.tx.send(ToDriver::Clear { node, by })
             .await
             .map_err(|_| Status::unavailable("arbiter is shutting down"))?;
         tracing::warn!(cluster = %req.cluster, node.id = node, alert = %detail, "operator cleared an alive-after-off alert");

@@ -1,5 +1,6 @@
 //! One module per command family.
 
+pub mod control;
 pub mod driver;
 pub mod history;
 pub mod resources;

@@ -3,7 +3,6 @@
 use proto::v1 as pb;
 use serde::Serialize;
 
-use super::status::fetch_nodes;
 use crate::Output;
 use crate::client::{CliError, connect, exit};
 
@@ -98,23 +97,14 @@ pub async fn move_group(
     if cluster.is_empty() {
         return Err(CliError::Usage("name the cluster with --cluster".into()));
     }
-    let node_id = match node.parse::<u32>() {
-        Ok(id) => id,
-        Err(_) => fetch_nodes(url, cluster)
-            .await?
-            .into_iter()
-            .find(|n| n.name == node)
-            .map(|n| n.node)
-            .ok_or_else(|| {
-                CliError::Usage(format!("cluster {cluster:?} has no node named {node:?}"))
-            })?,
-    };
+    let node_id = crate::commands::control::resolve_node(url, cluster, node).await?;
     let mut c = connect(url).await?;
     let r = c
         .r#move(pb::MoveRequest {
             cluster: cluster.into(),
             group: group.into(),
             node_id,
+            operator: crate::commands::control::operator_user(),
         })
         .await
         .map_err(|s| CliError::from_status(url, s))?

@@ -25,6 +25,83 @@ pub struct ClusterView {
     pub fenced: Vec<u32>,
     pub total_votes: u32,
     pub arbiter_votes: u32,
+    /// The whole cluster in maintenance (no automatic fencing).
+    pub maintenance: bool,
+    /// Nodes in maintenance one by one.
+    pub maintenance_nodes: Vec<u32>,
+    /// Every running fence: since when, rounds failed, errors.
+    pub fences: Vec<FenceView>,
+}
+
+/// A running fence, as `status` and `nodes` show it.
+#[derive(Debug, Serialize)]
+pub struct FenceView {
+    pub node: u32,
+    pub intent: u64,
+    pub running_ms: u64,
+    pub rounds_failed: u32,
+    /// The level running (0-based), `None` between rounds.
+    pub level: Option<u32>,
+    pub levels: u32,
+    /// Milliseconds until the next round, between rounds.
+    pub next_retry_ms: Option<i64>,
+    /// The last error of each level (`None`: it has not failed).
+    pub level_errors: Vec<Option<String>>,
+    pub last_failure_ms: Option<i64>,
+    pub alerts_raised: u32,
+}
+
+impl From<pb::FenceProgress> for FenceView {
+    fn from(f: pb::FenceProgress) -> Self {
+        FenceView {
+            node: f.node_id,
+            intent: f.intent_id,
+            running_ms: f.running_ms,
+            rounds_failed: f.rounds_failed,
+            level: u32::try_from(f.level).ok(),
+            levels: f.levels,
+            next_retry_ms: (f.next_retry_ms >= 0).then_some(f.next_retry_ms),
+            level_errors: f
+                .level_errors
+                .into_iter()
+                .map(|e| (!e.is_empty()).then_some(e))
+                .collect(),
+            last_failure_ms: (f.last_failure_ms >= 0).then_some(f.last_failure_ms),
+            alerts_raised: f.alerts_raised,
+        }
+    }
+}
+
+impl FenceView {
+    /// Lines for the text output, indented by `indent`.
+    fn render(&self, indent: &str) -> String {
+        let secs = |ms: u64| format!("{:.1}s", ms as f64 / 1000.0);
+        let now = match (self.level, self.next_retry_ms) {
+            (Some(l), _) => format!("level {} of {} running", l + 1, self.levels),
+            (None, Some(ms)) => format!("next round in {}", secs(ms.max(0) as u64)),
+            (None, None) => "waiting".into(),
+        };
+        let mut s = format!(
+            "{indent}fence of node {} (intent {}): for {}, {} rounds failed, {now}, {} alerts raised\n",
+            self.node,
+            self.intent,
+            secs(self.running_ms),
+            self.rounds_failed,
+            self.alerts_raised
+        );
+        for (i, e) in self.level_errors.iter().enumerate() {
+            if let Some(e) = e {
+                s += &format!("{indent}  level {}: {e}\n", i + 1);
+            }
+        }
+        if self.rounds_failed > 0 {
+            s += &format!(
+                "{indent}  (fix the device, or if node {} is known to be off: fencectl confirm {} --cluster ... --yes)\n",
+                self.node, self.node
+            );
+        }
+        s
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -52,6 +129,10 @@ pub struct NodeView {
     pub config_fingerprint: String,
     /// Set while the node is alive after a confirmed fence.
     pub alert: Option<String>,
+    /// No automatic fencing of it (its own maintenance or the cluster's).
+    pub maintenance: bool,
+    /// Its running fence.
+    pub fence: Option<FenceView>,
 }
 
 fn list(v: &[u32]) -> String {
@@ -92,10 +173,19 @@ pub async fn fetch_status(url: &str, cluster: &str) -> Result<StatusView, CliErr
             fenced: c.fenced,
             total_votes: c.total_votes,
             arbiter_votes: c.arbiter_votes,
+            maintenance: c.maintenance,
+            maintenance_nodes: c.maintenance_nodes,
+            fences: c.fences.into_iter().map(FenceView::from).collect(),
         })
         .collect();
     let healthy = clusters.iter().all(|c| {
-        c.quorate && !c.in_grace && c.in_contact && c.fencing.is_empty() && c.alerts.is_empty()
+        c.quorate
+            && !c.in_grace
+            && c.in_contact
+            && c.fencing.is_empty()
+            && c.alerts.is_empty()
+            && !c.maintenance
+            && c.maintenance_nodes.is_empty()
     });
     Ok(StatusView {
         arbiter: url.into(),
@@ -124,6 +214,8 @@ pub fn render_status(v: &StatusView) -> String {
             "NO QUORUM"
         } else if !c.fencing.is_empty() {
             "fencing"
+        } else if c.maintenance {
+            "MAINTENANCE (no automatic fencing)"
         } else {
             "ok"
         };
@@ -136,6 +228,15 @@ pub fn render_status(v: &StatusView) -> String {
             s += &format!("  moving to: {}\n", list(&c.target_survivors));
         }
         s += &format!("  fencing:   {}\n", list(&c.fencing));
+        for f in &c.fences {
+            s += &f.render("    ");
+        }
+        if !c.maintenance_nodes.is_empty() {
+            s += &format!(
+                "  maintenance: {} (no automatic fencing)\n",
+                list(&c.maintenance_nodes)
+            );
+        }
         s += &format!("  fenced:    {}\n", list(&c.fenced));
         if !c.pending.is_empty() {
             s += &format!(
@@ -187,6 +288,8 @@ pub async fn fetch_nodes(url: &str, cluster: &str) -> Result<Vec<NodeView>, CliE
             known_epoch: n.known_epoch,
             config_fingerprint: n.config_fingerprint,
             alert: (!n.alert.is_empty()).then_some(n.alert),
+            maintenance: n.maintenance,
+            fence: n.fence.map(FenceView::from),
         })
         .collect())
 }
@@ -212,6 +315,15 @@ pub fn render_nodes(nodes: &[NodeView]) -> String {
         );
         if let Some(a) = &n.alert {
             s += &format!("{:<10} {:>4}  ALERT: {a}\n", "", n.node);
+        }
+        if n.maintenance {
+            s += &format!(
+                "{:<10} {:>4}  maintenance: not fenced automatically\n",
+                "", n.node
+            );
+        }
+        if let Some(f) = &n.fence {
+            s += &f.render(&" ".repeat(17));
         }
     }
     s
@@ -239,6 +351,7 @@ pub async fn clear(
         .clear(pb::ClearRequest {
             cluster: cluster.into(),
             node_id: node,
+            operator: crate::commands::control::operator_user(),
         })
         .await
         .map_err(|s| CliError::from_status(url, s))?

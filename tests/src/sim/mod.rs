@@ -2205,6 +2205,12 @@ impl Sim {
                     );
                 }
             }
+            Action::PowerOn { node } => {
+                return Err(self.violation(
+                    "power on without an unfence",
+                    format!("node {node}: no operator asked"),
+                ));
+            }
             Action::Refuse { node, reason, .. } if self.removed.contains(&node) => {
                 self.trace(|| format!("removed node {node} refused: {reason}"));
             }

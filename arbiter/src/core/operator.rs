@@ -1,0 +1,313 @@
+//! The operator's controls (`fencectl fence`, `confirm`, `unfence`,
+//! `maintenance`): checked first ([`ArbiterCore::check_control`], whose
+//! error the operator reads), then applied by `Event::Operator`. Each is
+//! written to the history (`Delta::Operator`) before its effects.
+//!
+//! The rules, in DESIGN.md's terms:
+//!
+//! - **fence**: an operator's word is the evidence, so the availability
+//!   rule does not apply; the safety rules do. The node stops being a
+//!   candidate at once (no lease from this step on), its intent is
+//!   persisted before any device is touched, and the survivors take over
+//!   only after the fence is confirmed and every lease it held has ended,
+//!   as for any fence. Refused when it would leave a quorate cluster
+//!   without quorum (every node would lose its lease).
+//! - **confirm**: the operator swears the node is off. Refused while the
+//!   node speaks (a node heard within `lost_after` is not off). Any running
+//!   fence of it ends (a late result is ignored); the agent last heard on
+//!   it is recorded off like after a device's confirmation, so if it
+//!   speaks again that is the alive-after-off alert. The commit still
+//!   waits for every lease the node held to end. A wrong confirmation (the
+//!   node was running) is the one way an operator can make two holders:
+//!   `fencectl` says so before it asks.
+//! - **unfence**: a node off or gone is powered on through the devices of
+//!   its topology that can; it rejoins as a new boot, as after any reboot.
+//! - **maintenance**: no automatic fence of the node (or of any node):
+//!   a member leaving is reported (`MaintenanceHold`), not shot, and the
+//!   transition waits; leases follow the verdict as always. A fence
+//!   already running goes on.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::{Action, ArbiterCore, ConfirmedBy, Control, Delta, FenceJob, NodeId, Notice, Phase};
+
+impl ArbiterCore {
+    /// Is automatic fencing of `node` off (its maintenance, or the whole
+    /// cluster's)?
+    pub fn in_maintenance(&self, node: NodeId) -> bool {
+        self.maintenance_all || self.maintenance.contains(&node)
+    }
+
+    /// Nodes in maintenance, and whether the whole cluster is.
+    pub fn maintenance(&self) -> (&BTreeSet<NodeId>, bool) {
+        (&self.maintenance, self.maintenance_all)
+    }
+
+    /// May `control` be applied now? `Ok` says what it will do; `Err` why
+    /// not, in words for the operator. Nothing changes either way.
+    pub fn check_control(&self, now: Duration, control: &Control) -> Result<String, String> {
+        let name = &self.spec.name;
+        let known = |node: NodeId| {
+            self.nodes.get(&node).ok_or_else(|| {
+                format!(
+                    "cluster {name:?} has no node {node} (nodes: {:?})",
+                    self.nodes.keys().collect::<Vec<_>>()
+                )
+            })
+        };
+        match control {
+            Control::Fence { node, .. } => {
+                let v = known(*node)?;
+                match &v.phase {
+                    Phase::Leaving(job) => {
+                        return Err(format!(
+                            "node {node} is already being fenced (intent {})",
+                            job.intent
+                        ));
+                    }
+                    Phase::Off | Phase::Gone => {
+                        return Err(format!("node {node} is already fenced (recorded off)"));
+                    }
+                    Phase::AliveAfterOff { .. } => {
+                        return Err(format!(
+                            "node {node} spoke after its fence was confirmed: fix its fence device, then `fencectl clear` it (a member outside the verdict is fenced again)"
+                        ));
+                    }
+                    Phase::Member | Phase::Joining => {}
+                }
+                // Would the others still be quorate? (Only a cluster that
+                // is quorate now can lose quorum by it.)
+                if let Some(verdict) = &self.verdict {
+                    let votes = |set: &mut dyn Iterator<Item = &NodeId>| -> u64 {
+                        set.map(|n| u64::from(self.spec.nodes[n].votes)).sum()
+                    };
+                    let now_votes = votes(&mut verdict.iter());
+                    let rest: BTreeSet<NodeId> =
+                        verdict.iter().copied().filter(|n| n != node).collect();
+                    if self.quorum.is_quorate(now_votes, true)
+                        && !self.quorum.is_quorate(votes(&mut rest.iter()), true)
+                    {
+                        return Err(format!(
+                            "fencing node {node} would leave {rest:?} without quorum: every node would lose its lease"
+                        ));
+                    }
+                }
+                let levels = self.spec.nodes[node].fence_levels;
+                Ok(format!(
+                    "fencing node {node}: intent persisted, level 1 of {levels} started; `fencectl status` follows it"
+                ))
+            }
+            Control::Confirm { node } => {
+                let Some(v) = self.nodes.get(node) else {
+                    if self.orphan_intents.contains_key(node)
+                        || self.placement.may_run(*node).is_some()
+                    {
+                        return Ok(format!(
+                            "node {node}, no longer configured, recorded off: its open intent is closed and the groups it may run are released"
+                        ));
+                    }
+                    return Err(format!(
+                        "cluster {name:?} has no node {node}, and nothing waits for one"
+                    ));
+                };
+                match &v.phase {
+                    Phase::Off | Phase::Gone => {
+                        return Err(format!("node {node} is already recorded off"));
+                    }
+                    Phase::AliveAfterOff { .. } => {
+                        return Err(format!(
+                            "node {node} spoke after its fence was confirmed: it is not off"
+                        ));
+                    }
+                    Phase::Member | Phase::Joining | Phase::Leaving(_) => {}
+                }
+                if let Some(h) = v.last_heard.filter(|_| v.session.is_some())
+                    && now.saturating_sub(h) <= self.spec.timing.lost_after
+                {
+                    return Err(format!(
+                        "node {node} is not off: its agent was heard {} ms ago",
+                        now.saturating_sub(h).as_millis()
+                    ));
+                }
+                Ok(format!(
+                    "node {node} recorded off by an operator; the survivors take over once every lease it held has ended"
+                ))
+            }
+            Control::Unfence { node } => {
+                let v = known(*node)?;
+                match v.phase {
+                    Phase::Off | Phase::Gone => Ok(format!(
+                        "powering node {node} on through the devices of its topology that can; it rejoins once its agent runs"
+                    )),
+                    ref p => Err(format!(
+                        "node {node} is not fenced (it is {}): nothing to unfence",
+                        p.name()
+                    )),
+                }
+            }
+            Control::Maintenance { node, on } => {
+                if let Some(n) = node {
+                    known(*n)?;
+                }
+                let what = node.map_or_else(|| "cluster".to_string(), |n| format!("node {n}"));
+                Ok(if *on {
+                    format!(
+                        "maintenance on for {what}: no automatic fencing; a node leaving is reported, not fenced, and the survivors wait"
+                    )
+                } else {
+                    format!("maintenance off for {what}: automatic fencing resumes")
+                })
+            }
+        }
+    }
+
+    /// Apply an operator's control (nothing if `check_control` refuses it).
+    pub(super) fn operator(
+        &mut self,
+        now: Duration,
+        by: String,
+        control: Control,
+        out: &mut Vec<Action>,
+    ) {
+        let detail = match self.check_control(now, &control) {
+            Ok(d) => d,
+            Err(_) => return,
+        };
+        let action = control.name();
+        let node = control.node();
+        out.push(Action::Persist(Delta::Operator {
+            by: by.clone(),
+            action,
+            node,
+            detail: match &control {
+                Control::Fence { reason, .. } => reason.clone(),
+                _ => detail.clone(),
+            },
+        }));
+        match control {
+            Control::Fence { node, reason } => {
+                let intent = self.next_intent;
+                self.next_intent += 1;
+                self.next_attempt += 1;
+                let reason = if reason.is_empty() {
+                    format!("manual, by {by}")
+                } else {
+                    format!("manual, by {by}: {reason}")
+                };
+                out.push(Action::Persist(Delta::FenceIntent {
+                    intent,
+                    node,
+                    reason,
+                }));
+                self.by_watchdog.remove(&node);
+                out.push(Action::Fence {
+                    node,
+                    intent,
+                    level: 0,
+                    attempt: self.next_attempt,
+                });
+                let levels = self.spec.nodes[&node].fence_levels;
+                let job = FenceJob::start(
+                    node,
+                    intent,
+                    levels,
+                    self.next_attempt,
+                    now,
+                    &self.spec.timing,
+                );
+                if let Some(v) = self.nodes.get_mut(&node) {
+                    v.phase = Phase::Leaving(job);
+                }
+            }
+            Control::Confirm { node } => {
+                if !self.nodes.contains_key(&node) {
+                    self.confirm_unconfigured(now, node, &by, out);
+                } else {
+                    let intent = match &self.nodes[&node].phase {
+                        Phase::Leaving(job) => job.intent,
+                        _ => {
+                            let intent = self.next_intent;
+                            self.next_intent += 1;
+                            out.push(Action::Persist(Delta::FenceIntent {
+                                intent,
+                                node,
+                                reason: format!("confirmed off by an operator ({by})"),
+                            }));
+                            intent
+                        }
+                    };
+                    // (A running level's late result is ignored: the node
+                    // is no longer leaving.)
+                    self.confirmed_off(now, node, intent, ConfirmedBy::Operator(by.clone()), out);
+                }
+            }
+            Control::Unfence { node } => out.push(Action::PowerOn { node }),
+            Control::Maintenance { node, on } => {
+                match node {
+                    Some(n) if on => {
+                        self.maintenance.insert(n);
+                    }
+                    Some(n) => {
+                        self.maintenance.remove(&n);
+                    }
+                    None => {
+                        self.maintenance_all = on;
+                        if !on {
+                            self.maintenance.clear();
+                        }
+                    }
+                }
+                out.push(Action::Persist(Delta::Maintenance { node, on }));
+            }
+        }
+        out.push(Action::Notice(Notice::Operator {
+            by,
+            action,
+            node,
+            detail,
+        }));
+        self.evaluate(now, out);
+    }
+
+    /// Confirm off a node no longer configured: its open intent closes
+    /// (or one is written and closed) and, once the first grace is over
+    /// (every lease of an earlier life has ended), the groups it may run
+    /// are released.
+    fn confirm_unconfigured(
+        &mut self,
+        _now: Duration,
+        node: NodeId,
+        by: &str,
+        out: &mut Vec<Action>,
+    ) {
+        let intent = match self.orphan_intents.remove(&node) {
+            Some(i) => i,
+            None => {
+                let intent = self.next_intent;
+                self.next_intent += 1;
+                out.push(Action::Persist(Delta::FenceIntent {
+                    intent,
+                    node,
+                    reason: format!("no longer configured; confirmed off by an operator ({by})"),
+                }));
+                intent
+            }
+        };
+        out.push(Action::Persist(Delta::FenceConfirmed {
+            intent,
+            node,
+            instance: 0,
+            boot: 0,
+            operator: Some(by.to_string()),
+        }));
+        self.removed_off.insert(node);
+        if self.ready {
+            let configured: BTreeSet<NodeId> = self.spec.nodes.keys().copied().collect();
+            let (deltas, _, _) = self
+                .placement
+                .forget_unconfigured(&configured, &self.removed_off);
+            out.extend(deltas.into_iter().map(Action::Persist));
+        }
+    }
+}
