@@ -67,7 +67,30 @@ pub struct ArbiterSection {
     /// How long shutdown waits for in-flight work. Default 5 s.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The Prometheus endpoint (`GET /metrics`): an address, or `"off"`.
+    /// Default `127.0.0.1:9464` (loopback only; if that port is taken the
+    /// arbiter logs an error and runs without it; an address set here must
+    /// bind, or the arbiter does not start).
+    #[serde(default)]
+    pub metrics: Option<String>,
+    /// `[arbiter.alerts]`: the alert hook (a command and/or an HTTP POST).
+    /// Default: none (alerts are only logged).
+    #[serde(default)]
+    pub alerts: crate::alert::AlertConfig,
 }
+
+/// Where the metrics endpoint listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    Off,
+    /// The default address: a port already taken is logged, not fatal.
+    Default(SocketAddr),
+    /// An address the configuration names: it must bind.
+    Configured(SocketAddr),
+}
+
+/// The metrics endpoint's default address.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9464";
 
 /// PEM files for mutual TLS.
 #[derive(Debug, Clone, Deserialize)]
@@ -315,6 +338,8 @@ pub struct Plan {
     pub state_dir: PathBuf,
     pub json_logs: bool,
     pub shutdown_grace: Duration,
+    pub metrics: MetricsListen,
+    pub alerts: crate::alert::AlertConfig,
     pub clusters: BTreeMap<String, ClusterPlan>,
 }
 
@@ -392,6 +417,27 @@ impl Config {
                 false
             }
         };
+        let metrics = match self.arbiter.metrics.as_deref() {
+            None => MetricsListen::Default(DEFAULT_METRICS.parse().expect("a socket address")),
+            Some("off") => MetricsListen::Off,
+            Some(a) => match a.parse::<SocketAddr>() {
+                Ok(addr) => MetricsListen::Configured(addr),
+                Err(e) => {
+                    errs.push(err(
+                        "arbiter.metrics",
+                        format!("{a:?} is not an address (or \"off\"): {e}"),
+                    ));
+                    MetricsListen::Off
+                }
+            },
+        };
+        errs.extend(
+            self.arbiter
+                .alerts
+                .validate("arbiter.alerts")
+                .into_iter()
+                .map(|(key, reason)| err(key, reason)),
+        );
         if self.clusters.is_empty() {
             errs.push(err("cluster", "at least one [[cluster]] is required"));
         }
@@ -422,6 +468,8 @@ impl Config {
                 state_dir: self.arbiter.state_dir.clone(),
                 json_logs,
                 shutdown_grace: self.arbiter.shutdown_grace,
+                metrics,
+                alerts: self.arbiter.alerts.clone(),
                 clusters,
             })
         } else {

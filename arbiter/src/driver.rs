@@ -19,12 +19,14 @@ use tokio_util::task::TaskTracker;
 use tonic::Status;
 use tracing::{error, info, warn};
 
+use crate::alert::{Alert, AlertKind, Alerter, Severity};
 use crate::config::ClusterPlan;
 use crate::core::{
     Action, ArbiterCore, Control, CoreStatus, Event, LevelOutcome, NodeId, NodeView, Notice,
     RunState,
 };
 use crate::fence_orchestrator::{Progress, power_on, run_level};
+use crate::metrics::{ClusterMetrics, FenceResult, Metrics};
 use crate::store::{Store, StoreError};
 
 pub type AgentTx = mpsc::Sender<Result<pb::ArbiterMessage, Status>>;
@@ -168,6 +170,8 @@ async fn monitor_devices(
     devices: Arc<BTreeMap<String, Arc<dyn FenceDriver>>>,
     every: Option<Duration>,
     token: CancellationToken,
+    alerter: Alerter,
+    metrics: ClusterMetrics,
 ) {
     let Some(every) = every else {
         token.cancelled().await;
@@ -195,9 +199,19 @@ async fn monitor_devices(
                 })
             });
             let was = healthy.insert(name.clone(), r.is_ok());
+            metrics.device_up(name, r.is_ok());
             match (&r, was) {
                 (Err(e), Some(true) | None) => {
-                    warn!(cluster = %cluster, device = %name, error = %e, "fence device does not answer its monitor check")
+                    warn!(cluster = %cluster, device = %name, error = %e, "fence device does not answer its monitor check");
+                    alerter.raise(
+                        Alert::new(
+                            AlertKind::DeviceMonitorFailed,
+                            cluster.as_str(),
+                            format!("fence device {name} does not answer its monitor check: {e}"),
+                        )
+                        .detail("device", name.as_str())
+                        .detail("error", e.to_string()),
+                    );
                 }
                 (Ok(()), Some(false)) => {
                     info!(cluster = %cluster, device = %name, "fence device answers again")
@@ -235,11 +249,21 @@ pub struct ClusterDriver {
     group_definitions: Vec<pb::GroupDefinition>,
     /// Alerts raised per fence intent (level failures, failed rounds).
     alerts_raised: BTreeMap<u64, u32>,
+    alerter: Alerter,
+    metrics: ClusterMetrics,
+    /// The process's metrics (store write latency).
+    all_metrics: Arc<Metrics>,
+    /// When each fence intent began (for the duration histogram), and why.
+    intent_started: BTreeMap<u64, Instant>,
+    intent_reasons: BTreeMap<u64, String>,
+    /// Ticks since the node gauges were last set.
+    ticks: u32,
     /// Operators waiting for an unfence's result, per node.
     unfence_replies: BTreeMap<NodeId, Vec<oneshot::Sender<Result<String, String>>>>,
 }
 
 impl ClusterDriver {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         plan: Arc<ClusterPlan>,
         store: Arc<dyn Store>,
@@ -247,8 +271,19 @@ impl ClusterDriver {
         handle: &ClusterHandle,
         tracker: TaskTracker,
         token: CancellationToken,
+        alerter: Alerter,
+        all_metrics: Arc<Metrics>,
     ) -> Result<Self, StoreError> {
         let persisted = store.load(&plan.spec.name)?;
+        if persisted == crate::core::Persisted::default() {
+            warn!(cluster = %plan.spec.name, "no stored history for this cluster: a first start, or the store was lost or replaced; every node is waited for");
+            alerter.raise(Alert::new(
+                AlertKind::StartWithoutHistory,
+                plan.spec.name.as_str(),
+                "the arbiter starts without stored history for this cluster (a first start, or a lost store): every configured node is waited for",
+            ));
+        }
+        let metrics = all_metrics.cluster(&plan.spec.name);
         info!(cluster = %plan.spec.name, lease.epoch = persisted.epoch, backed = ?persisted.backed,
               open_intents = ?persisted.open_intents, "cluster state loaded; start-up grace begins");
         let core = ArbiterCore::new(plan.spec.clone(), persisted, Duration::ZERO);
@@ -280,6 +315,12 @@ impl ClusterDriver {
             token,
             unfence_replies: BTreeMap::new(),
             alerts_raised: BTreeMap::new(),
+            alerter,
+            metrics,
+            all_metrics,
+            intent_started: BTreeMap::new(),
+            intent_reasons: BTreeMap::new(),
+            ticks: 0,
         })
     }
 
@@ -299,11 +340,16 @@ impl ClusterDriver {
             devices,
             self.plan.monitor_interval,
             token,
+            self.alerter.clone(),
+            self.metrics.clone(),
         ));
         loop {
             tokio::select! {
                 _ = self.token.cancelled() => return Ok(()),
-                _ = tick.tick() => { self.step(Event::Tick)?; }
+                _ = tick.tick() => {
+                    self.step(Event::Tick)?;
+                    self.gauges();
+                }
                 msg = rx.recv() => match msg {
                     None => return Ok(()),
                     Some(m) => self.handle(m)?,
@@ -314,6 +360,139 @@ impl ClusterDriver {
 
     fn now(&self) -> Duration {
         self.origin.elapsed()
+    }
+
+    /// The gauges, about once a second (nodes by state, quorum, grace,
+    /// epoch).
+    fn gauges(&mut self) {
+        self.ticks += 1;
+        if self.ticks < 100 {
+            return;
+        }
+        self.ticks = 0;
+        let status = self.core.status();
+        self.metrics.set_quorate(status.verdict.is_some());
+        self.metrics.set_in_grace(status.in_grace);
+        self.metrics.set_epoch(status.epoch);
+        let phases: Vec<&'static str> = self
+            .plan
+            .spec
+            .nodes
+            .keys()
+            .filter_map(|id| self.core.node(*id).map(|v| v.phase.name()))
+            .collect();
+        self.metrics.count_nodes(phases);
+    }
+
+    /// The alert and the metrics a notice raises.
+    fn alert_and_count(&mut self, n: &Notice, epoch: u64) {
+        let c = self.plan.spec.name.clone();
+        let c = c.as_str();
+        match n {
+            Notice::Decision { .. } => self.metrics.decision(),
+            Notice::FenceFailed {
+                node,
+                intent,
+                level,
+                detail,
+            } => {
+                self.metrics.level_failed();
+                self.fence_alert(
+                    *intent,
+                    Alert::new(
+                        AlertKind::FenceLevelFailed,
+                        c,
+                        format!("fence level {} of node {node} failed: {detail}", level + 1),
+                    )
+                    .node(*node)
+                    .epoch(epoch)
+                    .detail("intent", *intent)
+                    .detail("level", *level as u64)
+                    .detail("error", detail.as_str()),
+                );
+            }
+            Notice::FenceRoundFailed {
+                node,
+                intent,
+                rounds,
+                retry_in,
+                detail,
+            } => {
+                self.metrics.fence_result(FenceResult::Failed, None);
+                self.fence_alert(
+                    *intent,
+                    Alert::new(
+                        AlertKind::FenceFailed,
+                        c,
+                        format!(
+                            "fencing node {node} failed at every level ({rounds} rounds); retrying in {retry_in:?}; the survivors wait"
+                        ),
+                    )
+                    .node(*node)
+                    .epoch(epoch)
+                    .detail("intent", *intent)
+                    .detail("rounds", *rounds)
+                    .detail("retry_in_ms", retry_in.as_millis() as u64)
+                    .detail("error", detail.as_str()),
+                );
+            }
+            Notice::StormHold { leaving } => {
+                self.metrics.storm_hold();
+                self.alerter.raise(
+                    Alert::new(
+                        AlertKind::StormHold,
+                        c,
+                        format!("fence storm: {} nodes leaving at once ({leaving:?}); fencing nobody", leaving.len()),
+                    )
+                    .epoch(epoch)
+                    .detail("leaving", leaving.iter().copied().collect::<Vec<_>>()),
+                );
+            }
+            Notice::NoQuorum { best } => self.alerter.raise(
+                Alert::new(
+                    AlertKind::NoQuorum,
+                    c,
+                    format!("no quorate survivor set (best {best:?}): no leases, no fencing"),
+                )
+                .epoch(epoch)
+                .detail("best", best.iter().copied().collect::<Vec<_>>()),
+            ),
+            Notice::AliveAfterOff { node, detail } => self.alerter.raise(
+                Alert::new(
+                    AlertKind::AliveAfterOff,
+                    c,
+                    format!("node {node} was confirmed off but is alive: {detail}"),
+                )
+                .node(*node)
+                .epoch(epoch)
+                .detail("detail", detail.as_str()),
+            ),
+            Notice::EpochBehind {
+                node,
+                reported,
+                stored,
+            } => self.alerter.raise(
+                Alert::new(
+                    AlertKind::StartWithoutHistory,
+                    c,
+                    format!(
+                        "node {node} holds epoch {reported}, the store only {stored}: the arbiter started without its history"
+                    ),
+                )
+                .severity(Severity::Critical)
+                .node(*node)
+                .epoch(epoch)
+                .detail("reported", *reported)
+                .detail("stored", *stored),
+            ),
+            _ => {}
+        }
+    }
+
+    /// Raise an alert about a fence (counted for `fencectl status`).
+    fn fence_alert(&mut self, intent: u64, alert: Alert) {
+        *self.alerts_raised.entry(intent).or_default() += 1;
+        self.alerter.raise(alert);
     }
 
     fn handle(&mut self, msg: ToDriver) -> Result<(), StoreError> {
@@ -559,12 +738,14 @@ impl ClusterDriver {
             Action::Persist(delta) => {
                 let ms = unix_us() / 1000;
                 // Durable before anything after it runs (redb commit fsyncs).
+                let began = Instant::now();
                 if let Err(e) =
                     tokio::task::block_in_place(|| self.store.apply(&cluster, &delta, ms))
                 {
                     error!(cluster = %cluster, error = %e, "cannot persist; stopping the arbiter");
                     return Err(e);
                 }
+                self.all_metrics.store_write(began.elapsed());
                 if let crate::core::Delta::FenceIntent {
                     intent,
                     node,
@@ -572,6 +753,8 @@ impl ClusterDriver {
                 } = &delta
                 {
                     info!(cluster = %cluster, node.id = node, fence.intent = intent, reason = %reason, "fence intent persisted");
+                    self.intent_started.insert(*intent, Instant::now());
+                    self.intent_reasons.insert(*intent, reason.clone());
                     publish(
                         &self.events,
                         &cluster,
@@ -601,8 +784,34 @@ impl ClusterDriver {
                         ),
                     );
                 }
-                if let crate::core::Delta::FenceConfirmed { intent, node, .. } = &delta {
-                    info!(cluster = %cluster, node.id = node, fence.intent = intent, "fence confirmed and persisted");
+                if let crate::core::Delta::FenceConfirmed {
+                    intent,
+                    node,
+                    operator,
+                    ..
+                } = &delta
+                {
+                    info!(cluster = %cluster, node.id = node, fence.intent = intent, operator = ?operator, "fence confirmed and persisted");
+                    let took = self.intent_started.remove(intent).map(|t| t.elapsed());
+                    let (result, by) = match operator {
+                        Some(who) => (FenceResult::ManualConfirmed, format!("an operator, {who}")),
+                        None => (FenceResult::Confirmed, "its fence devices".to_string()),
+                    };
+                    self.metrics.fence_result(result, took);
+                    self.alerts_raised.remove(intent);
+                    self.intent_reasons.remove(intent);
+                    let mut alert = Alert::new(
+                        AlertKind::FenceConfirmed,
+                        cluster.as_str(),
+                        format!("node {node} confirmed off by {by}"),
+                    )
+                    .node(*node)
+                    .epoch(epoch)
+                    .detail("intent", *intent);
+                    if let Some(who) = operator {
+                        alert = alert.detail("confirmed_by", who.as_str());
+                    }
+                    self.alerter.raise(alert);
                     publish(
                         &self.events,
                         &cluster,
@@ -626,6 +835,9 @@ impl ClusterDriver {
                 reason,
                 grants,
             } => {
+                if lease.is_some() {
+                    self.metrics.lease_granted();
+                }
                 let ack = pb::Ack {
                     groups: grants
                         .into_iter()
@@ -662,6 +874,27 @@ impl ClusterDriver {
                     .unwrap_or_default();
                 info!(cluster = %cluster, node.id = node, fence.intent = intent, fence.level = level,
                       fence.devices = ?targets.iter().map(|t| format!("{}:{}", t.device, t.port)).collect::<Vec<_>>(), "fencing");
+                // The first level run of an intent (also one resumed after a
+                // restart) is the fence starting.
+                if !self.alerts_raised.contains_key(&intent) {
+                    let reason = self
+                        .intent_reasons
+                        .get(&intent)
+                        .cloned()
+                        .unwrap_or_default();
+                    self.fence_alert(
+                        intent,
+                        Alert::new(
+                            AlertKind::FenceStarted,
+                            cluster.as_str(),
+                            format!("fencing node {node}: {reason}"),
+                        )
+                        .node(node)
+                        .epoch(epoch)
+                        .detail("intent", intent)
+                        .detail("reason", reason),
+                    );
+                }
                 publish(
                     &self.events,
                     &cluster,
@@ -757,6 +990,7 @@ impl ClusterDriver {
     }
 
     fn notice(&mut self, n: Notice, epoch: u64) {
+        self.alert_and_count(&n, epoch);
         let c = self.name();
         let (kind, node, nodes, detail) = match n {
             Notice::NodeAlive { node } => {

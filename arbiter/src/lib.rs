@@ -3,10 +3,12 @@
 //! tasks ([`driver`]), fence execution ([`fence_orchestrator`]) and the gRPC
 //! services ([`rpc`]).
 
+pub mod alert;
 pub mod config;
 pub mod core;
 pub mod driver;
 pub mod fence_orchestrator;
+pub mod metrics;
 pub mod rpc;
 pub mod store;
 
@@ -41,6 +43,8 @@ pub enum ArbiterError {
     Serve(#[from] tonic::transport::Error),
     #[error("the task of cluster {cluster:?} panicked: {detail}")]
     ClusterPanicked { cluster: String, detail: String },
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
 }
 
 /// Why a cluster task ended the arbiter.
@@ -99,6 +103,26 @@ pub async fn run(
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<Fatal>(4);
+    let metrics = metrics::Metrics::new(env!("CARGO_PKG_VERSION"));
+    let alerter = alert::Alerter::start(
+        plan.alerts.clone(),
+        &tracker,
+        token.child_token(),
+        metrics.clone(),
+    );
+    match plan.metrics {
+        config::MetricsListen::Off => info!("metrics endpoint off (arbiter.metrics = \"off\")"),
+        config::MetricsListen::Configured(addr) => {
+            metrics::serve(metrics.clone(), addr, &tracker, token.child_token()).await?;
+        }
+        config::MetricsListen::Default(addr) => {
+            if let Err(e) =
+                metrics::serve(metrics.clone(), addr, &tracker, token.child_token()).await
+            {
+                error!(error = %e, "metrics endpoint not served (set arbiter.metrics to another address, or \"off\")");
+            }
+        }
+    }
 
     let mut handles = BTreeMap::new();
     for (name, cplan) in &plan.clusters {
@@ -117,6 +141,8 @@ pub async fn run(
             &handle,
             tracker.clone(),
             token.child_token(),
+            alerter.clone(),
+            metrics.clone(),
         )?;
         supervise(&tracker, name.clone(), driver.run(rx), fatal_tx.clone());
         handles.insert(name.clone(), handle);

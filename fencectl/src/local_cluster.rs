@@ -60,6 +60,9 @@ pub struct ClusterOptions {
     /// Start every agent in a session of its own (`setsid`): the processes
     /// of that session are "its machine" (what a watchdog stand-in resets).
     pub own_sessions: bool,
+    /// Extra keys for the `[arbiter]` table (`metrics = "..."`, `alerts =
+    /// { ... }` as an inline table): keys only, no table headers.
+    pub arbiter_extra: String,
 }
 
 /// One node's outlet on a PDU, over SNMPv3 authPriv.
@@ -100,6 +103,7 @@ impl Default for ClusterOptions {
             groups: String::new(),
             topology: Default::default(),
             own_sessions: false,
+            arbiter_extra: String::new(),
         }
     }
 }
@@ -283,10 +287,11 @@ impl LocalCluster {
             )
         };
         let mut toml = format!(
-            "[arbiter]\nlisten = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\nlog_format = \"json\"\n{arbiter_security}\n\
+            "[arbiter]\nlisten = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\nlog_format = \"json\"\n{}\n{arbiter_security}\n\
              [[cluster]]\nname = \"demo\"\n{}\n\n[[cluster.device]]\nname = \"power\"\ndriver = \"sim\"\ndir = \"{}\"\n",
             ports[0],
             d.join("state").display(),
+            opts.arbiter_extra,
             opts.cluster_extra,
             d.join("power").display()
         );

@@ -672,8 +672,8 @@ async fn mutual_tls_cluster_fences_and_refuses_impostors() {
     );
     assert_eq!(code, 0, "{err}");
     let h: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(h[0]["node"], 3);
-    assert_eq!(h[0]["outcome"], "confirmed");
+    assert_eq!(h["fences"][0]["node"], 3);
+    assert_eq!(h["fences"][0]["outcome"], "confirmed");
 }
 
 /// The `exec` driver in the arbiter: node 3 is fenced by the ClusterLabs

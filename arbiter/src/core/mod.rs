@@ -208,6 +208,9 @@ pub enum Mutant {
     /// The watchdog rule confirms a node that still speaks and reports a
     /// group not stopped past its watchdog's timeout.
     WatchdogBelievedOverReports,
+    /// A member held out by maintenance stays an incumbent, and a candidate
+    /// like any (review 20, finding 2).
+    MaintenanceHeldStaysIncumbent,
     /// The watchdog rule takes the word of any agent heard on the node,
     /// from any machine (a duplicate identity's watchdog vouches for the
     /// real node).
@@ -311,6 +314,9 @@ pub struct ArbiterCore {
     maintenance: BTreeSet<NodeId>,
     maintenance_all: bool,
     maintenance_noticed: Option<BTreeSet<NodeId>>,
+    /// Members outside the verdict that maintenance keeps from being
+    /// fenced: no incumbents, back only where they fit (see `decide`).
+    maintenance_held: BTreeSet<NodeId>,
     /// Since when the arbiter has heard from a quorate set without a break.
     contact_since: Option<Duration>,
     /// When the arbiter last heard a heartbeat from any node.
@@ -610,6 +616,7 @@ impl ArbiterCore {
                 .collect(),
             maintenance_all: persisted.maintenance_all,
             maintenance_noticed: None,
+            maintenance_held: BTreeSet::new(),
             contact_since: None,
             last_any_heard: None,
             deaf_gap: None,
@@ -1843,9 +1850,17 @@ impl ArbiterCore {
                 .last_heard
                 .is_some_and(|h| now.saturating_sub(h) > t.fresh_within())
         });
+        // A member held out by maintenance (it would be fenced) is no
+        // incumbent: like a node being fenced, it must never flip the
+        // verdict onto its side; it comes back only where it fits with
+        // every member of the verdict (below).
         let incumbents: BTreeSet<NodeId> = self
             .nodes
             .iter()
+            .filter(|(id, _)| {
+                !self.maintenance_held.contains(id)
+                    || self.mutant == Some(Mutant::MaintenanceHeldStaysIncumbent)
+            })
             .filter(|(_, v)| {
                 v.phase == Phase::Member || (fencing_counts && matches!(v.phase, Phase::Leaving(_)))
             })
@@ -1893,8 +1908,16 @@ impl ArbiterCore {
         if incumbents.is_empty() && self.edges.settling() {
             return None;
         }
+        let held_out = self.mutant != Some(Mutant::MaintenanceHeldStaysIncumbent);
+        let in_maintenance: Vec<NodeId> = alive
+            .iter()
+            .copied()
+            .filter(|id| held_out && self.maintenance_held.contains(id))
+            .collect();
+        let held_edges = (!in_maintenance.is_empty()).then(|| edges.clone());
         let candidates: Vec<Candidate> = alive
             .iter()
+            .filter(|id| !in_maintenance.contains(id))
             .map(|&id| {
                 let s = &self.spec.nodes[&id];
                 Candidate {
@@ -1919,6 +1942,19 @@ impl ArbiterCore {
                 self.decision_cache = Some((input, v.clone()));
                 v
             }
+        };
+        // Members held out by maintenance rejoin the verdict only where
+        // they fit with all of it: they never cost anyone a place.
+        let decided = match (decided, held_edges) {
+            (Verdict::Survivors(mut s), Some(edges)) => {
+                for h in in_maintenance {
+                    if s.iter().all(|&m| edges.contains(&(m.min(h), m.max(h)))) {
+                        s.insert(h);
+                    }
+                }
+                Verdict::Survivors(s)
+            }
+            (v, _) => v,
         };
         // (The set is built only when a hold begins or resumes; every
         // other step asks `drops`, on the heartbeat path, without one.)
@@ -2250,6 +2286,7 @@ impl ArbiterCore {
             .filter(|n| self.in_maintenance(**n))
             .copied()
             .collect();
+        self.maintenance_held = held.clone();
         if !held.is_empty() {
             to_start.retain(|n| !held.contains(n));
             untrusted.retain(|n| !held.contains(n));
@@ -2481,6 +2518,8 @@ mod review17_tests;
 mod review18_tests;
 #[cfg(test)]
 mod review19_tests;
+#[cfg(test)]
+mod review20_tests;
 #[cfg(test)]
 mod review2_tests;
 #[cfg(test)]

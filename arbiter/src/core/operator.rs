@@ -22,10 +22,13 @@
 //!   `fencectl` says so before it asks.
 //! - **unfence**: a node off or gone is powered on through the devices of
 //!   its topology that can; it rejoins as a new boot, as after any reboot.
-//! - **maintenance**: no automatic fence of the node (or of any node):
-//!   a member leaving is reported (`MaintenanceHold`), not shot, and the
-//!   transition waits; leases follow the verdict as always. A fence
-//!   already running goes on.
+//! - **maintenance**: no automatic fence of the node (or of any node; the
+//!   cluster's and each node's are independent): a member leaving is
+//!   reported (`MaintenanceHold`), not shot, and the transition waits;
+//!   leases follow the verdict as always. Such a member is no incumbent
+//!   any more and comes back into the verdict only where it fits with all
+//!   of it: like a node being fenced, it can never flip the verdict onto
+//!   its side (review 20). A fence already running goes on.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -77,14 +80,21 @@ impl ArbiterCore {
                     Phase::Member | Phase::Joining => {}
                 }
                 // Would the others still be quorate? (Only a cluster that
-                // is quorate now can lose quorum by it.)
+                // is quorate now can lose quorum by it.) The verdict may be
+                // an older one, held: count only its nodes that are still
+                // candidates (not being fenced, off or gone since).
                 if let Some(verdict) = &self.verdict {
                     let votes = |set: &mut dyn Iterator<Item = &NodeId>| -> u64 {
                         set.map(|n| u64::from(self.spec.nodes[n].votes)).sum()
                     };
-                    let now_votes = votes(&mut verdict.iter());
+                    let standing: BTreeSet<NodeId> = verdict
+                        .iter()
+                        .copied()
+                        .filter(|n| self.nodes.get(n).is_some_and(|v| v.phase.is_candidate()))
+                        .collect();
+                    let now_votes = votes(&mut standing.iter());
                     let rest: BTreeSet<NodeId> =
-                        verdict.iter().copied().filter(|n| n != node).collect();
+                        standing.iter().copied().filter(|n| n != node).collect();
                     if self.quorum.is_quorate(now_votes, true)
                         && !self.quorum.is_quorate(votes(&mut rest.iter()), true)
                     {
@@ -122,12 +132,23 @@ impl ArbiterCore {
                     }
                     Phase::Member | Phase::Joining | Phase::Leaving(_) => {}
                 }
-                if let Some(h) = v.last_heard.filter(|_| v.session.is_some())
-                    && now.saturating_sub(h) <= self.spec.timing.lost_after
-                {
+                // Heard (a heartbeat, or a session opened) within
+                // `lost_after`, or a session still open: it speaks.
+                let lost_after = self.spec.timing.lost_after;
+                let heard = [v.last_heard, v.session.map(|_| v.session_since)]
+                    .into_iter()
+                    .flatten()
+                    .filter(|_| v.session.is_some())
+                    .max();
+                if let Some(h) = heard.filter(|h| now.saturating_sub(*h) <= lost_after) {
                     return Err(format!(
                         "node {node} is not off: its agent was heard {} ms ago",
                         now.saturating_sub(h).as_millis()
+                    ));
+                }
+                if v.connected {
+                    return Err(format!(
+                        "node {node} is not off: its agent's session is still open (a frozen node is not off either)"
                     ));
                 }
                 Ok(format!(
@@ -154,6 +175,15 @@ impl ArbiterCore {
                 Ok(if *on {
                     format!(
                         "maintenance on for {what}: no automatic fencing; a node leaving is reported, not fenced, and the survivors wait"
+                    )
+                } else if node.is_some() && self.maintenance_all {
+                    format!(
+                        "maintenance off for {what}; the whole cluster stays in maintenance (`maintenance off` without --node ends it)"
+                    )
+                } else if node.is_none() && !self.maintenance.is_empty() {
+                    format!(
+                        "maintenance off for the cluster; nodes {:?} stay in maintenance of their own",
+                        self.maintenance
                     )
                 } else {
                     format!("maintenance off for {what}: automatic fencing resumes")
@@ -251,12 +281,7 @@ impl ArbiterCore {
                     Some(n) => {
                         self.maintenance.remove(&n);
                     }
-                    None => {
-                        self.maintenance_all = on;
-                        if !on {
-                            self.maintenance.clear();
-                        }
-                    }
+                    None => self.maintenance_all = on,
                 }
                 out.push(Action::Persist(Delta::Maintenance { node, on }));
             }

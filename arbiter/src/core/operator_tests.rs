@@ -23,7 +23,12 @@ fn fence(h: &mut H, node: NodeId) -> Vec<Action> {
     )
 }
 
+/// The operator confirms `node` off; its agent's stream has closed (a
+/// node that lost power: the arbiter's keepalive ends its session).
 fn confirm(h: &mut H, node: NodeId) -> Vec<Action> {
+    if let Some(&session) = h.session.get(&node) {
+        h.step(Event::Disconnected { node, session });
+    }
     control(h, Control::Confirm { node })
 }
 
@@ -433,4 +438,46 @@ fn confirm_releases_the_groups_of_a_node_no_longer_configured() {
         h.core.status().groups
     );
     assert_eq!(confirmed_by(&h, 4), Some(Some(BY.to_string())));
+}
+
+/// A node in maintenance that was held out (its agent stopped for a
+/// while, say for a planned reboot) comes back into the verdict once it
+/// reaches every member again, gets a lease, and is never fenced, also
+/// after maintenance ends.
+#[test]
+fn a_node_back_from_maintenance_rejoins_and_is_never_fenced() {
+    let mut h = three_with_boots(None);
+    control(
+        &mut h,
+        Control::Maintenance {
+            node: Some(3),
+            on: true,
+        },
+    );
+    h.run(ms(3000), &TWO);
+    assert!(
+        h.notices()
+            .iter()
+            .any(|n| matches!(n, Notice::MaintenanceHold { nodes } if nodes.contains(&3)))
+    );
+    assert_eq!(h.core.status().verdict, Some([1, 2].into()));
+    // Its agent is back (a new instance in a new boot: the reboot).
+    h.boot.insert(3, 0xc3);
+    h.connect(3, 30, 30);
+    h.run(ms(3000), &ALL3);
+    assert_eq!(h.core.status().verdict, Some([1, 2, 3].into()));
+    let back = h.now;
+    assert!(
+        h.grants(3).iter().any(|t| *t + ms(1000) > back),
+        "no lease after it came back"
+    );
+    control(
+        &mut h,
+        Control::Maintenance {
+            node: Some(3),
+            on: false,
+        },
+    );
+    h.run(ms(2000), &ALL3);
+    assert!(h.fence_of(3).is_none(), "fenced after it came back");
 }

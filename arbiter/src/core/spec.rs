@@ -202,12 +202,7 @@ impl Persisted {
                 Some(n) => {
                     self.maintenance.remove(n);
                 }
-                None => {
-                    self.maintenance_all = *on;
-                    if !*on {
-                        self.maintenance.clear();
-                    }
-                }
+                None => self.maintenance_all = *on,
             },
             Delta::FenceConfirmed {
                 intent,

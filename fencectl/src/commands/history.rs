@@ -1,4 +1,5 @@
-//! `fencectl history`: every fence the arbiter recorded, newest first.
+//! `fencectl history`: every fence the arbiter recorded, and every
+//! operator control, newest first.
 
 use proto::v1 as pb;
 use serde::Serialize;
@@ -17,13 +18,29 @@ pub struct FenceView {
     pub epoch: u64,
     pub reason: String,
     pub failures: String,
+    /// Who confirmed it off by hand (`fencectl confirm`), if anyone did.
+    pub confirmed_by: Option<String>,
 }
 
-pub async fn fetch_history(
-    url: &str,
-    cluster: &str,
-    limit: u32,
-) -> Result<Vec<FenceView>, CliError> {
+/// One operator control.
+#[derive(Debug, Serialize)]
+pub struct ControlView {
+    pub cluster: String,
+    pub unix_ms: u64,
+    pub by: String,
+    pub action: String,
+    /// `None`: the whole cluster.
+    pub node: Option<u32>,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryView {
+    pub fences: Vec<FenceView>,
+    pub controls: Vec<ControlView>,
+}
+
+pub async fn fetch_history(url: &str, cluster: &str, limit: u32) -> Result<HistoryView, CliError> {
     let mut c = connect(url).await?;
     let r = c
         .history(pb::HistoryRequest {
@@ -33,7 +50,8 @@ pub async fn fetch_history(
         .await
         .map_err(|s| CliError::from_status(url, s))?
         .into_inner();
-    Ok(r.fences
+    let fences = r
+        .fences
         .into_iter()
         .map(|f| FenceView {
             cluster: f.cluster,
@@ -45,8 +63,22 @@ pub async fn fetch_history(
             epoch: f.epoch,
             reason: f.reason,
             failures: f.detail,
+            confirmed_by: (!f.confirmed_by.is_empty()).then_some(f.confirmed_by),
         })
-        .collect())
+        .collect();
+    let controls = r
+        .controls
+        .into_iter()
+        .map(|c| ControlView {
+            cluster: c.cluster,
+            unix_ms: c.unix_ms,
+            by: c.by,
+            action: c.action,
+            node: (c.node_id != 0).then_some(c.node_id),
+            detail: c.detail,
+        })
+        .collect();
+    Ok(HistoryView { fences, controls })
 }
 
 fn clock(ms: u64) -> String {
@@ -72,7 +104,7 @@ pub async fn history(url: &str, cluster: &str, limit: u32, out: Output) -> Resul
                 "{:<10} {:>4} {:>7}  {:<10} {:<13} {:>9} {:>5}  REASON",
                 "CLUSTER", "NODE", "INTENT", "OUTCOME", "STARTED", "TOOK", "EPOCH"
             );
-            for f in &v {
+            for f in &v.fences {
                 let took = f.finished_unix_ms.map_or("-".to_string(), |e| {
                     format!("{}ms", e.saturating_sub(f.started_unix_ms))
                 });
@@ -86,12 +118,30 @@ pub async fn history(url: &str, cluster: &str, limit: u32, out: Output) -> Resul
                     took,
                     f.epoch,
                     f.reason,
-                    if f.failures.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (failed rounds: {})", f.failures)
+                    match (&f.confirmed_by, f.failures.is_empty()) {
+                        (Some(who), _) => format!(" (confirmed off by hand: {who})"),
+                        (None, true) => String::new(),
+                        (None, false) => format!(" (failed rounds: {})", f.failures),
                     }
                 );
+            }
+            if !v.controls.is_empty() {
+                println!("\nOPERATOR CONTROLS");
+                println!(
+                    "{:<10} {:<13} {:<16} {:>4}  {:<40}  DETAIL",
+                    "CLUSTER", "AT", "CONTROL", "NODE", "BY"
+                );
+                for c in &v.controls {
+                    println!(
+                        "{:<10} {:<13} {:<16} {:>4}  {:<40}  {}",
+                        c.cluster,
+                        clock(c.unix_ms),
+                        c.action,
+                        c.node.map_or("all".to_string(), |n| n.to_string()),
+                        c.by,
+                        c.detail
+                    );
+                }
             }
         }
     }

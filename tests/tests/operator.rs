@@ -1,0 +1,437 @@
+//! The operator's controls, alerts and metrics, end to end: a real
+//! `fence-arbiter`, three `fence-agent`s and the simulated power device on
+//! loopback, driven with the `fencectl` binary; the alert hook is a script
+//! that appends what it is given to a file; the metrics are scraped over
+//! HTTP from the arbiter's endpoint.
+
+use std::path::Path;
+use std::time::Duration;
+
+use fencectl::local_cluster::{ClusterOptions, LocalCluster};
+use tests::e2e::{Watcher, binaries, fencectl, script, wait_until};
+use tests::peers::serial;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `GET /metrics` on 127.0.0.1:`port`: the body.
+async fn scrape(port: u16) -> String {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("metrics endpoint");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("response");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+/// The value of the sample `series` (name and labels, as exposed).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+}
+
+/// The alert hook's record: one JSON object per line.
+fn alerts(file: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn has_alert(file: &Path, kind: &str, node: u32) -> bool {
+    alerts(file)
+        .iter()
+        .any(|a| a["kind"] == kind && a["node"] == node)
+}
+
+fn json(out: Result<String, String>) -> serde_json::Value {
+    serde_json::from_str(&out.expect("fencectl succeeds")).expect("JSON output")
+}
+
+/// Device actions on `port` (`off`, `on`).
+fn device_actions(c: &LocalCluster, port: &str, action: &str) -> usize {
+    c.device
+        .events()
+        .expect("device events")
+        .iter()
+        .filter(|e| e.port == port && e.action == action)
+        .count()
+}
+
+/// `fencectl status -o json`: its exit code and output.
+fn status_json(url: &str) -> (Option<i32>, serde_json::Value) {
+    let out = std::process::Command::new(binaries().join("fencectl"))
+        .args([
+            "--arbiter",
+            url,
+            "status",
+            "--cluster",
+            "demo",
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("fencectl");
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), v)
+}
+
+struct Setup {
+    c: LocalCluster,
+    w: Watcher,
+    epoch: u64,
+    metrics: u16,
+    alerts: std::path::PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let alerts = tmp.path().join("alerts.jsonl");
+    let hook = script(
+        tmp.path(),
+        "hook",
+        &format!("cat >> '{}'", alerts.display()),
+    );
+    let metrics = free_port();
+    let opts = ClusterOptions {
+        arbiter_extra: format!(
+            "metrics = \"127.0.0.1:{metrics}\"\nalerts = {{ command = [\"{hook}\"], timeout = \"2s\", backoff_min = \"100ms\" }}\n"
+        ),
+        cluster_extra: "fence_retry_min = \"300ms\"\nfence_retry_max = \"600ms\"\n".into(),
+        ..ClusterOptions::default()
+    };
+    let c = LocalCluster::start(&binaries(), &opts)
+        .await
+        .expect("cluster starts");
+    let epoch = c
+        .wait_all_leased(Duration::from_secs(10))
+        .await
+        .expect("all leased");
+    let w = Watcher::start(&c.url).await;
+    Setup {
+        c,
+        w,
+        epoch,
+        metrics,
+        alerts,
+        _tmp: tmp,
+    }
+}
+
+/// Maintenance holds a node's fence (reported, not shot); `confirm`
+/// records it off without any device and the survivors take over; a
+/// manual fence switches a healthy node off through its device; `unfence`
+/// switches it on. Each is in the history with who asked, and the alerts
+/// and metrics follow.
+#[tokio::test(flavor = "multi_thread")]
+async fn maintenance_confirm_fence_and_unfence_end_to_end() {
+    let _g = serial();
+    let Setup {
+        mut c,
+        mut w,
+        epoch,
+        metrics,
+        alerts: alert_file,
+        _tmp,
+    } = setup().await;
+    let url = c.url.clone();
+    // The watch begins with the state as it is.
+    let snap = w
+        .wait_for(Duration::from_secs(2), |e| {
+            e.kind == "snapshot" && e.node == 3
+        })
+        .await
+        .expect("a snapshot event per node");
+    assert!(snap.detail.starts_with("member"), "{snap:?}");
+    let m0 = scrape(metrics).await;
+    assert!(sample(&m0, "fence_arbiter_lease_grants_total{cluster=\"demo\"}") > 0.0);
+    assert_eq!(
+        sample(
+            &m0,
+            "fence_arbiter_fences_total{cluster=\"demo\",result=\"confirmed\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &m0,
+            "fence_arbiter_nodes{cluster=\"demo\",state=\"member\"}"
+        ),
+        3.0
+    );
+
+    // 1. Node 3 in maintenance dies: reported, not fenced.
+    fencectl(
+        &url,
+        &["maintenance", "on", "--node", "3", "--cluster", "demo"],
+    )
+    .expect("maintenance on");
+    c.kill_agent(3).expect("kill agent 3");
+    let held = w
+        .wait_for(Duration::from_secs(8), |e| {
+            e.kind == "maintenance_hold" && e.nodes.contains(&3)
+        })
+        .await;
+    assert!(held.is_some(), "no maintenance hold: {:?}", w.seen);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        !w.seen
+            .iter()
+            .any(|e| e.kind == "fence_intent" && e.node == 3),
+        "node 3 fenced in maintenance"
+    );
+    let nodes = json(fencectl(
+        &url,
+        &["nodes", "--cluster", "demo", "-o", "json"],
+    ));
+    let n3 = nodes
+        .as_array()
+        .and_then(|v| v.iter().find(|n| n["node"] == 3))
+        .expect("node 3");
+    assert_eq!(n3["maintenance"], true, "{n3}");
+    let (code, status) = status_json(&url);
+    assert_eq!(code, Some(3), "status in maintenance is degraded: {status}");
+    assert_eq!(status["clusters"][0]["maintenance_nodes"][0], 3, "{status}");
+
+    // 2. Confirm: refused without --yes (with the warning), refused for a
+    //    node that speaks, then taken.
+    let warn = fencectl(&url, &["confirm", "3", "--cluster", "demo"]).expect_err("needs --yes");
+    assert!(warn.contains("corrupt"), "{warn}");
+    let live =
+        fencectl(&url, &["confirm", "2", "--cluster", "demo", "--yes"]).expect_err("node 2 speaks");
+    assert!(live.contains("not off"), "{live}");
+    fencectl(&url, &["confirm", "3", "--cluster", "demo", "--yes"]).expect("confirm");
+    let told = w
+        .wait_for(Duration::from_secs(5), |e| {
+            e.kind == "survivors_notified" && e.epoch > epoch && e.detail.contains('3')
+        })
+        .await;
+    assert!(told.is_some(), "survivors never told: {:?}", w.seen);
+    assert_eq!(
+        device_actions(&c, "node3", "off"),
+        0,
+        "a device ran for a confirm"
+    );
+    let history = json(fencectl(
+        &url,
+        &["history", "--cluster", "demo", "-o", "json"],
+    ));
+    let f3 = &history["fences"][0];
+    assert_eq!(f3["node"], 3, "{history}");
+    assert!(
+        f3["confirmed_by"].as_str().is_some_and(|b| !b.is_empty()),
+        "{history}"
+    );
+    let actions: Vec<&str> = history["controls"]
+        .as_array()
+        .expect("controls")
+        .iter()
+        .filter_map(|c| c["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["confirm", "maintenance_on"], "{history}");
+    let m1 = scrape(metrics).await;
+    assert_eq!(
+        sample(
+            &m1,
+            "fence_arbiter_fences_total{cluster=\"demo\",result=\"manual_confirmed\"}"
+        ),
+        1.0
+    );
+
+    // 3. Maintenance off; node 3 boots again and rejoins.
+    fencectl(
+        &url,
+        &["maintenance", "off", "--node", "3", "--cluster", "demo"],
+    )
+    .expect("maintenance off");
+    c.start_agent(3).expect("boot node 3");
+    c.wait_all_leased(Duration::from_secs(10))
+        .await
+        .expect("node 3 back");
+
+    // 4. A manual fence of healthy node 2: its device switches it off.
+    fencectl(
+        &url,
+        &[
+            "fence",
+            "2",
+            "--cluster",
+            "demo",
+            "--yes",
+            "--reason",
+            "e2e test",
+        ],
+    )
+    .expect("fence");
+    let confirmed = w
+        .wait_for(Duration::from_secs(8), |e| {
+            e.kind == "fence_confirmed" && e.node == 2
+        })
+        .await;
+    assert!(confirmed.is_some(), "{:?}", w.seen);
+    assert!(device_actions(&c, "node2", "off") >= 1);
+    let history = json(fencectl(
+        &url,
+        &["history", "--cluster", "demo", "-o", "json"],
+    ));
+    let reason = history["fences"][0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.contains("manual") && reason.contains("e2e test"),
+        "{history}"
+    );
+    let m2 = scrape(metrics).await;
+    assert_eq!(
+        sample(
+            &m2,
+            "fence_arbiter_fences_total{cluster=\"demo\",result=\"confirmed\"}"
+        ),
+        1.0
+    );
+    assert!(
+        sample(
+            &m2,
+            "fence_arbiter_fence_duration_seconds_count{cluster=\"demo\"}"
+        ) >= 2.0
+    );
+    assert!(
+        sample(&m2, "fence_arbiter_lease_grants_total{cluster=\"demo\"}")
+            > sample(&m1, "fence_arbiter_lease_grants_total{cluster=\"demo\"}")
+    );
+    assert!(sample(&m2, "fence_arbiter_store_write_duration_seconds_count") > 0.0);
+
+    // 5. Unfence: refused for a member, taken for node 2 (its device
+    //    switches it on); it rejoins once booted.
+    let member = fencectl(&url, &["unfence", "1", "--cluster", "demo"]).expect_err("a member");
+    assert!(member.contains("not fenced"), "{member}");
+    wait_until(Duration::from_secs(5), || {
+        w.seen
+            .iter()
+            .any(|e| e.kind == "survivors_notified" && e.detail.contains('2'))
+            .then_some(())
+    })
+    .await;
+    fencectl(&url, &["unfence", "2", "--cluster", "demo"]).expect("unfence");
+    assert_eq!(device_actions(&c, "node2", "on"), 1);
+    c.start_agent(2).expect("boot node 2");
+    c.wait_all_leased(Duration::from_secs(10))
+        .await
+        .expect("node 2 back");
+
+    // 6. The alert hook heard it all.
+    let heard = wait_until(Duration::from_secs(5), || {
+        (has_alert(&alert_file, "fence_started", 2)
+            && has_alert(&alert_file, "fence_confirmed", 2)
+            && has_alert(&alert_file, "fence_confirmed", 3))
+        .then_some(())
+    })
+    .await;
+    assert!(heard.is_some(), "{:#?}", alerts(&alert_file));
+    let all = alerts(&alert_file);
+    assert!(
+        all.iter().any(|a| a["kind"] == "start_without_history"),
+        "{all:#?}"
+    );
+    let by_hand = all
+        .iter()
+        .find(|a| a["kind"] == "fence_confirmed" && a["node"] == 3)
+        .expect("confirm alert");
+    assert!(by_hand["detail"]["confirmed_by"].is_string(), "{by_hand}");
+    let m3 = scrape(metrics).await;
+    assert!(
+        sample(
+            &m3,
+            "fence_arbiter_alert_deliveries_total{target=\"command\",result=\"ok\"}"
+        ) >= 4.0
+    );
+}
+
+/// A fence that keeps failing (the device refuses every `off`): status
+/// shows since when, the rounds, the last error of the level and the next
+/// retry; a `fence_failed` alert comes each round; `confirm` ends it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fence_that_keeps_failing_shows_why_and_confirm_ends_it() {
+    let _g = serial();
+    let Setup {
+        mut c,
+        mut w,
+        epoch,
+        metrics,
+        alerts: alert_file,
+        _tmp,
+    } = setup().await;
+    let url = c.url.clone();
+    std::fs::write(c.device.dir().join("fail-node3"), "").expect("fault");
+    c.kill_agent(3).expect("kill agent 3");
+    let failing = wait_until(Duration::from_secs(10), || {
+        let (_, v) = status_json(&url);
+        let f = v["clusters"][0]["fences"][0].clone();
+        (f["rounds_failed"].as_u64()? >= 2).then_some(f)
+    })
+    .await
+    .expect("a fence failing two rounds");
+    assert_eq!(failing["node"], 3, "{failing}");
+    assert!(
+        failing["level_errors"][0]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{failing}"
+    );
+    assert!(failing["running_ms"].as_u64().unwrap_or(0) > 0, "{failing}");
+    let text = std::process::Command::new(binaries().join("fencectl"))
+        .args(["--arbiter", &url, "status", "--cluster", "demo"])
+        .output()
+        .expect("fencectl");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("rounds failed") && text.contains("level 1:"),
+        "{text}"
+    );
+    let heard = wait_until(Duration::from_secs(5), || {
+        has_alert(&alert_file, "fence_failed", 3).then_some(())
+    })
+    .await;
+    assert!(heard.is_some(), "{:#?}", alerts(&alert_file));
+    let m = scrape(metrics).await;
+    assert!(
+        sample(
+            &m,
+            "fence_arbiter_fence_level_failures_total{cluster=\"demo\"}"
+        ) >= 2.0
+    );
+    assert!(
+        sample(
+            &m,
+            "fence_arbiter_fences_total{cluster=\"demo\",result=\"failed\"}"
+        ) >= 2.0
+    );
+    // The operator has seen node 3 off.
+    fencectl(&url, &["confirm", "3", "--cluster", "demo", "--yes"]).expect("confirm");
+    let told = w
+        .wait_for(Duration::from_secs(5), |e| {
+            e.kind == "survivors_notified" && e.epoch > epoch && e.detail.contains('3')
+        })
+        .await;
+    assert!(told.is_some(), "{:?}", w.seen);
+    let (_, status) = status_json(&url);
+    assert_eq!(
+        status["clusters"][0]["fences"].as_array().map(Vec::len),
+        Some(0),
+        "{status}"
+    );
+}
