@@ -165,13 +165,19 @@ async fn maintenance_confirm_fence_and_unfence_end_to_end() {
         ),
         0.0
     );
-    assert_eq!(
-        sample(
-            &m0,
-            "fence_arbiter_nodes{cluster=\"demo\",state=\"member\"}"
-        ),
-        3.0
-    );
+    // The node gauges are set about once a second.
+    let mut members = 0.0;
+    for _ in 0..30 {
+        members = sample(
+            &scrape(metrics).await,
+            "fence_arbiter_nodes{cluster=\"demo\",state=\"member\"}",
+        );
+        if members == 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(members, 3.0);
 
     // 1. Node 3 in maintenance dies: reported, not fenced.
     fencectl(
