@@ -8,6 +8,7 @@ pub mod heuristics;
 pub mod lease;
 pub mod peer_probe;
 pub mod resource_runner;
+pub mod service_notify;
 pub mod session;
 pub mod watchdog;
 pub mod watchdog_device;
@@ -218,6 +219,7 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
             runner.finished(),
         ));
     }
+    tracker.spawn(service_notify::run(shared.clone(), token.child_token()));
     let session = session::Session::new(plan, probes, faults, heuristics, token.child_token())
         .with_runner(runner)
         .with_watchdog(shared);

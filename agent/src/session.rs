@@ -282,7 +282,14 @@ impl Session {
     async fn ticking<F: Future>(&mut self, fut: F) -> Option<F::Output> {
         let mut fut = std::pin::pin!(fut);
         loop {
-            let wake = self.keeper.next_deadline().map(|t| self.origin + t);
+            // At least every 100 ms: the loop's liveness is what systemd's
+            // watchdog keep-alive reports (`service_notify`).
+            let beat = tokio::time::Instant::now() + Duration::from_millis(100);
+            let wake = self
+                .keeper
+                .next_deadline()
+                .map(|t| (self.origin + t).min(beat))
+                .or(Some(beat));
             tokio::select! {
                 biased;
                 _ = self.token.cancelled() => return None,
@@ -549,6 +556,7 @@ impl Session {
         let node = self.plan.node;
         if let Some(w) = &self.watchdog {
             w.set_lease_until(self.keeper.lease(self.now()).map(|l| self.origin + l.until));
+            w.tick();
         }
         for o in outs {
             if let Some(events) = &self.events

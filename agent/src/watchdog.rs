@@ -95,9 +95,22 @@ pub struct Shared {
     /// The watchdog went unfed longer than its timeout, yet this process
     /// lives: it does not reset the machine.
     ran_out: std::sync::atomic::AtomicBool,
+    /// When the session's loop last ran (systemd's watchdog keep-alive
+    /// goes out only while it does).
+    last_tick: Mutex<Option<Instant>>,
 }
 
 impl Shared {
+    /// The session's loop ran now.
+    pub fn tick(&self) {
+        *self.last_tick.lock().expect("tick lock") = Some(Instant::now());
+    }
+
+    /// When the session's loop last ran.
+    pub fn last_tick(&self) -> Option<Instant> {
+        *self.last_tick.lock().expect("tick lock")
+    }
+
     pub fn set_lease_until(&self, until: Option<Instant>) {
         *self.lease_until.lock().expect("lease lock") = until;
     }

@@ -10,6 +10,7 @@ pub mod driver;
 pub mod fence_orchestrator;
 pub mod metrics;
 pub mod rpc;
+pub mod service_notify;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -164,6 +165,7 @@ pub async fn run(
     }
     info!(listen = %bound, clusters = ?clusters.keys().collect::<Vec<_>>(), "fence-arbiter started");
     on_bound(bound);
+    tracker.spawn(service_notify::run(clusters.clone(), token.child_token()));
 
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
         if let Ok(s) = &s {
