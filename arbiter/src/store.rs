@@ -108,12 +108,24 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Open (or create) the store in `dir/arbiter.redb`.
+    /// Open (or create) the store in `dir/arbiter.redb`. The whole file is
+    /// checked first (every page's checksum): a file damaged outside redb
+    /// stops the start with an error naming it, never a silent reset or a
+    /// panic later; so does an empty file (a truncated store is not a new
+    /// one: move it away to start without history).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("arbiter.redb");
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            return Err(StoreError::Corrupt {
+                what: path.display().to_string(),
+                reason: "the file is empty (truncated?); refusing to start as if there were no history: move it away to start without one".into(),
+            });
+        }
         let open = || -> Result<Database, redb::Error> {
             std::fs::create_dir_all(dir).map_err(redb::Error::Io)?;
-            let db = Database::create(&path)?;
+            let db = redb::Builder::new()
+                .set_check_integrity_on_open(true)
+                .create(&path)?;
             let tx = db.begin_write()?;
             tx.open_table(STATE)?;
             tx.open_table(HISTORY)?;
@@ -121,13 +133,23 @@ impl RedbStore {
             tx.commit()?;
             Ok(db)
         };
-        let db = open().map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let store = RedbStore { db };
-        store.index_unannounced()?;
-        Ok(store)
+        // (redb may still panic on a damaged file the check missed: that
+        // is a corrupt store too, not a crash of the arbiter.)
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let db = open().map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let store = RedbStore { db };
+            store.index_unannounced()?;
+            Ok(store)
+        }));
+        opened.unwrap_or_else(|_| {
+            Err(StoreError::Corrupt {
+                what: path.display().to_string(),
+                reason: "the store library failed reading it (a damaged file)".into(),
+            })
+        })
     }
 
     /// Create the [`UNANNOUNCED`] index if this store predates it: one scan
@@ -170,8 +192,8 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("plain data serializes")
 }
 
-impl Store for RedbStore {
-    fn load(&self, cluster: &str) -> Result<Persisted, StoreError> {
+impl RedbStore {
+    fn load_state(&self, cluster: &str) -> Result<Persisted, StoreError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(STATE)?;
         match t.get(cluster)? {
@@ -183,7 +205,7 @@ impl Store for RedbStore {
         }
     }
 
-    fn apply(&self, cluster: &str, delta: &Delta, unix_ms: u64) -> Result<(), StoreError> {
+    fn write(&self, cluster: &str, delta: &Delta, unix_ms: u64) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
         {
             let mut state = tx.open_table(STATE)?;
@@ -289,6 +311,24 @@ impl Store for RedbStore {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+impl Store for RedbStore {
+    fn load(&self, cluster: &str) -> Result<Persisted, StoreError> {
+        // (A panic of the store library on a damaged file is a corrupt
+        // store, reported as such.)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.load_state(cluster)))
+            .unwrap_or_else(|_| {
+                Err(StoreError::Corrupt {
+                    what: format!("state of {cluster}"),
+                    reason: "the store library failed reading it (a damaged file)".into(),
+                })
+            })
+    }
+
+    fn apply(&self, cluster: &str, delta: &Delta, unix_ms: u64) -> Result<(), StoreError> {
+        self.write(cluster, delta, unix_ms)
     }
 
     fn history(&self, cluster: &str, limit: usize) -> Result<Vec<FenceRecord>, StoreError> {
@@ -531,6 +571,35 @@ mod tests {
         let h = s.history("c", 1).unwrap();
         assert_eq!((h[0].intent, h[0].epoch), (2, 3));
         assert_eq!(s.load("c").unwrap().epoch, 3);
+    }
+
+    /// A truncated (empty) store file, or one damaged in the middle, stops
+    /// the open with an error naming the file: never taken for a new store,
+    /// never a panic.
+    #[test]
+    fn a_damaged_or_empty_store_is_an_error_not_a_reset() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("arbiter.redb");
+        std::fs::write(&path, b"").unwrap();
+        let e = RedbStore::open(d.path()).err().expect("an empty file is refused");
+        assert!(e.to_string().contains("arbiter.redb"), "{e}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "the file was rewritten");
+        std::fs::remove_file(&path).unwrap();
+        {
+            let s = RedbStore::open(d.path()).unwrap();
+            for i in 1..=50 {
+                intent(&s, i, 2);
+                confirmed(&s, i, 2);
+            }
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        for b in &mut bytes[len / 4..len * 3 / 4] {
+            *b = 0x5a;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let e = RedbStore::open(d.path()).err().expect("a damaged file is refused");
+        assert!(e.to_string().contains("arbiter.redb"), "{e}");
     }
 
     #[test]

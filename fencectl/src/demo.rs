@@ -39,6 +39,8 @@ pub struct DemoOptions {
     pub keep: bool,
     /// Extra `[[cluster]]` settings (e.g. faster timings), TOML lines.
     pub cluster_extra: String,
+    /// Extra `[arbiter]` keys (an alert hook, the metrics address).
+    pub arbiter_extra: String,
 }
 
 /// One line of the timeline.
@@ -117,6 +119,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoReport, CliError> {
     ));
     let cluster_opts = ClusterOptions {
         cluster_extra: opts.cluster_extra.clone(),
+        arbiter_extra: opts.arbiter_extra.clone(),
         groups: service_scripts(&service)?,
         ..ClusterOptions::default()
     };

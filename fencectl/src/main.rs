@@ -337,6 +337,7 @@ fn main() -> ExitCode {
                     quiet: json,
                     keep,
                     cluster_extra: String::new(),
+                    arbiter_extra: String::new(),
                 })
                 .await?;
                 if json {

@@ -10,4 +10,5 @@ pub mod netns;
 pub mod peers;
 pub mod sim;
 pub mod standin;
+pub mod store_bench;
 pub mod watchdog_bench;

@@ -40,6 +40,26 @@ enum Cmd {
         /// (heartbeat 30 ms, lease 90 ms, lost_after 150 ms, settle 60 ms).
         #[arg(long, default_value = "default")]
         timings: String,
+        /// With an alert hook (a command that reads its JSON) and the
+        /// metrics endpoint on (127.0.0.1, a free port).
+        #[arg(long)]
+        alerts_and_metrics: bool,
+    },
+    /// The store: durable intent writes (fsync) one by one, and a restart
+    /// of the real `fence-arbiter` on a store with `history` fences and one
+    /// open intent, to the resumed fence's `off` at the device; the same
+    /// with an empty history, for the ratio.
+    Store {
+        #[arg(long, default_value_t = 1000)]
+        writes: usize,
+        #[arg(long, default_value_t = 1000)]
+        history: u64,
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Where the store files go (a real disk: /tmp may be a tmpfs, where
+        /// fsync costs nothing).
+        #[arg(long, default_value = "target/bench-store")]
+        dir: std::path::PathBuf,
     },
     /// A floating address in network namespaces (root): per fault of its
     /// holder, fault to the first answer from the new holder and the time
@@ -191,6 +211,12 @@ fn main() {
             no_keepalived,
         } => floating_address(runs, Duration::from_millis(window_ms), !no_keepalived),
         Cmd::Watchdog { runs, timeout_ms } => watchdog(runs, Duration::from_millis(timeout_ms)),
+        Cmd::Store {
+            writes,
+            history,
+            runs,
+            dir,
+        } => tests::store_bench::run(writes, history, runs, &dir),
         Cmd::Decide { iterations } => {
             println!("| nodes | graph | median | p99 | max |\n|---|---|---|---|---|");
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -226,7 +252,23 @@ fn main() {
             runs,
             scenario,
             timings,
+            alerts_and_metrics,
         } => {
+            let hook_dir = tempfile::tempdir().expect("tempdir");
+            let arbiter_extra = if alerts_and_metrics {
+                let hook = tests::e2e::script(
+                    hook_dir.path(),
+                    "hook",
+                    "cat >> \"$(dirname \"$0\")/alerts.jsonl\"",
+                );
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port();
+                format!("metrics = \"127.0.0.1:{port}\"\nalerts = {{ command = [\"{hook}\"] }}\n")
+            } else {
+                "metrics = \"off\"\n".to_string()
+            };
             let cluster_extra = match timings.as_str() {
                 "default" => String::new(),
                 "fast" => "heartbeat_interval = \"30ms\"\nlease = \"90ms\"\nlost_after = \"150ms\"\nsettle = \"60ms\"".to_string(),
@@ -245,6 +287,7 @@ fn main() {
                         quiet: true,
                         keep: false,
                         cluster_extra: cluster_extra.clone(),
+                        arbiter_extra: arbiter_extra.clone(),
                     }))
                     .unwrap_or_else(|e| panic!("run {i}: {e}"));
                 eprintln!(
@@ -256,8 +299,20 @@ fn main() {
                 notified.push(r.freeze_to_notified_ms);
                 std::thread::sleep(Duration::from_millis(100));
             }
+            if alerts_and_metrics {
+                let alerts = std::fs::read_to_string(hook_dir.path().join("alerts.jsonl"))
+                    .unwrap_or_default()
+                    .lines()
+                    .count();
+                eprintln!("alerts delivered to the hook: {alerts}");
+            }
+            let with = if alerts_and_metrics {
+                "alerts and metrics on"
+            } else {
+                "alerts and metrics off"
+            };
             println!(
-                "| {scenario:?}, {timings} timings, {runs} runs | median | p99 | max |\n|---|---|---|---|"
+                "| {scenario:?}, {timings} timings, {with}, {runs} runs | median | p99 | max |\n|---|---|---|---|"
             );
             for (name, v) in [
                 ("fault → detected", detected),
