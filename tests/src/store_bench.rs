@@ -103,6 +103,15 @@ fn seeded_state(dir: &Path, history: u64) -> tempfile::TempDir {
 fn restart_to_off(state: &Path) -> f64 {
     let power = state.join("power");
     let device = SimPowerDevice::new("power", &power).expect("sim device");
+    // The machine plugged into node 3's outlet: a process the device's
+    // `off` kills.
+    let mut machine = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("spawn the machine");
+    device
+        .register("node3", machine.id())
+        .expect("register node 3");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -143,14 +152,23 @@ fn restart_to_off(state: &Path) -> f64 {
         if let Some(t) = hit {
             break t;
         }
-        assert!(
-            unix_us() < end,
-            "the resumed fence never switched node 3 off"
-        );
+        if unix_us() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = machine.kill();
+            let _ = machine.wait();
+            let log = std::fs::read_to_string(state.join("arbiter.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(8).collect();
+            panic!(
+                "the resumed fence never switched node 3 off; the arbiter's log ends:\n{tail:#?}"
+            );
+        }
         std::thread::sleep(Duration::from_millis(2));
     };
     let _ = child.kill();
     let _ = child.wait();
+    let _ = machine.kill();
+    let _ = machine.wait();
     (off.saturating_sub(t0)) as f64 / 1000.0
 }
 
