@@ -23,17 +23,27 @@ struct Args {
     check_config: bool,
 }
 
+/// `eprintln!` that never panics: stderr may be a file past a size limit
+/// (systemd's LimitFSIZE) or a closed pipe, and the exit status must still
+/// say what happened.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let plan = match agent::config::AgentConfig::load(&args.config) {
         Ok(p) => p,
         Err(errs) => {
-            eprintln!(
+            say!(
                 "fence-agent: invalid configuration {}:",
                 args.config.display()
             );
             for e in errs {
-                eprintln!("  {e}");
+                say!("  {e}");
             }
             return ExitCode::from(64);
         }
@@ -57,18 +67,18 @@ fn main() -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("fence-agent: cannot start the runtime: {e}");
+            say!("fence-agent: cannot start the runtime: {e}");
             return ExitCode::from(71);
         }
     };
     match rt.block_on(agent::run(plan, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ agent::AgentError::Fenced { .. }) => {
-            eprintln!("fence-agent: {e}; stopping (exit 3: do not restart)");
+            say!("fence-agent: {e}; stopping (exit 3: do not restart)");
             ExitCode::from(3)
         }
         Err(e) => {
-            eprintln!("fence-agent: {e}");
+            say!("fence-agent: {e}");
             ExitCode::from(70)
         }
     }

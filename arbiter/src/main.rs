@@ -21,17 +21,27 @@ struct Args {
     check_config: bool,
 }
 
+/// `eprintln!` that never panics: stderr may be a file past a size limit
+/// (systemd's LimitFSIZE) or a closed pipe, and the exit status must still
+/// say what happened.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let plan = match arbiter::config::Config::load(&args.config) {
         Ok(p) => p,
         Err(errs) => {
-            eprintln!(
+            say!(
                 "fence-arbiter: invalid configuration {}:",
                 args.config.display()
             );
             for e in errs {
-                eprintln!("  {e}");
+                say!("  {e}");
             }
             return ExitCode::from(64);
         }
@@ -39,7 +49,7 @@ fn main() -> ExitCode {
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("fence-arbiter: cannot start the runtime: {e}");
+            say!("fence-arbiter: cannot start the runtime: {e}");
             return ExitCode::from(71);
         }
     };
@@ -49,7 +59,7 @@ fn main() -> ExitCode {
             if let Err(e) = rt.block_on(arbiter::fence_orchestrator::build_devices(
                 &c.devices, &c.levels,
             )) {
-                eprintln!(
+                say!(
                     "fence-arbiter: invalid configuration {}:\n  cluster.{name}: {e}",
                     args.config.display()
                 );
@@ -73,7 +83,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "fence-arbiter failed");
-            eprintln!("fence-arbiter: {e}");
+            say!("fence-arbiter: {e}");
             let config_problem = matches!(
                 e,
                 arbiter::ArbiterError::Device(fence_drivers::FenceError::InvalidParameter { .. })
