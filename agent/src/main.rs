@@ -58,7 +58,10 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colours only on a terminal: journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log write that fails (a file past its size limit) is dropped:
+        // the subscriber's own report of it would panic (eprintln!).
+        .log_internal_errors(false);
     if plan.json_logs {
         b.json().init();
     } else {
