@@ -581,9 +581,15 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("arbiter.redb");
         std::fs::write(&path, b"").unwrap();
-        let e = RedbStore::open(d.path()).err().expect("an empty file is refused");
+        let e = RedbStore::open(d.path())
+            .err()
+            .expect("an empty file is refused");
         assert!(e.to_string().contains("arbiter.redb"), "{e}");
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "the file was rewritten");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            0,
+            "the file was rewritten"
+        );
         std::fs::remove_file(&path).unwrap();
         {
             let s = RedbStore::open(d.path()).unwrap();
@@ -598,7 +604,9 @@ mod tests {
             *b = 0x5a;
         }
         std::fs::write(&path, &bytes).unwrap();
-        let e = RedbStore::open(d.path()).err().expect("a damaged file is refused");
+        let e = RedbStore::open(d.path())
+            .err()
+            .expect("a damaged file is refused");
         assert!(e.to_string().contains("arbiter.redb"), "{e}");
     }
 
