@@ -2,6 +2,7 @@
 //! configuration ([`config`]), peer probes ([`peer_probe`]) and the arbiter
 //! session ([`session`]).
 
+pub mod cli;
 pub mod config;
 pub mod groups;
 pub mod heuristics;

@@ -3,25 +3,10 @@
 //! this node as fenced while it still runs (wrong outlet or a lying device);
 //! do not restart it.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use agent::cli::Args;
 use clap::Parser;
-
-#[derive(Parser)]
-#[command(
-    name = "fence-agent",
-    version,
-    about = "Node agent of the fencing-first split-brain arbiter"
-)]
-struct Args {
-    /// Configuration file (TOML).
-    #[arg(long)]
-    config: PathBuf,
-    /// Validate the configuration and exit.
-    #[arg(long)]
-    check_config: bool,
-}
 
 /// `eprintln!` that never panics: stderr may be a file past a size limit
 /// (systemd's LimitFSIZE) or a closed pipe, and the exit status must still

@@ -4,6 +4,7 @@
 //! services ([`rpc`]).
 
 pub mod alert;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod driver;

@@ -1,25 +1,10 @@
 //! `fence-arbiter --config FILE`: parses, validates (exit 64 on a bad
 //! config), then runs [`arbiter::run`] until SIGTERM or SIGINT.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use arbiter::cli::Args;
 use clap::Parser;
-
-#[derive(Parser)]
-#[command(
-    name = "fence-arbiter",
-    version,
-    about = "Quorum arbiter of the fencing-first split-brain arbiter"
-)]
-struct Args {
-    /// Configuration file (TOML).
-    #[arg(long)]
-    config: PathBuf,
-    /// Validate the configuration and exit.
-    #[arg(long)]
-    check_config: bool,
-}
 
 /// `eprintln!` that never panics: stderr may be a file past a size limit
 /// (systemd's LimitFSIZE) or a closed pipe, and the exit status must still

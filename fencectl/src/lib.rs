@@ -1,6 +1,7 @@
 //! The operator CLI: commands against the arbiter's admin API, and `demo`.
 
 pub mod certs;
+pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod demo;
