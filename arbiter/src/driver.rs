@@ -6,7 +6,7 @@
 //! Only this task awaits on the core's behalf; fence levels run in tracked
 //! tasks and report back through the same channel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -258,6 +258,12 @@ pub struct ClusterDriver {
     intent_reasons: BTreeMap<u64, String>,
     /// Ticks since the node gauges were last set.
     ticks: u32,
+    /// Fence level tasks still running, per node: a confirm ends the fence
+    /// in the core, not the level's `off` already on its way.
+    levels_running: BTreeMap<NodeId, usize>,
+    /// Unfences waiting for those to finish (an `on` must never be
+    /// overtaken by a stale `off`).
+    power_on_waiting: BTreeSet<NodeId>,
     /// Operators waiting for an unfence's result, per node.
     unfence_replies: BTreeMap<NodeId, Vec<oneshot::Sender<Result<String, String>>>>,
 }
@@ -314,6 +320,8 @@ impl ClusterDriver {
             tracker,
             token,
             unfence_replies: BTreeMap::new(),
+            levels_running: BTreeMap::new(),
+            power_on_waiting: BTreeSet::new(),
             alerts_raised: BTreeMap::new(),
             alerter,
             metrics,
@@ -575,6 +583,12 @@ impl ClusterDriver {
                 attempt,
                 outcome,
             } => {
+                if let Some(n) = self.levels_running.get_mut(&node) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.levels_running.remove(&node);
+                    }
+                }
                 self.step(Event::FenceFinished {
                     node,
                     intent,
@@ -582,6 +596,9 @@ impl ClusterDriver {
                     attempt,
                     outcome,
                 })?;
+                if !self.levels_running.contains_key(&node) && self.power_on_waiting.remove(&node) {
+                    self.start_power_on(node);
+                }
             }
             ToDriver::Clear { node, by } => {
                 self.execute(Action::Persist(crate::core::Delta::Operator {
@@ -904,6 +921,7 @@ impl ClusterDriver {
                     vec![],
                     format!("level {level}"),
                 );
+                *self.levels_running.entry(node).or_default() += 1;
                 let devices = self.devices.clone();
                 let tx = self.self_tx.clone();
                 let events = self.events.clone();
@@ -957,19 +975,15 @@ impl ClusterDriver {
                 );
             }
             Action::PowerOn { node } => {
-                let levels = self.plan.levels.get(&node).cloned().unwrap_or_default();
-                let devices = self.devices.clone();
-                let tx = self.self_tx.clone();
-                let timeout = self.plan.spec.timing.fence_timeout;
-                let token = self.token.clone();
-                info!(cluster = %cluster, node.id = node, "powering on (unfence)");
-                self.tracker.spawn(async move {
-                    let result = tokio::select! {
-                        _ = token.cancelled() => return,
-                        r = power_on(&levels, &devices, timeout) => r,
-                    };
-                    let _ = tx.send(ToDriver::PowerOnDone { node, result }).await;
-                });
+                if self.levels_running.contains_key(&node) {
+                    // A fence level of this node still runs (the operator
+                    // confirmed it off meanwhile): its `off` could land
+                    // after our `on`. The `on` waits for it.
+                    info!(cluster = %cluster, node.id = node, "unfence waits for the fence level still running");
+                    self.power_on_waiting.insert(node);
+                } else {
+                    self.start_power_on(node);
+                }
             }
             Action::Refuse {
                 node,
@@ -987,6 +1001,23 @@ impl ClusterDriver {
             Action::Notice(n) => self.notice(n, epoch),
         }
         Ok(())
+    }
+
+    /// `on` through every device of the node's topology that has one.
+    fn start_power_on(&mut self, node: NodeId) {
+        let levels = self.plan.levels.get(&node).cloned().unwrap_or_default();
+        let devices = self.devices.clone();
+        let tx = self.self_tx.clone();
+        let timeout = self.plan.spec.timing.fence_timeout;
+        let token = self.token.clone();
+        info!(cluster = %self.name(), node.id = node, "powering on (unfence)");
+        self.tracker.spawn(async move {
+            let result = tokio::select! {
+                _ = token.cancelled() => return,
+                r = power_on(&levels, &devices, timeout) => r,
+            };
+            let _ = tx.send(ToDriver::PowerOnDone { node, result }).await;
+        });
     }
 
     fn notice(&mut self, n: Notice, epoch: u64) {

@@ -263,6 +263,7 @@ impl RedbStore {
                 | Delta::WatchdogFenced { .. }
                 | Delta::Group { .. }
                 | Delta::Maintenance { .. }
+                | Delta::MaintenanceHeld { .. }
                 | Delta::EpochRaised { .. } => {}
                 Delta::Operator {
                     by,

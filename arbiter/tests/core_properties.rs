@@ -133,6 +133,7 @@ impl Rules {
                         | Delta::WatchdogFenced { .. }
                         | Delta::Operator { .. }
                         | Delta::Maintenance { .. }
+                        | Delta::MaintenanceHeld { .. }
                         | Delta::Group { .. } => {}
                     }
                     self.store.apply(&d);

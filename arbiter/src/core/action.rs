@@ -46,6 +46,8 @@ pub enum Delta {
     },
     /// Maintenance of `node` (every node: `None`) switched on or off.
     Maintenance { node: Option<NodeId>, on: bool },
+    /// The members a maintenance hold now keeps out of the verdict.
+    MaintenanceHeld { nodes: BTreeSet<NodeId> },
     /// The epoch alone is raised (above one an agent reported), the backed
     /// set unchanged.
     EpochRaised { epoch: u64 },

@@ -211,6 +211,9 @@ pub enum Mutant {
     /// A member held out by maintenance stays an incumbent, and a candidate
     /// like any (review 20, finding 2).
     MaintenanceHeldStaysIncumbent,
+    /// A held member whose maintenance ends is fenced at once, before its
+    /// young session has proved its links (review 21, finding 1).
+    HeldFencedWhileYoung,
     /// The watchdog rule takes the word of any agent heard on the node,
     /// from any machine (a duplicate identity's watchdog vouches for the
     /// real node).
@@ -560,10 +563,18 @@ impl ArbiterCore {
         // Until the first decision, the last backed set stands (its members
         // may renew their leases once the grace is over); nodes leaving it
         // are not in it.
+        // Members a maintenance hold kept out of the verdict stay out of it
+        // (no lease) and no incumbents, as before the restart.
+        let maintenance_held: BTreeSet<NodeId> = persisted
+            .maintenance_held
+            .iter()
+            .copied()
+            .filter(|n| spec.nodes.contains_key(n))
+            .collect();
         let verdict = (!backed.is_empty()).then(|| {
             backed
                 .iter()
-                .filter(|n| nodes[n].phase == Phase::Member)
+                .filter(|n| nodes[n].phase == Phase::Member && !maintenance_held.contains(n))
                 .copied()
                 .collect()
         });
@@ -616,7 +627,7 @@ impl ArbiterCore {
                 .collect(),
             maintenance_all: persisted.maintenance_all,
             maintenance_noticed: None,
-            maintenance_held: BTreeSet::new(),
+            maintenance_held,
             contact_since: None,
             last_any_heard: None,
             deaf_gap: None,
@@ -2280,12 +2291,32 @@ impl ArbiterCore {
             .collect();
         // Maintenance: a node that would be fenced is reported, not shot,
         // and the transition waits (nothing commits without its fence).
+        // A node held out until now whose maintenance ended stays held
+        // while its session is too young to have proved its links (the
+        // agents' probe window, then `settle`): a node back from its
+        // planned reboot reports no peer yet, and ending maintenance then
+        // must not shoot it. After that it is decided as any other: back
+        // in the verdict where it fits with every member, else fenced.
+        let t = self.spec.timing;
+        let proving = t.heartbeat_interval * 3 + t.settle;
         let held: BTreeSet<NodeId> = to_start
             .iter()
             .chain(&untrusted)
-            .filter(|n| self.in_maintenance(**n))
+            .filter(|n| {
+                self.in_maintenance(**n)
+                    || (self.maintenance_held.contains(n)
+                        && self.mutant != Some(Mutant::HeldFencedWhileYoung)
+                        && now.saturating_sub(self.nodes[n].probing_since) < proving)
+            })
             .copied()
             .collect();
+        // Held members are no incumbents (`decide`): that must survive a
+        // restart, or a held member would flip the verdict onto its side.
+        if held != self.maintenance_held {
+            out.push(Action::Persist(Delta::MaintenanceHeld {
+                nodes: held.clone(),
+            }));
+        }
         self.maintenance_held = held.clone();
         if !held.is_empty() {
             to_start.retain(|n| !held.contains(n));
@@ -2312,7 +2343,6 @@ impl ArbiterCore {
             }
             return false;
         }
-        let t = self.spec.timing;
         let members = to_start.len();
         to_start.extend(untrusted);
         for (k, node) in to_start.into_iter().enumerate() {
@@ -2520,6 +2550,8 @@ mod review18_tests;
 mod review19_tests;
 #[cfg(test)]
 mod review20_tests;
+#[cfg(test)]
+mod review21_tests;
 #[cfg(test)]
 mod review2_tests;
 #[cfg(test)]

@@ -162,6 +162,10 @@ pub struct Persisted {
     pub maintenance: BTreeSet<NodeId>,
     #[serde(default)]
     pub maintenance_all: bool,
+    /// Members a maintenance hold keeps out of the verdict (they would be
+    /// fenced): no incumbents, no lease, across a restart too.
+    #[serde(default)]
+    pub maintenance_held: BTreeSet<NodeId>,
 }
 
 /// A watchdog an agent reported armed.
@@ -195,6 +199,7 @@ impl Persisted {
                 self.next_intent = self.next_intent.max(intent + 1);
             }
             Delta::FenceAttemptFailed { .. } | Delta::Operator { .. } => {}
+            Delta::MaintenanceHeld { nodes } => self.maintenance_held = nodes.clone(),
             Delta::Maintenance { node, on } => match node {
                 Some(n) if *on => {
                     self.maintenance.insert(*n);
