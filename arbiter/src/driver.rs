@@ -812,6 +812,10 @@ impl ClusterDriver {
                     let took = self.intent_started.remove(intent).map(|t| t.elapsed());
                     let (result, by) = match operator {
                         Some(who) => (FenceResult::ManualConfirmed, format!("an operator, {who}")),
+                        None if self.core.gone_by_watchdog().contains(node) => (
+                            FenceResult::Confirmed,
+                            "the watchdog rule (its armed watchdog has reset it)".to_string(),
+                        ),
                         None => (FenceResult::Confirmed, "its fence devices".to_string()),
                     };
                     self.metrics.fence_result(result, took);
@@ -894,11 +898,13 @@ impl ClusterDriver {
                 // The first level run of an intent (also one resumed after a
                 // restart) is the fence starting.
                 if !self.alerts_raised.contains_key(&intent) {
+                    // (No reason here: the intent was persisted before
+                    // this process started, and is resumed.)
                     let reason = self
                         .intent_reasons
                         .get(&intent)
                         .cloned()
-                        .unwrap_or_default();
+                        .unwrap_or_else(|| "resumed after the arbiter restarted".to_string());
                     self.fence_alert(
                         intent,
                         Alert::new(

@@ -34,6 +34,14 @@ pub fn binaries() -> PathBuf {
     dir
 }
 
+/// A TCP port of 127.0.0.1 free a moment ago (the kernel picked it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// The arbiter's watch stream, collected in the background.
 pub struct Watcher {
     rx: mpsc::Receiver<EventView>,

@@ -112,10 +112,7 @@ fn restart_to_off(state: &Path) -> f64 {
     device
         .register("node3", machine.id())
         .expect("register node 3");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = crate::e2e::free_port();
     let conf = state.join("arbiter.toml");
     let mut nodes = String::new();
     for i in 1..=3 {

@@ -465,11 +465,7 @@ fence = [["p"]]
 async fn fencectl_exit_codes_and_json_output() {
     let _g = serial();
     // Nothing listens on this port: 69, with advice.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = tests::e2e::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let (code, _, err) = run("fencectl", &["--arbiter", &url, "status"]);
     assert_eq!(code, 69, "{err}");

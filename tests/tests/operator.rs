@@ -8,16 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use fencectl::local_cluster::{ClusterOptions, LocalCluster};
-use tests::e2e::{Watcher, binaries, fencectl, script, wait_until};
+use tests::e2e::{Watcher, binaries, fencectl, free_port, script, wait_until};
 use tests::peers::serial;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// `GET /metrics` on 127.0.0.1:`port`: the body.
 async fn scrape(port: u16) -> String {
@@ -439,5 +432,62 @@ async fn a_fence_that_keeps_failing_shows_why_and_confirm_ends_it() {
         status["clusters"][0]["fences"].as_array().map(Vec::len),
         Some(0),
         "{status}"
+    );
+}
+
+/// Review 21, finding 3: `confirm` ends a fence in the core, not the
+/// level's `off` already on its way to the device. An `unfence` right
+/// after must not be overtaken by that stale `off` (the node switched off
+/// again once it was on): the `on` waits for the level to finish.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unfence_after_a_confirm_is_never_overtaken_by_the_fence_still_running() {
+    let _g = serial();
+    let Setup {
+        mut c, mut w, _tmp, ..
+    } = setup().await;
+    let url = c.url.clone();
+    // The device takes 2.5 s to switch node 3 off, and does it even if
+    // nobody waits any more.
+    std::fs::write(c.device.dir().join("slow-off-node3"), "2500").expect("fault");
+    c.kill_agent(3).expect("kill agent 3");
+    let started = w
+        .wait_for(Duration::from_secs(5), |e| {
+            e.kind == "fence_level_started" && e.node == 3
+        })
+        .await;
+    assert!(started.is_some(), "{:?}", w.seen);
+    let asked = std::time::SystemTime::now();
+    fencectl(&url, &["confirm", "3", "--cluster", "demo", "--yes"]).expect("confirm");
+    fencectl(&url, &["unfence", "3", "--cluster", "demo"]).expect("unfence");
+    // Long enough for the slow `off` to land, wherever it falls.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let events: Vec<_> = c
+        .device
+        .events()
+        .expect("device events")
+        .into_iter()
+        .filter(|e| e.port == "node3" && (e.action == "off" || e.action == "on"))
+        .collect();
+    let asked_us = asked
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let last_off = events
+        .iter()
+        .filter(|e| e.action == "off")
+        .map(|e| e.unix_us)
+        .max();
+    let on = events
+        .iter()
+        .filter(|e| e.action == "on")
+        .map(|e| e.unix_us)
+        .max();
+    assert!(
+        last_off.is_some_and(|off| off > asked_us),
+        "the slow off landed after the confirm: {events:?}"
+    );
+    assert!(
+        matches!((last_off, on), (Some(off), Some(on)) if on > off),
+        "the node was switched off again after its unfence: {events:?}"
     );
 }

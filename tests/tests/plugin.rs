@@ -207,11 +207,7 @@ async fn a_lying_hanging_or_crashing_plugin_never_confirms_a_fence() {
 async fn loopback_tcp_works_and_other_addresses_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     device(tmp.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = tests::e2e::free_port();
     let addr = format!("127.0.0.1:{port}");
     let a = addr.clone();
     let plugin = start(&addr, format!("http://{addr}"), &move || {

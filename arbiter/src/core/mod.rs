@@ -317,6 +317,9 @@ pub struct ArbiterCore {
     maintenance: BTreeSet<NodeId>,
     maintenance_all: bool,
     maintenance_noticed: Option<BTreeSet<NodeId>>,
+    /// When an operator last ended a maintenance (in memory: after a
+    /// restart every session is young anyway).
+    maintenance_ended: Option<Duration>,
     /// Members outside the verdict that maintenance keeps from being
     /// fenced: no incumbents, back only where they fit (see `decide`).
     maintenance_held: BTreeSet<NodeId>,
@@ -627,6 +630,7 @@ impl ArbiterCore {
                 .collect(),
             maintenance_all: persisted.maintenance_all,
             maintenance_noticed: None,
+            maintenance_ended: None,
             maintenance_held,
             contact_since: None,
             last_any_heard: None,
@@ -2293,12 +2297,17 @@ impl ArbiterCore {
         // and the transition waits (nothing commits without its fence).
         // A node held out until now whose maintenance ended stays held
         // while its session is too young to have proved its links (the
-        // agents' probe window, then `settle`): a node back from its
-        // planned reboot reports no peer yet, and ending maintenance then
-        // must not shoot it. After that it is decided as any other: back
-        // in the verdict where it fits with every member, else fenced.
+        // agents' probe window, then `settle`), and for that long after
+        // the maintenance ended: a node back from its planned reboot
+        // reports no peer yet, and a link healed a moment ago is not
+        // proven up yet; ending maintenance then must not shoot it. After
+        // that it is decided as any other: back in the verdict where it
+        // fits with every member, else fenced.
         let t = self.spec.timing;
         let proving = t.heartbeat_interval * 3 + t.settle;
+        let ended_lately = self
+            .maintenance_ended
+            .is_some_and(|at| now.saturating_sub(at) < proving);
         let held: BTreeSet<NodeId> = to_start
             .iter()
             .chain(&untrusted)
@@ -2306,7 +2315,8 @@ impl ArbiterCore {
                 self.in_maintenance(**n)
                     || (self.maintenance_held.contains(n)
                         && self.mutant != Some(Mutant::HeldFencedWhileYoung)
-                        && now.saturating_sub(self.nodes[n].probing_since) < proving)
+                        && (ended_lately
+                            || now.saturating_sub(self.nodes[n].probing_since) < proving))
             })
             .copied()
             .collect();

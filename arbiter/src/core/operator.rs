@@ -283,6 +283,12 @@ impl ArbiterCore {
                     }
                     None => self.maintenance_all = on,
                 }
+                // A held node whose maintenance ends gets a proving window
+                // from now: its links may have healed a moment ago, their
+                // edges not yet proven up (`start_fences`).
+                if !on {
+                    self.maintenance_ended = Some(now);
+                }
                 out.push(Action::Persist(Delta::Maintenance { node, on }));
             }
         }

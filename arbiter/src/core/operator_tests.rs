@@ -4,25 +4,6 @@
 use super::test_support::*;
 use super::*;
 
-const BY: &str = "alice (admin, from 127.0.0.1:5000)";
-
-fn control(h: &mut H, c: Control) -> Vec<Action> {
-    h.step(Event::Operator {
-        by: BY.into(),
-        control: c,
-    })
-}
-
-fn fence(h: &mut H, node: NodeId) -> Vec<Action> {
-    control(
-        h,
-        Control::Fence {
-            node,
-            reason: "disk controller errors".into(),
-        },
-    )
-}
-
 /// The operator confirms `node` off; its agent's stream has closed (a
 /// node that lost power: the arbiter's keepalive ends its session).
 fn confirm(h: &mut H, node: NodeId) -> Vec<Action> {

@@ -9,29 +9,6 @@
 use super::test_support::*;
 use super::*;
 
-const BY: &str = "mallory (admin)";
-
-fn control(h: &mut H, c: Control) -> Vec<Action> {
-    h.step(Event::Operator {
-        by: BY.into(),
-        control: c,
-    })
-}
-
-fn fence(h: &mut H, node: NodeId) -> Vec<Action> {
-    control(
-        h,
-        Control::Fence {
-            node,
-            reason: String::new(),
-        },
-    )
-}
-
-fn maintenance(h: &mut H, node: Option<NodeId>, on: bool) -> Vec<Action> {
-    control(h, Control::Maintenance { node, on })
-}
-
 const ALL4: [(NodeId, &[NodeId]); 4] = [
     (1, &[2, 3, 4]),
     (2, &[1, 3, 4]),

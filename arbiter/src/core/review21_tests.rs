@@ -8,15 +8,6 @@
 use super::test_support::*;
 use super::*;
 
-const BY: &str = "mallory (admin)";
-
-fn maintenance(h: &mut H, node: Option<NodeId>, on: bool) -> Vec<Action> {
-    h.step(Event::Operator {
-        by: BY.into(),
-        control: Control::Maintenance { node, on },
-    })
-}
-
 /// Finding 1. Node 3 is in maintenance and held out (its agent stopped
 /// for a planned reboot). It comes back: a new boot, a new agent, whose
 /// first heartbeat reports no peer yet (its probes have not answered: the

@@ -410,3 +410,30 @@ pub(super) fn dump(h: &H, from: u64, to: u64) {
         }
     }
 }
+
+/// The operator of the controls' tests, as the admin service names one.
+pub(super) const BY: &str = "alice (admin, from 127.0.0.1:5000)";
+
+/// One operator control, as `BY`.
+pub(super) fn control(h: &mut H, c: Control) -> Vec<Action> {
+    h.step(Event::Operator {
+        by: BY.into(),
+        control: c,
+    })
+}
+
+/// `fencectl fence NODE --reason "disk controller errors"`.
+pub(super) fn fence(h: &mut H, node: NodeId) -> Vec<Action> {
+    control(
+        h,
+        Control::Fence {
+            node,
+            reason: "disk controller errors".into(),
+        },
+    )
+}
+
+/// `fencectl maintenance on|off [--node NODE]`.
+pub(super) fn maintenance(h: &mut H, node: Option<NodeId>, on: bool) -> Vec<Action> {
+    control(h, Control::Maintenance { node, on })
+}

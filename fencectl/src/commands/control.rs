@@ -3,6 +3,8 @@
 //! is kept in the history with who asked (`fencectl history`).
 
 use proto::v1 as pb;
+use proto::v1::admin_client::AdminClient;
+use tonic::transport::Channel;
 
 use crate::Output;
 use crate::client::{CliError, connect, exit};
@@ -37,11 +39,30 @@ pub async fn resolve_node(url: &str, cluster: &str, node: &str) -> Result<u32, C
         .ok_or_else(|| CliError::Usage(format!("cluster {cluster:?} has no node named {node:?}")))
 }
 
-fn print(out: Output, json: serde_json::Value, message: &str) {
+/// Sends one control and prints the arbiter's answer: `report` (the
+/// control, cluster and node) with its `message` as JSON, or the message.
+async fn send<F, Fut>(
+    url: &str,
+    out: Output,
+    mut report: serde_json::Value,
+    call: F,
+) -> Result<u8, CliError>
+where
+    F: FnOnce(AdminClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<pb::CommandReply>, tonic::Status>>,
+{
+    let r = call(connect(url).await?)
+        .await
+        .map_err(|s| CliError::from_status(url, s))?
+        .into_inner();
     match out {
-        Output::Json => println!("{json}"),
-        Output::Text => println!("{message}"),
+        Output::Json => {
+            report["message"] = r.message.into();
+            println!("{report}");
+        }
+        Output::Text => println!("{}", r.message),
     }
+    Ok(exit::OK)
 }
 
 fn need_cluster(cluster: &str) -> Result<(), CliError> {
@@ -67,23 +88,14 @@ pub async fn fence(
         )));
     }
     let node_id = resolve_node(url, cluster, node).await?;
-    let r = connect(url)
-        .await?
-        .fence(pb::FenceRequest {
-            cluster: cluster.into(),
-            node_id,
-            reason: reason.into(),
-            operator: operator_user(),
-        })
-        .await
-        .map_err(|s| CliError::from_status(url, s))?
-        .into_inner();
-    print(
-        out,
-        serde_json::json!({ "control": "fence", "cluster": cluster, "node": node_id, "message": r.message }),
-        &r.message,
-    );
-    Ok(exit::OK)
+    let report = serde_json::json!({ "control": "fence", "cluster": cluster, "node": node_id });
+    let req = pb::FenceRequest {
+        cluster: cluster.into(),
+        node_id,
+        reason: reason.into(),
+        operator: operator_user(),
+    };
+    send(url, out, report, |mut c| async move { c.fence(req).await }).await
 }
 
 /// `fencectl confirm NODE --cluster C --yes`.
@@ -99,44 +111,38 @@ pub async fn confirm(
         return Err(CliError::Usage(CONFIRM_WARNING.into()));
     }
     let node_id = resolve_node(url, cluster, node).await?;
-    let r = connect(url)
-        .await?
-        .confirm(pb::ConfirmRequest {
-            cluster: cluster.into(),
-            node_id,
-            operator: operator_user(),
-        })
-        .await
-        .map_err(|s| CliError::from_status(url, s))?
-        .into_inner();
-    print(
+    let report = serde_json::json!({ "control": "confirm", "cluster": cluster, "node": node_id });
+    let req = pb::ConfirmRequest {
+        cluster: cluster.into(),
+        node_id,
+        operator: operator_user(),
+    };
+    send(
+        url,
         out,
-        serde_json::json!({ "control": "confirm", "cluster": cluster, "node": node_id, "message": r.message }),
-        &r.message,
-    );
-    Ok(exit::OK)
+        report,
+        |mut c| async move { c.confirm(req).await },
+    )
+    .await
 }
 
 /// `fencectl unfence NODE --cluster C`.
 pub async fn unfence(url: &str, cluster: &str, node: &str, out: Output) -> Result<u8, CliError> {
     need_cluster(cluster)?;
     let node_id = resolve_node(url, cluster, node).await?;
-    let r = connect(url)
-        .await?
-        .unfence(pb::UnfenceRequest {
-            cluster: cluster.into(),
-            node_id,
-            operator: operator_user(),
-        })
-        .await
-        .map_err(|s| CliError::from_status(url, s))?
-        .into_inner();
-    print(
+    let report = serde_json::json!({ "control": "unfence", "cluster": cluster, "node": node_id });
+    let req = pb::UnfenceRequest {
+        cluster: cluster.into(),
+        node_id,
+        operator: operator_user(),
+    };
+    send(
+        url,
         out,
-        serde_json::json!({ "control": "unfence", "cluster": cluster, "node": node_id, "message": r.message }),
-        &r.message,
-    );
-    Ok(exit::OK)
+        report,
+        |mut c| async move { c.unfence(req).await },
+    )
+    .await
 }
 
 /// `fencectl maintenance on|off [--node N] --cluster C`.
@@ -152,25 +158,19 @@ pub async fn maintenance(
         Some(n) => resolve_node(url, cluster, n).await?,
         None => 0,
     };
-    let r = connect(url)
-        .await?
-        .set_maintenance(pb::MaintenanceRequest {
-            cluster: cluster.into(),
-            node_id,
-            enabled: on,
-            whole_cluster: node.is_none(),
-            operator: operator_user(),
-        })
-        .await
-        .map_err(|s| CliError::from_status(url, s))?
-        .into_inner();
-    print(
-        out,
-        serde_json::json!({
-            "control": "maintenance", "cluster": cluster, "node": (node_id != 0).then_some(node_id),
-            "enabled": on, "message": r.message
-        }),
-        &r.message,
-    );
-    Ok(exit::OK)
+    let report = serde_json::json!({
+        "control": "maintenance", "cluster": cluster, "node": (node_id != 0).then_some(node_id),
+        "enabled": on,
+    });
+    let req = pb::MaintenanceRequest {
+        cluster: cluster.into(),
+        node_id,
+        enabled: on,
+        whole_cluster: node.is_none(),
+        operator: operator_user(),
+    };
+    send(url, out, report, |mut c| async move {
+        c.set_maintenance(req).await
+    })
+    .await
 }

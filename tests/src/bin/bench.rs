@@ -261,10 +261,7 @@ fn main() {
                     "hook",
                     "cat >> \"$(dirname \"$0\")/alerts.jsonl\"",
                 );
-                let port = std::net::TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .expect("a free port")
-                    .port();
+                let port = tests::e2e::free_port();
                 format!("metrics = \"127.0.0.1:{port}\"\nalerts = {{ command = [\"{hook}\"] }}\n")
             } else {
                 "metrics = \"off\"\n".to_string()

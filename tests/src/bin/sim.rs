@@ -40,6 +40,10 @@ struct Args {
     /// there were any).
     #[arg(long)]
     no_watchdogs: bool,
+    /// No operator switching maintenance on and off (as the tests run
+    /// seeds recorded before there was one).
+    #[arg(long)]
+    no_operator: bool,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         o.focus = focus;
         o.duplicates = !args.no_duplicates;
         o.watchdogs = !args.no_watchdogs;
+        o.operator = !args.no_operator;
         return match sim::run(&o) {
             Ok(r) => {
                 println!("seed {seed}: ok {r:?}");
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
     template.focus = focus;
     template.duplicates = !args.no_duplicates;
     template.watchdogs = !args.no_watchdogs;
+    template.operator = !args.no_operator;
     let progress = |v: &sim::Violation| eprintln!("{v}");
     let mut totals = sim::Totals::default();
     let mut failures = Vec::new();
@@ -113,7 +119,7 @@ fn main() -> ExitCode {
     }
     let secs = started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
     println!(
-        "{} seeds from {} in {:.1}s: {} failed, {} fences confirmed ({} configuration changes, {} fences confirmed while the node ran on, {} alive-after-off alerts, {} duplicate identities, {} fences too tangled to judge, {} watchdog resets, {} nodes counted fenced by the watchdog rule)",
+        "{} seeds from {} in {:.1}s: {} failed, {} fences confirmed ({} configuration changes, {} fences confirmed while the node ran on, {} alive-after-off alerts, {} duplicate identities, {} fences too tangled to judge, {} watchdog resets, {} nodes counted fenced by the watchdog rule, {} maintenance controls, {} maintenance holds)",
         args.seeds,
         args.start,
         secs,
@@ -126,6 +132,8 @@ fn main() -> ExitCode {
         totals.unjudged_fences,
         totals.watchdog_resets,
         totals.watchdog_fences,
+        totals.maintenance_controls,
+        totals.maintenance_holds,
     );
     if failures.is_empty() {
         ExitCode::SUCCESS

@@ -55,7 +55,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 38] = [
+    pub const ALL: [(&'static str, Mutant); 40] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -184,6 +184,14 @@ impl Mutant {
             "watchdog-fed-only-with-lease",
             Mutant::WatchdogFedOnlyWithLease,
         ),
+        (
+            "maintenance-held-stays-incumbent",
+            Mutant::Core(CoreMutant::MaintenanceHeldStaysIncumbent),
+        ),
+        (
+            "held-fenced-while-young",
+            Mutant::Core(CoreMutant::HeldFencedWhileYoung),
+        ),
     ];
 
     pub fn by_name(name: &str) -> Option<Mutant> {
@@ -238,6 +246,11 @@ pub struct Options {
     /// nodes after a lease ends. Its own random stream, added after the
     /// duplicates.
     pub watchdogs: bool,
+    /// An operator who switches maintenance on and off (per node and for
+    /// the whole cluster) during the chaos, in a quarter of the runs, and
+    /// ends every maintenance when the chaos ends. Its own random stream,
+    /// added after the watchdogs.
+    pub operator: bool,
 }
 
 impl Options {
@@ -253,6 +266,7 @@ impl Options {
             peer_cuts: true,
             duplicates: true,
             watchdogs: true,
+            operator: true,
         }
     }
 }
@@ -305,6 +319,10 @@ pub struct Report {
     pub watchdog_resets: u32,
     /// Nodes the arbiter counted fenced by the watchdog rule.
     pub watchdog_fences: u32,
+    /// Maintenance switched on or off by the operator (accepted).
+    pub maintenance_controls: u32,
+    /// Transitions a maintenance held (a node reported, not fenced).
+    pub maintenance_holds: u32,
 }
 
 /// A machine's hardware watchdog.
@@ -419,6 +437,11 @@ enum Ev {
     /// An operator clears a node's "alive after off" alert.
     OperatorClear {
         node: NodeId,
+    },
+    /// The operator switches maintenance on or off.
+    OperatorMaintenance {
+        node: Option<NodeId>,
+        on: bool,
     },
     AgentRestart {
         node: NodeId,
@@ -627,6 +650,9 @@ pub struct Sim {
     wd_reported: BTreeMap<NodeId, (u64, u64)>,
     /// The stream of the watchdogs and hung stops.
     rng_wd: ChaCha8Rng,
+    /// The operator's stream, and whether this run has one.
+    rng_op: ChaCha8Rng,
+    operator: bool,
 }
 
 const TICK_US: u64 = 10_000;
@@ -661,6 +687,8 @@ pub struct Totals {
     pub unjudged_fences: u64,
     pub watchdog_resets: u64,
     pub watchdog_fences: u64,
+    pub maintenance_controls: u64,
+    pub maintenance_holds: u64,
 }
 
 impl Totals {
@@ -675,6 +703,8 @@ impl Totals {
         self.unjudged_fences += o.unjudged_fences;
         self.watchdog_resets += o.watchdog_resets;
         self.watchdog_fences += o.watchdog_fences;
+        self.maintenance_controls += o.maintenance_controls;
+        self.maintenance_holds += o.maintenance_holds;
     }
 
     fn add(&mut self, r: &Report) {
@@ -687,6 +717,8 @@ impl Totals {
         self.unjudged_fences += u64::from(r.unjudged_fences);
         self.watchdog_resets += u64::from(r.watchdog_resets);
         self.watchdog_fences += u64::from(r.watchdog_fences);
+        self.maintenance_controls += u64::from(r.maintenance_controls);
+        self.maintenance_holds += u64::from(r.maintenance_holds);
     }
 }
 
@@ -891,10 +923,13 @@ impl Sim {
             hang_stop: 0.0,
             wd_reported: BTreeMap::new(),
             rng_wd: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x3c6e_f372_fe94_f82b),
+            rng_op: ChaCha8Rng::seed_from_u64(opts.seed ^ 0xa54f_f53a_5f1d_36f1),
+            operator: false,
             spec,
             opts,
         };
         sim.add_watchdogs();
+        sim.operator = sim.opts.operator && sim.rng_op.random_bool(0.25);
         sim.schedule(0, Ev::ArbiterTick { inc: 1 });
         for id in 1..=n {
             let start = sim.rng.random_range(0..50_000);
@@ -1308,6 +1343,7 @@ impl Sim {
                 | Ev::Deliver { to: ARBITER, .. }
                 | Ev::DeviceDone { .. }
                 | Ev::OperatorClear { .. }
+                | Ev::OperatorMaintenance { .. }
         )
     }
 
@@ -1382,6 +1418,13 @@ impl Sim {
                         let node = self.rng_peers.random_range(1..=n);
                         self.cut_from_peers(node);
                     }
+                    if self.operator && self.rng_op.random_bool(0.3) {
+                        let n = self.report.nodes;
+                        let node = (!self.rng_op.random_bool(0.2))
+                            .then(|| self.rng_op.random_range(1..=n));
+                        let on = self.rng_op.random_bool(0.5);
+                        self.handle(Ev::OperatorMaintenance { node, on })?;
+                    }
                     self.observe();
                     let next = self.rng.random_range(150_000..700_000);
                     self.schedule(next, Ev::Fault);
@@ -1453,6 +1496,41 @@ impl Sim {
                     } else if alive && !earlier {
                         self.checker.not_recorded_off(node);
                     }
+                }
+            }
+            Ev::OperatorMaintenance { node, on } => {
+                // As the admin service does: the core checks the control
+                // first; a refused one changes nothing. An arbiter that is
+                // down is asked again until it is back (only the end of
+                // every maintenance, after the chaos, matters then).
+                let now = self.arbiter_now();
+                let control = arbiter::core::Control::Maintenance { node, on };
+                match self
+                    .arbiter
+                    .core
+                    .as_ref()
+                    .map(|c| c.check_control(now, &control))
+                {
+                    Some(Ok(_)) => {
+                        self.trace(|| {
+                            format!(
+                                "operator: maintenance {} for {node:?}",
+                                if on { "on" } else { "off" }
+                            )
+                        });
+                        self.report.maintenance_controls += 1;
+                        self.arbiter_step(Event::Operator {
+                            by: "sim operator".into(),
+                            control,
+                        })?;
+                    }
+                    Some(Err(why)) => {
+                        self.trace(|| format!("operator: maintenance refused: {why}"))
+                    }
+                    None if !self.chaos => {
+                        self.schedule(100_000, Ev::OperatorMaintenance { node, on })
+                    }
+                    None => {}
                 }
             }
             Ev::OperatorClear { node } => {
@@ -1657,6 +1735,25 @@ impl Sim {
                 self.miswired.clear();
                 for node in self.alerted.clone() {
                     self.schedule(1_000, Ev::OperatorClear { node });
+                }
+                if self.operator {
+                    // Every maintenance ends: the held nodes are decided.
+                    self.schedule(
+                        1_000,
+                        Ev::OperatorMaintenance {
+                            node: None,
+                            on: false,
+                        },
+                    );
+                    for node in 1..=self.report.nodes {
+                        self.schedule(
+                            1_000,
+                            Ev::OperatorMaintenance {
+                                node: Some(node),
+                                on: false,
+                            },
+                        );
+                    }
                 }
                 self.trace(|| "chaos over: network healed, devices fixed".into());
                 if self.arbiter.core.is_none() {
@@ -2235,6 +2332,10 @@ impl Sim {
                 });
                 self.report.watchdog_fences += 1;
                 self.checker.counted_by_watchdog(node);
+            }
+            Action::Notice(Notice::MaintenanceHold { nodes }) => {
+                self.trace(|| format!("maintenance holds {nodes:?}: reported, not fenced"));
+                self.report.maintenance_holds += 1;
             }
             Action::Notice(n) => self.trace(|| format!("notice {n:?}")),
         }
