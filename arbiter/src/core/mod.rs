@@ -317,9 +317,9 @@ pub struct ArbiterCore {
     maintenance: BTreeSet<NodeId>,
     maintenance_all: bool,
     maintenance_noticed: Option<BTreeSet<NodeId>>,
-    /// When an operator last ended a maintenance (in memory: after a
-    /// restart every session is young anyway).
-    maintenance_ended: Option<Duration>,
+    /// Per held member, when its maintenance ended: it stays held for a
+    /// proving window from then (a restart starts the window again).
+    maintenance_ended: BTreeMap<NodeId, Duration>,
     /// Members outside the verdict that maintenance keeps from being
     /// fenced: no incumbents, back only where they fit (see `decide`).
     maintenance_held: BTreeSet<NodeId>,
@@ -630,7 +630,7 @@ impl ArbiterCore {
                 .collect(),
             maintenance_all: persisted.maintenance_all,
             maintenance_noticed: None,
-            maintenance_ended: None,
+            maintenance_ended: maintenance_held.iter().map(|&n| (n, now)).collect(),
             maintenance_held,
             contact_since: None,
             last_any_heard: None,
@@ -2295,19 +2295,16 @@ impl ArbiterCore {
             .collect();
         // Maintenance: a node that would be fenced is reported, not shot,
         // and the transition waits (nothing commits without its fence).
-        // A node held out until now whose maintenance ended stays held
-        // while its session is too young to have proved its links (the
-        // agents' probe window, then `settle`), and for that long after
-        // the maintenance ended: a node back from its planned reboot
-        // reports no peer yet, and a link healed a moment ago is not
-        // proven up yet; ending maintenance then must not shoot it. After
-        // that it is decided as any other: back in the verdict where it
-        // fits with every member, else fenced.
+        // A node held out until now whose maintenance ended stays held for
+        // a proving window from that end (the agents' probe window, then
+        // `settle`): a node back from its planned reboot reports no peer
+        // yet, and a link healed a moment ago is not proven up yet; ending
+        // maintenance then must not shoot it. After that it is decided:
+        // back in the verdict where it fits with every member, else
+        // fenced. (Bounded from the end itself: new sessions of the node,
+        // or more "maintenance off", do not stretch it.)
         let t = self.spec.timing;
         let proving = t.heartbeat_interval * 3 + t.settle;
-        let ended_lately = self
-            .maintenance_ended
-            .is_some_and(|at| now.saturating_sub(at) < proving);
         let held: BTreeSet<NodeId> = to_start
             .iter()
             .chain(&untrusted)
@@ -2315,8 +2312,10 @@ impl ArbiterCore {
                 self.in_maintenance(**n)
                     || (self.maintenance_held.contains(n)
                         && self.mutant != Some(Mutant::HeldFencedWhileYoung)
-                        && (ended_lately
-                            || now.saturating_sub(self.nodes[n].probing_since) < proving))
+                        && self
+                            .maintenance_ended
+                            .get(n)
+                            .is_some_and(|&at| now.saturating_sub(at) < proving))
             })
             .copied()
             .collect();
@@ -2327,6 +2326,7 @@ impl ArbiterCore {
                 nodes: held.clone(),
             }));
         }
+        self.maintenance_ended.retain(|n, _| held.contains(n));
         self.maintenance_held = held.clone();
         if !held.is_empty() {
             to_start.retain(|n| !held.contains(n));

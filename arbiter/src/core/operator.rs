@@ -274,6 +274,12 @@ impl ArbiterCore {
             }
             Control::Unfence { node } => out.push(Action::PowerOn { node }),
             Control::Maintenance { node, on } => {
+                let was: BTreeSet<NodeId> = self
+                    .maintenance_held
+                    .iter()
+                    .copied()
+                    .filter(|&n| self.in_maintenance(n))
+                    .collect();
                 match node {
                     Some(n) if on => {
                         self.maintenance.insert(n);
@@ -283,11 +289,14 @@ impl ArbiterCore {
                     }
                     None => self.maintenance_all = on,
                 }
-                // A held node whose maintenance ends gets a proving window
-                // from now: its links may have healed a moment ago, their
-                // edges not yet proven up (`start_fences`).
-                if !on {
-                    self.maintenance_ended = Some(now);
+                // A held node whose maintenance ends (really ends: not a
+                // repeated "off") gets a proving window from now: its links
+                // may have healed a moment ago, their edges not yet proven
+                // up (`start_fences`).
+                for n in was {
+                    if !self.in_maintenance(n) {
+                        self.maintenance_ended.insert(n, now);
+                    }
                 }
                 out.push(Action::Persist(Delta::Maintenance { node, on }));
             }

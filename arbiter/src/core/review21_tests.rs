@@ -105,3 +105,26 @@ fn a_maintenance_hold_never_flips_the_verdict_across_an_arbiter_restart() {
         h.core.status().verdict
     );
 }
+
+/// Review 21's second reading: the proving window after a maintenance
+/// ends is bounded from that end. "Maintenance off" said again and again
+/// (a reconciler) must not keep a held node undecided, nor block the
+/// commit, for ever.
+#[test]
+fn a_repeated_maintenance_off_does_not_stretch_the_hold() {
+    let mut h = three_with_boots(None);
+    maintenance(&mut h, Some(3), true);
+    let cut: [(NodeId, &[NodeId]); 3] = [(1, &[2, 3]), (2, &[1]), (3, &[1])];
+    h.run(ms(2000), &cut);
+    assert!(h.fence_of(3).is_none(), "fenced in maintenance");
+    for _ in 0..10 {
+        maintenance(&mut h, Some(3), false);
+        maintenance(&mut h, None, false);
+        h.run(ms(200), &cut);
+    }
+    assert!(
+        h.fence_of(3).is_some(),
+        "the held node outside the verdict was never decided"
+    );
+    assert!(h.fence_of(2).is_none(), "the healthy node was fenced");
+}
