@@ -788,6 +788,26 @@ fn checker_catches_a_held_node_fenced_while_young() {
     );
 }
 
+/// The operator: a held member whose proving window ran out was decided
+/// by the very step that ended its hold while still counted held (no
+/// candidate, no incumbent), so the verdict left it out and it was fenced,
+/// healthy (seeds 1932 and 34362; CI and a 25,000-seed run after the
+/// per-node window). Its hold is now released before anything is decided:
+/// both seeds keep every invariant, and the planted bug is caught on both.
+#[test]
+fn checker_catches_a_member_decided_on_its_stale_hold() {
+    for seed in [1932, 34362] {
+        let mut o = Options::new(seed);
+        let r = sim::run(&o).unwrap_or_else(|v| panic!("{v}"));
+        assert!(r.maintenance_holds > 0, "seed {seed} held nobody: {r:?}");
+        o.mutant = Some(Mutant::Core(CoreMutant::DecidesOnStaleHold));
+        match sim::run(&o) {
+            Err(v) => assert_eq!(v.rule, "fence only what must be fenced", "{v}"),
+            Ok(r) => panic!("not caught on seed {seed}: {r:?}"),
+        }
+    }
+}
+
 /// Seed 340 with every device on a wrong outlet, and the operator: a node
 /// held in maintenance whose links healed as the chaos ended was fenced
 /// 338 ms after its maintenance ended, its healed edges not yet proven up

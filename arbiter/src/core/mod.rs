@@ -214,6 +214,11 @@ pub enum Mutant {
     /// A held member whose maintenance ends is fenced at once, before its
     /// young session has proved its links (review 21, finding 1).
     HeldFencedWhileYoung,
+    /// A held member whose proving window has run out is decided while
+    /// still counted held (no candidate, no incumbent): left out by the
+    /// very step that ends its hold, it is fenced on a verdict it never
+    /// had a part in (seeds 1932 and 34362 of the simulation).
+    DecidesOnStaleHold,
     /// The watchdog rule takes the word of any agent heard on the node,
     /// from any machine (a duplicate identity's watchdog vouches for the
     /// real node).
@@ -1821,6 +1826,7 @@ impl ArbiterCore {
 
     /// Decide, start the fences the verdict needs, commit what is done.
     fn evaluate(&mut self, now: Duration, out: &mut Vec<Action>) {
+        self.release_proven_holds(now, out);
         let Some(verdict) = self.decide(now, out) else {
             return;
         };
@@ -2303,19 +2309,12 @@ impl ArbiterCore {
         // back in the verdict where it fits with every member, else
         // fenced. (Bounded from the end itself: new sessions of the node,
         // or more "maintenance off", do not stretch it.)
-        let t = self.spec.timing;
-        let proving = t.heartbeat_interval * 3 + t.settle;
         let held: BTreeSet<NodeId> = to_start
             .iter()
             .chain(&untrusted)
             .filter(|n| {
                 self.in_maintenance(**n)
-                    || (self.maintenance_held.contains(n)
-                        && self.mutant != Some(Mutant::HeldFencedWhileYoung)
-                        && self
-                            .maintenance_ended
-                            .get(n)
-                            .is_some_and(|&at| now.saturating_sub(at) < proving))
+                    || (self.maintenance_held.contains(n) && self.still_held(**n, now))
             })
             .copied()
             .collect();
@@ -2390,7 +2389,7 @@ impl ArbiterCore {
                 levels,
                 self.next_attempt,
                 now,
-                &t,
+                &self.spec.timing,
             ));
         }
         false

@@ -33,13 +33,61 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::{Action, ArbiterCore, ConfirmedBy, Control, Delta, FenceJob, NodeId, Notice, Phase};
+use super::{
+    Action, ArbiterCore, ConfirmedBy, Control, Delta, FenceJob, Mutant, NodeId, Notice, Phase,
+};
 
 impl ArbiterCore {
     /// Is automatic fencing of `node` off (its maintenance, or the whole
     /// cluster's)?
     pub fn in_maintenance(&self, node: NodeId) -> bool {
         self.maintenance_all || self.maintenance.contains(&node)
+    }
+
+    /// The proving window after a held member's maintenance ended (the
+    /// agents' probe window, then `settle`): held until then.
+    pub(super) fn proving_window(&self) -> Duration {
+        let t = self.spec.timing;
+        t.heartbeat_interval * 3 + t.settle
+    }
+
+    /// Whether a held member is still in its hold now: in maintenance, or
+    /// within the proving window from its maintenance's end.
+    pub(super) fn still_held(&self, node: NodeId, now: Duration) -> bool {
+        self.in_maintenance(node)
+            || (self.mutant != Some(Mutant::HeldFencedWhileYoung)
+                && self
+                    .maintenance_ended
+                    .get(&node)
+                    .is_some_and(|&at| now.saturating_sub(at) < self.proving_window()))
+    }
+
+    /// Held members whose hold is over are members again before anything
+    /// is decided: a candidate and an incumbent like any (nothing was
+    /// committed while they were held, so the set the arbiter backs still
+    /// names them). Decided while still counted held, a member would be
+    /// left out by the very step that ends its hold and fenced on a verdict
+    /// it had no part in.
+    pub(super) fn release_proven_holds(&mut self, now: Duration, out: &mut Vec<Action>) {
+        // (The young hold's planted bug is the code as it was: no release,
+        // fenced on the stale held set.)
+        if matches!(
+            self.mutant,
+            Some(Mutant::DecidesOnStaleHold | Mutant::HeldFencedWhileYoung)
+        ) {
+            return;
+        }
+        let held: BTreeSet<NodeId> = self
+            .maintenance_held
+            .iter()
+            .copied()
+            .filter(|&n| self.still_held(n, now))
+            .collect();
+        if held != self.maintenance_held {
+            self.maintenance_ended.retain(|n, _| held.contains(n));
+            self.maintenance_held = held.clone();
+            out.push(Action::Persist(Delta::MaintenanceHeld { nodes: held }));
+        }
     }
 
     /// Nodes in maintenance, and whether the whole cluster is.

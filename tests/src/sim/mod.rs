@@ -55,7 +55,7 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 40] = [
+    pub const ALL: [(&'static str, Mutant); 41] = [
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -191,6 +191,10 @@ impl Mutant {
         (
             "held-fenced-while-young",
             Mutant::Core(CoreMutant::HeldFencedWhileYoung),
+        ),
+        (
+            "decides-on-stale-hold",
+            Mutant::Core(CoreMutant::DecidesOnStaleHold),
         ),
     ];
 
