@@ -2312,10 +2312,7 @@ impl ArbiterCore {
         let held: BTreeSet<NodeId> = to_start
             .iter()
             .chain(&untrusted)
-            .filter(|n| {
-                self.in_maintenance(**n)
-                    || (self.maintenance_held.contains(n) && self.still_held(**n, now))
-            })
+            .filter(|n| self.still_held(**n, now))
             .copied()
             .collect();
         // Held members are no incumbents (`decide`): that must survive a

@@ -51,11 +51,13 @@ impl ArbiterCore {
         t.heartbeat_interval * 3 + t.settle
     }
 
-    /// Whether a held member is still in its hold now: in maintenance, or
-    /// within the proving window from its maintenance's end.
+    /// Whether maintenance keeps `node` from being fenced now: it is in
+    /// maintenance, or it is held and its proving window from its
+    /// maintenance's end still runs.
     pub(super) fn still_held(&self, node: NodeId, now: Duration) -> bool {
         self.in_maintenance(node)
-            || (self.mutant != Some(Mutant::HeldFencedWhileYoung)
+            || (self.maintenance_held.contains(&node)
+                && self.mutant != Some(Mutant::HeldFencedWhileYoung)
                 && self
                     .maintenance_ended
                     .get(&node)
@@ -74,7 +76,8 @@ impl ArbiterCore {
         if matches!(
             self.mutant,
             Some(Mutant::DecidesOnStaleHold | Mutant::HeldFencedWhileYoung)
-        ) {
+        ) || self.maintenance_held.is_empty()
+        {
             return;
         }
         let held: BTreeSet<NodeId> = self
