@@ -20,7 +20,7 @@ use tonic::Status;
 use tracing::{error, info, warn};
 
 use crate::alert::{Alert, AlertKind, Alerter, Severity};
-use crate::config::ClusterPlan;
+use crate::config::{ClusterPlan, FenceTarget};
 use crate::core::{
     Action, ArbiterCore, Control, CoreStatus, Event, LevelOutcome, NodeId, NodeView, Notice,
     RunState,
@@ -264,8 +264,23 @@ pub struct ClusterDriver {
     /// Unfences waiting for those to finish (an `on` must never be
     /// overtaken by a stale `off`).
     power_on_waiting: BTreeSet<NodeId>,
+    /// Unfences whose `on` is on its way to the devices.
+    powering_on: BTreeSet<NodeId>,
+    /// Fence levels waiting for those to finish (an `off` must never be
+    /// overtaken by an `on`).
+    levels_waiting: BTreeMap<NodeId, Vec<LevelRun>>,
     /// Operators waiting for an unfence's result, per node.
     unfence_replies: BTreeMap<NodeId, Vec<oneshot::Sender<Result<String, String>>>>,
+}
+
+/// One fence level to run: what [`Action::Fence`] asked, with its devices.
+struct LevelRun {
+    node: NodeId,
+    intent: u64,
+    level: usize,
+    attempt: u64,
+    epoch: u64,
+    targets: Vec<FenceTarget>,
 }
 
 impl ClusterDriver {
@@ -322,6 +337,8 @@ impl ClusterDriver {
             unfence_replies: BTreeMap::new(),
             levels_running: BTreeMap::new(),
             power_on_waiting: BTreeSet::new(),
+            powering_on: BTreeSet::new(),
+            levels_waiting: BTreeMap::new(),
             alerts_raised: BTreeMap::new(),
             alerter,
             metrics,
@@ -633,6 +650,10 @@ impl ClusterDriver {
                 }
             }
             ToDriver::PowerOnDone { node, result } => {
+                self.powering_on.remove(&node);
+                for run in self.levels_waiting.remove(&node).unwrap_or_default() {
+                    self.spawn_level(run);
+                }
                 let cluster = self.name().to_string();
                 let epoch = self.core.epoch();
                 let (kind, detail) = match &result {
@@ -927,30 +948,29 @@ impl ClusterDriver {
                     vec![],
                     format!("level {level}"),
                 );
+                // A fence of the node started after an unfence that still
+                // waits supersedes it: the node stays off.
+                if self.power_on_waiting.remove(&node) {
+                    self.unfence_superseded(node, intent, epoch);
+                }
                 *self.levels_running.entry(node).or_default() += 1;
-                let devices = self.devices.clone();
-                let tx = self.self_tx.clone();
-                let events = self.events.clone();
-                let timeout = self.plan.spec.timing.fence_timeout;
-                let token = self.token.clone();
-                let name = cluster.clone();
-                self.tracker.spawn(async move {
-                    let ev = events.clone();
-                    let progress = move |p: Progress| match p {
-                        Progress::OffSent { device, port } => {
-                            publish(&ev, &name, "fence_off_sent", node, epoch, vec![], format!("{device}:{port}"))
-                        }
-                        Progress::ConfirmedOff { device, port } => {
-                            publish(&ev, &name, "fence_status_off", node, epoch, vec![], format!("{device}:{port}"))
-                        }
-                    };
-                    let outcome = tokio::select! {
-                        // On shutdown the intent stays open; the next start resumes it.
-                        _ = token.cancelled() => return,
-                        o = run_level(&targets, &devices, timeout, Duration::from_millis(10), progress) => o,
-                    };
-                    let _ = tx.send(ToDriver::FenceDone { node, intent, level, attempt, outcome }).await;
-                });
+                let run = LevelRun {
+                    node,
+                    intent,
+                    level,
+                    attempt,
+                    epoch,
+                    targets,
+                };
+                if self.powering_on.contains(&node) {
+                    // An unfence's `on` is on its way to the devices: this
+                    // level's `off` must not be overtaken by it.
+                    info!(cluster = %cluster, node.id = node, fence.intent = intent, fence.level = level,
+                          "fence level waits for the unfence still running");
+                    self.levels_waiting.entry(node).or_default().push(run);
+                } else {
+                    self.spawn_level(run);
+                }
             }
             Action::Announce {
                 to,
@@ -1010,6 +1030,66 @@ impl ClusterDriver {
     }
 
     /// `on` through every device of the node's topology that has one.
+
+    /// Runs one fence level on its devices; its outcome comes back as
+    /// [`ToDriver::FenceDone`].
+    fn spawn_level(&mut self, run: LevelRun) {
+        let LevelRun {
+            node,
+            intent,
+            level,
+            attempt,
+            epoch,
+            targets,
+        } = run;
+        let name = self.name().to_string();
+        let devices = self.devices.clone();
+        let tx = self.self_tx.clone();
+        let events = self.events.clone();
+        let timeout = self.plan.spec.timing.fence_timeout;
+        let token = self.token.clone();
+        self.tracker.spawn(async move {
+            let ev = events.clone();
+            let progress = move |p: Progress| match p {
+                Progress::OffSent { device, port } => {
+                    publish(&ev, &name, "fence_off_sent", node, epoch, vec![], format!("{device}:{port}"))
+                }
+                Progress::ConfirmedOff { device, port } => {
+                    publish(&ev, &name, "fence_status_off", node, epoch, vec![], format!("{device}:{port}"))
+                }
+            };
+            let outcome = tokio::select! {
+                // On shutdown the intent stays open; the next start resumes it.
+                _ = token.cancelled() => return,
+                o = run_level(&targets, &devices, timeout, Duration::from_millis(10), progress) => o,
+            };
+            let _ = tx.send(ToDriver::FenceDone { node, intent, level, attempt, outcome }).await;
+        });
+    }
+
+    /// An unfence still waiting for a fence level to end is dropped: a
+    /// newer fence of the node (`intent`) started meanwhile, and its `off`
+    /// must stand. The operators who asked are told.
+    fn unfence_superseded(&mut self, node: NodeId, intent: u64, epoch: u64) {
+        let cluster = self.name().to_string();
+        let why = format!(
+            "a new fence of node {node} (intent {intent}) started before the unfence could switch it on; the node stays off"
+        );
+        warn!(cluster = %cluster, node.id = node, fence.intent = intent, "unfence dropped: the node is fenced again");
+        publish(
+            &self.events,
+            &cluster,
+            "unfence_failed",
+            node,
+            epoch,
+            vec![],
+            why.clone(),
+        );
+        for reply in self.unfence_replies.remove(&node).unwrap_or_default() {
+            let _ = reply.send(Err(format!("unfence of node {node} dropped: {why}")));
+        }
+    }
+
     fn start_power_on(&mut self, node: NodeId) {
         let levels = self.plan.levels.get(&node).cloned().unwrap_or_default();
         let devices = self.devices.clone();
@@ -1017,6 +1097,7 @@ impl ClusterDriver {
         let timeout = self.plan.spec.timing.fence_timeout;
         let token = self.token.clone();
         info!(cluster = %self.name(), node.id = node, "powering on (unfence)");
+        self.powering_on.insert(node);
         self.tracker.spawn(async move {
             let result = tokio::select! {
                 _ = token.cancelled() => return,

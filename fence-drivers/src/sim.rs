@@ -19,7 +19,8 @@
 //! `fail-after-off-<port>` makes `off` switch the port off and then report
 //! a failure (a device that answers "error" although it acted); a file
 //! `slow-off-<port>` holding a number of milliseconds makes `off` take that
-//! long, and switch the port off even when its caller has given up.
+//! long, and switch the port off even when its caller has given up;
+//! `slow-on-<port>` makes `on` take that long.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -255,10 +256,10 @@ impl SimPowerDevice {
         self.dir.join(format!("lie-{port}")).exists()
     }
 
-    /// Fault injection: a device slow to switch (`slow-off-<port>` holds
-    /// the milliseconds `off` takes).
-    fn slow_off(&self, port: &str) -> Result<Option<Duration>, FenceError> {
-        let path = self.dir.join(format!("slow-off-{port}"));
+    /// Fault injection: a device slow to switch (`slow-off-<port>` or
+    /// `slow-on-<port>` holds the milliseconds `action` takes).
+    fn slow(&self, action: &str, port: &str) -> Result<Option<Duration>, FenceError> {
+        let path = self.dir.join(format!("slow-{action}-{port}"));
         if !path.exists() {
             return Ok(None);
         }
@@ -355,6 +356,9 @@ impl FenceDriver for SimPowerDevice {
 
     async fn on(&self, port: &str) -> Result<(), FenceError> {
         self.faults(port).await?;
+        if let Some(delay) = self.slow("on", port)? {
+            tokio::time::sleep(delay).await;
+        }
         let _guard = self.lock()?;
         let mut s = self.load()?;
         self.port_state(&s, port)?;
@@ -381,7 +385,7 @@ impl FenceDriver for SimPowerDevice {
                 format!("lied (lie-{port} exists): nothing switched"),
             );
         }
-        if let Some(delay) = self.slow_off(port)? {
+        if let Some(delay) = self.slow("off", port)? {
             // A slow device goes on with the action after its caller gave
             // up (timed out): the switching happens on the device's own
             // time, in a thread of its own, like the hardware it stands
