@@ -600,12 +600,7 @@ impl ClusterDriver {
                 attempt,
                 outcome,
             } => {
-                if let Some(n) = self.levels_running.get_mut(&node) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.levels_running.remove(&node);
-                    }
-                }
+                self.level_ended(node);
                 self.step(Event::FenceFinished {
                     node,
                     intent,
@@ -613,9 +608,7 @@ impl ClusterDriver {
                     attempt,
                     outcome,
                 })?;
-                if !self.levels_running.contains_key(&node) && self.power_on_waiting.remove(&node) {
-                    self.start_power_on(node);
-                }
+                self.start_waiting_power_on(node);
             }
             ToDriver::Clear { node, by } => {
                 self.execute(Action::Persist(crate::core::Delta::Operator {
@@ -627,7 +620,14 @@ impl ClusterDriver {
                 self.step(Event::Clear { node })?;
             }
             ToDriver::Operator { by, control, reply } => {
-                let checked = self.core.check_control(self.now(), &control);
+                let checked = match control {
+                    // The unfence's `on` may land after the operator swore
+                    // the node is off: let it end first.
+                    Control::Confirm { node } if self.powering_on.contains(&node) => Err(format!(
+                        "an unfence is switching node {node} on right now; confirm once it has ended (see `fencectl watch`)"
+                    )),
+                    _ => self.core.check_control(self.now(), &control),
+                };
                 match checked {
                     Err(why) => {
                         warn!(cluster = %self.name(), operator = %by, control = control.name(), node.id = ?control.node(), reason = %why, "operator control refused");
@@ -652,8 +652,18 @@ impl ClusterDriver {
             ToDriver::PowerOnDone { node, result } => {
                 self.powering_on.remove(&node);
                 for run in self.levels_waiting.remove(&node).unwrap_or_default() {
-                    self.spawn_level(run);
+                    if self.core.awaits_level(run.node, run.intent, run.attempt) {
+                        self.spawn_level(run);
+                    } else {
+                        // Its fence timed it out, moved on or ended while it
+                        // waited: its `off` would hit a node the core no
+                        // longer fences this way (maybe back and healthy).
+                        info!(cluster = %self.name(), node.id = node, fence.intent = run.intent, fence.level = run.level,
+                              "fence level dropped: its fence no longer waits for it");
+                        self.level_ended(node);
+                    }
                 }
+                self.start_waiting_power_on(node);
                 let cluster = self.name().to_string();
                 let epoch = self.core.epoch();
                 let (kind, detail) = match &result {
@@ -1001,7 +1011,11 @@ impl ClusterDriver {
                 );
             }
             Action::PowerOn { node } => {
-                if self.levels_running.contains_key(&node) {
+                if self.powering_on.contains(&node) || self.power_on_waiting.contains(&node) {
+                    // One unfence at a time per node: this one is answered
+                    // with the one under way.
+                    info!(cluster = %cluster, node.id = node, "unfence joins the one already under way");
+                } else if self.levels_running.contains_key(&node) {
                     // A fence level of this node still runs (the operator
                     // confirmed it off meanwhile): its `off` could land
                     // after our `on`. The `on` waits for it.
@@ -1058,13 +1072,40 @@ impl ClusterDriver {
                     publish(&ev, &name, "fence_status_off", node, epoch, vec![], format!("{device}:{port}"))
                 }
             };
-            let outcome = tokio::select! {
-                // On shutdown the intent stays open; the next start resumes it.
-                _ = token.cancelled() => return,
-                o = run_level(&targets, &devices, timeout, Duration::from_millis(10), progress) => o,
+            // In a task of its own, so a panic in a device driver still
+            // ends the level (as a failure) and never leaves it counted.
+            let run = tokio::spawn(async move {
+                tokio::select! {
+                    // On shutdown the intent stays open; the next start resumes it.
+                    _ = token.cancelled() => None,
+                    o = run_level(&targets, &devices, timeout, Duration::from_millis(10), progress) => Some(o),
+                }
+            });
+            let outcome = match run.await {
+                Ok(Some(o)) => o,
+                Ok(None) => return,
+                Err(e) => LevelOutcome::Failed(format!("the fence level's task failed: {e}")),
             };
             let _ = tx.send(ToDriver::FenceDone { node, intent, level, attempt, outcome }).await;
         });
+    }
+
+    /// One fence level of `node` ended (or was dropped).
+    fn level_ended(&mut self, node: NodeId) {
+        if let Some(n) = self.levels_running.get_mut(&node) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.levels_running.remove(&node);
+            }
+        }
+    }
+
+    /// Start the unfence that waited for the node's fence levels, once the
+    /// last of them ended.
+    fn start_waiting_power_on(&mut self, node: NodeId) {
+        if !self.levels_running.contains_key(&node) && self.power_on_waiting.remove(&node) {
+            self.start_power_on(node);
+        }
     }
 
     /// An unfence still waiting for a fence level to end is dropped: a
@@ -1099,9 +1140,18 @@ impl ClusterDriver {
         info!(cluster = %self.name(), node.id = node, "powering on (unfence)");
         self.powering_on.insert(node);
         self.tracker.spawn(async move {
-            let result = tokio::select! {
-                _ = token.cancelled() => return,
-                r = power_on(&levels, &devices, timeout) => r,
+            // In a task of its own: a panic still ends the unfence (as a
+            // failure), so the node's fence levels never wait for it forever.
+            let run = tokio::spawn(async move {
+                tokio::select! {
+                    _ = token.cancelled() => None,
+                    r = power_on(&levels, &devices, timeout) => Some(r),
+                }
+            });
+            let result = match run.await {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => Err(format!("the unfence's task failed: {e}")),
             };
             let _ = tx.send(ToDriver::PowerOnDone { node, result }).await;
         });

@@ -172,6 +172,9 @@ pub async fn power_on(
     let mut skipped = Vec::new();
     let mut failures = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
+    // One deadline for the whole unfence, not one per device: a fence level
+    // of the node waits for it, and must still run within its own deadline.
+    let deadline = tokio::time::Instant::now() + timeout;
     for t in levels.iter().rev().flatten() {
         if !seen.insert((t.device.clone(), t.port.clone())) {
             continue;
@@ -180,14 +183,14 @@ pub async fn power_on(
             failures.push(format!("device {:?} is not configured", t.device));
             continue;
         };
-        match tokio::time::timeout(timeout, dev.on(&t.port)).await {
+        match tokio::time::timeout_at(deadline, dev.on(&t.port)).await {
             Ok(Ok(())) => done.push(format!("{}:{}", t.device, t.port)),
             Ok(Err(FenceError::Unsupported { .. })) => {
                 skipped.push(format!("{}:{}", t.device, t.port));
             }
             Ok(Err(e)) => failures.push(e.to_string()),
             Err(_) => failures.push(format!(
-                "{}:{}: no answer to `on` within {timeout:?}",
+                "{}:{}: no answer to `on` within the unfence's {timeout:?}",
                 t.device, t.port
             )),
         }
@@ -363,5 +366,43 @@ mod tests {
         std::fs::remove_file(dir.path().join("fail-after-off-n1")).unwrap();
         assert_eq!(run().await, LevelOutcome::ConfirmedOff);
         node.wait().unwrap();
+    }
+
+    /// An unfence has one deadline, not one per device: two devices each
+    /// slower than half of it fail it (a fence level of the node waits for
+    /// the unfence, and must still end within the core's deadline).
+    #[tokio::test]
+    async fn an_unfence_has_one_deadline_for_all_its_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut devices: BTreeMap<String, Arc<dyn FenceDriver>> = BTreeMap::new();
+        let mut levels = Vec::new();
+        for name in ["bmc", "pdu"] {
+            let d = dir.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("slow-on-n1"), "600").unwrap();
+            let dev = fence_drivers::sim::SimPowerDevice::new(name, &d).unwrap();
+            // (Registered so the port exists; `on` never kills.)
+            dev.register("n1", std::process::id()).unwrap();
+            devices.insert(name.into(), Arc::new(dev));
+            levels.push(vec![FenceTarget {
+                device: name.into(),
+                port: "n1".into(),
+            }]);
+        }
+        let started = std::time::Instant::now();
+        let r = power_on(&levels, &devices, Duration::from_millis(1000)).await;
+        assert!(
+            r.as_ref()
+                .is_err_and(|e| e.contains("bmc:n1") && e.contains("switched on: pdu:n1")),
+            "{r:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+        // Within the deadline, both switch on, last level first.
+        let r = power_on(&levels, &devices, Duration::from_millis(2000)).await;
+        assert_eq!(r, Ok(vec!["pdu:n1".to_string(), "bmc:n1".to_string()]));
     }
 }

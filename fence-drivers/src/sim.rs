@@ -20,7 +20,8 @@
 //! a failure (a device that answers "error" although it acted); a file
 //! `slow-off-<port>` holding a number of milliseconds makes `off` take that
 //! long, and switch the port off even when its caller has given up;
-//! `slow-on-<port>` makes `on` take that long.
+//! `slow-on-<port>` makes `on` take that long; a file `panic-on-<port>`
+//! makes `on` panic (a driver bug: the arbiter must survive it).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -356,6 +357,9 @@ impl FenceDriver for SimPowerDevice {
 
     async fn on(&self, port: &str) -> Result<(), FenceError> {
         self.faults(port).await?;
+        if self.dir.join(format!("panic-on-{port}")).exists() {
+            panic!("sim device {}: panic-on-{port} fault", self.dir.display());
+        }
         if let Some(delay) = self.slow("on", port)? {
             tokio::time::sleep(delay).await;
         }

@@ -659,3 +659,131 @@ async fn a_fence_level_is_never_overtaken_by_an_unfence_still_running() {
     );
     assert!(after.iter().any(|(a, _)| a == "on"), "{after:?}");
 }
+
+/// Fence node 3 by hand and wait until the fence is confirmed; returns
+/// the wall-clock µs at which it was asked.
+async fn fence_confirmed(c: &LocalCluster, w: &mut Watcher, reason: &str) -> u64 {
+    let asked = tests::e2e::unix_us();
+    fencectl(
+        &c.url,
+        &[
+            "fence",
+            "3",
+            "--cluster",
+            "demo",
+            "--yes",
+            "--reason",
+            reason,
+        ],
+    )
+    .expect("fence");
+    let confirmed = w
+        .wait_for(Duration::from_secs(15), |e| {
+            e.kind == "fence_confirmed" && e.node == 3 && e.unix_us > asked
+        })
+        .await;
+    assert!(confirmed.is_some(), "{:?}", w.seen);
+    asked
+}
+
+/// Two operators unfence the same node at once: one `on` reaches the
+/// device (the second unfence joins the first), and both are answered
+/// once it landed. Two `on`s would let the second land after a later
+/// fence of the node.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_unfences_at_once_switch_the_node_on_once() {
+    let _g = serial();
+    let Setup { c, mut w, _tmp, .. } = setup().await;
+    fence_confirmed(&c, &mut w, "e2e: fence").await;
+    std::fs::write(c.device.dir().join("slow-on-node3"), "1500").expect("fault");
+    let asked = tests::e2e::unix_us();
+    let unfence = |url: String| {
+        tokio::task::spawn_blocking(move || fencectl(&url, &["unfence", "3", "--cluster", "demo"]))
+    };
+    let first = unfence(c.url.clone());
+    let seen = w
+        .wait_for(Duration::from_secs(5), |e| {
+            e.kind == "operator" && e.detail.contains("unfence")
+        })
+        .await;
+    assert!(seen.is_some(), "{:?}", w.seen);
+    let second = unfence(c.url.clone());
+    let (a, b) = (first.await.expect("thread"), second.await.expect("thread"));
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let ons: Vec<_> = switches(&c, "node3")
+        .into_iter()
+        .filter(|(a, t)| a == "on" && *t > asked)
+        .collect();
+    assert_eq!(ons.len(), 1, "one unfence, one `on`: {ons:?}");
+}
+
+/// `confirm` is refused while an unfence is switching the node on: the
+/// `on` could land after the operator swore the node is off.
+#[tokio::test(flavor = "multi_thread")]
+async fn confirm_is_refused_while_an_unfence_switches_the_node_on() {
+    let _g = serial();
+    let Setup {
+        mut c, mut w, _tmp, ..
+    } = setup().await;
+    fence_confirmed(&c, &mut w, "e2e: fence").await;
+    std::fs::write(c.device.dir().join("slow-on-node3"), "5000").expect("fault");
+    let u = c.url.clone();
+    let unfence =
+        tokio::task::spawn_blocking(move || fencectl(&u, &["unfence", "3", "--cluster", "demo"]));
+    let seen = w
+        .wait_for(Duration::from_secs(5), |e| {
+            e.kind == "operator" && e.detail.contains("unfence")
+        })
+        .await;
+    assert!(seen.is_some(), "{:?}", w.seen);
+    // Node 3 is switched on by hand meanwhile, rejoins, and is lost again:
+    // its fence starts while the unfence's `on` is on its way.
+    c.start_agent(3).expect("boot node 3");
+    c.wait_all_leased(Duration::from_secs(3))
+        .await
+        .expect("node 3 back before the unfence's on lands");
+    c.kill_agent(3).expect("kill agent 3");
+    let lost = w
+        .wait_for(Duration::from_secs(3), |e| {
+            e.kind == "fence_level_started" && e.node == 3
+        })
+        .await;
+    assert!(lost.is_some(), "{:?}", w.seen);
+    // Silent for longer than `lost_after` (500 ms): otherwise the confirm
+    // would be refused for that.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let confirm = fencectl(&c.url, &["confirm", "3", "--cluster", "demo", "--yes"]);
+    assert!(
+        confirm
+            .as_ref()
+            .is_err_and(|e| e.contains("unfence is switching node 3 on")),
+        "{confirm:?}"
+    );
+    let _ = unfence.await;
+}
+
+/// A device driver that panics during an unfence ends the unfence with an
+/// error; the node's next fence still runs (nothing waits for the
+/// panicked `on` forever).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_driver_panic_during_an_unfence_ends_it_and_fencing_goes_on() {
+    let _g = serial();
+    let Setup {
+        mut c, mut w, _tmp, ..
+    } = setup().await;
+    fence_confirmed(&c, &mut w, "e2e: fence").await;
+    let panic = c.device.dir().join("panic-on-node3");
+    std::fs::write(&panic, "").expect("fault");
+    let answer = fencectl(&c.url, &["unfence", "3", "--cluster", "demo"]);
+    assert!(
+        answer.as_ref().is_err_and(|e| e.contains("task failed")),
+        "{answer:?}"
+    );
+    std::fs::remove_file(&panic).expect("fault off");
+    c.start_agent(3).expect("boot node 3");
+    c.wait_all_leased(Duration::from_secs(5))
+        .await
+        .expect("node 3 back");
+    fence_confirmed(&c, &mut w, "e2e: fenced again").await;
+}

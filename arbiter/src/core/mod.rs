@@ -674,6 +674,18 @@ impl ArbiterCore {
         self.nodes.get(&id)
     }
 
+    /// Whether the fence of `node` still waits for this level run (its
+    /// intent is the node's open job, and `attempt` the run it waits for):
+    /// a run the shell held back may have been overtaken meanwhile (the
+    /// job timed it out, moved on, was confirmed by hand, or ended).
+    pub fn awaits_level(&self, node: NodeId, intent: u64, attempt: u64) -> bool {
+        matches!(
+            self.nodes.get(&node).map(|v| &v.phase),
+            Some(Phase::Leaving(job)) if job.intent == intent
+                && matches!(job.state, JobState::Running { attempt: a, .. } if a == attempt)
+        )
+    }
+
     pub fn status(&self) -> CoreStatus {
         let phase_of = |f: fn(&Phase) -> bool| -> BTreeSet<NodeId> {
             self.nodes

@@ -462,3 +462,40 @@ fn a_node_back_from_maintenance_rejoins_and_is_never_fenced() {
     h.run(ms(2000), &ALL3);
     assert!(h.fence_of(3).is_none(), "fenced after it came back");
 }
+
+/// `awaits_level` answers for the run the job waits for only: the shell
+/// drops a fence level it held back (behind an unfence's `on`) once the
+/// core no longer awaits it, so its late `off` never hits a node the core
+/// stopped fencing that way. A query that kept answering yes (for an old
+/// attempt, an ended job) would let that `off` through.
+#[test]
+fn awaits_level_is_true_for_the_running_attempt_only() {
+    let mut h = three_with_boots(None);
+    until_fence_of_3(&mut h);
+    let running = h.log.iter().rev().find_map(|(_, a)| match a {
+        Action::Fence {
+            node: 3,
+            intent,
+            attempt,
+            ..
+        } => Some((*intent, *attempt)),
+        _ => None,
+    });
+    let (intent, attempt) = running.expect("a level of node 3 runs");
+    assert!(h.core.awaits_level(3, intent, attempt));
+    assert!(!h.core.awaits_level(3, intent + 1, attempt));
+    assert!(!h.core.awaits_level(2, intent, attempt));
+    // The level fails: the next one runs under a new attempt.
+    h.level_done(3, LevelOutcome::Failed("BMC unreachable".into()));
+    h.run(ms(50), &TWO);
+    assert!(!h.core.awaits_level(3, intent, attempt), "an old attempt");
+    // Confirmed by hand: the job ended, no attempt is awaited.
+    confirm(&mut h, 3);
+    let last = h.log.iter().rev().find_map(|(_, a)| match a {
+        Action::Fence {
+            node: 3, attempt, ..
+        } => Some(*attempt),
+        _ => None,
+    });
+    assert!(!h.core.awaits_level(3, intent, last.expect("a level ran")));
+}
