@@ -217,95 +217,41 @@ impl RedbStore {
             state.insert(cluster, encode(&p).as_slice())?;
             let mut hist = tx.open_table(HISTORY)?;
             let mut index = tx.open_table(UNANNOUNCED)?;
-            match delta {
-                Delta::FenceIntent {
-                    intent,
-                    node,
-                    reason,
-                } => {
-                    let rec = FenceRecord {
-                        node: *node,
-                        intent: *intent,
-                        reason: reason.clone(),
-                        started_unix_ms: unix_ms,
-                        finished_unix_ms: None,
-                        outcome: "pending".into(),
-                        epoch: 0,
-                        failures: vec![],
-                        confirmed_by: None,
-                    };
-                    hist.insert((cluster, *intent), encode(&rec).as_slice())?;
-                    index.remove((cluster, *intent))?;
-                }
-                Delta::FenceAttemptFailed { intent, detail, .. } => {
-                    update_record(&mut hist, cluster, *intent, |rec| {
-                        rec.failures.insert(0, detail.clone());
-                        rec.failures.truncate(20);
-                    })?;
-                }
-                Delta::FenceConfirmed {
-                    intent, operator, ..
-                } => {
-                    let rec = update_record(&mut hist, cluster, *intent, |rec| {
-                        rec.outcome = "confirmed".into();
-                        rec.finished_unix_ms = Some(unix_ms);
-                        rec.confirmed_by = operator.clone();
-                    })?;
-                    if let Some(rec) = rec.filter(unannounced) {
-                        index.insert((cluster, *intent), rec.node)?;
-                    }
-                }
-                // Kept in the state (`Persisted::off`); no fence record changes.
-                Delta::AlertCleared { .. }
-                | Delta::AliveAfterOff { .. }
-                | Delta::AgentSeen { .. }
-                | Delta::Watchdog { .. }
-                | Delta::WatchdogFenced { .. }
-                | Delta::Group { .. }
-                | Delta::Maintenance { .. }
-                | Delta::MaintenanceHeld { .. }
-                | Delta::EpochRaised { .. } => {}
-                Delta::Operator {
-                    by,
-                    action,
-                    node,
-                    detail,
-                } => {
-                    let mut controls = tx.open_table(CONTROLS)?;
-                    let next = controls
-                        .range((cluster, 0)..=(cluster, u64::MAX))?
-                        .next_back()
-                        .transpose()?
-                        .map_or(1, |(k, _)| k.value().1 + 1);
-                    let rec = ControlRecord {
-                        unix_ms,
-                        by: by.clone(),
-                        action: action.to_string(),
-                        node: *node,
-                        detail: detail.clone(),
-                    };
-                    controls.insert((cluster, next), encode(&rec).as_slice())?;
-                }
-                Delta::Backed { epoch, gone, .. } => {
-                    // Stamp the epoch on confirmed fences not yet announced
-                    // whose node is gone: only those records are read.
+            let changes = record_changes(
+                delta,
+                unix_ms,
+                |intent| match hist.get((cluster, intent))? {
+                    Some(v) => decode(&format!("history {cluster}/{intent}"), v.value()).map(Some),
+                    None => Ok(None),
+                },
+                || {
                     let mut due = Vec::new();
                     for row in index.range((cluster, 0)..=(cluster, u64::MAX))? {
                         let (k, node) = row?;
-                        if gone.contains(&node.value()) {
-                            due.push(k.value().1);
-                        }
+                        due.push((k.value().1, node.value()));
                     }
-                    for intent in due {
-                        update_record(&mut hist, cluster, intent, |rec| {
-                            if unannounced(rec) {
-                                rec.epoch = *epoch;
-                            }
-                        })?;
-                        // Epoch 0 stamps nothing: the record stays due.
-                        if *epoch != 0 {
-                            index.remove((cluster, intent))?;
-                        }
+                    Ok(due)
+                },
+            )?;
+            for change in changes {
+                match change {
+                    RecordChange::History(rec) => {
+                        hist.insert((cluster, rec.intent), encode(&rec).as_slice())?;
+                    }
+                    RecordChange::Unannounced { intent, node } => {
+                        match node {
+                            Some(node) => index.insert((cluster, intent), node)?,
+                            None => index.remove((cluster, intent))?,
+                        };
+                    }
+                    RecordChange::Control(rec) => {
+                        let mut controls = tx.open_table(CONTROLS)?;
+                        let next = controls
+                            .range((cluster, 0)..=(cluster, u64::MAX))?
+                            .next_back()
+                            .transpose()?
+                            .map_or(1, |(k, _)| k.value().1 + 1);
+                        controls.insert((cluster, next), encode(&rec).as_slice())?;
                     }
                 }
             }
@@ -313,6 +259,120 @@ impl RedbStore {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// A change one delta makes to the records kept beside the state (the
+/// history, its index of unannounced fences, the controls): worked out
+/// once, by [`record_changes`], for every backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RecordChange {
+    /// Write this fence record (new or changed).
+    History(FenceRecord),
+    /// Index a confirmed fence not yet announced (`Some(node)`), or drop
+    /// it from the index (`None`).
+    Unannounced { intent: u64, node: Option<NodeId> },
+    /// Append this control.
+    Control(ControlRecord),
+}
+
+/// What `delta` changes in the records beside the state. `fence` reads one
+/// history record; `unannounced` reads the whole index, (intent, node), of
+/// this cluster. Only a `Backed` delta reads the index, and only the
+/// records it names: an epoch change never reads the whole history.
+pub(crate) fn record_changes(
+    delta: &Delta,
+    unix_ms: u64,
+    mut fence: impl FnMut(u64) -> Result<Option<FenceRecord>, StoreError>,
+    unannounced_fences: impl FnOnce() -> Result<Vec<(u64, NodeId)>, StoreError>,
+) -> Result<Vec<RecordChange>, StoreError> {
+    let mut out = Vec::new();
+    match delta {
+        Delta::FenceIntent {
+            intent,
+            node,
+            reason,
+        } => {
+            out.push(RecordChange::History(FenceRecord {
+                node: *node,
+                intent: *intent,
+                reason: reason.clone(),
+                started_unix_ms: unix_ms,
+                finished_unix_ms: None,
+                outcome: "pending".into(),
+                epoch: 0,
+                failures: vec![],
+                confirmed_by: None,
+            }));
+            out.push(RecordChange::Unannounced {
+                intent: *intent,
+                node: None,
+            });
+        }
+        Delta::FenceAttemptFailed { intent, detail, .. } => {
+            if let Some(mut rec) = fence(*intent)? {
+                rec.failures.insert(0, detail.clone());
+                rec.failures.truncate(20);
+                out.push(RecordChange::History(rec));
+            }
+        }
+        Delta::FenceConfirmed {
+            intent, operator, ..
+        } => {
+            if let Some(mut rec) = fence(*intent)? {
+                rec.outcome = "confirmed".into();
+                rec.finished_unix_ms = Some(unix_ms);
+                rec.confirmed_by = operator.clone();
+                let index = unannounced(&rec).then_some(RecordChange::Unannounced {
+                    intent: *intent,
+                    node: Some(rec.node),
+                });
+                out.push(RecordChange::History(rec));
+                out.extend(index);
+            }
+        }
+        // Kept in the state (`Persisted::off`); no fence record changes.
+        Delta::AlertCleared { .. }
+        | Delta::AliveAfterOff { .. }
+        | Delta::AgentSeen { .. }
+        | Delta::Watchdog { .. }
+        | Delta::WatchdogFenced { .. }
+        | Delta::Group { .. }
+        | Delta::Maintenance { .. }
+        | Delta::MaintenanceHeld { .. }
+        | Delta::EpochRaised { .. } => {}
+        Delta::Operator {
+            by,
+            action,
+            node,
+            detail,
+        } => out.push(RecordChange::Control(ControlRecord {
+            unix_ms,
+            by: by.clone(),
+            action: action.to_string(),
+            node: *node,
+            detail: detail.clone(),
+        })),
+        Delta::Backed { epoch, gone, .. } => {
+            // Stamp the epoch on confirmed fences not yet announced whose
+            // node is gone: only those records are read.
+            for (intent, node) in unannounced_fences()? {
+                if !gone.contains(&node) {
+                    continue;
+                }
+                if let Some(mut rec) = fence(intent)? {
+                    if unannounced(&rec) {
+                        rec.epoch = *epoch;
+                    }
+                    out.push(RecordChange::History(rec));
+                }
+                // Epoch 0 stamps nothing: the record stays due.
+                if *epoch != 0 {
+                    out.push(RecordChange::Unannounced { intent, node: None });
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Store for RedbStore {
@@ -368,24 +428,6 @@ impl RedbStore {
         }
         Ok(out)
     }
-}
-
-/// Change one history record in place; returns it as written (`None`: no
-/// such record).
-fn update_record(
-    hist: &mut redb::Table<(&str, u64), &[u8]>,
-    cluster: &str,
-    intent: u64,
-    f: impl FnOnce(&mut FenceRecord),
-) -> Result<Option<FenceRecord>, StoreError> {
-    let existing = hist.get((cluster, intent))?.map(|v| v.value().to_vec());
-    let Some(bytes) = existing else {
-        return Ok(None);
-    };
-    let mut rec: FenceRecord = decode(&format!("history {cluster}/{intent}"), &bytes)?;
-    f(&mut rec);
-    hist.insert((cluster, intent), encode(&rec).as_slice())?;
-    Ok(Some(rec))
 }
 
 #[cfg(test)]
