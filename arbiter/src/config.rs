@@ -77,6 +77,120 @@ pub struct ArbiterSection {
     /// Default: none (alerts are only logged).
     #[serde(default)]
     pub alerts: crate::alert::AlertConfig,
+    /// `[arbiter.etcd]`: keep the state in etcd instead of the embedded
+    /// store, and share it with other arbiter processes (one leads, the
+    /// others stand by). Default: none (the embedded store in `state_dir`).
+    #[serde(default)]
+    pub etcd: Option<EtcdConfig>,
+}
+
+/// The etcd store and leader election (`[arbiter.etcd]`).
+///
+/// ```toml
+/// [arbiter.etcd]
+/// endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379"]
+/// prefix = "/fence-arbiter"   # default; arbiters that share it form one group
+/// name = "arbiter-a"          # default: the listen address
+/// leader_ttl = "2s"           # default; whole seconds
+/// timeout = "2s"              # default
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// Client URLs of the etcd members (`http://host:port`). Required.
+    pub endpoints: Vec<String>,
+    /// Key prefix of this group of arbiters. Default `/fence-arbiter`.
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+    /// This arbiter's name in the leader key (shown by the standbys).
+    /// Default: its `listen` address.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The leader's etcd lease, whole seconds: a standby takes over about
+    /// this long after the leader died. Default 2 s (etcd refuses shorter
+    /// leases than about 1.5 times its election timeout).
+    #[serde(default = "default_leader_ttl", with = "humantime_serde")]
+    pub leader_ttl: Duration,
+    /// How long one store operation may take, over every member. Default 2 s.
+    #[serde(default = "default_etcd_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_etcd_prefix() -> String {
+    "/fence-arbiter".into()
+}
+fn default_leader_ttl() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_etcd_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// `[arbiter.etcd]`, checked.
+#[derive(Debug, Clone)]
+pub struct EtcdPlan {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    pub name: String,
+    pub leader_ttl: Duration,
+    pub timeout: Duration,
+}
+
+impl EtcdConfig {
+    fn validate(&self, listen: &str, errs: &mut Vec<ConfigError>) -> EtcdPlan {
+        if self.endpoints.is_empty() {
+            errs.push(err(
+                "arbiter.etcd.endpoints",
+                "at least one etcd member is required",
+            ));
+        }
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let ok = e
+                .strip_prefix("http://")
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+            if !ok {
+                errs.push(err(
+                    format!("arbiter.etcd.endpoints[{i}]"),
+                    format!("{e:?}: expected http://host:port (TLS to etcd is not supported yet)"),
+                ));
+            }
+        }
+        if !self.prefix.starts_with('/') || self.prefix.len() < 2 {
+            errs.push(err(
+                "arbiter.etcd.prefix",
+                format!(
+                    "{:?}: expected a key prefix such as \"/fence-arbiter\"",
+                    self.prefix
+                ),
+            ));
+        }
+        if self.leader_ttl.subsec_nanos() != 0 || self.leader_ttl < Duration::from_secs(1) {
+            errs.push(err(
+                "arbiter.etcd.leader_ttl",
+                format!(
+                    "{:?}: etcd leases are whole seconds, at least 1 s",
+                    self.leader_ttl
+                ),
+            ));
+        }
+        if self.timeout < Duration::from_millis(100) {
+            errs.push(err(
+                "arbiter.etcd.timeout",
+                format!("{:?}: at least 100 ms", self.timeout),
+            ));
+        }
+        let name = self.name.clone().unwrap_or_else(|| listen.to_string());
+        if name.is_empty() {
+            errs.push(err("arbiter.etcd.name", "must not be empty"));
+        }
+        EtcdPlan {
+            endpoints: self.endpoints.clone(),
+            prefix: self.prefix.trim_end_matches('/').to_string(),
+            name,
+            leader_ttl: self.leader_ttl,
+            timeout: self.timeout,
+        }
+    }
 }
 
 /// Where the metrics endpoint listens.
@@ -340,6 +454,8 @@ pub struct Plan {
     pub shutdown_grace: Duration,
     pub metrics: MetricsListen,
     pub alerts: crate::alert::AlertConfig,
+    /// `None`: the embedded store in `state_dir`.
+    pub etcd: Option<EtcdPlan>,
     pub clusters: BTreeMap<String, ClusterPlan>,
 }
 
@@ -438,6 +554,11 @@ impl Config {
                 .into_iter()
                 .map(|(key, reason)| err(key, reason)),
         );
+        let etcd = self
+            .arbiter
+            .etcd
+            .as_ref()
+            .map(|e| e.validate(&self.arbiter.listen, &mut errs));
         if self.clusters.is_empty() {
             errs.push(err("cluster", "at least one [[cluster]] is required"));
         }
@@ -450,6 +571,12 @@ impl Config {
             };
             if c.name.is_empty() {
                 errs.push(err(format!("{at}.name"), "must not be empty"));
+            }
+            if etcd.is_some() && c.name.contains('/') {
+                errs.push(err(
+                    format!("{at}.name"),
+                    "must not contain '/' with [arbiter.etcd] (it is part of the cluster's keys)",
+                ));
             }
             if clusters.contains_key(&c.name) {
                 errs.push(err(
@@ -470,6 +597,7 @@ impl Config {
                 shutdown_grace: self.arbiter.shutdown_grace,
                 metrics,
                 alerts: self.arbiter.alerts.clone(),
+                etcd,
                 clusters,
             })
         } else {

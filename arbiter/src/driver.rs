@@ -266,6 +266,9 @@ pub struct ClusterDriver {
     power_on_waiting: BTreeSet<NodeId>,
     /// Unfences whose `on` is on its way to the devices.
     powering_on: BTreeSet<NodeId>,
+    /// With `[arbiter.etcd]`: until when this process leads; no lease is
+    /// granted past it.
+    leader: Option<Arc<crate::leadership::LeaderClock>>,
     /// Fence levels waiting for those to finish (an `off` must never be
     /// overtaken by an `on`).
     levels_waiting: BTreeMap<NodeId, Vec<LevelRun>>,
@@ -294,6 +297,7 @@ impl ClusterDriver {
         token: CancellationToken,
         alerter: Alerter,
         all_metrics: Arc<Metrics>,
+        leader: Option<Arc<crate::leadership::LeaderClock>>,
     ) -> Result<Self, StoreError> {
         let persisted = store.load(&plan.spec.name)?;
         if persisted == crate::core::Persisted::default() {
@@ -338,6 +342,7 @@ impl ClusterDriver {
             levels_running: BTreeMap::new(),
             power_on_waiting: BTreeSet::new(),
             powering_on: BTreeSet::new(),
+            leader,
             levels_waiting: BTreeMap::new(),
             alerts_raised: BTreeMap::new(),
             alerter,
@@ -887,6 +892,14 @@ impl ClusterDriver {
                 reason,
                 grants,
             } => {
+                // With etcd: no lease from a leader whose own lease may
+                // have lapsed (a standby may lead already).
+                let (lease, grants, reason) = match &self.leader {
+                    Some(clock) if lease.is_some() && !clock.holds() => {
+                        (None, Vec::new(), "the arbiter's leadership lapsed")
+                    }
+                    _ => (lease, grants, reason),
+                };
                 if lease.is_some() {
                     self.metrics.lease_granted();
                 }

@@ -8,7 +8,10 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod driver;
+pub mod etcd;
+pub mod etcd_store;
 pub mod fence_orchestrator;
+pub mod leadership;
 pub mod metrics;
 pub mod rpc;
 pub mod service_notify;
@@ -47,6 +50,10 @@ pub enum ArbiterError {
     ClusterPanicked { cluster: String, detail: String },
     #[error(transparent)]
     Metrics(#[from] metrics::MetricsError),
+    #[error(
+        "leadership lost: the etcd lease of this arbiter could not be kept; another arbiter takes over"
+    )]
+    LeadershipLost,
 }
 
 /// Why a cluster task ended the arbiter.
@@ -94,6 +101,71 @@ fn supervise(
     });
 }
 
+/// This process leads its group of arbiters (`[arbiter.etcd]`).
+struct Leading {
+    etcd: Arc<etcd::Etcd>,
+    leadership: Arc<leadership::Leadership>,
+    store: Arc<dyn Store>,
+    /// The task that keeps the leader's lease alive (resigns on shutdown).
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+/// Connect to etcd and stand by until this process leads (`None`: shut
+/// down meanwhile); then the etcd store, its writes guarded by the
+/// leadership.
+async fn lead(
+    e: &config::EtcdPlan,
+    token: &CancellationToken,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<Option<Leading>, ArbiterError> {
+    let client = Arc::new(etcd::Etcd::connect(&e.endpoints, e.timeout).map_err(StoreError::from)?);
+    info!(etcd = ?e.endpoints, prefix = %e.prefix, name = %e.name, "etcd store: standing for leadership");
+    let stop = token.child_token();
+    let campaign = client.spawn({
+        let (m, prefix, name, ttl, stop) = (
+            client.members(),
+            e.prefix.clone(),
+            e.name.clone(),
+            e.leader_ttl,
+            stop.clone(),
+        );
+        async move { leadership::campaign(m, &prefix, &name, ttl, stop).await }
+    });
+    let won = tokio::select! {
+        _ = shutdown.as_mut() => {
+            stop.cancel();
+            info!("shutdown requested while standing by");
+            return Ok(None);
+        }
+        r = campaign => r
+            .map_err(|j| StoreError::Etcd(format!("the campaign task failed: {j}")))?
+            .map_err(StoreError::from)?,
+    };
+    let Some(won) = won else { return Ok(None) };
+    let leadership = Arc::new(won);
+    let keeper = client.spawn({
+        let (m, l, ttl, stop) = (
+            client.members(),
+            leadership.clone(),
+            e.leader_ttl,
+            token.child_token(),
+        );
+        async move { leadership::keep(m, &l, ttl, stop).await }
+    });
+    let store = Arc::new(etcd_store::EtcdStore::new(
+        client.clone(),
+        &e.prefix,
+        Some(leadership.guard.clone()),
+        format!("{}#{:x}", e.name, leadership.lease),
+    ));
+    Ok(Some(Leading {
+        etcd: client,
+        leadership,
+        store,
+        keeper,
+    }))
+}
+
 /// Run the arbiter until `shutdown` resolves (or a cluster task fails on
 /// its store). `on_bound` is told the bound address (useful with port 0).
 pub async fn run(
@@ -101,8 +173,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     on_bound: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), ArbiterError> {
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&plan.state_dir)?);
     let token = CancellationToken::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let (store, leading): (Arc<dyn Store>, Option<Leading>) = match &plan.etcd {
+        None => (Arc::new(RedbStore::open(&plan.state_dir)?), None),
+        Some(e) => match lead(e, &token, &mut shutdown).await? {
+            Some(l) => (l.store.clone(), Some(l)),
+            None => return Ok(()), // shut down while standing by
+        },
+    };
+    let clock = leading.as_ref().map(|l| l.leadership.clock.clone());
     let tracker = TaskTracker::new();
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<Fatal>(4);
     let metrics = metrics::Metrics::new(env!("CARGO_PKG_VERSION"));
@@ -145,6 +225,7 @@ pub async fn run(
             token.child_token(),
             alerter.clone(),
             metrics.clone(),
+            clock.clone(),
         )?;
         supervise(&tracker, name.clone(), driver.run(rx), fatal_tx.clone());
         handles.insert(name.clone(), handle);
@@ -209,8 +290,18 @@ pub async fn run(
     let server = tracker.spawn(server);
 
     let mut result = Ok(());
+    let lost = async {
+        match &leading {
+            Some(l) => l.leadership.lost.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        _ = shutdown => info!("shutdown requested"),
+        _ = &mut shutdown => info!("shutdown requested"),
+        _ = lost => {
+            error!("leadership lost; shutting down (a standby takes over)");
+            result = Err(ArbiterError::LeadershipLost);
+        }
         Some(f) = fatal_rx.recv() => {
             error!(error = %f, "a cluster task failed; shutting down");
             result = Err(match f {
@@ -226,6 +317,10 @@ pub async fn run(
         .is_err()
     {
         warn!(grace = ?plan.shutdown_grace, "shutdown grace period ran out; exiting anyway");
+    }
+    if let Some(l) = leading {
+        // The keeper resigns (revokes the lease) on the cancelled token.
+        let _ = tokio::time::timeout(l.etcd.members().timeout(), l.keeper).await;
     }
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_millis(1), server).await {
         return Err(e.into());

@@ -37,6 +37,14 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("store record {what} is corrupt: {reason}")]
     Corrupt { what: String, reason: String },
+    #[error("etcd store: {0}")]
+    Etcd(String),
+    /// This arbiter no longer leads (its etcd lease ended; `leader` leads
+    /// now): its write was refused, as every later one will be.
+    #[error(
+        "write to cluster {cluster:?} refused: this arbiter is no longer the leader (the leader is {leader})"
+    )]
+    Deposed { cluster: String, leader: String },
 }
 
 impl From<redb::TransactionError> for StoreError {
@@ -91,8 +99,9 @@ pub struct ControlRecord {
     pub detail: String,
 }
 
-/// Durable state of every cluster. Backends: [`RedbStore`] (embedded);
-/// an etcd backend is planned.
+/// Durable state of every cluster. Backends: [`RedbStore`] (embedded, the
+/// default) and [`EtcdStore`](crate::etcd_store::EtcdStore) (replicated,
+/// for several arbiter processes).
 pub trait Store: Send + Sync {
     fn load(&self, cluster: &str) -> Result<Persisted, StoreError>;
     /// Apply one change durably; returns once it is on disk.

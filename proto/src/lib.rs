@@ -17,6 +17,12 @@ pub mod driver {
     tonic::include_proto!("fence.driver.v1");
 }
 
+/// A client of etcd's v3 API, the part the arbiter's etcd store uses
+/// (`proto/etcd/rpc.proto`): KV with transactions, and leases.
+pub mod etcd {
+    tonic::include_proto!("etcdserverpb");
+}
+
 /// The 64-bit digest of a kernel boot id (`Hello.boot_id`: a UUID, with or
 /// without dashes) that the arbiter compares: its two halves xored, never 0.
 /// An empty boot id (an agent that does not send one) is 0: not told.

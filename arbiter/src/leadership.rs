@@ -1,0 +1,254 @@
+//! One leader among the arbiter processes that share an etcd prefix.
+//!
+//! The leader holds the key `<prefix>/leader` under an etcd lease of
+//! `leader_ttl` and renews the lease every third of it. A standby polls the
+//! key and creates it (in a transaction: only if absent) once the leader's
+//! lease has expired or was revoked (a clean stop resigns at once).
+//!
+//! Two rules keep two leaders from ever granting at once:
+//!
+//! - **Writes** are conditioned on the leader key's create revision
+//!   ([`crate::etcd_store::Guard`]): a deposed leader can never write.
+//! - **Leases to agents** are granted only while [`LeaderClock::holds`]:
+//!   until the time the last renewal was *sent* plus the TTL etcd granted.
+//!   etcd counts the TTL from when it received the renewal, later, so the
+//!   lease in etcd outlives the clock; a new leader can win only after it
+//!   expired, and grants nothing for `lease_max` after it won (the start-up
+//!   grace), so every lease the old leader granted has ended by then.
+//!   A leader frozen (SIGSTOP) past its lease wakes with the clock expired
+//!   and grants nothing before it learns it lost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use proto::etcd::{LeaseKeepAliveRequest, TxnRequest, lease_client::LeaseClient};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::etcd::{self, EtcdError, Members};
+use crate::etcd_store::Guard;
+
+/// Until when this process may grant leases as the leader.
+#[derive(Debug)]
+pub struct LeaderClock {
+    base: Instant,
+    /// Nanoseconds after `base`; 0: not (or no longer) the leader.
+    until_ns: AtomicU64,
+}
+
+impl Default for LeaderClock {
+    fn default() -> Self {
+        LeaderClock {
+            base: Instant::now(),
+            until_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LeaderClock {
+    /// Leadership holds now.
+    pub fn holds(&self) -> bool {
+        (self.base.elapsed().as_nanos() as u64) < self.until_ns.load(Ordering::Acquire)
+    }
+
+    /// How long leadership holds from now (zero: it does not).
+    pub fn remaining(&self) -> Duration {
+        let until = Duration::from_nanos(self.until_ns.load(Ordering::Acquire));
+        until.saturating_sub(self.base.elapsed())
+    }
+
+    fn extend(&self, until: Instant) {
+        let ns = until.saturating_duration_since(self.base).as_nanos() as u64;
+        self.until_ns.fetch_max(ns, Ordering::AcqRel);
+    }
+
+    fn end(&self) {
+        self.until_ns.store(0, Ordering::Release);
+    }
+}
+
+/// This process leads.
+pub struct Leadership {
+    pub guard: Guard,
+    pub lease: i64,
+    pub clock: Arc<LeaderClock>,
+    /// Cancelled when leadership was lost: the lease could not be renewed
+    /// in time, or the leader key is no longer ours.
+    pub lost: CancellationToken,
+}
+
+/// Wait until this process leads (or `stop` is cancelled: `Ok(None)`).
+/// Logs who leads meanwhile.
+pub async fn campaign(
+    members: Arc<Members>,
+    prefix: &str,
+    name: &str,
+    ttl: Duration,
+    stop: CancellationToken,
+) -> Result<Option<Leadership>, EtcdError> {
+    let key = format!("{prefix}/leader").into_bytes();
+    let poll = (ttl / 8).clamp(Duration::from_millis(50), Duration::from_millis(250));
+    let mut shown: Option<String> = None;
+    let mut failing = false;
+    loop {
+        if stop.is_cancelled() {
+            return Ok(None);
+        }
+        match members.get(&key).await {
+            Ok(Some(kv)) => {
+                let leader = String::from_utf8_lossy(&kv.value).to_string();
+                if shown.as_deref() != Some(leader.as_str()) {
+                    info!(leader = %leader, "standing by: another arbiter leads");
+                    shown = Some(leader);
+                }
+                failing = false;
+            }
+            Ok(None) => {
+                let sent = Instant::now();
+                match members.grant(ttl).await {
+                    Ok((lease, granted)) => {
+                        let won = members
+                            .txn(TxnRequest {
+                                compare: vec![etcd::created_at(&key, 0)],
+                                success: vec![etcd::put(
+                                    key.clone(),
+                                    name.as_bytes().to_vec(),
+                                    lease,
+                                )],
+                                failure: vec![],
+                            })
+                            .await;
+                        match won {
+                            Ok(r) if r.succeeded => {
+                                let revision = r.header.map(|h| h.revision).unwrap_or_default();
+                                let clock = Arc::new(LeaderClock::default());
+                                clock.extend(sent + granted);
+                                info!(leader = %name, lease, etcd.revision = revision, "this arbiter leads");
+                                return Ok(Some(Leadership {
+                                    guard: Guard {
+                                        key,
+                                        create_revision: revision,
+                                    },
+                                    lease,
+                                    clock,
+                                    lost: CancellationToken::new(),
+                                }));
+                            }
+                            Ok(_) => {
+                                let _ = members.revoke(lease).await;
+                            }
+                            Err(e) => {
+                                // Maybe it was applied: the lease is not kept
+                                // alive, so the key goes with it in `ttl`.
+                                warn!(error = %e, "campaign write failed; trying again");
+                                let _ = members.revoke(lease).await;
+                            }
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "campaign: no lease from etcd; trying again"),
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    warn!(error = %e, "standing by: etcd does not answer");
+                    failing = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+/// Keep the leader's lease alive until `stop` (then resign: revoke it, so a
+/// standby takes over at once) or until it is lost (`lost` is cancelled,
+/// the clock ended). Each renewal extends the clock to its send time plus
+/// the TTL etcd granted; every round also checks that the leader key is
+/// still ours.
+pub async fn keep(
+    members: Arc<Members>,
+    leadership: &Leadership,
+    ttl: Duration,
+    stop: CancellationToken,
+) {
+    let period = (ttl / 3).max(Duration::from_millis(100));
+    let lease = leadership.lease;
+    let clock = &leadership.clock;
+    let lost = |why: &str| {
+        error!(reason = %why, "leadership lost: this arbiter stops granting leases");
+        clock.end();
+        leadership.lost.cancel();
+    };
+    loop {
+        let (url, ch) = members.current();
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        // etcd answers the stream's headers with its first renewal: the
+        // first request goes in before the call is awaited.
+        let mut sent = Instant::now();
+        let _ = tx.try_send(LeaseKeepAliveRequest { id: lease });
+        let opened = tokio::time::timeout(
+            period,
+            LeaseClient::new(ch).lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx)),
+        )
+        .await;
+        let mut inbound = match opened {
+            Ok(Ok(r)) => Some(r.into_inner()),
+            Ok(Err(e)) => {
+                warn!(etcd = %url, error = %e.message(), "lease keep-alive refused; trying another member");
+                None
+            }
+            Err(_) => {
+                warn!(etcd = %url, "lease keep-alive: no answer; trying another member");
+                None
+            }
+        };
+        while let Some(stream) = inbound.as_mut() {
+            match tokio::time::timeout(period, stream.message()).await {
+                Ok(Ok(Some(r))) if r.ttl > 0 => {
+                    clock.extend(sent + Duration::from_secs(r.ttl as u64))
+                }
+                Ok(Ok(Some(_))) => return lost("the leader's etcd lease expired"),
+                Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
+                    warn!(etcd = %url, "lease keep-alive broke; trying another member");
+                    break;
+                }
+            }
+            match members.get(&leadership.guard.key).await {
+                Ok(Some(kv)) if kv.create_revision == leadership.guard.create_revision => {}
+                Ok(_) => return lost("the leader key is no longer this arbiter's"),
+                Err(e) => warn!(error = %e, "cannot read the leader key"),
+            }
+            if !clock.holds() {
+                return lost("the lease was not renewed in time");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    clock.end();
+                    let revoked = tokio::time::timeout(members.timeout(), members.revoke(lease)).await;
+                    info!(resigned = matches!(revoked, Ok(Ok(()))), "leadership given up (shutdown)");
+                    return;
+                }
+                _ = tokio::time::sleep(period) => {}
+            }
+            sent = Instant::now();
+            if tx.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
+                break;
+            }
+        }
+        members.skip();
+        if !clock.holds() {
+            return lost("the lease was not renewed in time");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => {
+                clock.end();
+                let _ = tokio::time::timeout(members.timeout(), members.revoke(lease)).await;
+                return;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
