@@ -26,8 +26,12 @@ pub struct AgentConfig {
     pub cluster: String,
     /// This node's id, as in the arbiter's `[[cluster.node]] id`.
     pub node: u32,
-    /// The arbiter's URL, `http://host:port`.
-    pub arbiter: String,
+    /// The arbiter's URL, `http://host:port` (`https://` with `[tls]`), or
+    /// a list of them: the arbiter processes of one group sharing an etcd
+    /// store, of which one leads (the others do not listen). The agent
+    /// tries them in turn, a new attempt every 100 ms, and stays with the
+    /// one that answers.
+    pub arbiter: ArbiterUrls,
     /// Address to serve peer probes on; must equal the arbiter's
     /// `cluster.node.address` for this node.
     pub listen: String,
@@ -72,6 +76,23 @@ pub struct AgentConfig {
     /// tmpfs: a reboot clears it, as it clears the processes).
     #[serde(default = "default_run_dir")]
     pub run_dir: std::path::PathBuf,
+}
+
+/// One arbiter URL or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ArbiterUrls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl ArbiterUrls {
+    pub fn list(&self) -> Vec<String> {
+        match self {
+            ArbiterUrls::One(u) => vec![u.clone()],
+            ArbiterUrls::Many(v) => v.clone(),
+        }
+    }
 }
 
 /// Default `run_dir`.
@@ -212,7 +233,10 @@ pub struct ConfigError {
 pub struct AgentPlan {
     pub cluster: String,
     pub node: u32,
+    /// Every arbiter URL, comma-separated (for logs).
     pub arbiter: String,
+    /// Every arbiter URL, in the order given.
+    pub arbiters: Vec<String>,
     pub listen: SocketAddr,
     pub listen_text: String,
     pub json_logs: bool,
@@ -268,14 +292,18 @@ impl AgentConfig {
         if self.node == 0 {
             e("node", "node ids start at 1".into());
         }
-        if !(self.arbiter.starts_with("http://") || self.arbiter.starts_with("https://")) {
-            e(
-                "arbiter",
-                format!(
-                    "{:?} must be a URL such as http://127.0.0.1:7400",
-                    self.arbiter
-                ),
-            );
+        let arbiters = self.arbiter.list();
+        let arbiter = arbiters.join(",");
+        if arbiters.is_empty() {
+            e("arbiter", "at least one arbiter URL is required".into());
+        }
+        for u in &arbiters {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                e(
+                    "arbiter",
+                    format!("{u:?} must be a URL such as http://127.0.0.1:7400"),
+                );
+            }
         }
         let listen = self.listen.parse::<SocketAddr>();
         if let Err(err) = &listen {
@@ -321,23 +349,20 @@ impl AgentConfig {
                     key: read("key", &t.key),
                     arbiter_name: t.arbiter_name.clone(),
                 };
-                if !self.arbiter.starts_with("https://") {
+                for u in arbiters.iter().filter(|u| !u.starts_with("https://")) {
                     e(
                         "arbiter",
-                        format!(
-                            "{:?}: with [tls] the URL must start with https://",
-                            self.arbiter
-                        ),
+                        format!("{u:?}: with [tls] the URL must start with https://"),
                     );
                 }
                 Some(pem)
             }
         };
-        if tls.is_none() && self.arbiter.starts_with("https://") {
-            e(
-                "arbiter",
-                format!("{:?}: https:// needs [tls]", self.arbiter),
-            );
+        for u in arbiters
+            .iter()
+            .filter(|u| tls.is_none() && u.starts_with("https://"))
+        {
+            e("arbiter", format!("{u:?}: https:// needs [tls]"));
         }
         let json_logs = match self.log_format.as_str() {
             "text" => false,
@@ -464,7 +489,7 @@ impl AgentConfig {
         for part in [
             self.cluster.as_str(),
             &self.node.to_string(),
-            &self.arbiter,
+            &arbiter,
             &self.listen,
         ] {
             h.update(part.as_bytes());
@@ -483,7 +508,8 @@ impl AgentConfig {
         Ok(AgentPlan {
             cluster: self.cluster.clone(),
             node: self.node,
-            arbiter: self.arbiter.clone(),
+            arbiter,
+            arbiters,
             listen: listen.expect("checked"),
             listen_text: self.listen.clone(),
             json_logs,

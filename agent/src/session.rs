@@ -60,6 +60,9 @@ pub struct Session {
     interval_hint: Duration,
     /// Failed attempts since the arbiter was last reached, for logging.
     streak: Streak,
+    /// The arbiter URL (index into `plan.arbiters`) the next connection
+    /// attempt goes to.
+    next_arbiter: usize,
     /// Lease and epoch events for an observer (tests, resource hooks).
     events: Option<mpsc::UnboundedSender<Output>>,
     /// Runs the resource groups the arbiter places here.
@@ -160,6 +163,7 @@ impl Session {
             token,
             interval_hint: DEFAULT_INTERVAL,
             streak: Streak::default(),
+            next_arbiter: 0,
             events: None,
             runner: None,
             watchdog: None,
@@ -311,9 +315,18 @@ impl Session {
         }
     }
 
-    fn endpoint(&self, timeout: Duration) -> Result<Endpoint, SessionError> {
-        let mut ep = Endpoint::from_shared(self.plan.arbiter.clone())
-            .map_err(|e| format!("arbiter URL {:?}: {e}", self.plan.arbiter))?;
+    /// One endpoint per configured arbiter URL.
+    fn endpoints(&self, timeout: Duration) -> Result<Vec<Endpoint>, SessionError> {
+        self.plan
+            .arbiters
+            .iter()
+            .map(|url| self.endpoint(url, timeout))
+            .collect()
+    }
+
+    fn endpoint(&self, url: &str, timeout: Duration) -> Result<Endpoint, SessionError> {
+        let mut ep = Endpoint::from_shared(url.to_string())
+            .map_err(|e| format!("arbiter URL {url:?}: {e}"))?;
         if let Some(t) = &self.plan.tls {
             let cfg = tonic::transport::ClientTlsConfig::new()
                 .ca_certificate(tonic::transport::Certificate::from_pem(&t.ca))
@@ -332,7 +345,11 @@ impl Session {
     /// Connect to the arbiter: a fresh attempt every [`RETRY`] while earlier
     /// ones are pending, each bounded by `timeout`; the first to succeed
     /// wins and the others are dropped. `None` when cancelled or isolated.
-    async fn connect(&mut self, ep: &Endpoint, timeout: Duration) -> Option<Channel> {
+    ///
+    /// With several arbiters (one leads, the others do not listen) each
+    /// attempt goes to the next one in turn, starting with the one that
+    /// answered last.
+    async fn connect(&mut self, eps: &[Endpoint], timeout: Duration) -> Option<Channel> {
         let mut attempts = JoinSet::new();
         let mut next = Instant::now();
         loop {
@@ -341,9 +358,12 @@ impl Session {
             }
             if Instant::now() >= next {
                 if attempts.len() < MAX_PENDING {
-                    let ep = ep.clone();
-                    attempts
-                        .spawn(async move { tokio::time::timeout(timeout, ep.connect()).await });
+                    let k = self.next_arbiter % eps.len();
+                    self.next_arbiter = self.next_arbiter.wrapping_add(1);
+                    let ep = eps[k].clone();
+                    attempts.spawn(async move {
+                        (k, tokio::time::timeout(timeout, ep.connect()).await)
+                    });
                 }
                 next = Instant::now() + RETRY;
             }
@@ -355,13 +375,18 @@ impl Session {
                     }
                 })
                 .await?;
+            let url = |k: usize| self.plan.arbiters[k].clone();
             let error = match done {
                 None => continue,
-                Some(Ok(Ok(Ok(channel)))) => return Some(channel),
-                Some(Ok(Ok(Err(e)))) => format!("cannot connect to {}: {e}", self.plan.arbiter),
-                Some(Ok(Err(_))) => format!(
+                Some(Ok((k, Ok(Ok(channel))))) => {
+                    // The next session starts with the arbiter that answered.
+                    self.next_arbiter = k;
+                    return Some(channel);
+                }
+                Some(Ok((k, Ok(Err(e))))) => format!("cannot connect to {}: {e}", url(k)),
+                Some(Ok((k, Err(_)))) => format!(
                     "cannot connect to {}: no connection within {timeout:?}",
-                    self.plan.arbiter
+                    url(k)
                 ),
                 Some(Err(e)) => format!("connection attempt failed: {e}"),
             };
@@ -376,8 +401,8 @@ impl Session {
 
     async fn connect_and_serve(&mut self) -> Result<Ended, SessionError> {
         let timeout = self.connect_timeout();
-        let ep = self.endpoint(timeout)?;
-        let Some(channel) = self.connect(&ep, timeout).await else {
+        let eps = self.endpoints(timeout)?;
+        let Some(channel) = self.connect(&eps, timeout).await else {
             return Ok(if self.token.is_cancelled() {
                 Ended::Cancelled
             } else {
@@ -414,7 +439,12 @@ impl Session {
             .await;
         let (mut inbound, welcome) = match opened {
             None => return Ok(Ended::Cancelled),
-            Some(Err(_)) => return Err(format!("no Welcome within {timeout:?}").into()),
+            Some(Err(_)) => {
+                // A frozen arbiter's kernel still accepts connections: the
+                // next attempt goes to the next arbiter of the group.
+                self.next_arbiter = self.next_arbiter.wrapping_add(1);
+                return Err(format!("no Welcome within {timeout:?}").into());
+            }
             Some(Ok(r)) => r?,
         };
         let Some(pb::ArbiterMessage {

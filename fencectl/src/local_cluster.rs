@@ -63,6 +63,14 @@ pub struct ClusterOptions {
     /// Extra keys for the `[arbiter]` table (`metrics = "..."`, `alerts =
     /// { ... }` as an inline table): keys only, no table headers.
     pub arbiter_extra: String,
+    /// etcd client URLs: the arbiter keeps its state in etcd
+    /// (`[arbiter.etcd]`, prefix unique to this cluster, `leader_ttl`
+    /// 1 s). Empty: the embedded store.
+    pub etcd: Vec<String>,
+    /// With `etcd`: this many more arbiter processes of the same group
+    /// (`arbiter-<k>.toml`, k = 1..), not started; the agents list every
+    /// arbiter's URL.
+    pub more_arbiters: u32,
 }
 
 /// One node's outlet on a PDU, over SNMPv3 authPriv.
@@ -104,8 +112,16 @@ impl Default for ClusterOptions {
             topology: Default::default(),
             own_sessions: false,
             arbiter_extra: String::new(),
+            etcd: Vec::new(),
+            more_arbiters: 0,
         }
     }
+}
+
+/// One more arbiter process of a group sharing etcd.
+struct MoreArbiter {
+    url: String,
+    child: Option<Child>,
 }
 
 pub struct LocalCluster {
@@ -124,6 +140,10 @@ pub struct LocalCluster {
     arbiter_env: Vec<(String, String)>,
     arbiter_starts: u32,
     own_sessions: bool,
+    /// Arbiters 1.. of a group on etcd (arbiter 0 is `arbiter`).
+    more: Vec<MoreArbiter>,
+    /// Arbiter 0's URL (`url` follows whichever arbiter leads).
+    first_url: String,
 }
 
 /// Find the daemons next to this executable or in `bin_dir`, building them
@@ -259,7 +279,16 @@ impl LocalCluster {
             .tempdir()
             .map_err(|e| err(format!("temporary directory: {e}")))?;
         let n = opts.nodes;
-        let ports = free_ports(n as usize + 1)?;
+        let more = if opts.etcd.is_empty() {
+            0
+        } else {
+            opts.more_arbiters as usize
+        };
+        let ports = free_ports(n as usize + 1 + more)?;
+        let scheme = if opts.tls { "https" } else { "http" };
+        let more_urls: Vec<String> = (0..more)
+            .map(|k| format!("{scheme}://127.0.0.1:{}", ports[n as usize + 1 + k]))
+            .collect();
         let d = dir.path();
         let certs = d.join("certs");
         let (url, arbiter_security) = if opts.tls {
@@ -286,8 +315,19 @@ impl LocalCluster {
                 "insecure_plaintext = true\n".to_string(),
             )
         };
+        let etcd = if opts.etcd.is_empty() {
+            String::new()
+        } else {
+            let endpoints: Vec<String> = opts.etcd.iter().map(|e| format!("{e:?}")).collect();
+            format!(
+                "[arbiter.etcd]\nendpoints = [{}]\nprefix = \"/{}\"\nleader_ttl = \"1s\"\ntimeout = \"2s\"\n",
+                endpoints.join(", "),
+                d.file_name()
+                    .map_or("fence".into(), |f| f.to_string_lossy().to_string())
+            )
+        };
         let mut toml = format!(
-            "[arbiter]\nlisten = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\nlog_format = \"json\"\n{}\n{arbiter_security}\n\
+            "[arbiter]\nlisten = \"127.0.0.1:{}\"\nstate_dir = \"{}\"\nlog_format = \"json\"\n{}\n{arbiter_security}\n{etcd}\n\
              [[cluster]]\nname = \"demo\"\n{}\n\n[[cluster.device]]\nname = \"power\"\ndriver = \"sim\"\ndir = \"{}\"\n",
             ports[0],
             d.join("state").display(),
@@ -365,8 +405,17 @@ impl LocalCluster {
                 "\n[[cluster.node]]\nid = {i}\naddress = \"127.0.0.1:{}\"\nfence = {levels}\n",
                 ports[i as usize]
             );
+            let arbiters = if more_urls.is_empty() {
+                format!("{url:?}")
+            } else {
+                let all: Vec<String> = std::iter::once(&url)
+                    .chain(&more_urls)
+                    .map(|u| format!("{u:?}"))
+                    .collect();
+                format!("[{}]", all.join(", "))
+            };
             let agent = format!(
-                "cluster = \"demo\"\nnode = {i}\narbiter = \"{url}\"\nlisten = \"127.0.0.1:{}\"\nlog_format = \"json\"\nboot_id_file = \"{}\"\nrun_dir = \"{}\"\n{}\n[fault_injection]\nenabled = {}\n{}\n",
+                "cluster = \"demo\"\nnode = {i}\narbiter = {arbiters}\nlisten = \"127.0.0.1:{}\"\nlog_format = \"json\"\nboot_id_file = \"{}\"\nrun_dir = \"{}\"\n{}\n[fault_injection]\nenabled = {}\n{}\n",
                 ports[i as usize],
                 d.join(format!("boot{i}")).display(),
                 d.join("run").display(),
@@ -385,6 +434,24 @@ impl LocalCluster {
         }
         toml += &opts.groups;
         write(&d.join("arbiter.toml"), &toml)?;
+        for k in 0..more {
+            let port = ports[n as usize + 1 + k];
+            let other = toml
+                .replacen(
+                    &format!("listen = \"127.0.0.1:{}\"", ports[0]),
+                    &format!("listen = \"127.0.0.1:{port}\"\nmetrics = \"off\""),
+                    1,
+                )
+                .replacen(
+                    &format!("state_dir = \"{}\"", d.join("state").display()),
+                    &format!(
+                        "state_dir = \"{}\"",
+                        d.join(format!("state-{}", k + 1)).display()
+                    ),
+                    1,
+                );
+            write(&d.join(format!("arbiter-{}.toml", k + 1)), &other)?;
+        }
         let device =
             SimPowerDevice::new("power", d.join("power")).map_err(|e| err(e.to_string()))?;
         let backup = if opts.second_level {
@@ -395,7 +462,7 @@ impl LocalCluster {
         let mut c = LocalCluster {
             dir,
             bin: bin.to_path_buf(),
-            url,
+            url: url.clone(),
             nodes: n,
             device,
             backup,
@@ -405,6 +472,14 @@ impl LocalCluster {
             arbiter_env: opts.arbiter_env.clone(),
             arbiter_starts: 0,
             own_sessions: opts.own_sessions,
+            more: more_urls
+                .iter()
+                .map(|u| MoreArbiter {
+                    url: u.clone(),
+                    child: None,
+                })
+                .collect(),
+            first_url: url.clone(),
         };
         c.start_arbiter().await?;
         for i in 1..=n {
@@ -446,6 +521,69 @@ impl LocalCluster {
             "the arbiter did not come up; see {}",
             d.join("arbiter.log").display()
         )))
+    }
+
+    /// Arbiter `k`'s URL (0: the first; 1..: `more_arbiters`).
+    pub fn arbiter_url(&self, k: usize) -> String {
+        match k {
+            0 => self.first_url.clone(),
+            k => self.more[k - 1].url.clone(),
+        }
+    }
+
+    /// How many arbiter processes the group has.
+    pub fn arbiter_count(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    /// Start arbiter `k` without waiting for it (a standby does not listen
+    /// until it leads); its log is `arbiter.log` or `arbiter-<k>.log`.
+    pub fn spawn_arbiter(&mut self, k: usize) -> Result<(), CliError> {
+        let d = self.dir.path().to_path_buf();
+        let (config, log) = match k {
+            0 => ("arbiter.toml".to_string(), "arbiter.log".to_string()),
+            k => (format!("arbiter-{k}.toml"), format!("arbiter-{k}.log")),
+        };
+        let child = spawn_with(
+            &self.bin.join("fence-arbiter"),
+            &d.join(config),
+            &d.join(log),
+            &self.arbiter_env,
+        )?;
+        match k {
+            0 => self.arbiter = Some(child),
+            k => self.more[k - 1].child = Some(child),
+        }
+        Ok(())
+    }
+
+    /// Arbiter `k`'s PID, while it runs.
+    pub fn arbiter_k_pid(&self, k: usize) -> Option<u32> {
+        match k {
+            0 => self.arbiter.as_ref().map(|c| c.id()),
+            k => self.more[k - 1].child.as_ref().map(|c| c.id()),
+        }
+    }
+
+    /// SIGKILL arbiter `k` (by its PID) and reap it.
+    pub fn kill_arbiter(&mut self, k: usize) {
+        let child = match k {
+            0 => self.arbiter.take(),
+            k => self.more[k - 1].child.take(),
+        };
+        if let Some(mut c) = child {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
+            let _ = c.wait();
+        }
+    }
+
+    /// Send `sig` to arbiter `k` (SIGSTOP / SIGCONT: a frozen arbiter).
+    pub fn signal_arbiter(&self, k: usize, sig: Signal) -> Result<(), CliError> {
+        let pid = self
+            .arbiter_k_pid(k)
+            .ok_or_else(|| err(format!("arbiter {k} does not run")))?;
+        kill(Pid::from_raw(pid as i32), sig)
+            .map_err(|e| err(format!("{sig:?} to arbiter {k} (pid {pid}): {e}")))
     }
 
     /// The arbiter's exit status, once it has exited on its own.
@@ -654,6 +792,11 @@ impl LocalCluster {
         self.agents.clear();
         self.duplicates.clear();
         self.stop_arbiter();
+        for m in &mut self.more {
+            if let Some(mut c) = m.child.take() {
+                stop_child(&mut c);
+            }
+        }
     }
 
     /// Keep the directory after drop (for debugging); returns its path.
