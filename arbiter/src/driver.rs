@@ -299,6 +299,14 @@ impl ClusterDriver {
         all_metrics: Arc<Metrics>,
         leader: Option<Arc<crate::leadership::LeaderClock>>,
     ) -> Result<Self, StoreError> {
+        // With etcd: no device acts once this arbiter no longer leads.
+        let devices = match &leader {
+            Some(clock) => devices
+                .into_iter()
+                .map(|(name, d)| (name, crate::leadership::LeaderOnly::wrap(d, clock.clone())))
+                .collect(),
+            None => devices,
+        };
         let persisted = store.load(&plan.spec.name)?;
         if persisted == crate::core::Persisted::default() {
             warn!(cluster = %plan.spec.name, "no stored history for this cluster: a first start, or the store was lost or replaced; every node is waited for");
@@ -377,6 +385,14 @@ impl ClusterDriver {
             tokio::select! {
                 _ = self.token.cancelled() => return Ok(()),
                 _ = tick.tick() => {
+                    // A leader whose etcd lease lapsed (frozen, cut off)
+                    // stops at its first tick: the new leader decides.
+                    if self.leader.as_ref().is_some_and(|c| !c.holds()) {
+                        return Err(StoreError::Deposed {
+                            cluster: self.name().to_string(),
+                            leader: "unknown (this arbiter's etcd lease lapsed)".into(),
+                        });
+                    }
                     self.step(Event::Tick)?;
                     self.gauges();
                 }
@@ -1089,6 +1105,7 @@ impl ClusterDriver {
             // ends the level (as a failure) and never leaves it counted.
             let run = tokio::spawn(async move {
                 tokio::select! {
+                    biased;
                     // On shutdown the intent stays open; the next start resumes it.
                     _ = token.cancelled() => None,
                     o = run_level(&targets, &devices, timeout, Duration::from_millis(10), progress) => Some(o),
@@ -1157,6 +1174,7 @@ impl ClusterDriver {
             // failure), so the node's fence levels never wait for it forever.
             let run = tokio::spawn(async move {
                 tokio::select! {
+                    biased;
                     _ = token.cancelled() => None,
                     r = power_on(&levels, &devices, timeout) => Some(r),
                 }

@@ -20,7 +20,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use fence_drivers::{DriverMetadata, FenceDriver, FenceError, Port, PowerState};
 
 use proto::etcd::{LeaseKeepAliveRequest, TxnRequest, lease_client::LeaseClient};
 use tokio_util::sync::CancellationToken;
@@ -29,38 +31,53 @@ use tracing::{error, info, warn};
 use crate::etcd::{self, EtcdError, Members};
 use crate::etcd_store::Guard;
 
-/// Until when this process may grant leases as the leader.
-#[derive(Debug)]
-pub struct LeaderClock {
-    base: Instant,
-    /// Nanoseconds after `base`; 0: not (or no longer) the leader.
-    until_ns: AtomicU64,
+/// A point in time on CLOCK_BOOTTIME: unlike the monotonic clock it goes
+/// on while the machine is suspended, so a leader that wakes from a
+/// suspend sees its lease lapsed (etcd's clock went on too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Instant(Duration);
+
+impl Instant {
+    pub fn now() -> Instant {
+        let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+            .expect("CLOCK_BOOTTIME is readable on Linux");
+        Instant(Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        Instant::now().0.saturating_sub(self.0)
+    }
 }
 
-impl Default for LeaderClock {
-    fn default() -> Self {
-        LeaderClock {
-            base: Instant::now(),
-            until_ns: AtomicU64::new(0),
-        }
+impl std::ops::Add<Duration> for Instant {
+    type Output = Instant;
+    fn add(self, d: Duration) -> Instant {
+        Instant(self.0 + d)
     }
+}
+
+/// Until when this process may grant leases and act on devices as the
+/// leader.
+#[derive(Debug, Default)]
+pub struct LeaderClock {
+    /// Nanoseconds on CLOCK_BOOTTIME; 0: not (or no longer) the leader.
+    until_ns: AtomicU64,
 }
 
 impl LeaderClock {
     /// Leadership holds now.
     pub fn holds(&self) -> bool {
-        (self.base.elapsed().as_nanos() as u64) < self.until_ns.load(Ordering::Acquire)
+        (Instant::now().0.as_nanos() as u64) < self.until_ns.load(Ordering::Acquire)
     }
 
     /// How long leadership holds from now (zero: it does not).
     pub fn remaining(&self) -> Duration {
-        let until = Duration::from_nanos(self.until_ns.load(Ordering::Acquire));
-        until.saturating_sub(self.base.elapsed())
+        Duration::from_nanos(self.until_ns.load(Ordering::Acquire)).saturating_sub(Instant::now().0)
     }
 
     fn extend(&self, until: Instant) {
-        let ns = until.saturating_duration_since(self.base).as_nanos() as u64;
-        self.until_ns.fetch_max(ns, Ordering::AcqRel);
+        self.until_ns
+            .fetch_max(until.0.as_nanos() as u64, Ordering::AcqRel);
     }
 
     fn end(&self) {
@@ -205,33 +222,56 @@ pub async fn keep(
                 None
             }
         };
+        // Whether the leader key was ours when last read (checked while
+        // waiting for the next renewal, so a slow read never delays one).
+        let mut key_ours = true;
         while let Some(stream) = inbound.as_mut() {
             match tokio::time::timeout(period, stream.message()).await {
-                Ok(Ok(Some(r))) if r.ttl > 0 => {
+                // Extended only while the key is ours: an etcd lease kept
+                // alive under a key someone removed is no leadership.
+                Ok(Ok(Some(r))) if r.ttl > 0 && key_ours => {
                     clock.extend(sent + Duration::from_secs(r.ttl as u64))
                 }
+                Ok(Ok(Some(r))) if r.ttl > 0 => {}
                 Ok(Ok(Some(_))) => return lost("the leader's etcd lease expired"),
                 Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
                     warn!(etcd = %url, "lease keep-alive broke; trying another member");
                     break;
                 }
             }
-            match members.get(&leadership.guard.key).await {
-                Ok(Some(kv)) if kv.create_revision == leadership.guard.create_revision => {}
-                Ok(_) => return lost("the leader key is no longer this arbiter's"),
-                Err(e) => warn!(error = %e, "cannot read the leader key"),
-            }
             if !clock.holds() {
                 return lost("the lease was not renewed in time");
             }
-            tokio::select! {
-                _ = stop.cancelled() => {
-                    clock.end();
-                    let revoked = tokio::time::timeout(members.timeout(), members.revoke(lease)).await;
-                    info!(resigned = matches!(revoked, Ok(Ok(()))), "leadership given up (shutdown)");
-                    return;
+            let check =
+                async { tokio::time::timeout(period, members.get(&leadership.guard.key)).await };
+            let (checked, stopped) = tokio::join!(check, async {
+                tokio::select! {
+                    _ = stop.cancelled() => true,
+                    _ = tokio::time::sleep(period) => false,
                 }
-                _ = tokio::time::sleep(period) => {}
+            });
+            if stopped {
+                clock.end();
+                let revoked = tokio::time::timeout(members.timeout(), members.revoke(lease)).await;
+                info!(
+                    resigned = matches!(revoked, Ok(Ok(()))),
+                    "leadership given up (shutdown)"
+                );
+                return;
+            }
+            match checked {
+                Ok(Ok(Some(kv))) if kv.create_revision == leadership.guard.create_revision => {
+                    key_ours = true
+                }
+                Ok(Ok(_)) => return lost("the leader key is no longer this arbiter's"),
+                Ok(Err(e)) => {
+                    key_ours = false;
+                    warn!(error = %e, "cannot read the leader key")
+                }
+                Err(_) => {
+                    key_ours = false;
+                    warn!("the leader key's read did not answer in time")
+                }
             }
             sent = Instant::now();
             if tx.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
@@ -250,5 +290,110 @@ pub async fn keep(
             }
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
+    }
+}
+
+/// A fence device that acts only while this arbiter leads: a leader that
+/// was frozen (or cut off) past its etcd lease and wakes sends no `off`
+/// or `on` any more, even from a fence level already running; the new
+/// leader decides. (A command sent before the freeze cannot be recalled.)
+#[derive(Debug)]
+pub struct LeaderOnly {
+    inner: Arc<dyn FenceDriver>,
+    clock: Arc<LeaderClock>,
+}
+
+impl LeaderOnly {
+    pub fn wrap(inner: Arc<dyn FenceDriver>, clock: Arc<LeaderClock>) -> Arc<dyn FenceDriver> {
+        Arc::new(LeaderOnly { inner, clock })
+    }
+
+    fn check(&self, action: &'static str) -> Result<(), FenceError> {
+        if self.clock.holds() {
+            Ok(())
+        } else {
+            Err(FenceError::Refused {
+                device: self.inner.device().to_string(),
+                reason: format!(
+                    "{action} not sent: this arbiter no longer leads its group (its etcd lease lapsed)"
+                ),
+            })
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl FenceDriver for LeaderOnly {
+    fn device(&self) -> &str {
+        self.inner.device()
+    }
+    fn metadata(&self) -> DriverMetadata {
+        self.inner.metadata()
+    }
+    async fn status(&self, port: &str) -> Result<PowerState, FenceError> {
+        self.inner.status(port).await
+    }
+    async fn on(&self, port: &str) -> Result<(), FenceError> {
+        self.check("on")?;
+        self.inner.on(port).await
+    }
+    async fn off(&self, port: &str) -> Result<(), FenceError> {
+        self.check("off")?;
+        self.inner.off(port).await
+    }
+    async fn reboot(&self, port: &str, confirm_timeout: Duration) -> Result<(), FenceError> {
+        self.check("reboot")?;
+        self.inner.reboot(port, confirm_timeout).await
+    }
+    async fn list(&self) -> Result<Vec<Port>, FenceError> {
+        self.inner.list().await
+    }
+    async fn monitor(&self) -> Result<(), FenceError> {
+        self.inner.monitor().await
+    }
+    async fn validate(&self) -> Result<(), FenceError> {
+        self.inner.validate().await
+    }
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device behind `LeaderOnly` switches nothing once the clock lapsed
+    /// (a thawed, deposed leader's fence level), and acts while it holds;
+    /// status reads go through either way.
+    #[tokio::test]
+    async fn a_device_acts_only_while_leadership_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let sim = fence_drivers::sim::SimPowerDevice::new("power", dir.path()).unwrap();
+        sim.register("n1", std::process::id()).unwrap();
+        let events = || {
+            fence_drivers::sim::SimPowerDevice::new("power", dir.path())
+                .unwrap()
+                .events()
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.action == "on" || e.action == "off")
+                .count()
+        };
+        let clock = Arc::new(LeaderClock::default());
+        let dev = LeaderOnly::wrap(Arc::new(sim), clock.clone());
+        let e = dev.on("n1").await.expect_err("on without leadership");
+        assert!(e.to_string().contains("no longer leads"), "{e}");
+        assert!(dev.off("n1").await.is_err());
+        assert_eq!(events(), 0, "a device acted without leadership");
+        assert!(dev.status("n1").await.is_ok());
+        clock.extend(Instant::now() + Duration::from_secs(5));
+        assert!(clock.holds());
+        dev.on("n1").await.expect("on while leading");
+        assert_eq!(events(), 1);
+        clock.end();
+        assert!(!clock.holds() && clock.remaining().is_zero());
+        assert!(dev.off("n1").await.is_err());
+        assert_eq!(events(), 1);
     }
 }

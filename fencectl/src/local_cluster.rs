@@ -565,6 +565,20 @@ impl LocalCluster {
         }
     }
 
+    /// Arbiter `k`'s exit status, once it has exited on its own (it is
+    /// then reaped and no longer counted as running).
+    pub fn arbiter_exited(&mut self, k: usize) -> Option<std::process::ExitStatus> {
+        let slot = match k {
+            0 => &mut self.arbiter,
+            k => &mut self.more[k - 1].child,
+        };
+        let status = slot.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        if status.is_some() {
+            *slot = None;
+        }
+        status
+    }
+
     /// SIGKILL arbiter `k` (by its PID) and reap it.
     pub fn kill_arbiter(&mut self, k: usize) {
         let child = match k {

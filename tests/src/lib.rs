@@ -6,6 +6,7 @@ pub mod bmc_cluster;
 pub mod driver_bench;
 pub mod driver_checks;
 pub mod e2e;
+pub mod etcd_bench;
 pub mod etcd_peer;
 pub mod netns;
 pub mod peers;

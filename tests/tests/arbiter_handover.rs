@@ -8,30 +8,19 @@
 
 use std::time::{Duration, Instant};
 
-use fencectl::local_cluster::{ClusterOptions, LocalCluster};
+use fencectl::local_cluster::LocalCluster;
 use nix::sys::signal::Signal;
-use tests::e2e::binaries;
 use tests::etcd_peer::EtcdCluster;
 use tests::peers::{required, serial};
 
-/// Wait until `k` leads: its API answers and every `nodes` holds a lease
-/// from it; returns the epoch.
+/// Wait until `k` leads with every `nodes` leased; returns the epoch.
 async fn leads(c: &mut LocalCluster, k: usize, nodes: &[u32], within: Duration) -> u64 {
-    c.url = c.arbiter_url(k);
-    let until = Instant::now() + within;
-    loop {
-        let epoch = tokio::time::timeout(Duration::from_secs(1), c.wait_all_leased_among(nodes))
-            .await
-            .unwrap_or(0);
-        if epoch > 0 {
-            return epoch;
-        }
-        assert!(
-            Instant::now() < until,
-            "arbiter {k} did not lead with {nodes:?} leased within {within:?}; logs in {}",
-            c.dir().display()
-        );
-    }
+    assert!(
+        tests::etcd_bench::leads(c, k, nodes, within).await,
+        "arbiter {k} did not lead with {nodes:?} leased within {within:?}; logs in {}",
+        c.dir().display()
+    );
+    c.wait_all_leased_among(nodes).await
 }
 
 fn offs(c: &LocalCluster, port: &str) -> usize {
@@ -44,30 +33,9 @@ fn offs(c: &LocalCluster, port: &str) -> usize {
 }
 
 async fn group(etcd: &EtcdCluster) -> LocalCluster {
-    let opts = ClusterOptions {
-        etcd: etcd.endpoints(),
-        more_arbiters: 1,
-        ..ClusterOptions::default()
-    };
-    let mut c = LocalCluster::start(&binaries(), &opts)
+    tests::etcd_bench::group(etcd)
         .await
-        .expect("cluster on etcd starts");
-    c.wait_all_leased(Duration::from_secs(10))
-        .await
-        .expect("all leased");
-    c.spawn_arbiter(1).expect("standby");
-    wait_log(&c, "arbiter-1", "standing by").await;
-    c
-}
-
-async fn wait_log(c: &LocalCluster, log: &str, text: &str) {
-    for _ in 0..200 {
-        if c.log(log).contains(text) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{log}.log never said {text:?}: {}", c.log(log));
+        .expect("arbiter group on etcd")
 }
 
 /// Ten handovers (five by SIGKILL, five by SIGSTOP of the leader, which
@@ -101,7 +69,23 @@ async fn the_leader_killed_or_frozen_ten_times_hands_over_and_fences_nobody() {
         );
         epoch = e;
         if round % 2 == 1 {
-            c.kill_arbiter(leader); // the frozen one is done for
+            // Thawed, the deposed leader stops by itself (its etcd lease
+            // lapsed): an error exit, no lease granted, no device touched.
+            c.signal_arbiter(leader, Signal::SIGCONT).expect("SIGCONT");
+            let until = Instant::now() + Duration::from_secs(5);
+            let status = loop {
+                if let Some(st) = c.arbiter_exited(leader) {
+                    break st;
+                }
+                assert!(
+                    Instant::now() < until,
+                    "round {round}: the thawed, deposed leader did not stop"
+                );
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            };
+            assert!(!status.success(), "round {round}: {status}");
+            // Every node still holds its lease from the new leader.
+            leads(&mut c, next, &all, Duration::from_secs(2)).await;
         }
         for n in all {
             assert_eq!(

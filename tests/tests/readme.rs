@@ -51,11 +51,23 @@ fn readme_configuration_examples_pass_check_config() {
     let agent = blocks
         .iter()
         .skip(1)
-        .find(|b| !b.contains("[[cluster"))
+        .find(|b| !b.contains("[[cluster") && !b.contains("[arbiter"))
         .expect("the agent's example");
-    for (i, (daemon, block)) in [("fence-arbiter", arbiter.as_str()), ("fence-agent", agent)]
-        .into_iter()
-        .enumerate()
+    // The arbiter group on etcd: its [arbiter] part with the clusters of
+    // the first example.
+    let etcd = blocks
+        .iter()
+        .find(|b| b.contains("\n[arbiter.etcd]"))
+        .expect("the etcd example");
+    let clusters = &blocks[0][blocks[0].find("[[cluster]]").expect("a cluster")..];
+    let on_etcd = format!("{etcd}\n{clusters}");
+    for (i, (daemon, block)) in [
+        ("fence-arbiter", arbiter.as_str()),
+        ("fence-agent", agent),
+        ("fence-arbiter", on_etcd.as_str()),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let path = dir.path().join(format!("example{i}.toml"));
         std::fs::write(&path, fix(block)).unwrap();

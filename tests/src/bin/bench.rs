@@ -61,6 +61,19 @@ enum Cmd {
         #[arg(long, default_value = "target/bench-store")]
         dir: std::path::PathBuf,
     },
+    /// A group of two arbiters on a real etcd (three members, Debian's
+    /// etcd-server): intent write latency on etcd against redb, and the
+    /// leader killed `rounds` times to every node leased by the other.
+    Etcd {
+        #[arg(long, default_value_t = 1000)]
+        writes: usize,
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// Where redb's file goes (the same disk as etcd's data under
+        /// the system temporary directory).
+        #[arg(long, default_value = "target/bench-store")]
+        dir: std::path::PathBuf,
+    },
     /// A floating address in network namespaces (root): per fault of its
     /// holder, fault to the first answer from the new holder and the time
     /// two MACs answered, for resource groups and for keepalived 2.2.7 in
@@ -217,6 +230,11 @@ fn main() {
             runs,
             dir,
         } => tests::store_bench::run(writes, history, runs, &dir),
+        Cmd::Etcd {
+            writes,
+            rounds,
+            dir,
+        } => tests::etcd_bench::run(writes, rounds, &dir),
         Cmd::Decide { iterations } => {
             println!("| nodes | graph | median | p99 | max |\n|---|---|---|---|---|");
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);

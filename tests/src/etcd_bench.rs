@@ -1,0 +1,181 @@
+//! `bench etcd`: a group of arbiters on a real etcd (three members on
+//! 127.0.0.1, Debian's `etcd-server`).
+//!
+//! 1. Intent writes: `EtcdStore::apply(FenceIntent)` one after the other
+//!    (each a conditioned etcd transaction, committed by the raft quorum
+//!    with its fsyncs), against `RedbStore` in the same directory's disk,
+//!    in the same run, as a ratio.
+//! 2. Handovers: two `fence-arbiter` processes and three agents; the
+//!    leader is killed (SIGKILL) `rounds` times; from the kill to every
+//!    node holding a lease from the other arbiter (`fencectl nodes`
+//!    polled every 25 ms). The killed one comes back as a standby.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arbiter::core::Delta;
+use arbiter::etcd::Etcd;
+use arbiter::etcd_store::EtcdStore;
+use arbiter::leadership;
+use arbiter::store::{RedbStore, Store};
+use fencectl::local_cluster::{ClusterOptions, LocalCluster};
+use tokio_util::sync::CancellationToken;
+
+use crate::e2e::{binaries, unix_us};
+use crate::etcd_peer::EtcdCluster;
+
+fn percentiles(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (p(0.5), p(0.99), v[v.len() - 1])
+}
+
+fn intent_latencies(store: &dyn Store, writes: usize) -> Vec<f64> {
+    (1..=writes as u64)
+        .map(|i| {
+            let t = unix_us();
+            store
+                .apply(
+                    "bench",
+                    &Delta::FenceIntent {
+                        intent: i,
+                        node: 3,
+                        reason: "bench".into(),
+                    },
+                    t / 1000,
+                )
+                .expect("store write");
+            (unix_us() - t) as f64
+        })
+        .collect()
+}
+
+/// Wait until arbiter `k` leads: every node of `nodes` holds a lease it
+/// granted (`c.url` then points at it); `false` after `within`.
+pub async fn leads(c: &mut LocalCluster, k: usize, nodes: &[u32], within: Duration) -> bool {
+    c.url = c.arbiter_url(k);
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        let epoch = tokio::time::timeout(Duration::from_secs(1), c.wait_all_leased_among(nodes))
+            .await
+            .unwrap_or(0);
+        if epoch > 0 {
+            return true;
+        }
+    }
+    false
+}
+
+/// A group of two arbiters (arbiter 0 leads, 1 stands by) on `etcd`, and
+/// three agents, every node leased.
+pub async fn group(etcd: &EtcdCluster) -> Result<LocalCluster, String> {
+    let opts = ClusterOptions {
+        etcd: etcd.endpoints(),
+        more_arbiters: 1,
+        ..ClusterOptions::default()
+    };
+    let mut c = LocalCluster::start(&binaries(), &opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    c.wait_all_leased(Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())?;
+    c.spawn_arbiter(1).map_err(|e| e.to_string())?;
+    for _ in 0..200 {
+        if c.log("arbiter-1").contains("standing by") {
+            return Ok(c);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Err(format!("arbiter 1 never stood by: {}", c.log("arbiter-1")))
+}
+
+pub fn run(writes: usize, rounds: usize, dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).expect("bench dir");
+    let etcd = EtcdCluster::start(3).expect("etcd (Debian etcd-server)");
+    let client = Arc::new(Etcd::connect(&etcd.endpoints(), Duration::from_secs(3)).expect("etcd"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let m = client.members();
+        client.spawn(async move {
+            let r = leadership::campaign(
+                m,
+                "/bench",
+                "bench",
+                Duration::from_secs(2),
+                CancellationToken::new(),
+            )
+            .await;
+            let _ = tx.send(r);
+        });
+    }
+    let won = Arc::new(
+        rx.recv_timeout(Duration::from_secs(15))
+            .expect("leadership")
+            .expect("campaign")
+            .expect("won"),
+    );
+    let stop = CancellationToken::new();
+    {
+        let (m, l, s) = (client.members(), won.clone(), stop.clone());
+        client.spawn(async move { leadership::keep(m, &l, Duration::from_secs(2), s).await });
+    }
+    let on_etcd = EtcdStore::new(
+        client.clone(),
+        "/bench",
+        Some(won.guard.clone()),
+        "bench#1".into(),
+    );
+    let d = tempfile::tempdir_in(dir).expect("tempdir");
+    let redb = RedbStore::open(d.path()).expect("redb");
+    let e = percentiles(intent_latencies(&on_etcd, writes));
+    let r = percentiles(intent_latencies(&redb, writes));
+    println!(
+        "| intent write, {writes} writes | p50 | p99 | max |\n|---|---|---|---|\n\
+         | etcd (3 members on 127.0.0.1, conditioned txn) | {:.0} µs | {:.0} µs | {:.0} µs |\n\
+         | redb (fsync, {}) | {:.0} µs | {:.0} µs | {:.0} µs |\n\nratio etcd / redb, p50: {:.2}, p99: {:.2}\n",
+        e.0,
+        e.1,
+        e.2,
+        dir.display(),
+        r.0,
+        r.1,
+        r.2,
+        e.0 / r.0,
+        e.1 / r.1
+    );
+    stop.cancel();
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut c = group(&etcd).await.expect("arbiter group");
+        let all = [1, 2, 3];
+        let mut leader = 0;
+        let mut took = Vec::new();
+        for round in 0..rounds {
+            let next = 1 - leader;
+            let t = Instant::now();
+            c.kill_arbiter(leader);
+            assert!(
+                leads(&mut c, next, &all, Duration::from_secs(15)).await,
+                "round {round}: arbiter {next} did not take over; logs in {}",
+                c.dir().display()
+            );
+            took.push(t.elapsed().as_secs_f64() * 1000.0);
+            c.spawn_arbiter(leader).expect("restart as standby");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            leader = next;
+        }
+        let fenced = c
+            .device
+            .events()
+            .expect("device events")
+            .iter()
+            .filter(|e| e.action == "off")
+            .count();
+        let (m, p99, max) = percentiles(took);
+        println!(
+            "| leader SIGKILLed to every node leased by the new leader, {rounds} handovers, leader_ttl 1 s | median | p99 | max |\n|---|---|---|---|\n| handover | {m:.0} ms | {p99:.0} ms | {max:.0} ms |\n\nnodes fenced by the handovers: {fenced}"
+        );
+    });
+}
