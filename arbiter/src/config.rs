@@ -88,7 +88,7 @@ pub struct ArbiterSection {
 ///
 /// ```toml
 /// [arbiter.etcd]
-/// endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379"]
+/// endpoints = ["http://etcd-1:2379", "http://etcd-2:2379", "http://etcd-3:2379"]
 /// prefix = "/fence-arbiter"   # default; arbiters that share it form one group
 /// name = "arbiter-a"          # default: the listen address
 /// leader_ttl = "2s"           # default; whole seconds

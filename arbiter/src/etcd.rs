@@ -128,13 +128,15 @@ impl Members {
             key: key.to_vec(),
             ..Default::default()
         };
-        let r = self
-            .call("a read", |ch| {
-                let req = req.clone();
-                async move { KvClient::new(ch).range(req).await }
-            })
-            .await?;
-        Ok(r.kvs.into_iter().next())
+        Ok(self.range(req).await?.kvs.into_iter().next())
+    }
+
+    async fn range(&self, req: RangeRequest) -> Result<pb::RangeResponse, EtcdError> {
+        self.call("a read", |ch| {
+            let req = req.clone();
+            async move { KvClient::new(ch).range(req).await }
+        })
+        .await
     }
 
     /// Keys under `prefix`, in key order (`newest_first`: reversed), at
@@ -157,13 +159,7 @@ impl Members {
             sort_target: range_request::SortTarget::Key as i32,
             ..Default::default()
         };
-        let r = self
-            .call("a read", |ch| {
-                let req = req.clone();
-                async move { KvClient::new(ch).range(req).await }
-            })
-            .await?;
-        Ok(r.kvs)
+        Ok(self.range(req).await?.kvs)
     }
 
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse, EtcdError> {

@@ -28,7 +28,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::{Delta, NodeId, Persisted};
 use crate::etcd::{self, Etcd, EtcdError};
-use crate::store::{ControlRecord, FenceRecord, RecordChange, Store, StoreError, record_changes};
+use crate::store::{
+    ControlRecord, FenceRecord, RecordChange, Store, StoreError, decode, encode, record_changes,
+};
 
 /// The state key's value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -244,17 +246,6 @@ fn number_of(key: &str) -> Result<u64, StoreError> {
             what: key.to_string(),
             reason: "the key does not end in a number".into(),
         })
-}
-
-fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        what: what.into(),
-        reason: e.to_string(),
-    })
-}
-
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("plain data serializes")
 }
 
 impl From<EtcdError> for StoreError {

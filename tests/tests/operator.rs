@@ -525,46 +525,19 @@ async fn a_waiting_unfence_is_dropped_when_the_node_is_fenced_again() {
     assert!(first.is_some(), "{:?}", w.seen);
     fencectl(&url, &["confirm", "3", "--cluster", "demo", "--yes"]).expect("confirm");
     // The unfence waits for the first level (its `off` is on its way).
-    let u = url.clone();
-    let unfence =
-        tokio::task::spawn_blocking(move || fencectl(&u, &["unfence", "3", "--cluster", "demo"]));
-    let waiting = w
-        .wait_for(Duration::from_secs(5), |e| {
-            e.kind == "operator" && e.detail.contains("unfence")
-        })
-        .await;
-    assert!(waiting.is_some(), "{:?}", w.seen);
+    let unfence = unfence_recorded(&c, &mut w).await;
     // Node 3 was switched on by hand meanwhile: it rejoins, and is fenced
     // again before the first level has ended.
     c.start_agent(3).expect("boot node 3");
     c.wait_all_leased(Duration::from_secs(3))
         .await
         .expect("node 3 back before the first level ends");
-    let asked = tests::e2e::unix_us();
-    fencectl(
-        &url,
-        &[
-            "fence",
-            "3",
-            "--cluster",
-            "demo",
-            "--yes",
-            "--reason",
-            "e2e: fenced again",
-        ],
-    )
-    .expect("fence again");
+    let asked = fence_confirmed(&c, &mut w, "e2e: fenced again").await;
     let answer = unfence.await.expect("unfence thread");
     assert!(
         answer.as_ref().is_err_and(|e| e.contains("dropped")),
         "the waiting unfence must be dropped: {answer:?}"
     );
-    let confirmed = w
-        .wait_for(Duration::from_secs(15), |e| {
-            e.kind == "fence_confirmed" && e.node == 3 && e.unix_us > asked
-        })
-        .await;
-    assert!(confirmed.is_some(), "{:?}", w.seen);
     // Long enough for any `on` still coming.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let after: Vec<_> = switches(&c, "node3")
@@ -586,68 +559,22 @@ async fn a_fence_level_is_never_overtaken_by_an_unfence_still_running() {
     let Setup {
         mut c, mut w, _tmp, ..
     } = setup().await;
-    let url = c.url.clone();
-    fencectl(
-        &url,
-        &[
-            "fence",
-            "3",
-            "--cluster",
-            "demo",
-            "--yes",
-            "--reason",
-            "e2e: first fence",
-        ],
-    )
-    .expect("fence");
-    let confirmed = w
-        .wait_for(Duration::from_secs(10), |e| {
-            e.kind == "fence_confirmed" && e.node == 3
-        })
-        .await;
-    assert!(confirmed.is_some(), "{:?}", w.seen);
+    fence_confirmed(&c, &mut w, "e2e: first fence").await;
     // The device takes 3 s to switch node 3 on.
     std::fs::write(c.device.dir().join("slow-on-node3"), "3000").expect("fault");
-    let u = url.clone();
-    let unfence =
-        tokio::task::spawn_blocking(move || fencectl(&u, &["unfence", "3", "--cluster", "demo"]));
-    let asked_on = w
-        .wait_for(Duration::from_secs(5), |e| {
-            e.kind == "operator" && e.detail.contains("unfence")
-        })
-        .await;
-    assert!(asked_on.is_some(), "{:?}", w.seen);
+    let unfence = unfence_recorded(&c, &mut w).await;
     // Node 3 is switched on by hand meanwhile, rejoins, and is fenced
     // again while the unfence's `on` is still on its way.
     c.start_agent(3).expect("boot node 3");
     c.wait_all_leased(Duration::from_secs(3))
         .await
         .expect("node 3 back before the unfence's on lands");
-    let asked = tests::e2e::unix_us();
-    fencectl(
-        &url,
-        &[
-            "fence",
-            "3",
-            "--cluster",
-            "demo",
-            "--yes",
-            "--reason",
-            "e2e: fenced again",
-        ],
-    )
-    .expect("fence again");
-    let answer = unfence.await.expect("unfence thread");
-    assert!(answer.is_ok(), "the unfence itself succeeds: {answer:?}");
     // The second fence ends (the `on` forgot the agent's registration, so
     // the device reports off without killing it; its alert is beside the
     // point here).
-    let confirmed = w
-        .wait_for(Duration::from_secs(15), |e| {
-            e.kind == "fence_confirmed" && e.node == 3 && e.unix_us > asked
-        })
-        .await;
-    assert!(confirmed.is_some(), "{:?}", w.seen);
+    let asked = fence_confirmed(&c, &mut w, "e2e: fenced again").await;
+    let answer = unfence.await.expect("unfence thread");
+    assert!(answer.is_ok(), "the unfence itself succeeds: {answer:?}");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let after: Vec<_> = switches(&c, "node3")
         .into_iter()
@@ -658,6 +585,24 @@ async fn a_fence_level_is_never_overtaken_by_an_unfence_still_running() {
         "node 3's second fence was overtaken by the unfence's on: {after:?}"
     );
     assert!(after.iter().any(|(a, _)| a == "on"), "{after:?}");
+}
+
+/// `fencectl unfence 3` in the background, once the arbiter recorded it
+/// (the `operator` event); its answer comes from the handle.
+async fn unfence_recorded(
+    c: &LocalCluster,
+    w: &mut Watcher,
+) -> tokio::task::JoinHandle<Result<String, String>> {
+    let u = c.url.clone();
+    let unfence =
+        tokio::task::spawn_blocking(move || fencectl(&u, &["unfence", "3", "--cluster", "demo"]));
+    let recorded = w
+        .wait_for(Duration::from_secs(5), |e| {
+            e.kind == "operator" && e.detail.contains("unfence")
+        })
+        .await;
+    assert!(recorded.is_some(), "{:?}", w.seen);
+    unfence
 }
 
 /// Fence node 3 by hand and wait until the fence is confirmed; returns
@@ -697,17 +642,10 @@ async fn two_unfences_at_once_switch_the_node_on_once() {
     fence_confirmed(&c, &mut w, "e2e: fence").await;
     std::fs::write(c.device.dir().join("slow-on-node3"), "1500").expect("fault");
     let asked = tests::e2e::unix_us();
-    let unfence = |url: String| {
-        tokio::task::spawn_blocking(move || fencectl(&url, &["unfence", "3", "--cluster", "demo"]))
-    };
-    let first = unfence(c.url.clone());
-    let seen = w
-        .wait_for(Duration::from_secs(5), |e| {
-            e.kind == "operator" && e.detail.contains("unfence")
-        })
-        .await;
-    assert!(seen.is_some(), "{:?}", w.seen);
-    let second = unfence(c.url.clone());
+    let first = unfence_recorded(&c, &mut w).await;
+    let u = c.url.clone();
+    let second =
+        tokio::task::spawn_blocking(move || fencectl(&u, &["unfence", "3", "--cluster", "demo"]));
     let (a, b) = (first.await.expect("thread"), second.await.expect("thread"));
     assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
     tokio::time::sleep(Duration::from_millis(2000)).await;
@@ -728,15 +666,7 @@ async fn confirm_is_refused_while_an_unfence_switches_the_node_on() {
     } = setup().await;
     fence_confirmed(&c, &mut w, "e2e: fence").await;
     std::fs::write(c.device.dir().join("slow-on-node3"), "5000").expect("fault");
-    let u = c.url.clone();
-    let unfence =
-        tokio::task::spawn_blocking(move || fencectl(&u, &["unfence", "3", "--cluster", "demo"]));
-    let seen = w
-        .wait_for(Duration::from_secs(5), |e| {
-            e.kind == "operator" && e.detail.contains("unfence")
-        })
-        .await;
-    assert!(seen.is_some(), "{:?}", w.seen);
+    let unfence = unfence_recorded(&c, &mut w).await;
     // Node 3 is switched on by hand meanwhile, rejoins, and is lost again:
     // its fence starts while the unfence's `on` is on its way.
     c.start_agent(3).expect("boot node 3");
