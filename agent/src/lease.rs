@@ -25,14 +25,68 @@ pub type NodeId = u32;
 /// How many unacknowledged heartbeats the agent remembers.
 const MAX_IN_FLIGHT: usize = 64;
 
+/// The longest ride-out a Welcome can ask for.
+pub const MAX_RIDE_OUT: Duration = Duration::from_secs(60);
+
 /// The lease the agent holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
-    /// Agent-local instant at which the lease ends.
+    /// Agent-local instant at which the lease ends (ridden out, perhaps).
     pub until: Duration,
     pub epoch: u64,
     /// The survivor set it was granted under.
     pub survivors: BTreeSet<NodeId>,
+    /// Where the arbiter's last grant of it ends: `until` beyond this is
+    /// ridden out on the whole mesh.
+    pub granted_until: Duration,
+    /// The length of the arbiter's last grant: one extension's length.
+    pub length: Duration,
+}
+
+impl Lease {
+    /// How far beyond the arbiter's grant the lease runs (zero: not ridden).
+    pub fn ridden(&self) -> Duration {
+        self.until.saturating_sub(self.granted_until)
+    }
+}
+
+/// What a peer said in answer to one of this agent's probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerReport {
+    pub node: NodeId,
+    /// When this agent sent the probe (its own clock): the answer is no
+    /// older than this.
+    pub sent_at: Duration,
+    /// The highest epoch the peer knows.
+    pub epoch: u64,
+    /// The peers the peer reached by probe lately.
+    pub reaches: BTreeSet<NodeId>,
+    /// The peer's last acknowledgement named a node being fenced.
+    pub fence_known: bool,
+    /// An arbiter granted the peer a lease lately.
+    pub arbiter_contact: bool,
+}
+
+/// What this agent says of itself to a peer's probe (see [`PeerReport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnReport {
+    pub epoch: u64,
+    pub fence_known: bool,
+    pub arbiter_contact: bool,
+}
+
+/// A rule of the ride-out broken on purpose (the simulation shows its
+/// checker catches each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RideMutant {
+    /// Extend past the granted end plus `ride_out`.
+    NoCap,
+    /// Trust the own probes only: ignore what peers reach.
+    IgnorePeerReach,
+    /// Ride out although a peer hears an arbiter.
+    IgnoreArbiterContact,
+    /// Ride out although a fence is known to be in progress.
+    IgnoreFence,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +96,8 @@ pub enum Input {
     Welcome {
         heartbeat_interval: Duration,
         epoch: u64,
+        /// How far beyond its grant a lease may be ridden out (zero: never).
+        ride_out: Duration,
     },
     /// The session ended; no acks will come until the next Welcome.
     Disconnected,
@@ -51,7 +107,15 @@ pub enum Input {
         epoch: u64,
         survivors: BTreeSet<NodeId>,
         gone: BTreeSet<NodeId>,
+        /// Nodes of `survivors` whose fence is in progress (or confirmed
+        /// and not yet announced).
+        leaving: BTreeSet<NodeId>,
+        /// No lease because the arbiter cannot decide yet (start-up grace,
+        /// no quorate set heard): a lease being ridden out stands.
+        undecided: bool,
     },
+    /// The latest answers of peers to this agent's probes.
+    Peers(Vec<PeerReport>),
     Announcement {
         epoch: u64,
         survivors: BTreeSet<NodeId>,
@@ -66,6 +130,8 @@ pub enum Output {
         seq: u64,
         sent_at: Duration,
         known_epoch: u64,
+        /// The highest acknowledgement received (0: none).
+        acked_seq: u64,
     },
     LeaseAcquired {
         lease: Lease,
@@ -112,6 +178,19 @@ pub struct LeaseKeeper {
     first_held: Option<u64>,
     /// Set once this node read itself fenced while running; final.
     fenced: Option<u64>,
+    /// From the last Welcome: how far a lease may be ridden out.
+    ride_out: Duration,
+    /// The last heartbeat interval told (kept across sessions).
+    last_interval: Duration,
+    /// The latest answer of each peer.
+    peers: BTreeMap<NodeId, PeerReport>,
+    /// The last acknowledgement named a node being fenced.
+    fence_known: bool,
+    /// When an acknowledgement last granted a lease.
+    last_grant: Option<Duration>,
+    /// The highest acknowledgement received.
+    acked_seq: u64,
+    mutant: Option<RideMutant>,
 }
 
 impl LeaseKeeper {
@@ -126,7 +205,41 @@ impl LeaseKeeper {
             epoch: 0,
             first_held: None,
             fenced: None,
+            ride_out: Duration::ZERO,
+            last_interval: Duration::from_millis(100),
+            peers: BTreeMap::new(),
+            fence_known: false,
+            last_grant: None,
+            acked_seq: 0,
+            mutant: None,
         }
+    }
+
+    /// A keeper with one ride-out rule broken (simulation only).
+    pub fn with_mutant(node: NodeId, mutant: Option<RideMutant>) -> Self {
+        LeaseKeeper {
+            mutant,
+            ..LeaseKeeper::new(node)
+        }
+    }
+
+    /// What this agent tells a peer's probe about itself at `now`. An
+    /// arbiter is "in contact" while its last grant is at most one and a
+    /// half heartbeat intervals old: a grant comes every interval.
+    pub fn own_report(&self, now: Duration) -> OwnReport {
+        let window = self.last_interval + self.last_interval / 2;
+        OwnReport {
+            epoch: self.epoch,
+            fence_known: self.fence_known,
+            arbiter_contact: self
+                .last_grant
+                .is_some_and(|t| now < t.saturating_add(window)),
+        }
+    }
+
+    /// The ride-out allowance the last Welcome told.
+    pub fn ride_out(&self) -> Duration {
+        self.ride_out
     }
 
     /// Start over as a node rejoining (counted fenced by the watchdog rule
@@ -139,6 +252,8 @@ impl LeaseKeeper {
         self.lease = None;
         self.first_held = None;
         self.fenced = None;
+        self.fence_known = false;
+        self.last_grant = None;
     }
 
     /// The epoch in which the arbiter recorded this running node as fenced.
@@ -175,10 +290,13 @@ impl LeaseKeeper {
             Input::Welcome {
                 heartbeat_interval,
                 epoch,
+                ride_out,
             } => {
-                self.interval = Some(
-                    heartbeat_interval.clamp(Duration::from_millis(1), Duration::from_secs(60)),
-                );
+                let interval =
+                    heartbeat_interval.clamp(Duration::from_millis(1), Duration::from_secs(60));
+                self.interval = Some(interval);
+                self.last_interval = interval;
+                self.ride_out = ride_out.min(MAX_RIDE_OUT);
                 self.next_send = now;
                 self.in_flight.clear();
                 self.epoch = self.epoch.max(epoch);
@@ -193,6 +311,8 @@ impl LeaseKeeper {
                 epoch,
                 survivors,
                 gone,
+                leaving,
+                undecided,
             } => {
                 let Some(sent_at) = self.in_flight.remove(&seq) else {
                     return self.expire(now, out); // unknown or duplicate ack
@@ -205,6 +325,8 @@ impl LeaseKeeper {
                 if epoch < self.epoch {
                     return self.expire(now, out);
                 }
+                self.acked_seq = self.acked_seq.max(seq);
+                self.fence_known = !leaving.is_empty();
                 self.advance_epoch(epoch, &survivors, &gone, &mut out);
                 match lease {
                     Some(d) => {
@@ -212,19 +334,22 @@ impl LeaseKeeper {
                             return self.expire(now, out);
                         };
                         let held = self.lease(now).cloned();
-                        let until = match &held {
+                        let (until, granted_until) = match &held {
                             // Same grant renewed: a reordered older ack never shortens it.
                             Some(l) if l.epoch == epoch && l.survivors == survivors => {
-                                l.until.max(until)
+                                (l.until.max(until), l.granted_until.max(until))
                             }
-                            _ => until,
+                            _ => (until, until),
                         };
                         if until > now {
                             let lease = Lease {
                                 until,
                                 epoch,
                                 survivors,
+                                granted_until,
+                                length: d,
                             };
+                            self.last_grant = Some(now);
                             self.first_held.get_or_insert(epoch);
                             self.lease = Some(lease.clone());
                             if held.is_none() {
@@ -232,6 +357,10 @@ impl LeaseKeeper {
                             }
                         }
                     }
+                    // An arbiter that cannot decide yet takes nothing away
+                    // from a lease ridden out (nor from one it granted
+                    // earlier, which ends on its own).
+                    None if undecided && self.ride_out > Duration::ZERO => {}
                     None => {
                         if self.lease(now).is_some() {
                             out.push(Output::LeaseLost {
@@ -239,6 +368,19 @@ impl LeaseKeeper {
                             });
                         }
                         self.lease = None;
+                    }
+                }
+            }
+            Input::Peers(reports) => {
+                for r in reports {
+                    if r.node == self.node {
+                        continue;
+                    }
+                    match self.peers.get(&r.node) {
+                        Some(old) if old.sent_at >= r.sent_at => {}
+                        _ => {
+                            self.peers.insert(r.node, r);
+                        }
                     }
                 }
             }
@@ -301,7 +443,54 @@ impl LeaseKeeper {
         }
     }
 
+    /// Extend the lease held at `now` as far as the whole mesh proves (see
+    /// the module's documentation); never shortens it.
+    fn ride(&mut self, now: Duration) {
+        let m = self.mutant;
+        if self.ride_out.is_zero() || (self.fence_known && m != Some(RideMutant::IgnoreFence)) {
+            return;
+        }
+        let epoch = self.epoch;
+        let Some(lease) = self
+            .lease
+            .as_ref()
+            .filter(|l| now < l.until && l.epoch == epoch)
+        else {
+            return;
+        };
+        let cap = if m == Some(RideMutant::NoCap) {
+            Duration::MAX
+        } else {
+            lease.granted_until.saturating_add(self.ride_out)
+        };
+        let mut until = cap;
+        for &p in lease.survivors.iter().filter(|&&p| p != self.node) {
+            let Some(r) = self.peers.get(&p) else {
+                return;
+            };
+            let reaches_all = m == Some(RideMutant::IgnorePeerReach)
+                || lease
+                    .survivors
+                    .iter()
+                    .all(|q| *q == p || r.reaches.contains(q));
+            if r.epoch != lease.epoch
+                || !reaches_all
+                || (r.fence_known && m != Some(RideMutant::IgnoreFence))
+                || (r.arbiter_contact && m != Some(RideMutant::IgnoreArbiterContact))
+            {
+                return;
+            }
+            until = until.min(r.sent_at.saturating_add(lease.length));
+        }
+        if let Some(l) = self.lease.as_mut()
+            && until > l.until
+        {
+            l.until = until;
+        }
+    }
+
     fn expire(&mut self, now: Duration, mut out: Vec<Output>) -> Vec<Output> {
+        self.ride(now);
         if self.lease.as_ref().is_some_and(|l| now >= l.until) {
             self.lease = None;
             out.push(Output::LeaseLost {
@@ -329,6 +518,7 @@ impl LeaseKeeper {
                 seq,
                 sent_at: now,
                 known_epoch: self.epoch,
+                acked_seq: self.acked_seq,
             });
         }
         out
@@ -372,6 +562,8 @@ mod tests {
             epoch,
             survivors: [1, 2].into(),
             gone: [].into(),
+            leaving: [].into(),
+            undecided: false,
         }
     }
 
@@ -383,6 +575,7 @@ mod tests {
             Input::Welcome {
                 heartbeat_interval: ms(100),
                 epoch: 0,
+                ride_out: Duration::ZERO,
             },
         );
         assert_eq!(
@@ -390,7 +583,8 @@ mod tests {
             vec![Output::SendHeartbeat {
                 seq: 1,
                 sent_at: ms(0),
-                known_epoch: 0
+                known_epoch: 0,
+                acked_seq: 0
             }]
         );
         let out = k.step(ms(50), ack(1, Some(300), 1));
@@ -413,6 +607,7 @@ mod tests {
             Input::Welcome {
                 heartbeat_interval: ms(100),
                 epoch: 0,
+                ride_out: Duration::ZERO,
             },
         );
         k.step(ms(10), ack(1, Some(300), 2));
@@ -444,6 +639,8 @@ mod tests {
             epoch,
             survivors: [1].into(),
             gone: gone.iter().copied().collect(),
+            leaving: [].into(),
+            undecided: false,
         }
     }
 
@@ -451,6 +648,7 @@ mod tests {
         Input::Welcome {
             heartbeat_interval: ms(100),
             epoch,
+            ride_out: Duration::ZERO,
         }
     }
 
@@ -552,6 +750,7 @@ mod tests {
             Input::Welcome {
                 heartbeat_interval: Duration::MAX,
                 epoch: u64::MAX,
+                ride_out: Duration::MAX,
             },
         );
         let out = k.step(
@@ -562,6 +761,8 @@ mod tests {
                 epoch: u64::MAX,
                 survivors: [].into(),
                 gone: [].into(),
+                leaving: [].into(),
+                undecided: true,
             },
         );
         assert!(
@@ -569,5 +770,272 @@ mod tests {
                 .any(|o| matches!(o, Output::LeaseAcquired { .. }))
         );
         k.step(Duration::MAX, Input::Tick);
+    }
+}
+
+#[cfg(test)]
+mod ride_out_tests {
+    //! Riding a lease out on the whole mesh (see the module documentation).
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Node 1 of {1, 2, 3}, holding a 300 ms lease granted at 0 (until
+    /// 300), with a 1 s ride-out.
+    fn holder(mutant: Option<RideMutant>) -> LeaseKeeper {
+        let mut k = LeaseKeeper::with_mutant(1, mutant);
+        k.step(
+            ms(0),
+            Input::Welcome {
+                heartbeat_interval: ms(100),
+                epoch: 1,
+                ride_out: ms(1_000),
+            },
+        );
+        let out = k.step(
+            ms(10),
+            Input::Ack {
+                seq: 1,
+                lease: Some(ms(300)),
+                epoch: 1,
+                survivors: [1, 2, 3].into(),
+                gone: [].into(),
+                leaving: [].into(),
+                undecided: false,
+            },
+        );
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::LeaseAcquired { .. }))
+        );
+        k.step(ms(20), Input::Disconnected);
+        k
+    }
+
+    fn report(node: NodeId, sent_at: u64) -> PeerReport {
+        let all: BTreeSet<NodeId> = [1, 2, 3].into();
+        PeerReport {
+            node,
+            sent_at: ms(sent_at),
+            epoch: 1,
+            reaches: all.into_iter().filter(|&n| n != node).collect(),
+            fence_known: false,
+            arbiter_contact: false,
+        }
+    }
+
+    fn until(k: &LeaseKeeper, now: u64) -> Option<Duration> {
+        k.lease(ms(now)).map(|l| l.until)
+    }
+
+    #[test]
+    fn a_whole_mesh_rides_the_lease_out_from_its_oldest_answer_up_to_the_cap() {
+        let mut k = holder(None);
+        // Both peers answered probes sent at 250 and 260: one lease from
+        // the older.
+        k.step(ms(270), Input::Peers(vec![report(2, 250), report(3, 260)]));
+        assert_eq!(until(&k, 270), Some(ms(550)));
+        assert_eq!(k.lease(ms(270)).unwrap().ridden(), ms(250));
+        // Fresh answers keep it going, never past the grant plus ride_out.
+        for t in (350..1_300).step_by(100) {
+            let out = k.step(
+                ms(t),
+                Input::Peers(vec![report(2, t - 5), report(3, t - 10)]),
+            );
+            assert!(out.is_empty(), "at {t}: {out:?}");
+        }
+        assert_eq!(until(&k, 1_299), Some(ms(1_300)), "capped at 300 + 1000");
+        let out = k.step(ms(1_300), Input::Tick);
+        assert_eq!(
+            out,
+            vec![Output::LeaseLost {
+                reason: LeaseLossReason::Expired
+            }]
+        );
+    }
+
+    #[test]
+    fn the_lease_lapses_at_its_end_once_the_evidence_stops() {
+        let mut k = holder(None);
+        k.step(ms(270), Input::Peers(vec![report(2, 250), report(3, 260)]));
+        // Node 3 answers no more: its last answer (to a probe sent at
+        // 260) carries the lease to 560, no further.
+        k.step(ms(450), Input::Peers(vec![report(2, 440)]));
+        assert_eq!(until(&k, 450), Some(ms(560)));
+        assert!(k.step(ms(560), Input::Tick).contains(&Output::LeaseLost {
+            reason: LeaseLossReason::Expired
+        }));
+        // A lapsed lease is never ridden again, whatever answers come.
+        k.step(ms(560), Input::Peers(vec![report(2, 555), report(3, 555)]));
+        assert!(k.lease(ms(560)).is_none());
+    }
+
+    #[test]
+    fn any_doubt_among_the_answers_rides_nothing_out() {
+        type Spoil = fn(&mut PeerReport);
+        let spoilers: [(&str, Spoil); 4] = [
+            ("another epoch", |r| r.epoch = 2),
+            ("a peer not reached", |r| {
+                r.reaches.remove(&2);
+            }),
+            ("a fence known", |r| r.fence_known = true),
+            ("an arbiter in contact", |r| r.arbiter_contact = true),
+        ];
+        for (what, spoil) in spoilers {
+            let mut k = holder(None);
+            let mut r3 = report(3, 260);
+            spoil(&mut r3);
+            k.step(ms(270), Input::Peers(vec![report(2, 250), r3]));
+            assert_eq!(until(&k, 270), Some(ms(300)), "{what}");
+        }
+        // A peer that never answered.
+        let mut k = holder(None);
+        k.step(ms(270), Input::Peers(vec![report(2, 250)]));
+        assert_eq!(until(&k, 270), Some(ms(300)));
+    }
+
+    #[test]
+    fn each_planted_bug_rides_where_the_rule_forbids() {
+        let cases: [(RideMutant, fn(&mut PeerReport)); 3] = [
+            (RideMutant::IgnorePeerReach, |r| {
+                r.reaches.remove(&2);
+            }),
+            (RideMutant::IgnoreFence, |r| r.fence_known = true),
+            (RideMutant::IgnoreArbiterContact, |r| {
+                r.arbiter_contact = true
+            }),
+        ];
+        for (m, spoil) in cases {
+            let mut k = holder(Some(m));
+            let mut r3 = report(3, 260);
+            spoil(&mut r3);
+            k.step(ms(270), Input::Peers(vec![report(2, 250), r3]));
+            assert_eq!(until(&k, 270), Some(ms(550)), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn a_fence_named_in_the_last_ack_rides_nothing_out() {
+        let mut k = holder(None);
+        k.step(ms(100), Input::Tick); // no session: no heartbeat
+        let mut k2 = LeaseKeeper::new(1);
+        k2.step(
+            ms(0),
+            Input::Welcome {
+                heartbeat_interval: ms(100),
+                epoch: 1,
+                ride_out: ms(1_000),
+            },
+        );
+        k2.step(
+            ms(10),
+            Input::Ack {
+                seq: 1,
+                lease: Some(ms(300)),
+                epoch: 1,
+                survivors: [1, 2, 3].into(),
+                gone: [].into(),
+                leaving: [3].into(),
+                undecided: false,
+            },
+        );
+        assert!(k2.own_report(ms(20)).fence_known);
+        k2.step(ms(270), Input::Peers(vec![report(2, 250), report(3, 260)]));
+        assert_eq!(until(&k2, 270), Some(ms(300)));
+        // The holder without that news rides.
+        k.step(ms(270), Input::Peers(vec![report(2, 250), report(3, 260)]));
+        assert_eq!(until(&k, 270), Some(ms(550)));
+    }
+
+    #[test]
+    fn an_undecided_arbiter_leaves_a_ridden_lease_and_a_refusal_revokes_it() {
+        let mut k = holder(None);
+        k.step(ms(270), Input::Peers(vec![report(2, 250), report(3, 260)]));
+        k.step(
+            ms(280),
+            Input::Welcome {
+                heartbeat_interval: ms(100),
+                epoch: 1,
+                ride_out: ms(1_000),
+            },
+        ); // sends seq 2
+        let denial = |undecided| Input::Ack {
+            seq: 2,
+            lease: None,
+            epoch: 1,
+            survivors: [1, 2, 3].into(),
+            gone: [].into(),
+            leaving: [].into(),
+            undecided,
+        };
+        let out = k.step(ms(290), denial(true));
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(until(&k, 290), Some(ms(550)));
+        assert!(
+            !k.own_report(ms(290)).arbiter_contact,
+            "no grant: no contact"
+        );
+        k.step(ms(380), Input::Tick); // seq 3
+        let mut refusal = denial(false);
+        if let Input::Ack { seq, .. } = &mut refusal {
+            *seq = 3;
+        }
+        let out = k.step(ms(390), refusal);
+        assert!(out.contains(&Output::LeaseLost {
+            reason: LeaseLossReason::Denied
+        }));
+    }
+
+    #[test]
+    fn without_ride_out_nothing_is_ridden_and_any_refusal_revokes() {
+        let mut k = LeaseKeeper::new(1);
+        k.step(
+            ms(0),
+            Input::Welcome {
+                heartbeat_interval: ms(100),
+                epoch: 1,
+                ride_out: Duration::ZERO,
+            },
+        );
+        k.step(
+            ms(10),
+            Input::Ack {
+                seq: 1,
+                lease: Some(ms(300)),
+                epoch: 1,
+                survivors: [1, 2, 3].into(),
+                gone: [].into(),
+                leaving: [].into(),
+                undecided: false,
+            },
+        );
+        k.step(ms(270), Input::Peers(vec![report(2, 250), report(3, 260)]));
+        assert_eq!(until(&k, 270), Some(ms(300)));
+        k.step(ms(280), Input::Tick); // seq 2... (interval 100: sent at 100, 200)
+        let seq = *k.in_flight.keys().last().unwrap();
+        let out = k.step(
+            ms(290),
+            Input::Ack {
+                seq,
+                lease: None,
+                epoch: 1,
+                survivors: [1, 2, 3].into(),
+                gone: [].into(),
+                leaving: [].into(),
+                undecided: true,
+            },
+        );
+        assert!(out.contains(&Output::LeaseLost {
+            reason: LeaseLossReason::Denied
+        }));
+    }
+
+    #[test]
+    fn a_grant_is_contact_for_one_and_a_half_intervals() {
+        let k = holder(None);
+        assert!(k.own_report(ms(159)).arbiter_contact);
+        assert!(!k.own_report(ms(160)).arbiter_contact);
     }
 }

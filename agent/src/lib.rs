@@ -111,6 +111,7 @@ pub async fn run(plan: AgentPlan, shutdown: impl Future<Output = ()>) -> Result<
                 cluster: plan.cluster.clone(),
                 node: plan.node,
                 faults: faults.clone(),
+                state: probes.clone(),
             },
         ))
         .serve_with_incoming_shutdown(incoming, token.clone().cancelled_owned());

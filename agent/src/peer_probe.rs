@@ -33,6 +33,12 @@ pub struct ProbeState {
     pub peers: BTreeMap<u32, (String, String)>,
     pub interval: Option<Duration>,
     pub last_ok: BTreeMap<u32, Instant>,
+    /// Each peer's latest answer and when its probe was sent (for riding a
+    /// lease out: what the peer knows).
+    pub answers: BTreeMap<u32, (Instant, pb::ProbeReply)>,
+    /// What this agent says of itself in its answers (set by the session
+    /// after every step of the lease core; `None` before the first).
+    pub own: Option<crate::lease::OwnReport>,
 }
 
 pub type SharedProbes = Arc<Mutex<ProbeState>>;
@@ -69,6 +75,8 @@ pub struct ProbeServer {
     pub cluster: String,
     pub node: u32,
     pub faults: Arc<Faults>,
+    /// Read for what the answer says of this agent.
+    pub state: SharedProbes,
 }
 
 #[tonic::async_trait]
@@ -87,9 +95,17 @@ impl pb::peer_probe_server::PeerProbe for ProbeServer {
                 r.cluster, self.node, self.cluster
             )));
         }
+        let reaches = reachable(&self.state, Instant::now());
+        let own = self.state.lock().expect("probe state lock").own;
         Ok(Response::new(pb::ProbeReply {
             node_id: self.node,
             seq: r.seq,
+            reaches,
+            // Before the lease core's first step: "knows nothing", which
+            // lets no peer ride out on this answer.
+            epoch: own.map_or(0, |o| o.epoch),
+            fence_known: own.is_none_or(|o| o.fence_known),
+            arbiter_contact: own.is_none_or(|o| o.arbiter_contact),
         }))
     }
 }
@@ -161,22 +177,22 @@ pub async fn run_prober(
                     from_node: node,
                     seq,
                 };
+                let sent = Instant::now();
                 set.spawn(async move {
                     let r = tokio::time::timeout(interval, client.probe(req)).await;
-                    (
-                        id,
-                        matches!(r, Ok(Ok(ref resp)) if resp.get_ref().node_id == id),
-                    )
+                    let answer = match r {
+                        Ok(Ok(resp)) if resp.get_ref().node_id == id => Some(resp.into_inner()),
+                        _ => None,
+                    };
+                    (id, sent, answer)
                 });
             }
             while let Some(r) = set.join_next().await {
-                if let Ok((id, ok)) = r {
-                    if ok {
-                        state
-                            .lock()
-                            .expect("probe state lock")
-                            .last_ok
-                            .insert(id, Instant::now());
+                if let Ok((id, sent, answer)) = r {
+                    if let Some(answer) = answer {
+                        let mut s = state.lock().expect("probe state lock");
+                        s.last_ok.insert(id, Instant::now());
+                        s.answers.insert(id, (sent, answer));
                     } else {
                         debug!(node.id = node, peer = id, "probe failed");
                     }

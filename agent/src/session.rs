@@ -30,7 +30,7 @@ use crate::AgentError;
 use crate::config::AgentPlan;
 use crate::groups::GroupRun;
 use crate::heuristics::Heuristics;
-use crate::lease::{Input, LeaseKeeper, Output};
+use crate::lease::{Input, LeaseKeeper, Output, PeerReport};
 use crate::peer_probe::{Faults, SharedProbes, reachable};
 use crate::resource_runner::RunnerHandle;
 
@@ -72,6 +72,9 @@ pub struct Session {
     /// The last acknowledgement or announcement naming this node gone
     /// said the watchdog rule counted it (not a device).
     gone_by_watchdog: bool,
+    /// How far the lease ran past its grant at the last step (logged when
+    /// riding out starts and ends).
+    ridden: Duration,
 }
 
 enum Ended {
@@ -168,6 +171,7 @@ impl Session {
             runner: None,
             watchdog: None,
             gone_by_watchdog: false,
+            ridden: Duration::ZERO,
         }
     }
 
@@ -300,9 +304,27 @@ impl Session {
                 _ = sleep_until(wake) => {}
                 out = &mut fut => return Some(out),
             }
-            let outs = self.keeper.step(self.now(), Input::Tick);
+            let input = Input::Peers(self.peer_reports());
+            let outs = self.keeper.step(self.now(), input);
             self.apply(outs, None);
         }
+    }
+
+    /// The peers' latest answers, on the lease core's clock.
+    fn peer_reports(&self) -> Vec<PeerReport> {
+        let p = self.probes.lock().expect("probe state lock");
+        p.answers
+            .iter()
+            .filter(|(id, _)| p.peers.contains_key(id))
+            .map(|(&node, (sent, a))| PeerReport {
+                node,
+                sent_at: sent.saturating_duration_since(self.origin),
+                epoch: a.epoch,
+                reaches: a.reaches.iter().copied().collect(),
+                fence_known: a.fence_known,
+                arbiter_contact: a.arbiter_contact,
+            })
+            .collect()
     }
 
     /// Keep the core ticking without a session for `d`.
@@ -481,6 +503,7 @@ impl Session {
             Input::Welcome {
                 heartbeat_interval: interval,
                 epoch: w.epoch,
+                ride_out: Duration::from_millis(w.ride_out_ms),
             },
         );
         self.apply(outs, Some(&tx));
@@ -516,7 +539,7 @@ impl Session {
                     if last_heard.elapsed() >= silence {
                         return Err(format!("no answer from the arbiter for {silence:?}").into());
                     }
-                    Input::Tick
+                    Input::Peers(self.peer_reports())
                 }
                 Some(Err(s)) => return Err(refusal(&s)),
                 Some(Ok(None)) => return Err("the arbiter closed the session".into()),
@@ -545,6 +568,8 @@ impl Session {
                                 epoch: a.epoch,
                                 survivors: a.backed.into_iter().collect(),
                                 gone: a.gone.into_iter().collect(),
+                                leaving: a.leaving.into_iter().collect(),
+                                undecided: a.undecided,
                             }
                         }
                         Some(pb::arbiter_message::Body::Announcement(a)) => {
@@ -558,7 +583,7 @@ impl Session {
                                 gone: a.gone.into_iter().collect(),
                             }
                         }
-                        _ => Input::Tick,
+                        _ => Input::Peers(self.peer_reports()),
                     }
                 }
             };
@@ -584,6 +609,28 @@ impl Session {
 
     fn apply(&mut self, outs: Vec<Output>, tx: Option<&mpsc::Sender<pb::AgentMessage>>) {
         let node = self.plan.node;
+        let now = self.now();
+        self.probes.lock().expect("probe state lock").own = Some(self.keeper.own_report(now));
+        let ridden = self
+            .keeper
+            .lease(now)
+            .map_or(Duration::ZERO, |l| l.ridden());
+        if ridden.is_zero() != self.ridden.is_zero() {
+            if ridden.is_zero() {
+                info!(
+                    node.id = node,
+                    ridden_ms = self.ridden.as_millis() as u64,
+                    "lease no longer ridden out (an arbiter granted one, or it lapsed)"
+                );
+            } else {
+                warn!(
+                    node.id = node,
+                    ride_out_ms = self.keeper.ride_out().as_millis() as u64,
+                    "no arbiter grants a lease; riding it out while the mesh is whole"
+                );
+            }
+        }
+        self.ridden = ridden;
         if let Some(w) = &self.watchdog {
             w.set_lease_until(self.keeper.lease(self.now()).map(|l| self.origin + l.until));
             w.tick();
@@ -599,6 +646,7 @@ impl Session {
                     seq,
                     sent_at,
                     known_epoch,
+                    acked_seq,
                 } => {
                     let Some(tx) = tx else { continue };
                     let report = self.runner.as_ref().map(|r| r.report()).unwrap_or_default();
@@ -609,6 +657,8 @@ impl Session {
                         heuristics: self.heuristics.score(),
                         known_epoch,
                         applied_seq: report.applied_seq,
+                        acked_seq,
+                        ridden_ms: ridden.as_millis() as u64,
                         watchdog_timeout_ms: self.watchdog_ms(),
                         groups: report
                             .states
@@ -824,6 +874,8 @@ mod tests {
                         reason: String::new(),
                         groups: vec![],
                         gone_by_watchdog: vec![],
+                        leaving: vec![],
+                        undecided: false,
                     };
                     if tx
                         .send(msg(pb::arbiter_message::Body::Ack(ack)))

@@ -314,6 +314,13 @@ pub struct ClusterConfig {
     /// again is waited for before its silence counts. Default 3 s.
     #[serde(default, with = "humantime_serde")]
     pub reconnect_allowance: Option<Duration>,
+    /// How far beyond the arbiter's last grant an agent may ride its lease
+    /// out while no arbiter grants one (a handover, a restart) and the
+    /// cluster's mesh is whole. Every wait for a node's lease to end
+    /// allows for it (the watchdog rule, a restarted agent). Default 0 s:
+    /// off; at most 60 s.
+    #[serde(default, with = "humantime_serde")]
+    pub ride_out: Option<Duration>,
     /// Most nodes fenced in one transition. Default: half the nodes (≥ 1).
     #[serde(default)]
     pub storm_limit: Option<usize>,
@@ -802,7 +809,27 @@ fn validate_cluster(
         fence_retry_min: c.fence_retry_min.unwrap_or(d.fence_retry_min),
         fence_retry_max: c.fence_retry_max.unwrap_or(d.fence_retry_max),
         reconnect_allowance: c.reconnect_allowance.unwrap_or(d.reconnect_allowance),
+        ride_out: c.ride_out.unwrap_or(d.ride_out),
     };
+    if timing.ride_out > Duration::from_secs(60) {
+        errs.push(err(
+            format!("{at}.ride_out"),
+            format!(
+                "{:?} is more than the {:?} an agent accepts",
+                timing.ride_out,
+                Duration::from_secs(60)
+            ),
+        ));
+    }
+    if !timing.ride_out.is_zero() && timing.ride_out < timing.lease {
+        errs.push(err(
+            format!("{at}.ride_out"),
+            format!(
+                "{:?} is shorter than one lease ({:?}): it would ride nothing out (use 0s to turn it off)",
+                timing.ride_out, timing.lease
+            ),
+        ));
+    }
     if timing.heartbeat_interval < Duration::from_millis(1) {
         errs.push(err(
             format!("{at}.heartbeat_interval"),

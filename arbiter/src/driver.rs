@@ -583,6 +583,7 @@ impl ClusterDriver {
                         epoch: self.core.epoch(),
                         groups: self.group_definitions.clone(),
                         node_name: self.plan.names.get(&node).cloned().unwrap_or_default(),
+                        ride_out_ms: t.ride_out.as_millis() as u64,
                     };
                     self.send_to(node, session, pb::arbiter_message::Body::Welcome(welcome));
                 }
@@ -607,6 +608,8 @@ impl ClusterDriver {
                     heuristics: hb.heuristics,
                     known_epoch: hb.known_epoch,
                     applied_seq: hb.applied_seq,
+                    acked_seq: hb.acked_seq,
+                    ridden: Duration::from_millis(hb.ridden_ms.min(600_000)),
                     groups: hb
                         .groups
                         .iter()
@@ -907,14 +910,17 @@ impl ClusterDriver {
                 gone,
                 reason,
                 grants,
+                leaving,
+                undecided,
             } => {
                 // With etcd: no lease from a leader whose own lease may
-                // have lapsed (a standby may lead already).
-                let (lease, grants, reason) = match &self.leader {
+                // have lapsed (a standby may lead already), and no say
+                // over a lease ridden out either.
+                let (lease, grants, reason, undecided) = match &self.leader {
                     Some(clock) if lease.is_some() && !clock.holds() => {
-                        (None, Vec::new(), "the arbiter's leadership lapsed")
+                        (None, Vec::new(), "the arbiter's leadership lapsed", true)
                     }
-                    _ => (lease, grants, reason),
+                    _ => (lease, grants, reason, undecided),
                 };
                 if lease.is_some() {
                     self.metrics.lease_granted();
@@ -935,6 +941,8 @@ impl ClusterDriver {
                     gone_by_watchdog: self.gone_by_watchdog(&gone),
                     gone: gone.into_iter().collect(),
                     reason: reason.to_string(),
+                    leaving: leaving.into_iter().collect(),
+                    undecided,
                 };
                 self.send_to(node, session, pb::arbiter_message::Body::Ack(ack));
             }

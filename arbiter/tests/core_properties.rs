@@ -264,6 +264,8 @@ fn run(n: u32, lms: bool, events: Vec<Ev>) -> Result<Rules, TestCaseError> {
                                 known_epoch: 0,
                                 applied_seq: 0,
                                 groups: Vec::new(),
+                                acked_seq: 0,
+                                ridden: std::time::Duration::ZERO,
                             };
                             step(&mut core, &mut rules, now, hb)?;
                         }
@@ -338,6 +340,8 @@ fn run(n: u32, lms: bool, events: Vec<Ev>) -> Result<Rules, TestCaseError> {
                     known_epoch: 0,
                     applied_seq: 0,
                     groups: Vec::new(),
+                    acked_seq: 0,
+                    ridden: std::time::Duration::ZERO,
                 };
                 step(&mut core, &mut rules, now, hb)?;
             }

@@ -4,6 +4,14 @@
 use arbiter::core::Mutant as CoreMutant;
 use tests::sim::{self, Focus, Mutant, Options, Totals, Violation};
 
+/// A seed as it was recorded: before agents rode leases out (the ride-out
+/// stream changes the timing of the runs that draw it).
+fn recorded(seed: u64) -> Options {
+    let mut o = Options::new(seed);
+    o.ride_out = false;
+    o
+}
+
 fn run_seeds(range: std::ops::Range<u64>, mutant: Option<Mutant>) -> (Totals, Vec<Violation>) {
     run_focused(range, mutant, None)
 }
@@ -13,12 +21,18 @@ fn run_focused(
     mutant: Option<Mutant>,
     focus: Option<Focus>,
 ) -> (Totals, Vec<Violation>) {
-    let mut o = Options::new(range.start);
+    let mut o = recorded(range.start);
     o.mutant = mutant;
     o.focus = focus;
     // The mutants' thresholds were counted before the operator stream
-    // existed; the operator plays in the seeds run without a mutant.
+    // existed; the operator plays in the seeds run without a mutant. So
+    // with the ride-out: in the seeds without a mutant and with the
+    // ride-out's own.
     o.operator = mutant.is_none();
+    o.ride_out = matches!(
+        mutant,
+        None | Some(Mutant::Ride(_)) | Some(Mutant::Core(CoreMutant::IgnoreRideOut))
+    );
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4);
@@ -115,7 +129,7 @@ fn checker_catches_a_lease_to_another_process_at_once() {
         &[],
     );
     for seed in [287, 1571, 9060] {
-        if let Err(v) = sim::run(&Options::new(seed)) {
+        if let Err(v) = sim::run(&recorded(seed)) {
             panic!("{v}");
         }
     }
@@ -145,7 +159,7 @@ fn regression_seeds() {
         40, 41, 744, 1486, 2454, 2655, 5904, 9019, 12077, 16012, 19293, 41761, 85728, 101943,
         186098, 803657, 815472,
     ] {
-        let mut o = Options::new(seed);
+        let mut o = recorded(seed);
         o.config_faults = false;
         o.duplicates = false;
         if let Err(v) = sim::run(&o) {
@@ -169,7 +183,7 @@ fn regression_seeds() {
 #[test]
 fn regression_seeds_of_the_configuration_faults() {
     for seed in [1404, 2559, 9732, 10740, 11053, 14157, 14841, 62563] {
-        let mut o = Options::new(seed);
+        let mut o = recorded(seed);
         o.peer_cuts = false;
         o.duplicates = false;
         if let Err(v) = sim::run(&o) {
@@ -201,20 +215,20 @@ fn regression_seeds_of_the_configuration_faults() {
 #[test]
 fn regression_seeds_of_the_peer_graph() {
     for seed in [19, 460, 2983, 7372, 8420, 9927] {
-        let mut o = Options::new(seed);
+        let mut o = recorded(seed);
         o.peer_cuts = false;
         o.duplicates = false;
         if let Err(v) = sim::run(&o) {
             panic!("{v}");
         }
     }
-    let mut o = Options::new(17792);
+    let mut o = recorded(17792);
     o.duplicates = false;
     if let Err(v) = sim::run(&o) {
         panic!("{v}");
     }
     for seed in [13, 761, 780, 2098] {
-        let mut o = Options::new(seed);
+        let mut o = recorded(seed);
         o.focus = Some(Focus::PeerCuts);
         if let Err(v) = sim::run(&o) {
             panic!("{v}");
@@ -274,7 +288,7 @@ fn regression_seeds_of_the_soaks() {
     .into_iter()
     .chain([(219446, Some(Focus::ArbiterOutages))])
     {
-        let mut o = Options::new(seed);
+        let mut o = recorded(seed);
         o.duplicates = false;
         o.focus = focus;
         if let Err(v) = sim::run(&o) {
@@ -301,7 +315,7 @@ fn regression_seeds_of_the_watchdog_soak() {
     for seed in [
         3929, 64279, 79549, 104904, 112379, 130229, 142927, 165156, 165412, 179461, 193573,
     ] {
-        if let Err(v) = sim::run(&Options::new(seed)) {
+        if let Err(v) = sim::run(&recorded(seed)) {
             panic!("{v}");
         }
     }
@@ -382,7 +396,7 @@ fn checker_catches_edges_proven_before_an_outage_counted_after_it() {
 /// by the availability rule (seeds found by running the mutant).
 fn assert_caught_on(mutant: CoreMutant, seeds: &[(u64, Option<Focus>, bool)]) {
     for &(seed, focus, peer_cuts) in seeds {
-        let mut o = Options::new(seed);
+        let mut o = recorded(seed);
         o.mutant = Some(Mutant::Core(mutant));
         o.focus = focus;
         o.peer_cuts = peer_cuts;
@@ -538,7 +552,7 @@ fn checker_catches_the_agent_forgotten_across_a_restart() {
 #[test]
 fn a_duplicate_taken_for_a_reboot_does_not_let_the_node_that_never_went_off_back_in() {
     // (Recorded before the machines had watchdogs.)
-    let mut o = Options::new(390685);
+    let mut o = recorded(390685);
     o.watchdogs = false;
     o.operator = false;
     let r = sim::run(&o).unwrap_or_else(|v| panic!("{v}"));
@@ -546,7 +560,7 @@ fn a_duplicate_taken_for_a_reboot_does_not_let_the_node_that_never_went_off_back
         r.duplicate_identities > 0 && r.confirmed_but_alive > 0,
         "{r:?}"
     );
-    let mut o = Options::new(390685);
+    let mut o = recorded(390685);
     o.watchdogs = false;
     o.operator = false;
     o.mutant = Some(Mutant::Core(CoreMutant::ForgetFencedAgents));
@@ -596,8 +610,8 @@ fn checker_catches_a_device_that_lies_about_power_off() {
 
 #[test]
 fn a_seed_replays_identically() {
-    let a = sim::run(&Options::new(777)).expect("seed 777");
-    let b = sim::run(&Options::new(777)).expect("seed 777");
+    let a = sim::run(&recorded(777)).expect("seed 777");
+    let b = sim::run(&recorded(777)).expect("seed 777");
     assert_eq!(
         (a.events, a.fences_confirmed, a.final_epoch),
         (b.events, b.fences_confirmed, b.final_epoch)
@@ -721,7 +735,7 @@ fn checker_catches_an_epoch_that_goes_back_after_the_store_is_lost() {
 /// Arbiter outages alone (isolation, stalls) fence nobody with the real core.
 #[test]
 fn the_arbiters_own_outages_fence_nobody() {
-    let mut o = Options::new(0);
+    let mut o = recorded(0);
     o.focus = Some(Focus::ArbiterOutages);
     // Only the arbiter's faults (and configuration changes, which fence
     // nobody running): no node cut off from its peers.
@@ -746,7 +760,7 @@ fn the_arbiters_own_outages_fence_nobody() {
 #[test]
 fn regression_seeds_of_resource_groups() {
     for seed in [56, 649, 666, 843, 892, 1723, 2440] {
-        if let Err(v) = sim::run(&Options::new(seed)) {
+        if let Err(v) = sim::run(&recorded(seed)) {
             panic!("{v}");
         }
     }
@@ -774,7 +788,7 @@ fn checker_catches_a_group_started_before_its_previous_holder_stopped() {
 /// and the seed keeps every invariant without it.
 #[test]
 fn checker_catches_a_held_node_fenced_while_young() {
-    let mut o = Options::new(1932);
+    let mut o = recorded(1932);
     o.mutant = Some(Mutant::Core(CoreMutant::HeldFencedWhileYoung));
     match sim::run(&o) {
         Err(v) => assert_eq!(v.rule, "fence only what must be fenced", "{v}"),
@@ -797,7 +811,7 @@ fn checker_catches_a_held_node_fenced_while_young() {
 #[test]
 fn checker_catches_a_member_decided_on_its_stale_hold() {
     for seed in [1932, 34362] {
-        let mut o = Options::new(seed);
+        let mut o = recorded(seed);
         let r = sim::run(&o).unwrap_or_else(|v| panic!("{v}"));
         assert!(r.maintenance_holds > 0, "seed {seed} held nobody: {r:?}");
         o.mutant = Some(Mutant::Core(CoreMutant::DecidesOnStaleHold));
@@ -815,7 +829,7 @@ fn checker_catches_a_member_decided_on_its_stale_hold() {
 /// the end of the maintenance too.
 #[test]
 fn regression_seed_of_the_operator() {
-    let mut o = Options::new(340);
+    let mut o = recorded(340);
     o.focus = Some(Focus::WrongOutlets);
     let r = sim::run(&o).unwrap_or_else(|v| panic!("{v}"));
     assert!(r.maintenance_holds > 0, "{r:?}");

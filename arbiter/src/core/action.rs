@@ -234,6 +234,12 @@ pub enum Action {
         reason: &'static str,
         /// The resource groups placed on this node.
         grants: Vec<Grant>,
+        /// Nodes of `backed` leaving it (fence running, or confirmed and
+        /// not yet announced): no agent rides a lease out knowing one.
+        leaving: BTreeSet<NodeId>,
+        /// No lease because the arbiter cannot decide yet (grace, no
+        /// quorate set heard): a lease being ridden out stands.
+        undecided: bool,
     },
     /// Run every device of this fence level (off, then confirm by status)
     /// and report back with `Event::FenceFinished`.

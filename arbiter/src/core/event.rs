@@ -97,6 +97,10 @@ pub enum Event {
         /// ...and its resource groups are in these states (a group not
         /// listed is stopped).
         groups: Vec<(String, RunState)>,
+        /// The highest acknowledgement the agent received (0: none).
+        acked_seq: u64,
+        /// How far its lease runs past the last grant, ridden out.
+        ridden: std::time::Duration,
     },
     /// An operator moves a resource group (checked with
     /// [`ArbiterCore::check_move`](super::ArbiterCore::check_move) first).

@@ -79,6 +79,8 @@ proptest! {
                         reachable,
                         heuristics: 0,
                         known_epoch: h.core.epoch(), applied_seq: 0, groups: Vec::new(),
+                        acked_seq: 0,
+                        ridden: std::time::Duration::ZERO,
                     });
                     (p, out)
                 }

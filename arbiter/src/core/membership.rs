@@ -170,6 +170,14 @@ pub struct NodeView {
     /// last confirmed off (in this life of the arbiter): a watchdog vouches
     /// only for the machine it resets.
     pub boots_heard: BTreeSet<u64>,
+    /// Per node leaving the backed set: the first acknowledgement on this
+    /// node's session that named it leaving (session, seq).
+    pub told_leaving: BTreeMap<NodeId, (u64, u64)>,
+    /// A peer acknowledged this node's fence: no lease of it is ridden out
+    /// past this instant (the peer answers its probes "fence known").
+    pub ride_stopped: Option<Duration>,
+    /// How far its lease ran past the last grant, as its agent last said.
+    pub ridden: Duration,
 }
 
 impl Default for NodeView {
@@ -196,6 +204,9 @@ impl Default for NodeView {
             watchdog: None,
             watchdog_deadline: None,
             boots_heard: BTreeSet::new(),
+            told_leaving: BTreeMap::new(),
+            ride_stopped: None,
+            ridden: Duration::ZERO,
         }
     }
 }

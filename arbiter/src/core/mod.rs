@@ -94,6 +94,8 @@ pub const MAX_EPOCH: u64 = u64::MAX / 2;
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mutant {
+    /// Waits for a node's lease to end ignore that it may be ridden out.
+    IgnoreRideOut,
     /// A node being fenced still gets leases.
     LeaseToFencingNode,
     /// The start-up grace is half a lease instead of `lease_max`.
@@ -254,6 +256,12 @@ struct Hold {
     /// (or when it was first seen live during it): see `held`.
     seqs: BTreeMap<NodeId, (Option<u64>, u64)>,
 }
+
+const GRACE: &str = "arbiter start-up grace period";
+const NO_QUORATE_SET_HEARD: &str = "the arbiter hears no quorate set";
+const NO_VERDICT: &str = "no quorate survivor set";
+/// Lease refusals that mean "not decided yet" rather than "not you".
+const UNDECIDED: [&str; 3] = [GRACE, NO_QUORATE_SET_HEARD, NO_VERDICT];
 
 /// A read-only snapshot for the admin API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -790,6 +798,8 @@ impl ArbiterCore {
                 known_epoch,
                 applied_seq,
                 groups,
+                acked_seq,
+                ridden,
             } => self.heartbeat(
                 now,
                 node,
@@ -799,6 +809,7 @@ impl ArbiterCore {
                 heuristics,
                 known_epoch,
                 (applied_seq, groups),
+                (acked_seq, ridden),
                 &mut out,
             ),
             Event::Move { group, node } => {
@@ -991,6 +1002,22 @@ impl ArbiterCore {
         let reset_by_watchdog = self.spec.nodes[&node].watchdog_level.is_some()
             && self.placement.untrusted(node)
             && self.watchdog_until(node).is_ok_and(|t| now >= t);
+        // With ride-out, the instance heard last (in this life or an
+        // earlier one) may be riding its lease out: any other waits until
+        // that lease surely ended.
+        let rider_bound = {
+            let v = &self.nodes[&node];
+            let rider = if v.instance != 0 {
+                v.instance
+            } else {
+                v.seen.map_or(0, |a| a.instance)
+            };
+            if instance == 0 || instance != rider {
+                self.lease_end_bound(node)
+            } else {
+                None
+            }
+        };
         let v = self.nodes.get_mut(&node).expect("known node");
         if v.session != Some(session) {
             v.session_since = now;
@@ -1003,6 +1030,11 @@ impl ArbiterCore {
                 && self.mutant != Some(Mutant::LeaseToAnotherProcessAtOnce)
             {
                 v.no_lease_before = v.lease_bound;
+            }
+            if let Some(b) = rider_bound.filter(|&b| b > now)
+                && self.mutant != Some(Mutant::LeaseToAnotherProcessAtOnce)
+            {
+                v.no_lease_before = Some(v.no_lease_before.map_or(b, |t| t.max(b)));
             }
             // What its peers reported of a previous process is stale; the
             // same process reconnecting kept probing (and its peers kept
@@ -1041,11 +1073,14 @@ impl ArbiterCore {
     }
 
     /// Why `node` gets no lease now; `None`: it gets one.
+    ///
+    /// The refusals in [`UNDECIDED`] say the arbiter cannot decide yet: a
+    /// lease an agent rides out stands through them.
     fn lease_refusal(&self, now: Duration, node: NodeId) -> Option<&'static str> {
         let v = &self.nodes[&node];
         let in_verdict = self.verdict.as_ref().is_some_and(|s| s.contains(&node));
         match &v.phase {
-            _ if !self.ready => Some("arbiter start-up grace period"),
+            _ if !self.ready => Some(GRACE),
             Phase::Leaving(_) if self.mutant == Some(Mutant::LeaseToFencingNode) => None,
             Phase::Leaving(_) => Some("node is being fenced"),
             Phase::Off | Phase::Gone => Some("node was fenced; it rejoins at the next epoch"),
@@ -1061,8 +1096,8 @@ impl ArbiterCore {
             _ if v.no_lease_before.is_some_and(|t| now < t) => {
                 Some("another agent instance of this node may still hold a lease")
             }
-            _ if self.contact_since.is_none() => Some("the arbiter hears no quorate set"),
-            _ if self.verdict.is_none() => Some("no quorate survivor set"),
+            _ if self.contact_since.is_none() => Some(NO_QUORATE_SET_HEARD),
+            _ if self.verdict.is_none() => Some(NO_VERDICT),
             Phase::Joining => Some("not in the backed survivor set"),
             Phase::Member if !in_verdict => Some("outside the current verdict"),
             Phase::Member => None,
@@ -1080,6 +1115,7 @@ impl ArbiterCore {
         heuristics: u32,
         known_epoch: u64,
         (applied_seq, groups): (u64, Vec<(String, RunState)>),
+        (acked_seq, ridden): (u64, Duration),
         out: &mut Vec<Action>,
     ) {
         if self.refused(node, session, known_epoch, out) {
@@ -1142,6 +1178,7 @@ impl ArbiterCore {
         v.last_heard = Some(now);
         v.reach = reachable.into_iter().filter(|&r| r != node).collect();
         v.heuristics = heuristics;
+        v.ridden = ridden;
         if known_epoch > v.known_epoch {
             v.known_epoch = known_epoch;
             if known_epoch == self.epoch {
@@ -1152,6 +1189,7 @@ impl ArbiterCore {
             }
         }
         self.note_reported_epoch(node, known_epoch, out);
+        self.note_fence_news_received(now, node, session, acked_seq);
         // Another process of this node (restarted, or a duplicate) may still
         // hold a lease: its groups run until that lease ends, whatever
         // this one says of its own.
@@ -1201,6 +1239,16 @@ impl ArbiterCore {
         self.place(now, out);
         let (grants, deltas) = self.placement.grants(node, session, seq, lease.is_some());
         out.extend(deltas.into_iter().map(Action::Persist));
+        let leaving = self.leaving_backed();
+        let v = self.nodes.get_mut(&node).expect("checked above");
+        v.told_leaving
+            .retain(|x, (s, _)| leaving.contains(x) && *s == session);
+        for &x in leaving.iter().filter(|&&x| x != node) {
+            v.told_leaving.entry(x).or_insert((session, seq));
+        }
+        if lease.is_some() {
+            v.ride_stopped = None;
+        }
         out.push(Action::Ack {
             node,
             session,
@@ -1212,7 +1260,79 @@ impl ArbiterCore {
             gone,
             reason: reason.unwrap_or(""),
             grants,
+            leaving,
+            undecided: reason.is_some_and(|r| UNDECIDED.contains(&r)),
         });
+    }
+
+    /// Nodes of the backed set leaving it: a fence running, or confirmed
+    /// and not yet announced (what agents must know to ride nothing out).
+    fn leaving_backed(&self) -> BTreeSet<NodeId> {
+        self.backed
+            .iter()
+            .filter(|n| {
+                self.nodes.get(n).is_some_and(|v| {
+                    matches!(
+                        v.phase,
+                        Phase::Leaving(_) | Phase::Off | Phase::AliveAfterOff { .. }
+                    )
+                })
+            })
+            .copied()
+            .collect()
+    }
+
+    /// `node`'s agent received every acknowledgement up to `acked_seq` on
+    /// `session`: each node it was told is leaving answers its probes
+    /// "fence known" since, so no lease of that node is ridden out past
+    /// now plus one lease (with the margins of `lease_bound`).
+    fn note_fence_news_received(
+        &mut self,
+        now: Duration,
+        node: NodeId,
+        session: u64,
+        acked_seq: u64,
+    ) {
+        if self.spec.timing.ride_out.is_zero() {
+            return;
+        }
+        let Some(v) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        let known: Vec<NodeId> = v
+            .told_leaving
+            .iter()
+            .filter(|(_, (s, seq))| *s == session && acked_seq >= *seq)
+            .map(|(&x, _)| x)
+            .collect();
+        let stop = now + self.spec.timing.lease_max() + self.spec.timing.stall_after();
+        for x in known {
+            if let Some(w) = self.nodes.get_mut(&x) {
+                w.ride_stopped = Some(w.ride_stopped.map_or(stop, |t| t.min(stop)));
+            }
+        }
+    }
+
+    /// The latest instant a lease of `node` may run, ridden out or not:
+    /// its last grant's bound, or, with `ride_out`, that bound (or an
+    /// earlier life's leases' end) plus the ride-out, unless a peer
+    /// acknowledged its fence earlier (`ride_stopped`).
+    fn lease_end_bound(&self, node: NodeId) -> Option<Duration> {
+        let v = self.nodes.get(&node)?;
+        let ride = self.spec.timing.ride_out_max();
+        if ride.is_zero() || self.mutant == Some(Mutant::IgnoreRideOut) {
+            return v.lease_bound;
+        }
+        let granted = v
+            .lease_bound
+            .unwrap_or_default()
+            .max(self.earlier_leases_end);
+        let capped = granted + ride;
+        Some(
+            v.ride_stopped
+                .map_or(capped, |t| t.min(capped))
+                .max(v.lease_bound.unwrap_or_default()),
+        )
     }
 
     fn fence_finished(
@@ -1374,7 +1494,7 @@ impl ArbiterCore {
         let mutant_short = self.mutant == Some(Mutant::WatchdogWithoutTimeout);
         // From when no lease of it can be running: its own, one of another
         // instance of it, and one of an earlier life of the arbiter.
-        let leases_end = [v.lease_bound, v.no_lease_before]
+        let leases_end = [self.lease_end_bound(node), v.no_lease_before]
             .into_iter()
             .flatten()
             .chain([known_since, self.earlier_leases_end])
@@ -1818,11 +1938,16 @@ impl ArbiterCore {
         // A node confirmed off leaves `possible` once every lease it held
         // has ended too (belt and braces: a lying device cannot make two
         // runners).
+        let ends: BTreeMap<NodeId, Option<Duration>> = self
+            .nodes
+            .keys()
+            .map(|&n| (n, self.lease_end_bound(n)))
+            .collect();
         let nodes = &self.nodes;
         let cleared = |n: NodeId| {
             nodes.get(&n).is_some_and(|v| {
                 matches!(v.phase, Phase::Off | Phase::Gone)
-                    && v.lease_bound.is_none_or(|b| b <= now)
+                    && ends.get(&n).copied().flatten().is_none_or(|b| b <= now)
             })
         };
         let deltas = self.placement.place(now, &candidates, cleared);
@@ -2441,7 +2566,7 @@ impl ArbiterCore {
         // wrong outlet) cannot make two holders.
         if off
             .iter()
-            .any(|n| self.nodes[n].lease_bound.is_some_and(|b| b > now))
+            .any(|&n| self.lease_end_bound(n).is_some_and(|b| b > now))
         {
             return;
         }

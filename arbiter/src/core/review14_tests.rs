@@ -250,6 +250,8 @@ fn ok_a_fenced_agent_superseded_right_after_a_restart_is_caught_when_it_reconnec
             known_epoch: h.core.epoch(),
             applied_seq: 0,
             groups: Vec::new(),
+            acked_seq: 0,
+            ridden: std::time::Duration::ZERO,
         });
     }
     assert!(!alerted(&h, 3), "the core alone does not see it");

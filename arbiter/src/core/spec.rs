@@ -28,6 +28,10 @@ pub struct Timing {
     /// not yet heard again is waited for before its silence counts against
     /// it. Covers agents noticing the dead session and reconnecting.
     pub reconnect_allowance: Duration,
+    /// How far beyond its last grant an agent may ride its lease out while
+    /// no arbiter grants one and its cluster's mesh is whole (zero: never).
+    /// Every wait for a node's lease to end allows for it.
+    pub ride_out: Duration,
 }
 
 impl Default for Timing {
@@ -41,6 +45,7 @@ impl Default for Timing {
             fence_retry_min: Duration::from_millis(500),
             fence_retry_max: Duration::from_secs(10),
             reconnect_allowance: Duration::from_secs(3),
+            ride_out: Duration::ZERO,
         }
     }
 }
@@ -51,6 +56,15 @@ impl Timing {
     /// A restarted arbiter waits this long before granting anything.
     pub fn lease_max(&self) -> Duration {
         self.lease + self.lease / 50 + Duration::from_millis(1)
+    }
+
+    /// The longest a ride-out can last in real time beyond the grant it
+    /// extends (the agent's clock up to 2% slow; zero when off).
+    pub fn ride_out_max(&self) -> Duration {
+        if self.ride_out.is_zero() {
+            return Duration::ZERO;
+        }
+        self.ride_out + self.ride_out / 50 + Duration::from_millis(1)
     }
 
     /// A live node silent for longer than this is *suspect*: its last

@@ -234,6 +234,8 @@ impl H {
             known_epoch: self.epoch_of(id),
             applied_seq: seq - 1,
             groups: self.group_states.get(&id).cloned().unwrap_or_default(),
+            acked_seq: 0,
+            ridden: std::time::Duration::ZERO,
         };
         self.step(ev)
     }

@@ -257,6 +257,8 @@ fn unknown_nodes_are_refused_without_state_change() {
             known_epoch: 0,
             applied_seq: 0,
             groups: Vec::new(),
+            acked_seq: 0,
+            ridden: std::time::Duration::ZERO,
         },
     );
     assert!(matches!(out.as_slice(), [Action::Refuse { node: 9, .. }]));
@@ -272,6 +274,8 @@ fn unknown_nodes_are_refused_without_state_change() {
             known_epoch: 0,
             applied_seq: 0,
             groups: Vec::new(),
+            acked_seq: 0,
+            ridden: std::time::Duration::ZERO,
         },
     );
     assert!(matches!(out.as_slice(), [Action::Refuse { node: 1, .. }]));
@@ -375,6 +379,8 @@ fn restart_resumes_open_intents_and_waits_out_old_leases() {
             known_epoch: 4,
             applied_seq: 0,
             groups: Vec::new(),
+            acked_seq: 0,
+            ridden: std::time::Duration::ZERO,
         },
     );
     assert!(matches!(
@@ -577,6 +583,8 @@ fn store_lost(mutant: Option<Mutant>) -> Vec<Action> {
                     known_epoch: 7,
                     applied_seq: 0,
                     groups: Vec::new(),
+                    acked_seq: 0,
+                    ridden: std::time::Duration::ZERO,
                 },
             ));
         }
@@ -673,6 +681,8 @@ fn a_node_alive_after_its_confirmed_fence_raises_an_alert_and_gets_no_lease() {
             known_epoch: 2,
             applied_seq: 0,
             groups: Vec::new(),
+            acked_seq: 0,
+            ridden: std::time::Duration::ZERO,
         },
     );
     assert!(!leased(&ack, 3));
@@ -728,6 +738,8 @@ fn a_rebooted_node_is_a_new_instance_and_rejoins_without_alert() {
                 known_epoch: 0,
                 applied_seq: 0,
                 groups: Vec::new(),
+                acked_seq: 0,
+                ridden: std::time::Duration::ZERO,
             },
         ));
         for n in [1u32, 2] {
@@ -744,6 +756,8 @@ fn a_rebooted_node_is_a_new_instance_and_rejoins_without_alert() {
                     known_epoch: 0,
                     applied_seq: 0,
                     groups: Vec::new(),
+                    acked_seq: 0,
+                    ridden: std::time::Duration::ZERO,
                 },
             ));
         }
@@ -805,6 +819,8 @@ fn second_instance_first_lease(mutant: Option<Mutant>) -> (Duration, Duration) {
                 known_epoch: 1,
                 applied_seq: 0,
                 groups: Vec::new(),
+                acked_seq: 0,
+                ridden: std::time::Duration::ZERO,
             },
         )
     };
@@ -935,6 +951,8 @@ fn a_stale_session_naming_an_unknown_node_is_dropped_not_refused() {
             known_epoch: 0,
             applied_seq: 0,
             groups: Vec::new(),
+            acked_seq: 0,
+            ridden: std::time::Duration::ZERO,
         },
     );
     assert!(

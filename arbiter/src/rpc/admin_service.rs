@@ -299,6 +299,16 @@ impl pb::admin_server::Admin for AdminService {
                     alert: s.status.alerts.get(&id).cloned().unwrap_or_default(),
                     maintenance: s.maintenance.1 || s.maintenance.0.contains(&id),
                     fence: fence_progress(&s, v),
+                    // What a silent agent said last is not "now".
+                    ridden_ms: if v
+                        .last_heard
+                        .is_some_and(|t| s.now.saturating_sub(t) <= spec.timing.fresh_within())
+                    {
+                        v.ridden.as_millis() as u64
+                    } else {
+                        0
+                    },
+                    ride_out_ms: spec.timing.ride_out.as_millis() as u64,
                 });
             }
         }

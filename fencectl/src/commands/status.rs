@@ -133,6 +133,10 @@ pub struct NodeView {
     pub maintenance: bool,
     /// Its running fence.
     pub fence: Option<FenceView>,
+    /// How far past the arbiter's last grant its agent rides its lease
+    /// out (0: not riding), and the cluster's most (0: ride-out off).
+    pub ridden_ms: u64,
+    pub ride_out_ms: u64,
 }
 
 fn list(v: &[u32]) -> String {
@@ -290,6 +294,8 @@ pub async fn fetch_nodes(url: &str, cluster: &str) -> Result<Vec<NodeView>, CliE
             alert: (!n.alert.is_empty()).then_some(n.alert),
             maintenance: n.maintenance,
             fence: n.fence.map(FenceView::from),
+            ridden_ms: n.ridden_ms,
+            ride_out_ms: n.ride_out_ms,
         })
         .collect())
 }
@@ -306,7 +312,13 @@ pub fn render_nodes(nodes: &[NodeView]) -> String {
             n.node,
             n.name,
             n.state,
-            if n.lease { "yes" } else { "no" },
+            if n.lease {
+                "yes"
+            } else if n.ridden_ms > 0 {
+                "rides"
+            } else {
+                "no"
+            },
             if n.connected { "yes" } else { "no" },
             n.last_heard_ms
                 .map_or("never".to_string(), |m| format!("{m}ms")),
@@ -315,6 +327,12 @@ pub fn render_nodes(nodes: &[NodeView]) -> String {
         );
         if let Some(a) = &n.alert {
             s += &format!("{:<10} {:>4}  ALERT: {a}\n", "", n.node);
+        }
+        if n.ridden_ms > 0 {
+            s += &format!(
+                "{:<10} {:>4}  lease ridden out {}ms past its grant on the whole mesh (at most {}ms)\n",
+                "", n.node, n.ridden_ms, n.ride_out_ms
+            );
         }
         if n.maintenance {
             s += &format!(

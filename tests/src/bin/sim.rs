@@ -29,7 +29,7 @@ struct Args {
     /// Break a rule on purpose (see `Mutant::ALL` for the names).
     #[arg(long)]
     mutant: Option<String>,
-    /// A narrower mix of faults: flip-during-slow-fence | arbiter-outages | wrong-outlets | peer-cuts.
+    /// A narrower mix of faults: flip-during-slow-fence | arbiter-outages | wrong-outlets | peer-cuts | ride-out.
     #[arg(long)]
     focus: Option<String>,
     /// No second process speaking as a node (as the tests that plant bugs
@@ -44,6 +44,10 @@ struct Args {
     /// seeds recorded before there was one).
     #[arg(long)]
     no_operator: bool,
+    /// No agent rides its lease out (as the tests run seeds recorded before
+    /// agents did)
+    #[arg(long)]
+    no_ride_out: bool,
 }
 
 fn main() -> ExitCode {
@@ -65,9 +69,10 @@ fn main() -> ExitCode {
         Some("arbiter-outages") => Some(Focus::ArbiterOutages),
         Some("wrong-outlets") => Some(Focus::WrongOutlets),
         Some("peer-cuts") => Some(Focus::PeerCuts),
+        Some("ride-out") => Some(Focus::RideOut),
         Some(other) => {
             eprintln!(
-                "error: unknown --focus {other:?}; expected flip-during-slow-fence, arbiter-outages, wrong-outlets or peer-cuts"
+                "error: unknown --focus {other:?}; expected flip-during-slow-fence, arbiter-outages, wrong-outlets, peer-cuts or ride-out"
             );
             return ExitCode::from(64);
         }
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
         o.duplicates = !args.no_duplicates;
         o.watchdogs = !args.no_watchdogs;
         o.operator = !args.no_operator;
+        o.ride_out = !args.no_ride_out;
         return match sim::run(&o) {
             Ok(r) => {
                 println!("seed {seed}: ok {r:?}");
@@ -101,6 +107,7 @@ fn main() -> ExitCode {
     template.duplicates = !args.no_duplicates;
     template.watchdogs = !args.no_watchdogs;
     template.operator = !args.no_operator;
+    template.ride_out = !args.no_ride_out;
     let progress = |v: &sim::Violation| eprintln!("{v}");
     let mut totals = sim::Totals::default();
     let mut failures = Vec::new();
@@ -119,7 +126,7 @@ fn main() -> ExitCode {
     }
     let secs = started.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
     println!(
-        "{} seeds from {} in {:.1}s: {} failed, {} fences confirmed ({} configuration changes, {} fences confirmed while the node ran on, {} alive-after-off alerts, {} duplicate identities, {} fences too tangled to judge, {} watchdog resets, {} nodes counted fenced by the watchdog rule, {} maintenance controls, {} maintenance holds)",
+        "{} seeds from {} in {:.1}s: {} failed, {} fences confirmed ({} configuration changes, {} fences confirmed while the node ran on, {} alive-after-off alerts, {} duplicate identities, {} fences too tangled to judge, {} watchdog resets, {} nodes counted fenced by the watchdog rule, {} maintenance controls, {} maintenance holds, {} leases ridden out, longest {} ms)",
         args.seeds,
         args.start,
         secs,
@@ -134,6 +141,8 @@ fn main() -> ExitCode {
         totals.watchdog_fences,
         totals.maintenance_controls,
         totals.maintenance_holds,
+        totals.ride_outs,
+        totals.longest_ride_ms,
     );
     if failures.is_empty() {
         ExitCode::SUCCESS

@@ -46,6 +46,20 @@
 //!   alert, and the rule above, cover it);
 //! - **durability**: epochs only grow across restarts; every fence intent is
 //!   eventually confirmed (none lost across a restart);
+//! - **ride-out** (leases an agent extends on the whole mesh while no
+//!   arbiter grants one, `Timing::ride_out`): *bounded*, no lease runs
+//!   past its grant plus `ride_out`; *on a whole mesh*, no lease is ridden
+//!   out while a link between two nodes of its survivor set has been down
+//!   (or one of them stopped) for longer than a lease and the probe window
+//!   (`ride_window`); *without an arbiter*, no lease is ridden out while
+//!   another node of its survivor set has been taking granted leases every
+//!   interval for a lease and more: that node hears an arbiter, so the
+//!   rider is cut off, not the arbiter gone; *not through a fence*, no
+//!   lease is ridden out while another node of its survivor set has known
+//!   of a fence in progress (its last acknowledgement named one) for a
+//!   lease and more. (Two holders through a ridden
+//!   lease are caught by lease exclusivity, one holder per node and the
+//!   group truth, which read the lease as the agent holds it.)
 //! - **liveness** (at the end, after a fault-free phase): every node runs,
 //!   holding a lease under the same epoch with every node a survivor.
 
@@ -89,6 +103,21 @@ pub struct Checker {
     /// Nodes the arbiter counted fenced by the watchdog rule (cleared when
     /// switched off or reset).
     by_watchdog: BTreeSet<NodeId>,
+    /// Per link between two nodes (lower id first): down (either way, or
+    /// an end stopped) without a break since this instant.
+    down_since: BTreeMap<(NodeId, NodeId), u64>,
+    ride_out_us: u64,
+    /// How long a link down (or a peer granted leases) keeps every lease
+    /// of its survivor set from being ridden out, at most.
+    ride_window_us: u64,
+    /// Taking granted leases at most this far apart is "hearing an
+    /// arbiter" (agents say so for one and a half intervals; clocks
+    /// drift by 1%).
+    contact_gap_us: u64,
+    lease_us: u64,
+    /// Per node: its agent has known of a fence in progress, without a
+    /// break, since this instant.
+    fence_known_since: BTreeMap<NodeId, u64>,
 }
 
 /// Nodes with faults of their own the availability rule counts both in and
@@ -125,6 +154,13 @@ impl Checker {
             off_but_alive: BTreeMap::new(),
             unjudged: 0,
             by_watchdog: BTreeSet::new(),
+            down_since: BTreeMap::new(),
+            ride_out_us: t.ride_out.as_micros() as u64,
+            ride_window_us: (t.lease_max() + t.lease / 50 + t.heartbeat_interval * 6).as_micros()
+                as u64,
+            contact_gap_us: (t.heartbeat_interval * 7 / 5).as_micros() as u64,
+            lease_us: (t.lease + t.lease / 50).as_micros() as u64,
+            fence_known_since: BTreeMap::new(),
         }
     }
 
@@ -135,7 +171,95 @@ impl Checker {
 
     /// The links between nodes down (either way) at `now`.
     pub fn peer_links(&mut self, now_us: u64, broken: Broken) {
+        self.down_since.retain(|l, _| broken.contains(l));
+        for &l in &broken {
+            self.down_since.entry(l).or_insert(now_us);
+        }
         self.peers.observe(now_us, broken, self.window_us);
+    }
+
+    /// The ride-out rules (see the module's documentation) for the lease
+    /// `a`, node `id`'s, at `now`.
+    fn ride_out(
+        &self,
+        now_us: u64,
+        id: NodeId,
+        a: &Agent,
+        agents: &BTreeMap<NodeId, Agent>,
+    ) -> Check {
+        let local = a.local(now_us);
+        let Some(l) = a.keeper.lease(local) else {
+            return Ok(());
+        };
+        let over = l
+            .until
+            .saturating_sub(l.granted_until)
+            .saturating_sub(std::time::Duration::from_micros(self.ride_out_us));
+        if !over.is_zero() {
+            return Err((
+                "ride-out bounded",
+                format!(
+                    "node {id} holds a lease {over:?} past its grant plus ride_out ({}us)",
+                    self.ride_out_us
+                ),
+            ));
+        }
+        if l.ridden().is_zero() {
+            return Ok(());
+        }
+        let since = now_us.saturating_sub(self.ride_window_us);
+        for (&(p, q), &down) in &self.down_since {
+            if down < since && l.survivors.contains(&p) && l.survivors.contains(&q) {
+                return Err((
+                    "ride-out on a whole mesh",
+                    format!(
+                        "node {id} rides its lease out ({:?} past its grant, survivors {:?}) although the link {p}-{q} has been down since t={:.3}s",
+                        l.ridden(),
+                        l.survivors,
+                        down as f64 / 1e6
+                    ),
+                ));
+            }
+        }
+        let before = now_us.saturating_sub(self.lease_us + self.contact_gap_us);
+        for (&p, &t) in &self.fence_known_since {
+            if p != id && t < before && l.survivors.contains(&p) {
+                return Err((
+                    "ride-out not through a fence",
+                    format!(
+                        "node {id} rides its lease out ({:?} past its grant) while node {p} has known of a fence in progress since t={:.3}s",
+                        l.ridden(),
+                        t as f64 / 1e6
+                    ),
+                ));
+            }
+        }
+        let from = now_us.saturating_sub(self.lease_us + self.contact_gap_us);
+        for (&p, b) in agents {
+            if p == id || !l.survivors.contains(&p) || b.state != AgentState::Running {
+                continue;
+            }
+            let g = &b.grants_taken;
+            let covered = g.iter().any(|&t| t <= from)
+                && g.back()
+                    .is_some_and(|&t| now_us - t.min(now_us) < self.contact_gap_us)
+                && g.iter()
+                    .zip(g.iter().skip(1))
+                    .filter(|&(_, &y)| y > from)
+                    .all(|(&x, &y)| y - x < self.contact_gap_us);
+            if covered {
+                return Err((
+                    "ride-out without an arbiter",
+                    format!(
+                        "node {id} rides its lease out ({:?} past its grant) while node {p} took a granted lease at least every {}us since t={:.3}s",
+                        l.ridden(),
+                        self.contact_gap_us,
+                        from as f64 / 1e6
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The arbiter ran `Fence` for `node`.
@@ -251,6 +375,20 @@ impl Checker {
                         "node {id}'s agent and a second process speaking as node {id} both hold a lease"
                     ),
                 ));
+            }
+        }
+        for (&id, a) in agents {
+            let knows =
+                a.state == AgentState::Running && a.keeper.own_report(a.local(now_us)).fence_known;
+            if knows {
+                self.fence_known_since.entry(id).or_insert(now_us);
+            } else {
+                self.fence_known_since.remove(&id);
+            }
+        }
+        for (&id, a) in agents.iter().chain(clones) {
+            if matches!(a.state, AgentState::Running | AgentState::Frozen) {
+                self.ride_out(now_us, id, a, agents)?;
             }
         }
         let holders: Vec<(NodeId, u64, &BTreeSet<NodeId>)> = agents

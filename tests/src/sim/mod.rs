@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
 
 use agent::groups::{GroupInput, GroupKeeper, GroupOutput, GroupRun};
-use agent::lease::{Input, LeaseKeeper, Output};
+use agent::lease::{Input, LeaseKeeper, Output, PeerReport, RideMutant};
 use agent::watchdog::{Rule as WatchdogRule, Step as WatchdogStep};
 use arbiter::core::{
     Action, ArbiterCore, ClusterSpec, Event, GroupSpec, LevelOutcome, Mutant as CoreMutant, NodeId,
@@ -51,11 +51,27 @@ pub enum Mutant {
     WatchdogFedOnlyWithLease,
     /// A rule of the arbiter's core broken (see `arbiter::core::Mutant`).
     Core(CoreMutant),
+    /// A rule of the agents' ride-out broken (see `agent::lease::RideMutant`).
+    Ride(RideMutant),
 }
 
 impl Mutant {
     /// Every mutant, by the name the `sim` binary takes.
-    pub const ALL: [(&'static str, Mutant); 41] = [
+    pub const ALL: [(&'static str, Mutant); 46] = [
+        ("ride-without-cap", Mutant::Ride(RideMutant::NoCap)),
+        (
+            "ride-on-own-probes",
+            Mutant::Ride(RideMutant::IgnorePeerReach),
+        ),
+        (
+            "ride-beside-an-arbiter",
+            Mutant::Ride(RideMutant::IgnoreArbiterContact),
+        ),
+        (
+            "ride-through-a-fence",
+            Mutant::Ride(RideMutant::IgnoreFence),
+        ),
+        ("ignore-ride-out", Mutant::Core(CoreMutant::IgnoreRideOut)),
         ("announce-at-fence-start", Mutant::AnnounceAtFenceStart),
         ("lying-device", Mutant::LyingDevice),
         (
@@ -214,6 +230,10 @@ pub enum Focus {
     /// Every fence device wired to an unused outlet: every node the arbiter
     /// fences keeps running.
     WrongOutlets,
+    /// Arbiter outages of every length (cut off, stalled, crashed) with
+    /// agents riding their leases out, and partitions, crashes and freezes
+    /// of nodes during them.
+    RideOut,
     /// Nodes cut off from every peer (still reaching the arbiter), single
     /// links cut, one way or flapping, and heals: the links of one node do
     /// not all settle at the same instant.
@@ -255,6 +275,11 @@ pub struct Options {
     /// ends every maintenance when the chaos ends. Its own random stream,
     /// added after the watchdogs.
     pub operator: bool,
+    /// Agents that ride their leases out on the whole mesh while no
+    /// arbiter grants one (`Timing::ride_out` of 0.4 s to 2.5 s), in half
+    /// the runs; its own random stream, added after the operator. With a
+    /// ride-out mutant or `Focus::ArbiterOutages`, in every run.
+    pub ride_out: bool,
 }
 
 impl Options {
@@ -271,6 +296,7 @@ impl Options {
             duplicates: true,
             watchdogs: true,
             operator: true,
+            ride_out: true,
         }
     }
 }
@@ -327,6 +353,10 @@ pub struct Report {
     pub maintenance_controls: u32,
     /// Transitions a maintenance held (a node reported, not fenced).
     pub maintenance_holds: u32,
+    /// Leases agents began to ride out past their grant, and the longest
+    /// ride (ms).
+    pub ride_outs: u32,
+    pub longest_ride_ms: u64,
 }
 
 /// A machine's hardware watchdog.
@@ -369,6 +399,8 @@ enum Msg {
         applied_seq: u64,
         groups: Vec<(String, RunState)>,
         watchdog_ms: u64,
+        acked_seq: u64,
+        ridden: Duration,
     },
     Welcome {
         session: u64,
@@ -385,6 +417,8 @@ enum Msg {
         grants: Vec<(String, bool)>,
         /// The nodes of `gone` the watchdog rule counted fenced.
         by_watchdog: BTreeSet<NodeId>,
+        leaving: BTreeSet<NodeId>,
+        undecided: bool,
     },
     Announce {
         epoch: u64,
@@ -395,9 +429,17 @@ enum Msg {
     Probe {
         from: NodeId,
         seq: u64,
+        /// The prober's clock when it sent the probe (echoed).
+        sent_at: Duration,
     },
     ProbeReply {
         from: NodeId,
+        sent_at: Duration,
+        /// What the answering agent says of itself (for riding out).
+        epoch: u64,
+        reaches: BTreeSet<NodeId>,
+        fence_known: bool,
+        arbiter_contact: bool,
     },
 }
 
@@ -529,6 +571,11 @@ pub struct Agent {
     /// The last ack or announcement naming it gone said the watchdog rule
     /// counted it.
     gone_by_watchdog: bool,
+    /// The ride-out rule its lease core breaks (a mutant run).
+    ride_mutant: Option<RideMutant>,
+    /// Real times at which its lease core took a lease an ack granted
+    /// (the last few): the checker's view of "an arbiter in contact".
+    pub(crate) grants_taken: std::collections::VecDeque<u64>,
 }
 
 impl Agent {
@@ -538,12 +585,15 @@ impl Agent {
         offset_us: u64,
         rate_ppm: u64,
         peers: BTreeSet<NodeId>,
+        ride_mutant: Option<RideMutant>,
     ) -> Self {
         Agent {
             state: AgentState::Running,
             inc,
             boot,
-            keeper: LeaseKeeper::new(node),
+            keeper: LeaseKeeper::with_mutant(node, ride_mutant),
+            ride_mutant,
+            grants_taken: std::collections::VecDeque::new(),
             groups: GroupKeeper::new(),
             watchdog: None,
             own_fault: false,
@@ -657,6 +707,8 @@ pub struct Sim {
     /// The operator's stream, and whether this run has one.
     rng_op: ChaCha8Rng,
     operator: bool,
+    /// Nodes whose lease is ridden out now (for the report).
+    riding: BTreeSet<NodeId>,
 }
 
 const TICK_US: u64 = 10_000;
@@ -693,6 +745,8 @@ pub struct Totals {
     pub watchdog_fences: u64,
     pub maintenance_controls: u64,
     pub maintenance_holds: u64,
+    pub ride_outs: u64,
+    pub longest_ride_ms: u64,
 }
 
 impl Totals {
@@ -709,6 +763,8 @@ impl Totals {
         self.watchdog_fences += o.watchdog_fences;
         self.maintenance_controls += o.maintenance_controls;
         self.maintenance_holds += o.maintenance_holds;
+        self.ride_outs += o.ride_outs;
+        self.longest_ride_ms = self.longest_ride_ms.max(o.longest_ride_ms);
     }
 
     fn add(&mut self, r: &Report) {
@@ -723,6 +779,8 @@ impl Totals {
         self.watchdog_fences += u64::from(r.watchdog_fences);
         self.maintenance_controls += u64::from(r.maintenance_controls);
         self.maintenance_holds += u64::from(r.maintenance_holds);
+        self.ride_outs += u64::from(r.ride_outs);
+        self.longest_ride_ms = self.longest_ride_ms.max(r.longest_ride_ms);
     }
 }
 
@@ -802,10 +860,26 @@ impl Sim {
         } else {
             TieBreaker::LowestNodeId
         };
+        let mut rng_ride = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x1f83_d9ab_fb41_bd6b);
+        let ride_mutant = match opts.mutant {
+            Some(Mutant::Ride(m)) => Some(m),
+            _ => None,
+        };
+        let rides = opts.ride_out
+            && (ride_mutant.is_some()
+                || opts.mutant == Some(Mutant::Core(CoreMutant::IgnoreRideOut))
+                || matches!(opts.focus, Some(Focus::ArbiterOutages | Focus::RideOut))
+                || rng_ride.random_bool(0.5));
+        let ride_out = if rides {
+            Duration::from_millis([400, 1_000, 2_500][rng_ride.random_range(0..3)])
+        } else {
+            Duration::ZERO
+        };
         let timing = Timing {
             fence_timeout: Duration::from_millis(300),
             fence_retry_min: Duration::from_millis(100),
             fence_retry_max: Duration::from_millis(800),
+            ride_out,
             ..Timing::default()
         };
         let storm_limit = if rng.random_bool(0.5) {
@@ -860,7 +934,10 @@ impl Sim {
                 let offset = rng.random_range(0..1_000_000_000);
                 let rate = rng.random_range(990_000..=1_010_000);
                 let peers = spec.nodes.keys().copied().collect();
-                (id, Agent::new(id, (1, first_boot(id)), offset, rate, peers))
+                (
+                    id,
+                    Agent::new(id, (1, first_boot(id)), offset, rate, peers, ride_mutant),
+                )
             })
             .collect();
         let core_mutant = match opts.mutant {
@@ -929,6 +1006,7 @@ impl Sim {
             rng_wd: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x3c6e_f372_fe94_f82b),
             rng_op: ChaCha8Rng::seed_from_u64(opts.seed ^ 0xa54f_f53a_5f1d_36f1),
             operator: false,
+            riding: BTreeSet::new(),
             spec,
             opts,
         };
@@ -953,6 +1031,36 @@ impl Sim {
             sim.schedule(stop, Ev::CloneStop { node });
         }
         sim
+    }
+
+    /// Count leases that began to be ridden out, and the longest ride.
+    fn count_rides(&mut self) {
+        if self.spec.timing.ride_out.is_zero() {
+            return;
+        }
+        for (&id, a) in &self.agents {
+            let ridden = a
+                .keeper
+                .lease(a.local(self.now_us))
+                .map_or(Duration::ZERO, |l| l.ridden());
+            if ridden.is_zero() {
+                self.riding.remove(&id);
+            } else {
+                if self.riding.insert(id) {
+                    self.report.ride_outs += 1;
+                }
+                self.report.longest_ride_ms =
+                    self.report.longest_ride_ms.max(ridden.as_millis() as u64);
+            }
+        }
+    }
+
+    /// The ride-out rule agents break in this run (a mutant run).
+    fn ride_mutant(&self) -> Option<RideMutant> {
+        match self.opts.mutant {
+            Some(Mutant::Ride(m)) => Some(m),
+            _ => None,
+        }
     }
 
     /// Hardware watchdogs on some machines (see `Options::watchdogs`).
@@ -1059,7 +1167,7 @@ impl Sim {
         a.state = AgentState::Off;
         // (Down by a fault of its own until it is back: `observe`.)
         a.own_fault = true;
-        a.keeper = LeaseKeeper::new(node);
+        a.keeper = LeaseKeeper::with_mutant(node, a.ride_mutant);
         self.report.watchdog_resets += 1;
         let d = if self.chaos {
             self.rng_wd.random_range(300_000..2_000_000)
@@ -1139,6 +1247,7 @@ impl Sim {
             self.checker
                 .after_event(self.now_us, &self.agents, &self.clones)
                 .map_err(|(rule, detail)| self.violation(rule, detail))?;
+            self.count_rides();
         }
         self.now_us = end;
         self.checker
@@ -1380,6 +1489,7 @@ impl Sim {
                         offset,
                         rate,
                         peers,
+                        self.ride_mutant(),
                     );
                     // Where the node counts on a watchdog, the other
                     // machine may hold one armed (it runs no group: at
@@ -1663,9 +1773,10 @@ impl Sim {
                             let offset = self.rng_config.random_range(0..1_000_000_000);
                             let rate = self.rng_config.random_range(990_000..=1_010_000);
                             let peers = self.spec.nodes.keys().copied().collect();
+                            let ride = self.ride_mutant();
                             self.agents.insert(
                                 id,
-                                Agent::new(id, (1, first_boot(id)), offset, rate, peers),
+                                Agent::new(id, (1, first_boot(id)), offset, rate, peers, ride),
                             );
                             self.report.nodes = self.report.nodes.max(id);
                             self.schedule(0, Ev::AgentTick { node: id, inc: 1 });
@@ -1793,6 +1904,9 @@ impl Sim {
                 [22, 28, 78, 79, 80, 81, 100, 101][self.rng.random_range(0..8)]
             }
             Some(Focus::ArbiterOutages) => [62, 63, 70, 71, 99][self.rng.random_range(0..5)],
+            Some(Focus::RideOut) => {
+                [62, 62, 63, 70, 54, 100, 101, 12, 36, 46, 102, 99][self.rng.random_range(0..12)]
+            }
             // Faults that get nodes fenced (isolation, a freeze, a crash),
             // arbiter crashes and forward steps of its clock.
             Some(Focus::WrongOutlets) => {
@@ -1860,7 +1974,7 @@ impl Sim {
                 let a = self.agents.get_mut(&node).expect("node");
                 if a.state == AgentState::Running || a.state == AgentState::Frozen {
                     a.state = AgentState::Crashed;
-                    a.keeper = LeaseKeeper::new(node);
+                    a.keeper = LeaseKeeper::with_mutant(node, a.ride_mutant);
                     let d = self.rng.random_range(100_000..1_500_000);
                     self.trace(|| format!("node {node} agent crashed; restarts in {}ms", d / 1000));
                     self.schedule(d, Ev::AgentRestart { node });
@@ -1880,7 +1994,11 @@ impl Sim {
             }
             62..=69 => {
                 // The arbiter's own network: cut off from every node.
-                let d = self.rng.random_range(300_000..2_500_000);
+                let d = if self.opts.focus == Some(Focus::RideOut) {
+                    self.rng.random_range(50_000..4_000_000)
+                } else {
+                    self.rng.random_range(300_000..2_500_000)
+                };
                 self.trace(|| format!("arbiter cut off from every node for {}ms", d / 1000));
                 self.net.split(&[ARBITER]);
                 self.schedule(d, Ev::HealArbiter);
@@ -2026,7 +2144,7 @@ impl Sim {
                 let a = self.agents.get_mut(&node).expect("node");
                 if self.rng_config.random_bool(0.5) {
                     a.state = AgentState::Off;
-                    a.keeper = LeaseKeeper::new(node);
+                    a.keeper = LeaseKeeper::with_mutant(node, a.ride_mutant);
                     for on in self.group_truth.values_mut() {
                         on.remove(&node);
                     }
@@ -2060,7 +2178,7 @@ impl Sim {
         let inc = before.inc + 1;
         let boot = before.boot + u64::from(reboot);
         let peers = self.spec.nodes.keys().copied().collect();
-        let mut agent = Agent::new(node, (inc, boot), offset, rate, peers);
+        let mut agent = Agent::new(node, (inc, boot), offset, rate, peers, self.ride_mutant());
         if let Some(w) = self.watchdogs.get_mut(&node) {
             agent.watchdog = Some((w.timeout, WatchdogRule::default()));
             if reboot {
@@ -2095,7 +2213,7 @@ impl Sim {
             }
             let a = self.agents.get_mut(&node).expect("node");
             a.state = AgentState::Off;
-            a.keeper = LeaseKeeper::new(node);
+            a.keeper = LeaseKeeper::with_mutant(node, a.ride_mutant);
             self.report.fences_confirmed += 1;
             let d = if self.chaos {
                 self.rng.random_range(300_000..2_000_000)
@@ -2174,6 +2292,8 @@ impl Sim {
                 backed: survivors,
                 gone,
                 grants,
+                leaving,
+                undecided,
                 ..
             } => {
                 check(self.checker.sends_epoch(epoch, &self.store), self)?;
@@ -2206,6 +2326,8 @@ impl Sim {
                         gone,
                         grants: grants.into_iter().map(|g| (g.group, g.start)).collect(),
                         by_watchdog: self.by_watchdog(),
+                        leaving,
+                        undecided,
                     },
                 );
             }
@@ -2405,6 +2527,8 @@ impl Sim {
                     applied_seq,
                     groups,
                     watchdog_ms,
+                    acked_seq,
+                    ridden,
                 } => {
                     self.trace(|| format!("arbiter hears node {node} seq {seq} reach {reach:?} groups {groups:?} applied {applied_seq}"));
                     if self.wd_reported.get(&node) != Some(&(session, watchdog_ms)) {
@@ -2420,6 +2544,8 @@ impl Sim {
                         known_epoch,
                         applied_seq,
                         groups,
+                        acked_seq,
+                        ridden,
                     })?;
                 }
                 _ => {}
@@ -2428,6 +2554,7 @@ impl Sim {
         }
         let now_us = self.now_us;
         let hb = self.spec.timing.heartbeat_interval;
+        let ride_out = self.spec.timing.ride_out;
         let me = self.net.speaks_as(to);
         let group_names: Vec<String> = self.spec.groups.iter().map(|g| g.name.clone()).collect();
         let Some(a) = self.agent_mut(to) else {
@@ -2458,6 +2585,7 @@ impl Sim {
                 Input::Welcome {
                     heartbeat_interval: hb,
                     epoch,
+                    ride_out,
                 }
             }
             Msg::Ack {
@@ -2469,6 +2597,8 @@ impl Sim {
                 gone,
                 grants,
                 by_watchdog,
+                leaving,
+                undecided,
             } => {
                 if a.session != Some(session) || !a.welcomed {
                     return Ok(());
@@ -2488,6 +2618,8 @@ impl Sim {
                     epoch,
                     survivors,
                     gone,
+                    leaving,
+                    undecided,
                 }
             }
             Msg::Announce {
@@ -2505,28 +2637,71 @@ impl Sim {
                     gone,
                 }
             }
-            Msg::Probe { from, seq } => {
-                let _ = from;
+            Msg::Probe { from, seq, sent_at } => {
                 let _ = seq;
-                self.send(to, from, Msg::ProbeReply { from: to });
+                let own = a.keeper.own_report(local);
+                let reaches = a
+                    .probe_ok
+                    .iter()
+                    .filter(|(_, t)| local.saturating_sub(**t) <= hb * 3)
+                    .map(|(&p, _)| p)
+                    .collect();
+                self.send(
+                    to,
+                    from,
+                    Msg::ProbeReply {
+                        from: to,
+                        sent_at,
+                        epoch: own.epoch,
+                        reaches,
+                        fence_known: own.fence_known,
+                        arbiter_contact: own.arbiter_contact,
+                    },
+                );
                 return Ok(());
             }
-            Msg::ProbeReply { from, .. } => {
+            Msg::ProbeReply {
+                from,
+                sent_at,
+                epoch,
+                reaches,
+                fence_known,
+                arbiter_contact,
+            } => {
                 // (A late reply from a peer the arbiter no longer names
                 // counts for nothing.)
-                if a.peers.contains(&from) {
-                    a.probe_ok.insert(from, local);
+                if !a.peers.contains(&from) {
+                    return Ok(());
                 }
+                a.probe_ok.insert(from, local);
                 if self.probe_silent.remove(&(to, from)) {
                     self.observe_links();
                 }
-                return Ok(());
+                Input::Peers(vec![PeerReport {
+                    node: from,
+                    sent_at,
+                    epoch,
+                    reaches,
+                    fence_known,
+                    arbiter_contact,
+                }])
             }
             Msg::Connect { .. } | Msg::Heartbeat { .. } => return Ok(()),
         };
         let _ = from;
+        let Some(a) = self.agent_mut(to) else {
+            return Ok(());
+        };
+        let granting = matches!(input, Input::Ack { lease: Some(_), .. });
+        let before = a.keeper.lease(local).map(|l| l.granted_until);
         let outs = a.keeper.step(local, input);
         let leased = a.keeper.lease(local).is_some();
+        if granting && a.keeper.lease(local).map(|l| l.granted_until) != before {
+            a.grants_taken.push_back(now_us);
+            while a.grants_taken.len() > 64 {
+                a.grants_taken.pop_front();
+            }
+        }
         if self.agent_outputs(to, outs) {
             self.group_step(me, GroupInput::LeaseLost)?;
         }
@@ -2658,6 +2833,7 @@ impl Sim {
                     Msg::Probe {
                         from: node,
                         seq: a.probe_seq,
+                        sent_at: local,
                     },
                 ));
             }
@@ -2691,7 +2867,7 @@ impl Sim {
             if !self.chaos {
                 let a = self.agents.get_mut(&me).expect("node");
                 a.state = AgentState::Crashed;
-                a.keeper = LeaseKeeper::new(me);
+                a.keeper = LeaseKeeper::with_mutant(me, a.ride_mutant);
                 self.trace(|| format!("operator restarts node {me}'s agent (a stop had failed)"));
                 self.schedule(1_000, Ev::AgentRestart { node: me });
                 return Ok(());
@@ -2748,6 +2924,7 @@ impl Sim {
                     seq,
                     sent_at,
                     known_epoch,
+                    acked_seq,
                 } => {
                     let a = self.agent(node).expect("agent");
                     let Some(session) = a.session.filter(|_| a.welcomed) else {
@@ -2780,6 +2957,8 @@ impl Sim {
                         applied_seq,
                         groups,
                         watchdog_ms: armed_ms(a),
+                        acked_seq,
+                        ridden: a.keeper.lease(local).map_or(Duration::ZERO, |l| l.ridden()),
                     };
                     self.send(node, ARBITER, msg);
                 }
@@ -2805,7 +2984,7 @@ impl Sim {
                         continue;
                     }
                     a.state = AgentState::Crashed;
-                    a.keeper = LeaseKeeper::new(me);
+                    a.keeper = LeaseKeeper::with_mutant(me, a.ride_mutant);
                     // It stays down (exit status 3) until an operator
                     // starts it again, once the faults are over (a second
                     // process speaking as the node is not started again).
