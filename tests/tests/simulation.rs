@@ -78,7 +78,8 @@ fn ten_thousand_seeds_keep_every_invariant() {
             && totals.watchdog_resets > seeds / 20
             && totals.watchdog_fences > seeds / 100
             && totals.maintenance_controls > seeds / 2
-            && totals.maintenance_holds > seeds / 100,
+            && totals.maintenance_holds > seeds / 100
+            && totals.ride_outs > seeds / 2,
         "{totals:?}"
     );
 }
@@ -833,4 +834,99 @@ fn regression_seed_of_the_operator() {
     o.focus = Some(Focus::WrongOutlets);
     let r = sim::run(&o).unwrap_or_else(|v| panic!("{v}"));
     assert!(r.maintenance_holds > 0, "{r:?}");
+}
+
+/// Arbiter outages of every length (cut off, stalled, crashed) while agents
+/// ride their leases out, with partitions, crashes and freezes of nodes
+/// during them: every invariant holds, the ride-out rules included, and
+/// leases are ridden out, a lot.
+#[test]
+fn arbiter_outages_with_partitions_keep_every_invariant_while_agents_ride_out() {
+    let (totals, failures) = run_focused(0..500, None, Some(Focus::RideOut));
+    for v in &failures {
+        eprintln!("{v}");
+    }
+    assert!(failures.is_empty(), "{} seeds failed", failures.len());
+    assert!(
+        totals.ride_outs > 500 && totals.longest_ride_ms >= 2_000,
+        "{totals:?}"
+    );
+}
+
+const RIDE_RULES: [&str; 4] = [
+    "ride-out bounded",
+    "ride-out on a whole mesh",
+    "ride-out without an arbiter",
+    "ride-out not through a fence",
+];
+
+#[test]
+fn checker_catches_a_ride_out_past_its_cap() {
+    assert_caught(
+        Mutant::Ride(agent::lease::RideMutant::NoCap),
+        None,
+        100,
+        15,
+        "ride-out bounded",
+        &RIDE_RULES,
+    );
+}
+
+#[test]
+fn checker_catches_a_ride_out_on_the_riders_own_probes() {
+    assert_caught(
+        Mutant::Ride(agent::lease::RideMutant::IgnorePeerReach),
+        Some(Focus::RideOut),
+        300,
+        4,
+        "ride-out on a whole mesh",
+        &RIDE_RULES,
+    );
+}
+
+#[test]
+fn checker_catches_a_ride_out_beside_an_arbiter() {
+    assert_caught(
+        Mutant::Ride(agent::lease::RideMutant::IgnoreArbiterContact),
+        None,
+        50,
+        40,
+        "ride-out without an arbiter",
+        &RIDE_RULES,
+    );
+}
+
+#[test]
+fn checker_catches_a_ride_out_through_a_fence() {
+    assert_caught(
+        Mutant::Ride(agent::lease::RideMutant::IgnoreFence),
+        Some(Focus::RideOut),
+        300,
+        4,
+        "ride-out not through a fence",
+        &RIDE_RULES,
+    );
+}
+
+/// The arbiter forgetting that a lease may be ridden out: another process
+/// of a node gets a lease while the last one rides (82, 409, 501), or
+/// survivors are told a node is gone while it rides (301).
+#[test]
+fn checker_catches_an_arbiter_that_forgets_the_ride_out() {
+    for seed in [82, 301, 409, 501] {
+        let mut o = Options::new(seed);
+        o.operator = false;
+        o.mutant = Some(Mutant::Core(CoreMutant::IgnoreRideOut));
+        match sim::run(&o) {
+            Err(v) => assert!(
+                ["one holder per node", "lease exclusivity"].contains(&v.rule),
+                "seed {seed}: {v}"
+            ),
+            Ok(r) => panic!("not caught on seed {seed}: {r:?}"),
+        }
+        o.mutant = None;
+        if let Err(v) = sim::run(&o) {
+            panic!("seed {seed} fails without the mutant: {v}");
+        }
+    }
 }

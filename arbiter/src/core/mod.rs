@@ -2714,6 +2714,8 @@ mod review9_tests;
 #[cfg(test)]
 mod review_tests;
 #[cfg(test)]
+mod ride_out_tests;
+#[cfg(test)]
 mod test_support;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,198 @@
+//! With `ride_out`, agents may extend their leases on the whole mesh while
+//! no arbiter grants one: every wait for a node's lease to end allows for
+//! it, cut short once a peer acknowledged the node's fence (the peer then
+//! answers that node's probes "fence known", so the ride stops within a
+//! lease).
+
+use super::test_support::*;
+use super::*;
+
+const RIDE: Duration = Duration::from_secs(2);
+
+fn riding(mutant: Option<Mutant>, watchdog: bool) -> H {
+    let mut spec = spec_levels(3, QuorumMode::LastManStanding, if watchdog { 2 } else { 1 });
+    spec.timing.ride_out = RIDE;
+    if watchdog {
+        spec.nodes.get_mut(&3).expect("node 3").watchdog_level = Some(1);
+    }
+    let mut h = H::with_mutant(spec, Persisted::default(), mutant);
+    for id in 1..=3 {
+        h.boot.insert(id, 0xb0 + u64::from(id));
+        h.connect(id, u64::from(id), u64::from(id));
+    }
+    // A first start: no agent the store knows of, so any may be riding a
+    // lease of a life the store lost: the first leases wait the ride out.
+    h.run(ms(800), &ALL3);
+    assert!(h.grants(1).is_empty() || mutant.is_some());
+    h.run(RIDE, &ALL3);
+    assert!(!h.grants(1).is_empty());
+    h
+}
+
+/// The acks sent to `node` name `leaving` as leaving.
+fn told_leaving(h: &H, node: NodeId, leaving: NodeId) -> Vec<Duration> {
+    h.log
+        .iter()
+        .filter_map(|(t, a)| match a {
+            Action::Ack {
+                node: n,
+                leaving: l,
+                ..
+            } if *n == node && l.contains(&leaving) => Some(*t),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn survivors_take_over_a_lease_later_once_a_peer_knows_of_the_fence() {
+    let mut h = riding(None, false);
+    let last_grant = h.core.nodes[&3].lease_bound.expect("3 held a lease");
+    until_fence_of_3(&mut h);
+    h.confirm_off(3);
+    h.run(ms(1_500), &TWO);
+    let told = told_leaving(&h, 1, 3)[0];
+    let gone = h.announces_gone(3)[0];
+    let t = h.spec.timing;
+    // Node 1's next heartbeat after the ack that told it (100 ms later)
+    // proves it knows; node 3 rides no lease past one more lease.
+    assert!(
+        gone >= told + ms(100) + t.lease_max() + t.stall_after(),
+        "survivors waited for the ride to stop: told {told:?}, gone {gone:?}"
+    );
+    assert!(
+        gone < last_grant + RIDE,
+        "...not for the whole ride-out: gone {gone:?}, last grant {last_grant:?}"
+    );
+}
+
+#[test]
+fn without_word_from_a_peer_survivors_wait_out_the_whole_ride() {
+    let mut h = riding(None, false);
+    h.acks_untold = true;
+    let last_grant = h.core.nodes[&3].lease_bound.expect("3 held a lease");
+    until_fence_of_3(&mut h);
+    h.confirm_off(3);
+    h.run(ms(3_000), &TWO);
+    let gone = h.announces_gone(3)[0];
+    assert!(
+        gone >= last_grant + h.spec.timing.ride_out_max(),
+        "gone {gone:?} before the ride could end ({:?})",
+        last_grant + h.spec.timing.ride_out_max()
+    );
+    // The planted bug: the ride-out forgotten.
+    let mut h = riding(Some(Mutant::IgnoreRideOut), false);
+    h.acks_untold = true;
+    let last_grant = h.core.nodes[&3].lease_bound.expect("3 held a lease");
+    until_fence_of_3(&mut h);
+    h.confirm_off(3);
+    h.run(ms(3_000), &TWO);
+    assert!(h.announces_gone(3)[0] < last_grant + RIDE);
+}
+
+#[test]
+fn the_watchdog_rule_waits_out_the_ride_unless_a_peer_knows() {
+    for untold in [true, false] {
+        let mut h = riding(None, true);
+        h.acks_untold = untold;
+        let session = h.session[&3];
+        h.step(Event::Watchdog {
+            node: 3,
+            session,
+            timeout: Some(Duration::from_secs(1)),
+        });
+        h.run(ms(300), &ALL3);
+        let last_grant = h.core.nodes[&3].lease_bound.expect("3 held a lease");
+        until_fence_of_3(&mut h);
+        // The device fails some time later (as a timeout would): by then
+        // the peers have heard of the fence, unless they never tell.
+        h.run(ms(400), &TWO);
+        h.level_done(3, LevelOutcome::Failed("BMC unreachable".into()));
+        h.run(ms(100), &TWO);
+        let until = h
+            .notices()
+            .into_iter()
+            .find_map(|n| match n {
+                Notice::WatchdogWait { node: 3, until, .. } => Some(*until),
+                _ => None,
+            })
+            .expect("the watchdog level runs");
+        let t = h.spec.timing;
+        let wd = Duration::from_secs(1) + t.watchdog_margin(Duration::from_secs(1));
+        if untold {
+            assert_eq!(until, last_grant + t.ride_out_max() + wd);
+        } else {
+            assert!(until < last_grant + t.ride_out_max() + wd, "{until:?}");
+            assert!(until > last_grant + wd, "{until:?}");
+        }
+    }
+}
+
+#[test]
+fn another_instance_of_a_node_waits_out_a_ride_the_last_may_be_on() {
+    let mut h = riding(None, false);
+    let last_grant = h.core.nodes[&3].lease_bound.expect("3 held a lease");
+    // The same process on a new session: no wait.
+    h.connect(3, 30, 3);
+    h.run(ms(200), &ALL3);
+    let regrant = *h.grants(3).last().expect("granted");
+    assert!(regrant < last_grant + ms(200));
+    // Another process: not before the ride of the last one surely ended.
+    let bound = h.core.nodes[&3].lease_bound.expect("3 held a lease");
+    h.connect(3, 31, 33);
+    h.run(ms(3_000), &ALL3);
+    let first = h
+        .grants(3)
+        .into_iter()
+        .find(|&t| t > regrant + ms(150))
+        .expect("granted in the end");
+    assert!(
+        first >= bound + h.spec.timing.ride_out_max(),
+        "{first:?} < {:?}",
+        bound + h.spec.timing.ride_out_max()
+    );
+}
+
+#[test]
+fn a_new_life_lets_the_instance_it_knew_go_on_and_makes_another_wait() {
+    let mut h = riding(None, false);
+    h.run(ms(200), &ALL3);
+    h.take();
+    // The arbiter restarts (a handover): nodes 1 and 2 come back as the
+    // same processes, node 3 as another one.
+    h.core = ArbiterCore::with_mutant(h.spec.clone(), h.store.clone(), h.now, None);
+    let restart = h.now;
+    h.connect(1, 101, 1);
+    h.connect(2, 102, 2);
+    h.connect(3, 103, 33);
+    let acks = h.take();
+    assert!(
+        !acks.iter().any(|a| matches!(a, Action::Ack { .. })),
+        "nothing acked before a heartbeat"
+    );
+    h.run(ms(100), &ALL3);
+    // In the grace: no lease, and the arbiter says it is undecided (a
+    // ridden lease stands).
+    assert!(h.take().iter().any(|a| matches!(
+        a,
+        Action::Ack {
+            lease: None,
+            undecided: true,
+            ..
+        }
+    )));
+    h.run(ms(2_900), &ALL3);
+    let first = |h: &H, n| {
+        h.grants(n)
+            .into_iter()
+            .find(|&t| t > restart)
+            .expect("granted")
+    };
+    let grace = h.spec.timing.lease_max() + h.spec.timing.stall_after();
+    assert!(first(&h, 1) < restart + grace + ms(200));
+    assert!(first(&h, 2) < restart + grace + ms(200));
+    assert!(
+        first(&h, 3) >= restart + grace + h.spec.timing.ride_out_max(),
+        "another instance of node 3 waits out the ride of the one the last life knew"
+    );
+}
