@@ -7,8 +7,26 @@
 //! looks up its own record of that sequence number.
 //!
 //! Invariants: the epoch the agent knows never decreases; an acknowledgement
-//! from an older epoch grants nothing; a lease only grows until the arbiter
-//! denies one, which revokes it at once.
+//! from an older epoch grants nothing; a lease only grows (granted, or
+//! ridden out: below) until the arbiter denies one, which revokes it at
+//! once.
+//!
+//! **Riding out the arbiter's absence** (`ride_out` above zero, told in the
+//! Welcome). While no arbiter grants it a lease, a keeper may extend the
+//! lease it holds, and only while the mesh is whole: every other node of
+//! the lease's survivor set answered a recent probe reporting the same
+//! epoch, that it reaches all the others, that it knows of no fence in
+//! progress and that no arbiter granted *it* a lease lately either (within
+//! one and a half heartbeat intervals). Each extension runs from the send
+//! time of the oldest probe it rests on, for one lease, and never past the
+//! granted end plus `ride_out`; the moment the evidence stops, the lease
+//! lapses at its end like any other. A survivor set of one never rides out
+//! (no peer can vouch that the arbiter, not the node, is gone), and a
+//! keeper that has had no acknowledgement yet answers "fence known" (it
+//! cannot vouch). An arbiter that acknowledges but cannot decide yet (its
+//! start-up grace, no quorate set heard, its leadership lapsed) neither
+//! grants nor revokes a lease being ridden out; any other refusal revokes
+//! it at once.
 //!
 //! A keeper that held a lease and then reads its own node in the `gone` set
 //! of a later epoch was recorded as fenced (powered off) while it still runs:
@@ -230,7 +248,9 @@ impl LeaseKeeper {
         let window = self.last_interval + self.last_interval / 2;
         OwnReport {
             epoch: self.epoch,
-            fence_known: self.fence_known,
+            // Before its first acknowledgement (a process just started) it
+            // cannot vouch that no fence is in progress.
+            fence_known: self.fence_known || self.acked_seq == 0,
             arbiter_contact: self
                 .last_grant
                 .is_some_and(|t| now < t.saturating_add(window)),
@@ -463,6 +483,11 @@ impl LeaseKeeper {
         } else {
             lease.granted_until.saturating_add(self.ride_out)
         };
+        // A survivor set of one rides nothing out: no peer can vouch that
+        // the arbiter, not this node, is gone.
+        if lease.survivors.iter().all(|&p| p == self.node) {
+            return;
+        }
         let mut until = cap;
         for &p in lease.survivors.iter().filter(|&&p| p != self.node) {
             let Some(r) = self.peers.get(&p) else {

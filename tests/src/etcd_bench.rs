@@ -69,15 +69,21 @@ pub async fn leads(c: &mut LocalCluster, k: usize, nodes: &[u32], within: Durati
 /// A group of two arbiters (arbiter 0 leads, 1 stands by) on `etcd`, and
 /// three agents, every node leased.
 pub async fn group(etcd: &EtcdCluster) -> Result<LocalCluster, String> {
+    group_with(etcd, ClusterOptions::default()).await
+}
+
+/// [`group`] with `opts` (its `etcd` and `more_arbiters` set here).
+pub async fn group_with(etcd: &EtcdCluster, opts: ClusterOptions) -> Result<LocalCluster, String> {
     let opts = ClusterOptions {
         etcd: etcd.endpoints(),
         more_arbiters: 1,
-        ..ClusterOptions::default()
+        ..opts
     };
     let mut c = LocalCluster::start(&binaries(), &opts)
         .await
         .map_err(|e| e.to_string())?;
-    c.wait_all_leased(Duration::from_secs(10))
+    // (With a ride-out, the very first leases wait it out.)
+    c.wait_all_leased(Duration::from_secs(20))
         .await
         .map_err(|e| e.to_string())?;
     c.spawn_arbiter(1).map_err(|e| e.to_string())?;

@@ -1,17 +1,25 @@
 //! Two `fence-arbiter` processes sharing a real etcd cluster (three
-//! members on 127.0.0.1) serve one cluster of three agents that list both.
-//! The leader is killed with SIGKILL, frozen with SIGSTOP, again and again;
-//! each time the other takes over: every node holds a lease again, no node
-//! is fenced because of the handover, no epoch ever goes back, and the
-//! arbiter killed comes back as a standby that disturbs nothing. A node
-//! that dies during a handover is fenced by the new leader.
+//! members on 127.0.0.1) serve one cluster of three agents that list both,
+//! with `ride_out = "5s"`. The leader is killed with SIGKILL, frozen with
+//! SIGSTOP, again and again; each time the other takes over: the agents
+//! ride their leases out on the whole mesh meanwhile, so no lease is lost
+//! and the resource group never stops; every node holds a lease from the
+//! new leader; no node is fenced because of the handover; no epoch ever
+//! goes back; the arbiter killed comes back as a standby that disturbs
+//! nothing. A node that dies during a handover, or a partition during
+//! one, stops the ride: the new leader decides after its grace as usual.
 
 use std::time::{Duration, Instant};
 
-use fencectl::local_cluster::LocalCluster;
+use fencectl::commands::status::fetch_nodes;
+use fencectl::local_cluster::{ClusterOptions, LocalCluster};
 use nix::sys::signal::Signal;
+use tests::e2e::script;
 use tests::etcd_peer::EtcdCluster;
 use tests::peers::{required, serial};
+
+const LEASE_LOST: &str = "lease lost: resources must stop now";
+const RIDING: &str = "riding it out while the mesh is whole";
 
 /// Wait until `k` leads with every `nodes` leased; returns the epoch.
 async fn leads(c: &mut LocalCluster, k: usize, nodes: &[u32], within: Duration) -> u64 {
@@ -32,10 +40,58 @@ fn offs(c: &LocalCluster, port: &str) -> usize {
         .count()
 }
 
-async fn group(etcd: &EtcdCluster) -> LocalCluster {
-    tests::etcd_bench::group(etcd)
+/// The group on `etcd` with `ride_out = "5s"` and a resource group `web`
+/// on node 1 whose start and stop scripts append to `dir/web.log`.
+async fn group(etcd: &EtcdCluster, dir: &std::path::Path) -> LocalCluster {
+    let log = dir.join("web.log");
+    let start = script(
+        dir,
+        "start",
+        &format!(
+            "echo start >> {}; touch {}/running",
+            log.display(),
+            dir.display()
+        ),
+    );
+    let stop = script(
+        dir,
+        "stop",
+        &format!(
+            "echo stop >> {}; rm -f {}/running",
+            log.display(),
+            dir.display()
+        ),
+    );
+    let monitor = script(
+        dir,
+        "monitor",
+        &format!("[ -e {}/running ] || exit 7", dir.display()),
+    );
+    let opts = ClusterOptions {
+        cluster_extra: "ride_out = \"5s\"\n".into(),
+        groups: format!(
+            "\n[[cluster.group]]\nname = \"web\"\nnodes = [\"node1\"]\nmonitor_interval = \"500ms\"\n\
+             resources = [ {{ kind = \"exec\", start = [\"{start}\"], stop = [\"{stop}\"], monitor = [\"{monitor}\"] }} ]\n"
+        ),
+        ..ClusterOptions::default()
+    };
+    tests::etcd_bench::group_with(etcd, opts)
         .await
         .expect("arbiter group on etcd")
+}
+
+/// What the group's scripts did, in order ("start", "stop").
+fn web(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("web.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// How often `what` appears in agent `n`'s log.
+fn in_agent_log(c: &LocalCluster, n: u32, what: &str) -> usize {
+    c.log(&format!("agent{n}")).matches(what).count()
 }
 
 /// Ten handovers (five by SIGKILL, five by SIGSTOP of the leader, which
@@ -47,11 +103,27 @@ async fn the_leader_killed_or_frozen_ten_times_hands_over_and_fences_nobody() {
     let Some(etcd) = required("etcd", EtcdCluster::start(3)) else {
         return;
     };
-    let mut c = group(&etcd).await;
+    let scripts = tempfile::tempdir().expect("tempdir");
+    let mut c = group(&etcd, scripts.path()).await;
     let all = [1, 2, 3];
     let mut leader = 0;
     let mut epoch = leads(&mut c, 0, &all, Duration::from_secs(5)).await;
+    // The group runs on node 1.
+    let until = Instant::now() + Duration::from_secs(10);
+    while web(scripts.path()) != ["start"] {
+        assert!(
+            Instant::now() < until,
+            "web never started: {:?}",
+            web(scripts.path())
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lost_before: Vec<usize> = all
+        .iter()
+        .map(|&n| in_agent_log(&c, n, LEASE_LOST))
+        .collect();
     let mut took = Vec::new();
+    let mut seen_riding = 0;
     for round in 0..10 {
         let next = 1 - leader;
         let t = Instant::now();
@@ -61,8 +133,35 @@ async fn the_leader_killed_or_frozen_ten_times_hands_over_and_fences_nobody() {
             // Frozen: its lease lapses while it cannot act.
             c.signal_arbiter(leader, Signal::SIGSTOP).expect("SIGSTOP");
         }
+        // While the other takes over, `fencectl nodes` shows the agents
+        // that reached it riding their leases out.
+        let watch = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < watch {
+            let url = c.arbiter_url(next);
+            if let Ok(nodes) = fetch_nodes(&url, "demo").await {
+                seen_riding += nodes.iter().filter(|n| n.ridden_ms > 0).count();
+                if nodes.iter().all(|n| n.lease) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         let e = leads(&mut c, next, &all, Duration::from_secs(15)).await;
         took.push(t.elapsed());
+        // No lease was lost, the group never stopped.
+        for (i, &n) in all.iter().enumerate() {
+            assert_eq!(
+                in_agent_log(&c, n, LEASE_LOST),
+                lost_before[i],
+                "round {round}: node {n} lost its lease during the handover; {}",
+                c.log(&format!("agent{n}"))
+            );
+        }
+        assert_eq!(
+            web(scripts.path()),
+            ["start"],
+            "round {round}: the group stopped or started again"
+        );
         assert!(
             e >= epoch,
             "round {round}: epoch went back from {epoch} to {e}"
@@ -111,9 +210,20 @@ async fn the_leader_killed_or_frozen_ten_times_hands_over_and_fences_nobody() {
     }
     took.sort();
     eprintln!(
-        "handover (leader killed or frozen -> every node leased by the other): median {:?}, max {:?}",
+        "handover (leader killed or frozen -> every node leased by the other): median {:?}, max {:?}; no lease lost, the group never stopped",
         took[took.len() / 2],
         took[took.len() - 1]
+    );
+    for n in all {
+        assert!(
+            in_agent_log(&c, n, RIDING) >= 10,
+            "node {n} rode out fewer than ten handovers: {}",
+            c.log(&format!("agent{n}"))
+        );
+    }
+    assert!(
+        seen_riding > 0,
+        "fencectl nodes never showed a ridden lease"
     );
 }
 
@@ -125,7 +235,8 @@ async fn a_node_that_dies_during_the_handover_is_fenced_by_the_new_leader() {
     let Some(etcd) = required("etcd", EtcdCluster::start(3)) else {
         return;
     };
-    let mut c = group(&etcd).await;
+    let scripts = tempfile::tempdir().expect("tempdir");
+    let mut c = group(&etcd, scripts.path()).await;
     let before = leads(&mut c, 0, &[1, 2, 3], Duration::from_secs(5)).await;
     c.kill_arbiter(0);
     c.kill_agent(3).expect("kill agent 3");
@@ -141,4 +252,52 @@ async fn a_node_that_dies_during_the_handover_is_fenced_by_the_new_leader() {
     }
     assert_eq!(offs(&c, "node1") + offs(&c, "node2"), 0);
     assert!(after >= before);
+}
+
+/// A partition during the handover (node 3 cut off from its peers as the
+/// leader dies): nobody can prove there is no split, so every node stops
+/// at its next lease lapse; the new leader decides after its grace as
+/// usual, fences node 3 (the side without quorum), and nodes 1 and 2 run
+/// again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_during_the_handover_stops_both_sides_and_the_new_leader_decides() {
+    let _g = serial();
+    let Some(etcd) = required("etcd", EtcdCluster::start(3)) else {
+        return;
+    };
+    let scripts = tempfile::tempdir().expect("tempdir");
+    let mut c = group(&etcd, scripts.path()).await;
+    let before = leads(&mut c, 0, &[1, 2, 3], Duration::from_secs(5)).await;
+    let lost: Vec<usize> = (1..=3).map(|n| in_agent_log(&c, n, LEASE_LOST)).collect();
+    c.kill_arbiter(0);
+    c.cut_from_peers(3).expect("cut node 3 from its peers");
+    let after = leads(&mut c, 1, &[1, 2], Duration::from_secs(20)).await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while offs(&c, "node3") == 0 {
+        assert!(
+            Instant::now() < until,
+            "node 3 was never fenced; {}",
+            c.log("arbiter-1")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        offs(&c, "node1") + offs(&c, "node2"),
+        0,
+        "only node 3 fenced"
+    );
+    for n in [1, 2] {
+        assert!(
+            in_agent_log(&c, n, LEASE_LOST) > lost[n as usize - 1],
+            "node {n} rode through a partition: {}",
+            c.log(&format!("agent{n}"))
+        );
+    }
+    assert!(after >= before);
+    // The group stopped with the lease and started again on node 1.
+    let w = web(scripts.path());
+    assert!(
+        w.len() >= 3 && w[1] == "stop" && w.last().map(String::as_str) == Some("start"),
+        "{w:?}"
+    );
 }

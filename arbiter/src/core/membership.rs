@@ -178,6 +178,9 @@ pub struct NodeView {
     pub ride_stopped: Option<Duration>,
     /// How far its lease ran past the last grant, as its agent last said.
     pub ridden: Duration,
+    /// The backed set when this life last granted it a lease: the peers a
+    /// ride of that lease rests on.
+    pub granted_backed: BTreeSet<NodeId>,
 }
 
 impl Default for NodeView {
@@ -207,6 +210,7 @@ impl Default for NodeView {
             told_leaving: BTreeMap::new(),
             ride_stopped: None,
             ridden: Duration::ZERO,
+            granted_backed: BTreeSet::new(),
         }
     }
 }

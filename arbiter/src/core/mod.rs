@@ -753,6 +753,7 @@ impl ArbiterCore {
                         &mut v.lease_bound,
                         &mut v.no_lease_before,
                         &mut v.watchdog_deadline,
+                        &mut v.ride_stopped,
                     ] {
                         if let Some(b) = t.as_mut()
                             && *b > last
@@ -1248,6 +1249,9 @@ impl ArbiterCore {
         }
         if lease.is_some() {
             v.ride_stopped = None;
+            // The peers this lease's ride rests on: only their word that
+            // they know of its fence stops it.
+            v.granted_backed = self.backed.clone();
         }
         out.push(Action::Ack {
             node,
@@ -1307,7 +1311,12 @@ impl ArbiterCore {
             .collect();
         let stop = now + self.spec.timing.lease_max() + self.spec.timing.stall_after();
         for x in known {
-            if let Some(w) = self.nodes.get_mut(&x) {
+            // Only a peer the ride rests on (one of the survivor set of
+            // the lease granted in this life) stops it by knowing.
+            if let Some(w) = self.nodes.get_mut(&x)
+                && w.lease_bound.is_some()
+                && w.granted_backed.contains(&node)
+            {
                 w.ride_stopped = Some(w.ride_stopped.map_or(stop, |t| t.min(stop)));
             }
         }
@@ -1331,7 +1340,7 @@ impl ArbiterCore {
         Some(
             v.ride_stopped
                 .map_or(capped, |t| t.min(capped))
-                .max(v.lease_bound.unwrap_or_default()),
+                .max(granted),
         )
     }
 

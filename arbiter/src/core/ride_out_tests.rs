@@ -69,7 +69,7 @@ fn survivors_take_over_a_lease_later_once_a_peer_knows_of_the_fence() {
 #[test]
 fn without_word_from_a_peer_survivors_wait_out_the_whole_ride() {
     let mut h = riding(None, false);
-    h.acks_untold = true;
+    h.acks_untold = [1, 2, 3].into();
     let last_grant = h.core.nodes[&3].lease_bound.expect("3 held a lease");
     until_fence_of_3(&mut h);
     h.confirm_off(3);
@@ -82,7 +82,7 @@ fn without_word_from_a_peer_survivors_wait_out_the_whole_ride() {
     );
     // The planted bug: the ride-out forgotten.
     let mut h = riding(Some(Mutant::IgnoreRideOut), false);
-    h.acks_untold = true;
+    h.acks_untold = [1, 2, 3].into();
     let last_grant = h.core.nodes[&3].lease_bound.expect("3 held a lease");
     until_fence_of_3(&mut h);
     h.confirm_off(3);
@@ -94,7 +94,11 @@ fn without_word_from_a_peer_survivors_wait_out_the_whole_ride() {
 fn the_watchdog_rule_waits_out_the_ride_unless_a_peer_knows() {
     for untold in [true, false] {
         let mut h = riding(None, true);
-        h.acks_untold = untold;
+        h.acks_untold = if untold {
+            [1, 2, 3].into()
+        } else {
+            BTreeSet::new()
+        };
         let session = h.session[&3];
         h.step(Event::Watchdog {
             node: 3,
@@ -194,5 +198,49 @@ fn a_new_life_lets_the_instance_it_knew_go_on_and_makes_another_wait() {
     assert!(
         first(&h, 3) >= restart + grace + h.spec.timing.ride_out_max(),
         "another instance of node 3 waits out the ride of the one the last life knew"
+    );
+}
+
+/// Only the word of a peer the ride rests on stops it: a node outside the
+/// survivor set of the lease (here a fenced node back, joining) is never
+/// asked by the rider, so its knowing the fence stops nothing.
+#[test]
+fn only_a_peer_the_ride_rests_on_cuts_it_short() {
+    let mut h = riding(None, false);
+    // Node 2 is fenced and comes back rebooted, cut from its peers: it
+    // stays joining, out of the backed set.
+    let two: [(NodeId, &[NodeId]); 2] = [(1, &[3]), (3, &[1])];
+    for _ in 0..300 {
+        if h.fence_of(2).is_some() {
+            break;
+        }
+        h.run(ms(10), &two);
+    }
+    h.confirm_off(2);
+    h.run(ms(3_000), &two);
+    assert!(!h.announces_gone(2).is_empty(), "node 2 gone");
+    h.boot.insert(2, 0xb22);
+    h.connect(2, 20, 22);
+    let with_2: [(NodeId, &[NodeId]); 3] = [(1, &[3]), (3, &[1]), (2, &[])];
+    h.run(ms(500), &with_2);
+    assert_eq!(h.core.nodes[&2].phase.name(), "joining");
+    // Node 3 falls silent; node 1 never says it heard of the fence, node
+    // 2 (joining) does.
+    h.acks_untold = [1].into();
+    let last_grant = h.core.nodes[&3].lease_bound.expect("3 held a lease");
+    let one_and_2: [(NodeId, &[NodeId]); 2] = [(1, &[]), (2, &[])];
+    for _ in 0..300 {
+        if h.fence_of(3).is_some() {
+            break;
+        }
+        h.run(ms(10), &one_and_2);
+    }
+    h.confirm_off(3);
+    h.run(ms(3_000), &one_and_2);
+    assert!(!told_leaving(&h, 2, 3).is_empty(), "node 2 was told");
+    let gone = h.announces_gone(3)[0];
+    assert!(
+        gone >= last_grant + h.spec.timing.ride_out_max(),
+        "gone {gone:?}: node 2's word cut the ride of node 3 short"
     );
 }

@@ -123,8 +123,8 @@ pub(super) struct H {
     /// every heartbeat also reports the ack of the one before applied.
     pub(super) group_states: BTreeMap<NodeId, Vec<(String, RunState)>>,
     /// Every heartbeat reports the ack of the one before received
-    /// (`acked_seq`), unless this is set: agents that never tell.
-    pub(super) acks_untold: bool,
+    /// (`acked_seq`), but from these nodes: agents that never tell.
+    pub(super) acks_untold: BTreeSet<NodeId>,
 }
 
 impl H {
@@ -192,7 +192,7 @@ impl H {
             boot: BTreeMap::new(),
             mutant,
             group_states: BTreeMap::new(),
-            acks_untold: false,
+            acks_untold: BTreeSet::new(),
         }
     }
 
@@ -238,7 +238,11 @@ impl H {
             known_epoch: self.epoch_of(id),
             applied_seq: seq - 1,
             groups: self.group_states.get(&id).cloned().unwrap_or_default(),
-            acked_seq: if self.acks_untold { 0 } else { seq - 1 },
+            acked_seq: if self.acks_untold.contains(&id) {
+                0
+            } else {
+                seq - 1
+            },
             ridden: std::time::Duration::ZERO,
         };
         self.step(ev)

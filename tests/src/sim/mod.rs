@@ -1232,7 +1232,11 @@ impl Sim {
 
     fn run_to_end(&mut self) -> Result<(), Violation> {
         self.trace(|| format!("{:?}", self.spec));
-        let end = (self.opts.chaos + self.opts.liveness).as_micros() as u64;
+        // A new agent process may wait out a ride of its predecessor (and
+        // the watchdog rule, a ride) before it is leased: the fault-free
+        // phase is longer by twice the ride-out.
+        let end = (self.opts.chaos + self.opts.liveness + self.spec.timing.ride_out * 2).as_micros()
+            as u64;
         while let Some(Reverse((t, _, slot))) = self.queue.pop() {
             if t > end {
                 break;
