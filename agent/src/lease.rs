@@ -245,16 +245,20 @@ impl LeaseKeeper {
     /// arbiter is "in contact" while its last grant is at most one and a
     /// half heartbeat intervals old: a grant comes every interval.
     pub fn own_report(&self, now: Duration) -> OwnReport {
-        let window = self.last_interval + self.last_interval / 2;
         OwnReport {
             epoch: self.epoch,
             // Before its first acknowledgement (a process just started) it
             // cannot vouch that no fence is in progress.
             fence_known: self.fence_known || self.acked_seq == 0,
-            arbiter_contact: self
-                .last_grant
-                .is_some_and(|t| now < t.saturating_add(window)),
+            arbiter_contact: self.contact_until().is_some_and(|t| now < t),
         }
+    }
+
+    /// Until when this agent says an arbiter is in contact (its last grant
+    /// plus one and a half intervals); `None`: never granted one.
+    pub fn contact_until(&self) -> Option<Duration> {
+        let window = self.last_interval + self.last_interval / 2;
+        self.last_grant.map(|t| t.saturating_add(window))
     }
 
     /// The ride-out allowance the last Welcome told.

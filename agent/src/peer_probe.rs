@@ -37,8 +37,13 @@ pub struct ProbeState {
     /// lease out: what the peer knows).
     pub answers: BTreeMap<u32, (Instant, pb::ProbeReply)>,
     /// What this agent says of itself in its answers (set by the session
-    /// after every step of the lease core; `None` before the first).
+    /// after every step of the lease core; `None` before the first)...
     pub own: Option<crate::lease::OwnReport>,
+    /// ...but "an arbiter in contact" is judged at each answer: until
+    /// this instant.
+    pub contact_until: Option<Instant>,
+    /// Woken when an answer arrives (the session reads them at once).
+    pub answered: Arc<tokio::sync::Notify>,
 }
 
 pub type SharedProbes = Arc<Mutex<ProbeState>>;
@@ -95,8 +100,12 @@ impl pb::peer_probe_server::PeerProbe for ProbeServer {
                 r.cluster, self.node, self.cluster
             )));
         }
-        let reaches = reachable(&self.state, Instant::now());
-        let own = self.state.lock().expect("probe state lock").own;
+        let now = Instant::now();
+        let reaches = reachable(&self.state, now);
+        let (own, contact_until) = {
+            let s = self.state.lock().expect("probe state lock");
+            (s.own, s.contact_until)
+        };
         Ok(Response::new(pb::ProbeReply {
             node_id: self.node,
             seq: r.seq,
@@ -105,7 +114,7 @@ impl pb::peer_probe_server::PeerProbe for ProbeServer {
             // lets no peer ride out on this answer.
             epoch: own.map_or(0, |o| o.epoch),
             fence_known: own.is_none_or(|o| o.fence_known),
-            arbiter_contact: own.is_none_or(|o| o.arbiter_contact),
+            arbiter_contact: own.is_none() || contact_until.is_some_and(|t| now < t),
         }))
     }
 }
@@ -193,6 +202,7 @@ pub async fn run_prober(
                         let mut s = state.lock().expect("probe state lock");
                         s.last_ok.insert(id, Instant::now());
                         s.answers.insert(id, (sent, answer));
+                        s.answered.notify_one();
                     } else {
                         debug!(node.id = node, peer = id, "probe failed");
                     }

@@ -298,10 +298,18 @@ impl Session {
                 .next_deadline()
                 .map(|t| (self.origin + t).min(beat))
                 .or(Some(beat));
+            // A peer's answer may let the lease be ridden out: read at once.
+            let answered = self
+                .probes
+                .lock()
+                .expect("probe state lock")
+                .answered
+                .clone();
             tokio::select! {
                 biased;
                 _ = self.token.cancelled() => return None,
                 _ = sleep_until(wake) => {}
+                _ = answered.notified() => {}
                 out = &mut fut => return Some(out),
             }
             let input = Input::Peers(self.peer_reports());
@@ -551,17 +559,20 @@ impl Session {
                                 self.gone_by_watchdog =
                                     a.gone_by_watchdog.contains(&self.plan.node);
                             }
+                            // An arbiter that cannot decide yet places
+                            // nothing: the groups of a lease being ridden
+                            // out run on as they are.
+                            if !(a.undecided && a.lease_ms == 0) {
+                                grants = Some((
+                                    a.seq,
+                                    a.groups
+                                        .iter()
+                                        .map(|g| (g.group.clone(), g.start))
+                                        .collect::<Vec<_>>(),
+                                ));
+                            }
                             Input::Ack {
-                                seq: {
-                                    grants = Some((
-                                        a.seq,
-                                        a.groups
-                                            .iter()
-                                            .map(|g| (g.group.clone(), g.start))
-                                            .collect::<Vec<_>>(),
-                                    ));
-                                    a.seq
-                                },
+                                seq: a.seq,
                                 // Never longer than the lease the Welcome announced.
                                 lease: (a.lease_ms > 0)
                                     .then(|| Duration::from_millis(a.lease_ms).min(max_lease)),
@@ -610,7 +621,11 @@ impl Session {
     fn apply(&mut self, outs: Vec<Output>, tx: Option<&mpsc::Sender<pb::AgentMessage>>) {
         let node = self.plan.node;
         let now = self.now();
-        self.probes.lock().expect("probe state lock").own = Some(self.keeper.own_report(now));
+        {
+            let mut p = self.probes.lock().expect("probe state lock");
+            p.own = Some(self.keeper.own_report(now));
+            p.contact_until = self.keeper.contact_until().map(|t| self.origin + t);
+        }
         let ridden = self
             .keeper
             .lease(now)

@@ -108,9 +108,9 @@ async fn the_leader_killed_or_frozen_ten_times_hands_over_and_fences_nobody() {
     let all = [1, 2, 3];
     let mut leader = 0;
     let mut epoch = leads(&mut c, 0, &all, Duration::from_secs(5)).await;
-    // The group runs on node 1.
+    // The group runs on node 1 (each agent stopped it first, at start).
     let until = Instant::now() + Duration::from_secs(10);
-    while web(scripts.path()) != ["start"] {
+    while web(scripts.path()).last().map(String::as_str) != Some("start") {
         assert!(
             Instant::now() < until,
             "web never started: {:?}",
@@ -118,6 +118,7 @@ async fn the_leader_killed_or_frozen_ten_times_hands_over_and_fences_nobody() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let running = web(scripts.path());
     let lost_before: Vec<usize> = all
         .iter()
         .map(|&n| in_agent_log(&c, n, LEASE_LOST))
@@ -159,7 +160,7 @@ async fn the_leader_killed_or_frozen_ten_times_hands_over_and_fences_nobody() {
         }
         assert_eq!(
             web(scripts.path()),
-            ["start"],
+            running,
             "round {round}: the group stopped or started again"
         );
         assert!(
@@ -268,6 +269,12 @@ async fn a_partition_during_the_handover_stops_both_sides_and_the_new_leader_dec
     let scripts = tempfile::tempdir().expect("tempdir");
     let mut c = group(&etcd, scripts.path()).await;
     let before = leads(&mut c, 0, &[1, 2, 3], Duration::from_secs(5)).await;
+    let until = Instant::now() + Duration::from_secs(10);
+    while web(scripts.path()).last().map(String::as_str) != Some("start") {
+        assert!(Instant::now() < until, "web never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let running = web(scripts.path()).len();
     let lost: Vec<usize> = (1..=3).map(|n| in_agent_log(&c, n, LEASE_LOST)).collect();
     c.kill_arbiter(0);
     c.cut_from_peers(3).expect("cut node 3 from its peers");
@@ -295,9 +302,15 @@ async fn a_partition_during_the_handover_stops_both_sides_and_the_new_leader_dec
     }
     assert!(after >= before);
     // The group stopped with the lease and started again on node 1.
-    let w = web(scripts.path());
-    assert!(
-        w.len() >= 3 && w[1] == "stop" && w.last().map(String::as_str) == Some("start"),
-        "{w:?}"
-    );
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let w = web(scripts.path())[running..].to_vec();
+        if w.first().map(String::as_str) == Some("stop")
+            && w.last().map(String::as_str) == Some("start")
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "{w:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -2611,11 +2611,15 @@ impl Sim {
                     a.gone_by_watchdog = by_watchdog.contains(&me);
                 }
                 a.last_from_arbiter = local;
-                group_input = Some(GroupInput::Ack {
-                    seq,
-                    leased: false, // (set below, once the lease core took the ack)
-                    grants,
-                });
+                // (An undecided arbiter places nothing: the groups of a
+                // ridden lease run on, as the agent does.)
+                if !(undecided && lease.is_none() && !ride_out.is_zero()) {
+                    group_input = Some(GroupInput::Ack {
+                        seq,
+                        leased: false, // (set below, once the lease core took the ack)
+                        grants,
+                    });
+                }
                 Input::Ack {
                     seq,
                     lease,
