@@ -386,7 +386,7 @@ impl Checker {
                 self.fence_known_since.remove(&id);
             }
         }
-        for (&id, a) in agents.iter().chain(clones) {
+        for (&id, a) in agents.iter().chain(clones).filter(|_| self.ride_out_us > 0) {
             if matches!(a.state, AgentState::Running | AgentState::Frozen) {
                 self.ride_out(now_us, id, a, agents)?;
             }
