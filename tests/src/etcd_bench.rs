@@ -153,9 +153,56 @@ pub fn run(writes: usize, rounds: usize, dir: &std::path::Path) {
     stop.cancel();
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let mut c = group(&etcd).await.expect("arbiter group");
+    for ride_out in ["0s", "5s"] {
+        rt.block_on(handovers(&etcd, rounds, ride_out));
+    }
+}
+
+/// Seconds since midnight of a JSON log line's timestamp.
+fn log_time(line: &str) -> Option<f64> {
+    let t = line.split("\"timestamp\":\"").nth(1)?.split('T').nth(1)?;
+    let t = t.trim_end_matches(|c: char| !c.is_ascii_digit());
+    let mut f = t.split(':');
+    let (h, m, s): (f64, f64, f64) = (
+        f.next()?.parse().ok()?,
+        f.next()?.parse().ok()?,
+        f.next()?.get(..9)?.trim_end_matches('Z').parse().ok()?,
+    );
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// Per agent log: how often the lease was lost after `from` (log time),
+/// and for how long in all (until the next lease acquired).
+fn interruptions(log: &str, from: f64) -> (usize, f64) {
+    let (mut n, mut total, mut lost_at) = (0, 0.0, None);
+    for line in log.lines() {
+        let Some(t) = log_time(line).filter(|&t| t >= from) else {
+            continue;
+        };
+        if line.contains("lease lost: resources must stop now") {
+            n += 1;
+            lost_at = Some(t);
+        } else if line.contains("lease acquired") {
+            if let Some(l) = lost_at.take() {
+                total += t - l;
+            }
+        }
+    }
+    (n, total)
+}
+
+/// `rounds` handovers by SIGKILL with `ride_out`: their time, and the
+/// service interruption the agents saw (leases lost, time without one).
+async fn handovers(etcd: &EtcdCluster, rounds: usize, ride_out: &str) {
+    {
+        let opts = ClusterOptions {
+            cluster_extra: format!("ride_out = \"{ride_out}\"\n"),
+            ..ClusterOptions::default()
+        };
+        let mut c = group_with(etcd, opts).await.expect("arbiter group");
         let all = [1, 2, 3];
+        // Seconds since midnight (UTC), as `log_time` reads the agents' logs.
+        let from = (unix_us() % 86_400_000_000) as f64 / 1e6;
         let mut leader = 0;
         let mut took = Vec::new();
         for round in 0..rounds {
@@ -180,8 +227,14 @@ pub fn run(writes: usize, rounds: usize, dir: &std::path::Path) {
             .filter(|e| e.action == "off")
             .count();
         let (m, p99, max) = percentiles(took);
+        let (lost, without) = all.iter().fold((0, 0.0), |(n, t), i| {
+            let (a, b) = interruptions(&c.log(&format!("agent{i}")), from);
+            (n + a, t + b)
+        });
         println!(
-            "| leader SIGKILLed to every node leased by the new leader, {rounds} handovers, leader_ttl 1 s | median | p99 | max |\n|---|---|---|---|\n| handover | {m:.0} ms | {p99:.0} ms | {max:.0} ms |\n\nnodes fenced by the handovers: {fenced}"
+            "| leader SIGKILLed to every node leased by the new leader, {rounds} handovers, leader_ttl 1 s, ride_out {ride_out} | median | p99 | max |\n|---|---|---|---|\n| handover | {m:.0} ms | {p99:.0} ms | {max:.0} ms |\n\n\
+             nodes fenced by the handovers: {fenced}; leases lost: {lost} (3 nodes x {rounds} handovers); time without a lease, per node and handover: {:.0} ms\n",
+            without * 1000.0 / (3 * rounds) as f64
         );
-    });
+    }
 }
