@@ -562,7 +562,10 @@ impl Session {
                             // An arbiter that cannot decide yet places
                             // nothing: the groups of a lease being ridden
                             // out run on as they are.
-                            if !(a.undecided && a.lease_ms == 0) {
+                            if !(a.undecided
+                                && a.lease_ms == 0
+                                && !self.keeper.ride_out().is_zero())
+                            {
                                 grants = Some((
                                     a.seq,
                                     a.groups
