@@ -178,9 +178,62 @@ pub struct NodeView {
     pub ride_stopped: Option<Duration>,
     /// How far its lease ran past the last grant, as its agent last said.
     pub ridden: Duration,
-    /// The backed set when this life last granted it a lease: the peers a
-    /// ride of that lease rests on.
-    pub granted_backed: BTreeSet<NodeId>,
+    /// The grants of this life its agent has not confirmed receiving
+    /// (session, seq, backed set), and the backed set of the last one it
+    /// did: a ride rests on the survivors of whichever it holds.
+    pub grants_unconfirmed: Vec<(u64, u64, BTreeSet<NodeId>)>,
+    pub confirmed_backed: Option<BTreeSet<NodeId>>,
+}
+
+/// Unconfirmed grants kept per node; older ones fold into
+/// `confirmed_backed` (intersected: never more peers than any could have).
+const GRANTS_KEPT: usize = 16;
+
+impl NodeView {
+    /// The peers every lease this node may ride rests on: members of the
+    /// backed set of each grant it may hold (the last it confirmed, and
+    /// every one after). Only their word that they know of its fence stops
+    /// its ride.
+    pub fn ride_peers(&self) -> BTreeSet<NodeId> {
+        let mut sets = self
+            .confirmed_backed
+            .iter()
+            .chain(self.grants_unconfirmed.iter().map(|(_, _, b)| b));
+        let Some(first) = sets.next() else {
+            return BTreeSet::new();
+        };
+        sets.fold(first.clone(), |acc, b| {
+            acc.intersection(b).copied().collect()
+        })
+    }
+
+    /// A grant under `backed` leaves on `session` as ack `seq`.
+    pub fn granted(&mut self, session: u64, seq: u64, backed: &BTreeSet<NodeId>) {
+        self.grants_unconfirmed.push((session, seq, backed.clone()));
+        if self.grants_unconfirmed.len() > GRANTS_KEPT {
+            let (_, _, oldest) = self.grants_unconfirmed.remove(0);
+            self.confirmed_backed = Some(match self.confirmed_backed.take() {
+                Some(c) => c.intersection(&oldest).copied().collect(),
+                None => oldest,
+            });
+        }
+    }
+
+    /// Its agent received every ack up to `acked_seq` on `session` (in
+    /// order: one stream); grants of earlier sessions are superseded.
+    pub fn acked(&mut self, session: u64, acked_seq: u64) {
+        let last = self
+            .grants_unconfirmed
+            .iter()
+            .filter(|(s, q, _)| *s == session && *q <= acked_seq)
+            .max_by_key(|(_, q, _)| *q)
+            .map(|(_, _, b)| b.clone());
+        if let Some(b) = last {
+            self.confirmed_backed = Some(b);
+            self.grants_unconfirmed
+                .retain(|(s, q, _)| *s == session && *q > acked_seq);
+        }
+    }
 }
 
 impl Default for NodeView {
@@ -210,7 +263,8 @@ impl Default for NodeView {
             told_leaving: BTreeMap::new(),
             ride_stopped: None,
             ridden: Duration::ZERO,
-            granted_backed: BTreeSet::new(),
+            grants_unconfirmed: Vec::new(),
+            confirmed_backed: None,
         }
     }
 }

@@ -1249,9 +1249,11 @@ impl ArbiterCore {
         }
         if lease.is_some() {
             v.ride_stopped = None;
-            // The peers this lease's ride rests on: only their word that
-            // they know of its fence stops it.
-            v.granted_backed = self.backed.clone();
+            // The peers a ride of this lease rests on (once its agent has
+            // it): only their word that they know of its fence stops it.
+            if !self.spec.timing.ride_out.is_zero() {
+                v.granted(session, seq, &self.backed);
+            }
         }
         out.push(Action::Ack {
             node,
@@ -1303,6 +1305,7 @@ impl ArbiterCore {
         let Some(v) = self.nodes.get_mut(&node) else {
             return;
         };
+        v.acked(session, acked_seq);
         let known: Vec<NodeId> = v
             .told_leaving
             .iter()
@@ -1315,7 +1318,7 @@ impl ArbiterCore {
             // the lease granted in this life) stops it by knowing.
             if let Some(w) = self.nodes.get_mut(&x)
                 && w.lease_bound.is_some()
-                && w.granted_backed.contains(&node)
+                && w.ride_peers().contains(&node)
             {
                 w.ride_stopped = Some(w.ride_stopped.map_or(stop, |t| t.min(stop)));
             }

@@ -244,3 +244,55 @@ fn only_a_peer_the_ride_rests_on_cuts_it_short() {
         "gone {gone:?}: node 2's word cut the ride of node 3 short"
     );
 }
+
+/// A grant under a larger backed set (a node admitted) that the agent has
+/// not confirmed receiving: it may still ride the lease of the grant
+/// before, which rests on the old set only, so the admitted node's word
+/// stops nothing.
+#[test]
+fn an_admitted_node_does_not_cut_a_ride_on_a_grant_from_before_its_admission() {
+    let mut h = riding(None, false);
+    // Node 2 is fenced, comes back rebooted and is admitted again.
+    let two: [(NodeId, &[NodeId]); 2] = [(1, &[3]), (3, &[1])];
+    for _ in 0..300 {
+        if h.fence_of(2).is_some() {
+            break;
+        }
+        h.run(ms(10), &two);
+    }
+    h.confirm_off(2);
+    h.run(ms(3_000), &two);
+    assert!(!h.announces_gone(2).is_empty(), "node 2 gone");
+    let epoch_without_2 = h.core.epoch();
+    // From here node 1's agent receives no grant it confirms, and node 3
+    // never tells either: only node 2, admitted, will.
+    h.acks_untold = [1, 3].into();
+    h.boot.insert(2, 0xb22);
+    h.connect(2, 20, 22);
+    for _ in 0..500 {
+        if h.core.epoch() > epoch_without_2 {
+            break;
+        }
+        h.run(ms(10), &ALL3);
+    }
+    assert!(h.core.epoch() > epoch_without_2, "node 2 admitted");
+    assert_eq!(h.core.status().backed, [1, 2, 3].into());
+    h.run(ms(300), &ALL3);
+    let last_grant = h.core.nodes[&1].lease_bound.expect("1 held a lease");
+    // Node 1 falls silent.
+    let others: [(NodeId, &[NodeId]); 2] = [(2, &[3]), (3, &[2])];
+    for _ in 0..300 {
+        if h.fence_of(1).is_some() {
+            break;
+        }
+        h.run(ms(10), &others);
+    }
+    h.confirm_off(1);
+    h.run(ms(3_000), &others);
+    assert!(!told_leaving(&h, 2, 1).is_empty(), "node 2 was told");
+    let gone = h.announces_gone(1)[0];
+    assert!(
+        gone >= last_grant + h.spec.timing.ride_out_max(),
+        "gone {gone:?}: node 2's word cut short a ride that may rest on the grant before its admission"
+    );
+}
