@@ -842,13 +842,13 @@ fn regression_seed_of_the_operator() {
 /// leases are ridden out, a lot.
 #[test]
 fn arbiter_outages_with_partitions_keep_every_invariant_while_agents_ride_out() {
-    let (totals, failures) = run_focused(0..500, None, Some(Focus::RideOut));
+    let (totals, failures) = run_focused(0..300, None, Some(Focus::RideOut));
     for v in &failures {
         eprintln!("{v}");
     }
     assert!(failures.is_empty(), "{} seeds failed", failures.len());
     assert!(
-        totals.ride_outs > 500 && totals.longest_ride_ms >= 1_000,
+        totals.ride_outs > 300 && totals.longest_ride_ms >= 1_000,
         "{totals:?}"
     );
 }
@@ -865,8 +865,8 @@ fn checker_catches_a_ride_out_past_its_cap() {
     assert_caught(
         Mutant::Ride(agent::lease::RideMutant::NoCap),
         None,
-        100,
-        15,
+        60,
+        8,
         "ride-out bounded",
         &RIDE_RULES,
     );
@@ -877,7 +877,7 @@ fn checker_catches_a_ride_out_on_the_riders_own_probes() {
     assert_caught(
         Mutant::Ride(agent::lease::RideMutant::IgnorePeerReach),
         Some(Focus::RideOut),
-        300,
+        200,
         4,
         "ride-out on a whole mesh",
         &RIDE_RULES,
@@ -901,8 +901,8 @@ fn checker_catches_a_ride_out_through_a_fence() {
     assert_caught(
         Mutant::Ride(agent::lease::RideMutant::IgnoreFence),
         Some(Focus::RideOut),
-        300,
-        4,
+        200,
+        3,
         "ride-out not through a fence",
         &RIDE_RULES,
     );
