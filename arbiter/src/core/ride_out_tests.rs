@@ -29,6 +29,17 @@ fn riding(mutant: Option<Mutant>, watchdog: bool) -> H {
     h
 }
 
+/// Run the nodes of `reach` until `node`'s fence starts.
+fn until_fence_of(h: &mut H, node: NodeId, reach: &[(NodeId, &[NodeId])]) {
+    for _ in 0..300 {
+        if h.fence_of(node).is_some() {
+            return;
+        }
+        h.run(ms(10), reach);
+    }
+    panic!("node {node} was never fenced");
+}
+
 /// The acks sent to `node` name `leaving` as leaving.
 fn told_leaving(h: &H, node: NodeId, leaving: NodeId) -> Vec<Duration> {
     h.log
@@ -210,12 +221,7 @@ fn only_a_peer_the_ride_rests_on_cuts_it_short() {
     // Node 2 is fenced and comes back rebooted, cut from its peers: it
     // stays joining, out of the backed set.
     let two: [(NodeId, &[NodeId]); 2] = [(1, &[3]), (3, &[1])];
-    for _ in 0..300 {
-        if h.fence_of(2).is_some() {
-            break;
-        }
-        h.run(ms(10), &two);
-    }
+    until_fence_of(&mut h, 2, &two);
     h.confirm_off(2);
     h.run(ms(3_000), &two);
     assert!(!h.announces_gone(2).is_empty(), "node 2 gone");
@@ -229,12 +235,7 @@ fn only_a_peer_the_ride_rests_on_cuts_it_short() {
     h.acks_untold = [1].into();
     let last_grant = h.core.nodes[&3].lease_bound.expect("3 held a lease");
     let one_and_2: [(NodeId, &[NodeId]); 2] = [(1, &[]), (2, &[])];
-    for _ in 0..300 {
-        if h.fence_of(3).is_some() {
-            break;
-        }
-        h.run(ms(10), &one_and_2);
-    }
+    until_fence_of(&mut h, 3, &one_and_2);
     h.confirm_off(3);
     h.run(ms(3_000), &one_and_2);
     assert!(!told_leaving(&h, 2, 3).is_empty(), "node 2 was told");
@@ -254,12 +255,7 @@ fn an_admitted_node_does_not_cut_a_ride_on_a_grant_from_before_its_admission() {
     let mut h = riding(None, false);
     // Node 2 is fenced, comes back rebooted and is admitted again.
     let two: [(NodeId, &[NodeId]); 2] = [(1, &[3]), (3, &[1])];
-    for _ in 0..300 {
-        if h.fence_of(2).is_some() {
-            break;
-        }
-        h.run(ms(10), &two);
-    }
+    until_fence_of(&mut h, 2, &two);
     h.confirm_off(2);
     h.run(ms(3_000), &two);
     assert!(!h.announces_gone(2).is_empty(), "node 2 gone");
@@ -281,12 +277,7 @@ fn an_admitted_node_does_not_cut_a_ride_on_a_grant_from_before_its_admission() {
     let last_grant = h.core.nodes[&1].lease_bound.expect("1 held a lease");
     // Node 1 falls silent.
     let others: [(NodeId, &[NodeId]); 2] = [(2, &[3]), (3, &[2])];
-    for _ in 0..300 {
-        if h.fence_of(1).is_some() {
-            break;
-        }
-        h.run(ms(10), &others);
-    }
+    until_fence_of(&mut h, 1, &others);
     h.confirm_off(1);
     h.run(ms(3_000), &others);
     assert!(!told_leaving(&h, 2, 1).is_empty(), "node 2 was told");
