@@ -811,30 +811,34 @@ mod ride_out_tests {
         Duration::from_millis(n)
     }
 
+    fn welcome(ride_out: Duration) -> Input {
+        Input::Welcome {
+            heartbeat_interval: ms(100),
+            epoch: 1,
+            ride_out,
+        }
+    }
+
+    /// The ack of heartbeat 1: a 300 ms lease in epoch 1 over {1, 2, 3},
+    /// naming `leaving`.
+    fn first_grant(leaving: &[NodeId]) -> Input {
+        Input::Ack {
+            seq: 1,
+            lease: Some(ms(300)),
+            epoch: 1,
+            survivors: [1, 2, 3].into(),
+            gone: [].into(),
+            leaving: leaving.iter().copied().collect(),
+            undecided: false,
+        }
+    }
+
     /// Node 1 of {1, 2, 3}, holding a 300 ms lease granted at 0 (until
     /// 300), with a 1 s ride-out.
     fn holder(mutant: Option<RideMutant>) -> LeaseKeeper {
         let mut k = LeaseKeeper::with_mutant(1, mutant);
-        k.step(
-            ms(0),
-            Input::Welcome {
-                heartbeat_interval: ms(100),
-                epoch: 1,
-                ride_out: ms(1_000),
-            },
-        );
-        let out = k.step(
-            ms(10),
-            Input::Ack {
-                seq: 1,
-                lease: Some(ms(300)),
-                epoch: 1,
-                survivors: [1, 2, 3].into(),
-                gone: [].into(),
-                leaving: [].into(),
-                undecided: false,
-            },
-        );
+        k.step(ms(0), welcome(ms(1_000)));
+        let out = k.step(ms(10), first_grant(&[]));
         assert!(
             out.iter()
                 .any(|o| matches!(o, Output::LeaseAcquired { .. }))
@@ -950,26 +954,8 @@ mod ride_out_tests {
         let mut k = holder(None);
         k.step(ms(100), Input::Tick); // no session: no heartbeat
         let mut k2 = LeaseKeeper::new(1);
-        k2.step(
-            ms(0),
-            Input::Welcome {
-                heartbeat_interval: ms(100),
-                epoch: 1,
-                ride_out: ms(1_000),
-            },
-        );
-        k2.step(
-            ms(10),
-            Input::Ack {
-                seq: 1,
-                lease: Some(ms(300)),
-                epoch: 1,
-                survivors: [1, 2, 3].into(),
-                gone: [].into(),
-                leaving: [3].into(),
-                undecided: false,
-            },
-        );
+        k2.step(ms(0), welcome(ms(1_000)));
+        k2.step(ms(10), first_grant(&[3]));
         assert!(k2.own_report(ms(20)).fence_known);
         k2.step(ms(270), Input::Peers(vec![report(2, 250), report(3, 260)]));
         assert_eq!(until(&k2, 270), Some(ms(300)));
@@ -982,14 +968,7 @@ mod ride_out_tests {
     fn an_undecided_arbiter_leaves_a_ridden_lease_and_a_refusal_revokes_it() {
         let mut k = holder(None);
         k.step(ms(270), Input::Peers(vec![report(2, 250), report(3, 260)]));
-        k.step(
-            ms(280),
-            Input::Welcome {
-                heartbeat_interval: ms(100),
-                epoch: 1,
-                ride_out: ms(1_000),
-            },
-        ); // sends seq 2
+        k.step(ms(280), welcome(ms(1_000))); // sends seq 2
         let denial = |undecided| Input::Ack {
             seq: 2,
             lease: None,
@@ -1020,26 +999,8 @@ mod ride_out_tests {
     #[test]
     fn without_ride_out_nothing_is_ridden_and_any_refusal_revokes() {
         let mut k = LeaseKeeper::new(1);
-        k.step(
-            ms(0),
-            Input::Welcome {
-                heartbeat_interval: ms(100),
-                epoch: 1,
-                ride_out: Duration::ZERO,
-            },
-        );
-        k.step(
-            ms(10),
-            Input::Ack {
-                seq: 1,
-                lease: Some(ms(300)),
-                epoch: 1,
-                survivors: [1, 2, 3].into(),
-                gone: [].into(),
-                leaving: [].into(),
-                undecided: false,
-            },
-        );
+        k.step(ms(0), welcome(Duration::ZERO));
+        k.step(ms(10), first_grant(&[]));
         k.step(ms(270), Input::Peers(vec![report(2, 250), report(3, 260)]));
         assert_eq!(until(&k, 270), Some(ms(300)));
         k.step(ms(280), Input::Tick); // seq 2... (interval 100: sent at 100, 200)
