@@ -1241,17 +1241,18 @@ impl ArbiterCore {
         let (grants, deltas) = self.placement.grants(node, session, seq, lease.is_some());
         out.extend(deltas.into_iter().map(Action::Persist));
         let leaving = self.leaving_backed();
-        let v = self.nodes.get_mut(&node).expect("checked above");
-        v.told_leaving
-            .retain(|x, (s, _)| leaving.contains(x) && *s == session);
-        for &x in leaving.iter().filter(|&&x| x != node) {
-            v.told_leaving.entry(x).or_insert((session, seq));
-        }
-        if lease.is_some() {
-            v.ride_stopped = None;
-            // The peers a ride of this lease rests on (once its agent has
-            // it): only their word that they know of its fence stops it.
-            if !self.spec.timing.ride_out.is_zero() {
+        // Ride-out bookkeeping (nothing to keep without a ride-out): which
+        // fences this node was told of, and the peers a ride of the lease
+        // granted now rests on (only their word stops it).
+        if !self.spec.timing.ride_out.is_zero() {
+            let v = self.nodes.get_mut(&node).expect("checked above");
+            v.told_leaving
+                .retain(|x, (s, _)| leaving.contains(x) && *s == session);
+            for &x in leaving.iter().filter(|&&x| x != node) {
+                v.told_leaving.entry(x).or_insert((session, seq));
+            }
+            if lease.is_some() {
+                v.ride_stopped = None;
                 v.granted(session, seq, &self.backed);
             }
         }
