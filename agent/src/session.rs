@@ -63,6 +63,8 @@ pub struct Session {
     /// The arbiter URL (index into `plan.arbiters`) the next connection
     /// attempt goes to.
     next_arbiter: usize,
+    /// The leader a standby named last (logged once per change).
+    followed: Option<String>,
     /// Lease and epoch events for an observer (tests, resource hooks).
     events: Option<mpsc::UnboundedSender<Output>>,
     /// Runs the resource groups the arbiter places here.
@@ -93,6 +95,13 @@ enum SessionError {
     Refused(String),
     #[error("{0}")]
     Lost(String),
+    /// A standby of a group of arbiters: the leader is elsewhere (its URL,
+    /// when the standby knows it).
+    #[error("{message}")]
+    Standby {
+        message: String,
+        leader: Option<String>,
+    },
 }
 
 impl From<String> for SessionError {
@@ -167,6 +176,7 @@ impl Session {
             interval_hint: DEFAULT_INTERVAL,
             streak: Streak::default(),
             next_arbiter: 0,
+            followed: None,
             events: None,
             runner: None,
             watchdog: None,
@@ -241,6 +251,10 @@ impl Session {
             } else {
                 match self.connect_and_serve().await {
                     Ok(e) => e,
+                    Err(SessionError::Standby { message, leader }) => {
+                        self.follow(leader.as_deref(), &message);
+                        self.idle(RETRY.saturating_sub(started.elapsed())).await
+                    }
                     Err(e @ SessionError::Refused(_)) => {
                         error!(node.id = self.plan.node, error = %e,
                                "the arbiter refused this agent; check its cluster, node and listen settings; retrying in 5s");
@@ -343,6 +357,32 @@ impl Session {
             Some(()) => Ended::Retry,
             None => Ended::Cancelled,
         }
+    }
+
+    /// A standby named the leader: the next attempt goes to it if it is
+    /// one of this agent's arbiters, else to the next arbiter in turn.
+    /// Logged once per leader named.
+    fn follow(&mut self, leader: Option<&str>, message: &str) {
+        let norm = |u: &str| u.trim_end_matches('/').to_ascii_lowercase();
+        let at = leader.and_then(|l| self.plan.arbiters.iter().position(|a| norm(a) == norm(l)));
+        let new = self.followed.as_deref() != Some(leader.unwrap_or(""));
+        match at {
+            Some(k) => {
+                self.next_arbiter = k;
+                if new {
+                    info!(node.id = self.plan.node, leader = %self.plan.arbiters[k], standby = %message,
+                          "a standby arbiter answered: following the leader");
+                }
+            }
+            None => {
+                self.next_arbiter = self.next_arbiter.wrapping_add(1);
+                if new {
+                    warn!(node.id = self.plan.node, leader = ?leader, standby = %message,
+                          "a standby arbiter answered, and the leader it names is not among this agent's arbiters (agent.arbiter): trying the others in turn");
+                }
+            }
+        }
+        self.followed = Some(leader.unwrap_or("").to_string());
     }
 
     /// One endpoint per configured arbiter URL.
@@ -748,6 +788,12 @@ fn group_run(r: GroupRun) -> pb::GroupRunState {
 
 /// Classify a gRPC error from the arbiter.
 fn refusal(s: &tonic::Status) -> SessionError {
+    if let Some(leader) = proto::standby::leader_of(s) {
+        return SessionError::Standby {
+            message: s.message().to_string(),
+            leader,
+        };
+    }
     match s.code() {
         tonic::Code::NotFound | tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
             SessionError::Refused(s.message().to_string())
@@ -1014,6 +1060,96 @@ mod tests {
                 token.child_token(),
             )
         }
+    }
+
+    /// A standby of a group of arbiters: refers every session to `leader`.
+    #[derive(Clone)]
+    struct Standby {
+        leader: String,
+        refused: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    #[tonic::async_trait]
+    impl pb::agent_session_server::AgentSession for Standby {
+        type SessionStream = ReceiverStream<Result<pb::ArbiterMessage, tonic::Status>>;
+
+        async fn session(
+            &self,
+            _: tonic::Request<tonic::Streaming<pb::AgentMessage>>,
+        ) -> Result<tonic::Response<Self::SessionStream>, tonic::Status> {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            let mut s = tonic::Status::unavailable(format!(
+                "arbiter \"b\" stands by; the leader is \"a\" at {}",
+                self.leader
+            ));
+            s.metadata_mut().insert(
+                proto::standby::ROLE,
+                tonic::metadata::MetadataValue::from_static("standby"),
+            );
+            s.metadata_mut().insert(
+                proto::standby::LEADER_URL,
+                self.leader.parse().expect("an ASCII URL"),
+            );
+            Err(s)
+        }
+    }
+
+    /// A standby on loopback naming `leader`: its URL, and how many
+    /// sessions it refused.
+    async fn standby(leader: String) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let svc = Standby {
+            leader,
+            refused: refused.clone(),
+        };
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::agent_session_server::AgentSessionServer::new(svc))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        (url, refused)
+    }
+
+    /// Issue 11: a standby's refusal names the leader, and the next attempt
+    /// goes straight to it, not to the next arbiter in the agent's list
+    /// (here one that accepts connections and never answers).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_standby_s_referral_is_followed_to_the_leader_it_names() {
+        let leader = Fake::start().await;
+        let silent = Fake::start().await;
+        silent.set(Mode::Hold).await;
+        let leader_url = format!("http://{}", leader.addr);
+        let (standby_url, refused) = standby(leader_url.clone()).await;
+        let text = format!(
+            "cluster = \"c\"\nnode = 1\narbiter = [\"{standby_url}\", \"http://{}\", \"{leader_url}\"]\n\
+             listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\n",
+            silent.addr
+        );
+        let cfg: AgentConfig = toml::from_str(&text).unwrap();
+        let token = CancellationToken::new();
+        let mut session = Session::new(
+            cfg.validate().unwrap(),
+            SharedProbes::default(),
+            Arc::new(Faults::default()),
+            Heuristics::new(vec![]),
+            token.child_token(),
+        );
+        let mut events = session.events();
+        let task = tokio::spawn(session.run());
+        next(&mut events, acquired, "lease from the leader").await;
+        assert!(
+            refused.load(Ordering::Relaxed) >= 1,
+            "the standby was asked first"
+        );
+        assert!(
+            silent.seen.lock().unwrap().first_held.is_none(),
+            "the agent tried the next arbiter in its list instead of the leader the standby named"
+        );
+        assert!(leader.seen.lock().unwrap().last_granted.is_some());
+        token.cancel();
+        let _ = task.await;
     }
 
     /// The next event matching `want`, and when it came.

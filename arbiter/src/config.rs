@@ -97,7 +97,8 @@ pub struct ArbiterSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtcdConfig {
-    /// Client URLs of the etcd members (`http://host:port`). Required.
+    /// Client URLs of the etcd members (`http://host:port`, or
+    /// `https://host:port` with `[arbiter.etcd.tls]`). Required.
     pub endpoints: Vec<String>,
     /// Key prefix of this group of arbiters. Default `/fence-arbiter`.
     #[serde(default = "default_etcd_prefix")]
@@ -114,6 +115,15 @@ pub struct EtcdConfig {
     /// How long one store operation may take, over every member. Default 2 s.
     #[serde(default = "default_etcd_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// The URL agents and fencectl reach this arbiter at, which the
+    /// standbys tell them while it leads. Default `https://<listen>`
+    /// (`http://` with `insecure_plaintext`).
+    #[serde(default)]
+    pub advertise: Option<String>,
+    /// TLS to etcd (`https://` endpoints): the CA that signed the members'
+    /// certificates, and this arbiter's client certificate and key.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
 }
 
 fn default_etcd_prefix() -> String {
@@ -132,12 +142,16 @@ pub struct EtcdPlan {
     pub endpoints: Vec<String>,
     pub prefix: String,
     pub name: String,
+    pub advertise: String,
     pub leader_ttl: Duration,
     pub timeout: Duration,
+    /// `None`: plain `http://`.
+    pub tls: Option<TlsPem>,
 }
 
 impl EtcdConfig {
-    fn validate(&self, listen: &str, errs: &mut Vec<ConfigError>) -> EtcdPlan {
+    fn validate(&self, listen: &str, plaintext: bool, errs: &mut Vec<ConfigError>) -> EtcdPlan {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         if self.endpoints.is_empty() {
             errs.push(err(
                 "arbiter.etcd.endpoints",
@@ -146,12 +160,23 @@ impl EtcdConfig {
         }
         for (i, e) in self.endpoints.iter().enumerate() {
             let ok = e
-                .strip_prefix("http://")
+                .strip_prefix(scheme)
+                .and_then(|rest| rest.strip_prefix("://"))
                 .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
             if !ok {
+                let why = match (scheme, e.starts_with("https://")) {
+                    ("http", true) => "https:// needs [arbiter.etcd.tls] (ca, cert, key)",
+                    ("https", false) if e.starts_with("http://") => {
+                        "with [arbiter.etcd.tls] every member is https://"
+                    }
+                    _ => "",
+                };
                 errs.push(err(
                     format!("arbiter.etcd.endpoints[{i}]"),
-                    format!("{e:?}: expected http://host:port (TLS to etcd is not supported yet)"),
+                    format!(
+                        "{e:?}: expected {scheme}://host:port{}{why}",
+                        if why.is_empty() { "" } else { ": " }
+                    ),
                 ));
             }
         }
@@ -183,12 +208,38 @@ impl EtcdConfig {
         if name.is_empty() {
             errs.push(err("arbiter.etcd.name", "must not be empty"));
         }
+        let advertise = self
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("{}://{listen}", if plaintext { "http" } else { "https" }));
+        let url_ok = advertise
+            .strip_prefix("http://")
+            .or_else(|| advertise.strip_prefix("https://"))
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', ' ']));
+        if !url_ok {
+            errs.push(err(
+                "arbiter.etcd.advertise",
+                format!("{advertise:?}: expected a URL such as https://10.0.0.101:7400"),
+            ));
+        }
+        let tls = match &self.tls {
+            None => None,
+            Some(files) => match files.read("arbiter.etcd.tls") {
+                Ok(pem) => Some(pem),
+                Err(e) => {
+                    errs.extend(e);
+                    None
+                }
+            },
+        };
         EtcdPlan {
             endpoints: self.endpoints.clone(),
             prefix: self.prefix.trim_end_matches('/').to_string(),
             name,
+            advertise,
             leader_ttl: self.leader_ttl,
             timeout: self.timeout,
+            tls,
         }
     }
 }
@@ -561,11 +612,13 @@ impl Config {
                 .into_iter()
                 .map(|(key, reason)| err(key, reason)),
         );
-        let etcd = self
-            .arbiter
-            .etcd
-            .as_ref()
-            .map(|e| e.validate(&self.arbiter.listen, &mut errs));
+        let etcd = self.arbiter.etcd.as_ref().map(|e| {
+            e.validate(
+                &self.arbiter.listen,
+                self.arbiter.insecure_plaintext,
+                &mut errs,
+            )
+        });
         if self.clusters.is_empty() {
             errs.push(err("cluster", "at least one [[cluster]] is required"));
         }
@@ -1190,6 +1243,47 @@ dir = "/tmp/sim"
             Ok(_) => vec![],
             Err(e) => e.iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    /// `[arbiter.etcd]`: TLS to etcd and the advertised URL, each error
+    /// naming its key; the default URL is the listen address.
+    #[test]
+    fn etcd_tls_and_the_advertised_url_are_checked_by_key() {
+        let with = |etcd: &str| errors(&format!("{GOOD}\n[arbiter.etcd]\n{etcd}"));
+        let e = with("endpoints = [\"https://127.0.0.1:2379\"]\n");
+        assert!(
+            e.iter().any(|e| e.contains("arbiter.etcd.endpoints[0]")
+                && e.contains("needs [arbiter.etcd.tls]")),
+            "{e:?}"
+        );
+        let e = with(
+            "endpoints = [\"http://127.0.0.1:2379\"]\n[arbiter.etcd.tls]\nca = \"/nonexistent/ca.pem\"\n\
+             cert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/c.key\"\n",
+        );
+        assert!(
+            e.iter().any(|e| e.contains("arbiter.etcd.endpoints[0]")
+                && e.contains("every member is https://")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.contains("arbiter.etcd.tls.ca") && e.contains("cannot read")),
+            "{e:?}"
+        );
+        let e = with("endpoints = [\"http://127.0.0.1:2379\"]\nadvertise = \"10.0.0.1:7400\"\n");
+        assert!(
+            e.iter().any(|e| e.contains("arbiter.etcd.advertise")),
+            "{e:?}"
+        );
+        let plan = Config::from_toml(&format!(
+            "{GOOD}\n[arbiter.etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n"
+        ))
+        .unwrap()
+        .validate()
+        .unwrap();
+        let etcd = plan.etcd.expect("etcd");
+        assert_eq!(etcd.advertise, "http://127.0.0.1:7400");
+        assert!(etcd.tls.is_none());
     }
 
     #[test]

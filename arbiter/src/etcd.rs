@@ -273,8 +273,15 @@ pub struct Etcd {
 }
 
 impl Etcd {
-    /// Connections (made lazily) to every member in `urls` (`http://host:port`).
-    pub fn connect(urls: &[String], timeout: Duration) -> Result<Self, EtcdError> {
+    /// Connections (made lazily) to every member in `urls`: `http://host:port`,
+    /// or with `tls` (the members' CA, this client's certificate and key)
+    /// `https://host:port`, each member's certificate checked against its
+    /// host name or address.
+    pub fn connect(
+        urls: &[String],
+        timeout: Duration,
+        tls: Option<&crate::config::TlsPem>,
+    ) -> Result<Self, EtcdError> {
         if urls.is_empty() {
             return Err(EtcdError::BadEndpoint {
                 url: String::new(),
@@ -291,25 +298,38 @@ impl Etcd {
             let _in = rt.enter();
             urls.iter()
                 .map(|url| {
-                    if !url.starts_with("http://") {
-                        return Err(EtcdError::BadEndpoint {
-                            url: url.clone(),
-                            reason: "must start with http:// (TLS to etcd is not supported yet)"
-                                .into(),
-                        });
+                    let bad = |reason: String| EtcdError::BadEndpoint {
+                        url: url.clone(),
+                        reason,
+                    };
+                    let mut ep =
+                        Endpoint::from_shared(url.clone()).map_err(|e| bad(e.to_string()))?;
+                    match tls {
+                        None if !url.starts_with("http://") => {
+                            return Err(bad(
+                                "must start with http:// (https:// needs TLS files)".into()
+                            ));
+                        }
+                        Some(_) if !url.starts_with("https://") => {
+                            return Err(bad("must start with https:// (TLS to etcd is on)".into()));
+                        }
+                        None => {}
+                        Some(t) => {
+                            use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+                            let cfg = ClientTlsConfig::new()
+                                .ca_certificate(Certificate::from_pem(&t.ca))
+                                .identity(Identity::from_pem(&t.cert, &t.key));
+                            ep = ep
+                                .tls_config(cfg)
+                                .map_err(|e| bad(format!("TLS setup: {e}")))?;
+                        }
                     }
-                    Endpoint::from_shared(url.clone())
-                        .map(|e| {
-                            e.connect_timeout(timeout)
-                                .tcp_nodelay(true)
-                                .http2_keep_alive_interval(Duration::from_secs(1))
-                                .keep_alive_timeout(Duration::from_secs(2))
-                                .connect_lazy()
-                        })
-                        .map_err(|e| EtcdError::BadEndpoint {
-                            url: url.clone(),
-                            reason: e.to_string(),
-                        })
+                    Ok(ep
+                        .connect_timeout(timeout)
+                        .tcp_nodelay(true)
+                        .http2_keep_alive_interval(Duration::from_secs(1))
+                        .keep_alive_timeout(Duration::from_secs(2))
+                        .connect_lazy())
                 })
                 .collect::<Result<Vec<_>, _>>()?
         };

@@ -10,7 +10,7 @@
 //! - `P/clusters/C/unannounced/<intent>`: the index of confirmed fences
 //!   not yet announced (the node id);
 //! - `P/clusters/C/controls/<sequence>`: a [`ControlRecord`];
-//! - `P/leader`: the leader's name, under its etcd lease
+//! - `P/leader`: the leader's name and URL (JSON), under its etcd lease
 //!   ([`crate::leadership`]).
 //!
 //! Every write is one etcd transaction conditioned on the state key being
@@ -229,7 +229,7 @@ impl EtcdStore {
                 return Err(StoreError::Deposed {
                     cluster: cluster.to_string(),
                     leader: now
-                        .map(|kv| String::from_utf8_lossy(&kv.value).to_string())
+                        .map(|kv| crate::leadership::LeaderInfo::decode(&kv.value).name)
                         .unwrap_or_else(|| "nobody".into()),
                 });
             }

@@ -95,18 +95,46 @@ pub struct Leadership {
     pub lost: CancellationToken,
 }
 
+/// Who leads a group: the value of its leader key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeaderInfo {
+    /// The leader's `arbiter.etcd.name`.
+    pub name: String,
+    /// Where agents and fencectl reach it (`arbiter.etcd.advertise`).
+    #[serde(default)]
+    pub url: String,
+}
+
+impl LeaderInfo {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("two strings serialize")
+    }
+
+    /// The leader key's value: JSON, or (written by an earlier version)
+    /// the bare name.
+    pub fn decode(value: &[u8]) -> LeaderInfo {
+        serde_json::from_slice(value).unwrap_or_else(|_| LeaderInfo {
+            name: String::from_utf8_lossy(value).into_owned(),
+            url: String::new(),
+        })
+    }
+}
+
 /// Wait until this process leads (or `stop` is cancelled: `Ok(None)`).
-/// Logs who leads meanwhile.
+/// Logs who leads meanwhile and tells `seen` (`None` while nobody does,
+/// or etcd does not answer).
 pub async fn campaign(
     members: Arc<Members>,
     prefix: &str,
-    name: &str,
+    me: &LeaderInfo,
     ttl: Duration,
+    seen: &tokio::sync::watch::Sender<Option<LeaderInfo>>,
     stop: CancellationToken,
 ) -> Result<Option<Leadership>, EtcdError> {
+    let name = me.name.as_str();
     let key = format!("{prefix}/leader").into_bytes();
     let poll = (ttl / 8).clamp(Duration::from_millis(50), Duration::from_millis(250));
-    let mut shown: Option<String> = None;
+    let mut shown: Option<LeaderInfo> = None;
     let mut failing = false;
     loop {
         if stop.is_cancelled() {
@@ -114,25 +142,23 @@ pub async fn campaign(
         }
         match members.get(&key).await {
             Ok(Some(kv)) => {
-                let leader = String::from_utf8_lossy(&kv.value).to_string();
-                if shown.as_deref() != Some(leader.as_str()) {
-                    info!(leader = %leader, "standing by: another arbiter leads");
-                    shown = Some(leader);
+                let leader = LeaderInfo::decode(&kv.value);
+                if shown.as_ref() != Some(&leader) {
+                    info!(leader = %leader.name, leader.url = %leader.url, "standing by: another arbiter leads");
+                    shown = Some(leader.clone());
                 }
+                seen.send_replace(Some(leader));
                 failing = false;
             }
             Ok(None) => {
+                seen.send_replace(None);
                 let sent = Instant::now();
                 match members.grant(ttl).await {
                     Ok((lease, granted)) => {
                         let won = members
                             .txn(TxnRequest {
                                 compare: vec![etcd::created_at(&key, 0)],
-                                success: vec![etcd::put(
-                                    key.clone(),
-                                    name.as_bytes().to_vec(),
-                                    lease,
-                                )],
+                                success: vec![etcd::put(key.clone(), me.encode(), lease)],
                                 failure: vec![],
                             })
                             .await;
@@ -167,6 +193,7 @@ pub async fn campaign(
                 }
             }
             Err(e) => {
+                seen.send_replace(None);
                 if !failing {
                     warn!(error = %e, "standing by: etcd does not answer");
                     failing = true;
@@ -362,6 +389,24 @@ impl FenceDriver for LeaderOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The leader key names the leader and its URL; a bare name (written
+    /// by an earlier version) still reads, with no URL.
+    #[test]
+    fn the_leader_key_reads_old_and_new_values() {
+        let l = LeaderInfo {
+            name: "arbiter-a".into(),
+            url: "https://10.0.0.101:7400".into(),
+        };
+        assert_eq!(LeaderInfo::decode(&l.encode()), l);
+        assert_eq!(
+            LeaderInfo::decode(b"10.0.0.101:7400"),
+            LeaderInfo {
+                name: "10.0.0.101:7400".into(),
+                url: String::new()
+            }
+        );
+    }
 
     /// A device behind `LeaderOnly` switches nothing once the clock lapsed
     /// (a thawed, deposed leader's fence level), and acts while it holds;

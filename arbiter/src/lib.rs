@@ -110,26 +110,32 @@ struct Leading {
     keeper: tokio::task::JoinHandle<()>,
 }
 
-/// Connect to etcd and stand by until this process leads (`None`: shut
-/// down meanwhile); then the etcd store, its writes guarded by the
-/// leadership.
+/// Stand by until this process leads (`None`: shut down meanwhile); then
+/// the etcd store, its writes guarded by the leadership. Who leads
+/// meanwhile goes to `seen` (the standby's services name it).
 async fn lead(
     e: &config::EtcdPlan,
+    client: &Arc<etcd::Etcd>,
+    seen: &tokio::sync::watch::Sender<Option<leadership::LeaderInfo>>,
     token: &CancellationToken,
     shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) -> Result<Option<Leading>, ArbiterError> {
-    let client = Arc::new(etcd::Etcd::connect(&e.endpoints, e.timeout).map_err(StoreError::from)?);
-    info!(etcd = ?e.endpoints, prefix = %e.prefix, name = %e.name, "etcd store: standing for leadership");
+    info!(etcd = ?e.endpoints, prefix = %e.prefix, name = %e.name, advertise = %e.advertise,
+          etcd.tls = e.tls.is_some(), "etcd store: standing for leadership");
     let stop = token.child_token();
+    let me = leadership::LeaderInfo {
+        name: e.name.clone(),
+        url: e.advertise.clone(),
+    };
     let campaign = client.spawn({
-        let (m, prefix, name, ttl, stop) = (
+        let (m, prefix, ttl, stop, seen) = (
             client.members(),
             e.prefix.clone(),
-            e.name.clone(),
             e.leader_ttl,
             stop.clone(),
+            seen.clone(),
         );
-        async move { leadership::campaign(m, &prefix, &name, ttl, stop).await }
+        async move { leadership::campaign(m, &prefix, &me, ttl, &seen, stop).await }
     });
     let won = tokio::select! {
         _ = shutdown.as_mut() => {
@@ -159,7 +165,7 @@ async fn lead(
         format!("{}#{:x}", e.name, leadership.lease),
     ));
     Ok(Some(Leading {
-        etcd: client,
+        etcd: client.clone(),
         leadership,
         store,
         keeper,
@@ -168,6 +174,11 @@ async fn lead(
 
 /// Run the arbiter until `shutdown` resolves (or a cluster task fails on
 /// its store). `on_bound` is told the bound address (useful with port 0).
+///
+/// With `[arbiter.etcd]` it listens from the start, as a standby: agents
+/// and the operator's controls are referred to the leader, `status` and
+/// `history` answered read-only from etcd when asked ([`rpc::role`]); once
+/// it leads, it serves the clusters.
 pub async fn run(
     plan: Plan,
     shutdown: impl Future<Output = ()>,
@@ -175,15 +186,110 @@ pub async fn run(
 ) -> Result<(), ArbiterError> {
     let token = CancellationToken::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    let (store, leading): (Arc<dyn Store>, Option<Leading>) = match &plan.etcd {
-        None => (Arc::new(RedbStore::open(&plan.state_dir)?), None),
-        Some(e) => match lead(e, &token, &mut shutdown).await? {
-            Some(l) => (l.store.clone(), Some(l)),
-            None => return Ok(()), // shut down while standing by
-        },
+    let client = match &plan.etcd {
+        None => None,
+        Some(e) => Some(Arc::new(
+            etcd::Etcd::connect(&e.endpoints, e.timeout, e.tls.as_ref())
+                .map_err(StoreError::from)?,
+        )),
+    };
+    // What the admin service reads (history, a standby's status): the
+    // embedded store, or etcd without a guard (reads need none).
+    let read_store: Arc<dyn Store> = match (&plan.etcd, &client) {
+        (Some(e), Some(c)) => Arc::new(etcd_store::EtcdStore::new(
+            c.clone(),
+            &e.prefix,
+            None,
+            format!("{}#reader", e.name),
+        )),
+        _ => Arc::new(RedbStore::open(&plan.state_dir)?),
+    };
+    let (seen_tx, seen_rx) = tokio::sync::watch::channel(None);
+    let role = Arc::new(rpc::role::Role::new(
+        plan.etcd
+            .as_ref()
+            .map(|e| e.name.clone())
+            .unwrap_or_default(),
+        &plan.clusters,
+        seen_rx,
+    ));
+    let tracker = TaskTracker::new();
+
+    let listener = TcpListener::bind(plan.listen)
+        .await
+        .map_err(|source| ArbiterError::Bind {
+            addr: plan.listen.to_string(),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| ArbiterError::Bind {
+        addr: plan.listen.to_string(),
+        source,
+    })?;
+    if plan.tls.is_none() {
+        warn!(listen = %bound, "serving PLAIN TCP WITHOUT TLS (arbiter.insecure_plaintext = true): demos and trusted networks only");
+    }
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+        if let Ok(s) = &s {
+            // Heartbeats are tiny: never let Nagle hold them back.
+            let _ = s.set_nodelay(true);
+        }
+        s
+    });
+    let tls = plan.tls.is_some();
+    let agent_svc = rpc::agent_service::AgentSessionService::new(
+        role.clone(),
+        tracker.clone(),
+        token.child_token(),
+        tls,
+    );
+    let admin_svc = rpc::admin_service::AdminService::new(
+        role.clone(),
+        read_store.clone(),
+        tracker.clone(),
+        token.child_token(),
+        tls,
+    );
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(pem) = &plan.tls {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let cfg = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&pem.cert, &pem.key))
+            .client_ca_root(Certificate::from_pem(&pem.ca));
+        builder = builder.tls_config(cfg).map_err(ArbiterError::Serve)?;
+        info!(listen = %bound, "mutual TLS on: agents and fencectl need certificates from the configured CA");
+    }
+    let server = builder
+        .http2_keepalive_interval(Some(Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(2)))
+        .add_service(proto::v1::agent_session_server::AgentSessionServer::new(
+            agent_svc,
+        ))
+        .add_service(proto::v1::admin_server::AdminServer::new(admin_svc))
+        .serve_with_incoming_shutdown(incoming, token.clone().cancelled_owned());
+    let server = tracker.spawn(server);
+    on_bound(bound);
+
+    let (store, leading): (Arc<dyn Store>, Option<Leading>) = match (&plan.etcd, &client) {
+        (Some(e), Some(c)) => {
+            info!(listen = %bound, "standing by: agents and controls are referred to the leader");
+            let standing = token.child_token();
+            tracker.spawn(service_notify::standby(standing.clone()));
+            let won = lead(e, c, &seen_tx, &token, &mut shutdown).await;
+            standing.cancel();
+            match won {
+                Ok(Some(l)) => (l.store.clone(), Some(l)),
+                r => {
+                    token.cancel();
+                    tracker.close();
+                    let _ = tokio::time::timeout(plan.shutdown_grace, tracker.wait()).await;
+                    // Shut down while standing by, or the campaign failed.
+                    return r.map(|_| ());
+                }
+            }
+        }
+        _ => (read_store.clone(), None),
     };
     let clock = leading.as_ref().map(|l| l.leadership.clock.clone());
-    let tracker = TaskTracker::new();
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<Fatal>(4);
     let metrics = metrics::Metrics::new(env!("CARGO_PKG_VERSION"));
     let alerter = alert::Alerter::start(
@@ -231,63 +337,9 @@ pub async fn run(
         handles.insert(name.clone(), handle);
     }
     let clusters = Arc::new(handles);
-
-    let listener = TcpListener::bind(plan.listen)
-        .await
-        .map_err(|source| ArbiterError::Bind {
-            addr: plan.listen.to_string(),
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| ArbiterError::Bind {
-        addr: plan.listen.to_string(),
-        source,
-    })?;
-    if plan.tls.is_none() {
-        warn!(listen = %bound, "serving PLAIN TCP WITHOUT TLS (arbiter.insecure_plaintext = true): demos and trusted networks only");
-    }
+    role.lead(clusters.clone());
     info!(listen = %bound, clusters = ?clusters.keys().collect::<Vec<_>>(), "fence-arbiter started");
-    on_bound(bound);
     tracker.spawn(service_notify::run(clusters.clone(), token.child_token()));
-
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
-        if let Ok(s) = &s {
-            // Heartbeats are tiny: never let Nagle hold them back.
-            let _ = s.set_nodelay(true);
-        }
-        s
-    });
-    let tls = plan.tls.is_some();
-    let agent_svc = rpc::agent_service::AgentSessionService::new(
-        clusters.clone(),
-        tracker.clone(),
-        token.child_token(),
-        tls,
-    );
-    let admin_svc = rpc::admin_service::AdminService::new(
-        clusters.clone(),
-        store.clone(),
-        tracker.clone(),
-        token.child_token(),
-        tls,
-    );
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(pem) = &plan.tls {
-        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-        let cfg = ServerTlsConfig::new()
-            .identity(Identity::from_pem(&pem.cert, &pem.key))
-            .client_ca_root(Certificate::from_pem(&pem.ca));
-        builder = builder.tls_config(cfg).map_err(ArbiterError::Serve)?;
-        info!(listen = %bound, "mutual TLS on: agents and fencectl need certificates from the configured CA");
-    }
-    let server = builder
-        .http2_keepalive_interval(Some(Duration::from_secs(1)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(2)))
-        .add_service(proto::v1::agent_session_server::AgentSessionServer::new(
-            agent_svc,
-        ))
-        .add_service(proto::v1::admin_server::AdminServer::new(admin_svc))
-        .serve_with_incoming_shutdown(incoming, token.clone().cancelled_owned());
-    let server = tracker.spawn(server);
 
     let mut result = Ok(());
     let lost = async {

@@ -1,7 +1,8 @@
 //! systemd's notify protocol, for `Type=notify` and `WatchdogSec=`:
 //! `READY=1` once every cluster's start-up grace is over (the arbiter
 //! grants leases from then on), `WATCHDOG=1` at half the watchdog period
-//! while every cluster's task answers, `STOPPING=1` at shutdown. Outside
+//! while every cluster's task answers, `STOPPING=1` at shutdown; a
+//! standby is ready at once ([`standby`]). Outside
 //! systemd (`NOTIFY_SOCKET` unset) it does nothing.
 
 use std::collections::BTreeMap;
@@ -13,6 +14,31 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::driver::ClusterHandle;
+
+/// A standby of a group on etcd (it serves referrals and read-only
+/// status): `READY=1` at once, `WATCHDOG=1` at half the watchdog period,
+/// until `leads` is cancelled (then [`run`] takes over).
+pub async fn standby(leads: CancellationToken) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let _ = sd_notify::notify(&[
+        NotifyState::Ready,
+        NotifyState::Status("standing by (another arbiter leads)"),
+    ]);
+    let Some(w) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let mut beat = tokio::time::interval((w / 2).max(Duration::from_millis(10)));
+    loop {
+        tokio::select! {
+            _ = leads.cancelled() => return,
+            _ = beat.tick() => {
+                let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+            }
+        }
+    }
+}
 
 /// Run until `token` is cancelled.
 pub async fn run(clusters: Arc<BTreeMap<String, ClusterHandle>>, token: CancellationToken) {

@@ -35,6 +35,11 @@ pub struct Cli {
     /// The name in the arbiter's certificate.
     #[arg(long, global = true, default_value = "arbiter")]
     pub arbiter_name: String,
+    /// Ask the given arbiter itself: a standby of a group on etcd then
+    /// answers `status` and `history` read-only from the store, instead of
+    /// fencectl following it to the leader (the default).
+    #[arg(long, global = true)]
+    pub no_follow: bool,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value = "text")]
     pub output: Output,

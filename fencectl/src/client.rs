@@ -28,6 +28,15 @@ pub enum CliError {
     Unreachable { url: String, reason: String },
     #[error("the arbiter refused: {0}")]
     Refused(String),
+    /// A standby of a group of arbiters referred the request to the leader
+    /// (its URL, when the standby knows it).
+    #[error(
+        "{message}\n  fencectl follows the leader unless --no-follow is given; with --no-follow a standby answers status and history from the store"
+    )]
+    Standby {
+        message: String,
+        leader: Option<String>,
+    },
     /// Wrong or missing command-line arguments (exit 64).
     #[error("{0}")]
     Usage(String),
@@ -38,13 +47,19 @@ pub enum CliError {
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Unreachable { .. } => exit::UNAVAILABLE,
+            CliError::Unreachable { .. } | CliError::Standby { .. } => exit::UNAVAILABLE,
             CliError::Usage(_) => exit::USAGE,
             _ => exit::FAILED,
         }
     }
 
     pub fn from_status(url: &str, s: tonic::Status) -> Self {
+        if let Some(leader) = proto::standby::leader_of(&s) {
+            return CliError::Standby {
+                message: format!("{url}: {}", s.message()),
+                leader,
+            };
+        }
         match s.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => CliError::Unreachable {
                 url: url.into(),
@@ -89,6 +104,34 @@ impl ClientTls {
 /// a test harness may register several. Plain HTTP for unregistered URLs.
 static TLS: std::sync::Mutex<std::collections::BTreeMap<String, ClientTls>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// `--no-follow`: requests ask a standby to answer itself.
+static NO_FOLLOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_no_follow(on: bool) {
+    NO_FOLLOW.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A request to the admin API, marked `fence-no-follow` under `--no-follow`.
+pub fn request<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    if NO_FOLLOW.load(std::sync::atomic::Ordering::Relaxed) {
+        r.metadata_mut().insert(
+            proto::standby::NO_FOLLOW,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+    }
+    r
+}
+
+/// The credentials registered for `from`, for `to` too (a standby named
+/// `to` as its leader: the same CA and client certificate serve both).
+pub fn share_tls(from: &str, to: &str) {
+    let mut m = TLS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(t) = m.get(from).cloned() {
+        m.entry(to.to_string()).or_insert(t);
+    }
+}
 
 /// Use these credentials for every connection to `url`.
 pub fn register_tls(url: &str, tls: ClientTls) {

@@ -67,6 +67,9 @@ pub struct ClusterOptions {
     /// (`[arbiter.etcd]`, prefix unique to this cluster, `leader_ttl`
     /// 1 s). Empty: the embedded store.
     pub etcd: Vec<String>,
+    /// With `etcd` (`https://` URLs): the CA, client certificate and key
+    /// for TLS to etcd (`[arbiter.etcd.tls]`).
+    pub etcd_tls: Option<(PathBuf, PathBuf, PathBuf)>,
     /// With `etcd`: this many more arbiter processes of the same group
     /// (`arbiter-<k>.toml`, k = 1..), not started; the agents list every
     /// arbiter's URL.
@@ -113,6 +116,7 @@ impl Default for ClusterOptions {
             own_sessions: false,
             arbiter_extra: String::new(),
             etcd: Vec::new(),
+            etcd_tls: None,
             more_arbiters: 0,
         }
     }
@@ -319,8 +323,19 @@ impl LocalCluster {
             String::new()
         } else {
             let endpoints: Vec<String> = opts.etcd.iter().map(|e| format!("{e:?}")).collect();
+            let tls = opts
+                .etcd_tls
+                .as_ref()
+                .map_or(String::new(), |(ca, cert, key)| {
+                    format!(
+                        "[arbiter.etcd.tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+                        ca.display().to_string(),
+                        cert.display().to_string(),
+                        key.display().to_string()
+                    )
+                });
             format!(
-                "[arbiter.etcd]\nendpoints = [{}]\nprefix = \"/{}\"\nleader_ttl = \"1s\"\ntimeout = \"2s\"\n",
+                "[arbiter.etcd]\nendpoints = [{}]\nprefix = \"/{}\"\nleader_ttl = \"1s\"\ntimeout = \"2s\"\n{tls}",
                 endpoints.join(", "),
                 d.file_name()
                     .map_or("fence".into(), |f| f.to_string_lossy().to_string())
@@ -536,8 +551,9 @@ impl LocalCluster {
         1 + self.more.len()
     }
 
-    /// Start arbiter `k` without waiting for it (a standby does not listen
-    /// until it leads); its log is `arbiter.log` or `arbiter-<k>.log`.
+    /// Start arbiter `k` without waiting for it (a standby listens, and
+    /// refers agents and fencectl to the leader); its log is `arbiter.log`
+    /// or `arbiter-<k>.log`.
     pub fn spawn_arbiter(&mut self, k: usize) -> Result<(), CliError> {
         let d = self.dir.path().to_path_buf();
         let (config, log) = match k {

@@ -34,124 +34,23 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     }
+    fencectl::client::set_no_follow(cli.no_follow);
     let r = rt.block_on(async {
-        match cli.command {
-            Cmd::Driver(d) => match d {
-                DriverCmd::List => commands::driver::list(cli.output),
-                DriverCmd::Metadata { name } => commands::driver::metadata(&name, cli.output).await,
-                DriverCmd::Validate { config } => {
-                    commands::driver::validate(&config, cli.output).await
+        let mut arbiter = cli.arbiter.clone();
+        // A standby refers the command to the leader: follow it, once.
+        let mut followed = false;
+        loop {
+            match dispatch(&cli, &arbiter).await {
+                Err(fencectl::client::CliError::Standby {
+                    message,
+                    leader: Some(leader),
+                }) if !cli.no_follow && !followed && leader != arbiter => {
+                    eprintln!("fencectl: {message}; asking the leader");
+                    fencectl::client::share_tls(&arbiter, &leader);
+                    arbiter = leader;
+                    followed = true;
                 }
-                DriverCmd::Test {
-                    node,
-                    config,
-                    cluster,
-                    action,
-                    yes,
-                } => commands::driver::test(&config, &cluster, node, action, yes, cli.output).await,
-            },
-            Cmd::Certs {
-                dir,
-                cluster,
-                nodes,
-            } => {
-                let issued = fencectl::certs::generate(&dir, &cluster, &nodes)?;
-                match cli.output {
-                    Output::Json => println!(
-                        "{}",
-                        serde_json::to_string_pretty(&issued).expect("serializable")
-                    ),
-                    Output::Text => {
-                        println!("CA: {}", dir.join("ca.pem").display());
-                        for i in &issued {
-                            println!(
-                                "{:<24} {}  {}",
-                                i.identity,
-                                i.cert.display(),
-                                i.key.display()
-                            );
-                        }
-                    }
-                }
-                Ok(exit::OK)
-            }
-            Cmd::Status { cluster } => {
-                commands::status::status(&cli.arbiter, &cluster, cli.output).await
-            }
-            Cmd::Nodes { cluster } => {
-                commands::status::nodes(&cli.arbiter, &cluster, cli.output).await
-            }
-            Cmd::History { cluster, limit } => {
-                commands::history::history(&cli.arbiter, &cluster, limit, cli.output).await
-            }
-            Cmd::Clear { node, cluster, yes } => {
-                commands::status::clear(&cli.arbiter, &cluster, node, yes, cli.output).await
-            }
-            Cmd::Fence {
-                node,
-                cluster,
-                reason,
-                yes,
-            } => {
-                commands::control::fence(&cli.arbiter, &cluster, &node, &reason, yes, cli.output)
-                    .await
-            }
-            Cmd::Confirm { node, cluster, yes } => {
-                commands::control::confirm(&cli.arbiter, &cluster, &node, yes, cli.output).await
-            }
-            Cmd::Unfence { node, cluster } => {
-                commands::control::unfence(&cli.arbiter, &cluster, &node, cli.output).await
-            }
-            Cmd::Maintenance {
-                state,
-                node,
-                cluster,
-            } => {
-                commands::control::maintenance(
-                    &cli.arbiter,
-                    &cluster,
-                    node.as_deref(),
-                    matches!(state, OnOff::On),
-                    cli.output,
-                )
-                .await
-            }
-            Cmd::Resources { cluster } => {
-                commands::resources::resources(&cli.arbiter, &cluster, cli.output).await
-            }
-            Cmd::Move {
-                group,
-                node,
-                cluster,
-            } => {
-                commands::resources::move_group(&cli.arbiter, &cluster, &group, &node, cli.output)
-                    .await
-            }
-            Cmd::Watch { cluster } => {
-                commands::watch::watch(&cli.arbiter, &cluster, cli.output).await
-            }
-            Cmd::Demo {
-                scenario,
-                bin_dir,
-                keep,
-            } => {
-                let json = cli.output == Output::Json;
-                let report = fencectl::demo::run(DemoOptions {
-                    scenario,
-                    bin_dir,
-                    quiet: json,
-                    keep,
-                    cluster_extra: String::new(),
-                    arbiter_extra: String::new(),
-                })
-                .await?;
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&report).expect("serializable")
-                    );
-                }
-                Ok(exit::OK)
+                r => break r,
             }
         }
     });
@@ -160,6 +59,115 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("fencectl: {e}");
             ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Run one command against `arbiter`.
+async fn dispatch(cli: &Cli, arbiter: &str) -> Result<u8, fencectl::client::CliError> {
+    match &cli.command {
+        Cmd::Driver(d) => match d {
+            DriverCmd::List => commands::driver::list(cli.output),
+            DriverCmd::Metadata { name } => commands::driver::metadata(&name, cli.output).await,
+            DriverCmd::Validate { config } => commands::driver::validate(&config, cli.output).await,
+            DriverCmd::Test {
+                node,
+                config,
+                cluster,
+                action,
+                yes,
+            } => commands::driver::test(config, cluster, *node, *action, *yes, cli.output).await,
+        },
+        Cmd::Certs {
+            dir,
+            cluster,
+            nodes,
+        } => {
+            let issued = fencectl::certs::generate(&dir, &cluster, &nodes)?;
+            match cli.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&issued).expect("serializable")
+                ),
+                Output::Text => {
+                    println!("CA: {}", dir.join("ca.pem").display());
+                    for i in &issued {
+                        println!(
+                            "{:<24} {}  {}",
+                            i.identity,
+                            i.cert.display(),
+                            i.key.display()
+                        );
+                    }
+                }
+            }
+            Ok(exit::OK)
+        }
+        Cmd::Status { cluster } => commands::status::status(arbiter, &cluster, cli.output).await,
+        Cmd::Nodes { cluster } => commands::status::nodes(arbiter, &cluster, cli.output).await,
+        Cmd::History { cluster, limit } => {
+            commands::history::history(arbiter, cluster, *limit, cli.output).await
+        }
+        Cmd::Clear { node, cluster, yes } => {
+            commands::status::clear(arbiter, cluster, *node, *yes, cli.output).await
+        }
+        Cmd::Fence {
+            node,
+            cluster,
+            reason,
+            yes,
+        } => commands::control::fence(arbiter, cluster, node, reason, *yes, cli.output).await,
+        Cmd::Confirm { node, cluster, yes } => {
+            commands::control::confirm(arbiter, cluster, node, *yes, cli.output).await
+        }
+        Cmd::Unfence { node, cluster } => {
+            commands::control::unfence(arbiter, &cluster, &node, cli.output).await
+        }
+        Cmd::Maintenance {
+            state,
+            node,
+            cluster,
+        } => {
+            commands::control::maintenance(
+                arbiter,
+                &cluster,
+                node.as_deref(),
+                matches!(state, OnOff::On),
+                cli.output,
+            )
+            .await
+        }
+        Cmd::Resources { cluster } => {
+            commands::resources::resources(arbiter, &cluster, cli.output).await
+        }
+        Cmd::Move {
+            group,
+            node,
+            cluster,
+        } => commands::resources::move_group(arbiter, &cluster, &group, &node, cli.output).await,
+        Cmd::Watch { cluster } => commands::watch::watch(arbiter, &cluster, cli.output).await,
+        Cmd::Demo {
+            scenario,
+            bin_dir,
+            keep,
+        } => {
+            let json = cli.output == Output::Json;
+            let report = fencectl::demo::run(DemoOptions {
+                scenario: *scenario,
+                bin_dir: bin_dir.clone(),
+                quiet: json,
+                keep: *keep,
+                cluster_extra: String::new(),
+                arbiter_extra: String::new(),
+            })
+            .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("serializable")
+                );
+            }
+            Ok(exit::OK)
         }
     }
 }

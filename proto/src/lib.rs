@@ -23,6 +23,32 @@ pub mod etcd {
     tonic::include_proto!("etcdserverpb");
 }
 
+/// gRPC metadata of a group of arbiters on etcd (see `arbiter::rpc::role`).
+pub mod standby {
+    /// On a standby's `UNAVAILABLE` refusal: `standby`.
+    pub const ROLE: &str = "fence-role";
+    /// On a standby's refusal: the leader's URL, when the standby knows it.
+    pub const LEADER_URL: &str = "fence-leader-url";
+    /// On a request: a standby answers it itself, read-only (status,
+    /// history), instead of referring it to the leader.
+    pub const NO_FOLLOW: &str = "fence-no-follow";
+
+    /// A standby's refusal: `Some(leader URL if known)`; `None` for any
+    /// other status.
+    pub fn leader_of(s: &tonic::Status) -> Option<Option<String>> {
+        let standby = s.code() == tonic::Code::Unavailable
+            && s.metadata()
+                .get(ROLE)
+                .is_some_and(|v| v.as_bytes() == b"standby");
+        standby.then(|| {
+            s.metadata()
+                .get(LEADER_URL)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+    }
+}
+
 /// The 64-bit digest of a kernel boot id (`Hello.boot_id`: a UUID, with or
 /// without dashes) that the arbiter compares: its two halves xored, never 0.
 /// An empty boot id (an agent that does not send one) is 0: not told.

@@ -76,6 +76,9 @@ pub async fn group(etcd: &EtcdCluster) -> Result<LocalCluster, String> {
 pub async fn group_with(etcd: &EtcdCluster, opts: ClusterOptions) -> Result<LocalCluster, String> {
     let opts = ClusterOptions {
         etcd: etcd.endpoints(),
+        etcd_tls: etcd
+            .tls()
+            .map(|t| (t.ca.clone(), t.cert.clone(), t.key.clone())),
         more_arbiters: 1,
         ..opts
     };
@@ -99,16 +102,23 @@ pub async fn group_with(etcd: &EtcdCluster, opts: ClusterOptions) -> Result<Loca
 pub fn run(writes: usize, rounds: usize, dir: &std::path::Path) {
     std::fs::create_dir_all(dir).expect("bench dir");
     let etcd = EtcdCluster::start(3).expect("etcd (Debian etcd-server)");
-    let client = Arc::new(Etcd::connect(&etcd.endpoints(), Duration::from_secs(3)).expect("etcd"));
+    let client =
+        Arc::new(Etcd::connect(&etcd.endpoints(), Duration::from_secs(3), None).expect("etcd"));
     let (tx, rx) = std::sync::mpsc::channel();
     {
         let m = client.members();
         client.spawn(async move {
+            let me = leadership::LeaderInfo {
+                name: "bench".into(),
+                url: String::new(),
+            };
+            let (seen, _) = tokio::sync::watch::channel(None);
             let r = leadership::campaign(
                 m,
                 "/bench",
-                "bench",
+                &me,
                 Duration::from_secs(2),
+                &seen,
                 CancellationToken::new(),
             )
             .await;

@@ -3,6 +3,9 @@
 //! own data directory under a temporary base, with short raft timings
 //! (heartbeat 50 ms, election 500 ms). Members are killed and restarted by
 //! their PID; everything started is killed when the cluster is dropped.
+//! [`EtcdCluster::start_tls`] serves clients over TLS only, with client
+//! certificates required (`--client-cert-auth`), from a private CA made
+//! for the cluster; health is read on each member's plain metrics port.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -32,7 +35,18 @@ struct Member {
     name: String,
     client: u16,
     peer: u16,
+    /// Plain-HTTP `/health` (and `/metrics`), whatever the client side.
+    metrics: u16,
     child: Option<Child>,
+}
+
+/// PEM files of a TLS etcd: the CA, and one certificate (SAN 127.0.0.1,
+/// server and client use) with its key that members and clients share.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 pub struct EtcdCluster {
@@ -40,6 +54,49 @@ pub struct EtcdCluster {
     binary: PathBuf,
     token: String,
     members: Vec<Member>,
+    tls: Option<EtcdTls>,
+}
+
+/// A private CA and one certificate for 127.0.0.1 under `dir`.
+fn make_tls(dir: &std::path::Path) -> Result<EtcdTls, String> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let e = |e: rcgen::Error| e.to_string();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "fence test etcd CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(e)?).map_err(e)?;
+    let mut p = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .map_err(e)?;
+    p.distinguished_name.push(DnType::CommonName, "etcd");
+    p.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    let key = KeyPair::generate().map_err(e)?;
+    let cert = p.signed_by(&key, &ca).map_err(e)?;
+    let tls = EtcdTls {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("etcd.pem"),
+        key: dir.join("etcd.key"),
+    };
+    let w =
+        |p: &PathBuf, t: String| std::fs::write(p, t).map_err(|e| format!("{}: {e}", p.display()));
+    w(&tls.ca, ca.pem())?;
+    w(&tls.cert, cert.pem())?;
+    w(&tls.key, key.serialize_pem())?;
+    Ok(tls)
 }
 
 fn free_port() -> u16 {
@@ -52,6 +109,21 @@ fn free_port() -> u16 {
 impl EtcdCluster {
     /// Start `n` members and wait until the cluster answers.
     pub fn start(n: usize) -> Result<EtcdCluster, String> {
+        Self::start_with(n, false)
+    }
+
+    /// Start `n` members serving clients over TLS only (`https://`,
+    /// client certificates required): see [`EtcdCluster::tls`].
+    pub fn start_tls(n: usize) -> Result<EtcdCluster, String> {
+        Self::start_with(n, true)
+    }
+
+    /// The PEM files clients need (a TLS cluster only).
+    pub fn tls(&self) -> Option<&EtcdTls> {
+        self.tls.as_ref()
+    }
+
+    fn start_with(n: usize, tls: bool) -> Result<EtcdCluster, String> {
         let binary = etcd_binary()?;
         let base = tempfile::Builder::new()
             .prefix("fence-etcd-")
@@ -62,14 +134,21 @@ impl EtcdCluster {
                 name: format!("m{i}"),
                 client: free_port(),
                 peer: free_port(),
+                metrics: free_port(),
                 child: None,
             })
             .collect();
+        let tls = if tls {
+            Some(make_tls(base.path())?)
+        } else {
+            None
+        };
         let mut c = EtcdCluster {
             token: format!("fence-test-{}", std::process::id()),
             base,
             binary,
             members,
+            tls,
         };
         for i in 0..n {
             c.spawn(i)?;
@@ -90,14 +169,28 @@ impl EtcdCluster {
             .append(true)
             .open(self.base.path().join(format!("{}.log", m.name)))
             .map_err(|e| e.to_string())?;
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let client = self.client_url(m);
         let peer = format!("http://127.0.0.1:{}", m.peer);
-        let child = Command::new(&self.binary)
+        let mut cmd = Command::new(&self.binary);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.cert)
+                .arg("--key-file")
+                .arg(&t.key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
             .arg(self.base.path().join(&m.name))
             .args(["--listen-client-urls", &client])
+            .args([
+                "--listen-metrics-urls",
+                &format!("http://127.0.0.1:{}", m.metrics),
+            ])
             .args(["--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
@@ -115,18 +208,20 @@ impl EtcdCluster {
         Ok(())
     }
 
-    /// Client URLs of every member, in order.
-    pub fn endpoints(&self) -> Vec<String> {
-        self.members
-            .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client))
-            .collect()
+    fn client_url(&self, m: &Member) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", m.client)
     }
 
-    /// `GET /health` of member `i` says healthy.
+    /// Client URLs of every member, in order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| self.client_url(m)).collect()
+    }
+
+    /// `GET /health` of member `i` (on its metrics port) says healthy.
     pub fn healthy(&self, i: usize) -> bool {
         let Ok(mut s) = TcpStream::connect_timeout(
-            &([127, 0, 0, 1], self.members[i].client).into(),
+            &([127, 0, 0, 1], self.members[i].metrics).into(),
             Duration::from_millis(300),
         ) else {
             return false;
@@ -183,7 +278,7 @@ impl EtcdCluster {
     }
 
     /// The index of the member that is the raft leader now, by asking each
-    /// member's `/v3/maintenance/status` (JSON gateway).
+    /// member's `/v3/maintenance/status` (JSON gateway; plain clusters only).
     pub fn leader(&self) -> Option<usize> {
         for i in 0..self.members.len() {
             if self.members[i].child.is_none() {

@@ -314,3 +314,121 @@ async fn a_partition_during_the_handover_stops_both_sides_and_the_new_leader_dec
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `fencectl --arbiter <url> <args>`: exit code, stdout, stderr.
+fn fencectl_run(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(tests::e2e::binaries().join("fencectl"))
+        .arg("--arbiter")
+        .arg(url)
+        .args(args)
+        .output()
+        .expect("run fencectl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Wait until arbiter `k`'s log says it stands by under another leader
+/// (the `count`th time).
+async fn stands_by(c: &LocalCluster, k: usize, count: usize) {
+    let log = if k == 0 {
+        "arbiter".to_string()
+    } else {
+        format!("arbiter-{k}")
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    while c
+        .log(&log)
+        .matches("standing by: another arbiter leads")
+        .count()
+        < count
+    {
+        assert!(
+            Instant::now() < until,
+            "arbiter {k} never stood by: {}",
+            c.log(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Over TLS to etcd (its member requires a client certificate): a standby
+/// listens, refers fencectl to the leader (which fencectl follows), answers
+/// status and history read-only from etcd when asked not to follow,
+/// refuses a control without acting on it, and takes over when the leader
+/// is killed; the old leader, back, refers to the new one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_on_a_tls_etcd_refers_fencectl_to_the_leader_and_takes_over() {
+    let _g = serial();
+    let Some(etcd) = required("etcd", EtcdCluster::start_tls(1)) else {
+        return;
+    };
+    let mut c = tests::etcd_bench::group(&etcd)
+        .await
+        .expect("a group on a TLS etcd");
+    let all = [1, 2, 3];
+    let (url0, url1) = (c.arbiter_url(0), c.arbiter_url(1));
+    let epoch = leads(&mut c, 0, &all, Duration::from_secs(5)).await;
+    stands_by(&c, 1, 1).await;
+
+    // Followed: the leader's live status.
+    let (code, out, err) = fencectl_run(&url1, &["status"]);
+    assert_eq!(code, 0, "fencectl status via the standby: {out}{err}");
+    assert!(
+        err.contains("stands by; the leader is") && err.contains(&url0),
+        "{err}"
+    );
+    assert!(out.contains("leads its group"), "{out}");
+
+    // Not followed: the standby's own view, from etcd.
+    let (code, out, err) = fencectl_run(&url1, &["--no-follow", "-o", "json", "status"]);
+    assert_eq!(code, 3, "a standby's view is never 'healthy': {out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON status");
+    assert_eq!(v["role"], "standby", "{v}");
+    assert_eq!(v["leader_url"], url0.as_str(), "{v}");
+    assert_eq!(v["clusters"][0]["epoch"], epoch, "{v}");
+    assert_eq!(
+        v["clusters"][0]["survivors"],
+        serde_json::json!([1, 2, 3]),
+        "{v}"
+    );
+    let (code, out, err) = fencectl_run(&url1, &["--no-follow", "history"]);
+    assert_eq!(code, 0, "history from the standby: {out}{err}");
+
+    // A control sent to the standby is refused, and nothing happens.
+    let (code, out, err) = fencectl_run(
+        &url1,
+        &[
+            "--no-follow",
+            "fence",
+            "node2",
+            "--cluster",
+            "demo",
+            "--yes",
+        ],
+    );
+    assert_eq!(code, 69, "{out}{err}");
+    assert!(err.contains("stands by"), "{err}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(offs(&c, "node2"), 0, "the standby fenced");
+
+    // The leader killed: the standby takes over, over TLS to etcd.
+    c.kill_arbiter(0);
+    leads(&mut c, 1, &all, Duration::from_secs(15)).await;
+    for n in all {
+        assert_eq!(
+            offs(&c, &format!("node{n}")),
+            0,
+            "node {n} fenced by the handover"
+        );
+    }
+    // The old leader, back, stands by and refers to the new one.
+    c.spawn_arbiter(0).expect("restart");
+    stands_by(&c, 0, 1).await;
+    let (code, out, err) = fencectl_run(&url0, &["nodes"]);
+    assert_eq!(code, 0, "fencectl nodes via the old leader: {out}{err}");
+    assert!(err.contains(&url1), "{err}");
+    assert!(out.contains("node3"), "{out}");
+}

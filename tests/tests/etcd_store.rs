@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 const TTL: Duration = Duration::from_secs(1);
 
 fn connect(c: &EtcdCluster) -> Arc<Etcd> {
-    Arc::new(Etcd::connect(&c.endpoints(), Duration::from_secs(3)).expect("etcd client"))
+    Arc::new(Etcd::connect(&c.endpoints(), Duration::from_secs(3), None).expect("etcd client"))
 }
 
 /// Stand for leadership as `name` under `prefix` until it is won.
@@ -27,7 +27,12 @@ fn win(etcd: &Etcd, prefix: &str, name: &str) -> Leadership {
     let (m, p, n) = (etcd.members(), prefix.to_string(), name.to_string());
     let (tx, rx) = std::sync::mpsc::channel();
     etcd.spawn(async move {
-        let r = leadership::campaign(m, &p, &n, TTL, CancellationToken::new()).await;
+        let me = leadership::LeaderInfo {
+            name: n,
+            url: String::new(),
+        };
+        let seen = tokio::sync::watch::channel(None).0;
+        let r = leadership::campaign(m, &p, &me, TTL, &seen, CancellationToken::new()).await;
         let _ = tx.send(r);
     });
     rx.recv_timeout(Duration::from_secs(15))
@@ -278,7 +283,12 @@ fn a_kept_lease_holds_and_a_clean_stop_hands_over_at_once() {
     {
         let m = eb.members();
         eb.spawn(async move {
-            let r = leadership::campaign(m, "/t4", "b", TTL, CancellationToken::new()).await;
+            let me = leadership::LeaderInfo {
+                name: "b".into(),
+                url: "http://127.0.0.1:1".into(),
+            };
+            let (seen, _) = tokio::sync::watch::channel(None);
+            let r = leadership::campaign(m, "/t4", &me, TTL, &seen, CancellationToken::new()).await;
             let _ = tx.send((Instant::now(), r));
         });
     }

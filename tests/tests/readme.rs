@@ -35,6 +35,14 @@ fn readme_configuration_examples_pass_check_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The etcd example's TLS files (any valid PEM passes --check-config).
+    for (from, to) in [
+        ("ca.pem", "etcd-ca.pem"),
+        ("arbiter.pem", "etcd-client.pem"),
+        ("arbiter.key", "etcd-client.key"),
+    ] {
+        std::fs::copy(format!("{d}/pki/{from}"), format!("{d}/pki/{to}")).unwrap();
+    }
     let fix = |t: &str| {
         t.replace("/etc/fence/pki", &format!("{d}/pki"))
             .replace("/var/lib/", &format!("{d}/"))

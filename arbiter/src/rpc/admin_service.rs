@@ -2,7 +2,6 @@
 //! operator's controls (fence, confirm, unfence, maintenance, clear, move),
 //! which the cluster's core checks and applies (`core/operator.rs`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proto::v1 as pb;
@@ -13,12 +12,14 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use super::identity;
+use super::role::Role;
+use crate::config::ClusterPlan;
 use crate::core::{Control, JobState, Phase};
 use crate::driver::{ClusterHandle, Snapshot, ToDriver};
 use crate::store::Store;
 
 pub struct AdminService {
-    clusters: Arc<BTreeMap<String, ClusterHandle>>,
+    role: Arc<Role>,
     store: Arc<dyn Store>,
     started: tokio::time::Instant,
     tracker: TaskTracker,
@@ -39,7 +40,7 @@ impl AdminService {
         by: String,
         control: Control,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        if cluster.is_empty() && self.clusters.len() != 1 {
+        if cluster.is_empty() && self.role.serving()?.len() != 1 {
             return Err(Status::invalid_argument("name the cluster (--cluster)"));
         }
         let c = self.select(cluster)?[0];
@@ -61,14 +62,14 @@ impl AdminService {
     }
 
     pub fn new(
-        clusters: Arc<BTreeMap<String, ClusterHandle>>,
+        role: Arc<Role>,
         store: Arc<dyn Store>,
         tracker: TaskTracker,
         token: CancellationToken,
         tls: bool,
     ) -> Self {
         AdminService {
-            clusters,
+            role,
             store,
             started: tokio::time::Instant::now(),
             tracker,
@@ -78,12 +79,66 @@ impl AdminService {
     }
 
     /// The clusters a request names: one by name, or all when empty.
+    /// A standby refers every call to the leader (see [`Role::serving`]).
     fn select(&self, name: &str) -> Result<Vec<&ClusterHandle>, Status> {
+        let clusters = self.role.serving()?;
         if name.is_empty() {
-            return Ok(self.clusters.values().collect());
+            return Ok(clusters.values().collect());
         }
-        self.clusters.get(name).map(|c| vec![c]).ok_or_else(|| {
+        clusters.get(name).map(|c| vec![c]).ok_or_else(|| {
             Status::not_found(format!("cluster {name:?} does not exist on this arbiter"))
+        })
+    }
+
+    /// The plans of the clusters a request names, as a standby knows them.
+    fn select_plans(&self, name: &str) -> Result<Vec<Arc<ClusterPlan>>, Status> {
+        let plans = self.role.plans();
+        if name.is_empty() {
+            return Ok(plans.values().cloned().collect());
+        }
+        plans.get(name).map(|c| vec![c.clone()]).ok_or_else(|| {
+            Status::not_found(format!("cluster {name:?} does not exist on this arbiter"))
+        })
+    }
+
+    /// A standby's `status`, read-only from the store: what the leader
+    /// last wrote (epoch, backed set, fences open and confirmed, alerts,
+    /// maintenance); nothing live (no node's contact, no quorum).
+    fn standby_status(&self, cluster: &str) -> Result<pb::StatusReply, Status> {
+        let mut clusters = Vec::new();
+        for plan in self.select_plans(cluster)? {
+            let spec = &plan.spec;
+            let p = self
+                .store
+                .load(&spec.name)
+                .map_err(|e| Status::unavailable(format!("the store: {e}")))?;
+            clusters.push(pb::ClusterStatus {
+                name: spec.name.clone(),
+                quorum_mode: spec.quorum_mode.as_str().into(),
+                epoch: p.epoch,
+                survivors: p.backed.iter().copied().collect(),
+                fencing: p.open_intents.keys().copied().collect(),
+                fenced: p.gone.iter().copied().collect(),
+                alerts: p
+                    .alerts
+                    .iter()
+                    .map(|(n, d)| format!("node {n} alive after a confirmed fence: {d}"))
+                    .collect(),
+                total_votes: spec.nodes.values().map(|n| n.votes).sum::<u32>(),
+                maintenance: p.maintenance_all,
+                maintenance_nodes: p.maintenance.iter().copied().collect(),
+                ..Default::default()
+            });
+        }
+        let leader = self.role.leader();
+        Ok(pb::StatusReply {
+            clusters,
+            arbiter_uptime_ms: self.started.elapsed().as_millis() as u64,
+            version: env!("CARGO_PKG_VERSION").into(),
+            role: self.role.name().into(),
+            arbiter: self.role.me().into(),
+            leader: leader.as_ref().map(|l| l.name.clone()).unwrap_or_default(),
+            leader_url: leader.map(|l| l.url).unwrap_or_default(),
         })
     }
 }
@@ -220,6 +275,9 @@ impl pb::admin_server::Admin for AdminService {
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusReply>, Status> {
         identity::require(&req, self.tls, READERS, "status")?;
+        if self.role.answers_itself(&req) {
+            return Ok(Response::new(self.standby_status(&req.get_ref().cluster)?));
+        }
         let mut clusters = Vec::new();
         for c in self.select(&req.get_ref().cluster)? {
             let s = c.snapshot().await?;
@@ -266,6 +324,14 @@ impl pb::admin_server::Admin for AdminService {
             clusters,
             arbiter_uptime_ms: self.started.elapsed().as_millis() as u64,
             version: env!("CARGO_PKG_VERSION").into(),
+            role: self.role.name().into(),
+            arbiter: self.role.me().into(),
+            leader: if self.role.leads() {
+                self.role.me().into()
+            } else {
+                String::new()
+            },
+            leader_url: String::new(),
         }))
     }
 
@@ -388,8 +454,18 @@ impl pb::admin_server::Admin for AdminService {
         let limit = if r.limit == 0 { 100 } else { r.limit as usize };
         let mut fences = Vec::new();
         let mut controls = Vec::new();
-        for c in self.select(&r.cluster)? {
-            let name = c.plan.spec.name.clone();
+        let names: Vec<String> = if self.role.answers_itself(&req) {
+            self.select_plans(&r.cluster)?
+                .iter()
+                .map(|p| p.spec.name.clone())
+                .collect()
+        } else {
+            self.select(&r.cluster)?
+                .iter()
+                .map(|c| c.plan.spec.name.clone())
+                .collect()
+        };
+        for name in names {
             let recs = self
                 .store
                 .history(&name, limit)

@@ -14,10 +14,11 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
+use super::role::Role;
 use crate::driver::{ClusterHandle, ToDriver};
 
 pub struct AgentSessionService {
-    clusters: Arc<BTreeMap<String, ClusterHandle>>,
+    role: Arc<Role>,
     next_session: AtomicU64,
     tracker: TaskTracker,
     token: CancellationToken,
@@ -25,14 +26,9 @@ pub struct AgentSessionService {
 }
 
 impl AgentSessionService {
-    pub fn new(
-        clusters: Arc<BTreeMap<String, ClusterHandle>>,
-        tracker: TaskTracker,
-        token: CancellationToken,
-        tls: bool,
-    ) -> Self {
+    pub fn new(role: Arc<Role>, tracker: TaskTracker, token: CancellationToken, tls: bool) -> Self {
         AgentSessionService {
-            clusters,
+            role,
             next_session: AtomicU64::new(1),
             tracker,
             token,
@@ -80,6 +76,8 @@ impl pb::agent_session_server::AgentSession for AgentSessionService {
         req: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let peer = req.remote_addr();
+        // A standby refers the agent to the leader before reading anything.
+        let clusters = self.role.serving()?.clone();
         let identities = super::identity::caller(&req, self.tls)?;
         let mut inbound = req.into_inner();
         let first = tokio::time::timeout(Duration::from_secs(5), inbound.message())
@@ -93,7 +91,7 @@ impl pb::agent_session_server::AgentSession for AgentSessionService {
                 ));
             }
         };
-        let (cluster, boot) = check_hello(&self.clusters, &hello).inspect_err(|e| {
+        let (cluster, boot) = check_hello(&clusters, &hello).inspect_err(|e| {
             warn!(peer = ?peer, cluster = %hello.cluster, node.id = hello.node_id, error = %e.message(), "session refused");
         })?;
         if let Some(ids) = &identities {

@@ -3,3 +3,4 @@
 pub mod admin_service;
 pub mod agent_service;
 pub mod identity;
+pub mod role;

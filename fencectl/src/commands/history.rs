@@ -43,10 +43,10 @@ pub struct HistoryView {
 pub async fn fetch_history(url: &str, cluster: &str, limit: u32) -> Result<HistoryView, CliError> {
     let mut c = connect(url).await?;
     let r = c
-        .history(pb::HistoryRequest {
+        .history(crate::client::request(pb::HistoryRequest {
             cluster: cluster.into(),
             limit,
-        })
+        }))
         .await
         .map_err(|s| CliError::from_status(url, s))?
         .into_inner();

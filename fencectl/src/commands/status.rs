@@ -4,7 +4,7 @@ use proto::v1 as pb;
 use serde::Serialize;
 
 use crate::Output;
-use crate::client::{CliError, connect, exit};
+use crate::client::{CliError, connect, exit, request};
 
 #[derive(Debug, Serialize)]
 pub struct ClusterView {
@@ -110,6 +110,15 @@ pub struct StatusView {
     pub version: String,
     pub uptime_ms: u64,
     pub healthy: bool,
+    /// In a group on etcd: "leader" or "standby" ("" for a lone arbiter).
+    /// A standby's view (`--no-follow`) is what the store holds: no live
+    /// contact, quorum or fence progress.
+    pub role: String,
+    /// This arbiter's name in its group.
+    pub arbiter_name: String,
+    /// Who leads, as a standby saw it.
+    pub leader: String,
+    pub leader_url: String,
     pub clusters: Vec<ClusterView>,
 }
 
@@ -153,9 +162,9 @@ fn list(v: &[u32]) -> String {
 pub async fn fetch_status(url: &str, cluster: &str) -> Result<StatusView, CliError> {
     let mut c = connect(url).await?;
     let r = c
-        .status(pb::StatusRequest {
+        .status(request(pb::StatusRequest {
             cluster: cluster.into(),
-        })
+        }))
         .await
         .map_err(|s| CliError::from_status(url, s))?
         .into_inner();
@@ -182,21 +191,27 @@ pub async fn fetch_status(url: &str, cluster: &str) -> Result<StatusView, CliErr
             fences: c.fences.into_iter().map(FenceView::from).collect(),
         })
         .collect();
-    let healthy = clusters.iter().all(|c| {
-        c.quorate
-            && !c.in_grace
-            && c.in_contact
-            && c.fencing.is_empty()
-            && c.alerts.is_empty()
-            && !c.maintenance
-            && c.maintenance_nodes.is_empty()
-    });
+    let standby = r.role == "standby";
+    let healthy = !standby
+        && clusters.iter().all(|c| {
+            c.quorate
+                && !c.in_grace
+                && c.in_contact
+                && c.fencing.is_empty()
+                && c.alerts.is_empty()
+                && !c.maintenance
+                && c.maintenance_nodes.is_empty()
+        });
     Ok(StatusView {
         arbiter: url.into(),
         version: r.version,
         uptime_ms: r.arbiter_uptime_ms,
         healthy,
         clusters,
+        role: r.role,
+        arbiter_name: r.arbiter,
+        leader: r.leader,
+        leader_url: r.leader_url,
     })
 }
 
@@ -207,8 +222,26 @@ pub fn render_status(v: &StatusView) -> String {
         v.version,
         v.uptime_ms as f64 / 1000.0
     );
+    let standby = v.role == "standby";
+    match v.role.as_str() {
+        "leader" => s += &format!("  leads its group as {:?}\n", v.arbiter_name),
+        "standby" => {
+            let leader = if v.leader.is_empty() {
+                "no leader known".to_string()
+            } else {
+                format!("the leader is {:?} at {}", v.leader, v.leader_url)
+            };
+            s += &format!(
+                "  STANDBY {:?} ({leader}): the state as stored, nothing live\n",
+                v.arbiter_name
+            );
+        }
+        _ => {}
+    }
     for c in &v.clusters {
-        let state = if !c.alerts.is_empty() {
+        let state = if standby {
+            "stored"
+        } else if !c.alerts.is_empty() {
             "ALERT"
         } else if c.in_grace {
             "start-up grace"
