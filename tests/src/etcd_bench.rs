@@ -166,6 +166,73 @@ pub fn run(writes: usize, rounds: usize, dir: &std::path::Path) {
     for ride_out in ["0s", "5s"] {
         rt.block_on(handovers(&etcd, rounds, ride_out));
     }
+    rt.block_on(frozen_during_handovers(&etcd, rounds.min(10)));
+}
+
+/// `rounds` times: node 3 frozen (SIGSTOP) as the leader is SIGKILLed:
+/// the time to its `off` at the device (ordered by the new leader) and to
+/// nodes 1 and 2 leased by it; then node 3 boots again and rejoins.
+async fn frozen_during_handovers(etcd: &EtcdCluster, rounds: usize) {
+    let opts = ClusterOptions {
+        cluster_extra: "ride_out = \"5s\"\n".into(),
+        ..ClusterOptions::default()
+    };
+    let mut c = group_with(etcd, opts).await.expect("arbiter group");
+    let offs = |c: &LocalCluster| {
+        c.device
+            .events()
+            .expect("device events")
+            .iter()
+            .filter(|e| e.action == "off" && e.port == "node3")
+            .count()
+    };
+    let mut leader = 0;
+    let (mut to_off, mut to_leased) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let next = 1 - leader;
+        let before = offs(&c);
+        let t = Instant::now();
+        c.freeze(3).expect("freeze node 3");
+        c.kill_arbiter(leader);
+        while offs(&c) == before {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "round {round}: node 3 never fenced; logs in {}",
+                c.dir().display()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        to_off.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(
+            leads(&mut c, next, &[1, 2], Duration::from_secs(15)).await,
+            "round {round}: nodes 1 and 2 not leased by arbiter {next}"
+        );
+        to_leased.push(t.elapsed().as_secs_f64() * 1000.0);
+        let healthy = c
+            .device
+            .events()
+            .expect("device events")
+            .iter()
+            .filter(|e| e.action == "off" && e.port != "node3")
+            .count();
+        assert_eq!(healthy, 0, "round {round}: a healthy node was fenced");
+        c.spawn_arbiter(leader).expect("restart as standby");
+        c.start_agent(3).expect("boot node 3");
+        assert!(
+            leads(&mut c, next, &[1, 2, 3], Duration::from_secs(30)).await,
+            "round {round}: node 3 did not rejoin; logs in {}",
+            c.dir().display()
+        );
+        leader = next;
+    }
+    let (om, op99, omax) = percentiles(to_off);
+    let (lm, lp99, lmax) = percentiles(to_leased);
+    println!(
+        "| node 3 frozen as the leader is SIGKILLed, {rounds} rounds, leader_ttl 1 s, ride_out 5s | median | p99 | max |\n|---|---|---|---|\n\
+         | to node 3's `off` at the device (new leader) | {om:.0} ms | {op99:.0} ms | {omax:.0} ms |\n\
+         | to nodes 1 and 2 leased by the new leader | {lm:.0} ms | {lp99:.0} ms | {lmax:.0} ms |\n\n\
+         healthy nodes fenced: 0\n"
+    );
 }
 
 /// Seconds since midnight of a JSON log line's timestamp.

@@ -8,6 +8,7 @@ pub mod driver_checks;
 pub mod e2e;
 pub mod etcd_bench;
 pub mod etcd_peer;
+pub mod heartbeat_load;
 pub mod netns;
 pub mod peers;
 pub mod sim;

@@ -89,6 +89,31 @@ fn web(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// Wait (10 s at most) until node 3 is switched off; `log`: the arbiter
+/// log shown if it never is.
+async fn node3_fenced_by(c: &LocalCluster, log: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while offs(c, "node3") == 0 {
+        assert!(
+            Instant::now() < until,
+            "node 3 was never fenced; {}",
+            c.log(log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Wait (10 s at most) until the group `web` runs: its last script run
+/// was a start. Returns the scripts' runs so far.
+async fn web_running(dir: &std::path::Path) -> Vec<String> {
+    let until = Instant::now() + Duration::from_secs(10);
+    while web(dir).last().map(String::as_str) != Some("start") {
+        assert!(Instant::now() < until, "web never started: {:?}", web(dir));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    web(dir)
+}
+
 /// How often `what` appears in agent `n`'s log.
 fn in_agent_log(c: &LocalCluster, n: u32, what: &str) -> usize {
     c.log(&format!("agent{n}")).matches(what).count()
@@ -109,16 +134,7 @@ async fn the_leader_killed_or_frozen_ten_times_hands_over_and_fences_nobody() {
     let mut leader = 0;
     let mut epoch = leads(&mut c, 0, &all, Duration::from_secs(5)).await;
     // The group runs on node 1 (each agent stopped it first, at start).
-    let until = Instant::now() + Duration::from_secs(10);
-    while web(scripts.path()).last().map(String::as_str) != Some("start") {
-        assert!(
-            Instant::now() < until,
-            "web never started: {:?}",
-            web(scripts.path())
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let running = web(scripts.path());
+    let running = web_running(scripts.path()).await;
     let lost_before: Vec<usize> = all
         .iter()
         .map(|&n| in_agent_log(&c, n, LEASE_LOST))
@@ -242,15 +258,7 @@ async fn a_node_that_dies_during_the_handover_is_fenced_by_the_new_leader() {
     c.kill_arbiter(0);
     c.kill_agent(3).expect("kill agent 3");
     let after = leads(&mut c, 1, &[1, 2], Duration::from_secs(15)).await;
-    let until = Instant::now() + Duration::from_secs(10);
-    while offs(&c, "node3") == 0 {
-        assert!(
-            Instant::now() < until,
-            "node 3 was never fenced; {}",
-            c.log("arbiter-1")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    node3_fenced_by(&c, "arbiter-1").await;
     assert_eq!(offs(&c, "node1") + offs(&c, "node2"), 0);
     assert!(after >= before);
 }
@@ -269,25 +277,12 @@ async fn a_partition_during_the_handover_stops_both_sides_and_the_new_leader_dec
     let scripts = tempfile::tempdir().expect("tempdir");
     let mut c = group(&etcd, scripts.path()).await;
     let before = leads(&mut c, 0, &[1, 2, 3], Duration::from_secs(5)).await;
-    let until = Instant::now() + Duration::from_secs(10);
-    while web(scripts.path()).last().map(String::as_str) != Some("start") {
-        assert!(Instant::now() < until, "web never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let running = web(scripts.path()).len();
+    let running = web_running(scripts.path()).await.len();
     let lost: Vec<usize> = (1..=3).map(|n| in_agent_log(&c, n, LEASE_LOST)).collect();
     c.kill_arbiter(0);
     c.cut_from_peers(3).expect("cut node 3 from its peers");
     let after = leads(&mut c, 1, &[1, 2], Duration::from_secs(20)).await;
-    let until = Instant::now() + Duration::from_secs(10);
-    while offs(&c, "node3") == 0 {
-        assert!(
-            Instant::now() < until,
-            "node 3 was never fenced; {}",
-            c.log("arbiter-1")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    node3_fenced_by(&c, "arbiter-1").await;
     assert_eq!(
         offs(&c, "node1") + offs(&c, "node2"),
         0,
@@ -431,4 +426,98 @@ async fn a_standby_on_a_tls_etcd_refers_fencectl_to_the_leader_and_takes_over() 
     assert_eq!(code, 0, "fencectl nodes via the old leader: {out}{err}");
     assert!(err.contains(&url1), "{err}");
     assert!(out.contains("node3"), "{out}");
+}
+
+/// Which arbiter leads now (the one that answers `status`; a standby
+/// refers it), restarting any that exited (a leader that lost its etcd
+/// lease stops, and comes back as a standby). 15 s at most.
+async fn current_leader(c: &mut LocalCluster) -> usize {
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        for k in 0..c.arbiter_count() {
+            if c.arbiter_exited(k).is_some() || c.arbiter_k_pid(k).is_none() {
+                c.spawn_arbiter(k).expect("restart an arbiter");
+            }
+        }
+        for k in 0..c.arbiter_count() {
+            if fencectl::commands::status::fetch_status(&c.arbiter_url(k), "")
+                .await
+                .is_ok()
+            {
+                return k;
+            }
+        }
+        assert!(Instant::now() < until, "no arbiter leads");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// etcd loses a member ten times, and its raft leader ten times (each
+/// killed with SIGKILL, then restarted), under two running arbiters and
+/// three agents with a resource group: whichever arbiter leads after each
+/// loss (the leader keeps its lease through a member's loss, or loses it
+/// and the standby takes over) leases every node; no lease is lost, the
+/// group never stops, nobody is fenced, the epoch never changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_losing_a_member_or_its_leader_ten_times_each_stops_nothing() {
+    let _g = serial();
+    let Some(mut etcd) = required("etcd", EtcdCluster::start(3)) else {
+        return;
+    };
+    let scripts = tempfile::tempdir().expect("tempdir");
+    let mut c = group(&etcd, scripts.path()).await;
+    let all = [1, 2, 3];
+    let epoch = leads(&mut c, 0, &all, Duration::from_secs(5)).await;
+    let running = web_running(scripts.path()).await;
+    let lost_before: Vec<usize> = all
+        .iter()
+        .map(|&n| in_agent_log(&c, n, LEASE_LOST))
+        .collect();
+    let mut handovers = 0;
+    let mut leader = 0;
+    for round in 0..20 {
+        let raft_leader = etcd.leader().expect("etcd has a raft leader");
+        let (victim, what) = if round % 2 == 0 {
+            (raft_leader, "raft leader")
+        } else {
+            ((raft_leader + 1) % 3, "follower")
+        };
+        etcd.kill(victim);
+        // An election (500 ms timeout) and the arbiter's retries.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        etcd.restart(victim).expect("restart the member");
+        etcd.wait_healthy(Duration::from_secs(20))
+            .expect("etcd healthy");
+        let k = current_leader(&mut c).await;
+        if k != leader {
+            handovers += 1;
+            leader = k;
+        }
+        let e = leads(&mut c, k, &all, Duration::from_secs(15)).await;
+        for (i, &n) in all.iter().enumerate() {
+            assert_eq!(
+                in_agent_log(&c, n, LEASE_LOST),
+                lost_before[i],
+                "round {round} (etcd {what} killed): node {n} lost its lease; {}",
+                c.log(&format!("agent{n}"))
+            );
+            assert_eq!(
+                offs(&c, &format!("node{n}")),
+                0,
+                "round {round} (etcd {what} killed): node {n} fenced"
+            );
+        }
+        assert_eq!(
+            web(scripts.path()),
+            running,
+            "round {round} (etcd {what} killed): the group stopped or started again"
+        );
+        assert_eq!(
+            e, epoch,
+            "round {round} (etcd {what} killed): the epoch changed"
+        );
+    }
+    eprintln!(
+        "20 etcd member losses (10 of its raft leader): {handovers} arbiter handovers, nothing stopped"
+    );
 }

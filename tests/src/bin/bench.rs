@@ -74,6 +74,20 @@ enum Cmd {
         #[arg(long, default_value = "target/bench-store")]
         dir: std::path::PathBuf,
     },
+    /// Agent sessions heartbeating against one real `fence-arbiter`
+    /// (plain TCP on 127.0.0.1, a connection each), with redb and with a
+    /// three-member etcd behind it: acks per second, ack latency, the
+    /// arbiter's CPU and memory.
+    Heartbeats {
+        #[arg(long, default_value_t = 100)]
+        clusters: usize,
+        #[arg(long, default_value_t = 10)]
+        nodes: u32,
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// A floating address in network namespaces (root): per fault of its
     /// holder, fault to the first answer from the new holder and the time
     /// two MACs answered, for resource groups and for keepalived 2.2.7 in
@@ -235,6 +249,17 @@ fn main() {
             rounds,
             dir,
         } => tests::etcd_bench::run(writes, rounds, &dir),
+        Cmd::Heartbeats {
+            clusters,
+            nodes,
+            interval_ms,
+            seconds,
+        } => tests::heartbeat_load::bench(
+            clusters,
+            nodes,
+            Duration::from_millis(interval_ms),
+            Duration::from_secs(seconds),
+        ),
         Cmd::Decide { iterations } => {
             println!("| nodes | graph | median | p99 | max |\n|---|---|---|---|---|");
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
