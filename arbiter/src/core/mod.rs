@@ -432,6 +432,15 @@ impl ArbiterCore {
                 .collect()
         };
         let (gone_removed, backed_removed) = (removed(&persisted.gone), removed(&persisted.backed));
+        // A member removed from the configuration leaves the backed set
+        // without a new epoch: a lease of the earlier life ridden out under
+        // the old set (up to `ride_out_max` past the earlier life's last
+        // grant) must end before anything is granted under the new one.
+        let first_grant = if backed_removed.is_empty() || mutant == Some(Mutant::IgnoreRideOut) {
+            grace
+        } else {
+            grace + t.ride_out_max()
+        };
         let removed_off: BTreeSet<NodeId> = gone_removed
             .iter()
             .copied()
@@ -604,7 +613,7 @@ impl ArbiterCore {
         }
         ArbiterCore {
             quorum,
-            ready_at: now + grace,
+            ready_at: now + first_grant,
             grace,
             ready: false,
             earlier_leases_end: now + grace,

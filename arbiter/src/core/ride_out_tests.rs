@@ -287,3 +287,33 @@ fn an_admitted_node_does_not_cut_a_ride_on_a_grant_from_before_its_admission() {
         "gone {gone:?}: node 2's word cut short a ride that may rest on the grant before its admission"
     );
 }
+
+/// Soak seed 82587: the arbiter restarts with a configuration that no
+/// longer has node 3 (still running). Its removal leaves the backed set
+/// without a new epoch, so nodes 1 and 2 may still ride leases of the
+/// earlier life under the old set {1, 2, 3}: nothing is granted under the
+/// new one, {1, 2}, before every such ride has ended.
+#[test]
+fn a_member_removed_at_a_restart_waits_out_the_earlier_life_s_rides() {
+    for mutant in [None, Some(Mutant::IgnoreRideOut)] {
+        let mut h = riding(mutant, false);
+        h.spec.nodes.remove(&3);
+        h.restart(&[1, 2]);
+        let restarted = h.now;
+        h.run(RIDE + Duration::from_secs(1), &TWO);
+        let t = h.spec.timing;
+        let first = h
+            .grants(1)
+            .into_iter()
+            .find(|&g| g > restarted)
+            .expect("node 1 leased again");
+        let rides_end = restarted + t.lease_max() + t.stall_after() + t.ride_out_max();
+        match mutant {
+            None => assert!(
+                first >= rides_end,
+                "granted at {first:?}, before the earlier life's rides end ({rides_end:?})"
+            ),
+            Some(_) => assert!(first < rides_end, "the planted bug shows: {first:?}"),
+        }
+    }
+}
