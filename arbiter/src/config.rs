@@ -208,10 +208,31 @@ impl EtcdConfig {
         if name.is_empty() {
             errs.push(err("arbiter.etcd.name", "must not be empty"));
         }
+        let wildcard = listen
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_unspecified());
+        if self.advertise.is_none() && wildcard {
+            errs.push(err(
+                "arbiter.etcd.advertise",
+                format!(
+                    "required when listen ({listen}) is a wildcard address: the URL agents and fencectl reach this arbiter at, e.g. https://10.0.0.101:7400"
+                ),
+            ));
+        }
         let advertise = self
             .advertise
             .clone()
             .unwrap_or_else(|| format!("{}://{listen}", if plaintext { "http" } else { "https" }));
+        let unspecified = advertise
+            .split_once("://")
+            .and_then(|(_, hp)| hp.parse::<SocketAddr>().ok())
+            .is_some_and(|a| a.ip().is_unspecified());
+        if self.advertise.is_some() && unspecified {
+            errs.push(err(
+                "arbiter.etcd.advertise",
+                format!("{advertise:?}: a wildcard address is no place to reach this arbiter at"),
+            ));
+        }
         let url_ok = advertise
             .strip_prefix("http://")
             .or_else(|| advertise.strip_prefix("https://"))
@@ -1273,6 +1294,22 @@ dir = "/tmp/sim"
         let e = with("endpoints = [\"http://127.0.0.1:2379\"]\nadvertise = \"10.0.0.1:7400\"\n");
         assert!(
             e.iter().any(|e| e.contains("arbiter.etcd.advertise")),
+            "{e:?}"
+        );
+        let e =
+            with("endpoints = [\"http://127.0.0.1:2379\"]\nadvertise = \"http://0.0.0.0:7400\"\n");
+        assert!(
+            e.iter()
+                .any(|e| e.contains("arbiter.etcd.advertise") && e.contains("wildcard")),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "{}\n[arbiter.etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n",
+            GOOD.replace("state_dir", "listen = \"0.0.0.0:7400\"\nstate_dir")
+        ));
+        assert!(
+            e.iter()
+                .any(|e| e.contains("arbiter.etcd.advertise") && e.contains("required")),
             "{e:?}"
         );
         let plan = Config::from_toml(&format!(

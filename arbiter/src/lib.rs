@@ -148,6 +148,10 @@ async fn lead(
             .map_err(StoreError::from)?,
     };
     let Some(won) = won else { return Ok(None) };
+    seen.send_replace(Some(leadership::LeaderInfo {
+        name: e.name.clone(),
+        url: e.advertise.clone(),
+    }));
     let leadership = Arc::new(won);
     let keeper = client.spawn({
         let (m, l, ttl, stop) = (
@@ -170,6 +174,69 @@ async fn lead(
         store,
         keeper,
     }))
+}
+
+/// Cancel every task and wait for them (at most `grace`).
+async fn stop(token: &CancellationToken, tracker: &TaskTracker, grace: Duration) {
+    token.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(grace, tracker.wait()).await;
+}
+
+/// The metrics endpoint, the alerter and one task per cluster, on `store`.
+async fn start_clusters(
+    plan: &Plan,
+    store: Arc<dyn Store>,
+    clock: Option<Arc<leadership::LeaderClock>>,
+    tracker: &TaskTracker,
+    token: &CancellationToken,
+    fatal_tx: mpsc::Sender<Fatal>,
+) -> Result<Arc<BTreeMap<String, ClusterHandle>>, ArbiterError> {
+    let metrics = metrics::Metrics::new(env!("CARGO_PKG_VERSION"));
+    let alerter = alert::Alerter::start(
+        plan.alerts.clone(),
+        tracker,
+        token.child_token(),
+        metrics.clone(),
+    );
+    match plan.metrics {
+        config::MetricsListen::Off => info!("metrics endpoint off (arbiter.metrics = \"off\")"),
+        config::MetricsListen::Configured(addr) => {
+            metrics::serve(metrics.clone(), addr, tracker, token.child_token()).await?;
+        }
+        config::MetricsListen::Default(addr) => {
+            if let Err(e) =
+                metrics::serve(metrics.clone(), addr, tracker, token.child_token()).await
+            {
+                error!(error = %e, "metrics endpoint not served (set arbiter.metrics to another address, or \"off\")");
+            }
+        }
+    }
+    let mut handles = BTreeMap::new();
+    for (name, cplan) in &plan.clusters {
+        let devices = fence_orchestrator::build_devices(&cplan.devices, &cplan.levels).await?;
+        let (tx, rx) = mpsc::channel(4096);
+        let (events, _) = broadcast::channel(1024);
+        let handle = ClusterHandle {
+            plan: Arc::new(cplan.clone()),
+            tx,
+            events,
+        };
+        let driver = ClusterDriver::new(
+            handle.plan.clone(),
+            store.clone(),
+            devices,
+            &handle,
+            tracker.clone(),
+            token.child_token(),
+            alerter.clone(),
+            metrics.clone(),
+            clock.clone(),
+        )?;
+        supervise(tracker, name.clone(), driver.run(rx), fatal_tx.clone());
+        handles.insert(name.clone(), handle);
+    }
+    Ok(Arc::new(handles))
 }
 
 /// Run the arbiter until `shutdown` resolves (or a cluster task fails on
@@ -206,10 +273,18 @@ pub async fn run(
     };
     let (seen_tx, seen_rx) = tokio::sync::watch::channel(None);
     let role = Arc::new(rpc::role::Role::new(
-        plan.etcd
-            .as_ref()
-            .map(|e| e.name.clone())
-            .unwrap_or_default(),
+        leadership::LeaderInfo {
+            name: plan
+                .etcd
+                .as_ref()
+                .map(|e| e.name.clone())
+                .unwrap_or_default(),
+            url: plan
+                .etcd
+                .as_ref()
+                .map(|e| e.advertise.clone())
+                .unwrap_or_default(),
+        },
         &plan.clusters,
         seen_rx,
     ));
@@ -269,19 +344,17 @@ pub async fn run(
     let server = tracker.spawn(server);
     on_bound(bound);
 
+    // A standby keeps systemd's watchdog fed until the clusters' tasks and
+    // their notifier run (building devices may take seconds).
+    let standing = token.child_token();
     let (store, leading): (Arc<dyn Store>, Option<Leading>) = match (&plan.etcd, &client) {
         (Some(e), Some(c)) => {
             info!(listen = %bound, "standing by: agents and controls are referred to the leader");
-            let standing = token.child_token();
             tracker.spawn(service_notify::standby(standing.clone()));
-            let won = lead(e, c, &seen_tx, &token, &mut shutdown).await;
-            standing.cancel();
-            match won {
+            match lead(e, c, &seen_tx, &token, &mut shutdown).await {
                 Ok(Some(l)) => (l.store.clone(), Some(l)),
                 r => {
-                    token.cancel();
-                    tracker.close();
-                    let _ = tokio::time::timeout(plan.shutdown_grace, tracker.wait()).await;
+                    stop(&token, &tracker, plan.shutdown_grace).await;
                     // Shut down while standing by, or the campaign failed.
                     return r.map(|_| ());
                 }
@@ -291,55 +364,21 @@ pub async fn run(
     };
     let clock = leading.as_ref().map(|l| l.leadership.clock.clone());
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<Fatal>(4);
-    let metrics = metrics::Metrics::new(env!("CARGO_PKG_VERSION"));
-    let alerter = alert::Alerter::start(
-        plan.alerts.clone(),
-        &tracker,
-        token.child_token(),
-        metrics.clone(),
-    );
-    match plan.metrics {
-        config::MetricsListen::Off => info!("metrics endpoint off (arbiter.metrics = \"off\")"),
-        config::MetricsListen::Configured(addr) => {
-            metrics::serve(metrics.clone(), addr, &tracker, token.child_token()).await?;
-        }
-        config::MetricsListen::Default(addr) => {
-            if let Err(e) =
-                metrics::serve(metrics.clone(), addr, &tracker, token.child_token()).await
-            {
-                error!(error = %e, "metrics endpoint not served (set arbiter.metrics to another address, or \"off\")");
+    let started = start_clusters(&plan, store, clock.clone(), &tracker, &token, fatal_tx).await;
+    let clusters = match started {
+        Ok(c) => c,
+        Err(e) => {
+            stop(&token, &tracker, plan.shutdown_grace).await;
+            if let Some(l) = leading {
+                let _ = tokio::time::timeout(l.etcd.members().timeout(), l.keeper).await;
             }
+            return Err(e);
         }
-    }
-
-    let mut handles = BTreeMap::new();
-    for (name, cplan) in &plan.clusters {
-        let devices = fence_orchestrator::build_devices(&cplan.devices, &cplan.levels).await?;
-        let (tx, rx) = mpsc::channel(4096);
-        let (events, _) = broadcast::channel(1024);
-        let handle = ClusterHandle {
-            plan: Arc::new(cplan.clone()),
-            tx,
-            events,
-        };
-        let driver = ClusterDriver::new(
-            handle.plan.clone(),
-            store.clone(),
-            devices,
-            &handle,
-            tracker.clone(),
-            token.child_token(),
-            alerter.clone(),
-            metrics.clone(),
-            clock.clone(),
-        )?;
-        supervise(&tracker, name.clone(), driver.run(rx), fatal_tx.clone());
-        handles.insert(name.clone(), handle);
-    }
-    let clusters = Arc::new(handles);
-    role.lead(clusters.clone());
+    };
+    role.lead(clusters.clone(), clock);
     info!(listen = %bound, clusters = ?clusters.keys().collect::<Vec<_>>(), "fence-arbiter started");
     tracker.spawn(service_notify::run(clusters.clone(), token.child_token()));
+    standing.cancel();
 
     let mut result = Ok(());
     let lost = async {

@@ -51,7 +51,10 @@ pub async fn run(clusters: Arc<BTreeMap<String, ClusterHandle>>, token: Cancella
     });
     let mut ready = false;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
-    let mut last_beat = tokio::time::Instant::now();
+    // The first keep-alive at once: a standby that took over fed the
+    // watchdog until now.
+    let mut last_beat = tokio::time::Instant::now() - beat;
+    let _ = sd_notify::notify(&[NotifyState::Status("starting: start-up grace")]);
     loop {
         tokio::select! {
             _ = token.cancelled() => {

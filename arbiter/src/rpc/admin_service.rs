@@ -104,43 +104,57 @@ impl AdminService {
     /// A standby's `status`, read-only from the store: what the leader
     /// last wrote (epoch, backed set, fences open and confirmed, alerts,
     /// maintenance); nothing live (no node's contact, no quorum).
-    fn standby_status(&self, cluster: &str) -> Result<pb::StatusReply, Status> {
-        let mut clusters = Vec::new();
-        for plan in self.select_plans(cluster)? {
-            let spec = &plan.spec;
-            let p = self
-                .store
-                .load(&spec.name)
-                .map_err(|e| Status::unavailable(format!("the store: {e}")))?;
-            clusters.push(pb::ClusterStatus {
-                name: spec.name.clone(),
-                quorum_mode: spec.quorum_mode.as_str().into(),
-                epoch: p.epoch,
-                survivors: p.backed.iter().copied().collect(),
-                fencing: p.open_intents.keys().copied().collect(),
-                fenced: p.gone.iter().copied().collect(),
-                alerts: p
-                    .alerts
-                    .iter()
-                    .map(|(n, d)| format!("node {n} alive after a confirmed fence: {d}"))
-                    .collect(),
-                total_votes: spec.nodes.values().map(|n| n.votes).sum::<u32>(),
-                maintenance: p.maintenance_all,
-                maintenance_nodes: p.maintenance.iter().copied().collect(),
-                ..Default::default()
-            });
-        }
+    async fn standby_status(&self, cluster: &str) -> Result<pb::StatusReply, Status> {
+        let plans = self.select_plans(cluster)?;
+        let store = self.store.clone();
+        // Store reads wait on etcd: off the runtime's threads.
+        let clusters = tokio::task::spawn_blocking(move || stored_status(&*store, &plans))
+            .await
+            .map_err(|e| Status::internal(format!("the store read: {e}")))??;
         let leader = self.role.leader();
         Ok(pb::StatusReply {
             clusters,
             arbiter_uptime_ms: self.started.elapsed().as_millis() as u64,
             version: env!("CARGO_PKG_VERSION").into(),
             role: self.role.name().into(),
-            arbiter: self.role.me().into(),
+            arbiter: self.role.me().name.clone(),
             leader: leader.as_ref().map(|l| l.name.clone()).unwrap_or_default(),
             leader_url: leader.map(|l| l.url).unwrap_or_default(),
         })
     }
+}
+
+/// What the store holds of each cluster, as a standby shows it: no live
+/// view (contact, quorum, fence progress).
+fn stored_status(
+    store: &dyn Store,
+    plans: &[Arc<ClusterPlan>],
+) -> Result<Vec<pb::ClusterStatus>, Status> {
+    let mut clusters = Vec::new();
+    for plan in plans {
+        let spec = &plan.spec;
+        let p = store
+            .load(&spec.name)
+            .map_err(|e| Status::unavailable(format!("the store: {e}")))?;
+        clusters.push(pb::ClusterStatus {
+            name: spec.name.clone(),
+            quorum_mode: spec.quorum_mode.as_str().into(),
+            epoch: p.epoch,
+            survivors: p.backed.iter().copied().collect(),
+            fencing: p.open_intents.keys().copied().collect(),
+            fenced: p.gone.iter().copied().collect(),
+            alerts: p
+                .alerts
+                .iter()
+                .map(|(n, d)| format!("node {n} alive after a confirmed fence: {d}"))
+                .collect(),
+            total_votes: spec.nodes.values().map(|n| n.votes).sum::<u32>(),
+            maintenance: p.maintenance_all,
+            maintenance_nodes: p.maintenance.iter().copied().collect(),
+            ..Default::default()
+        });
+    }
+    Ok(clusters)
 }
 
 /// A running fence of the node, for `fencectl status` and `nodes`.
@@ -276,7 +290,9 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::StatusReply>, Status> {
         identity::require(&req, self.tls, READERS, "status")?;
         if self.role.answers_itself(&req) {
-            return Ok(Response::new(self.standby_status(&req.get_ref().cluster)?));
+            return Ok(Response::new(
+                self.standby_status(&req.get_ref().cluster).await?,
+            ));
         }
         let mut clusters = Vec::new();
         for c in self.select(&req.get_ref().cluster)? {
@@ -325,13 +341,9 @@ impl pb::admin_server::Admin for AdminService {
             arbiter_uptime_ms: self.started.elapsed().as_millis() as u64,
             version: env!("CARGO_PKG_VERSION").into(),
             role: self.role.name().into(),
-            arbiter: self.role.me().into(),
-            leader: if self.role.leads() {
-                self.role.me().into()
-            } else {
-                String::new()
-            },
-            leader_url: String::new(),
+            arbiter: self.role.me().name.clone(),
+            leader: self.role.me().name.clone(),
+            leader_url: self.role.me().url.clone(),
         }))
     }
 
@@ -452,8 +464,6 @@ impl pb::admin_server::Admin for AdminService {
         identity::require(&req, self.tls, READERS, "history")?;
         let r = req.get_ref();
         let limit = if r.limit == 0 { 100 } else { r.limit as usize };
-        let mut fences = Vec::new();
-        let mut controls = Vec::new();
         let names: Vec<String> = if self.role.answers_itself(&req) {
             self.select_plans(&r.cluster)?
                 .iter()
@@ -465,36 +475,43 @@ impl pb::admin_server::Admin for AdminService {
                 .map(|c| c.plan.spec.name.clone())
                 .collect()
         };
-        for name in names {
-            let recs = self
-                .store
-                .history(&name, limit)
-                .map_err(|e| Status::internal(e.to_string()))?;
-            fences.extend(recs.into_iter().map(|h| pb::FenceRecord {
-                cluster: name.clone(),
-                node_id: h.node,
-                intent_id: h.intent,
-                reason: h.reason,
-                started_unix_ms: h.started_unix_ms,
-                finished_unix_ms: h.finished_unix_ms.unwrap_or(0),
-                outcome: h.outcome,
-                epoch: h.epoch,
-                detail: h.failures.join("; "),
-                confirmed_by: h.confirmed_by.unwrap_or_default(),
-            }));
-            let recs = self
-                .store
-                .controls(&name, limit)
-                .map_err(|e| Status::internal(e.to_string()))?;
-            controls.extend(recs.into_iter().map(|h| pb::ControlRecord {
-                cluster: name.clone(),
-                unix_ms: h.unix_ms,
-                by: h.by,
-                action: h.action,
-                node_id: h.node.unwrap_or(0),
-                detail: h.detail,
-            }));
-        }
+        let store = self.store.clone();
+        // Store reads may wait on etcd: off the runtime's threads.
+        let (fences, controls) = tokio::task::spawn_blocking(move || {
+            let mut fences = Vec::new();
+            let mut controls = Vec::new();
+            for name in names {
+                let recs = store
+                    .history(&name, limit)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                fences.extend(recs.into_iter().map(|h| pb::FenceRecord {
+                    cluster: name.clone(),
+                    node_id: h.node,
+                    intent_id: h.intent,
+                    reason: h.reason,
+                    started_unix_ms: h.started_unix_ms,
+                    finished_unix_ms: h.finished_unix_ms.unwrap_or(0),
+                    outcome: h.outcome,
+                    epoch: h.epoch,
+                    detail: h.failures.join("; "),
+                    confirmed_by: h.confirmed_by.unwrap_or_default(),
+                }));
+                let recs = store
+                    .controls(&name, limit)
+                    .map_err(|e| Status::internal(e.to_string()))?;
+                controls.extend(recs.into_iter().map(|h| pb::ControlRecord {
+                    cluster: name.clone(),
+                    unix_ms: h.unix_ms,
+                    by: h.by,
+                    action: h.action,
+                    node_id: h.node.unwrap_or(0),
+                    detail: h.detail,
+                }));
+            }
+            Ok::<_, Status>((fences, controls))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the store read: {e}")))??;
         Ok(Response::new(pb::HistoryReply { fences, controls }))
     }
 

@@ -19,15 +19,17 @@ use tonic::{Request, Status};
 
 use crate::config::ClusterPlan;
 use crate::driver::ClusterHandle;
-use crate::leadership::LeaderInfo;
+use crate::leadership::{LeaderClock, LeaderInfo};
 
 use proto::standby::{LEADER_URL, NO_FOLLOW, ROLE};
 
 pub struct Role {
-    /// This arbiter's name in its group ("" without etcd).
-    me: String,
+    /// This arbiter's name and URL in its group (name "" without etcd).
+    me: LeaderInfo,
     /// Set once this process leads (at once without etcd).
     clusters: OnceLock<Arc<BTreeMap<String, ClusterHandle>>>,
+    /// Until when it leads (etcd); a lapsed clock refers every new call away.
+    clock: OnceLock<Arc<LeaderClock>>,
     /// Who leads, as the last poll of the leader key saw it (standby only).
     leader: watch::Receiver<Option<LeaderInfo>>,
     /// The configured clusters (what a standby can show).
@@ -36,13 +38,14 @@ pub struct Role {
 
 impl Role {
     pub fn new(
-        me: String,
+        me: LeaderInfo,
         plans: &BTreeMap<String, ClusterPlan>,
         leader: watch::Receiver<Option<LeaderInfo>>,
     ) -> Role {
         Role {
             me,
             clusters: OnceLock::new(),
+            clock: OnceLock::new(),
             leader,
             plans: plans
                 .iter()
@@ -51,15 +54,31 @@ impl Role {
         }
     }
 
-    /// From now on this process serves the clusters.
-    pub fn lead(&self, clusters: Arc<BTreeMap<String, ClusterHandle>>) {
+    /// From now on this process serves the clusters, while `clock` holds
+    /// (`None`: a lone arbiter, always).
+    pub fn lead(
+        &self,
+        clusters: Arc<BTreeMap<String, ClusterHandle>>,
+        clock: Option<Arc<LeaderClock>>,
+    ) {
+        if let Some(c) = clock {
+            let _ = self.clock.set(c);
+        }
         let _ = self.clusters.set(clusters);
     }
 
     /// The clusters, if this process serves them; else the refusal that
-    /// names the leader.
+    /// names the leader (or says this one's leadership lapsed: a leader
+    /// that was frozen or cut off past its etcd lease, about to stop).
     pub fn serving(&self) -> Result<&Arc<BTreeMap<String, ClusterHandle>>, Status> {
-        self.clusters.get().ok_or_else(|| self.refusal())
+        let clusters = self.clusters.get().ok_or_else(|| self.refusal())?;
+        if self.clock.get().is_some_and(|c| !c.holds()) {
+            return Err(Status::unavailable(format!(
+                "arbiter {:?} no longer leads (its etcd lease lapsed); it stops, another takes over",
+                self.me.name
+            )));
+        }
+        Ok(clusters)
     }
 
     pub fn leads(&self) -> bool {
@@ -68,14 +87,15 @@ impl Role {
 
     /// "leader" or "standby"; "" for a lone arbiter (no etcd).
     pub fn name(&self) -> &'static str {
-        match (self.me.is_empty(), self.leads()) {
+        match (self.me.name.is_empty(), self.leads()) {
             (true, _) => "",
             (false, true) => "leader",
             (false, false) => "standby",
         }
     }
 
-    pub fn me(&self) -> &str {
+    /// This arbiter's name and URL in its group.
+    pub fn me(&self) -> &LeaderInfo {
         &self.me
     }
 
@@ -97,14 +117,26 @@ impl Role {
     /// `UNAVAILABLE`: this arbiter stands by; the message and the
     /// `fence-leader-url` metadata say who leads.
     pub fn refusal(&self) -> Status {
-        if self.me.is_empty() {
+        if self.me.name.is_empty() {
             // A lone arbiter between binding its port and starting its
             // clusters' tasks.
             return Status::unavailable("the arbiter is starting");
         }
-        let who = format!("arbiter {:?}", self.me);
+        let who = format!("arbiter {:?}", self.me.name);
         let leader = self.leader();
+        if leader.as_ref().is_some_and(|l| l.name == self.me.name) {
+            // It just won and starts its clusters' tasks, or the leader key
+            // still names its last run (the lease lapses within leader_ttl):
+            // no referral (to itself), a plain "try again".
+            return Status::unavailable(format!(
+                "{who} is starting (the leader key names it: it just won, or its last run's lease has not lapsed yet)"
+            ));
+        }
         let mut s = Status::unavailable(match &leader {
+            Some(l) if l.url.is_empty() => format!(
+                "{who} stands by; the leader is {:?} (its URL unknown: an older version)",
+                l.name
+            ),
             Some(l) => format!("{who} stands by; the leader is {:?} at {}", l.name, l.url),
             None => format!(
                 "{who} stands by and knows of no leader yet (etcd unreachable, or an election under way)"
