@@ -32,7 +32,7 @@ use fencectl::local_cluster::{ClusterOptions, LocalCluster};
 use proto::v1 as pb;
 use tests::blackhole::{PortBlackhole, in_private_netns};
 use tests::e2e::{binaries, json_log, unix_us};
-use tests::peers::{in_ci, serial};
+use tests::peers::in_ci;
 
 /// How long the arbiter's port is dark (`FENCE_BLACKHOLE_BLOCK_MS`).
 fn block_for() -> Duration {
@@ -74,8 +74,9 @@ fn three_nodes_arbiter_blackholed_2s_agent_back_2s_late_nobody_fenced() {
     blackhole_rounds(3, env_number("FENCE_BLACKHOLE_LATE_ROUNDS", 20), true);
 }
 
+/// Each test in a network namespace of its own: they run side by side
+/// (two at a time on two cores), each cluster's arbiter blocked in its own.
 fn blackhole_rounds(nodes: u32, rounds: usize, late: bool) {
-    let _g = serial();
     let ran = in_private_netns(move || {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
