@@ -216,13 +216,28 @@ async fn frozen_during_handovers(etcd: &EtcdCluster, rounds: usize) {
             .filter(|e| e.action == "off" && e.port != "node3")
             .count();
         assert_eq!(healthy, 0, "round {round}: a healthy node was fenced");
+        // Node 3 boots again once its fence is confirmed (booted before,
+        // it would be on again at the device, and the fence unconfirmed).
+        let url = c.arbiter_url(next);
+        loop {
+            let fenced = fencectl::commands::status::fetch_status(&url, "demo")
+                .await
+                .is_ok_and(|s| s.clusters[0].fenced.contains(&3));
+            if fenced {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(40),
+                "round {round}: node 3's fence never confirmed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         c.spawn_arbiter(leader).expect("restart as standby");
         c.start_agent(3).expect("boot node 3");
-        assert!(
-            leads(&mut c, next, &[1, 2, 3], Duration::from_secs(30)).await,
-            "round {round}: node 3 did not rejoin; logs in {}",
-            c.dir().display()
-        );
+        if !leads(&mut c, next, &[1, 2, 3], Duration::from_secs(30)).await {
+            let kept = c.keep();
+            panic!("round {round}: node 3 did not rejoin; logs in {}", kept.display());
+        }
         leader = next;
     }
     let (om, op99, omax) = percentiles(to_off);
