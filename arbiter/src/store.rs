@@ -351,6 +351,7 @@ pub(crate) fn record_changes(
         | Delta::Group { .. }
         | Delta::Maintenance { .. }
         | Delta::MaintenanceHeld { .. }
+        | Delta::Unconfigured { .. }
         | Delta::EpochRaised { .. } => {}
         Delta::Operator {
             by,

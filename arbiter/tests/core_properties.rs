@@ -135,6 +135,14 @@ impl Rules {
                         | Delta::Maintenance { .. }
                         | Delta::MaintenanceHeld { .. }
                         | Delta::Group { .. } => {}
+                        // The configuration never changes here.
+                        Delta::Unconfigured { nodes } => {
+                            prop_assert!(
+                                false,
+                                "nodes {:?} left a configuration that kept them",
+                                nodes
+                            )
+                        }
                     }
                     self.store.apply(&d);
                 }

@@ -85,6 +85,11 @@ pub enum Delta {
         survivors: BTreeSet<NodeId>,
         gone: BTreeSet<NodeId>,
     },
+    /// Nodes no longer configured leave the backed and gone sets, under
+    /// the same epoch: written when the start-up grace that waited out
+    /// every lease of the earlier life (ridden out too) is over, so a later
+    /// start finds the smaller set and a node configured again joins anew.
+    Unconfigured { nodes: BTreeSet<NodeId> },
 }
 
 /// Something worth telling operators (watch stream, logs, metrics).

@@ -306,6 +306,9 @@ pub struct ArbiterCore {
     quorum: Quorum,
     /// No lease before this instant (start-up grace).
     ready_at: Duration,
+    /// Nodes no longer configured that the store still has in its backed
+    /// or gone set: written out of it when the grace is over.
+    unconfigured: BTreeSet<NodeId>,
     grace: Duration,
     ready: bool,
     /// Every lease granted in an earlier life of the arbiter has ended by
@@ -613,6 +616,7 @@ impl ArbiterCore {
         }
         ArbiterCore {
             quorum,
+            unconfigured: backed_removed.union(&gone_removed).copied().collect(),
             ready_at: now + first_grant,
             grace,
             ready: false,
@@ -752,8 +756,9 @@ impl ArbiterCore {
                 self.resumed_at = now;
                 self.lose_contact(&mut out);
                 if !self.ready {
-                    // A clock that jumped may have cut the grace short.
-                    self.ready_at = now + self.grace;
+                    // A clock that jumped may have cut the grace short (and
+                    // a grace made longer to wait rides out moves with it).
+                    self.ready_at = (now + self.grace).max(self.ready_at + gap);
                 }
                 // The gap may be a clock jump with no real time behind it:
                 // every lease bound still to be waited out moves with it.
@@ -1909,6 +1914,14 @@ impl ArbiterCore {
         if !self.ready && now >= self.ready_at {
             self.ready = true;
             out.push(Action::Notice(Notice::GraceOver));
+            // Every lease of the earlier life has ended: the removal of
+            // nodes no longer configured is made durable.
+            let unconfigured = std::mem::take(&mut self.unconfigured);
+            if !unconfigured.is_empty() {
+                out.push(Action::Persist(Delta::Unconfigured {
+                    nodes: unconfigured,
+                }));
+            }
             let configured: BTreeSet<NodeId> = self.spec.nodes.keys().copied().collect();
             let (deltas, dropped, kept) = self
                 .placement

@@ -317,3 +317,73 @@ fn a_member_removed_at_a_restart_waits_out_the_earlier_life_s_rides() {
         }
     }
 }
+
+/// Review of the fix above: a stall (or a clock jump) during that longer
+/// grace moves its end with the gap, as it moves every lease bound, instead
+/// of cutting it back to a plain grace.
+#[test]
+fn a_stall_in_the_grace_after_a_removal_keeps_the_rides_waited_out() {
+    let mut h = riding(None, false);
+    h.spec.nodes.remove(&3);
+    h.restart(&[1, 2]);
+    let restarted = h.now;
+    h.run(ms(300), &TWO);
+    let gap = ms(400);
+    h.now += gap;
+    h.run(RIDE + Duration::from_secs(1), &TWO);
+    let t = h.spec.timing;
+    let first = h
+        .grants(1)
+        .into_iter()
+        .find(|&g| g > restarted)
+        .expect("node 1 leased again");
+    let rides_end = restarted + t.lease_max() + t.stall_after() + t.ride_out_max() + gap;
+    assert!(
+        first >= rides_end,
+        "granted at {first:?}, before the earlier life's rides end ({rides_end:?})"
+    );
+}
+
+/// Review of the fix above: the removal is written to the store once the
+/// rides are waited out, so a later start knows the smaller set (no longer
+/// grace) and a node configured again joins under a new epoch: it never
+/// gets a lease naming the old set beside its peers' under the new one.
+#[test]
+fn a_removal_is_stored_once_waited_out_and_a_node_configured_again_joins_anew() {
+    let mut h = riding(None, false);
+    let epoch = h.core.epoch;
+    let full = h.spec.clone();
+    h.spec.nodes.remove(&3);
+    h.restart(&[1, 2]);
+    assert!(
+        h.store.backed.contains(&3),
+        "not before the rides are waited out"
+    );
+    h.run(RIDE + Duration::from_secs(1), &TWO);
+    assert!(!h.store.backed.contains(&3), "{:?}", h.store.backed);
+    assert_eq!(h.store.epoch, epoch);
+    // Configured again: a plain grace, and node 3 joins with a new epoch.
+    h.spec = full;
+    h.restart(&[1, 2, 3]);
+    let restarted = h.now;
+    h.run(Duration::from_secs(3), &ALL3);
+    let acks_to_3: Vec<u64> = h
+        .log
+        .iter()
+        .filter(|(t, _)| *t > restarted)
+        .filter_map(|(_, a)| match a {
+            Action::Ack {
+                node: 3,
+                lease: Some(_),
+                epoch,
+                ..
+            } => Some(*epoch),
+            _ => None,
+        })
+        .collect();
+    assert!(!acks_to_3.is_empty(), "node 3 joined");
+    assert!(
+        acks_to_3.iter().all(|&e| e > epoch),
+        "node 3 leased under the epoch its peers hold without it: {acks_to_3:?}"
+    );
+}

@@ -289,6 +289,10 @@ impl Persisted {
                 }
             }
             Delta::EpochRaised { epoch } => self.epoch = *epoch,
+            Delta::Unconfigured { nodes } => {
+                self.backed.retain(|n| !nodes.contains(n));
+                self.gone.retain(|n| !nodes.contains(n));
+            }
             Delta::Group { group, record } => {
                 self.groups.insert(group.clone(), record.clone());
             }
