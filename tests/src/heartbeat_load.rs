@@ -386,6 +386,7 @@ pub fn bench(clusters: usize, nodes: u32, interval: Duration, measure: Duration)
     if let Ok(e) = &etcd {
         stores.push(("etcd (3 members)".to_string(), e.endpoints()));
     }
+    let mut failed = false;
     for (name, endpoints) in stores {
         let dir = tempfile::tempdir().expect("tempdir");
         let o = LoadOptions {
@@ -403,8 +404,10 @@ pub fn bench(clusters: usize, nodes: u32, interval: Duration, measure: Duration)
                 rows.push((name, r));
             }
             Err(e) => {
+                // Not `exit`: the etcd members are stopped when dropped.
                 eprintln!("{name}: {e}");
-                std::process::exit(1);
+                failed = true;
+                break;
             }
         }
     }
@@ -420,5 +423,9 @@ pub fn bench(clusters: usize, nodes: u32, interval: Duration, measure: Duration)
             b.acks_per_sec / a.acks_per_sec,
             b.latency_us.1 / a.latency_us.1
         );
+    }
+    drop(etcd);
+    if failed {
+        std::process::exit(1);
     }
 }
