@@ -236,7 +236,10 @@ async fn frozen_during_handovers(etcd: &EtcdCluster, rounds: usize) {
         c.start_agent(3).expect("boot node 3");
         if !leads(&mut c, next, &[1, 2, 3], Duration::from_secs(30)).await {
             let kept = c.keep();
-            panic!("round {round}: node 3 did not rejoin; logs in {}", kept.display());
+            panic!(
+                "round {round}: node 3 did not rejoin; logs in {}",
+                kept.display()
+            );
         }
         leader = next;
     }
