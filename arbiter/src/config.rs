@@ -215,7 +215,7 @@ impl EtcdConfig {
             errs.push(err(
                 "arbiter.etcd.advertise",
                 format!(
-                    "required when listen ({listen}) is a wildcard address: the URL agents and fencectl reach this arbiter at, e.g. https://10.0.0.101:7400"
+                    "required when listen ({listen}) is a wildcard address: the URL agents and fencectl reach this arbiter at, e.g. https://arbiter-a.example:7400"
                 ),
             ));
         }
@@ -240,7 +240,7 @@ impl EtcdConfig {
         if !url_ok {
             errs.push(err(
                 "arbiter.etcd.advertise",
-                format!("{advertise:?}: expected a URL such as https://10.0.0.101:7400"),
+                format!("{advertise:?}: expected a URL such as https://arbiter-a.example:7400"),
             ));
         }
         let tls = match &self.tls {
@@ -1291,7 +1291,7 @@ dir = "/tmp/sim"
                 .any(|e| e.contains("arbiter.etcd.tls.ca") && e.contains("cannot read")),
             "{e:?}"
         );
-        let e = with("endpoints = [\"http://127.0.0.1:2379\"]\nadvertise = \"10.0.0.1:7400\"\n");
+        let e = with("endpoints = [\"http://127.0.0.1:2379\"]\nadvertise = \"127.0.0.1:7400\"\n");
         assert!(
             e.iter().any(|e| e.contains("arbiter.etcd.advertise")),
             "{e:?}"

@@ -396,13 +396,13 @@ mod tests {
     fn the_leader_key_reads_old_and_new_values() {
         let l = LeaderInfo {
             name: "arbiter-a".into(),
-            url: "https://10.0.0.101:7400".into(),
+            url: "https://127.0.0.1:7400".into(),
         };
         assert_eq!(LeaderInfo::decode(&l.encode()), l);
         assert_eq!(
-            LeaderInfo::decode(b"10.0.0.101:7400"),
+            LeaderInfo::decode(b"127.0.0.1:7401"),
             LeaderInfo {
-                name: "10.0.0.101:7400".into(),
+                name: "127.0.0.1:7401".into(),
                 url: String::new()
             }
         );
