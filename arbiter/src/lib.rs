@@ -180,7 +180,9 @@ async fn lead(
 async fn stop(token: &CancellationToken, tracker: &TaskTracker, grace: Duration) {
     token.cancel();
     tracker.close();
-    let _ = tokio::time::timeout(grace, tracker.wait()).await;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        warn!(grace = ?grace, "shutdown grace period ran out; exiting anyway");
+    }
 }
 
 /// The metrics endpoint, the alerter and one task per cluster, on `store`.
@@ -401,14 +403,7 @@ pub async fn run(
             });
         }
     }
-    token.cancel();
-    tracker.close();
-    if tokio::time::timeout(plan.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        warn!(grace = ?plan.shutdown_grace, "shutdown grace period ran out; exiting anyway");
-    }
+    stop(&token, &tracker, plan.shutdown_grace).await;
     if let Some(l) = leading {
         // The keeper resigns (revokes the lease) on the cancelled token.
         let _ = tokio::time::timeout(l.etcd.members().timeout(), l.keeper).await;

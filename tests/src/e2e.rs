@@ -145,17 +145,23 @@ pub fn alive(pid: i32) -> bool {
 /// `fencectl --arbiter <url> <args>` (the built binary): Ok(stdout) when it
 /// succeeds, Err(stderr) otherwise.
 pub fn fencectl(url: &str, args: &[&str]) -> Result<String, String> {
+    let (code, out, err) = fencectl_output(url, args)?;
+    if code == 0 { Ok(out) } else { Err(err) }
+}
+
+/// `fencectl --arbiter <url> <args>`: its exit code, stdout and stderr.
+pub fn fencectl_output(url: &str, args: &[&str]) -> Result<(i32, String, String), String> {
     let out = std::process::Command::new(binaries().join("fencectl"))
         .arg("--arbiter")
         .arg(url)
         .args(args)
         .output()
         .map_err(|e| format!("cannot run fencectl: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// Write an executable `#!/bin/sh` script `dir/name` running `body`;

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::e2e::free_port;
+
 /// The `etcd` binary: `$FENCE_ETCD`, else `/usr/bin/etcd`.
 pub fn etcd_binary() -> Result<PathBuf, String> {
     let p = std::env::var_os("FENCE_ETCD")
@@ -59,33 +61,10 @@ pub struct EtcdCluster {
 
 /// A private CA and one certificate for 127.0.0.1 under `dir`.
 fn make_tls(dir: &std::path::Path) -> Result<EtcdTls, String> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    let e = |e: rcgen::Error| e.to_string();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "fence test etcd CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().map_err(e)?).map_err(e)?;
-    let mut p = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .map_err(e)?;
-    p.distinguished_name.push(DnType::CommonName, "etcd");
-    p.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    p.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    let key = KeyPair::generate().map_err(e)?;
-    let cert = p.signed_by(&key, &ca).map_err(e)?;
+    let ca = fencectl::certs::Ca::new("fence test etcd CA").map_err(|e| e.to_string())?;
+    let (cert, key) = ca
+        .issue(&["127.0.0.1".to_string(), "localhost".to_string()])
+        .map_err(|e| e.to_string())?;
     let tls = EtcdTls {
         ca: dir.join("ca.pem"),
         cert: dir.join("etcd.pem"),
@@ -94,16 +73,9 @@ fn make_tls(dir: &std::path::Path) -> Result<EtcdTls, String> {
     let w =
         |p: &PathBuf, t: String| std::fs::write(p, t).map_err(|e| format!("{}: {e}", p.display()));
     w(&tls.ca, ca.pem())?;
-    w(&tls.cert, cert.pem())?;
-    w(&tls.key, key.serialize_pem())?;
+    w(&tls.cert, cert)?;
+    w(&tls.key, key)?;
     Ok(tls)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
 }
 
 impl EtcdCluster {

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use proto::v1 as pb;
@@ -117,8 +117,10 @@ struct Shared {
     /// Heartbeats sent and acks read inside the window.
     sent: AtomicUsize,
     acked: AtomicUsize,
-    /// The window, in µs since `origin` (0 until it is set).
-    window: std::sync::Mutex<Option<(u64, u64)>>,
+    /// The window, in µs since `origin` (`from` == `to` == 0 until it is
+    /// set): read on every heartbeat and ack, so no lock.
+    from: AtomicU64,
+    to: AtomicU64,
 }
 
 impl Shared {
@@ -127,10 +129,7 @@ impl Shared {
     }
 
     fn in_window(&self, t: u64) -> bool {
-        self.window
-            .lock()
-            .expect("window lock")
-            .is_some_and(|(a, b)| t >= a && t < b)
+        t >= self.from.load(Ordering::Acquire) && t < self.to.load(Ordering::Acquire)
     }
 }
 
@@ -290,7 +289,8 @@ pub async fn run(bin: &Path, dir: &Path, o: &LoadOptions) -> Result<LoadReport, 
         leased: AtomicUsize::new(0),
         sent: AtomicUsize::new(0),
         acked: AtomicUsize::new(0),
-        window: std::sync::Mutex::new(None),
+        from: AtomicU64::new(0),
+        to: AtomicU64::new(0),
     });
     let stop = tokio_util::sync::CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -318,7 +318,8 @@ pub async fn run(bin: &Path, dir: &Path, o: &LoadOptions) -> Result<LoadReport, 
     let leased = shared.leased.load(Ordering::Relaxed);
     let from = shared.now_us();
     let to = from + o.measure.as_micros() as u64;
-    *shared.window.lock().expect("window lock") = Some((from, to));
+    shared.from.store(from, Ordering::Release);
+    shared.to.store(to, Ordering::Release);
     let ticks = cpu_ticks(pid);
     tokio::time::sleep(o.measure).await;
     let ticks = cpu_ticks(pid) - ticks;

@@ -312,17 +312,7 @@ async fn a_partition_during_the_handover_stops_both_sides_and_the_new_leader_dec
 
 /// `fencectl --arbiter <url> <args>`: exit code, stdout, stderr.
 fn fencectl_run(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(tests::e2e::binaries().join("fencectl"))
-        .arg("--arbiter")
-        .arg(url)
-        .args(args)
-        .output()
-        .expect("run fencectl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    tests::e2e::fencectl_output(url, args).expect("run fencectl")
 }
 
 /// Wait until arbiter `k`'s log says it stands by under another leader

@@ -931,6 +931,22 @@ mod simulation_tests {
         );
     }
 
+    /// The soak's bug planted back: a start whose configuration removed a
+    /// member grants after the plain grace, while nodes still ride leases of
+    /// the earlier life under the old set (the seeds of
+    /// `regression_seeds_of_the_ride_out_soak`).
+    #[test]
+    fn checker_catches_a_removal_that_grants_before_the_rides_end() {
+        for seed in [51646, 55186, 82587] {
+            let mut o = Options::new(seed);
+            o.mutant = Some(Mutant::Core(CoreMutant::GrantAtOnceAfterRemoval));
+            match sim::run(&o) {
+                Err(v) => assert_eq!(v.rule, "lease exclusivity", "seed {seed}: {v}"),
+                Ok(r) => panic!("not caught on seed {seed}: {r:?}"),
+            }
+        }
+    }
+
     /// The arbiter forgetting that a lease may be ridden out: another process
     /// of a node gets a lease while the last one rides (409, 501, 706), or
     /// survivors are told a node is gone while it rides (301).

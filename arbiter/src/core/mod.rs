@@ -96,6 +96,9 @@ pub const MAX_EPOCH: u64 = u64::MAX / 2;
 pub enum Mutant {
     /// Waits for a node's lease to end ignore that it may be ridden out.
     IgnoreRideOut,
+    /// A start that removed a member of the backed set grants after the
+    /// plain grace, while leases under the old set may still be ridden out.
+    GrantAtOnceAfterRemoval,
     /// A node being fenced still gets leases.
     LeaseToFencingNode,
     /// The start-up grace is half a lease instead of `lease_max`.
@@ -439,7 +442,11 @@ impl ArbiterCore {
         // without a new epoch: a lease of the earlier life ridden out under
         // the old set (up to `ride_out_max` past the earlier life's last
         // grant) must end before anything is granted under the new one.
-        let first_grant = if backed_removed.is_empty() || mutant == Some(Mutant::IgnoreRideOut) {
+        let first_grant = if backed_removed.is_empty()
+            || matches!(
+                mutant,
+                Some(Mutant::IgnoreRideOut | Mutant::GrantAtOnceAfterRemoval)
+            ) {
             grace
         } else {
             grace + t.ride_out_max()

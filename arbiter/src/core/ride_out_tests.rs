@@ -40,6 +40,14 @@ fn until_fence_of(h: &mut H, node: NodeId, reach: &[(NodeId, &[NodeId])]) {
     panic!("node {node} was never fenced");
 }
 
+/// When `node` was first granted a lease after `t`.
+fn first_grant_after(h: &H, node: NodeId, t: Duration) -> Duration {
+    h.grants(node)
+        .into_iter()
+        .find(|&g| g > t)
+        .unwrap_or_else(|| panic!("node {node} leased again after {t:?}"))
+}
+
 /// The acks sent to `node` name `leaving` as leaving.
 fn told_leaving(h: &H, node: NodeId, leaving: NodeId) -> Vec<Duration> {
     h.log
@@ -295,18 +303,14 @@ fn an_admitted_node_does_not_cut_a_ride_on_a_grant_from_before_its_admission() {
 /// new one, {1, 2}, before every such ride has ended.
 #[test]
 fn a_member_removed_at_a_restart_waits_out_the_earlier_life_s_rides() {
-    for mutant in [None, Some(Mutant::IgnoreRideOut)] {
+    for mutant in [None, Some(Mutant::GrantAtOnceAfterRemoval)] {
         let mut h = riding(mutant, false);
         h.spec.nodes.remove(&3);
         h.restart(&[1, 2]);
         let restarted = h.now;
         h.run(RIDE + Duration::from_secs(1), &TWO);
         let t = h.spec.timing;
-        let first = h
-            .grants(1)
-            .into_iter()
-            .find(|&g| g > restarted)
-            .expect("node 1 leased again");
+        let first = first_grant_after(&h, 1, restarted);
         let rides_end = restarted + t.lease_max() + t.stall_after() + t.ride_out_max();
         match mutant {
             None => assert!(
@@ -332,11 +336,7 @@ fn a_stall_in_the_grace_after_a_removal_keeps_the_rides_waited_out() {
     h.now += gap;
     h.run(RIDE + Duration::from_secs(1), &TWO);
     let t = h.spec.timing;
-    let first = h
-        .grants(1)
-        .into_iter()
-        .find(|&g| g > restarted)
-        .expect("node 1 leased again");
+    let first = first_grant_after(&h, 1, restarted);
     let rides_end = restarted + t.lease_max() + t.stall_after() + t.ride_out_max() + gap;
     assert!(
         first >= rides_end,
