@@ -4,12 +4,19 @@
 //! Welcome, the session, the pauses between attempts), so a lease ends on
 //! time whatever the network does.
 //!
-//! Reconnecting: a new connection attempt (TCP, TLS, HTTP/2) starts every
-//! [`RETRY`] while earlier ones are still pending, each bounded by the
-//! connect timeout (three heartbeat intervals by default, see
-//! [`Session::connect_timeout`]). A SYN lost to a blocked port is therefore
-//! never waited for (the kernel would resend it only after 1 s, then 3 s):
-//! once the path heals, the next attempt gets through within [`RETRY`].
+//! Reconnecting: a new attempt (TCP, TLS, HTTP/2, the Hello and the
+//! arbiter's first message) starts every [`RETRY`] while earlier ones are
+//! still pending, each bounded by the connect timeout (three heartbeat
+//! intervals by default, see [`Session::connect_timeout`]). A SYN lost to a
+//! blocked port is therefore never waited for (the kernel would resend it
+//! only after 1 s, then 3 s): once the path heals, the next attempt gets
+//! through within [`RETRY`]. With several arbiters, an attempt pending on
+//! one (a frozen arbiter's kernel still accepts connections) does not hold
+//! up the others: each new attempt goes to the next arbiter with nothing
+//! pending. That matters during a handover: while a lease is ridden out,
+//! a peer that reaches the new leader first ends the ride for the nodes
+//! that do not, so every agent must reach the new leader within about a
+//! lease of the first.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -412,53 +419,105 @@ impl Session {
             .keep_alive_while_idle(true))
     }
 
-    /// Connect to the arbiter: a fresh attempt every [`RETRY`] while earlier
-    /// ones are pending, each bounded by `timeout`; the first to succeed
-    /// wins and the others are dropped. `None` when cancelled or isolated.
+    /// The Hello this agent opens a session with, as things stand now.
+    fn hello(&self) -> pb::Hello {
+        pb::Hello {
+            cluster: self.plan.cluster.clone(),
+            node_id: self.plan.node,
+            probe_address: self.plan.listen_text.clone(),
+            config_fingerprint: self.plan.fingerprint.clone(),
+            known_epoch: self.keeper.epoch(),
+            instance: crate::instance(),
+            boot_id: self.plan.boot_id.clone(),
+            watchdog_timeout_ms: self.watchdog_ms(),
+        }
+    }
+
+    /// The arbiter the next attempt goes to: the next in turn from
+    /// `next_arbiter` with no attempt pending (a frozen arbiter's kernel
+    /// accepts and its attempt waits out the timeout: the others are tried
+    /// meanwhile), or the next in turn if every one has an attempt pending.
+    fn pick(&mut self, pending: &[usize]) -> usize {
+        let n = pending.len();
+        let k = (0..n)
+            .map(|i| self.next_arbiter.wrapping_add(i) % n)
+            .find(|&k| pending[k] == 0)
+            .unwrap_or(self.next_arbiter % n);
+        self.next_arbiter = k.wrapping_add(1);
+        k
+    }
+
+    /// Open a session: a fresh attempt (connect, Hello, the arbiter's first
+    /// message) every [`RETRY`] while earlier ones are pending, each bounded
+    /// by `timeout`; the first to open wins and the others are dropped.
+    /// `Ok(None)` when cancelled or isolated; `Err` when an arbiter refused
+    /// this agent.
     ///
-    /// With several arbiters (one leads, the others do not listen) each
-    /// attempt goes to the next one in turn, starting with the one that
-    /// answered last.
-    async fn connect(&mut self, eps: &[Endpoint], timeout: Duration) -> Option<Channel> {
+    /// With several arbiters (one leads, the others stand by) each attempt
+    /// goes to the next one in turn, starting with the one that answered
+    /// last; a standby's referral sends the next attempt to the leader it
+    /// names, at once when nothing is pending there.
+    async fn open_first(
+        &mut self,
+        eps: &[Endpoint],
+        timeout: Duration,
+    ) -> Result<Option<Opened>, SessionError> {
         let mut attempts = JoinSet::new();
+        let mut pending = vec![0usize; eps.len()];
         let mut next = Instant::now();
+        // One attempt out of turn (to a leader named) per RETRY at most:
+        // standbys naming each other cannot make it spin.
+        let mut hurried = false;
         loop {
             if self.faults.isolated.load(Ordering::Relaxed) {
-                return None;
+                return Ok(None);
             }
             if Instant::now() >= next {
                 if attempts.len() < MAX_PENDING {
-                    let k = self.next_arbiter % eps.len();
-                    self.next_arbiter = self.next_arbiter.wrapping_add(1);
-                    let ep = eps[k].clone();
-                    attempts.spawn(async move {
-                        (k, tokio::time::timeout(timeout, ep.connect()).await)
-                    });
+                    let k = self.pick(&pending);
+                    pending[k] += 1;
+                    let (ep, hello) = (eps[k].clone(), self.hello());
+                    attempts.spawn(async move { (k, open(ep, hello, timeout).await) });
                 }
                 next = Instant::now() + RETRY;
+                hurried = false;
             }
-            let done = self
+            let Some(done) = self
                 .ticking(async {
                     tokio::select! {
                         Some(r) = attempts.join_next() => Some(r),
                         _ = tokio::time::sleep_until(next) => None,
                     }
                 })
-                .await?;
+                .await
+            else {
+                return Ok(None);
+            };
             let url = |k: usize| self.plan.arbiters[k].clone();
             let error = match done {
                 None => continue,
-                Some(Ok((k, Ok(Ok(channel))))) => {
-                    // The next session starts with the arbiter that answered.
-                    self.next_arbiter = k;
-                    return Some(channel);
+                Some(Err(e)) => format!("session attempt failed: {e}"),
+                Some(Ok((k, result))) => {
+                    pending[k] = pending[k].saturating_sub(1);
+                    match result {
+                        Ok(opened) => {
+                            // The next session starts with the arbiter that answered.
+                            self.next_arbiter = k;
+                            return Ok(Some(opened));
+                        }
+                        Err(SessionError::Standby { message, leader }) => {
+                            self.follow(leader.as_deref(), &message);
+                            let to = self.next_arbiter % eps.len();
+                            if !hurried && to != k && pending[to] == 0 {
+                                next = Instant::now();
+                                hurried = true;
+                            }
+                            continue;
+                        }
+                        Err(e @ SessionError::Refused(_)) => return Err(e),
+                        Err(SessionError::Lost(e)) => format!("{}: {e}", url(k)),
+                    }
                 }
-                Some(Ok((k, Ok(Err(e))))) => format!("cannot connect to {}: {e}", url(k)),
-                Some(Ok((k, Err(_)))) => format!(
-                    "cannot connect to {}: no connection within {timeout:?}",
-                    url(k)
-                ),
-                Some(Err(e)) => format!("connection attempt failed: {e}"),
             };
             if self.streak.fail() {
                 warn!(node.id = self.plan.node, error = %error, failures = self.streak.failures,
@@ -472,50 +531,18 @@ impl Session {
     async fn connect_and_serve(&mut self) -> Result<Ended, SessionError> {
         let timeout = self.connect_timeout();
         let eps = self.endpoints(timeout)?;
-        let Some(channel) = self.connect(&eps, timeout).await else {
+        let Some(Opened {
+            client: _client,
+            tx,
+            mut inbound,
+            first: welcome,
+        }) = self.open_first(&eps, timeout).await?
+        else {
             return Ok(if self.token.is_cancelled() {
                 Ended::Cancelled
             } else {
                 Ended::Retry
             });
-        };
-        let mut client = pb::agent_session_client::AgentSessionClient::new(channel);
-        let (tx, rx) = mpsc::channel::<pb::AgentMessage>(16);
-        let hello = pb::Hello {
-            cluster: self.plan.cluster.clone(),
-            node_id: self.plan.node,
-            probe_address: self.plan.listen_text.clone(),
-            config_fingerprint: self.plan.fingerprint.clone(),
-            known_epoch: self.keeper.epoch(),
-            instance: crate::instance(),
-            boot_id: self.plan.boot_id.clone(),
-            watchdog_timeout_ms: self.watchdog_ms(),
-        };
-        tx.try_send(pb::AgentMessage {
-            body: Some(pb::agent_message::Body::Hello(hello)),
-        })
-        .map_err(|_| "session closed".to_string())?;
-        // The stream opened and the Welcome first, both within the timeout.
-        let opened = self
-            .ticking(tokio::time::timeout(timeout, async {
-                let mut inbound = client
-                    .session(ReceiverStream::new(rx))
-                    .await
-                    .map_err(|s| refusal(&s))?
-                    .into_inner();
-                let first = inbound.message().await.map_err(|s| refusal(&s))?;
-                Ok::<_, SessionError>((inbound, first))
-            }))
-            .await;
-        let (mut inbound, welcome) = match opened {
-            None => return Ok(Ended::Cancelled),
-            Some(Err(_)) => {
-                // A frozen arbiter's kernel still accepts connections: the
-                // next attempt goes to the next arbiter of the group.
-                self.next_arbiter = self.next_arbiter.wrapping_add(1);
-                return Err(format!("no Welcome within {timeout:?}").into());
-            }
-            Some(Ok(r)) => r?,
         };
         let Some(pb::ArbiterMessage {
             body: Some(pb::arbiter_message::Body::Welcome(w)),
@@ -787,6 +814,48 @@ fn group_run(r: GroupRun) -> pb::GroupRunState {
 }
 
 /// Classify a gRPC error from the arbiter.
+/// A session opened: the client (kept for the session's life), the
+/// sender of the agent's stream, the arbiter's stream and its first message.
+struct Opened {
+    client: pb::agent_session_client::AgentSessionClient<Channel>,
+    tx: mpsc::Sender<pb::AgentMessage>,
+    inbound: tonic::Streaming<pb::ArbiterMessage>,
+    first: Option<pb::ArbiterMessage>,
+}
+
+/// One attempt at a session: connect (TCP, TLS, HTTP/2), open the stream
+/// with `hello`, and read the arbiter's first message, all within
+/// `timeout`.
+async fn open(ep: Endpoint, hello: pb::Hello, timeout: Duration) -> Result<Opened, SessionError> {
+    let attempt = async move {
+        let channel = ep
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let mut client = pb::agent_session_client::AgentSessionClient::new(channel);
+        let (tx, rx) = mpsc::channel::<pb::AgentMessage>(16);
+        tx.try_send(pb::AgentMessage {
+            body: Some(pb::agent_message::Body::Hello(hello)),
+        })
+        .map_err(|_| "session closed".to_string())?;
+        let mut inbound = client
+            .session(ReceiverStream::new(rx))
+            .await
+            .map_err(|s| refusal(&s))?
+            .into_inner();
+        let first = inbound.message().await.map_err(|s| refusal(&s))?;
+        Ok(Opened {
+            client,
+            tx,
+            inbound,
+            first,
+        })
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| SessionError::Lost(format!("no Welcome within {timeout:?}")))?
+}
+
 fn refusal(s: &tonic::Status) -> SessionError {
     if let Some(leader) = proto::standby::leader_of(s) {
         return SessionError::Standby {
@@ -1148,6 +1217,62 @@ mod tests {
             "the agent tried the next arbiter in its list instead of the leader the standby named"
         );
         assert!(leader.seen.lock().unwrap().last_granted.is_some());
+        token.cancel();
+        let _ = task.await;
+    }
+
+    /// Issue 11 (CI failure of stop 26): a frozen arbiter's kernel accepts
+    /// connections, so an attempt there waits out the whole timeout. That
+    /// wait must not hold up the next attempt at the other arbiter: the
+    /// first agent to reach a new leader ends the others' ride-out, and
+    /// one that lagged by the timeout lost its lease. With a 2 s timeout,
+    /// the lease comes from the serving arbiter long before the held
+    /// attempt gives up; and the agent keeps to the serving one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_arbiter_that_accepts_and_never_answers_does_not_hold_up_the_others() {
+        let frozen = Fake::start().await;
+        frozen.set(Mode::Hold).await;
+        let leader = Fake::start().await;
+        let text = format!(
+            "cluster = \"c\"\nnode = 1\narbiter = [\"http://{}\", \"http://{}\"]\n\
+             listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\nconnect_timeout = \"2s\"\n",
+            frozen.addr, leader.addr
+        );
+        let cfg: AgentConfig = toml::from_str(&text).unwrap();
+        let token = CancellationToken::new();
+        let mut session = Session::new(
+            cfg.validate().unwrap(),
+            SharedProbes::default(),
+            Arc::new(Faults::default()),
+            Heuristics::new(vec![]),
+            token.child_token(),
+        );
+        let mut events = session.events();
+        let start = Instant::now();
+        let task = tokio::spawn(session.run());
+        let leased = next(&mut events, acquired, "lease from the serving arbiter").await;
+        let held = frozen.seen.lock().unwrap().first_held;
+        assert!(
+            held.is_some_and(|t| t < leased),
+            "the first attempt went to the frozen arbiter"
+        );
+        let took = leased.duration_since(start);
+        assert!(
+            took < Duration::from_secs(1),
+            "leased {took:?} after the start: the attempt on the frozen arbiter held up the next one"
+        );
+        // Renewals go on with the serving arbiter; the frozen one saw one
+        // attempt only (no new one while it was pending, none after).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(frozen.seen.lock().unwrap().held.len(), 1);
+        assert!(
+            leader
+                .seen
+                .lock()
+                .unwrap()
+                .last_granted
+                .is_some_and(|t| t > leased)
+        );
         token.cancel();
         let _ = task.await;
     }
