@@ -44,7 +44,18 @@ pub struct ProbeState {
     pub contact_until: Option<Instant>,
     /// Woken when an answer arrives (the session reads them at once).
     pub answered: Arc<tokio::sync::Notify>,
+    /// Probe [`HURRY`] times per interval between these instants (set by
+    /// the session): this agent holds a lease that may be ridden out and
+    /// no arbiter granted it one for an interval. A ride-out can begin
+    /// only on answers that no longer claim an arbiter in contact, and a
+    /// peer's last grant may be an interval later than this agent's: at
+    /// one probe per interval the answer that would start the ride could
+    /// come after the lease ended.
+    pub hurry: Option<(Instant, Instant)>,
 }
+
+/// Probes per interval while hurried (see [`ProbeState::hurry`]).
+pub const HURRY: u32 = 8;
 
 pub type SharedProbes = Arc<Mutex<ProbeState>>;
 
@@ -119,7 +130,21 @@ impl pb::peer_probe_server::PeerProbe for ProbeServer {
     }
 }
 
-/// Probe every known peer once per interval until cancelled.
+/// When the round after the one started at `round` starts: an interval
+/// later, or sooner inside the hurry window (not before its start, and at
+/// most [`HURRY`] rounds per interval).
+fn next_round(round: Instant, interval: Duration, hurry: Option<(Instant, Instant)>) -> Instant {
+    let next = round + interval;
+    match hurry {
+        Some((from, until)) if from < next && round < until => {
+            next.min(from.max(round + interval / HURRY))
+        }
+        _ => next,
+    }
+}
+
+/// Probe every known peer once per interval (more often while hurried)
+/// until cancelled.
 pub async fn run_prober(
     cluster: String,
     node: u32,
@@ -139,7 +164,7 @@ pub async fn run_prober(
                 s.interval.unwrap_or(Duration::from_millis(100)),
             )
         };
-        let next = Instant::now() + interval;
+        let round = Instant::now();
         if !faults.probes_blocked() {
             clients.retain(|id, (addr, _)| peers.get(id).map(|p| &p.0) == Some(addr));
             for (id, (addr, name)) in &peers {
@@ -209,9 +234,38 @@ pub async fn run_prober(
                 }
             }
         }
+        let hurry = state.lock().expect("probe state lock").hurry;
         tokio::select! {
             _ = token.cancelled() => return,
-            _ = tokio::time::sleep_until(next) => {}
+            _ = tokio::time::sleep_until(next_round(round, interval, hurry)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cadence: one round per interval, [`HURRY`] inside the window,
+    /// the first hurried round at the window's start.
+    #[test]
+    fn rounds_hurry_only_inside_the_window() {
+        let t = Instant::now();
+        let ms = |n: u64| Duration::from_millis(n);
+        let i = ms(100);
+        assert_eq!(next_round(t, i, None), t + i);
+        // The window starts within this interval: the next round at its start.
+        assert_eq!(
+            next_round(t, i, Some((t + ms(60), t + ms(400)))),
+            t + ms(60)
+        );
+        // Inside it: an eighth of an interval apart, never closer.
+        assert_eq!(
+            next_round(t, i, Some((t - ms(10), t + ms(400)))),
+            t + i / HURRY
+        );
+        // After it, or starting later than the next round: as usual.
+        assert_eq!(next_round(t, i, Some((t - ms(500), t - ms(1)))), t + i);
+        assert_eq!(next_round(t, i, Some((t + ms(150), t + ms(400)))), t + i);
     }
 }

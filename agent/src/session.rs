@@ -587,6 +587,12 @@ impl Session {
         }
         // No answer at all for three intervals: the session is dead.
         let silence = interval * 3;
+        let answered = self
+            .probes
+            .lock()
+            .expect("probe state lock")
+            .answered
+            .clone();
         let mut last_heard = Instant::now();
         loop {
             if self.faults.isolated.load(Ordering::Relaxed) {
@@ -606,6 +612,9 @@ impl Session {
             let msg = tokio::select! {
                 _ = self.token.cancelled() => return Ok(Ended::Cancelled),
                 _ = tokio::time::sleep_until(wake) => None,
+                // A peer's answer may let the lease be ridden out: read it
+                // now, not at the lease's end (too late to ride on it).
+                _ = answered.notified() => None,
                 m = inbound.message() => Some(m),
             };
             let mut grants = None;
@@ -695,6 +704,16 @@ impl Session {
             let mut p = self.probes.lock().expect("probe state lock");
             p.own = Some(self.keeper.own_report(now));
             p.contact_until = self.keeper.contact_until().map(|t| self.origin + t);
+            // No grant for an interval while holding a lease that may be
+            // ridden out: probe faster until it ends (see `ProbeState::hurry`).
+            let interval = self.interval_hint;
+            p.hurry = match (self.keeper.contact_until(), self.keeper.lease(now)) {
+                (Some(contact), Some(l)) if !self.keeper.ride_out().is_zero() => Some((
+                    self.origin + contact.saturating_sub(interval / 2),
+                    self.origin + l.until,
+                )),
+                _ => None,
+            };
         }
         let ridden = self
             .keeper

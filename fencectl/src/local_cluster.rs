@@ -51,6 +51,10 @@ pub struct ClusterOptions {
     /// Extra environment for the arbiter process (a test's `LD_PRELOAD`
     /// shim, say), kept across its restarts.
     pub arbiter_env: Vec<(String, String)>,
+    /// Run arbiter `k` with group id `base + k` (the real and effective
+    /// gid; needs root): a test tells its packets apart with nftables'
+    /// `meta skgid`, to cut one arbiter off the network.
+    pub arbiter_gid_base: Option<u32>,
     /// `[[cluster.group]]` tables (resource groups), appended to the
     /// arbiter's config.
     pub groups: String,
@@ -111,6 +115,7 @@ impl Default for ClusterOptions {
             plugin: None,
             agent_start_gap: Duration::ZERO,
             arbiter_env: Vec::new(),
+            arbiter_gid_base: None,
             groups: String::new(),
             topology: Default::default(),
             own_sessions: false,
@@ -142,6 +147,7 @@ pub struct LocalCluster {
     /// Second processes speaking as a node (`start_duplicate_agent`).
     duplicates: Vec<(u32, Child)>,
     arbiter_env: Vec<(String, String)>,
+    arbiter_gid_base: Option<u32>,
     arbiter_starts: u32,
     own_sessions: bool,
     /// Arbiters 1.. of a group on etcd (arbiter 0 is `arbiter`).
@@ -216,16 +222,18 @@ fn draw_boot_id(path: &Path) -> Result<(), CliError> {
 }
 
 fn spawn(bin: &Path, config: &Path, log: &Path, own_session: bool) -> Result<Child, CliError> {
-    spawn_in(bin, config, log, &[], own_session)
+    spawn_in(bin, config, log, &[], own_session, None)
 }
 
+/// An arbiter: `env` added, and group id `gid` when given.
 fn spawn_with(
     bin: &Path,
     config: &Path,
     log: &Path,
     env: &[(String, String)],
+    gid: Option<u32>,
 ) -> Result<Child, CliError> {
-    spawn_in(bin, config, log, env, false)
+    spawn_in(bin, config, log, env, false, gid)
 }
 
 fn spawn_in(
@@ -234,6 +242,7 @@ fn spawn_in(
     log: &Path,
     env: &[(String, String)],
     own_session: bool,
+    gid: Option<u32>,
 ) -> Result<Child, CliError> {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
@@ -249,6 +258,9 @@ fn spawn_in(
     } else {
         Command::new(bin)
     };
+    if let Some(g) = gid {
+        std::os::unix::process::CommandExt::gid(&mut cmd, g);
+    }
     cmd.envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--config")
         .arg(config)
@@ -485,6 +497,7 @@ impl LocalCluster {
             agents: Vec::new(),
             duplicates: Vec::new(),
             arbiter_env: opts.arbiter_env.clone(),
+            arbiter_gid_base: opts.arbiter_gid_base,
             arbiter_starts: 0,
             own_sessions: opts.own_sessions,
             more: more_urls
@@ -518,6 +531,7 @@ impl LocalCluster {
             &d.join("arbiter.toml"),
             &d.join("arbiter.log"),
             &self.arbiter_env,
+            self.arbiter_gid_base,
         )?);
         self.arbiter_starts += 1;
         for _ in 0..200 {
@@ -565,6 +579,7 @@ impl LocalCluster {
             &d.join(config),
             &d.join(log),
             &self.arbiter_env,
+            self.arbiter_gid_base.map(|b| b + k as u32),
         )?;
         match k {
             0 => self.arbiter = Some(child),

@@ -55,6 +55,10 @@ pub fn in_private_netns<T: Send + 'static>(
             "nft",
             "add chain inet fence_blackhole input { type filter hook input priority 0; policy accept; }",
         ])?;
+        run(&[
+            "nft",
+            "add chain inet fence_blackhole output { type filter hook output priority 0; policy accept; }",
+        ])?;
         Ok(())
     };
     std::thread::Builder::new()
@@ -90,5 +94,48 @@ impl PortBlackhole {
     /// Packets flow again (both rules go in one transaction).
     pub fn heal(&self) -> Result<(), String> {
         run(&["nft", &format!("flush chain inet {TABLE} input")])
+    }
+}
+
+/// Cuts one process off the network (every TCP packet it sends or should
+/// receive is lost) while blocked: the process runs with its own group id
+/// (`meta skgid` on the output hook), the connections it sends on are
+/// marked in conntrack so their packets to it are dropped on the input
+/// hook too, and its listening port takes no new connection. Only usable
+/// from inside [`in_private_netns`]; one cut at a time.
+pub struct ProcessCut {
+    gid: u32,
+    port: u16,
+}
+
+impl ProcessCut {
+    /// The process running with group id `gid` and listening on `port`.
+    pub fn new(gid: u32, port: u16) -> ProcessCut {
+        ProcessCut { gid, port }
+    }
+
+    /// From now on the process is cut off: no packet in or out.
+    pub fn block(&self) -> Result<(), String> {
+        let (g, p) = (self.gid, self.port);
+        // The gid as conntrack mark: each process's connections keep
+        // their own mark across cuts.
+        run(&[
+            "nft",
+            &format!(
+                "add rule inet {TABLE} output meta skgid {g} ct mark set {g}; \
+                 add rule inet {TABLE} output ct mark {g} drop; \
+                 add rule inet {TABLE} input ct mark {g} drop; \
+                 add rule inet {TABLE} input tcp dport {p} drop; \
+                 add rule inet {TABLE} input tcp sport {p} drop"
+            ),
+        ])
+    }
+
+    /// Packets flow again (one transaction).
+    pub fn heal(&self) -> Result<(), String> {
+        run(&[
+            "nft",
+            &format!("flush chain inet {TABLE} input; flush chain inet {TABLE} output"),
+        ])
     }
 }
