@@ -42,11 +42,13 @@ pub struct ProbeState {
     /// ...but "an arbiter in contact" is judged at each answer: until
     /// this instant.
     pub contact_until: Option<Instant>,
-    /// Woken when an answer arrives (the session reads them at once).
+    /// Woken when a round of probes brought answers (the session reads
+    /// them at once).
     pub answered: Arc<tokio::sync::Notify>,
     /// Probe [`HURRY`] times per interval between these instants (set by
     /// the session): this agent holds a lease that may be ridden out and
-    /// no arbiter granted it one for an interval. A ride-out can begin
+    /// no arbiter granted it one for an interval and a quarter (an ack a
+    /// little late does not hurry). A ride-out can begin
     /// only on answers that no longer claim an arbiter in contact, and a
     /// peer's last grant may be an interval later than this agent's: at
     /// one probe per interval the answer that would start the ride could
@@ -221,17 +223,27 @@ pub async fn run_prober(
                     (id, sent, answer)
                 });
             }
+            let mut any = false;
             while let Some(r) = set.join_next().await {
                 if let Ok((id, sent, answer)) = r {
                     if let Some(answer) = answer {
                         let mut s = state.lock().expect("probe state lock");
                         s.last_ok.insert(id, Instant::now());
                         s.answers.insert(id, (sent, answer));
-                        s.answered.notify_one();
+                        any = true;
                     } else {
                         debug!(node.id = node, peer = id, "probe failed");
                     }
                 }
+            }
+            // Once per round: the session steps its lease core once on the
+            // whole round's answers (a ride-out needs every peer's).
+            if any {
+                state
+                    .lock()
+                    .expect("probe state lock")
+                    .answered
+                    .notify_one();
             }
         }
         let hurry = state.lock().expect("probe state lock").hurry;

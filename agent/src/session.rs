@@ -51,6 +51,9 @@ const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connection attempts pending at once, at most.
 const MAX_PENDING: usize = 20;
+/// How long an arbiter that refused this agent is left out (and, when
+/// every arbiter refused, the pause before trying again).
+const REFUSED_PAUSE: Duration = Duration::from_secs(5);
 /// While the arbiter stays unreachable, one warning per this period.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -265,7 +268,7 @@ impl Session {
                     Err(e @ SessionError::Refused(_)) => {
                         error!(node.id = self.plan.node, error = %e,
                                "the arbiter refused this agent; check its cluster, node and listen settings; retrying in 5s");
-                        self.idle(Duration::from_secs(5)).await
+                        self.idle(REFUSED_PAUSE).await
                     }
                     Err(e) => {
                         if self.streak.fail() {
@@ -436,51 +439,72 @@ impl Session {
     /// The arbiter the next attempt goes to: the next in turn from
     /// `next_arbiter` with no attempt pending (a frozen arbiter's kernel
     /// accepts and its attempt waits out the timeout: the others are tried
-    /// meanwhile), or the next in turn if every one has an attempt pending.
-    fn pick(&mut self, pending: &[usize]) -> usize {
+    /// meanwhile), or the next in turn if every one has an attempt
+    /// pending; never one `barred` (it refused this agent lately). `None`
+    /// when every one is.
+    fn pick(&mut self, pending: &[usize], barred: &[bool]) -> Option<usize> {
         let n = pending.len();
+        let turn = |i: usize| self.next_arbiter.wrapping_add(i) % n;
         let k = (0..n)
-            .map(|i| self.next_arbiter.wrapping_add(i) % n)
-            .find(|&k| pending[k] == 0)
-            .unwrap_or(self.next_arbiter % n);
+            .map(turn)
+            .find(|&k| pending[k] == 0 && !barred[k])
+            .or_else(|| (0..n).map(turn).find(|&k| !barred[k]))?;
         self.next_arbiter = k.wrapping_add(1);
-        k
+        Some(k)
     }
 
     /// Open a session: a fresh attempt (connect, Hello, the arbiter's first
     /// message) every [`RETRY`] while earlier ones are pending, each bounded
-    /// by `timeout`; the first to open wins and the others are dropped.
-    /// `Ok(None)` when cancelled or isolated; `Err` when an arbiter refused
-    /// this agent.
+    /// by `timeout`; the first Welcome wins and the others are dropped.
+    /// `Ok(None)` when cancelled or isolated; `Err` when every arbiter
+    /// refused this agent (one that refused is left out for
+    /// [`REFUSED_PAUSE`] while the others are tried).
+    ///
+    /// Connections race, but each arbiter has at most one Hello
+    /// outstanding (`hello_slots`): an arbiter that stalled and then reads
+    /// several would make the last its session, while the agent keeps the
+    /// first Welcome.
     ///
     /// With several arbiters (one leads, the others stand by) each attempt
     /// goes to the next one in turn, starting with the one that answered
     /// last; a standby's referral sends the next attempt to the leader it
-    /// names, at once when nothing is pending there.
+    /// names, at once when nothing is pending there (once per [`RETRY`]).
     async fn open_first(
         &mut self,
         eps: &[Endpoint],
         timeout: Duration,
     ) -> Result<Option<Opened>, SessionError> {
+        let n = eps.len();
         let mut attempts = JoinSet::new();
-        let mut pending = vec![0usize; eps.len()];
+        let mut pending = vec![0usize; n];
+        let hello_slots: Vec<Arc<tokio::sync::Semaphore>> = (0..n)
+            .map(|_| Arc::new(tokio::sync::Semaphore::new(1)))
+            .collect();
+        let mut refused_until: Vec<Option<Instant>> = vec![None; n];
         let mut next = Instant::now();
-        // One attempt out of turn (to a leader named) per RETRY at most:
-        // standbys naming each other cannot make it spin.
-        let mut hurried = false;
+        // An attempt out of turn (to a leader named) at most once per
+        // RETRY: standbys naming each other cannot make it spin.
+        let mut hurry_allowed_at = Instant::now();
         loop {
             if self.faults.isolated.load(Ordering::Relaxed) {
                 return Ok(None);
             }
-            if Instant::now() >= next {
-                if attempts.len() < MAX_PENDING {
-                    let k = self.pick(&pending);
+            let now = Instant::now();
+            if now >= next {
+                let barred: Vec<bool> = refused_until
+                    .iter()
+                    .map(|t| t.is_some_and(|t| now < t))
+                    .collect();
+                if attempts.len() < MAX_PENDING
+                    && let Some(k) = self.pick(&pending, &barred)
+                {
                     pending[k] += 1;
-                    let (ep, hello) = (eps[k].clone(), self.hello());
-                    attempts.spawn(async move { (k, open(ep, hello, timeout).await) });
+                    let (ep, hello, slot) = (eps[k].clone(), self.hello(), hello_slots[k].clone());
+                    let faults = self.faults.clone();
+                    attempts
+                        .spawn(async move { (k, open(ep, hello, slot, faults, timeout).await) });
                 }
-                next = Instant::now() + RETRY;
-                hurried = false;
+                next = now + RETRY;
             }
             let Some(done) = self
                 .ticking(async {
@@ -496,10 +520,13 @@ impl Session {
             let url = |k: usize| self.plan.arbiters[k].clone();
             let error = match done {
                 None => continue,
+                // A panicked attempt (its arbiter's count stays: it is
+                // merely tried after the others).
                 Some(Err(e)) => format!("session attempt failed: {e}"),
                 Some(Ok((k, result))) => {
                     pending[k] = pending[k].saturating_sub(1);
                     match result {
+                        Ok(_) if self.faults.isolated.load(Ordering::Relaxed) => return Ok(None),
                         Ok(opened) => {
                             // The next session starts with the arbiter that answered.
                             self.next_arbiter = k;
@@ -507,14 +534,24 @@ impl Session {
                         }
                         Err(SessionError::Standby { message, leader }) => {
                             self.follow(leader.as_deref(), &message);
-                            let to = self.next_arbiter % eps.len();
-                            if !hurried && to != k && pending[to] == 0 {
-                                next = Instant::now();
-                                hurried = true;
+                            let to = self.next_arbiter % n;
+                            let now = Instant::now();
+                            if now >= hurry_allowed_at && to != k && pending[to] == 0 {
+                                next = now;
+                                hurry_allowed_at = now + RETRY;
                             }
                             continue;
                         }
-                        Err(e @ SessionError::Refused(_)) => return Err(e),
+                        Err(e @ SessionError::Refused(_)) => {
+                            let now = Instant::now();
+                            refused_until[k] = Some(now + REFUSED_PAUSE);
+                            if refused_until.iter().all(|t| t.is_some_and(|t| now < t)) {
+                                return Err(e);
+                            }
+                            error!(node.id = self.plan.node, arbiter = %url(k), error = %e,
+                                   "this arbiter refused this agent; check its cluster, node and listen settings; trying the others");
+                            continue;
+                        }
                         Err(SessionError::Lost(e)) => format!("{}: {e}", url(k)),
                     }
                 }
@@ -704,12 +741,14 @@ impl Session {
             let mut p = self.probes.lock().expect("probe state lock");
             p.own = Some(self.keeper.own_report(now));
             p.contact_until = self.keeper.contact_until().map(|t| self.origin + t);
-            // No grant for an interval while holding a lease that may be
-            // ridden out: probe faster until it ends (see `ProbeState::hurry`).
+            // No grant for an interval and a quarter while holding a lease
+            // that may be ridden out: probe faster until it ends (see
+            // `ProbeState::hurry`). Contact ends 1.5 intervals after the
+            // last grant.
             let interval = self.interval_hint;
             p.hurry = match (self.keeper.contact_until(), self.keeper.lease(now)) {
                 (Some(contact), Some(l)) if !self.keeper.ride_out().is_zero() => Some((
-                    self.origin + contact.saturating_sub(interval / 2),
+                    self.origin + contact.saturating_sub(interval / 4),
                     self.origin + l.until,
                 )),
                 _ => None,
@@ -832,9 +871,9 @@ fn group_run(r: GroupRun) -> pb::GroupRunState {
     }
 }
 
-/// Classify a gRPC error from the arbiter.
 /// A session opened: the client (kept for the session's life), the
-/// sender of the agent's stream, the arbiter's stream and its first message.
+/// sender of the agent's stream, the arbiter's stream and its first message
+/// (a Welcome).
 struct Opened {
     client: pb::agent_session_client::AgentSessionClient<Channel>,
     tx: mpsc::Sender<pb::AgentMessage>,
@@ -842,15 +881,29 @@ struct Opened {
     first: Option<pb::ArbiterMessage>,
 }
 
-/// One attempt at a session: connect (TCP, TLS, HTTP/2), open the stream
-/// with `hello`, and read the arbiter's first message, all within
-/// `timeout`.
-async fn open(ep: Endpoint, hello: pb::Hello, timeout: Duration) -> Result<Opened, SessionError> {
+/// One attempt at a session, all within `timeout`: connect (TCP, TLS,
+/// HTTP/2), take the arbiter's `hello_slot` (one Hello outstanding per
+/// arbiter), open the stream with `hello` unless isolated meanwhile, and
+/// read the arbiter's first message, which must be a Welcome.
+async fn open(
+    ep: Endpoint,
+    hello: pb::Hello,
+    hello_slot: Arc<tokio::sync::Semaphore>,
+    faults: Arc<Faults>,
+    timeout: Duration,
+) -> Result<Opened, SessionError> {
     let attempt = async move {
         let channel = ep
             .connect()
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
+        let _slot = hello_slot
+            .acquire_owned()
+            .await
+            .map_err(|_| "session attempt abandoned".to_string())?;
+        if faults.isolated.load(Ordering::Relaxed) {
+            return Err("isolated by fault injection".into());
+        }
         let mut client = pb::agent_session_client::AgentSessionClient::new(channel);
         let (tx, rx) = mpsc::channel::<pb::AgentMessage>(16);
         tx.try_send(pb::AgentMessage {
@@ -863,6 +916,16 @@ async fn open(ep: Endpoint, hello: pb::Hello, timeout: Duration) -> Result<Opene
             .map_err(|s| refusal(&s))?
             .into_inner();
         let first = inbound.message().await.map_err(|s| refusal(&s))?;
+        if !matches!(
+            first,
+            Some(pb::ArbiterMessage {
+                body: Some(pb::arbiter_message::Body::Welcome(_)),
+            })
+        ) {
+            return Err(SessionError::from(
+                "the arbiter's first message was not a Welcome",
+            ));
+        }
         Ok(Opened {
             client,
             tx,
@@ -875,6 +938,7 @@ async fn open(ep: Endpoint, hello: pb::Hello, timeout: Duration) -> Result<Opene
         .map_err(|_| SessionError::Lost(format!("no Welcome within {timeout:?}")))?
 }
 
+/// Classify a gRPC error from the arbiter.
 fn refusal(s: &tonic::Status) -> SessionError {
     if let Some(leader) = proto::standby::leader_of(s) {
         return SessionError::Standby {
@@ -926,6 +990,8 @@ mod tests {
         /// Announce this epoch with node 1 gone (a fence that hit another
         /// outlet) on the next heartbeat.
         announce_gone: Option<u64>,
+        /// Read each Hello this long before answering it (a slow arbiter).
+        welcome_delay: Duration,
     }
 
     struct Fake {
@@ -961,7 +1027,12 @@ mod tests {
                 else {
                     return;
                 };
-                seen.lock().unwrap().instances.push(h.instance);
+                let delay = {
+                    let mut s = seen.lock().unwrap();
+                    s.instances.push(h.instance);
+                    s.welcome_delay
+                };
+                tokio::time::sleep(delay).await;
                 let welcome = pb::Welcome {
                     heartbeat_interval_ms: 100,
                     lease_ms: LEASE.as_millis() as u64,
@@ -1185,18 +1256,12 @@ mod tests {
     /// A standby on loopback naming `leader`: its URL, and how many
     /// sessions it refused.
     async fn standby(leader: String) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let svc = Standby {
+        let url = serve(Standby {
             leader,
             refused: refused.clone(),
-        };
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(pb::agent_session_server::AgentSessionServer::new(svc))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-        );
+        })
+        .await;
         (url, refused)
     }
 
@@ -1215,17 +1280,7 @@ mod tests {
              listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\n",
             silent.addr
         );
-        let cfg: AgentConfig = toml::from_str(&text).unwrap();
-        let token = CancellationToken::new();
-        let mut session = Session::new(
-            cfg.validate().unwrap(),
-            SharedProbes::default(),
-            Arc::new(Faults::default()),
-            Heuristics::new(vec![]),
-            token.child_token(),
-        );
-        let mut events = session.events();
-        let task = tokio::spawn(session.run());
+        let (mut events, token, task) = run_with(&text);
         next(&mut events, acquired, "lease from the leader").await;
         assert!(
             refused.load(Ordering::Relaxed) >= 1,
@@ -1257,18 +1312,8 @@ mod tests {
              listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\nconnect_timeout = \"2s\"\n",
             frozen.addr, leader.addr
         );
-        let cfg: AgentConfig = toml::from_str(&text).unwrap();
-        let token = CancellationToken::new();
-        let mut session = Session::new(
-            cfg.validate().unwrap(),
-            SharedProbes::default(),
-            Arc::new(Faults::default()),
-            Heuristics::new(vec![]),
-            token.child_token(),
-        );
-        let mut events = session.events();
         let start = Instant::now();
-        let task = tokio::spawn(session.run());
+        let (mut events, token, task) = run_with(&text);
         let leased = next(&mut events, acquired, "lease from the serving arbiter").await;
         let held = frozen.seen.lock().unwrap().first_held;
         assert!(
@@ -1291,6 +1336,145 @@ mod tests {
                 .unwrap()
                 .last_granted
                 .is_some_and(|t| t > leased)
+        );
+        token.cancel();
+        let _ = task.await;
+    }
+
+    /// Review of the change above (finding 1): attempts race, but an
+    /// arbiter slow to answer gets one Hello at a time. With several
+    /// outstanding, it would make the last one the node's session while
+    /// the agent keeps the first Welcome, and every heartbeat would go
+    /// unanswered until the session's silence check.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_arbiter_gets_one_hello_at_a_time() {
+        let slow = Fake::start().await;
+        slow.seen.lock().unwrap().welcome_delay = Duration::from_millis(350);
+        let text = format!(
+            "cluster = \"c\"\nnode = 1\narbiter = \"http://{}\"\n\
+             listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\nconnect_timeout = \"2s\"\n",
+            slow.addr
+        );
+        let (mut events, token, task) = run_with(&text);
+        next(&mut events, acquired, "lease from the slow arbiter").await;
+        assert_eq!(
+            slow.seen.lock().unwrap().instances.len(),
+            1,
+            "Hellos sent while the first was unanswered"
+        );
+        token.cancel();
+        let _ = task.await;
+    }
+
+    /// A session service that refuses every agent as unknown.
+    struct Refuser;
+
+    #[tonic::async_trait]
+    impl pb::agent_session_server::AgentSession for Refuser {
+        type SessionStream = ReceiverStream<Result<pb::ArbiterMessage, tonic::Status>>;
+
+        async fn session(
+            &self,
+            _: tonic::Request<tonic::Streaming<pb::AgentMessage>>,
+        ) -> Result<tonic::Response<Self::SessionStream>, tonic::Status> {
+            Err(tonic::Status::not_found("no cluster \"c\" here"))
+        }
+    }
+
+    /// `service` on a loopback port; its URL.
+    async fn serve<S>(service: S) -> String
+    where
+        S: pb::agent_session_server::AgentSession,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::agent_session_server::AgentSessionServer::new(service))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        url
+    }
+
+    /// A session of node 1 with the agent config `text`, running: its
+    /// events, its token, its task.
+    fn run_with(
+        text: &str,
+    ) -> (
+        mpsc::UnboundedReceiver<Output>,
+        CancellationToken,
+        tokio::task::JoinHandle<Result<(), AgentError>>,
+    ) {
+        let cfg: AgentConfig = toml::from_str(text).unwrap();
+        let token = CancellationToken::new();
+        let mut session = Session::new(
+            cfg.validate().unwrap(),
+            SharedProbes::default(),
+            Arc::new(Faults::default()),
+            Heuristics::new(vec![]),
+            token.child_token(),
+        );
+        let events = session.events();
+        (events, token, tokio::spawn(session.run()))
+    }
+
+    /// Finding 3: one arbiter that refuses this agent (it serves other
+    /// clusters) leaves the others tried; the agent does not pause 5 s.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_arbiter_refusing_leaves_the_others_tried() {
+        let refuser = serve(Refuser).await;
+        let leader = Fake::start().await;
+        let text = format!(
+            "cluster = \"c\"\nnode = 1\narbiter = [\"{refuser}\", \"http://{}\"]\n\
+             listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\n",
+            leader.addr
+        );
+        let start = Instant::now();
+        let (mut events, token, task) = run_with(&text);
+        let leased = next(&mut events, acquired, "lease from the other arbiter").await;
+        let took = leased.duration_since(start);
+        assert!(
+            took < Duration::from_secs(2),
+            "leased {took:?} after the start: the refusal paused every attempt"
+        );
+        token.cancel();
+        let _ = task.await;
+    }
+
+    /// Finding 2: two standbys naming each other (stale views during an
+    /// election) are not asked in a tight loop: at most one attempt out of
+    /// turn per RETRY.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn standbys_naming_each_other_are_asked_at_a_bounded_rate() {
+        let la = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let lb = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (ua, ub) = (
+            format!("http://{}", la.local_addr().unwrap()),
+            format!("http://{}", lb.local_addr().unwrap()),
+        );
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for (listener, leader) in [(la, ub.clone()), (lb, ua.clone())] {
+            let svc = Standby {
+                leader,
+                refused: refused.clone(),
+            };
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(pb::agent_session_server::AgentSessionServer::new(svc))
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            );
+        }
+        let text = format!(
+            "cluster = \"c\"\nnode = 1\narbiter = [\"{ua}\", \"{ub}\"]\n\
+             listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\n"
+        );
+        let (_events, token, task) = run_with(&text);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let asked = refused.load(Ordering::Relaxed);
+        // One attempt per RETRY and one out of turn per RETRY: about 20.
+        assert!(
+            (5..=30).contains(&asked),
+            "{asked} attempts in 1 s at two standbys naming each other"
         );
         token.cancel();
         let _ = task.await;
