@@ -226,13 +226,19 @@ fn agent_epochs(log: &str) -> Vec<(u64, BTreeSet<u32>, u64)> {
 }
 
 /// Everything the test sees of the arbiter while it runs: the watch stream
-/// (across restarts), the arbiter's own log and the BMCs' power logs.
+/// (across restarts), the arbiter's own log and the power logs of every
+/// node's two fence levels: its BMC, and the power device `power` (port
+/// `node<n>`) the arbiter falls back to when the BMC does not answer.
 struct Observer {
     rx: mpsc::UnboundedReceiver<EventView>,
     events: Vec<EventView>,
     arbiter: Tail,
     log: Vec<(u64, String, serde_json::Value)>,
     bmc: BTreeMap<u32, Tail>,
+    /// The second level, and how many of its events were read.
+    device: fence_drivers::sim::SimPowerDevice,
+    device_read: usize,
+    /// Per node, both levels' switchings in time order.
     power: BTreeMap<u32, Vec<PowerEvent>>,
 }
 
@@ -257,6 +263,28 @@ impl Observer {
                     after: f.get(3).unwrap_or(&"").to_string(),
                 });
             }
+        }
+        // The second level switches too (a BMC that did not answer in
+        // time): its "off" and "on" count like the BMC's.
+        let device = self.device.events().unwrap_or_default();
+        for e in device.iter().skip(self.device_read) {
+            let Some(n) = e.port.strip_prefix("node").and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let (request, after) = match e.action.as_str() {
+                "off" => ("power-off", "off"),
+                "on" => ("power-on", "on"),
+                _ => continue,
+            };
+            self.power.entry(n).or_default().push(PowerEvent {
+                us: e.unix_us,
+                request: request.into(),
+                after: after.into(),
+            });
+        }
+        self.device_read = self.device_read.max(device.len());
+        for evs in self.power.values_mut() {
+            evs.sort_by_key(|e| e.us);
         }
     }
 
@@ -317,7 +345,8 @@ impl Observer {
         (stored, confirmed)
     }
 
-    /// Node `n`'s power at `us`, by its BMC's own log ("on" before any event).
+    /// Node `n`'s power at `us`, by the power logs of its BMC and of its
+    /// second level ("on" before any event).
     fn power_at(&self, n: u32, us: u64) -> String {
         self.power
             .get(&n)
@@ -946,7 +975,7 @@ impl Run {
             for n in id_set(&e.detail) {
                 ensure!(
                     self.obs.power_at(n, e.unix_us) == "off",
-                    "watch: node {n} announced gone at {} while its BMC had it on: {e:?}",
+                    "watch: node {n} announced gone at {} while its BMC and its second level had it on: {e:?}",
                     e.unix_us
                 );
             }
@@ -959,7 +988,7 @@ impl Run {
             let at = f.finished_unix_ms * 1000 + 999;
             ensure!(
                 self.obs.power_at(f.node_id, at) == "off",
-                "intent {} confirmed node {} off at {at} while its BMC had it on",
+                "intent {} confirmed node {} off at {at} while its BMC and its second level had it on",
                 f.intent_id,
                 f.node_id
             );
@@ -989,7 +1018,7 @@ impl Run {
                     told += 1;
                     ensure!(
                         self.obs.power_at(n, t) == "off",
-                        "node {s} heard epoch {e} (node {n} gone) at {t} while node {n}'s BMC had it on"
+                        "node {s} heard epoch {e} (node {n} gone) at {t} while node {n}'s BMC and second level had it on"
                     );
                 }
                 // Each agent process's epochs only grow.
@@ -1009,7 +1038,7 @@ impl Run {
         );
         ensure!(announcements > 0, "no announcement in the arbiter's log");
 
-        // No healthy node's BMC ever switched: every power-off falls in a
+        // No healthy node ever switched off (by its BMC or second level): every power-off falls in a
         // round of that node.
         for (n, evs) in &self.obs.power {
             for e in evs.iter().filter(|e| e.request == "power-off") {
@@ -1017,7 +1046,7 @@ impl Run {
                     self.rounds
                         .iter()
                         .any(|(_, rn, a, b)| rn == n && e.us >= *a && e.us <= *b),
-                    "BMC {n} switched off at {} outside a round of its node",
+                    "node {n} switched off (BMC or second level) at {} outside a round of its node",
                     e.us
                 );
             }
@@ -1283,6 +1312,7 @@ async fn sigkilled_arbiter_at_every_point_of_a_fence_forgets_nothing_and_lowers_
         obs_bmc.insert(i as u32 + 1, Tail::new(b.get("FENCE_IPMI_EVENTS_LOG")));
     }
     let log = json_log(&arbiter.lines().join("\n"));
+    let device = c.device.clone();
     let mut run = Run {
         c,
         obs: Observer {
@@ -1291,6 +1321,8 @@ async fn sigkilled_arbiter_at_every_point_of_a_fence_forgets_nothing_and_lowers_
             arbiter,
             log,
             bmc: obs_bmc,
+            device,
+            device_read: 0,
             power: BTreeMap::new(),
         },
         armed,
