@@ -42,8 +42,7 @@ pub struct ProbeState {
     /// ...but "an arbiter in contact" is judged at each answer: until
     /// this instant.
     pub contact_until: Option<Instant>,
-    /// Woken when a round of probes brought answers (the session reads
-    /// them at once).
+    /// Woken when an answer arrives (the session reads them at once).
     pub answered: Arc<tokio::sync::Notify>,
     /// Probe [`HURRY`] times per interval between these instants (set by
     /// the session): this agent holds a lease that may be ridden out and
@@ -223,27 +222,20 @@ pub async fn run_prober(
                     (id, sent, answer)
                 });
             }
-            let mut any = false;
             while let Some(r) = set.join_next().await {
                 if let Ok((id, sent, answer)) = r {
                     if let Some(answer) = answer {
                         let mut s = state.lock().expect("probe state lock");
                         s.last_ok.insert(id, Instant::now());
                         s.answers.insert(id, (sent, answer));
-                        any = true;
+                        // At once (not at the round's end: one slow peer
+                        // would hold the others' answers back); wake-ups
+                        // the session has not taken yet coalesce.
+                        s.answered.notify_one();
                     } else {
                         debug!(node.id = node, peer = id, "probe failed");
                     }
                 }
-            }
-            // Once per round: the session steps its lease core once on the
-            // whole round's answers (a ride-out needs every peer's).
-            if any {
-                state
-                    .lock()
-                    .expect("probe state lock")
-                    .answered
-                    .notify_one();
             }
         }
         let hurry = state.lock().expect("probe state lock").hurry;

@@ -112,6 +112,9 @@ enum SessionError {
         message: String,
         leader: Option<String>,
     },
+    /// An attempt gave up its wait to say Hello to a newer one (no failure).
+    #[error("a newer attempt waits to say Hello")]
+    Superseded,
 }
 
 impl From<String> for SessionError {
@@ -309,6 +312,27 @@ impl Session {
         }
     }
 
+    /// When to step the lease core next: at its own deadline, and a lease
+    /// that may be ridden out an eighth of an interval before it ends as
+    /// well (a step at the end itself is too late to ride on answers that
+    /// came just before it: the lease must still be held).
+    fn next_wake(&self) -> Option<Instant> {
+        let now = self.now();
+        let early = if self.keeper.ride_out().is_zero() {
+            None
+        } else {
+            self.keeper
+                .lease(now)
+                .map(|l| l.until.saturating_sub(self.interval_hint / 8))
+                .filter(|&t| t > now)
+        };
+        [self.keeper.next_deadline(), early]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| self.origin + t)
+    }
+
     /// Await `fut`, ticking the lease core on its deadlines meanwhile, so a
     /// lease ends on time however long `fut` takes. `None` when cancelled.
     async fn ticking<F: Future>(&mut self, fut: F) -> Option<F::Output> {
@@ -317,11 +341,7 @@ impl Session {
             // At least every 100 ms: the loop's liveness is what systemd's
             // watchdog keep-alive reports (`service_notify`).
             let beat = tokio::time::Instant::now() + Duration::from_millis(100);
-            let wake = self
-                .keeper
-                .next_deadline()
-                .map(|t| (self.origin + t).min(beat))
-                .or(Some(beat));
+            let wake = self.next_wake().map(|t| t.min(beat)).or(Some(beat));
             // A peer's answer may let the lease be ridden out: read at once.
             let answered = self
                 .probes
@@ -461,9 +481,9 @@ impl Session {
     /// [`REFUSED_PAUSE`] while the others are tried).
     ///
     /// Connections race, but each arbiter has at most one Hello
-    /// outstanding (`hello_slots`): an arbiter that stalled and then reads
+    /// outstanding ([`HelloSlot`]): an arbiter that stalled and then reads
     /// several would make the last its session, while the agent keeps the
-    /// first Welcome.
+    /// first Welcome (and would be cut off at once, and reconnect).
     ///
     /// With several arbiters (one leads, the others stand by) each attempt
     /// goes to the next one in turn, starting with the one that answered
@@ -477,9 +497,8 @@ impl Session {
         let n = eps.len();
         let mut attempts = JoinSet::new();
         let mut pending = vec![0usize; n];
-        let hello_slots: Vec<Arc<tokio::sync::Semaphore>> = (0..n)
-            .map(|_| Arc::new(tokio::sync::Semaphore::new(1)))
-            .collect();
+        let hello_slots: Vec<Arc<HelloSlot>> = (0..n).map(|_| Arc::default()).collect();
+        let mut ticket = 0u64;
         let mut refused_until: Vec<Option<Instant>> = vec![None; n];
         let mut next = Instant::now();
         // An attempt out of turn (to a leader named) at most once per
@@ -499,7 +518,9 @@ impl Session {
                     && let Some(k) = self.pick(&pending, &barred)
                 {
                     pending[k] += 1;
-                    let (ep, hello, slot) = (eps[k].clone(), self.hello(), hello_slots[k].clone());
+                    ticket += 1;
+                    let (ep, hello) = (eps[k].clone(), self.hello());
+                    let slot = (hello_slots[k].clone(), ticket);
                     let faults = self.faults.clone();
                     attempts
                         .spawn(async move { (k, open(ep, hello, slot, faults, timeout).await) });
@@ -536,12 +557,14 @@ impl Session {
                             self.follow(leader.as_deref(), &message);
                             let to = self.next_arbiter % n;
                             let now = Instant::now();
-                            if now >= hurry_allowed_at && to != k && pending[to] == 0 {
+                            let barred = refused_until[to].is_some_and(|t| now < t);
+                            if now >= hurry_allowed_at && to != k && pending[to] == 0 && !barred {
                                 next = now;
                                 hurry_allowed_at = now + RETRY;
                             }
                             continue;
                         }
+                        Err(SessionError::Superseded) => continue,
                         Err(e @ SessionError::Refused(_)) => {
                             let now = Instant::now();
                             refused_until[k] = Some(now + REFUSED_PAUSE);
@@ -573,6 +596,7 @@ impl Session {
             tx,
             mut inbound,
             first: welcome,
+            _slot,
         }) = self.open_first(&eps, timeout).await?
         else {
             return Ok(if self.token.is_cancelled() {
@@ -640,9 +664,7 @@ impl Session {
                 return Ok(Ended::Retry);
             }
             let wake = self
-                .keeper
-                .next_deadline()
-                .map(|t| self.origin + t)
+                .next_wake()
                 .unwrap_or_else(|| Instant::now() + interval)
                 .min(last_heard + silence)
                 .min(Instant::now() + Duration::from_millis(50));
@@ -871,6 +893,64 @@ fn group_run(r: GroupRun) -> pb::GroupRunState {
     }
 }
 
+/// One Hello outstanding per arbiter, within one [`Session::open_first`]:
+/// an attempt that connected waits here for the one before it to end, and
+/// gives up as soon as a newer attempt waits (attempts start [`RETRY`]
+/// apart, so at most one waits and none queues behind a stale
+/// connection).
+#[derive(Debug, Default)]
+struct HelloSlot {
+    state: std::sync::Mutex<SlotState>,
+    freed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct SlotState {
+    busy: bool,
+    /// The newest attempt's ticket seen waiting.
+    newest: u64,
+}
+
+impl HelloSlot {
+    /// The slot for attempt `ticket` (tickets grow with each attempt);
+    /// `None` once a newer attempt waits for it.
+    async fn take(self: Arc<Self>, ticket: u64) -> Option<SlotHeld> {
+        {
+            let mut s = self.state.lock().expect("hello slot lock");
+            s.newest = s.newest.max(ticket);
+        }
+        // Older waiters see they were superseded.
+        self.freed.notify_waiters();
+        loop {
+            let freed = self.freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut s = self.state.lock().expect("hello slot lock");
+                if s.newest != ticket {
+                    return None;
+                }
+                if !s.busy {
+                    s.busy = true;
+                    return Some(SlotHeld(self.clone()));
+                }
+            }
+            freed.await;
+        }
+    }
+}
+
+/// A [`HelloSlot`] taken; freed on drop.
+#[derive(Debug)]
+struct SlotHeld(Arc<HelloSlot>);
+
+impl Drop for SlotHeld {
+    fn drop(&mut self) {
+        self.0.state.lock().expect("hello slot lock").busy = false;
+        self.0.freed.notify_waiters();
+    }
+}
+
 /// A session opened: the client (kept for the session's life), the
 /// sender of the agent's stream, the arbiter's stream and its first message
 /// (a Welcome).
@@ -879,31 +959,38 @@ struct Opened {
     tx: mpsc::Sender<pb::AgentMessage>,
     inbound: tonic::Streaming<pb::ArbiterMessage>,
     first: Option<pb::ArbiterMessage>,
+    /// The arbiter's Hello slot, held for the session's life.
+    _slot: SlotHeld,
 }
 
-/// One attempt at a session, all within `timeout`: connect (TCP, TLS,
-/// HTTP/2), take the arbiter's `hello_slot` (one Hello outstanding per
-/// arbiter), open the stream with `hello` unless isolated meanwhile, and
-/// read the arbiter's first message, which must be a Welcome.
+/// One attempt at a session: connect (TCP, TLS, HTTP/2) within `timeout`;
+/// take the arbiter's `hello_slot` (one Hello outstanding per arbiter; the
+/// wait ends when the attempt before ends, within its own timeout, or when
+/// a newer attempt connected: the newest connection is the likeliest to
+/// work); then,
+/// unless isolated meanwhile, open the stream with `hello` and read the
+/// arbiter's first message, which must be a Welcome, within a `timeout` of
+/// their own (the wait for the slot takes nothing from them). The slot is
+/// kept in the session opened, so no later attempt sends a second Hello.
 async fn open(
     ep: Endpoint,
     hello: pb::Hello,
-    hello_slot: Arc<tokio::sync::Semaphore>,
+    (hello_slot, ticket): (Arc<HelloSlot>, u64),
     faults: Arc<Faults>,
     timeout: Duration,
 ) -> Result<Opened, SessionError> {
-    let attempt = async move {
-        let channel = ep
-            .connect()
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let _slot = hello_slot
-            .acquire_owned()
-            .await
-            .map_err(|_| "session attempt abandoned".to_string())?;
-        if faults.isolated.load(Ordering::Relaxed) {
-            return Err("isolated by fault injection".into());
-        }
+    let channel = tokio::time::timeout(timeout, ep.connect())
+        .await
+        .map_err(|_| format!("no connection within {timeout:?}"))?
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let slot = hello_slot
+        .take(ticket)
+        .await
+        .ok_or(SessionError::Superseded)?;
+    if faults.isolated.load(Ordering::Relaxed) {
+        return Err("isolated by fault injection".into());
+    }
+    let session = async move {
         let mut client = pb::agent_session_client::AgentSessionClient::new(channel);
         let (tx, rx) = mpsc::channel::<pb::AgentMessage>(16);
         tx.try_send(pb::AgentMessage {
@@ -931,9 +1018,10 @@ async fn open(
             tx,
             inbound,
             first,
+            _slot: slot,
         })
     };
-    tokio::time::timeout(timeout, attempt)
+    tokio::time::timeout(timeout, session)
         .await
         .map_err(|_| SessionError::Lost(format!("no Welcome within {timeout:?}")))?
 }
@@ -992,6 +1080,8 @@ mod tests {
         announce_gone: Option<u64>,
         /// Read each Hello this long before answering it (a slow arbiter).
         welcome_delay: Duration,
+        /// Never answer the first Hello (a stall that swallowed it).
+        swallow_first: bool,
     }
 
     struct Fake {
@@ -1027,11 +1117,16 @@ mod tests {
                 else {
                     return;
                 };
-                let delay = {
+                let (delay, swallow) = {
                     let mut s = seen.lock().unwrap();
                     s.instances.push(h.instance);
-                    s.welcome_delay
+                    (s.welcome_delay, s.swallow_first && s.instances.len() == 1)
                 };
+                if swallow {
+                    let _keep = tx;
+                    std::future::pending::<()>().await;
+                    return;
+                }
                 tokio::time::sleep(delay).await;
                 let welcome = pb::Welcome {
                     heartbeat_interval_ms: 100,
@@ -1357,11 +1452,40 @@ mod tests {
         );
         let (mut events, token, task) = run_with(&text);
         next(&mut events, acquired, "lease from the slow arbiter").await;
+        // Nor a second Hello once the session opened (the slot is kept).
+        tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(
             slow.seen.lock().unwrap().instances.len(),
             1,
             "Hellos sent while the first was unanswered"
         );
+        token.cancel();
+        let _ = task.await;
+    }
+
+    /// Review 2, finding 1: waiting for the Hello slot takes nothing from
+    /// the attempt's own time. The first Hello is swallowed (held for the
+    /// whole 2 s timeout) and every later one is answered after 150 ms:
+    /// the attempt queued behind it still gets its full timeout and the
+    /// lease comes. (Counted from each attempt's start, every queued
+    /// attempt had about 100 ms left when its turn came, and none ever
+    /// opened.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_attempt_queued_behind_a_swallowed_hello_gets_its_own_time() {
+        let slow = Fake::start().await;
+        {
+            let mut s = slow.seen.lock().unwrap();
+            s.welcome_delay = Duration::from_millis(150);
+            s.swallow_first = true;
+        }
+        let text = format!(
+            "cluster = \"c\"\nnode = 1\narbiter = \"http://{}\"\n\
+             listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\nconnect_timeout = \"2s\"\n",
+            slow.addr
+        );
+        let (mut events, token, task) = run_with(&text);
+        next(&mut events, acquired, "lease after the swallowed Hello").await;
+        assert_eq!(slow.seen.lock().unwrap().instances.len(), 2);
         token.cancel();
         let _ = task.await;
     }

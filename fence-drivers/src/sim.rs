@@ -222,14 +222,17 @@ impl SimPowerDevice {
         self.record(port, "register", "on", format!("pid {pid}"))
     }
 
-    /// Every recorded event, oldest first.
+    /// Every recorded event, oldest first. A last line still being written
+    /// (no newline yet) is left for the next read.
     pub fn events(&self) -> Result<Vec<DeviceEvent>, FenceError> {
         let text = match fs::read_to_string(self.dir.join("events.jsonl")) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.err(format!("events.jsonl: {e}"))),
         };
-        text.lines()
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
+            .lines()
             .enumerate()
             .map(|(i, l)| {
                 serde_json::from_str(l)

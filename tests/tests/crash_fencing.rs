@@ -837,12 +837,25 @@ impl Run {
         }
         stop.store(true, Ordering::Relaxed);
         let off_at = coupler.join().unwrap_or(None);
+        // Switched off by its BMC, or (a BMC too slow to answer) by the
+        // second level, the power device, which kills the node's agent.
+        let port = format!("node{node}");
+        let second_level_off = self
+            .c
+            .device
+            .events()
+            .unwrap_or_default()
+            .iter()
+            .any(|e| e.port == port && e.action == "off" && e.unix_us >= started);
         ensure!(
-            self.bmcs[node as usize - 1].power() == "off",
-            "round {r}: node {node} announced gone but its BMC says {}",
+            self.bmcs[node as usize - 1].power() == "off" || second_level_off,
+            "round {r}: node {node} announced gone but its BMC says {} and its second level never switched it off",
             self.bmcs[node as usize - 1].power()
         );
-        ensure!(off_at.is_some(), "round {r}: the BMC never went off");
+        ensure!(
+            off_at.is_some() || second_level_off,
+            "round {r}: neither the BMC nor the second level went off"
+        );
 
         // One intent for this failure, confirmed and announced, and every
         // intent seen open was this one.
