@@ -1301,18 +1301,11 @@ mod tests {
         }
 
         fn session(&self, token: &CancellationToken) -> Session {
-            let text = format!(
-                "cluster = \"c\"\nnode = 1\narbiter = \"http://{}\"\nlisten = \"127.0.0.1:1\"\ninsecure_plaintext = true\n",
-                self.addr
-            );
-            let cfg: AgentConfig = toml::from_str(&text).unwrap();
-            Session::new(
-                cfg.validate().unwrap(),
-                SharedProbes::default(),
-                Arc::new(Faults::default()),
-                Heuristics::new(vec![]),
-                token.child_token(),
-            )
+            session_to(&[self.url()], "", token)
+        }
+
+        fn url(&self) -> String {
+            format!("http://{}", self.addr)
         }
     }
 
@@ -1368,14 +1361,9 @@ mod tests {
         let leader = Fake::start().await;
         let silent = Fake::start().await;
         silent.set(Mode::Hold).await;
-        let leader_url = format!("http://{}", leader.addr);
+        let leader_url = leader.url();
         let (standby_url, refused) = standby(leader_url.clone()).await;
-        let text = format!(
-            "cluster = \"c\"\nnode = 1\narbiter = [\"{standby_url}\", \"http://{}\", \"{leader_url}\"]\n\
-             listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\n",
-            silent.addr
-        );
-        let (mut events, token, task) = run_with(&text);
+        let (mut events, token, task) = run_with(&[standby_url, silent.url(), leader_url], "");
         next(&mut events, acquired, "lease from the leader").await;
         assert!(
             refused.load(Ordering::Relaxed) >= 1,
@@ -1402,13 +1390,9 @@ mod tests {
         let frozen = Fake::start().await;
         frozen.set(Mode::Hold).await;
         let leader = Fake::start().await;
-        let text = format!(
-            "cluster = \"c\"\nnode = 1\narbiter = [\"http://{}\", \"http://{}\"]\n\
-             listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\nconnect_timeout = \"2s\"\n",
-            frozen.addr, leader.addr
-        );
         let start = Instant::now();
-        let (mut events, token, task) = run_with(&text);
+        let (mut events, token, task) =
+            run_with(&[frozen.url(), leader.url()], "connect_timeout = \"2s\"\n");
         let leased = next(&mut events, acquired, "lease from the serving arbiter").await;
         let held = frozen.seen.lock().unwrap().first_held;
         assert!(
@@ -1445,12 +1429,7 @@ mod tests {
     async fn a_slow_arbiter_gets_one_hello_at_a_time() {
         let slow = Fake::start().await;
         slow.seen.lock().unwrap().welcome_delay = Duration::from_millis(350);
-        let text = format!(
-            "cluster = \"c\"\nnode = 1\narbiter = \"http://{}\"\n\
-             listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\nconnect_timeout = \"2s\"\n",
-            slow.addr
-        );
-        let (mut events, token, task) = run_with(&text);
+        let (mut events, token, task) = run_with(&[slow.url()], "connect_timeout = \"2s\"\n");
         next(&mut events, acquired, "lease from the slow arbiter").await;
         // Nor a second Hello once the session opened (the slot is kept).
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -1478,12 +1457,7 @@ mod tests {
             s.welcome_delay = Duration::from_millis(150);
             s.swallow_first = true;
         }
-        let text = format!(
-            "cluster = \"c\"\nnode = 1\narbiter = \"http://{}\"\n\
-             listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\nconnect_timeout = \"2s\"\n",
-            slow.addr
-        );
-        let (mut events, token, task) = run_with(&text);
+        let (mut events, token, task) = run_with(&[slow.url()], "connect_timeout = \"2s\"\n");
         next(&mut events, acquired, "lease after the swallowed Hello").await;
         assert_eq!(slow.seen.lock().unwrap().instances.len(), 2);
         token.cancel();
@@ -1510,34 +1484,58 @@ mod tests {
     where
         S: pb::agent_session_server::AgentSession,
     {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        serve_on(
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            service,
+        )
+    }
+
+    /// `service` on `listener`, without Nagle's delay (as the arbiter
+    /// serves: a refusal answered in well under a millisecond); its URL.
+    fn serve_on<S>(listener: tokio::net::TcpListener, service: S) -> String
+    where
+        S: pb::agent_session_server::AgentSession,
+    {
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(pb::agent_session_server::AgentSessionServer::new(service))
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+                .serve_with_incoming(incoming),
         );
         url
     }
 
-    /// A session of node 1 with the agent config `text`, running: its
-    /// events, its token, its task.
-    fn run_with(
-        text: &str,
-    ) -> (
-        mpsc::UnboundedReceiver<Output>,
-        CancellationToken,
-        tokio::task::JoinHandle<Result<(), AgentError>>,
-    ) {
-        let cfg: AgentConfig = toml::from_str(text).unwrap();
-        let token = CancellationToken::new();
-        let mut session = Session::new(
+    /// A session of node 1 of cluster "c", over plain TCP, to `arbiters`
+    /// (URLs), with `extra` agent config lines, under `token`.
+    fn session_to(arbiters: &[String], extra: &str, token: &CancellationToken) -> Session {
+        let list: Vec<String> = arbiters.iter().map(|u| format!("{u:?}")).collect();
+        let text = format!(
+            "cluster = \"c\"\nnode = 1\narbiter = [{}]\nlisten = \"127.0.0.1:1\"\ninsecure_plaintext = true\n{extra}",
+            list.join(", ")
+        );
+        let cfg: AgentConfig = toml::from_str(&text).unwrap();
+        Session::new(
             cfg.validate().unwrap(),
             SharedProbes::default(),
             Arc::new(Faults::default()),
             Heuristics::new(vec![]),
             token.child_token(),
-        );
+        )
+    }
+
+    /// [`session_to`], running: its events, its token, its task.
+    fn run_with(
+        arbiters: &[String],
+        extra: &str,
+    ) -> (
+        mpsc::UnboundedReceiver<Output>,
+        CancellationToken,
+        tokio::task::JoinHandle<Result<(), AgentError>>,
+    ) {
+        let token = CancellationToken::new();
+        let mut session = session_to(arbiters, extra, &token);
         let events = session.events();
         (events, token, tokio::spawn(session.run()))
     }
@@ -1548,13 +1546,8 @@ mod tests {
     async fn one_arbiter_refusing_leaves_the_others_tried() {
         let refuser = serve(Refuser).await;
         let leader = Fake::start().await;
-        let text = format!(
-            "cluster = \"c\"\nnode = 1\narbiter = [\"{refuser}\", \"http://{}\"]\n\
-             listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\n",
-            leader.addr
-        );
         let start = Instant::now();
-        let (mut events, token, task) = run_with(&text);
+        let (mut events, token, task) = run_with(&[refuser, leader.url()], "");
         let leased = next(&mut events, acquired, "lease from the other arbiter").await;
         let took = leased.duration_since(start);
         assert!(
@@ -1578,21 +1571,10 @@ mod tests {
         );
         let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for (listener, leader) in [(la, ub.clone()), (lb, ua.clone())] {
-            let svc = Standby {
-                leader,
-                refused: refused.clone(),
-            };
-            tokio::spawn(
-                tonic::transport::Server::builder()
-                    .add_service(pb::agent_session_server::AgentSessionServer::new(svc))
-                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-            );
+            let refused = refused.clone();
+            serve_on(listener, Standby { leader, refused });
         }
-        let text = format!(
-            "cluster = \"c\"\nnode = 1\narbiter = [\"{ua}\", \"{ub}\"]\n\
-             listen = \"127.0.0.1:1\"\ninsecure_plaintext = true\n"
-        );
-        let (_events, token, task) = run_with(&text);
+        let (_events, token, task) = run_with(&[ua, ub], "");
         tokio::time::sleep(Duration::from_secs(1)).await;
         let asked = refused.load(Ordering::Relaxed);
         // One attempt per RETRY and one out of turn per RETRY: about 20.

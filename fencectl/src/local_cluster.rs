@@ -225,6 +225,14 @@ fn spawn(bin: &Path, config: &Path, log: &Path, own_session: bool) -> Result<Chi
     spawn_in(bin, config, log, &[], own_session, None)
 }
 
+/// Arbiter `k`'s file names (config, log) without their extension.
+fn arbiter_name(k: usize) -> String {
+    match k {
+        0 => "arbiter".to_string(),
+        k => format!("arbiter-{k}"),
+    }
+}
+
 /// An arbiter: `env` added, and group id `gid` when given.
 fn spawn_with(
     bin: &Path,
@@ -477,7 +485,7 @@ impl LocalCluster {
                     ),
                     1,
                 );
-            write(&d.join(format!("arbiter-{}.toml", k + 1)), &other)?;
+            write(&d.join(format!("{}.toml", arbiter_name(k + 1))), &other)?;
         }
         let device =
             SimPowerDevice::new("power", d.join("power")).map_err(|e| err(e.to_string()))?;
@@ -570,14 +578,11 @@ impl LocalCluster {
     /// or `arbiter-<k>.log`.
     pub fn spawn_arbiter(&mut self, k: usize) -> Result<(), CliError> {
         let d = self.dir.path().to_path_buf();
-        let (config, log) = match k {
-            0 => ("arbiter.toml".to_string(), "arbiter.log".to_string()),
-            k => (format!("arbiter-{k}.toml"), format!("arbiter-{k}.log")),
-        };
+        let name = arbiter_name(k);
         let child = spawn_with(
             &self.bin.join("fence-arbiter"),
-            &d.join(config),
-            &d.join(log),
+            &d.join(format!("{name}.toml")),
+            &d.join(format!("{name}.log")),
             &self.arbiter_env,
             self.arbiter_gid_base.map(|b| b + k as u32),
         )?;
@@ -823,6 +828,20 @@ impl LocalCluster {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         0
+    }
+
+    /// Arbiter `k`'s log so far.
+    pub fn arbiter_log(&self, k: usize) -> String {
+        self.log(&arbiter_name(k))
+    }
+
+    /// The port arbiter `k` listens on (from its URL).
+    pub fn arbiter_port(&self, k: usize) -> Option<u16> {
+        self.arbiter_url(k)
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
     }
 
     pub fn log(&self, name: &str) -> String {

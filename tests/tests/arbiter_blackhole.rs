@@ -281,12 +281,7 @@ async fn run(nodes: u32, rounds: usize, late: bool) {
     c.wait_all_leased(Duration::from_secs(10))
         .await
         .expect("all leased");
-    let port: u16 = c
-        .url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("arbiter port in the URL");
+    let port = c.arbiter_port(0).expect("arbiter port in the URL");
     let hole = PortBlackhole::new(port);
     let block = block_for();
     let what = if late {

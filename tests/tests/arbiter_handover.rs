@@ -136,35 +136,121 @@ fn in_agent_log(c: &LocalCluster, n: u32, what: &str) -> usize {
     c.log(&format!("agent{n}")).matches(what).count()
 }
 
-/// Round `round` lost no lease (each node's count of losses is still
-/// `lost_before`), the group's scripts ran nothing since `running`, and
-/// no node was switched off.
-fn undisturbed(
-    c: &LocalCluster,
-    round: usize,
-    lost_before: &[usize],
-    scripts: &std::path::Path,
-    running: &[String],
-) {
-    for (i, &lost) in lost_before.iter().enumerate() {
-        let n = i as u32 + 1;
-        assert_eq!(
-            in_agent_log(c, n, LEASE_LOST),
-            lost,
-            "round {round}: node {n} lost its lease during the handover; {}",
-            c.log(&format!("agent{n}"))
+/// The group of [`group_gid`] started on a fresh three-member etcd, the
+/// resource group running, and what every handover round is checked
+/// against. (Fields drop in order: the cluster before etcd.)
+struct Rig {
+    c: LocalCluster,
+    scripts: tempfile::TempDir,
+    _etcd: EtcdCluster,
+    /// The arbiter leading now.
+    leader: usize,
+    /// The epoch after the last round.
+    epoch: u64,
+    /// The group's script runs once it ran (a start, never anything again).
+    running: Vec<String>,
+    /// Each node's count of lost leases before the first round.
+    lost_before: Vec<usize>,
+    /// Per round, the fault to every node leased by the other arbiter.
+    took: Vec<Duration>,
+    /// Nodes `fencectl nodes` showed riding their leases out.
+    seen_riding: usize,
+}
+
+const ALL: [u32; 3] = [1, 2, 3];
+
+impl Rig {
+    /// `None` where etcd is not installed (outside CI).
+    async fn start(gid_base: Option<u32>) -> Option<Rig> {
+        let etcd = required("etcd", EtcdCluster::start(3))?;
+        let scripts = tempfile::tempdir().expect("tempdir");
+        let mut c = group_gid(&etcd, scripts.path(), gid_base).await;
+        let epoch = leads(&mut c, 0, &ALL, Duration::from_secs(5)).await;
+        // The group runs on node 1 (each agent stopped it first, at start).
+        let running = web_running(scripts.path()).await;
+        let lost_before = ALL
+            .iter()
+            .map(|&n| in_agent_log(&c, n, LEASE_LOST))
+            .collect();
+        Some(Rig {
+            c,
+            scripts,
+            _etcd: etcd,
+            leader: 0,
+            epoch,
+            running,
+            lost_before,
+            took: Vec::new(),
+            seen_riding: 0,
+        })
+    }
+
+    /// The leader was struck at `t`: the other arbiter leases every node
+    /// (15 s at most), no lease was lost, the group's scripts ran nothing,
+    /// nobody was switched off, the epoch did not go back.
+    async fn taken_over(&mut self, round: usize, t: Instant) {
+        let next = 1 - self.leader;
+        self.seen_riding += riding_seen(&self.c, next).await;
+        let e = leads(&mut self.c, next, &ALL, Duration::from_secs(15)).await;
+        self.took.push(t.elapsed());
+        self.undisturbed(round);
+        assert!(
+            e >= self.epoch,
+            "round {round}: epoch went back from {} to {e}",
+            self.epoch
         );
+        self.epoch = e;
+    }
+
+    /// The deposed leader gone for good: every node still with the new
+    /// leader, nothing disturbed; the old one comes back as a standby and
+    /// the new one is the leader of the next round.
+    async fn next_round(&mut self, round: usize) {
+        let (old, next) = (self.leader, 1 - self.leader);
+        leads(&mut self.c, next, &ALL, Duration::from_secs(2)).await;
+        self.undisturbed(round);
+        back_as_standby(&mut self.c, old, round).await;
+        self.leader = next;
+    }
+
+    /// Round `round` lost no lease, the group's scripts ran nothing since
+    /// `running`, and no node was switched off.
+    fn undisturbed(&self, round: usize) {
+        for (i, &lost) in self.lost_before.iter().enumerate() {
+            let n = i as u32 + 1;
+            assert_eq!(
+                in_agent_log(&self.c, n, LEASE_LOST),
+                lost,
+                "round {round}: node {n} lost its lease during the handover; {}",
+                self.c.log(&format!("agent{n}"))
+            );
+            assert_eq!(
+                offs(&self.c, &format!("node{n}")),
+                0,
+                "round {round}: node {n} was fenced by a handover"
+            );
+        }
         assert_eq!(
-            offs(c, &format!("node{n}")),
-            0,
-            "round {round}: node {n} was fenced by a handover"
+            web(self.scripts.path()),
+            self.running,
+            "round {round}: the group stopped or started again"
         );
     }
-    assert_eq!(
-        web(scripts),
-        running,
-        "round {round}: the group stopped or started again"
-    );
+
+    /// Print the handover times (`what` struck the leader) and check that
+    /// `fencectl nodes` showed ridden leases.
+    fn report(&mut self, what: &str, more: &str) {
+        self.took.sort();
+        eprintln!(
+            "handover (leader {what} -> every node leased by the other): median {:?}, max {:?}; no lease lost, the group never stopped{more}",
+            self.took[self.took.len() / 2],
+            self.took[self.took.len() - 1]
+        );
+        assert!(
+            self.seen_riding > 0,
+            "fencectl nodes never showed a ridden lease"
+        );
+    }
 }
 
 /// While arbiter `next` takes over (until it leases every node, 15 s at
@@ -188,16 +274,11 @@ async fn riding_seen(c: &LocalCluster, next: usize) -> usize {
 /// The old leader `k` comes back, as a standby that stays up.
 async fn back_as_standby(c: &mut LocalCluster, k: usize, round: usize) {
     c.spawn_arbiter(k).expect("restart");
-    let log = if k == 0 {
-        "arbiter".to_string()
-    } else {
-        format!("arbiter-{k}")
-    };
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         c.arbiter_k_pid(k).is_some(),
         "round {round}: the restarted arbiter exited; {}",
-        c.log(&log)
+        c.arbiter_log(k)
     );
 }
 
@@ -207,47 +288,30 @@ async fn back_as_standby(c: &mut LocalCluster, k: usize, round: usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_leader_killed_or_frozen_ten_times_each_hands_over_and_fences_nobody() {
     let _g = serial();
-    let Some(etcd) = required("etcd", EtcdCluster::start(3)) else {
+    let Some(mut rig) = Rig::start(None).await else {
         return;
     };
-    let scripts = tempfile::tempdir().expect("tempdir");
-    let mut c = group(&etcd, scripts.path()).await;
-    let all = [1, 2, 3];
-    let mut leader = 0;
-    let mut epoch = leads(&mut c, 0, &all, Duration::from_secs(5)).await;
-    // The group runs on node 1 (each agent stopped it first, at start).
-    let running = web_running(scripts.path()).await;
-    let lost_before: Vec<usize> = all
-        .iter()
-        .map(|&n| in_agent_log(&c, n, LEASE_LOST))
-        .collect();
-    let mut took = Vec::new();
-    let mut seen_riding = 0;
     for round in 0..20 {
-        let next = 1 - leader;
+        let leader = rig.leader;
         let t = Instant::now();
         if round % 2 == 0 {
-            c.kill_arbiter(leader);
+            rig.c.kill_arbiter(leader);
         } else {
             // Frozen: its lease lapses while it cannot act.
-            c.signal_arbiter(leader, Signal::SIGSTOP).expect("SIGSTOP");
+            rig.c
+                .signal_arbiter(leader, Signal::SIGSTOP)
+                .expect("SIGSTOP");
         }
-        seen_riding += riding_seen(&c, next).await;
-        let e = leads(&mut c, next, &all, Duration::from_secs(15)).await;
-        took.push(t.elapsed());
-        undisturbed(&c, round, &lost_before, scripts.path(), &running);
-        assert!(
-            e >= epoch,
-            "round {round}: epoch went back from {epoch} to {e}"
-        );
-        epoch = e;
+        rig.taken_over(round, t).await;
         if round % 2 == 1 {
             // Thawed, the deposed leader stops by itself (its etcd lease
             // lapsed): an error exit, no lease granted, no device touched.
-            c.signal_arbiter(leader, Signal::SIGCONT).expect("SIGCONT");
+            rig.c
+                .signal_arbiter(leader, Signal::SIGCONT)
+                .expect("SIGCONT");
             let until = Instant::now() + Duration::from_secs(5);
             let status = loop {
-                if let Some(st) = c.arbiter_exited(leader) {
+                if let Some(st) = rig.c.arbiter_exited(leader) {
                     break st;
                 }
                 assert!(
@@ -257,30 +321,17 @@ async fn the_leader_killed_or_frozen_ten_times_each_hands_over_and_fences_nobody
                 tokio::time::sleep(Duration::from_millis(25)).await;
             };
             assert!(!status.success(), "round {round}: {status}");
-            // Every node still holds its lease from the new leader.
-            leads(&mut c, next, &all, Duration::from_secs(2)).await;
         }
-        undisturbed(&c, round, &lost_before, scripts.path(), &running);
-        back_as_standby(&mut c, leader, round).await;
-        leader = next;
+        rig.next_round(round).await;
     }
-    took.sort();
-    eprintln!(
-        "handover (leader killed or frozen -> every node leased by the other): median {:?}, max {:?}; no lease lost, the group never stopped",
-        took[took.len() / 2],
-        took[took.len() - 1]
-    );
-    for n in all {
+    rig.report("killed or frozen", "");
+    for n in ALL {
         assert!(
-            in_agent_log(&c, n, RIDING) >= 20,
+            in_agent_log(&rig.c, n, RIDING) >= 20,
             "node {n} rode out fewer than twenty handovers: {}",
-            c.log(&format!("agent{n}"))
+            rig.c.log(&format!("agent{n}"))
         );
     }
-    assert!(
-        seen_riding > 0,
-        "fencectl nodes never showed a ridden lease"
-    );
 }
 
 /// Group ids of the arbiters in the cut-off test (arbiter k: base + k).
@@ -313,85 +364,48 @@ fn the_leader_cut_off_ten_times_hands_over_and_fences_nobody() {
 }
 
 async fn cut_rounds(rounds: usize) {
-    let Some(etcd) = required("etcd", EtcdCluster::start(3)) else {
+    let Some(mut rig) = Rig::start(Some(CUT_GID_BASE)).await else {
         return;
     };
-    let scripts = tempfile::tempdir().expect("tempdir");
-    let mut c = group_gid(&etcd, scripts.path(), Some(CUT_GID_BASE)).await;
-    let all = [1, 2, 3];
-    let mut leader = 0;
-    let mut epoch = leads(&mut c, 0, &all, Duration::from_secs(5)).await;
-    let running = web_running(scripts.path()).await;
-    let lost_before: Vec<usize> = all
-        .iter()
-        .map(|&n| in_agent_log(&c, n, LEASE_LOST))
-        .collect();
-    let mut took = Vec::new();
-    let mut seen_riding = 0;
     let (mut exited, mut stood_by) = (0, 0);
     for round in 0..rounds {
-        let next = 1 - leader;
-        let url = c.arbiter_url(leader);
-        let port: u16 = url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim_end_matches('/').parse().ok())
-            .unwrap_or_else(|| panic!("no port in {url}"));
-        let cut = ProcessCut::new(CUT_GID_BASE + leader as u32, port);
-        let log = if leader == 0 {
-            "arbiter".to_string()
-        } else {
-            format!("arbiter-{leader}")
-        };
+        let leader = rig.leader;
+        let cut = ProcessCut::new(
+            CUT_GID_BASE + leader as u32,
+            rig.c.arbiter_port(leader).expect("the leader's port"),
+        );
         let t = Instant::now();
         cut.block().expect("cut the leader off");
-        seen_riding += riding_seen(&c, next).await;
-        let e = leads(&mut c, next, &all, Duration::from_secs(15)).await;
-        took.push(t.elapsed());
-        undisturbed(&c, round, &lost_before, scripts.path(), &running);
-        assert!(
-            e >= epoch,
-            "round {round}: epoch went back from {epoch} to {e}"
-        );
-        epoch = e;
-        let stood = c.log(&log).matches(STOOD_BY).count();
+        rig.taken_over(round, t).await;
+        let stood = rig.c.arbiter_log(leader).matches(STOOD_BY).count();
         cut.heal().expect("heal");
         // Healed, the deposed leader leads nothing: it has stopped, or it
         // stops or stands by within 10 s; every node stays with the new
         // leader meanwhile.
         let until = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(st) = c.arbiter_exited(leader) {
+            if let Some(st) = rig.c.arbiter_exited(leader) {
                 assert!(!st.success(), "round {round}: {st}");
                 exited += 1;
                 break;
             }
-            if c.log(&log).matches(STOOD_BY).count() > stood {
-                c.kill_arbiter(leader);
+            if rig.c.arbiter_log(leader).matches(STOOD_BY).count() > stood {
+                rig.c.kill_arbiter(leader);
                 stood_by += 1;
                 break;
             }
             assert!(
                 Instant::now() < until,
                 "round {round}: the deposed leader neither stopped nor stood by once healed; {}",
-                c.log(&log)
+                rig.c.arbiter_log(leader)
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        leads(&mut c, next, &all, Duration::from_secs(2)).await;
-        undisturbed(&c, round, &lost_before, scripts.path(), &running);
-        back_as_standby(&mut c, leader, round).await;
-        leader = next;
+        rig.next_round(round).await;
     }
-    took.sort();
-    eprintln!(
-        "handover (leader cut off -> every node leased by the other): median {:?}, max {:?}; no lease lost, the group never stopped; healed, the deposed leader stopped {exited} times, stood by {stood_by} times",
-        took[took.len() / 2],
-        took[took.len() - 1]
-    );
-    assert!(
-        seen_riding > 0,
-        "fencectl nodes never showed a ridden lease"
+    rig.report(
+        "cut off",
+        &format!("; healed, the deposed leader stopped {exited} times, stood by {stood_by} times"),
     );
 }
 
@@ -469,17 +483,12 @@ fn fencectl_run(url: &str, args: &[&str]) -> (i32, String, String) {
 /// Wait until arbiter `k`'s log says it stands by under another leader
 /// (the `count`th time).
 async fn stands_by(c: &LocalCluster, k: usize, count: usize) {
-    let log = if k == 0 {
-        "arbiter".to_string()
-    } else {
-        format!("arbiter-{k}")
-    };
     let until = Instant::now() + Duration::from_secs(10);
-    while c.log(&log).matches(STOOD_BY).count() < count {
+    while c.arbiter_log(k).matches(STOOD_BY).count() < count {
         assert!(
             Instant::now() < until,
             "arbiter {k} never stood by: {}",
-            c.log(&log)
+            c.arbiter_log(k)
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
